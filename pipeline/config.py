@@ -1,0 +1,89 @@
+"""The one typed, frozen settings object, built at the entry point and passed down.
+
+Every field can be set by an environment variable ``CHURN_<FIELD>`` (e.g.
+``CHURN_DATA_DIR=/tmp/churn``, ``CHURN_PARTITIONS=8``) or by a ``.env`` file in the
+working directory. Nothing here touches the disk: paths are only *computed*.
+
+>>> s = Settings(data_dir="/tmp/x")
+>>> s.topic_dir
+PosixPath('/tmp/x/log/events')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHURN_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Field(Path("data"), description="Runtime data: logs, checkpoints, store, reports.")
+    topic: str = Field("events", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="Event topic name.")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of a new topic.")
+    seed: int = Field(42, ge=0, description="Default simulator seed.")
+
+    # partition log (file backend)
+    log_segment_bytes: int = Field(64 << 20, ge=1024, description="Roll a segment at this size.")
+    log_index_interval_bytes: int = Field(4096, ge=64, description="Sparse index spacing.")
+    log_fsync: Literal["never", "batch", "interval"] = Field(
+        "never", description="fsync policy: never (OS decides, Kafka's default), batch, interval."
+    )
+    log_fsync_interval_s: float = Field(1.0, gt=0, description="Interval for log_fsync=interval.")
+    retention_hours: float | None = Field(None, gt=0, description="Delete segments older than this.")
+    retention_bytes: int | None = Field(None, gt=0, description="Keep each partition under this size.")
+    retention_allow_uncommitted: bool = Field(
+        False, description="Allow retention to delete records some group has not consumed."
+    )
+
+    # stores
+    store_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    mlflow_tracking_uri: str | None = Field(None, description="Default: SQLite under mlruns/.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return Path(v).expanduser()
+
+    # -- derived locations (computed, never created here) ------------------------------
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+    @property
+    def topic_dir(self) -> Path:
+        return self.log_dir / self.topic
+
+    @property
+    def sim_dir(self) -> Path:
+        return self.data_dir / "sim"
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir.resolve() / 'churn.db'}"
+
+    @property
+    def resolved_mlflow_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from env + overrides; turn validation errors into one clear line."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}={e.get('input')!r}: {e['msg']}"
+            f" (env CHURN_{str(e['loc'][0]).upper() if e['loc'] else ''})"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None

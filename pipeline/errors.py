@@ -1,0 +1,50 @@
+"""One small exception hierarchy for the whole library.
+
+Every error a user can cause says what was wrong and how to fix it; the CLI prints
+``ChurnError`` subclasses as one line and exits non-zero instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ChurnError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(ChurnError, ValueError):
+    """A configuration value is invalid; the message names the setting and the remedy."""
+
+
+class EventDecodeError(ChurnError, ValueError):
+    """One encoded event failed strict validation.
+
+    ``field`` is the JSON path of the offending field (``$`` for the whole record),
+    ``value`` the offending value when it could be recovered, ``reason`` a short text.
+    """
+
+    def __init__(self, reason: str, field: str = "$", value: object = None) -> None:
+        self.reason = reason
+        self.field = field
+        self.value = value
+        shown = "" if value is None else f" (got {value!r:.80})"
+        super().__init__(f"invalid event: {reason} at {field}{shown}")
+
+
+class LogError(ChurnError):
+    """The partition log is missing, inconsistent or was used wrongly."""
+
+
+class TopicMismatchError(LogError):
+    """A topic exists with other settings (e.g. another partition count)."""
+
+
+class OffsetsCorruptError(LogError):
+    """A consumer group's committed-offsets file cannot be read."""
+
+
+class SimulatorError(ChurnError):
+    """The simulator was configured wrongly or its saved state is unusable."""
+
+
+class OffsetOutOfRangeError(LogError, IndexError):
+    """A fetch asked for an offset below the partition's start (retention deleted it)."""

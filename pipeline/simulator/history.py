@@ -1,0 +1,215 @@
+"""Drive the simulator into a partition log: history in bulk, or live at a rate.
+
+Also writes the honesty side table (true daily hazard per active user) as Parquet
+parts under ``<sim_dir>/hazard/``, never into the event stream.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.log.base import PartitionLog
+from pipeline.log.partitioner import partition_for
+from pipeline.simulator.core import DayResult, Simulator
+from pipeline.simulator.encode import CANCEL, TYPE_NAMES
+
+Progress = Callable[[int, int], None]  # (days done, events written)
+
+
+@dataclass
+class Summary:
+    """What a run generated. ``monthly_churn`` = cancels per 30 active user-days."""
+
+    days: int = 0
+    events: int = 0
+    by_type: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TYPE_NAMES, 0))
+    voluntary: int = 0
+    involuntary: int = 0
+    user_days: int = 0
+    users: int = 0
+    active_end: int = 0
+    first_day: str = ""
+    last_day: str = ""
+    seconds: float = 0.0
+
+    @property
+    def monthly_churn(self) -> float:
+        return 30.0 * self.by_type["cancel"] / self.user_days if self.user_days else 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def add(self, r: DayResult, sim: Simulator, lo: int = 0, hi: int | None = None) -> None:
+        """Count lines ``lo:hi`` of a simulated day (all of it by default)."""
+        hi = len(r.lines) if hi is None else hi
+        counts = np.bincount(r.etypes[lo:hi], minlength=len(TYPE_NAMES))
+        for name, c in zip(TYPE_NAMES, counts.tolist(), strict=True):
+            self.by_type[name] += c
+        self.events += hi - lo
+        self.days += 1
+        self.user_days += len(r.hazard_users)
+        cancel_lines = [r.lines[i] for i in np.flatnonzero(r.etypes[lo:hi] == CANCEL) + lo]
+        inv = sum(b'"involuntary"' in line for line in cancel_lines)
+        self.involuntary += inv
+        self.voluntary += len(cancel_lines) - inv
+        day = (sim.config.start + timedelta(days=r.day)).date().isoformat()
+        self.first_day = self.first_day or day
+        self.last_day = day
+        self.users = len(sim.pop)
+        self.active_end = int(sim.pop.active.sum())
+
+    def as_dict(self) -> dict:
+        return {
+            "days": self.days, "first_day": self.first_day, "last_day": self.last_day,
+            "users": self.users, "active_at_end": self.active_end, "events": self.events,
+            "events_by_type": self.by_type, "cancels_voluntary": self.voluntary,
+            "cancels_involuntary": self.involuntary, "monthly_churn_rate": round(self.monthly_churn, 4),
+            "seconds": round(self.seconds, 2), "events_per_second": round(self.events_per_second),
+        }
+
+
+class Router:
+    """user index -> partition, computed once per user with Kafka's murmur2."""
+
+    def __init__(self, num_partitions: int) -> None:
+        self.n = num_partitions
+        self._table = np.zeros(0, np.int32)
+
+    def partitions(self, sim: Simulator, users: np.ndarray) -> np.ndarray:
+        if len(self._table) < len(sim.user_ids):
+            new = [partition_for(u.encode(), self.n) for u in sim.user_ids[len(self._table):]]
+            self._table = np.concatenate([self._table, np.asarray(new, np.int32)])
+        return self._table[users]
+
+
+def append_day(log: PartitionLog, router: Router, sim: Simulator, users: np.ndarray, lines: list[bytes]) -> None:
+    """Append lines (already in event-time order) to their partitions, order kept."""
+    if not lines:
+        return
+    parts = router.partitions(sim, users)
+    order = np.argsort(parts, kind="stable")
+    bounds = np.searchsorted(parts[order], np.arange(router.n + 1))
+    arr = np.asarray(lines, dtype=object)[order]
+    for p in range(router.n):
+        lo, hi = bounds[p], bounds[p + 1]
+        if hi > lo:
+            log.append(p, arr[lo:hi].tolist())
+
+
+def write_hazard(sim_dir: Path, sim: Simulator, results: list[tuple[int, np.ndarray, np.ndarray]]) -> Path | None:
+    """One Parquet part: user_id, day, date, hazard (true daily churn probability)."""
+    if not results:
+        return None
+    users = np.concatenate([u for _, u, _ in results]).astype(np.int32)
+    days = np.concatenate([np.full(len(u), d, np.int32) for d, u, _ in results])
+    hz = np.concatenate([h for _, _, h in results]).astype(np.float32)
+    start = np.datetime64(sim.config.start.replace(tzinfo=None), "D")
+    table = pa.table({
+        "user_id": pa.DictionaryArray.from_arrays(pa.array(users), pa.array(sim.user_ids)),
+        "day": pa.array(days),
+        "date": pa.array(start + days.astype("timedelta64[D]")),
+        "hazard": pa.array(hz),
+    })
+    out = sim_dir / "hazard"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"part-{results[0][0]:05d}.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+def simulate_history(
+    sim: Simulator, log: PartitionLog, sim_dir: Path, progress: Progress | None = None
+) -> Summary:
+    """Write the configured history into ``log``; save simulator state for `produce`."""
+    summary, router, hazard = Summary(), Router(log.num_partitions), []
+    t = time.perf_counter()
+    for r in sim.run():
+        append_day(log, router, sim, r.users, r.lines)
+        hazard.append((r.day, r.hazard_users, r.hazard))
+        summary.add(r, sim)
+        if progress:
+            progress(summary.days, summary.events)
+    write_hazard(sim_dir, sim, hazard)
+    sim.save(sim_dir)
+    summary.seconds = time.perf_counter() - t
+    (sim_dir / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
+    return summary
+
+
+def produce_live(
+    sim_dir: Path,
+    log: PartitionLog,
+    rate: float | None,
+    max_events: int | None = None,
+    max_days: int | None = None,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Summary:
+    """Continue the saved population day after day, at ``rate`` events/s (None: flat out).
+
+    Stops after ``max_events`` / ``max_days`` or when ``should_stop()`` turns true.
+    Resumable without duplicates: the simulator state is saved at each day start and
+    ``produce.json`` records how many of that day's lines are already in the log; a
+    restart regenerates the day (deterministic) and skips them.
+    """
+    sim = Simulator.load(sim_dir)
+    marker = sim_dir / "produce.json"
+    skip = 0
+    if marker.exists():
+        try:
+            mark = json.loads(marker.read_text())
+        except ValueError:
+            mark = {}
+        if mark.get("day") == sim.day:
+            skip = int(mark.get("written", 0))
+    summary, router = Summary(), Router(log.num_partitions)
+    chunk = max(1, int(rate // 20)) if rate else 50_000
+    t0, sent, finished_day = monotonic(), 0, True
+    while max_days is None or summary.days < max_days:
+        sim.save(sim_dir)  # state at the start of the day
+        r = sim.step()
+        written = skip
+        while written < len(r.lines) and not should_stop():
+            room = len(r.lines) if max_events is None else max_events - sent
+            if room <= 0:
+                break
+            hi = min(len(r.lines), written + chunk, written + room)
+            append_day(log, router, sim, r.users[written:hi], r.lines[written:hi])
+            sent += hi - written
+            written = hi
+            _mark(marker, r.day, written)
+            if rate:
+                ahead = sent / rate - (monotonic() - t0)
+                if ahead > 0:
+                    sleep(ahead)
+            if progress:
+                progress(summary.days, sent)
+        summary.add(r, sim, lo=skip, hi=written)
+        write_hazard(sim_dir, sim, [(r.day, r.hazard_users, r.hazard)])
+        finished_day = written >= len(r.lines)
+        if not finished_day:  # stopped mid-day: saved state stays at this day's start
+            break
+        skip = 0
+        _mark(marker, sim.day, 0)
+    if finished_day:
+        sim.save(sim_dir)
+    summary.seconds = monotonic() - t0
+    return summary
+
+
+def _mark(path: Path, day: int, written: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"day": day, "written": written}))
+    tmp.replace(path)
