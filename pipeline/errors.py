@@ -48,3 +48,38 @@ class SimulatorError(ChurnError):
 
 class OffsetOutOfRangeError(LogError, IndexError):
     """A fetch asked for an offset below the partition's start (retention deleted it)."""
+
+
+class TrainingError(ChurnError):
+    """Training cannot proceed: a bad candidate spec, too little data, a missing feature."""
+
+
+class SpecError(TrainingError, ValueError):
+    """A candidate spec file in ``models/`` is invalid; the message names the file and key."""
+
+
+class RegistryError(ChurnError):
+    """The MLflow registry is unreachable or holds something unusable (e.g. a foreign champion)."""
+
+
+class FeatureError(ChurnError):
+    """The feature engine was used wrongly (e.g. read before its watermark) or its
+    snapshot is unusable (other engine/feature-set version, corrupt bytes)."""
+
+
+class SplitError(FeatureError, ValueError):
+    """A labelled-snapshot schedule or temporal split cannot be built as asked."""
+
+
+class LateEventError(EventDecodeError):
+    """A valid event that arrived more than the allowed lateness behind the watermark.
+
+    Not applied to features; dead-lettered like an invalid event (same ``reason`` and
+    ``field`` attributes, which is all a dead-letter sink records), hence the base class.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.field = "$.ts"
+        self.value = None
+        Exception.__init__(self, reason)

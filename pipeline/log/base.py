@@ -18,10 +18,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One stored record: ``value`` is the encoded event line without its newline."""
+
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """One stored record: ``value`` is the encoded event line without its newline.
+
+    Immutable, compared and hashed by value, like a frozen dataclass. It is a
+    ``msgspec.Struct`` because ``fetch`` builds one per record on the consumer's hot
+    path: construction is ~10x cheaper than a frozen dataclass's, and ``gc=False``
+    (it holds only ints and bytes, so no cycles) keeps the garbage collector from
+    rescanning millions of them. Use ``msgspec.structs.replace`` instead of
+    ``dataclasses.replace``.
+    """
 
     partition: int
     offset: int
@@ -174,7 +183,9 @@ class PartitionLog(ABC):
     ) -> dict[int, int]:
         """Set every partition of ``group`` to its start (``earliest``) or end
         (``latest``) offset. Also the recovery path for an unreadable offsets file,
-        which is overwritten, not read. Returns the new offsets."""
+        which is overwritten, not read. With ``when`` the reset is kept in the commit
+        history like a commit (so Burrow reports a REWIND if it went back); without it
+        the history restarts. Returns the new offsets."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles / connections."""

@@ -1,0 +1,332 @@
+"""`churn` - the command line. Builds the settings once and passes them down.
+
+User mistakes (bad flag values, unwritable data dir, missing state) print one clear
+line and exit 1; usage errors exit 2 (Typer's convention). No tracebacks for those.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.config import Settings, load_settings
+from pipeline.errors import ChurnError
+
+app = typer.Typer(
+    name="churn",
+    help="Streaming churn intelligence: simulate, produce and inspect subscriber events.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected failures into one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ChurnError as exc:
+            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(1) from None
+        except PermissionError as exc:
+            err.print(f"[bold red]error:[/] permission denied: {exc.filename} - choose a writable --data-dir (or CHURN_DATA_DIR)")
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            err.print(f"[bold red]error:[/] {exc.strerror or exc}: {exc.filename or ''} - check --data-dir (or CHURN_DATA_DIR)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory [env CHURN_DATA_DIR; default ./data].")] = None,
+    topic: Annotated[str | None, typer.Option(help="Event topic [env CHURN_TOPIC; default events].")] = None,
+    partitions: Annotated[int | None, typer.Option(help="Partitions for a new topic [env CHURN_PARTITIONS; default 4].")] = None,
+) -> None:
+    try:
+        ctx.obj = load_settings(data_dir=data_dir, topic=topic, partitions=partitions)
+    except ChurnError as exc:
+        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _open_log(s: Settings, create: bool = True):
+    """The configured topic; with ``create=False`` a missing topic is a clear error."""
+    from pipeline.log import file_options, open_log
+
+    if not create and not (s.topic_dir / "topic.json").exists():
+        raise ChurnError(f"no topic {s.topic!r} under {s.log_dir}; run `churn simulate` first (or check --data-dir/--topic)")
+    return open_log(s.log_dir, s.topic, num_partitions=s.partitions if create else None, **file_options(s))
+
+
+def _print_summary(summary: Any, title: str, as_json: bool) -> None:
+    d = summary.as_dict()
+    if as_json:
+        console.print_json(json.dumps(d))
+        return
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("period", f"{d['first_day']} .. {d['last_day']} ({d['days']} days)")
+    t.add_row("users", f"{d['users']:,} ({d['active_at_end']:,} active at end)")
+    t.add_row("events", f"{d['events']:,}")
+    for name, n in d["events_by_type"].items():
+        t.add_row(f"  {name}", f"{n:,}")
+    t.add_row("cancels", f"{d['cancels_voluntary']:,} voluntary / {d['cancels_involuntary']:,} involuntary")
+    t.add_row("monthly churn rate", f"{d['monthly_churn_rate']:.2%}")
+    t.add_row("generation rate", f"{d['events_per_second']:,} events/s ({d['seconds']:.1f} s)")
+    console.print(t)
+
+
+@app.command()
+@friendly
+def simulate(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option(min=1, help="Subscribers over the history (60 % exist at the start).")] = 20_000,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Days of history.")] = 180,
+    seed: Annotated[int | None, typer.Option(min=0, help="Random seed [default: settings seed, 42].")] = None,
+    start: Annotated[str, typer.Option(help="First simulated day (UTC date, YYYY-MM-DD).")] = "2026-01-01",
+    drift: Annotated[str | None, typer.Option(help="Drift scenario: price_increase, content_outage, device_shift.")] = None,
+    drift_day: Annotated[int | None, typer.Option(min=0, help="Simulated day the drift starts (may lie in the live phase).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing topic and simulator state first.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Generate a history of subscriber events into the partition log."""
+    from pipeline.simulator import SimConfig, Simulator
+    from pipeline.simulator.history import simulate_history
+
+    s = _settings(ctx)
+    try:
+        start_dt = datetime.combine(date.fromisoformat(start), datetime.min.time(), UTC)
+    except ValueError:
+        raise typer.BadParameter(f"{start!r} is not a date like 2026-01-01", param_hint="--start") from None
+    config = SimConfig(users=users, days=days, seed=s.seed if seed is None else seed, start=start_dt, drift=drift, drift_day=drift_day)
+    if s.topic_dir.exists() or (s.sim_dir / "state.json").exists():
+        if not overwrite:
+            raise ChurnError(
+                f"{s.topic_dir} or {s.sim_dir} already holds a history; pass --overwrite to replace it "
+                "or use another --data-dir"
+            )
+        shutil.rmtree(s.topic_dir, ignore_errors=True)
+        shutil.rmtree(s.topic_dir.with_name(s.topic + ".dlq"), ignore_errors=True)
+        shutil.rmtree(s.sim_dir, ignore_errors=True)
+    s.sim_dir.mkdir(parents=True, exist_ok=True)
+    log = _open_log(s)
+    try:
+        with Progress(
+            TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
+            TextColumn("{task.fields[events]:,} events"), TimeElapsedColumn(),
+            console=err, transient=True, disable=as_json,
+        ) as bar:
+            task = bar.add_task("sim", total=days, events=0)
+            summary = simulate_history(
+                Simulator(config), log, s.sim_dir,
+                progress=lambda d, n: bar.update(task, completed=d, events=n),
+            )
+    finally:
+        log.close()
+    _print_summary(summary, f"history written to {s.topic_dir} ({log.num_partitions} partitions)", as_json)
+
+
+@app.command()
+@friendly
+def produce(
+    ctx: typer.Context,
+    rate: Annotated[float, typer.Option(min=0, help="Events per second; 0 = as fast as possible.")] = 1000.0,
+    max_events: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="Stop after this many simulated days.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Continue the simulated population live into the log until Ctrl-C (or a limit)."""
+    from pipeline.simulator.history import produce_live
+
+    s = _settings(ctx)
+    if not (s.sim_dir / "state.json").exists():
+        raise ChurnError(f"no simulated population in {s.sim_dir}; run `churn simulate` first")
+    log = _open_log(s, create=False)
+    stop = {"now": False}
+
+    def _stop(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    old = signal.signal(signal.SIGINT, _stop), signal.signal(signal.SIGTERM, _stop)
+    try:
+        with Progress(
+            TextColumn("[bold]producing"), TextColumn("{task.fields[events]:,} events"),
+            TextColumn("day +{task.fields[days]}"), TimeElapsedColumn(),
+            console=err, transient=True, disable=as_json,
+        ) as bar:
+            task = bar.add_task("produce", total=None, events=0, days=0)
+            summary = produce_live(
+                s.sim_dir, log, rate or None, max_events=max_events, max_days=days,
+                progress=lambda d, n: bar.update(task, events=n, days=d),
+                should_stop=lambda: stop["now"],
+            )
+    finally:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+        log.close()
+    _print_summary(summary, "produced" + (" (stopped)" if stop["now"] else ""), as_json)
+
+
+DEFAULT_GROUP = "churn-stream"
+
+
+@app.command()
+@friendly
+def lag(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Option(help="Consumer group.")] = DEFAULT_GROUP,
+    reset_offsets: Annotated[
+        str | None, typer.Option(help="Recover or rewind the group first: earliest | latest.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
+) -> None:
+    """Per-partition lag of a consumer group, like `kafka-consumer-groups --describe`."""
+    from pipeline.clock import SystemClock
+    from pipeline.log import LAG_HEADERS, describe_group, describe_rows
+
+    s = _settings(ctx)
+    clock = SystemClock()
+    with _open_log(s, create=False) as log:
+        if reset_offsets is not None:
+            if reset_offsets not in ("earliest", "latest"):
+                raise typer.BadParameter("use earliest or latest", param_hint="--reset-offsets")
+            new = log.reset_offsets(group, reset_offsets, when=clock.now())
+            err.print(f"group {group!r} reset to {reset_offsets}: {new}")
+        lags = describe_group(log, group, clock)
+    rows = describe_rows(lags)
+    if as_json:
+        console.print_json(json.dumps([{"group": group} | r for r in rows]))
+        return
+    t = Table(title=f"GROUP {group}  TOPIC {s.topic}", title_justify="left", box=None, pad_edge=False)
+    for h in LAG_HEADERS:
+        t.add_column(h, justify="left" if h == "STATUS" else "right", no_wrap=True)
+    for r in rows:
+        t.add_row(*(r[h] for h in LAG_HEADERS))
+    console.print(t)
+    total = sum(x.lag for x in lags)
+    console.print(f"total lag: {total:,} records")
+
+
+@app.command()
+@friendly
+def topics(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Topics under the data directory: partitions, segments, records, bytes, retention."""
+    from pipeline.log import open_log
+
+    s = _settings(ctx)
+    names = sorted(p.name for p in s.log_dir.glob("*") if (p / "topic.json").exists()) if s.log_dir.exists() else []
+    if not names:
+        raise ChurnError(f"no topics under {s.log_dir}; run `churn simulate` first (or check --data-dir)")
+    infos = []
+    for name in names:
+        with open_log(s.log_dir, name) as log:
+            infos.append(log.topic_info())
+    if as_json:
+        console.print_json(json.dumps([
+            {"topic": i.name, "partitions": i.num_partitions, "segments": i.segments, "records": i.records,
+             "bytes": i.bytes, "groups": list(i.groups), "retention": dict(i.retention),
+             "per_partition": [{"partition": p.partition, "start_offset": p.start_offset,
+                                "end_offset": p.end_offset, "segments": p.segments, "bytes": p.bytes}
+                               for p in i.partitions]}
+            for i in infos
+        ]))
+        return
+    t = Table(title=f"topics in {s.log_dir}", title_justify="left", box=None, pad_edge=False)
+    for h in ("TOPIC", "PARTITIONS", "SEGMENTS", "RECORDS", "BYTES", "GROUPS", "RETENTION"):
+        t.add_column(h, justify="left" if h in ("TOPIC", "GROUPS", "RETENTION") else "right", no_wrap=True)
+    for i in infos:
+        ret = ", ".join(f"{k}={v}" for k, v in i.retention.items() if v not in (None, False)) or "keep all"
+        t.add_row(i.name, str(i.num_partitions), str(i.segments), f"{i.records:,}", _size(i.bytes),
+                  ", ".join(i.groups) or "-", ret)
+    console.print(t)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@app.command()
+@friendly
+def tail(
+    ctx: typer.Context,
+    partition: Annotated[int, typer.Option("--partition", "-p", min=0, help="Partition to read.")] = 0,
+    from_: Annotated[str | None, typer.Option("--from", help="earliest | latest | OFFSET | -N (last N) [default: -LIMIT].")] = None,
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, help="Records to show.")] = 10,
+    dlq: Annotated[bool, typer.Option(help="Read the topic's dead-letter topic instead.")] = False,
+) -> None:
+    """Print records of one partition with their offsets (one JSON line each)."""
+    from pipeline.log import open_log
+    from pipeline.log import tail as tail_records
+
+    s = _settings(ctx)
+    name = f"{s.topic}.dlq" if dlq else s.topic
+    if not (s.log_dir / name / "topic.json").exists():
+        raise ChurnError(f"no topic {name!r} under {s.log_dir}" + ("" if dlq else "; run `churn simulate` first"))
+    with open_log(s.log_dir, name) as log:
+        if partition >= log.num_partitions:
+            raise typer.BadParameter(f"topic {name!r} has partitions 0..{log.num_partitions - 1}", param_hint="--partition")
+        records = tail_records(log, partition, from_ if from_ is not None else f"-{limit}", limit)
+    for r in records:
+        typer.echo(f"{r.partition}:{r.offset}\t{r.value.decode('utf-8', 'replace')}")  # pipe-friendly
+    if not records:
+        err.print("no records at that position")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: usage errors as one line (exit 2), Ctrl-C as exit 130."""
+    try:  # typer >= 0.25 vendors click as typer._click; older versions use click
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover
+        from click import exceptions as cx
+
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except cx.NoArgsIsHelpError:  # typer has already printed the help
+        sys.exit(0)
+    except cx.UsageError as exc:
+        name = exc.ctx.command_path if exc.ctx else "churn"
+        err.print(f"[bold red]error:[/] {exc.format_message()} (see `{name} --help`)", soft_wrap=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except cx.ClickException as exc:
+        err.print(f"[bold red]error:[/] {exc.format_message()}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

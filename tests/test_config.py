@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings, load_settings
+from pipeline.errors import ConfigError
+
+
+def test_defaults_and_derived_paths_touch_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.data_dir == Path("data") and s.partitions == 4 and s.topic == "events"
+    assert s.topic_dir == Path("data/log/events")
+    assert s.resolved_store_url.endswith("/data/churn.db")
+    assert s.resolved_mlflow_uri.startswith("sqlite:///") and s.resolved_mlflow_uri.endswith("mlruns/mlflow.db")
+    assert not (tmp_path / "data").exists()
+
+
+def test_env_prefix_and_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("CHURN_PARTITIONS", "8")
+    monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path))
+    s = load_settings()
+    assert s.partitions == 8 and s.data_dir == tmp_path
+    assert load_settings(partitions=2).partitions == 2
+    with pytest.raises(Exception):  # frozen
+        s.partitions = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "needle"),
+    [
+        ("CHURN_PARTITIONS", "0", "CHURN_PARTITIONS"),
+        ("CHURN_PARTITIONS", "many", "CHURN_PARTITIONS"),
+        ("CHURN_LOG_FSYNC", "sometimes", "CHURN_LOG_FSYNC"),
+        ("CHURN_TOPIC", "bad topic/", "CHURN_TOPIC"),
+    ],
+)
+def test_wrong_values_are_one_clear_error(monkeypatch, env, value, needle):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert needle in str(info.value) and repr(value) in str(info.value)
+
+
+def test_settings_is_the_single_object():
+    assert Settings(data_dir="/tmp/x").sim_dir == Path("/tmp/x/sim")
