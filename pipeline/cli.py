@@ -269,6 +269,33 @@ def topics(
     console.print(t)
 
 
+@app.command()
+@friendly
+def retention(
+    ctx: typer.Context,
+    hours: Annotated[float | None, typer.Option(min=0.001, help="Override CHURN_RETENTION_HOURS.")] = None,
+    max_bytes: Annotated[int | None, typer.Option(min=1, help="Override CHURN_RETENTION_BYTES (per partition).")] = None,
+) -> None:
+    """Apply segment retention (age by newest event time, size per partition) now."""
+    from pipeline.clock import SystemClock
+    from pipeline.log import RetentionPolicy, apply_retention
+
+    s = _settings(ctx)
+    base = RetentionPolicy.from_settings(s)
+    policy = RetentionPolicy(
+        max_age_s=base.max_age_s if hours is None else hours * 3600.0,
+        max_bytes=base.max_bytes if max_bytes is None else max_bytes,
+        allow_uncommitted=base.allow_uncommitted,
+    )
+    if policy.max_age_s is None and policy.max_bytes is None:
+        raise ChurnError("no retention configured: set CHURN_RETENTION_HOURS / CHURN_RETENTION_BYTES or pass --hours / --max-bytes")
+    with _open_log(s, create=False) as log:
+        deleted = apply_retention(log, policy, SystemClock())
+    for d in deleted:
+        console.print(f"deleted partition {d.partition} segment {d.base_offset}..{d.end_offset - 1} ({_size(d.bytes)}, {d.reason})")
+    console.print(f"{len(deleted)} segment(s) deleted" + ("" if policy.allow_uncommitted else " (records some group has not committed are kept)"))
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
