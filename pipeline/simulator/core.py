@@ -79,6 +79,7 @@ class Simulator:
         self.start_s = int(config.start.timestamp())
         self.pop = Population.empty()
         self.user_ids: list[str] = []
+        self.user_keys: list[bytes] = []  # the same ids as bytes (partition keys, encoding)
         self.day = 0  # next day to simulate
         self.seq = 0  # next event sequence number
         self.id_prefix = f"s{config.seed}"
@@ -92,7 +93,9 @@ class Simulator:
 
     def _add_users(self, signup_s: np.ndarray) -> np.ndarray:
         idx = self.pop.add(self.rng, signup_s, effects(self.config.drift, self.config.drift_day, self.day).device_mix)
-        self.user_ids.extend(f"u{i:07d}" for i in idx.tolist())
+        new = [f"u{i:07d}" for i in idx.tolist()]
+        self.user_ids.extend(new)
+        self.user_keys.extend(u.encode() for u in new)
         return idx
 
     def user_id(self, index: int) -> str:
@@ -112,7 +115,7 @@ class Simulator:
             parts.append(self._existing_base())
         parts += self._day_events(d)
         cols = enc.DayColumns.concat(parts)
-        users, etypes, lines = enc.encode_day(cols, self.user_ids, self.id_prefix, self.seq)
+        users, etypes, lines = enc.encode_day(cols, self.user_keys, self.id_prefix, self.seq)
         self.seq += len(lines)
         self.day += 1
         return DayResult(d, users, etypes, lines, self._hz_users, self._hz)
@@ -297,4 +300,5 @@ class Simulator:
         sim.pop, sim.day, sim.seq = pop, meta["day"], meta["seq"]
         sim.rng.bit_generator.state = meta["rng"]
         sim.user_ids = [f"u{i:07d}" for i in range(len(pop))]
+        sim.user_keys = [u.encode() for u in sim.user_ids]
         return sim

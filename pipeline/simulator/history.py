@@ -87,7 +87,7 @@ class Router:
 
     def partitions(self, sim: Simulator, users: np.ndarray) -> np.ndarray:
         if len(self._table) < len(sim.user_ids):
-            new = [partition_for(u.encode(), self.n) for u in sim.user_ids[len(self._table):]]
+            new = [partition_for(u, self.n) for u in sim.user_keys[len(self._table):]]
             self._table = np.concatenate([self._table, np.asarray(new, np.int32)])
         return self._table[users]
 
