@@ -83,3 +83,24 @@ class LateEventError(EventDecodeError):
         self.field = "$.ts"
         self.value = None
         Exception.__init__(self, reason)
+
+
+class StoreError(ChurnError):
+    """The scores/metrics store is unreachable, misconfigured or was used wrongly; the
+    message names the (password-free) URL or the offending value and the remedy."""
+
+
+class StoreSchemaError(StoreError):
+    """The store's schema version is newer than this code understands."""
+
+
+class InvalidRowError(StoreError, ValueError):
+    """A row handed to the store is invalid (e.g. NaN risk); names the row and field."""
+
+
+class PartitionOwnedError(StoreError):
+    """A partition is already assigned to another worker (assignments are exclusive)."""
+
+
+class AutoscaleError(ChurnError, ValueError):
+    """The autoscaler was fed invalid inputs (negative lag, time going backwards, ...)."""

@@ -1,0 +1,96 @@
+"""Schema versioning: a one-row ``schema_version`` table, ``create_all``, and migrations.
+
+On open, :func:`migrate` runs in one write transaction (SQLite ``BEGIN IMMEDIATE``,
+PostgreSQL an advisory lock), so workers starting together migrate once:
+
+* fresh database (no ``schema_version``): create every table of ``schema.metadata`` and
+  stamp ``SCHEMA_VERSION``;
+* version v < ``SCHEMA_VERSION``: run ``MIGRATIONS[v + 1]``, ... in order, then
+  ``create_all`` (idempotent: only missing tables) and stamp the new version;
+* version > ``SCHEMA_VERSION``: refuse (``StoreSchemaError``): newer code wrote this
+  database; upgrade this installation or use another database.
+
+To add drift runs later::
+
+    # schema.py
+    drift_runs = Table("drift_runs", metadata, Column("time", Time, primary_key=True), ...)
+
+    # here
+    SCHEMA_VERSION = 2
+
+    def _v2_drift_runs(conn: Connection) -> None:
+        schema.drift_runs.create(conn, checkfirst=True)
+
+    MIGRATIONS = {2: _v2_drift_runs}
+
+A migration receives the connection of the open transaction and must be idempotent
+(``checkfirst=True``, ``ADD COLUMN IF NOT EXISTS`` on PostgreSQL), so a crash between it
+and the version stamp is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from sqlalchemy import Connection, inspect, select, text
+
+from pipeline.errors import StoreSchemaError
+from pipeline.store import schema
+from pipeline.store.rows import TimeCodec
+
+SCHEMA_VERSION = 1
+
+Migration = Callable[[Connection], None]
+MIGRATIONS: dict[int, Migration] = {}  # target version -> upgrade from the version before
+
+
+def current_version(conn: Connection) -> int:
+    """The stamped version, 0 if the database has no store tables yet."""
+    table = schema.schema_version
+    if not inspect(conn).has_table(table.name, schema=conn.schema_for_object(table)):
+        return 0
+    row = conn.execute(select(schema.schema_version.c.version)).first()
+    return 0 if row is None else int(row[0])
+
+
+def _lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        # Transaction-scoped: released at commit. hashtext() of a constant per schema.
+        target = conn.get_execution_options().get("schema_translate_map", {}).get(None) or ""
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"churn-store:{target}"}
+        )
+    # SQLite: the caller's BEGIN IMMEDIATE already holds the write lock.
+
+
+def migrate(
+    conn: Connection,
+    *,
+    latest: int = SCHEMA_VERSION,
+    migrations: Mapping[int, Migration] = MIGRATIONS,
+    now: datetime,
+) -> int:
+    """Bring the schema to ``latest`` inside the caller's write transaction; return it."""
+    _lock(conn)
+    found = current_version(conn)
+    if found > latest:
+        raise StoreSchemaError(
+            f"store schema version {found} is newer than this code's {latest}: upgrade "
+            "churn-intelligence, or point CHURN_STORE_URL at another database"
+        )
+    if found and found < latest:
+        for version in range(found + 1, latest + 1):
+            if version not in migrations:
+                raise StoreSchemaError(
+                    f"no migration from store schema version {version - 1} to {version}; "
+                    "this is a bug: add it to pipeline.store.migrations.MIGRATIONS"
+                )
+            migrations[version](conn)
+    if found < latest:
+        schema.metadata.create_all(conn, checkfirst=True)
+        stamp = TimeCodec(conn.dialect.name).one(now)
+        table = schema.schema_version
+        conn.execute(table.delete())
+        conn.execute(table.insert().values(id=1, version=latest, migrated_at=stamp))
+    return latest

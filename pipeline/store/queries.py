@@ -1,0 +1,161 @@
+"""Read side of the store: plain DataFrames for the dashboard (times are UTC-aware).
+
+Everything here reads only: the dashboard opens the same URL and never writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Select, and_, case, func, select
+
+from pipeline.errors import InvalidRowError
+from pipeline.store import schema as s
+from pipeline.store.records import ScoreSummary
+from pipeline.store.rows import TimeCodec, check_time
+
+SCORE_COLUMNS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
+                 "monthly_revenue", "partition", "updated_at")  # fmt: skip
+MAX_BINS = 200
+
+
+class Readers:
+    """Mixin of :class:`pipeline.store.Store` (needs ``codec``, ``clock`` and ``_read``)."""
+
+    codec: TimeCodec
+    clock: Any
+
+    def _read(self) -> AbstractContextManager[Connection]:  # provided by Store
+        raise NotImplementedError
+
+    def _frame(self, query: Select, times: Sequence[str] = ()) -> pd.DataFrame:
+        with self._read() as conn:
+            res = conn.execute(query)
+            df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+        for c in times:
+            if c in df.columns:
+                df[c] = self.codec.decode(df[c])
+        return df
+
+    def _since(self, since: datetime | None, what: str) -> Any:
+        return None if since is None else self.codec.one(check_time(since, what))
+
+    # -- scores --------------------------------------------------------------------------
+    def current_scores(self, top_k: int | None = 100, *, min_risk: float = 0.0) -> pd.DataFrame:
+        """The highest-risk users first (``top_k=None``: all), risk >= ``min_risk``."""
+        c = s.scores.c
+        q = (
+            select(*(c[k] for k in SCORE_COLUMNS))
+            .where(c.risk >= float(min_risk))
+            .order_by(c.risk.desc(), c.user_id)
+        )
+        if top_k is not None:
+            q = q.limit(int(top_k))
+        return self._frame(q, ("features_time", "updated_at"))
+
+    def score_summary(self, high_risk: float = 0.5) -> ScoreSummary:
+        """Users scored, how many at risk >= ``high_risk``, revenue at risk."""
+        c = s.scores.c
+        hi = c.risk >= float(high_risk)
+        revenue = func.coalesce(c.monthly_revenue, 0.0)
+        q = select(
+            func.count(),
+            func.sum(case((hi, 1), else_=0)),
+            func.avg(c.risk),
+            func.sum(c.risk * revenue),
+            func.sum(case((hi, revenue), else_=0.0)),
+            func.max(c.features_time),
+        )
+        with self._read() as conn:
+            n, n_hi, mean, loss, hi_rev, newest = conn.execute(q).one()
+            versions = conn.execute(select(c.model_version).distinct().order_by(c.model_version))
+            models = tuple(r[0] for r in versions)
+        newest_t = (
+            None if newest is None else self.codec.decode(pd.Series([newest]))[0].to_pydatetime()
+        )
+        return ScoreSummary(
+            users=int(n),
+            high_risk_users=int(n_hi or 0),
+            mean_risk=None if mean is None else float(mean),
+            expected_monthly_loss=float(loss or 0.0),
+            high_risk_monthly_revenue=float(hi_rev or 0.0),
+            features_time=newest_t,
+            model_versions=models,
+        )
+
+    def risk_histogram(self, bins: int = 20) -> pd.DataFrame:
+        """Users per risk bin: columns ``bin_start``, ``bin_end``, ``users`` (``bins`` rows;
+        the last bin includes 1.0). One scan, computed in the database."""
+        if not (isinstance(bins, int) and 1 <= bins <= MAX_BINS):
+            raise InvalidRowError(f"risk_histogram bins={bins!r}: use an int in [1, {MAX_BINS}]")
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        r = s.scores.c.risk
+        cols = []
+        for i in range(bins):
+            upper = r <= edges[i + 1] if i == bins - 1 else r < edges[i + 1]
+            cols.append(func.sum(case((and_(r >= edges[i], upper), 1), else_=0)).label(f"b{i}"))
+        with self._read() as conn:
+            counts = conn.execute(select(*cols)).one()
+        return pd.DataFrame(
+            {"bin_start": edges[:-1], "bin_end": edges[1:], "users": [int(x or 0) for x in counts]}
+        )
+
+    def score_history(
+        self, user_ids: Sequence[str] | None = None, *, since: datetime | None = None
+    ) -> pd.DataFrame:
+        """Sampled risk points (``user_id``, ``time``, ``risk``, ``model_version``), by time."""
+        c = s.score_history.c
+        q = select(c.user_id, c.time, c.risk, c.model_version).order_by(c.time, c.user_id)
+        if user_ids is not None:
+            q = q.where(c.user_id.in_(list(user_ids)))
+        if since is not None:
+            q = q.where(c.time >= self._since(since, "since"))
+        return self._frame(q, ("time",))
+
+    # -- stream ----------------------------------------------------------------------------
+    def metrics_since(self, since: datetime | None = None) -> pd.DataFrame:
+        """Metric ticks at or after ``since`` (all if None), by time then partition."""
+        c = s.stream_metrics.c
+        q = select(s.stream_metrics).order_by(c.time, c.partition, c.worker)
+        if since is not None:
+            q = q.where(c.time >= self._since(since, "since"))
+        return self._frame(q, ("time",))
+
+    def latest_metrics(self) -> pd.DataFrame:
+        """The newest tick of every partition (the dashboard's current lag per partition)."""
+        m = s.stream_metrics
+        newest = (
+            select(m.c.partition, func.max(m.c.time).label("t")).group_by(m.c.partition).subquery()
+        )
+        q = (
+            select(m)
+            .join(newest, and_(m.c.partition == newest.c.partition, m.c.time == newest.c.t))
+            .order_by(m.c.partition, m.c.worker)
+        )
+        return self._frame(q, ("time",))
+
+    def decisions_since(self, since: datetime | None = None) -> pd.DataFrame:
+        c = s.autoscale_decisions.c
+        q = select(s.autoscale_decisions).order_by(c.time)
+        if since is not None:
+            q = q.where(c.time >= self._since(since, "since"))
+        return self._frame(q, ("time",))
+
+    def assignments(self) -> pd.DataFrame:
+        """One row per worker: ``partitions`` (tuple), pid, host, generation, times, and
+        ``heartbeat_age_s`` (by the store's clock)."""
+        w, o = s.workers, s.partition_owners
+        workers = self._frame(select(w).order_by(w.c.worker_id), ("started_at", "heartbeat_at"))
+        owners = self._frame(select(o.c.worker_id, o.c.partition).order_by(o.c.partition))
+        by_worker: dict[str, list[int]] = {}
+        for wid, p in owners.itertuples(index=False):
+            by_worker.setdefault(wid, []).append(int(p))
+        workers.insert(1, "partitions", [tuple(by_worker.get(x, ())) for x in workers["worker_id"]])
+        now = pd.Timestamp(self.clock.now())
+        workers["heartbeat_age_s"] = (now - workers["heartbeat_at"]).dt.total_seconds()
+        return workers

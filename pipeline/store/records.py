@@ -1,0 +1,117 @@
+"""Small typed records the store takes and returns (besides score rows and DataFrames)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from pipeline.errors import ConfigError, InvalidRowError
+from pipeline.log.lag import Status
+from pipeline.store.rows import check_time
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySampling:
+    """When an upsert also appends a point to ``score_history`` for a user.
+
+    A point is written when the user has none yet, when risk moved by more than
+    ``min_change`` since the user's last point, when the model version changed, or when
+    the last point is ``max_interval_s`` or more of *event time* older. Deterministic in
+    the scores alone, so a replay after a crash writes the same points (and the key
+    ``(user_id, time)`` makes rewriting one a no-op).
+    """
+
+    min_change: float = 0.05
+    max_interval_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.min_change <= 1.0):
+            raise ConfigError(
+                f"HistorySampling.min_change={self.min_change!r}: use a value in [0, 1]"
+            )
+        if not (self.max_interval_s > 0 and math.isfinite(self.max_interval_s)):
+            raise ConfigError(
+                f"HistorySampling.max_interval_s={self.max_interval_s!r}: use seconds > 0"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one ``upsert_scores`` call did."""
+
+    scores: int  # rows written (after de-duplication, without stale rows)
+    history: int  # history points appended
+    stale: int  # rows skipped: the store already holds newer features for the user
+    duplicates: int  # rows dropped because the batch held the same user more than once
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMetric:
+    """One metrics tick of one partition handled by one worker.
+
+    ``events`` and ``dead_letters`` count since the worker's previous tick (the
+    dashboard sums them; their ratio is the dead-letter share). Latencies are of whole
+    micro-batches (fetch to commit), milliseconds.
+    """
+
+    time: datetime
+    worker: str
+    partition: int
+    committed_offset: int | None = None
+    log_end_offset: int | None = None
+    lag: int | None = None
+    lag_seconds: float | None = None
+    status: str | None = None
+    events: int | None = None
+    events_per_s: float | None = None
+    batch_p50_ms: float | None = None
+    batch_p95_ms: float | None = None
+    batch_p99_ms: float | None = None
+    dead_letters: int | None = None
+    model_version: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time", check_time(self.time, "metric time"))
+        if not (isinstance(self.worker, str) and self.worker):
+            raise InvalidRowError(f"metric worker {self.worker!r}: use a non-empty worker id")
+        p = self.partition
+        if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 0:
+            raise InvalidRowError(f"metric partition {p!r}: use an int >= 0")
+        object.__setattr__(self, "partition", int(p))
+        if self.status is not None and self.status not in Status.__members__:
+            raise InvalidRowError(
+                f"metric status {self.status!r}: use one of {', '.join(Status.__members__)} or None"
+            )
+        for f in fields(self)[3:]:
+            v = getattr(self, f.name)
+            if f.name in ("status", "model_version") or v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise InvalidRowError(
+                    f"metric {f.name}={v!r} (worker {self.worker}, partition {self.partition}): "
+                    "use a finite number or None"
+                )
+            if f.name in ("committed_offset", "log_end_offset", "lag", "events", "dead_letters"):
+                if int(v) != v or v < 0:
+                    raise InvalidRowError(f"metric {f.name}={v!r}: use an int >= 0 or None")
+                object.__setattr__(self, f.name, int(v))
+            else:
+                object.__setattr__(self, f.name, float(v))
+
+    def values(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreSummary:
+    """Headline figures over the current scores (the dashboard's KPI tiles)."""
+
+    users: int
+    high_risk_users: int  # risk >= the threshold asked for
+    mean_risk: float | None
+    expected_monthly_loss: float  # sum of risk x monthly revenue (revenue at risk)
+    high_risk_monthly_revenue: float  # monthly revenue of the high-risk users
+    features_time: datetime | None  # newest event time scored
+    model_versions: tuple[str, ...]

@@ -1,0 +1,306 @@
+"""Validate and convert rows for the store, column-wise (the hot path stays vectorised).
+
+Score rows come as a pandas DataFrame or a sequence of mappings with the keys of
+:class:`ScoreRow`. Times are timezone-aware (pandas ``datetime64[ns, UTC]``, aware
+``datetime``) or numpy ``datetime64`` (which has no zone: taken as UTC). Bad rows are
+rejected as a whole batch with :class:`InvalidRowError` naming the row and the fix: a
+worker must not commit offsets for a batch whose scores were not written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, NotRequired, TypedDict
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import InvalidRowError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))  # one instance: 3x faster
+_US = timedelta(microseconds=1)
+
+
+class ScoreRow(TypedDict):
+    user_id: str
+    risk: float  # churn probability in [0, 1]
+    model_version: str
+    features_time: datetime  # event time the features are as of
+    # top contributions, e.g. [{"feature": "failed_payments_30d", "contribution": 0.41}]
+    reasons: NotRequired[list[dict[str, Any]] | None]
+    plan: NotRequired[str | None]
+    monthly_revenue: NotRequired[float | None]
+    partition: NotRequired[int | None]
+
+
+REQUIRED = ("user_id", "risk", "model_version", "features_time")
+OPTIONAL = ("reasons", "plan", "monthly_revenue", "partition")
+
+
+class TimeCodec:
+    """UTC times to and from the database's representation (see ``schema``)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.text = dialect == "sqlite"
+
+    def many(self, us: np.ndarray) -> list[Any]:
+        """``datetime64[us]`` (UTC) -> bind values."""
+        if self.text:
+            return np.datetime_as_string(us, unit="us").tolist()
+        return pd.DatetimeIndex(us).tz_localize(UTC).to_pydatetime().tolist()
+
+    def iso(self, us: np.ndarray) -> list[str | None]:
+        """``datetime64[us]`` (UTC, NaT allowed) -> ISO text for the bulk path (see ``bulk``)."""
+        out = np.datetime_as_string(us, unit="us", timezone="naive" if self.text else "UTC")
+        if np.isnat(us).any():
+            out = np.where(np.isnat(us), None, out)
+        return out.tolist()
+
+    def one(self, value: datetime) -> Any:
+        return self.many(to_utc_us([value], "time"))[0]
+
+    def to_us(self, values: Sequence[Any]) -> np.ndarray:
+        """Database values (None allowed) -> ``datetime64[us]`` (missing -> NaT)."""
+        if self.text:
+            return np.array(values, dtype="datetime64[us]")
+        micros = [None if v is None else (v - EPOCH) // _US for v in values]
+        return np.array([np.iinfo(np.int64).min if m is None else m for m in micros], "int64").view(
+            "datetime64[us]"
+        )
+
+    @staticmethod
+    def decode(values: pd.Series) -> pd.Series:
+        """Database values -> ``datetime64[ns, UTC]`` (missing -> NaT)."""
+        return pd.to_datetime(values, utc=True, format="ISO8601")
+
+
+def to_utc_us(values: Any, what: str) -> np.ndarray:
+    """Aware datetimes (or numpy datetime64, taken as UTC) -> ``datetime64[us]`` array."""
+    if isinstance(values, pd.Series | pd.Index) and values.dtype.kind == "M":
+        idx = pd.DatetimeIndex(values)
+        if idx.tz is None:
+            raise InvalidRowError(
+                f"{what} is a naive datetime column: localize it, e.g. "
+                "frame[col] = frame[col].dt.tz_localize('UTC')"
+            )
+        arr = idx.tz_convert(UTC).tz_localize(None).to_numpy().astype("datetime64[us]")
+    elif isinstance(values, np.ndarray) and values.dtype.kind == "M":
+        arr = values.astype("datetime64[us]")
+    else:
+        seq = list(values)
+        try:
+            micros = [(v - EPOCH) // _US for v in seq]
+        except TypeError:
+            i = next(i for i, v in enumerate(seq) if not _aware(v))
+            raise InvalidRowError(
+                f"{what} of row {i} is {seq[i]!r}: use a timezone-aware UTC datetime "
+                "(e.g. datetime(..., tzinfo=UTC) or pandas datetime64[ns, UTC])"
+            ) from None
+        arr = np.array(micros, dtype="int64").view("datetime64[us]")
+    if np.isnat(arr).any():
+        i = int(np.flatnonzero(np.isnat(arr))[0])
+        raise InvalidRowError(f"{what} of row {i} is missing (NaT): every row needs a time")
+    return arr
+
+
+def _aware(v: object) -> bool:
+    return isinstance(v, datetime) and v.tzinfo is not None and v.utcoffset() is not None
+
+
+@dataclass(slots=True)
+class ScoreBatch:
+    """Validated score columns, one row per user (the newest features win), by user id."""
+
+    user_id: list[str]
+    risk: np.ndarray  # float64
+    model_version: list[str]
+    features_time: np.ndarray  # datetime64[us], UTC
+    reasons: list[str | None]  # JSON text
+    plan: list[str | None]
+    monthly_revenue: list[float | None]
+    partition: list[int | None]
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> ScoreBatch:
+        ix = np.asarray(idx, dtype=np.int64)
+        pick = ix.tolist()
+        return ScoreBatch(
+            [self.user_id[i] for i in pick],
+            self.risk[ix],
+            [self.model_version[i] for i in pick],
+            self.features_time[ix],
+            [self.reasons[i] for i in pick],
+            [self.plan[i] for i in pick],
+            [self.monthly_revenue[i] for i in pick],
+            [self.partition[i] for i in pick],
+        )
+
+
+def _columns(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], int]:
+    if isinstance(rows, pd.DataFrame):
+        missing = [k for k in REQUIRED if k not in rows.columns]
+        if missing:
+            raise InvalidRowError(
+                f"score frame lacks column(s) {missing}: it needs {list(REQUIRED)} "
+                f"(optional {list(OPTIONAL)})"
+            )
+        cols: dict[str, Any] = {
+            k: (rows[k] if k == "features_time" else rows[k].tolist())
+            for k in (*REQUIRED, *OPTIONAL)
+            if k in rows.columns
+        }
+        cols["risk"] = rows["risk"].to_numpy(dtype=np.float64, na_value=np.nan)
+        return cols, len(rows)
+    if isinstance(rows, Mapping | str | bytes):
+        raise InvalidRowError(
+            "score rows must be a DataFrame or a sequence of mappings, not one row"
+        )
+    rows = list(rows)
+    for i, r in enumerate(rows):
+        if not isinstance(r, Mapping):
+            raise InvalidRowError(f"score row {i} is a {type(r).__name__}, not a mapping")
+        for k in REQUIRED:
+            if k not in r:
+                raise InvalidRowError(f"score row {i} lacks {k!r}: each row needs {list(REQUIRED)}")
+    cols = {k: [r[k] for r in rows] for k in REQUIRED}
+    for k in OPTIONAL:
+        cols[k] = [r.get(k) for r in rows]
+    try:
+        cols["risk"] = np.array(cols["risk"], dtype=np.float64)
+    except (TypeError, ValueError):
+        i = next(i for i, v in enumerate(cols["risk"]) if not _is_number(v))
+        raise InvalidRowError(
+            f"risk of score row {i} (user {rows[i]['user_id']!r}) is {cols['risk'][i]!r}: "
+            "it must be a number in [0, 1]"
+        ) from None
+    return cols, len(rows)
+
+
+def _is_number(v: object) -> bool:
+    try:
+        float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _check_text(values: list[Any], what: str, users: list[Any], nullable: bool = False) -> None:
+    """Every value a non-empty string (or None if ``nullable``); C-speed when all are."""
+    try:
+        uniq = set(values)
+        if nullable:
+            uniq.discard(None)
+        "".join(uniq)  # TypeError on any non-string
+        if "" not in uniq:
+            return
+    except TypeError:
+        pass
+    for i, v in enumerate(values):
+        if not (isinstance(v, str) and v) and not (nullable and v is None):
+            raise InvalidRowError(
+                f"{what} of score row {i} (user {users[i]!r}) is {v!r}: use a non-empty string"
+            )
+
+
+def _reasons(values: list[Any], users: list[str]) -> list[str | None]:
+    """Serialise reasons to JSON text once (validating them on the way)."""
+    out: list[str | None] = []
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+            continue
+        try:
+            out.append(_JSON.encode(v))
+        except (TypeError, ValueError) as exc:
+            raise InvalidRowError(
+                f"reasons of score row {i} (user {users[i]!r}) are not JSON ({exc}): use a "
+                "list of {'feature': str, 'contribution': float} with finite floats"
+            ) from None
+    return out
+
+
+def _optional_floats(values: list[Any], what: str, users: list[str]) -> list[float | None]:
+    try:
+        arr = np.asarray(values, dtype=np.float64)  # None -> NaN, read as missing
+    except (TypeError, ValueError):
+        arr = np.array([v if _is_number(v) else np.inf for v in values], dtype=np.float64)
+    bad = np.isinf(arr) | (arr < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidRowError(
+            f"{what} of score row {i} (user {users[i]!r}) is {values[i]!r}: use a finite "
+            "number >= 0 or None"
+        )
+    return [None if v != v else v for v in arr.tolist()]
+
+
+def score_batch(
+    rows: pd.DataFrame | Sequence[Mapping[str, Any]], *, points: bool = False
+) -> ScoreBatch:
+    """Validate score rows; keep one row per user (latest ``features_time``, then last),
+    or with ``points`` (history) one per (user, features_time)."""
+    cols, n = _columns(rows)
+    users: list[Any] = cols["user_id"]
+    _check_text(users, "user_id", users)
+    risk = cols["risk"]
+    bad = ~(np.isfinite(risk) & (risk >= 0.0) & (risk <= 1.0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidRowError(
+            f"risk of score row {i} (user {users[i]!r}) is {float(risk[i])!r}: it must be a finite "
+            f"probability in [0, 1] ({int(bad.sum())} bad row(s) in this batch); a NaN usually "
+            "means a missing feature or a broken model: fix the scorer, the batch was not written"
+        )
+    _check_text(cols["model_version"], "model_version", users)
+    times = to_utc_us(cols["features_time"], "features_time")
+    for k in ("reasons", "plan", "monthly_revenue", "partition"):
+        cols.setdefault(k, [None] * n)
+    _check_text(cols["plan"], "plan", users, nullable=True)
+    partition = [None if p is None or p != p else int(p) for p in cols["partition"]]
+    batch = ScoreBatch(
+        users,
+        risk,
+        cols["model_version"],
+        times,
+        _reasons(cols["reasons"], users),
+        cols["plan"],
+        _optional_floats(cols["monthly_revenue"], "monthly_revenue", users),
+        partition,
+    )
+    return _dedupe_sorted(batch, points)
+
+
+def _dedupe_sorted(batch: ScoreBatch, points: bool = False) -> ScoreBatch:
+    """One row per user (latest ``features_time``, then last given) -- or with ``points``
+    one per (user, time), the last given -- in key order: writing in key order touches
+    B-tree pages in order (SQLite: ~2x faster on big tables)."""
+    users = batch.user_id
+    t = batch.features_time.view("int64").tolist()
+    keys: list[Any] = list(zip(users, t, strict=True)) if points else users
+    if len(set(keys)) == len(keys):
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+    else:
+        keep: dict[Any, int] = {}
+        for i, k in enumerate(keys):
+            j = keep.get(k)
+            if j is None or t[i] >= t[j]:
+                keep[k] = i
+        order = sorted(keep.values(), key=keys.__getitem__)
+    if len(order) == len(keys) and all(a < b for a, b in itertools.pairwise(order)):  # as given
+        return batch
+    return batch.take(order)
+
+
+def check_time(value: datetime, what: str) -> datetime:
+    """A timezone-aware datetime, converted to UTC; else ``InvalidRowError``."""
+    if not _aware(value):
+        raise InvalidRowError(f"{what} is {value!r}: use a timezone-aware UTC datetime")
+    return value.astimezone(UTC)

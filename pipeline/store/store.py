@@ -1,0 +1,254 @@
+"""The store: current scores, sampled score history, stream metrics, autoscaler
+decisions and worker assignments, behind one small class.
+
+Writes are bulk, idempotent upserts (``INSERT ... ON CONFLICT``, one statement per
+batch), so a worker that re-processes a batch after a crash rewrites the same rows.
+A score never goes back in event time: an upsert only replaces a user's row when its
+``features_time`` is not older than the stored one (a zombie worker that lost its
+partition cannot overwrite the new owner's fresher scores).
+
+>>> from pipeline.clock import FakeClock
+>>> store = Store("sqlite://", clock=FakeClock())
+>>> t = FakeClock().now()
+>>> store.upsert_scores([{"user_id": "u1", "risk": 0.8, "model_version": "3", "features_time": t}])
+WriteResult(scores=1, history=1, stale=0, duplicates=0)
+>>> store.current_scores(top_k=1)[["user_id", "risk"]].to_dict("records")
+[{'user_id': 'u1', 'risk': 0.8}]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, Table, delete, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.sql.dml import Insert
+
+from pipeline.clock import Clock, SystemClock
+from pipeline.errors import ConfigError, InvalidRowError, StoreError
+from pipeline.store import queries
+from pipeline.store import schema as s
+from pipeline.store.assignments import Assignments
+from pipeline.store.bulk import Bulk
+from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, open_engine, shown
+from pipeline.store.migrations import current_version, migrate
+from pipeline.store.records import HistorySampling, StreamMetric, WriteResult
+from pipeline.store.rows import ScoreBatch, ScoreRow, TimeCodec, check_time, score_batch, to_utc_us
+
+DEFAULT_SAMPLING = HistorySampling()
+_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class Store(queries.Readers, Assignments):
+    """``Store(url)``: open (and create or migrate) the store at a SQLAlchemy URL.
+
+    ``schema`` (PostgreSQL only) puts the tables in that schema, created if missing.
+    ``clock`` stamps ``updated_at``, heartbeats and assignment times.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        clock: Clock | None = None,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+    ) -> None:
+        self.clock = clock or SystemClock()
+        engine = open_engine(url, busy_timeout_s=busy_timeout_s)
+        self.dialect = engine.dialect.name
+        if schema is not None:
+            if self.dialect != "postgresql":
+                engine.dispose()
+                raise ConfigError(
+                    f"store schema {schema!r} given for {shown(engine.url)!r}: schemas are for "
+                    "PostgreSQL; drop the schema option or use a postgresql+psycopg:// URL"
+                )
+            if not isinstance(schema, str) or not _SCHEMA_RE.match(schema):
+                engine.dispose()
+                raise ConfigError(
+                    f"store schema {schema!r}: use 1-63 characters from [A-Za-z0-9_], not "
+                    "starting with a digit"
+                )
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            except IntegrityError:  # two processes created it at once: it exists now
+                pass
+            engine = engine.execution_options(schema_translate_map={None: schema})
+        self.engine: Engine = engine
+        self.schema = schema
+        self.codec = TimeCodec(self.dialect)
+        self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        self._bulk = Bulk(engine.dialect, schema)
+        with self._write() as conn:
+            migrate(conn, now=self.clock.now())
+
+    @classmethod
+    def from_settings(cls, settings: Any, clock: Clock | None = None) -> Store:
+        """The store of ``Settings`` (``CHURN_STORE_URL``, default SQLite in the data dir)."""
+        return cls(settings.resolved_store_url, clock=clock)
+
+    @property
+    def url(self) -> str:
+        return shown(self.engine.url)
+
+    def __repr__(self) -> str:
+        schema = "" if self.schema is None else f", schema={self.schema!r}"
+        return f"Store({self.url!r}{schema})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return current_version(conn)
+
+    # -- connections ---------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (SQLite: ``BEGIN IMMEDIATE``, waits up to the busy timeout)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise StoreError(f"store {self.url!r}: write failed: {exc.orig or exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _upsert(self, table: Table, keys: Sequence[str], update_cols: Sequence[str]) -> Insert:
+        ins = self._insert(table)
+        if not update_cols:
+            return ins.on_conflict_do_nothing(index_elements=list(keys))
+        return ins.on_conflict_do_update(
+            index_elements=list(keys), set_={c: ins.excluded[c] for c in update_cols}
+        )
+
+    # -- scores --------------------------------------------------------------------------
+    def upsert_scores(
+        self,
+        rows: pd.DataFrame | Sequence[ScoreRow] | Sequence[Mapping[str, Any]],
+        *,
+        history: HistorySampling | None = DEFAULT_SAMPLING,
+    ) -> WriteResult:
+        """Write the current score of each user in ``rows`` (see :class:`ScoreRow`) and,
+        unless ``history`` is None, its sampled history points, in one statement.
+
+        A row older (``features_time``) than the user's stored score is skipped
+        (``WriteResult.stale``); a user twice in ``rows`` keeps the newest row.
+        """
+        given = len(rows)
+        batch = score_batch(rows)
+        dupes = given - len(batch)
+        if not len(batch):
+            return WriteResult(0, 0, 0, dupes)
+        cols = self._score_columns(batch)
+        if history is not None:
+            cols["history_time"] = cols["features_time"]
+            cols["history_risk"] = cols["risk"]
+        rule = (None, None) if history is None else (history.min_change, history.max_interval_s)
+        with self._write() as conn:
+            written, points = self._bulk.upsert_scores(conn, cols, *rule)
+        return WriteResult(written, points, len(batch) - written, dupes)
+
+    def append_score_history(
+        self, rows: pd.DataFrame | Sequence[ScoreRow] | Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Append history points as given (no sampling); an existing (user, time) is kept.
+        Returns the number of rows handed over (after de-duplication)."""
+        batch = score_batch(rows, points=True)
+        if len(batch):
+            cols = {
+                "user_id": batch.user_id,
+                "time": self.codec.iso(batch.features_time),
+                "risk": batch.risk.tolist(),
+                "model_version": batch.model_version,
+            }
+            with self._write() as conn:
+                self._bulk.upsert(conn, s.score_history, cols, ("user_id", "time"))
+        return len(batch)
+
+    def _score_columns(self, b: ScoreBatch) -> dict[str, list[Any]]:
+        return {
+            "user_id": b.user_id,
+            "risk": b.risk.tolist(),
+            "model_version": b.model_version,
+            "features_time": self.codec.iso(b.features_time),
+            "reasons": b.reasons,
+            "plan": b.plan,
+            "monthly_revenue": b.monthly_revenue,
+            "partition": b.partition,
+            "updated_at": self.codec.iso(to_utc_us([self.clock.now()], "now")) * len(b),
+        }
+
+    # -- metrics and decisions -----------------------------------------------------------
+    def record_metrics(self, rows: Iterable[StreamMetric]) -> int:
+        """Append metric ticks; re-recording the same (time, worker, partition) is a no-op."""
+        params = []
+        for r in rows:
+            if not isinstance(r, StreamMetric):
+                raise InvalidRowError(
+                    f"record_metrics takes StreamMetric rows, got {type(r).__name__}"
+                )
+            v = r.values()
+            v["time"] = self.codec.one(r.time)
+            params.append(v)
+        if params:
+            with self._write() as conn:
+                stmt = self._upsert(s.stream_metrics, ("time", "worker", "partition"), ())
+                conn.execute(stmt, params)
+        return len(params)
+
+    def record_decision(
+        self,
+        *,
+        time: datetime,
+        current: int,
+        desired: int,
+        action: str,
+        reason: str,
+        recommended: int | None = None,
+        total_lag: int | None = None,
+    ) -> None:
+        """Record one autoscaler decision (idempotent on ``time``)."""
+        if min(current, desired) < 0 or (recommended is not None and recommended < 0):
+            raise InvalidRowError(
+                f"decision counts must be >= 0 (current={current}, desired={desired}, "
+                f"recommended={recommended})"
+            )
+        row = {
+            "time": self.codec.one(check_time(time, "decision time")),
+            "current": int(current), "desired": int(desired), "action": str(action),
+            "reason": str(reason), "recommended": None if recommended is None else int(recommended),
+            "total_lag": None if total_lag is None else int(total_lag),
+        }  # fmt: skip
+        with self._write() as conn:
+            conn.execute(self._upsert(s.autoscale_decisions, ("time",), ()), [row])
+
+    # -- housekeeping --------------------------------------------------------------------
+    def prune(self, before: datetime) -> dict[str, int]:
+        """Delete history points, metrics and decisions older than ``before``."""
+        t = self.codec.one(check_time(before, "prune before"))
+        out = {}
+        with self._write() as conn:
+            for table in (s.score_history, s.stream_metrics, s.autoscale_decisions):
+                out[table.name] = conn.execute(delete(table).where(table.c.time < t)).rowcount
+        return out

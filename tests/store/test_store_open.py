@@ -1,0 +1,143 @@
+"""Opening the store: URLs, WAL, schema versions and migrations, concurrent writers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text, update
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, StoreError, StoreSchemaError
+from pipeline.store import SCHEMA_VERSION, Store
+from pipeline.store import schema as s
+from pipeline.store.migrations import migrate
+from tests.store.conftest import pg_url
+from tests.store.helpers import score
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = str(Path(__file__).with_name("store_workers.py"))
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "match"),
+    [
+        ("", ConfigError, "is empty.*CHURN_STORE_URL"),
+        ("not a url", ConfigError, "'not a url' is not a database URL.*sqlite:///"),
+        ("mysql://me:secret@db/churn", ConfigError, r"mysql://me:\*\*\*@db/churn.*'mysql' is not supported"),
+        ("postgresql+psycopg://me@127.0.0.1:5432", ConfigError, "names no database"),
+        ("postgresql+psycopg2://me@127.0.0.1/x", ConfigError, "driver is not installed.*psycopg"),
+        ("postgresql+psycopg://me:pw@127.0.0.1:1/test", StoreError,
+         r"cannot open store 'postgresql\+psycopg://me:\*\*\*@127.0.0.1:1/test'.*server runs"),
+    ],
+)  # fmt: skip
+def test_bad_urls_say_what_and_how_to_fix(url, error, match):
+    with pytest.raises(error, match=match) as info:
+        Store(url)
+    assert "secret" not in str(info.value) and ":pw@" not in str(info.value)
+
+
+def test_sqlite_url_errors(tmp_path):
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(StoreError, match="points at a folder"):
+        Store(f"sqlite:///{tmp_path / 'adir'}")
+    with pytest.raises(ConfigError, match="schemas are for PostgreSQL"):
+        Store(f"sqlite:///{tmp_path / 'x.db'}", schema="s1")
+    url = pg_url()
+    if url is not None:
+        with pytest.raises(ConfigError, match="store schema 'a;b'"):
+            Store(url, schema="a;b")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="cannot create the folder"):
+        Store(f"sqlite:///{tmp_path / 'file' / 'sub' / 'x.db'}")
+
+
+def test_sqlite_default_from_settings_uses_wal(tmp_path, clock):
+    settings = Settings(data_dir=tmp_path / "data")
+    store = Store.from_settings(settings, clock=clock)
+    assert store.url == f"sqlite:///{(tmp_path / 'data' / 'churn.db').resolve()}"
+    store.upsert_scores([score("u1", 0.5)])
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+    assert (tmp_path / "data" / "churn.db-wal").exists()
+    store.close()
+
+
+def test_postgresql_url_without_driver_means_psycopg(tmp_path):
+    url = pg_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server answers on 127.0.0.1:5432")
+    from tests.store.conftest import drop_schema
+
+    try:
+        store = Store(url.replace("+psycopg", ""), schema="t_plain_url")
+        assert store.engine.url.drivername == "postgresql+psycopg"
+        store.close()
+    finally:
+        drop_schema(url, "t_plain_url")
+
+
+def test_schema_is_created_once_and_reopening_keeps_data(make_store):
+    a = make_store()
+    assert a.schema_version() == SCHEMA_VERSION
+    a.upsert_scores([score("u1", 0.4)])
+    b = make_store()  # a second process opening the same store
+    assert b.schema_version() == SCHEMA_VERSION
+    assert list(b.current_scores().user_id) == ["u1"]
+
+
+def test_a_newer_schema_is_refused(make_store):
+    a = make_store()
+    with a.engine.begin() as conn:
+        conn.execute(update(s.schema_version).values(version=SCHEMA_VERSION + 5))
+    with pytest.raises(StoreSchemaError, match=rf"version {SCHEMA_VERSION + 5} is newer.*upgrade"):
+        make_store()
+
+
+def test_migrations_run_in_order_once(make_store):
+    store = make_store()
+    calls: list[int] = []
+
+    def v2(conn):
+        calls.append(2)
+        conn.execute(text("SELECT 1"))
+
+    def v3(conn):
+        calls.append(3)
+
+    steps = {SCHEMA_VERSION + 1: v2, SCHEMA_VERSION + 2: v3}
+    for _ in range(2):
+        with store._write() as conn:
+            migrate(conn, latest=SCHEMA_VERSION + 2, migrations=steps, now=store.clock.now())
+    assert calls == [2, 3]
+    assert store.schema_version() == SCHEMA_VERSION + 2
+    with store._write() as conn, pytest.raises(StoreSchemaError, match="no migration from"):
+        migrate(conn, latest=SCHEMA_VERSION + 3, migrations=steps, now=store.clock.now())
+
+
+def test_two_processes_write_at_once_without_lock_errors(backend, tmp_path):
+    Store(str(backend["url"]), schema=backend["schema"]).close()  # create the schema first
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    args = [str(backend["url"]), backend["schema"] or "-"]
+    procs = [
+        subprocess.Popen([sys.executable, WORKER, *args, w, "25", "400"], env=env,
+                         stderr=subprocess.PIPE, text=True)
+        for w in ("w0", "w1")
+    ]  # fmt: skip
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+        assert "locked" not in err
+    store = Store(str(backend["url"]), schema=backend["schema"])
+    scores = store.current_scores(top_k=None)
+    assert len(scores) == 800 and scores.features_time.nunique() == 1
+    assert sorted(store.assignments().partitions) == [(0,), (1,)]
+    assert len(store.metrics_since()) == 50
+    store.close()

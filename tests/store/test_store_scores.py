@@ -1,0 +1,254 @@
+"""Current scores and sampled history: idempotent bulk upserts, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.errors import InvalidRowError
+from pipeline.store import HistorySampling, Store, WriteResult
+from tests.store.helpers import T0, reference_history, score
+
+REASONS = [{"feature": "failed_payments_30d", "contribution": 0.41}]
+
+
+def table(store: Store) -> list[tuple]:
+    df = store.current_scores(top_k=None)
+    return sorted(zip(df.user_id, df.risk, df.model_version, df.features_time, strict=True))
+
+
+def test_upsert_then_read_round_trips_every_column(store: Store, clock):
+    rows = [
+        score("u1", 0.91, 5, reasons=REASONS, plan="premium", monthly_revenue=19.99, partition=2),
+        score("u2", 0.10, 6, plan="basic", monthly_revenue=8.99),
+        score("u3", 0.55, 7),
+    ]
+    assert store.upsert_scores(rows) == WriteResult(scores=3, history=3, stale=0, duplicates=0)
+    df = store.current_scores(top_k=None)
+    assert list(df.user_id) == ["u1", "u3", "u2"]  # highest risk first
+    top = df.iloc[0]
+    assert top.risk == 0.91 and top.model_version == "1" and top.plan == "premium"
+    assert top.reasons == REASONS and top.monthly_revenue == 19.99 and top.partition == 2
+    assert top.features_time == pd.Timestamp(T0 + timedelta(minutes=5))
+    assert str(df.features_time.dtype) == "datetime64[ns, UTC]"
+    assert top.updated_at == pd.Timestamp(clock.now())
+    low = df.set_index("user_id").loc["u3"]
+    assert low.reasons is None and low.plan is None and pd.isna(low.monthly_revenue)
+    assert list(store.current_scores(top_k=2).user_id) == ["u1", "u3"]
+    assert list(store.current_scores(top_k=None, min_risk=0.5).user_id) == ["u1", "u3"]
+
+
+def test_rewriting_a_batch_is_a_no_op(store: Store):
+    batch = [score(f"u{i}", i / 10, i) for i in range(10)]
+    store.upsert_scores(batch)
+    before, history = table(store), store.score_history()
+    again = store.upsert_scores(batch)  # e.g. re-processed after a crash before the commit
+    assert again.scores == 10 and again.history == 0 and again.stale == 0
+    assert table(store) == before
+    pd.testing.assert_frame_equal(store.score_history(), history)
+
+
+def test_older_features_never_replace_newer_ones(store: Store):
+    store.upsert_scores([score("u1", 0.8, minutes=10)])
+    res = store.upsert_scores([score("u1", 0.1, minutes=5), score("u2", 0.3, minutes=5)])
+    assert res == WriteResult(scores=1, history=1, stale=1, duplicates=0)
+    assert table(store) == [
+        ("u1", 0.8, "1", pd.Timestamp(T0 + timedelta(minutes=10))),
+        ("u2", 0.3, "1", pd.Timestamp(T0 + timedelta(minutes=5))),
+    ]
+    # same features time: a re-score (e.g. a new champion) replaces it
+    store.upsert_scores([score("u1", 0.7, minutes=10, model="2")])
+    assert table(store)[0][:3] == ("u1", 0.7, "2")
+
+
+def test_a_user_twice_in_a_batch_keeps_the_newest_row(store: Store):
+    res = store.upsert_scores(
+        [score("u1", 0.2, 3), score("u1", 0.9, 9), score("u1", 0.5, 4), score("u1", 0.6, 9)]
+    )
+    assert res.duplicates == 3 and res.scores == 1
+    assert table(store) == [("u1", 0.6, "1", pd.Timestamp(T0 + timedelta(minutes=9)))]
+
+
+def _as(prefix: str, rows: list[dict]) -> list[dict]:
+    return [{**r, "user_id": prefix + r["user_id"]} for r in rows]
+
+
+def _table_of(store: Store, prefix: str) -> list[tuple]:
+    return [(u.removeprefix(prefix), *rest) for u, *rest in table(store) if u.startswith(prefix)]
+
+
+def test_a_frame_writes_the_same_as_rows(store: Store):
+    rows = [score(f"u{i}", (i * 37 % 100) / 100, i, plan="basic", monthly_revenue=9.99)
+            for i in range(50)]  # fmt: skip
+    store.upsert_scores(_as("rows-", rows))
+    store.upsert_scores(pd.DataFrame(_as("frame-", rows)))
+    assert _table_of(store, "rows-") == _table_of(store, "frame-")
+    assert len(_table_of(store, "rows-")) == 50
+
+
+def test_one_batch_equals_the_same_rows_one_by_one(store: Store):
+    rows = [score(f"u{i % 7}", (i * 13 % 100) / 100, (i * 5) % 17) for i in range(40)]
+    store.upsert_scores(_as("batch-", rows), history=None)
+    for r in _as("single-", rows):
+        store.upsert_scores([r], history=None)
+    assert _table_of(store, "batch-") == _table_of(store, "single-")
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        (score("u1", math.nan), r"risk of score row 1 \(user 'u1'\) is nan.*\[0, 1\]"),
+        (score("u1", 1.5), r"risk .* is 1.5"),
+        (score("u1", -0.1), r"risk .* is -0.1"),
+        (score("u1", "high"), r"risk of score row 1 .* is 'high'"),
+        ({**score("u1", 0.5), "features_time": datetime(2026, 1, 1)}, r"features_time of row 1 .*timezone-aware"),
+        ({**score("u1", 0.5), "features_time": None}, r"features_time of row 1"),
+        ({**score("u1", 0.5), "user_id": ""}, r"user_id of score row 1"),
+        ({**score("u1", 0.5), "model_version": None}, r"model_version of score row 1"),
+        (score("u1", 0.5, reasons=[{"feature": "x", "contribution": math.nan}]), r"reasons .* not JSON"),
+        (score("u1", 0.5, monthly_revenue=-3.0), r"monthly_revenue .* -3.0"),
+        ({k: v for k, v in score("u1", 0.5).items() if k != "risk"}, r"score row 1 lacks 'risk'"),
+    ],
+)  # fmt: skip
+def test_bad_rows_are_rejected_and_nothing_is_written(store: Store, row, match):
+    with pytest.raises(InvalidRowError, match=match):
+        store.upsert_scores([score("u0", 0.3), row])
+    assert store.current_scores(top_k=None).empty
+
+
+def test_nan_risk_in_a_frame_names_the_count(store: Store):
+    frame = pd.DataFrame([score(f"u{i}", 0.5) for i in range(5)])
+    frame.loc[[1, 3], "risk"] = np.nan
+    with pytest.raises(InvalidRowError, match=r"row 1 \(user 'u1'\) is nan.*2 bad row\(s\)"):
+        store.upsert_scores(frame)
+    naive = pd.DataFrame([score("u1", 0.5)])
+    naive["features_time"] = pd.to_datetime(naive.features_time).dt.tz_localize(None)
+    with pytest.raises(InvalidRowError, match="naive datetime column"):
+        store.upsert_scores(naive)
+
+
+def test_history_sampling_rules_step_by_step(store: Store):
+    rule = HistorySampling(min_change=0.05, max_interval_s=3600)
+    steps = [  # (minutes, risk, model, point written?)
+        (0, 0.50, "1", True),  # first score of the user
+        (1, 0.53, "1", False),  # moved 0.03 <= 0.05 since the last point
+        (2, 0.56, "1", True),  # moved 0.06 since the last point (0.50), not since 0.53
+        (2, 0.56, "1", False),  # the same row again (a replay)
+        (30, 0.58, "1", False),
+        (62, 0.59, "1", True),  # an hour of event time since the last point (minute 2)
+        (63, 0.59, "2", True),  # a new model version
+        (64, 0.40, "2", True),  # a drop counts as much as a rise
+    ]
+    for m, risk, model, point in steps:
+        res = store.upsert_scores([score("u1", risk, m, model)], history=rule)
+        assert res.history == int(point), (m, risk, model)
+    hist = store.score_history(["u1"])
+    assert list(hist.risk) == [0.50, 0.56, 0.59, 0.59, 0.40]
+    assert list(hist.model_version) == ["1", "1", "1", "2", "2"]
+    assert list(hist.time) == [pd.Timestamp(T0 + timedelta(minutes=m)) for m in (0, 2, 62, 63, 64)]
+    assert store.upsert_scores([score("u1", 0.9, 65)], history=None).history == 0
+    assert len(store.score_history()) == 5
+
+
+def test_history_filters_and_explicit_appends(store: Store):
+    store.upsert_scores([score("a", 0.2, 0), score("b", 0.3, 10)])
+    assert store.append_score_history([score("a", 0.25, 5), score("a", 0.2, 0)]) == 2
+    assert store.append_score_history([score("a", 0.99, 5)]) == 1  # existing point kept
+    hist = store.score_history(["a"])
+    assert list(zip(hist.risk, hist.time, strict=True)) == [
+        (0.2, pd.Timestamp(T0)), (0.25, pd.Timestamp(T0 + timedelta(minutes=5)))
+    ]  # fmt: skip
+    assert list(store.score_history(since=T0 + timedelta(minutes=5)).user_id) == ["a", "b"]
+
+
+_row = st.tuples(
+    st.sampled_from(["u1", "u2", "u3"]),
+    st.integers(0, 24 * 60),  # minutes: whole seconds keep the interval rule exact
+    st.sampled_from([0.0, 0.04, 0.05, 0.1, 0.11, 0.5, 0.9, 1.0]),
+    st.sampled_from(["1", "2"]),
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=st.lists(st.lists(_row, min_size=1, max_size=6), min_size=1, max_size=6),
+       min_change=st.sampled_from([0.0, 0.05, 0.1]), interval=st.sampled_from([60.0, 3600.0]))  # fmt: skip
+def test_store_matches_a_plain_reference_of_the_rules(store: Store, batches, min_change, interval):
+    prefix = f"x{abs(hash((str(batches), min_change, interval))) % 10**9}-"  # fresh users
+    as_rows = [
+        [score(prefix + u, risk, m, model) for u, m, risk, model in batch] for batch in batches
+    ]
+    rule = HistorySampling(min_change=min_change, max_interval_s=interval)
+    for batch in as_rows:
+        store.upsert_scores(batch, history=rule)
+    want_state, want_points = reference_history(as_rows, min_change, interval)
+    users = sorted(want_state)
+    cur = store.current_scores(top_k=None).set_index("user_id").loc[users]
+    assert list(cur.risk) == [want_state[u]["risk"] for u in users]
+    assert list(cur.features_time) == [pd.Timestamp(want_state[u]["features_time"]) for u in users]
+    hist = store.score_history(users)
+    got = {(u, t.to_pydatetime(), r, m) for u, t, r, m in hist.itertuples(index=False)}
+    assert got == want_points
+
+
+def test_summary_and_histogram(store: Store):
+    rows = [
+        score("a", 0.0, monthly_revenue=10.0),
+        score("b", 0.25, monthly_revenue=10.0),
+        score("c", 0.5, monthly_revenue=20.0, model="2"),
+        score("d", 0.75),
+        score("e", 1.0, 30, monthly_revenue=4.0),
+    ]
+    store.upsert_scores(rows)
+    s = store.score_summary(high_risk=0.5)
+    assert (s.users, s.high_risk_users) == (5, 3)
+    assert s.mean_risk == pytest.approx(0.5)
+    assert s.expected_monthly_loss == pytest.approx(0.25 * 10 + 0.5 * 20 + 4.0)
+    assert s.high_risk_monthly_revenue == pytest.approx(24.0)
+    assert s.features_time == T0 + timedelta(minutes=30) and s.features_time.tzinfo is not None
+    assert s.model_versions == ("1", "2")
+    h = store.risk_histogram(bins=4)
+    assert list(h.users) == [1, 1, 1, 2]  # 0.25 opens bin 2; 1.0 is in the last bin
+    assert list(h.bin_start) == [0.0, 0.25, 0.5, 0.75] and list(h.bin_end)[-1] == 1.0
+    assert store.risk_histogram(bins=20).users.sum() == 5
+    with pytest.raises(InvalidRowError, match="bins=0"):
+        store.risk_histogram(bins=0)
+
+
+def test_empty_store_reads(store: Store):
+    assert store.current_scores().empty and store.score_history().empty
+    s = store.score_summary()
+    assert (s.users, s.mean_risk, s.features_time, s.model_versions) == (0, None, None, ())
+    assert store.risk_histogram(bins=5).users.tolist() == [0] * 5
+    assert store.upsert_scores([]) == WriteResult(0, 0, 0, 0)
+
+
+def test_ten_thousand_rows_bulk_write(store: Store, backend):
+    """Rate printed for the log (``-s``); the bound is loose on purpose (shared CI)."""
+    n = 10_000
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({
+        "user_id": [f"user-{i:06d}" for i in rng.permutation(n)],
+        "risk": rng.random(n),
+        "model_version": "7",
+        "features_time": pd.Series(pd.date_range(T0, periods=n, freq="s", tz=UTC)),
+        "monthly_revenue": 9.99,
+    })  # fmt: skip
+    store.upsert_scores(frame)  # first write inserts
+    frame["features_time"] += timedelta(hours=1)
+    frame["risk"] = rng.random(n)
+    import time
+
+    t = time.perf_counter()
+    res = store.upsert_scores(frame)
+    dt = time.perf_counter() - t
+    print(f"\n{backend['url'].split(':')[0]}: 10,000-row upsert (+history) {dt * 1000:.0f} ms")
+    assert res.scores == n and res.history > 0
+    assert dt < 5.0
