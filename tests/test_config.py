@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
@@ -24,7 +25,7 @@ def test_env_prefix_and_overrides(monkeypatch, tmp_path):
     s = load_settings()
     assert s.partitions == 8 and s.data_dir == tmp_path
     assert load_settings(partitions=2).partitions == 2
-    with pytest.raises(Exception):  # frozen
+    with pytest.raises(ValidationError):  # frozen
         s.partitions = 3  # type: ignore[misc]
 
 

@@ -1,0 +1,161 @@
+"""Events as parallel columns: the engine's input, built once per micro-batch.
+
+The engine never sees one Python object per event in its hot loop: a batch of decoded
+events (or raw log values, decoded here with the contract's own strict decoder) becomes
+a few numpy columns plus a list of user ids. Order is the arrival order and is kept:
+it decides ties and lateness, exactly as applying the events one by one would.
+
+Column meanings by type (``code`` = index in :data:`TYPE_NAMES`):
+
+============== ============== ========================= ==================
+type           ``num``        ``cat``                   ``cat2``
+============== ============== ========================= ==================
+signup         0              plan index                -1
+session        watch_minutes  -1                        -1
+payment        amount         plan index                -1
+payment_failed amount         -1                        -1
+plan_change    0              from-plan index           to-plan index
+support_ticket 0              -1                        -1
+cancel         0              0 voluntary, 1 involuntary -1
+============== ============== ========================= ==================
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import msgspec
+import numpy as np
+import pandas as pd
+
+from pipeline import events as ev
+from pipeline.errors import EventDecodeError
+from pipeline.features.timebase import EPOCH
+
+TYPE_NAMES: tuple[str, ...] = tuple(ev.EVENT_TYPES)
+SIGNUP, SESSION, PAYMENT, PAYMENT_FAILED, PLAN_CHANGE, SUPPORT_TICKET, CANCEL = (
+    TYPE_NAMES.index(n)
+    for n in ("signup", "session", "payment", "payment_failed", "plan_change", "support_ticket", "cancel")
+)
+_CODE = {cls: i for i, cls in enumerate(ev.EVENT_TYPES.values())}
+_PLAN = {p: i for i, p in enumerate(ev.PLANS)}
+_REASON = {"voluntary": 0, "involuntary": 1}
+_US = timedelta(microseconds=1)
+# The contract's own types: same strict validation as pipeline.events.decode, minus the
+# wrapper call per event (the error is rebuilt with decode() only for bad records).
+_decoder = msgspec.json.Decoder(ev.Event)
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    user_ids: list[str]
+    ts: np.ndarray  # int64 microseconds since the epoch (exact)
+    code: np.ndarray  # int8 type code
+    num: np.ndarray  # float64
+    cat: np.ndarray  # int8
+    cat2: np.ndarray  # int8
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def slice(self, lo: int, hi: int) -> EventColumns:
+        return EventColumns(
+            self.user_ids[lo:hi], self.ts[lo:hi], self.code[lo:hi],
+            self.num[lo:hi], self.cat[lo:hi], self.cat2[lo:hi],
+        )
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded batch: the valid events as columns, plus the invalid ones.
+
+    ``valid_index[i]`` is the position in the input of column row ``i``; ``invalid`` lists
+    ``(position, error)`` for records that failed the contract (dead-letter them).
+    """
+
+    columns: EventColumns
+    valid_index: np.ndarray
+    invalid: list[tuple[int, EventDecodeError]]
+
+
+def from_events(events: Sequence[ev.Event]) -> EventColumns:
+    """Columns of already-decoded contract events, in the given order."""
+    n = len(events)
+    types = [type(e) for e in events]
+    code = np.fromiter(map(_CODE.__getitem__, types), np.int8, n)
+    session = ev.Session
+    num = np.fromiter([e.watch_minutes if t is session else 0.0 for e, t in zip(events, types, strict=True)], np.float64, n)
+    cat = np.full(n, -1, np.int8)
+    cat2 = np.full(n, -1, np.int8)
+    for i in np.flatnonzero(code != SESSION).tolist():  # the rare types: a few % of events
+        e, c = events[i], code[i]
+        if c == SIGNUP:
+            cat[i] = _PLAN[e.plan]
+        elif c == PAYMENT:
+            num[i], cat[i] = e.amount, _PLAN[e.plan]
+        elif c == PAYMENT_FAILED:
+            num[i] = e.amount
+        elif c == PLAN_CHANGE:
+            cat[i], cat2[i] = _PLAN[e.from_plan], _PLAN[e.to_plan]
+        elif c == CANCEL:
+            cat[i] = _REASON[e.reason]
+    return EventColumns([e.user_id for e in events], _micros([e.ts for e in events]), code, num, cat, cat2)
+
+
+def _micros(stamps: list[datetime]) -> np.ndarray:
+    """Exact epoch microseconds of aware datetimes (vectorised; exact fallback outside
+    pandas' nanosecond range, years 1677-2262)."""
+    if not stamps:
+        return np.zeros(0, np.int64)
+    try:
+        return pd.DatetimeIndex(stamps).as_unit("us").asi8
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
+        return np.fromiter(((t - EPOCH) // _US for t in stamps), np.int64, len(stamps))
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one batch.
+
+    Decoding 10,000 events allocates 10,000 GC-tracked objects, which triggers several
+    collections that each walk every live object of the process (measured: decoding to
+    columns ran at ~370k events/s with the collector on, ~720k/s paused). The decoded
+    objects form no reference cycles, so reference counting frees them regardless; the
+    previous collector state is restored on exit.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def decode_columns(values: Sequence[bytes]) -> Decoded:
+    """Strictly decode raw log values (the event contract) straight into columns."""
+    with gc_paused():
+        return _decode_columns(values)
+
+
+def _decode_columns(values: Sequence[bytes]) -> Decoded:
+    decode = _decoder.decode
+    try:  # the common case, no invalid record: one comprehension, no per-record bookkeeping
+        events = [decode(raw) for raw in values]
+        return Decoded(from_events(events), np.arange(len(events), dtype=np.int64), [])
+    except Exception:  # noqa: BLE001 - some record is invalid: redo record by record
+        pass
+    events, keep = [], []
+    invalid: list[tuple[int, EventDecodeError]] = []
+    for i, raw in enumerate(values):
+        try:
+            events.append(decode(raw))
+            keep.append(i)
+        except Exception:  # noqa: BLE001 - rebuilt as a typed, explained error
+            err = ev.try_decode(raw)
+            invalid.append((i, err if isinstance(err, EventDecodeError) else EventDecodeError(str(err))))
+    return Decoded(from_events(events), np.asarray(keep, np.int64), invalid)

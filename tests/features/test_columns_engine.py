@@ -1,0 +1,93 @@
+"""Decoding into columns, and the partitioned engine's stream helper with dead letters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from pipeline import events as ev
+from pipeline.clock import FakeClock
+from pipeline.errors import EventDecodeError, FeatureError, LateEventError
+from pipeline.features.columns import (
+    CANCEL,
+    PAYMENT,
+    PLAN_CHANGE,
+    SESSION,
+    SIGNUP,
+    decode_columns,
+    from_events,
+)
+from pipeline.features.engine import FeatureEngine
+from pipeline.log import DeadLetters, MemoryLog, parse_dead_letter
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _e(cls, i: int, hours: float = 0.0, **kw) -> ev.Event:
+    return cls(event_id=f"e{i}", user_id=kw.pop("user", "u1"), ts=T0 + timedelta(hours=hours), schema_version=1, **kw)
+
+
+def test_columns_carry_each_type_fields():
+    events = [
+        _e(ev.Signup, 0, plan="premium"),
+        _e(ev.Session, 1, watch_minutes=12.5, device="tv"),
+        _e(ev.Payment, 2, amount=19.99, plan="premium"),
+        _e(ev.PlanChange, 3, from_plan="premium", to_plan="basic"),
+        _e(ev.Cancel, 4, reason="involuntary"),
+    ]
+    c = from_events(events)
+    assert c.code.tolist() == [SIGNUP, SESSION, PAYMENT, PLAN_CHANGE, CANCEL]
+    assert c.num.tolist() == [0.0, 12.5, 19.99, 0.0, 0.0]
+    assert c.cat.tolist() == [2, -1, 2, 2, 1] and c.cat2.tolist() == [-1, -1, -1, 0, -1]
+    assert c.ts[0] == 1_767_225_600_000_000 and len(c) == 5
+
+
+def test_decode_columns_separates_invalid_records():
+    good = [ev.encode(_e(ev.Session, i, i, watch_minutes=1.0, device="tv")) for i in range(3)]
+    values = [good[0], b"{not json", good[1], b'{"type":"session"}', good[2]]
+    d = decode_columns(values)
+    assert d.valid_index.tolist() == [0, 2, 4] and len(d.columns) == 3
+    assert [i for i, _ in d.invalid] == [1, 3]
+    assert all(isinstance(e, EventDecodeError) for _, e in d.invalid)
+    assert decode_columns([]).columns.ts.dtype == np.int64
+
+
+def test_engine_process_dead_letters_invalid_and_late_with_offsets():
+    dlq_log = MemoryLog("events.dlq", num_partitions=2)
+    dlq = DeadLetters(dlq_log, FakeClock(T0), "events")
+    engine = FeatureEngine(num_partitions=2, lateness=timedelta(hours=1))
+    values = [
+        ev.encode(_e(ev.Session, 0, 10.0, watch_minutes=3.0, device="tv")),
+        b"nonsense",
+        ev.encode(_e(ev.Session, 1, 8.0, watch_minutes=3.0, device="tv")),  # 2 h behind: late
+        ev.encode(_e(ev.Session, 2, 9.5, user="u2", watch_minutes=4.0, device="tv")),
+    ]
+    out = engine.process(1, values, first_offset=100, dlq=dlq)
+    assert out.applied == 2 and out.late == [102] and [o for o, _ in out.invalid] == [101]
+    assert out.touched == ["u1", "u2"] and out.watermark == T0 + timedelta(hours=10)
+    letters = [parse_dead_letter(r.value) for r in dlq_log.fetch(1, 0)]
+    assert [(d.source_offset, d.field) for d in letters] == [(101, "$"), (102, "$.ts")]
+    assert "late event" in letters[1].reason and letters[1].original() == values[2]
+    frame = engine.read(1, out.watermark, out.touched)
+    assert frame.values[:, 0].tolist() == [1.0, 1.0]
+
+
+def test_engine_restore_checks_lateness_and_partition():
+    engine = FeatureEngine(num_partitions=2, lateness=timedelta(hours=1))
+    engine.process(0, [ev.encode(_e(ev.Session, 0, watch_minutes=1.0, device="tv"))])
+    blob = engine.snapshot(0)
+    other = FeatureEngine(num_partitions=2, lateness=timedelta(hours=2))
+    with pytest.raises(FeatureError, match="lateness"):
+        other.restore(0, blob)
+    same = FeatureEngine(num_partitions=2, lateness=timedelta(hours=1))
+    same.restore(1, blob)
+    assert same.snapshot(1) == blob and same.partitions == [1]
+    with pytest.raises(FeatureError, match="out of range"):
+        same.state(2)
+
+
+def test_late_event_error_is_a_dead_letter_reason():
+    e = LateEventError("late event: x")
+    assert e.reason == "late event: x" and e.field == "$.ts" and str(e) == "late event: x"

@@ -1,0 +1,160 @@
+"""FeatureState: lateness, defaults, read rules, ring reuse, growth and snapshots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from pipeline import events as ev
+from pipeline.errors import FeatureError
+from pipeline.features.registry import FEATURE_INDEX, FEATURE_NAMES, FEATURES
+from pipeline.features.state import FeatureState
+from pipeline.features.timebase import to_us
+from tests.features import reference as ref
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def session(user: str, ts: datetime, minutes: float = 10.0) -> ev.Session:
+    return ev.Session(event_id=f"s-{user}-{ts.isoformat()}", user_id=user, ts=ts, schema_version=1,
+                      watch_minutes=minutes, device="tv")
+
+
+def signup(user: str, ts: datetime, plan: str = "standard") -> ev.Signup:
+    return ev.Signup(event_id=f"u-{user}", user_id=user, ts=ts, schema_version=1, plan=plan)
+
+
+def vector(state: FeatureState, t: datetime, user: str) -> dict[str, float]:
+    frame = state.read(t, [user])
+    return dict(zip(FEATURE_NAMES, frame.values[0].tolist(), strict=True))
+
+
+def test_lateness_boundary_is_inclusive():
+    st = FeatureState(lateness=timedelta(hours=6))
+    wm = T0 + timedelta(hours=12)
+    r = st.update_events([
+        session("a", wm),
+        session("a", wm - timedelta(hours=6)),  # exactly at the bound: applied
+        session("a", wm - timedelta(hours=6, microseconds=1)),  # 1 us older: late
+    ])
+    assert r.late.tolist() == [2] and r.applied == 2 and st.late_total == 1
+    assert vector(st, wm, "a")["sessions_7d"] == 2
+
+
+def test_late_event_within_lateness_goes_to_its_own_day():
+    st = FeatureState(lateness=timedelta(hours=24))
+    st.update_events([session("a", T0 + timedelta(hours=20), 5.0), session("a", T0 - timedelta(hours=2), 7.0)])
+    v = vector(st, T0 + timedelta(hours=20), "a")
+    assert v["watch_today"] == 5.0 and v["watch_lag_1d"] == 7.0
+
+
+def test_brand_new_user_has_documented_defaults():
+    st = FeatureState()
+    st.update_events([signup("n", T0, "premium")])
+    t = T0 + timedelta(hours=12)
+    v = vector(st, t, "n")
+    for f in FEATURES:
+        if f.name in ("tenure_days", "days_since_last_session"):
+            assert v[f.name] == pytest.approx(0.5)
+        elif f.name == "plan_tier":
+            assert v[f.name] == 2.0
+        elif f.name == "plan_price":
+            assert v[f.name] == 19.99
+        else:
+            assert v[f.name] == f.default == 0.0, f.name
+    assert st.read(t, ["n"]).active.tolist() == [True]
+
+
+def test_unknown_user_reads_defaults_and_inactive():
+    st = FeatureState()
+    st.update_events([signup("a", T0)])
+    frame = st.read(T0, ["zzz", "a"])
+    assert frame.values[0].tolist() == [f.default for f in FEATURES]
+    assert frame.active.tolist() == [False, True]
+    assert len(st) == 1  # reading does not create users
+
+
+def test_reading_before_the_watermark_is_refused():
+    st = FeatureState()
+    st.update_events([session("a", T0)])
+    with pytest.raises(FeatureError, match="watermark"):
+        st.read(T0 - timedelta(microseconds=1))
+    st.read(T0)  # at the watermark is fine
+
+
+def test_averages_use_observed_days_since_signup():
+    st = FeatureState()
+    events = [signup("a", T0 + timedelta(hours=1))]
+    events += [session("a", T0 + timedelta(days=d, hours=3), 30.0) for d in range(3)]
+    st.update_events(events)
+    v = vector(st, T0 + timedelta(days=3), "a")  # midnight closing the 3rd day
+    assert v["sessions_7d"] == 3 and v["sessions_per_day_7d"] == 1.0 and v["watch_per_day_30d"] == 30.0
+    assert v["watch_slope_14d"] == 0.0 and v["active_days_30d"] == 3
+
+
+def test_returning_user_after_long_gap_sees_no_stale_buckets():
+    st = FeatureState()
+    old = [session("a", T0 + timedelta(days=d), 50.0) for d in range(40)]
+    back = T0 + timedelta(days=240, hours=5)
+    st.update_events([signup("a", T0), *old, session("a", back, 1.0)])
+    v = vector(st, back, "a")
+    assert v["sessions_30d"] == 1 and v["watch_per_session_30d"] == 1.0 and v["watch_lag_1d"] == 0.0
+
+
+@pytest.mark.parametrize("when", [datetime(1969, 12, 30, 23, tzinfo=UTC), datetime(2300, 1, 1, 0, 0, 1, tzinfo=UTC)])
+def test_times_far_from_now_match_the_reference(when):
+    log = [signup("a", when), session("a", when + timedelta(hours=1), 12.5), session("a", when + timedelta(days=1))]
+    st = FeatureState()
+    st.update_events(log)
+    t = to_us(when + timedelta(days=2))
+    kept, _ = ref.accept(log, 0)
+    want, _ = ref.features(kept, "a", t)
+    got = st.read(t, ["a"]).values[0]
+    assert np.allclose(got, [want[n] for n in FEATURE_NAMES])
+
+
+def test_growth_keeps_state_and_matches_a_presized_state():
+    events = [session(f"u{i}", T0 + timedelta(seconds=i)) for i in range(3000)]
+    small, big = FeatureState(capacity=16), FeatureState(capacity=5000)
+    for lo in range(0, 3000, 700):
+        small.update_events(events[lo : lo + 700])
+    big.update_events(events)
+    assert small.snapshot() == big.snapshot()
+    assert small.read(T0 + timedelta(hours=1), ["u0", "u2999"]).values[:, FEATURE_INDEX["sessions_7d"]].tolist() == [1, 1]
+
+
+def test_snapshot_round_trip_and_corruption_is_refused():
+    st = FeatureState(lateness=timedelta(hours=3))
+    st.update_events([signup("a", T0), session("a", T0 + timedelta(hours=1)), session("b", T0 - timedelta(hours=9))])
+    blob = st.snapshot()
+    back = FeatureState.restore(blob)
+    assert back.snapshot() == blob
+    assert back.lateness == timedelta(hours=3) and back.late_total == 1 and back.user_ids == ["a", "b"]
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0xFF
+    for bad in (bytes(flipped), blob[:-7], b"garbage" * 10, b""):
+        with pytest.raises(FeatureError):
+            FeatureState.restore(bad)
+
+
+def test_empty_state_snapshot_round_trips():
+    blob = FeatureState().snapshot()
+    assert FeatureState.restore(blob).snapshot() == blob
+
+
+@pytest.mark.parametrize("bad", [timedelta(hours=-1), timedelta(days=31)])
+def test_lateness_out_of_range_is_refused(bad):
+    with pytest.raises(FeatureError, match="lateness"):
+        FeatureState(lateness=bad)
+
+
+def test_cancel_ends_the_subscription_and_resignup_restarts_it():
+    st = FeatureState()
+    cancel = ev.Cancel(event_id="c", user_id="a", ts=T0 + timedelta(days=1), schema_version=1, reason="voluntary")
+    st.update_events([signup("a", T0), cancel])
+    assert st.read(T0 + timedelta(days=1)).active.tolist() == [False] and st.active_users() == []
+    st.update_events([signup("a", T0 + timedelta(days=2))])
+    assert st.active_users() == ["a"]
+    assert vector(st, T0 + timedelta(days=2), "a")["tenure_days"] == 0.0
