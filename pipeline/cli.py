@@ -331,6 +331,21 @@ def tail(
         err.print("no records at that position")
 
 
+def _register_plugins() -> None:
+    """Commands that live next to their subsystem (they import lazily inside)."""
+    from flows.cli import register as register_train
+
+    register_train(app)
+    try:
+        from pipeline.features.cli import register as register_features
+    except ImportError:  # pragma: no cover - features CLI not present
+        return
+    register_features(app)
+
+
+_register_plugins()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors as one line (exit 2), Ctrl-C as exit 130."""
     try:  # typer >= 0.25 vendors click as typer._click; older versions use click

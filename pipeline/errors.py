@@ -104,3 +104,18 @@ class PartitionOwnedError(StoreError):
 
 class AutoscaleError(ChurnError, ValueError):
     """The autoscaler was fed invalid inputs (negative lag, time going backwards, ...)."""
+
+
+class StreamError(ChurnError):
+    """The stream (supervisor or a scoring worker) cannot run as configured; the message
+    names the group, worker or file and the remedy."""
+
+
+class CheckpointCorruptError(StreamError):
+    """A partition checkpoint file is unreadable; the message names the file and how to
+    recover (delete it to rebuild the partition's features by replaying the log)."""
+
+
+class ModelMismatchError(RegistryError):
+    """The champion was trained on another feature set than the running engine computes;
+    the message names both feature-set versions."""

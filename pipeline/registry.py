@@ -1,0 +1,268 @@
+"""MLflow helpers: the tracking store, logging and loading churn models, the champion gate.
+
+* :func:`configure` points MLflow at a store (default SQLite under ``mlruns/``, artifacts
+  beside it) and creates the experiment; nothing happens at import time.
+* :func:`log_model` logs a fitted model in its native, non-pickle format (XGBoost UBJ;
+  sklearn via skops), with a signature, an input example, the feature registry and a
+  reference sample of training features inside the model (``extra_files/``), so the
+  stream's drift checks read them from the same ``models:/churn@champion``.
+* :func:`load_model` returns a :class:`~pipeline.training.models.ChurnModel` that gives
+  probabilities (pyfunc on an sklearn classifier would give labels).
+* :func:`register` adds a version of ``churn`` with alias ``challenger``;
+  :func:`run_gate` scores the champion on the challenger's test window, records the
+  decision and both scores as version tags and moves ``champion`` if the gate says so.
+* Alias history: MLflow keeps only the current alias. Every promotion is appended as a
+  JSON event to the promoted version's ``champion.promotions`` tag (in the registry
+  itself, so it works against a tracking server too); :func:`alias_history` rebuilds
+  who was champion when, and why.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import RegistryError
+from pipeline.evaluation import metrics as score_metrics
+from pipeline.training.gate import GateDecision, GatePolicy, decide
+from pipeline.training.models import ChurnModel, SklearnModel, XGBoostModel, matrix
+
+MODEL_NAME: Final = "churn"
+EXPERIMENT: Final = "churn-train"
+CHAMPION: Final = "champion"
+CHALLENGER: Final = "challenger"
+PROMOTIONS_TAG: Final = "champion.promotions"
+FEATURE_SET_TAG: Final = "feature_set_version"
+
+
+def configure(tracking_uri: str, experiment: str = EXPERIMENT) -> str:
+    """Use ``tracking_uri`` in this process; return the experiment id (created if new).
+
+    For a SQLite store the artifacts go to ``<db dir>/artifacts`` (an explicit location,
+    otherwise MLflow fixes it relative to the working directory of the first run).
+    """
+    import mlflow
+
+    artifact_location = None
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        artifact_location = (db.parent / "artifacts").resolve().as_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        exp = mlflow.get_experiment_by_name(experiment)
+        if exp is None:
+            try:
+                return mlflow.create_experiment(experiment, artifact_location=artifact_location)
+            except mlflow.exceptions.MlflowException:  # created concurrently
+                exp = mlflow.get_experiment_by_name(experiment)
+        return exp.experiment_id
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(f"MLflow tracking store {tracking_uri} is unusable: {exc}; "
+                            "check CHURN_MLFLOW_TRACKING_URI") from None
+
+
+def _pip_requirements(kind: str) -> list[str]:
+    import sklearn
+    import xgboost
+
+    reqs = [f"numpy=={np.__version__}", f"pandas=={pd.__version__}"]
+    if kind == "xgboost":
+        return [f"xgboost=={xgboost.__version__}", *reqs]
+    import skops
+
+    return [f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}", *reqs]
+
+
+def log_model(
+    model: ChurnModel,
+    example: pd.DataFrame,
+    reference: pd.DataFrame,
+    feature_registry: Mapping[str, Any],
+    feature_set_version: str,
+) -> Any:
+    """Log ``model`` into the active run as ``model``; return MLflow's ``ModelInfo``."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    X = matrix(example, model.features).astype(np.float64)
+    metadata = {"candidate": model.name, "kind": model.kind, "features": list(model.features),
+                FEATURE_SET_TAG: feature_set_version}
+    with tempfile.TemporaryDirectory() as tmp:
+        reg_path = Path(tmp) / "feature_registry.json"
+        reg_path.write_text(json.dumps(dict(feature_registry), indent=2, default=str))
+        ref_path = Path(tmp) / "reference.parquet"
+        matrix(reference, model.features).to_parquet(ref_path, index=False)
+        common = {
+            "name": "model", "input_example": X.head(5), "metadata": metadata,
+            "pip_requirements": _pip_requirements(model.kind), "extra_files": [str(reg_path), str(ref_path)],
+        }
+        if isinstance(model, XGBoostModel):
+            sig = infer_signature(X, model.predict_proba(X))
+            return mlflow.xgboost.log_model(model.booster, model_format="ubj", signature=sig, **common)
+        if isinstance(model, SklearnModel):
+            sig = infer_signature(X, model.pipeline.predict_proba(X.astype(np.float32)))
+            return mlflow.sklearn.log_model(model.pipeline, serialization_format="skops",
+                                            skops_trusted_types=["numpy.dtype"], pyfunc_predict_fn="predict_proba",
+                                            signature=sig, **common)
+    raise RegistryError(f"cannot log model of type {type(model).__name__}; expected an XGBoost or sklearn model")
+
+
+def load_model(uri: str) -> ChurnModel:
+    """Load ``uri`` (e.g. ``models:/churn@champion``) as a model that returns probabilities."""
+    import mlflow
+
+    try:
+        info = mlflow.models.get_model_info(uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(f"cannot load {uri}: {exc}") from None
+    meta = info.metadata or {}
+    name = meta.get("candidate", "model")
+    if "xgboost" in info.flavors:
+        booster = mlflow.xgboost.load_model(uri)
+        feats = tuple(meta.get("features") or booster.feature_names)
+        return XGBoostModel(name, booster, feats, booster.num_boosted_rounds() - 1)
+    if "sklearn" in info.flavors:
+        pipe = mlflow.sklearn.load_model(uri)
+        return SklearnModel(name, meta.get("kind", "logistic"), pipe, tuple(meta["features"]))
+    raise RegistryError(f"{uri} has flavours {sorted(info.flavors)}; expected xgboost or sklearn")
+
+
+@dataclass
+class Bundle:
+    """Everything the stream needs from a registered model."""
+
+    model: ChurnModel
+    feature_set_version: str
+    feature_registry: dict
+    reference: pd.DataFrame
+
+
+def load_bundle(uri: str) -> Bundle:
+    """The model plus its feature registry and reference sample (for drift checks)."""
+    import mlflow
+
+    model = load_model(uri)
+    meta = mlflow.models.get_model_info(uri).metadata or {}
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        extra = local / "extra_files"
+        registry = json.loads((extra / "feature_registry.json").read_text())
+        reference = pd.read_parquet(extra / "reference.parquet")
+    return Bundle(model, str(meta.get(FEATURE_SET_TAG, "")), registry, reference)
+
+
+def register(model_uri: str, tags: Mapping[str, Any], name: str = MODEL_NAME) -> str:
+    """Register ``model_uri`` as a new version of ``name`` with alias ``challenger``."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    MlflowClient().set_registered_model_alias(name, CHALLENGER, mv.version)
+    return str(mv.version)
+
+
+def champion_version(name: str = MODEL_NAME) -> Any | None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def run_gate(
+    version: str,
+    challenger_metrics: Mapping[str, float],
+    X_test: pd.DataFrame,
+    y_test: np.ndarray,
+    feature_set_version: str,
+    now: datetime,
+    by: str,
+    policy: GatePolicy = GatePolicy(),  # noqa: B008 - frozen default
+    name: str = MODEL_NAME,
+) -> GateDecision:
+    """Score the champion on the same test rows, decide, record tags, move the alias."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    champ = champion_version(name)
+    champ_metrics, unscorable, champ_v = None, None, None
+    if champ is not None and str(champ.version) != str(version):
+        champ_v = str(champ.version)
+        champ_fs = champ.tags.get(FEATURE_SET_TAG, "")
+        if champ_fs != feature_set_version:
+            unscorable = f"its feature set {champ_fs or '(untagged)'} is not the current {feature_set_version}"
+        else:
+            try:
+                model = load_model(f"models:/{name}/{champ_v}")
+                champ_metrics = score_metrics(y_test, model.predict_proba(X_test))
+            except Exception as exc:  # noqa: BLE001 - any load/score failure makes it unscorable, with the reason
+                unscorable = f"{type(exc).__name__}: {exc}"
+    result = decide(challenger_metrics, champ_metrics, policy, champ_v, unscorable)
+
+    tags = {"gate.decision": result.decision, "gate.reason": result.reason, "gate.at": now.isoformat(),
+            "gate.by": by, "gate.policy": json.dumps({"metrics": list(policy.metrics), "tolerance": policy.tolerance}),
+            "gate.champion_version": champ_v or ""}
+    for m, v in result.challenger.items():
+        tags[f"gate.challenger.{m}"] = f"{v:.6f}"
+    for m, v in (result.champion or {}).items():
+        tags[f"gate.champion.{m}"] = f"{v:.6f}"
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, v)
+    if result.promoted:
+        promote(version, result.reason, by, now, name=name, scores=result.challenger)
+    return result
+
+
+def promote(version: str, reason: str, by: str, now: datetime, name: str = MODEL_NAME,
+            scores: Mapping[str, float] | None = None) -> None:
+    """Point ``champion`` at ``version`` and append the event to the alias history.
+
+    Also the way to roll back by hand: ``promote("3", "rollback: v4 mis-scores", "alice", now)``.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    prev = champion_version(name)
+    mv = client.get_model_version(name, version)
+    events = json.loads(mv.tags.get(PROMOTIONS_TAG, "[]"))
+    events.append({"at": now.isoformat(), "by": by, "reason": reason,
+                   "previous": str(prev.version) if prev is not None else None, "scores": dict(scores or {})})
+    client.set_model_version_tag(name, version, PROMOTIONS_TAG, json.dumps(events))
+    client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def alias_history(name: str = MODEL_NAME) -> pd.DataFrame:
+    """Who was champion when, and why: one row per promotion, oldest first.
+
+    ``until`` is the next promotion's time (empty for the current champion). A champion
+    alias moved outside :func:`promote` (e.g. in the MLflow UI) shows up as a last row
+    with reason ``alias set outside the gate``.
+    """
+    from mlflow import MlflowClient
+
+    rows = []
+    for mv in MlflowClient().search_model_versions(f"name='{name}'"):
+        for e in json.loads(mv.tags.get(PROMOTIONS_TAG, "[]")):
+            rows.append({"version": str(mv.version), "since": e["at"], "by": e.get("by"),
+                         "reason": e.get("reason"), "previous": e.get("previous"),
+                         "scores": json.dumps(e.get("scores", {}))})
+    cols = ["version", "since", "until", "by", "reason", "previous", "scores"]
+    df = pd.DataFrame(rows, columns=[c for c in cols if c != "until"])
+    df = df.sort_values("since", kind="stable").reset_index(drop=True)
+    df["until"] = df["since"].shift(-1)
+    champ = champion_version(name)
+    if champ is not None and (df.empty or df["version"].iloc[-1] != str(champ.version)):
+        df.loc[len(df)] = {"version": str(champ.version), "since": None, "until": None, "by": None,
+                           "reason": "alias set outside the gate", "previous": None, "scores": "{}"}
+    return df[cols]

@@ -1,0 +1,35 @@
+"""`churn train` prints the candidate table and the gate decision."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.slow
+
+
+def _app():
+    from flows.cli import register
+    from pipeline.cli import app
+
+    if "train" not in {c.name for c in app.registered_commands}:
+        register(app)
+    return app
+
+
+def test_churn_train_prints_table_and_gate(prefect_harness, small_history, tracking_uri) -> None:
+    result = CliRunner().invoke(_app(), [
+        "--data-dir", str(small_history), "train", "--horizon", "14", "--candidate", "rule",
+        "--candidate", "logistic", "--no-leaky", "--no-register", "--shap-sample", "100",
+        "--tracking-uri", tracking_uri,
+    ])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "logistic" in out and "rule" in out and "oracle" in out and "lift@10%" in out
+    assert "not registered" in out and "revenue" in out
+
+
+def test_churn_train_without_a_log_is_one_clear_line(tmp_path) -> None:
+    result = CliRunner().invoke(_app(), ["--data-dir", str(tmp_path), "train"])
+    assert result.exit_code == 1
+    assert "no event log" in result.output and "churn simulate" in result.output

@@ -1,0 +1,79 @@
+"""The train flow end to end under Prefect's test harness, then the gate across two runs."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+
+from pipeline.features.registry import FEATURE_SET_VERSION
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness, small_history, tracking_uri):
+    from flows.train import train
+
+    return train(data_dir=str(small_history), horizon_days=14, every_days=7, seed=3, shap_sample=200,
+                 tracking_uri=tracking_uri)
+
+
+def test_flow_reports_candidates_beside_oracle_and_leaky_control(first_run) -> None:
+    rows = {r["name"]: r for r in first_run["table"]}
+    assert {"xgboost", "logistic", "rule", "oracle", "leaky"} <= set(rows)
+    assert rows["oracle"]["role"] == rows["leaky"]["role"] == "reference"
+    assert rows["leaky"]["test_roc_auc"] > 0.9  # features after the label window: near-perfect
+    honest = max(rows[n]["test_roc_auc"] for n in ("xgboost", "logistic", "rule"))
+    assert 0.6 < honest < rows["leaky"]["test_roc_auc"]  # so the honest pipeline is not leaking
+    assert rows["xgboost"]["test_lift_10_ceiling"] == pytest.approx(1 / max(rows["xgboost"]["test_base_rate"], 0.1))
+    assert first_run["best"] in ("xgboost", "logistic", "rule")
+    assert first_run["revenue"]["baseline_churners"] > 0 and first_run["revenue"]["revenue_saved"] > 0
+    assert first_run["shap"]["rows"] == 200
+    assert set(first_run["seconds"]) >= {"snapshots", "fit", "shap", "logging"}
+
+
+def test_flow_logs_one_child_run_per_model_under_one_parent(first_run, tracking_uri) -> None:
+    mlflow.set_tracking_uri(tracking_uri)
+    parent = first_run["parent_run_id"]
+    children = mlflow.search_runs([first_run["experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'")
+    names = set(children["tags.mlflow.runName"])
+    assert {"xgboost", "logistic", "rule", "oracle", "leaky"} <= names
+    assert children["metrics.test_roc_auc"].notna().all() and children["metrics.val_lift_10"].notna().all()
+    client = mlflow.MlflowClient()
+    xgb = children[children["tags.mlflow.runName"] == "xgboost"]["run_id"].iloc[0]
+    assert {"plots", "tables", "shap"} <= {a.path for a in client.list_artifacts(xgb)}
+    shap_files = {a.path for a in client.list_artifacts(xgb, "shap")}
+    assert {"shap/report.html", "shap/shap_beeswarm.png", "shap/top_risk_reasons.parquet"} <= shap_files
+    assert "plots/test_roc.png" in {a.path for a in client.list_artifacts(parent, "plots")}
+    summary = {a.path for a in client.list_artifacts(parent, "summary")}
+    assert {"summary/comparison.csv", "summary/revenue_sweep.csv", "summary/alias_history.csv"} <= summary
+
+
+def test_first_model_becomes_champion_with_its_feature_set(first_run, tracking_uri, small_history) -> None:
+    from pipeline import registry
+
+    mlflow.set_tracking_uri(tracking_uri)
+    assert first_run["registered_version"] == "1"
+    assert first_run["gate"]["decision"] == "promoted"
+    champ = registry.champion_version()
+    assert str(champ.version) == "1" and champ.tags[registry.FEATURE_SET_TAG] == FEATURE_SET_VERSION
+    bundle = registry.load_bundle("models:/churn@champion")
+    p = bundle.model.predict_proba(bundle.reference)
+    assert np.all((p >= 0) & (p <= 1)) and bundle.feature_set_version == FEATURE_SET_VERSION
+
+
+def test_a_worse_retrain_is_rejected_and_history_kept(first_run, prefect_harness, small_history, tracking_uri) -> None:
+    from flows.train import train
+    from pipeline import registry
+
+    second = train(data_dir=str(small_history), horizon_days=14, every_days=7, seed=3, candidates=["rule"],
+                   leaky_control=False, shap_sample=100, tracking_uri=tracking_uri)
+    assert second["best"] == "rule" and second["registered_version"] == "2"
+    assert second["gate"]["decision"] == "rejected" and second["gate"]["champion_version"] == "1"
+    mlflow.set_tracking_uri(tracking_uri)
+    assert str(registry.champion_version().version) == "1"
+    hist = registry.alias_history()
+    assert hist["version"].tolist() == ["1"]
+    tags = mlflow.MlflowClient().get_model_version("churn", "2").tags
+    assert tags["gate.decision"] == "rejected" and "gate.champion.roc_auc" in tags

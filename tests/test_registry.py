@@ -1,0 +1,161 @@
+"""MLflow registry: native model logging round trip, the champion gate, alias history.
+
+A temporary SQLite tracking store per module; nothing touches the network.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from pipeline import registry
+from pipeline.evaluation import metrics
+from pipeline.training.fit import fit_candidate
+from pipeline.training.gate import GatePolicy, decide
+from pipeline.training.specs import parse_spec
+from pipeline.training.testing import split_by_cutoff, synthetic_snapshots
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch_module.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    root = tmp_path_factory.mktemp("mlruns")
+    exp = registry.configure(f"sqlite:///{root}/mlflow.db")
+    yield exp
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def data():
+    df, feats = synthetic_snapshots(users=1_200, cutoffs=4, seed=7)
+    df = split_by_cutoff(df)
+    return df[df.split == "train"], df[df.split == "val"], df[df.split == "test"], feats
+
+
+def _fit(data, raw: dict, name: str):
+    tr, va, _, feats = data
+    return fit_candidate(parse_spec(raw, name), tr, va, feats, seed=0)
+
+
+def _log_and_register(store, data, model, name: str, fs: str = "fs-1") -> str:
+    tr = data[0]
+    with mlflow.start_run(experiment_id=store):
+        info = registry.log_model(model, tr.head(5), tr.head(200), {"features": list(model.features)}, fs)
+    return registry.register(info.model_uri, {registry.FEATURE_SET_TAG: fs, "candidate": model.name}, name=name)
+
+
+def _gate(data, model, version: str, name: str, now: datetime, fs: str = "fs-1"):
+    test = data[2]
+    m = metrics(test.label, model.predict_proba(test))
+    return registry.run_gate(version, m, test, test.label.to_numpy(), fs, now, "pytest", GatePolicy(), name=name)
+
+
+@pytest.mark.parametrize("raw", [
+    {"kind": "xgboost", "params": {"n_estimators": 40, "max_depth": 3}},
+    {"kind": "logistic"},
+])
+def test_champion_loads_back_with_the_same_predictions(store, data, raw, tmp_path) -> None:
+    name = f"rt_{raw['kind']}"
+    model = _fit(data, raw, raw["kind"])
+    test = data[2]
+    before = model.predict_proba(test)
+    v = _log_and_register(store, data, model, name)
+    assert _gate(data, model, v, name, T0).promoted  # a first model becomes champion
+    loaded = registry.load_model(f"models:/{name}@champion")
+    assert np.allclose(loaded.predict_proba(test), before, atol=1e-6)
+    bundle = registry.load_bundle(f"models:/{name}@champion")
+    assert bundle.feature_set_version == "fs-1" and len(bundle.reference) == 200
+    assert list(bundle.reference.columns) == list(model.features)
+    local = mlflow.artifacts.download_artifacts(f"models:/{name}/{v}", dst_path=str(tmp_path))
+    files = {p.name for p in Path(local).rglob("*") if p.is_file()}
+    assert ("model.ubj" if raw["kind"] == "xgboost" else "model.skops") in files  # native, not pickle
+    assert not any(f.endswith((".pkl", ".pickle")) for f in files)
+    assert {"feature_registry.json", "reference.parquet", "MLmodel", "input_example.json"} <= files
+
+
+def test_xgboost_pyfunc_returns_probabilities(store, data) -> None:
+    model = _fit(data, {"kind": "xgboost", "params": {"n_estimators": 20}}, "x")
+    v = _log_and_register(store, data, model, "pyfunc_check")
+    test = data[2].head(20)
+    out = mlflow.pyfunc.load_model(f"models:/pyfunc_check/{v}").predict(test[list(model.features)].astype(float))
+    assert np.allclose(np.asarray(out).ravel(), model.predict_proba(test), atol=1e-6)
+
+
+def test_gate_keeps_a_better_champion_and_promotes_a_better_challenger(store, data) -> None:
+    name = "gate_demo"
+    rule = _fit(data, {"kind": "rule", "features": ["days_since_last_session"]}, "rule")
+    weak = _fit(data, {"kind": "logistic", "features": ["plan_price"]}, "weak")
+    strong = _fit(data, {"kind": "logistic"}, "strong")
+
+    v1 = _log_and_register(store, data, rule, name)
+    d1 = _gate(data, rule, v1, name, T0)
+    assert d1.promoted and d1.reason.startswith("first model")
+
+    v2 = _log_and_register(store, data, weak, name)
+    d2 = _gate(data, weak, v2, name, T0 + timedelta(days=7))
+    assert not d2.promoted and "< champion" in d2.reason
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v1
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == v2
+    tags = client.get_model_version(name, v2).tags
+    assert tags["gate.decision"] == "rejected" and tags["gate.champion_version"] == v1
+    assert float(tags["gate.champion.roc_auc"]) > float(tags["gate.challenger.roc_auc"])
+
+    v3 = _log_and_register(store, data, strong, name)
+    d3 = _gate(data, strong, v3, name, T0 + timedelta(days=14))
+    assert d3.promoted and d3.champion_version == v1
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v3
+
+    hist = registry.alias_history(name)
+    assert hist["version"].tolist() == [v1, v3]
+    assert hist["previous"].tolist() == [None, v1]
+    assert hist["until"].iloc[0] == hist["since"].iloc[1] and hist["until"].iloc[1] is None
+    assert "pytest" in hist["by"].iloc[1] and "roc_auc" in hist["reason"].iloc[1]
+
+
+def test_champion_of_another_feature_set_is_replaced(store, data) -> None:
+    name = "fs_change"
+    m = _fit(data, {"kind": "logistic"}, "m")
+    v1 = _log_and_register(store, data, m, name, fs="old")
+    assert _gate(data, m, v1, name, T0, fs="old").promoted
+    weak = _fit(data, {"kind": "logistic", "features": ["plan_price"]}, "weak")
+    v2 = _log_and_register(store, data, weak, name, fs="new")
+    d = _gate(data, weak, v2, name, T0 + timedelta(days=1), fs="new")
+    assert d.promoted and "feature set old is not the current new" in d.reason
+
+
+def test_history_flags_an_alias_moved_by_hand(store, data) -> None:
+    name = "by_hand"
+    m = _fit(data, {"kind": "logistic"}, "m")
+    v1 = _log_and_register(store, data, m, name)
+    _gate(data, m, v1, name, T0)
+    v2 = _log_and_register(store, data, m, name)
+    mlflow.MlflowClient().set_registered_model_alias(name, "champion", v2)
+    hist = registry.alias_history(name)
+    assert hist["reason"].iloc[-1] == "alias set outside the gate" and hist["version"].iloc[-1] == v2
+    registry.promote(v1, "rollback: v2 was set by hand", "alice", T0 + timedelta(days=2), name=name)
+    assert registry.alias_history(name)["reason"].iloc[-1].startswith("rollback")
+
+
+def test_gate_decision_is_pure_and_configurable() -> None:
+    chal, champ = {"roc_auc": 0.80, "lift_10": 2.95}, {"roc_auc": 0.79, "lift_10": 3.0}
+    assert not decide(chal, champ).promoted
+    assert decide(chal, champ, GatePolicy(("roc_auc",))).promoted
+    assert decide(chal, champ, GatePolicy(tolerance=0.1)).promoted
+    assert decide(chal, champ | {"roc_auc": 0.80, "lift_10": 2.95}).promoted  # ties pass
+    with pytest.raises(ValueError, match="lack gate metric"):
+        decide({"roc_auc": 0.8}, champ)
