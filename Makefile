@@ -25,6 +25,11 @@ test-fast: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/churn --data-dir $(DATA) simulate --users 20000 --days 180 --overwrite
+	$(BIN)/churn --data-dir $(DATA) train
+	@echo
+	@echo "Compare the candidates in the MLflow UI:"
+	@echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000"
+	@echo "  then open http://127.0.0.1:5000 (experiment 'churn')"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
