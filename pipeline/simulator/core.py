@@ -66,7 +66,7 @@ class DayResult:
     users: np.ndarray  # user index per line, in line order
     etypes: np.ndarray  # event type code per line (see encode.TYPE_NAMES)
     lines: list[bytes]  # encoded events, sorted by event time
-    hazard_users: np.ndarray  # users active at the start of the day
+    hazard_users: np.ndarray  # users active that day (incl. the day's new signups)
     hazard: np.ndarray  # their true probability of churning that day
 
 
