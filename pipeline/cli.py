@@ -74,12 +74,10 @@ def _main(
 
 
 def _open_log(s: Settings, create: bool = True):
-    """The configured topic; with ``create=False`` a missing topic is a clear error."""
-    from pipeline.log import file_options, open_log
+    """The configured topic (file or Kafka); ``create=False``: a missing topic is an error."""
+    from pipeline.log import open_configured_log
 
-    if not create and not (s.topic_dir / "topic.json").exists():
-        raise ChurnError(f"no topic {s.topic!r} under {s.log_dir}; run `churn simulate` first (or check --data-dir/--topic)")
-    return open_log(s.log_dir, s.topic, num_partitions=s.partitions if create else None, **file_options(s))
+    return open_configured_log(s, create=create)
 
 
 def _print_summary(summary: Any, title: str, as_json: bool) -> None:
@@ -281,6 +279,8 @@ def retention(
     from pipeline.log import RetentionPolicy, apply_retention
 
     s = _settings(ctx)
+    if s.log_backend != "file":
+        raise ChurnError("retention on Kafka is the broker's (retention.ms / retention.bytes on the topic)")
     base = RetentionPolicy.from_settings(s)
     policy = RetentionPolicy(
         max_age_s=base.max_age_s if hours is None else hours * 3600.0,

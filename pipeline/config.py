@@ -45,6 +45,15 @@ class Settings(BaseSettings):
         False, description="Allow retention to delete records some group has not consumed."
     )
 
+    # event log backend: file segments (default) or a Kafka cluster (docs/kafka.md)
+    log_backend: Literal["file", "kafka"] = Field("file", description="Event log backend: file | kafka.")
+    kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers, host:port[,...].")
+    kafka_properties: dict[str, str] = Field(
+        default_factory=dict, description="Extra librdkafka properties (JSON object), e.g. security settings."
+    )
+    kafka_replication_factor: int = Field(-1, ge=-1, description="Replication factor of new topics (-1: broker default).")
+    kafka_timeout_s: float = Field(10.0, gt=0, description="Kafka metadata/delivery timeout.")
+
     # stores
     store_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
     mlflow_tracking_uri: str | None = Field(None, description="Default: SQLite under mlruns/.")

@@ -23,6 +23,7 @@ from pipeline.log.deadletter import (
     parse_dead_letter,
 )
 from pipeline.log.file import DEFAULT_PARTITIONS, FileLog, file_options, open_log
+from pipeline.log.kafka import KafkaLog, open_configured_log
 from pipeline.log.lag import (
     HEADERS as LAG_HEADERS,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "DeadLetters",
     "DeletedSegment",
     "FileLog",
+    "KafkaLog",
     "MemoryLog",
     "PartitionInfo",
     "PartitionLag",
@@ -69,6 +71,7 @@ __all__ = [
     "lag_seconds",
     "murmur2",
     "murmur2_many",
+    "open_configured_log",
     "open_log",
     "parse_dead_letter",
     "partition_for",

@@ -123,6 +123,10 @@ def dead_letter_log(log: PartitionLog) -> PartitionLog:
         return open_log(log.path.parent, f"{log.name}.dlq", log.num_partitions)
     if isinstance(log, MemoryLog):
         return MemoryLog(f"{log.name}.dlq", log.num_partitions)
+    from pipeline.log.kafka import KafkaLog
+
+    if isinstance(log, KafkaLog):
+        return log.sibling(f"{log.name}.dlq")
     raise TypeError(
         f"no dead-letter topic convention for {type(log).__name__}; pass a log explicitly"
     )

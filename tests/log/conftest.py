@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,20 +12,71 @@ import pytest
 from pipeline.clock import FakeClock
 from pipeline.events import Payment, Session, encode
 from pipeline.log import FileLog, MemoryLog, PartitionLog, open_log
+from pipeline.log.kafka import KafkaLog
+from pipeline.log.kafka_admin import MOCK_AUTO_PARTITIONS, MockCluster
 
-BACKENDS = ["memory", "file"]  # a Kafka backend joins this list later
+BACKENDS = ["memory", "file", "kafka"]  # kafka: librdkafka's in-process mock cluster
+
+# Shared tests the Kafka backend cannot pass as written, and why (each has a Kafka
+# variant in test_log_kafka.py covering the rest of what it checks).
+KAFKA_SKIPS = {
+    "test_offsets_start_end_and_info": "Kafka clients report no per-partition byte size "
+    "(partition_info.bytes is 0); offsets are checked in test_log_kafka.py",
+    "test_commit_and_committed": "Kafka keeps no commit history (commit_history is {}); "
+    "commits/committed/groups/validation are checked in test_log_kafka.py",
+    "test_describe_group_lag_seconds_and_status_over_time": "Burrow STALL/STOP need the "
+    "commit history Kafka does not keep; lag and lag-seconds are checked in test_log_kafka.py",
+    "test_decode_batch_routes_failures_and_keeps_going": "the <topic>.dlq sibling is created "
+    "through the Admin API, which librdkafka's mock cluster cannot serve (create_topics times "
+    "out waiting for a controller); on a real cluster dead_letter_log() uses KafkaLog.sibling()",
+    "test_decode_values_fast_path_matches": "same: the mock cannot create the .dlq topic via Admin",
+}
 
 LogFactory = Callable[..., PartitionLog]
+
+
+@pytest.fixture(scope="session")
+def kafka_mock() -> Iterator[MockCluster]:
+    """One in-process mock Kafka cluster for the session (each test uses fresh topics)."""
+    with MockCluster(num_brokers=1) as mock:
+        yield mock
+
+
+_topic_ids = itertools.count()
+
+
+def kafka_topic(mock: MockCluster, name: str, num_partitions: int) -> str:
+    """A fresh topic ``<name>-<n>`` with ``num_partitions`` partitions on ``mock``."""
+    if not mock.exact_partitions and num_partitions != MOCK_AUTO_PARTITIONS:
+        pytest.skip(
+            f"mock cluster without the C mock API only has {MOCK_AUTO_PARTITIONS}-partition topics"
+        )
+    topic = f"{name}-{next(_topic_ids)}"
+    mock.create_topic(topic, num_partitions)
+    return topic
+
+
+@pytest.fixture
+def new_kafka_topic(kafka_mock: MockCluster) -> Callable[[str, int], str]:
+    """``new_kafka_topic(name, num_partitions)`` -> a fresh topic on the session mock."""
+    return lambda name, num_partitions: kafka_topic(kafka_mock, name, num_partitions)
 
 
 @pytest.fixture(params=BACKENDS)
 def make_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogFactory]:
     """``make_log(num_partitions=4, name="events", **file_options)`` for each backend."""
     opened: list[PartitionLog] = []
+    if request.param == "kafka" and request.node.originalname in KAFKA_SKIPS:
+        pytest.skip(f"kafka: {KAFKA_SKIPS[request.node.originalname]}")
+    mock = request.getfixturevalue("kafka_mock") if request.param == "kafka" else None
 
     def factory(num_partitions: int = 4, name: str = "events", **options: object) -> PartitionLog:
         if request.param == "memory":
             log: PartitionLog = MemoryLog(name, num_partitions)
+        elif request.param == "kafka":
+            assert mock is not None
+            topic = kafka_topic(mock, name, num_partitions)
+            log = KafkaLog(mock.bootstrap, topic, num_partitions, create=False, timeout_s=10)
         else:
             options.setdefault("segment_bytes", 4096)
             options.setdefault("index_interval_bytes", 256)

@@ -1,0 +1,102 @@
+"""Kafka backend throughput on librdkafka's in-process mock cluster, beside the file log.
+
+* ``kafka_produce_eps``: keyed ``KafkaLog.produce`` (librdkafka murmur2 partitioner,
+  idempotent producer, every delivery report awaited) in batches of 10,000 into a
+  fresh 4-partition topic; the producer is started before timing (its idempotent
+  producer-id setup takes ~0.5 s on the mock, once per producer).
+* ``file_produce_eps_same_run``: the same events into a fresh 4-partition file topic,
+  in the same process and run, so ``kafka/file`` is a like-for-like ratio.
+* ``kafka_consume_eps`` / ``file_consume_eps_same_run``: a fresh log object fetches every
+  partition sequentially with ``fetch_values`` and decodes through the dead-letter helper.
+
+Rates are events per **wall-clock second**, median of 3 runs (quick: 1): the mock broker
+runs inside this process on librdkafka threads, so CPU time would bill the broker's
+work to the client. The mock cluster is **not a performance reference**: it keeps
+everything in memory, has no replication, no disk, no network hop; a real cluster's
+figures depend on acks, batching (``linger.ms``, ``batch.size``), compression and RTT.
+The mock keeps ~5 MiB per partition, so the event count stays below that.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.bench_log import make_events
+from pipeline.clock import FakeClock
+from pipeline.log import DeadLetters, MemoryLog, PartitionLog, decode_values, open_log
+from pipeline.log.kafka import KafkaLog
+from pipeline.log.kafka_admin import MockCluster
+
+BATCH = 10_000
+PARTITIONS = 4
+CAVEAT = (
+    "caveat: librdkafka's mock cluster is in-process and in-memory; it is NOT a performance "
+    "reference for a real Kafka/Redpanda cluster (see docs/kafka.md)"
+)
+
+
+def _produce(log: PartitionLog, keys: list[bytes], values: list[bytes]) -> float:
+    t = time.perf_counter()
+    for i in range(0, len(values), BATCH):
+        log.produce(list(zip(keys[i : i + BATCH], values[i : i + BATCH], strict=True)))
+    return time.perf_counter() - t
+
+
+def _consume(log: PartitionLog) -> tuple[float, int]:
+    dlq = DeadLetters(MemoryLog("dlq", PARTITIONS), FakeClock(), log.name)
+    n = 0
+    t = time.perf_counter()
+    for p in range(PARTITIONS):
+        offset = 0
+        while True:
+            values, nxt = log.fetch_values(p, offset, max_records=BATCH)
+            if not values:
+                break
+            events, _ = decode_values(p, offset, values, dlq)
+            n += len(events)
+            offset = nxt
+    return time.perf_counter() - t, n
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    n = 30_000 if quick else 100_000  # x ~150 B / 4 partitions: under the mock's ~5 MiB
+    repeats = 1 if quick else 3
+    keys, values = make_events(n)
+    rates: dict[str, list[float]] = {k: [] for k in ("kp", "kc", "fp", "fc")}
+    with MockCluster() as mock, tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            topic = f"bench-{r}"
+            mock.create_topic(topic, PARTITIONS)
+            with KafkaLog(mock.bootstrap, topic, PARTITIONS, create=False) as log:
+                log.append(0, values[:1])  # start the producer (idempotent: ~0.5 s PID setup)
+                rates["kp"].append(n / _produce(log, keys, values))
+            with KafkaLog(mock.bootstrap, topic, PARTITIONS, create=False) as log:
+                dt, got = _consume(log)
+            assert got == n + 1, f"consumed {got} of {n + 1}: the mock deleted data"
+            rates["kc"].append(got / dt)
+            with open_log(Path(tmp) / str(r), "events", PARTITIONS) as log:
+                rates["fp"].append(n / _produce(log, keys, values))
+            with open_log(Path(tmp) / str(r), "events", PARTITIONS) as log:
+                dt, got = _consume(log)
+            assert got == n
+            rates["fc"].append(n / dt)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"events: {n:,} in {PARTITIONS} partitions, batches of {BATCH:,}, median of {repeats}")
+    print(f"  produce  kafka(mock) {med['kp']:>10,.0f} ev/s   file {med['fp']:>10,.0f} ev/s"
+          f"   kafka/file {med['kp'] / med['fp']:.2f}")  # fmt: skip
+    print(f"  consume  kafka(mock) {med['kc']:>10,.0f} ev/s   file {med['fc']:>10,.0f} ev/s"
+          f"   kafka/file {med['kc'] / med['fc']:.2f}   (fetch_values + decode)")  # fmt: skip
+    print(CAVEAT)
+    return {
+        "kafka_produce_eps": med["kp"],
+        "kafka_consume_eps": med["kc"],
+        "file_produce_eps_same_run": med["fp"],
+        "file_consume_eps_same_run": med["fc"],
+    }
+
+
+if __name__ == "__main__":
+    run()
