@@ -32,10 +32,12 @@ def train_deployment(schedule_active: bool = False, parameters: dict[str, Any] |
     from prefect.schedules import Cron
 
     from flows.train import train
+    from pipeline.drift.loop import train_trigger
 
     return train.to_deployment(
         name=TRAIN_DEPLOYMENT,
         schedules=[Cron(TRAIN_CRON, timezone="UTC", active=schedule_active)],
+        triggers=[train_trigger()],  # critical drift (churn.drift.detected) retrains, with a cooldown
         concurrency_limit=1,
         parameters=parameters or {},
         tags=["churn", "train"],

@@ -336,6 +336,9 @@ def _register_plugins() -> None:
     from flows.cli import register as register_train
 
     register_train(app)
+    from pipeline.drift.cli import register as register_drift
+
+    register_drift(app)
     try:
         from pipeline.features.cli import register as register_features
     except ImportError:  # pragma: no cover - features CLI not present

@@ -54,6 +54,18 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(-1, ge=-1, description="Replication factor of new topics (-1: broker default).")
     kafka_timeout_s: float = Field(10.0, gt=0, description="Kafka metadata/delivery timeout.")
 
+    # drift monitoring (pipeline/drift): unset values take DriftConfig's defaults
+    drift_enabled: bool | None = Field(None, description="Run drift checks in the stream (default true).")
+    drift_window_rows: int | None = Field(None, gt=0, description="Recent feature vectors per check (10,000).")
+    drift_every_rows: int | None = Field(None, gt=0, description="Check every N scored users (50,000).")
+    drift_every_minutes: float | None = Field(None, gt=0, description="...or every M minutes (10).")
+    drift_share_warning: float | None = Field(None, gt=0, le=1, description="Drifted-feature share for Warning (0.2).")
+    drift_share_critical: float | None = Field(None, gt=0, le=1, description="...for Critical (0.4).")
+    drift_prediction_warning: float | None = Field(None, gt=0, description="Prediction drift score for Warning (0.1).")
+    drift_prediction_critical: float | None = Field(None, gt=0, description="...for Critical (0.2).")
+    drift_retrain_cooldown_hours: float | None = Field(None, ge=0, description="Min hours between drift retrains (24).")
+    drift_report_retention: int | None = Field(None, ge=1, description="HTML reports kept (48).")
+
     # stores
     store_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
     mlflow_tracking_uri: str | None = Field(None, description="Default: SQLite under mlruns/.")

@@ -10,16 +10,17 @@ PostgreSQL an advisory lock), so workers starting together migrate once:
 * version > ``SCHEMA_VERSION``: refuse (``StoreSchemaError``): newer code wrote this
   database; upgrade this installation or use another database.
 
-To add drift runs later::
+Version 2 added the drift tables, the way any new table is added::
 
     # schema.py
-    drift_runs = Table("drift_runs", metadata, Column("time", Time, primary_key=True), ...)
+    drift_runs = Table("drift_runs", metadata, Column("run_id", Id, primary_key=True), ...)
 
     # here
     SCHEMA_VERSION = 2
 
     def _v2_drift_runs(conn: Connection) -> None:
         schema.drift_runs.create(conn, checkfirst=True)
+        schema.drift_features.create(conn, checkfirst=True)
 
     MIGRATIONS = {2: _v2_drift_runs}
 
@@ -39,10 +40,19 @@ from pipeline.errors import StoreSchemaError
 from pipeline.store import schema
 from pipeline.store.rows import TimeCodec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Migration = Callable[[Connection], None]
-MIGRATIONS: dict[int, Migration] = {}  # target version -> upgrade from the version before
+
+
+def _v2_drift_runs(conn: Connection) -> None:
+    """Version 2: the stream's drift checks (``drift_runs``, ``drift_features``)."""
+    schema.drift_runs.create(conn, checkfirst=True)
+    schema.drift_features.create(conn, checkfirst=True)
+
+
+# target version -> upgrade from the version before
+MIGRATIONS: dict[int, Migration] = {2: _v2_drift_runs}
 
 
 def current_version(conn: Connection) -> int:

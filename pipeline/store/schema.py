@@ -17,6 +17,7 @@ from sqlalchemy import (
     DDL,
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -137,6 +138,49 @@ partition_owners = Table(
     Index("ix_partition_owners_worker", "worker_id"),
 )
 
+# Drift checks of the stream (schema version 2): one row per check, and per check one row
+# per feature. ``run_id`` is deterministic (source, model version, check time), so
+# recording the same run twice is a no-op. ``drift_features.time`` repeats the run's time
+# so charts of one feature over time need no join.
+drift_runs = Table(
+    "drift_runs",
+    metadata,
+    Column("run_id", Id, primary_key=True),
+    Column("time", Time, nullable=False),  # when the check ran (the monitor's clock)
+    Column("window_start", Time, nullable=True),  # event-time bounds of the checked window
+    Column("window_end", Time, nullable=True),
+    Column("model_version", String(100), nullable=False),
+    Column("source", Id, nullable=False),  # which stream worker / tool ran the check
+    Column("rows", Integer, nullable=False),
+    Column("reference_rows", Integer, nullable=False),
+    Column("features", Integer, nullable=False),  # columns checked
+    Column("drifted_count", Integer, nullable=False),
+    Column("drifted_share", Float, nullable=False),
+    Column("dataset_drift", Boolean, nullable=False),
+    Column("prediction_method", String(100), nullable=True),
+    Column("prediction_score", Float, nullable=True),
+    Column("prediction_threshold", Float, nullable=True),
+    Column("prediction_drift", Boolean, nullable=True),
+    Column("level", String(16), nullable=False),  # Healthy, Warning, Critical
+    Column("reasons", Json, nullable=True),
+    Column("report_path", Text, nullable=True),  # the full HTML report, when rendered
+    Column("seconds", Float, nullable=True),
+    Index("ix_drift_runs_time", "time"),
+)
+
+drift_features = Table(
+    "drift_features",
+    metadata,
+    Column("run_id", Id, primary_key=True),
+    Column("feature", String(100), primary_key=True),
+    Column("time", Time, nullable=False),
+    Column("method", String(100), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("drifted", Boolean, nullable=False),
+    Index("ix_drift_features_time", "time"),
+)
+
 TIME_COLUMNS = {
     "scores": ("features_time", "updated_at", "history_time"),
     "score_history": ("time",),
@@ -144,6 +188,8 @@ TIME_COLUMNS = {
     "autoscale_decisions": ("time",),
     "workers": ("started_at", "heartbeat_at"),
     "partition_owners": ("assigned_at",),
+    "drift_runs": ("time", "window_start", "window_end"),
+    "drift_features": ("time",),
 }
 
 # SQLite: a new score row, or an update that moved ``history_time`` (the sampling rule in

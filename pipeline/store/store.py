@@ -1,5 +1,6 @@
 """The store: current scores, sampled score history, stream metrics, autoscaler
-decisions and worker assignments, behind one small class.
+decisions, worker assignments and drift runs (:mod:`pipeline.store.drift`), behind one
+small class.
 
 Writes are bulk, idempotent upserts (``INSERT ... ON CONFLICT``, one statement per
 batch), so a worker that re-processes a batch after a crash rewrites the same rows.
@@ -37,6 +38,7 @@ from pipeline.store import queries
 from pipeline.store import schema as s
 from pipeline.store.assignments import Assignments
 from pipeline.store.bulk import Bulk
+from pipeline.store.drift import DriftRuns
 from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, open_engine, shown
 from pipeline.store.migrations import current_version, migrate
 from pipeline.store.records import HistorySampling, StreamMetric, WriteResult
@@ -46,7 +48,7 @@ DEFAULT_SAMPLING = HistorySampling()
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-class Store(queries.Readers, Assignments):
+class Store(queries.Readers, Assignments, DriftRuns):
     """``Store(url)``: open (and create or migrate) the store at a SQLAlchemy URL.
 
     ``schema`` (PostgreSQL only) puts the tables in that schema, created if missing.

@@ -1,0 +1,197 @@
+"""Drift check cost, and proof that checks stay off the stream's hot path.
+
+* ``drift_check_seconds``: one lean check (:func:`pipeline.drift.check.run_check`:
+  Evidently ``ValueDrift`` x 30 with their tests, + prediction drift) of a
+  10,000 x 30 window against a 10,000 x 30 reference, median of 3 (quick: 1) after one
+  warm-up, in a child process. Target <= 5 s.
+* ``drift_check_peak_rss_mb``: that child's peak RSS (``VmHWM``; Evidently's import included).
+* ``drift_report_seconds``: the full ``DataDriftPreset`` HTML render of the same data
+  (another child; the HTML size is printed).
+* ``drift_import_seconds``: Evidently's import in a fresh process (paid once per worker).
+* ``drift_observe_us``: ``DriftMonitor.observe`` + ``step`` per 1,000-row micro-batch
+  (median); ``drift_submit_max_ms``: the slowest such call, a check's submit (window
+  snapshot + pickling it and the reference to the worker).
+* ``drift_hot_loop_ratio_process`` / ``_thread``: micro-batches per second of a synthetic
+  hot loop (numpy work like scoring + observe + step) while checks run back to back in the
+  background, divided by the same loop with drift off. 1.0 = no slowdown. With the
+  process executor the check runs on the other core; with a thread it competes for the
+  GIL. On this shared 2-core machine the ratios move by +-15% between runs.
+
+The data are synthetic with the feature set's shape: 20 continuous columns (lognormal,
+normal), 10 discrete ones (counts, flags, a 3-level plan), a quarter of them shifted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROWS, COLS = 10_000, 30
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def data(rows: int = ROWS, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    cols = {}
+    for i in range(COLS):
+        s = shift if i % 4 == 0 else 0.0
+        if i < 10:
+            cols[f"f{i:02d}"] = rng.lognormal(2 + s, 0.7, rows)
+        elif i < 20:
+            cols[f"f{i:02d}"] = rng.normal(s, 1, rows)
+        elif i < 27:
+            cols[f"f{i:02d}"] = rng.poisson(3 * (1 + s), rows).astype(float)
+        elif i < 29:
+            cols[f"f{i:02d}"] = (rng.random(rows) < 0.1 + s / 5).astype(float)
+        else:
+            cols[f"f{i:02d}"] = rng.choice([0.0, 1.0, 2.0], rows, p=[0.4, 0.4, 0.2])
+    return pd.DataFrame(cols)
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _snapshot(cur: pd.DataFrame, risk: np.ndarray):
+    from pipeline.drift.window import DriftWindow
+
+    w = DriftWindow(tuple(cur.columns), len(cur))
+    w.observe(cur.to_numpy(), risk, T0, users=[f"u{i}" for i in range(len(cur))])
+    return w.snapshot()
+
+
+def child(mode: str, reps: int) -> None:
+    """Run in a fresh process: print one JSON line with the figures."""
+    t = time.perf_counter()
+    from pipeline.drift.check import _evidently, render_report, run_check
+    from pipeline.drift.config import DriftConfig
+
+    _evidently()
+    import_s = time.perf_counter() - t
+    ref, cur = data(seed=1), data(seed=2, shift=0.3)
+    rng = np.random.default_rng(3)
+    ref_risk, risk = rng.beta(1, 12, ROWS), rng.beta(1.3, 10, ROWS)
+    cfg = DriftConfig()
+    snap = _snapshot(cur, risk)
+    out: dict[str, float] = {"import_s": import_s}
+    if mode == "lean":
+        run_check(snap, ref, ref_risk, "1", cfg, T0)  # warm-up
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            r = run_check(snap, ref, ref_risk, "1", cfg, T0)
+            times.append(time.perf_counter() - t)
+        out |= {"seconds": statistics.median(times), "drifted": r.drifted_count, "share": r.drifted_share}
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            cols = list(ref.columns)
+            times = []
+            for _ in range(reps):
+                path = Path(tmp) / "r.html"
+                t = time.perf_counter()
+                render_report(cur.assign(risk=risk), ref.assign(risk=ref_risk), cols, cfg, path)
+                times.append(time.perf_counter() - t)
+            out |= {"seconds": statistics.median(times), "html_mb": path.stat().st_size / 1e6}
+    out["rss_mb"] = _peak_rss_mb()
+    print(json.dumps(out))
+
+
+def _run_child(mode: str, reps: int) -> dict[str, float]:
+    env = os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_drift", "--child", mode, str(reps)],
+                         check=True, capture_output=True, text=True, env=env, cwd=ROOT)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def hot_loop(executor: str | None, seconds: float) -> tuple[float, float, float, int]:
+    """Micro-batches/s of a scoring-like loop with drift off (None) or checks running in
+    the background (``executor``); also the median and max observe+step microseconds
+    (the max is a submit: snapshot + pickling the window for the worker) and checks done."""
+    from pipeline.drift.config import DriftConfig
+    from pipeline.drift.monitor import DriftMonitor
+
+    ref, batch = data(5_000, seed=1), data(1_000, seed=4)
+    values = batch.to_numpy()
+    weights = np.random.default_rng(5).normal(size=(COLS, 64))
+    users = [f"u{i}" for i in range(1_000)]
+    monitor = None
+    if executor is not None:
+        cfg = DriftConfig(window_rows=ROWS, min_rows=500, every_rows=1_000, every_minutes=60, per_event_day=False,
+                          full_report_every=0, executor=executor)
+        ref_risk = np.random.default_rng(6).beta(1, 12, len(ref))
+        monitor = DriftMonitor(ref, "1", reference_risk=ref_risk, columns=tuple(ref.columns), config=cfg,
+                               emitter=lambda *a: None)
+        monitor.warm().result()  # the worker and Evidently's import are paid before the loop
+    n, spent, t_end, t0 = 0, [], time.perf_counter() + seconds, time.perf_counter()
+    at = T0
+    while time.perf_counter() < t_end:
+        risk = 1 / (1 + np.exp(-np.tanh(values @ weights).sum(axis=1) / 8))  # "scoring"
+        for _ in range(3):
+            np.tanh(values @ weights)
+        if monitor is not None:
+            t = time.perf_counter()
+            monitor.observe(values, risk, at, users=users)
+            monitor.step()
+            spent.append(time.perf_counter() - t)
+        at += timedelta(seconds=1)
+        n += 1
+    rate = n / (time.perf_counter() - t0)
+    checks = 0 if monitor is None else monitor.checks
+    if monitor is not None:
+        monitor.close(wait=False)
+    if not spent:
+        return rate, 0.0, 0.0, checks
+    return rate, statistics.median(spent) * 1e6, max(spent) * 1e6, checks
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    reps = 1 if quick else 3
+    lean = _run_child("lean", reps)
+    report = _run_child("report", 1)
+    print(f"one lean drift check, {ROWS:,} x {COLS} window vs {ROWS:,} x {COLS} reference (+ risk), child process")
+    print(f"  Evidently import               {lean['import_s']:8.1f} s  (once per worker process)")
+    print(f"  lean check                     {lean['seconds']:8.2f} s  (median of {reps}; target <= 5 s: "
+          f"{5 / lean['seconds']:.2f}x headroom; {lean['drifted']:.0f} of {COLS} drifted)")
+    print(f"  peak RSS                       {lean['rss_mb']:8.0f} MB")
+    print(f"  full HTML report               {report['seconds']:8.2f} s  ({report['html_mb']:.1f} MB; "
+          f"{report['seconds'] / lean['seconds']:.1f}x a lean check; peak RSS {report['rss_mb']:.0f} MB)")
+    secs = 8.0 if quick else 20.0
+    logging.getLogger("pipeline.drift").setLevel(logging.ERROR)  # the synthetic risks drift: quiet
+    off, _, _, _ = hot_loop(None, secs)
+    proc, obs_us, obs_max_us, proc_checks = hot_loop("process", secs)
+    thr, _, _, thr_checks = hot_loop("thread", secs)
+    load = os.getloadavg()[0]
+    print(f"hot loop (1,000-row micro-batches: numpy scoring work + observe + step), {secs:.0f} s each, "
+          f"checks back to back; load average {load:.1f} on {os.cpu_count()} CPUs")
+    print(f"  drift off                      {off:8.1f} batches/s")
+    print(f"  checks in a process            {proc:8.1f} batches/s  ({proc / off:.2f}x of off; {proc_checks} checks; "
+          f"observe+step median {obs_us:.0f} us, max {obs_max_us / 1000:.0f} ms = a submit)")
+    print(f"  checks in a thread             {thr:8.1f} batches/s  ({thr / off:.2f}x of off; {thr_checks} checks)")
+    return {
+        "drift_check_seconds": lean["seconds"], "drift_check_peak_rss_mb": lean["rss_mb"],
+        "drift_report_seconds": report["seconds"], "drift_import_seconds": lean["import_s"],
+        "drift_observe_us": obs_us, "drift_submit_max_ms": obs_max_us / 1000, "drift_hot_loop_ratio_process": proc / off,
+        "drift_hot_loop_ratio_thread": thr / off,
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]))
+    else:
+        print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

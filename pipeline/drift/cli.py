@@ -1,0 +1,102 @@
+"""`churn drift`: the latest drift check as a table (``--json``: as JSON), or with
+``--report`` the path of the newest full HTML report.
+
+``pipeline/cli.py`` calls :func:`register` once to add the command to the ``churn`` app.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``drift`` to the ``churn`` Typer app."""
+
+    @app.command("drift")
+    def drift_command(
+        ctx: typer.Context,
+        report: Annotated[bool, typer.Option("--report", help="Print the path of the newest full HTML report.")] = False,
+        runs: Annotated[int, typer.Option(min=1, max=1000, help="Also list this many recent checks.")] = 10,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the latest check as JSON.")] = False,
+    ) -> None:
+        """Show the latest drift check of the stream against the champion's reference."""
+        from pipeline.cli import friendly
+
+        friendly(_run)(ctx, report, runs, as_json)
+
+
+def _run(ctx: typer.Context, report: bool, runs: int, as_json: bool) -> None:
+    from pipeline.cli import _settings, console
+    from pipeline.drift.reports import drift_dir, latest
+    from pipeline.errors import ChurnError
+
+    s = _settings(ctx)
+    if report:
+        path = latest(drift_dir(s.data_dir))
+        if path is None:
+            raise ChurnError(f"no drift report under {drift_dir(s.data_dir)} yet; run the stream (drift checks "
+                             "render a full report every CHURN_DRIFT_FULL_REPORT_EVERY checks)")
+        console.print(str(path.resolve()), soft_wrap=True)
+        return
+    if s.store_url is None and not (s.data_dir / "churn.db").exists():
+        raise ChurnError(f"no store at {s.data_dir / 'churn.db'}; run the stream first (or check --data-dir)")
+    from pipeline.store import Store
+
+    with Store.from_settings(s) as store:
+        table = store.drift_runs()
+        if table.empty:
+            raise ChurnError(f"no drift checks in {store.url} yet; the stream records one every "
+                             "CHURN_DRIFT_EVERY_ROWS scored rows or CHURN_DRIFT_EVERY_MINUTES minutes")
+        last = table.iloc[-1]
+        feats = store.drift_features(run_id=last.run_id)
+    if as_json:
+        console.print_json(json.dumps(_as_dict(last, feats), default=str))
+        return
+    print_latest(last, feats, table.tail(runs), console)
+
+
+def _as_dict(run: Any, feats: Any) -> dict[str, Any]:
+    d = {k: (None if v is None or (isinstance(v, float) and v != v) else v) for k, v in run.to_dict().items()}
+    for k in ("time", "window_start", "window_end"):
+        d[k] = None if d.get(k) is None else d[k].isoformat()
+    d["dataset_drift"] = bool(d["dataset_drift"])
+    d["features"] = [{"feature": r.feature, "method": r.method, "score": r.score, "threshold": r.threshold,
+                      "drifted": bool(r.drifted)} for r in feats.itertuples(index=False)]
+    return d
+
+
+def print_latest(run: Any, feats: Any, recent: Any, console: Any) -> None:
+    from rich.table import Table
+
+    colour = {"Healthy": "green", "Warning": "yellow", "Critical": "red"}.get(run.level, "white")
+    console.print(f"[bold {colour}]{run.level}[/] - model v{run.model_version}, checked {run.time:%Y-%m-%d %H:%M:%S} UTC "
+                  f"by {run.source}: {run.rows:,} rows of event time {run.window_start:%Y-%m-%d %H:%M} .. "
+                  f"{run.window_end:%Y-%m-%d %H:%M} vs {run.reference_rows:,} reference rows", soft_wrap=True)
+    for reason in run.reasons or []:
+        console.print(f"  - {reason}", soft_wrap=True)
+    pred = ("no prediction drift check" if run.prediction_score is None or run.prediction_score != run.prediction_score
+            else f"prediction (risk) drift {run.prediction_score:.3f} ({run.prediction_method}, threshold "
+                 f"{run.prediction_threshold:g}){' DRIFTED' if run.prediction_drift else ''}")
+    console.print(f"drifted features {run.drifted_count} / {run.features} ({run.drifted_share:.0%}); dataset drift: "
+                  f"{'yes' if run.dataset_drift else 'no'}; {pred}", soft_wrap=True)
+    t = Table(title="features by drift score", title_justify="left")
+    for col, just in (("feature", "left"), ("method", "left"), ("score", "right"), ("threshold", "right"),
+                      ("drifted", "left")):
+        t.add_column(col, justify=just)
+    for r in feats.sort_values(["drifted", "score"], ascending=False).itertuples(index=False):
+        t.add_row(r.feature, r.method, f"{r.score:.4g}", f"{r.threshold:g}", "[red]yes[/]" if r.drifted else "no")
+    console.print(t)
+    if len(recent) > 1:
+        h = Table(title=f"last {len(recent)} checks", title_justify="left")
+        for col in ("time", "model", "rows", "drifted", "risk drift", "level"):
+            h.add_column(col, justify="left" if col in ("time", "level") else "right")
+        for r in recent.itertuples(index=False):
+            score = "" if r.prediction_score is None or r.prediction_score != r.prediction_score else f"{r.prediction_score:.3f}"
+            h.add_row(f"{r.time:%Y-%m-%d %H:%M:%S}", str(r.model_version), f"{r.rows:,}",
+                      f"{r.drifted_count}/{r.features}", score, r.level)
+        console.print(h)
+    if run.report_path:
+        console.print(f"full report: {run.report_path}", soft_wrap=True)

@@ -1,0 +1,94 @@
+"""Drift monitoring settings: one frozen object, validated at construction.
+
+Every field can come from :class:`pipeline.config.Settings` once it grows a
+``drift_<field>`` attribute (env ``CHURN_DRIFT_<FIELD>``); until then the defaults here
+apply (:meth:`DriftConfig.from_settings`, the same pattern as the stream's config).
+
+>>> cfg = DriftConfig(window_rows=2_000)
+>>> cfg.window_rows, cfg.min_rows
+(2000, 500)
+>>> DriftConfig(share_warning=0.5, share_critical=0.2)
+Traceback (most recent call last):
+...
+pipeline.errors.ConfigError: invalid drift setting(s): share_warning=0.5, share_critical=0.2 (need 0 < warning <= critical <= 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    enabled: bool = True
+    # the window of recent scored feature vectors (a ring buffer; newest rows win)
+    window_rows: int = 10_000
+    min_rows: int = 500  # a smaller window is skipped (logged), not checked
+    dedupe_users: bool = True  # keep each user's newest vector only (the reference has one per user)
+    active_only: bool = True  # the reference holds subscribed users only
+    # cadence: a check is due after this many scored rows, or minutes of wall clock, or
+    # (per_event_day) when event time crosses a UTC midnight -- whichever comes first
+    every_rows: int = 50_000
+    every_minutes: float = 10.0
+    per_event_day: bool = True
+    full_report_every: int = 6  # render the full HTML report on every N-th check (0: never)
+    report_retention: int = 48  # keep this many HTML reports (older ones are deleted)
+    # Evidently: None = its defaults (K-S / chi-square p-values up to 1,000 rows,
+    # Wasserstein / Jensen-Shannon distances above)
+    method: str | None = None
+    threshold: float | None = None
+    drift_share: float = 0.5  # Evidently's dataset-drift rule: share of drifted columns >= this
+    # alert levels (Healthy / Warning / Critical)
+    share_warning: float = 0.2
+    share_critical: float = 0.4
+    prediction_warning: float = 0.1  # score of the prediction drift (distance methods)
+    prediction_critical: float = 0.2
+    # closed loop
+    retrain_cooldown_hours: float = 24.0
+    executor: Literal["process", "thread", "inline"] = "process"
+
+    def __post_init__(self) -> None:
+        bad = []
+        for k in ("window_rows", "min_rows", "every_rows", "report_retention"):
+            v = getattr(self, k)
+            if not (isinstance(v, int) and v >= 1):
+                bad.append(f"{k}={v!r} (an int >= 1)")
+        if isinstance(self.min_rows, int) and isinstance(self.window_rows, int) and self.min_rows > self.window_rows:
+            bad.append(f"min_rows={self.min_rows} > window_rows={self.window_rows} (no window could be checked)")
+        if not (isinstance(self.full_report_every, int) and self.full_report_every >= 0):
+            bad.append(f"full_report_every={self.full_report_every!r} (an int >= 0; 0 = never)")
+        if not self.every_minutes > 0:
+            bad.append(f"every_minutes={self.every_minutes!r} (minutes > 0)")
+        if not self.retrain_cooldown_hours >= 0:
+            bad.append(f"retrain_cooldown_hours={self.retrain_cooldown_hours!r} (hours >= 0)")
+        if not 0 < self.drift_share <= 1:
+            bad.append(f"drift_share={self.drift_share!r} (a share in (0, 1])")
+        for name, (w, c) in {"share": (self.share_warning, self.share_critical),
+                             "prediction": (self.prediction_warning, self.prediction_critical)}.items():
+            if not 0 < w <= c <= (1 if name == "share" else float("inf")):
+                bad.append(f"{name}_warning={w!r}, {name}_critical={c!r} (need 0 < warning <= critical"
+                           f"{' <= 1' if name == 'share' else ''})")
+        if self.threshold is not None and not self.threshold > 0:
+            bad.append(f"threshold={self.threshold!r} (> 0, or None for Evidently's default)")
+        if self.executor not in ("process", "thread", "inline"):
+            bad.append(f"executor={self.executor!r} ('process', 'thread' or 'inline')")
+        if bad:
+            raise ConfigError(f"invalid drift setting(s): {'; '.join(bad)}")
+
+    def replace(self, **changes: Any) -> DriftConfig:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> DriftConfig:
+        """Defaults, then ``settings.drift_<field>`` where present, then ``overrides``."""
+        values = {f.name: getattr(settings, f"drift_{f.name}") for f in fields(cls)
+                  if getattr(settings, f"drift_{f.name}", None) is not None}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown drift setting(s) {unknown}; known: {[f.name for f in fields(cls)]}")
+        return cls(**values)

@@ -1,0 +1,266 @@
+"""``DriftMonitor``: what the stream calls. Cheap on the hot path, checks elsewhere.
+
+Per micro-batch the stream calls :meth:`DriftMonitor.observe` (a copy into a ring
+buffer) and :meth:`DriftMonitor.step`, which collects finished checks (store row, JSON
+summary, alert, event on critical drift) and, when one is due (:mod:`~.cadence`),
+submits a snapshot of the window to a one-worker executor. ``executor="process"`` (the
+default) runs Evidently in a child process (imported once, ~10 s, warmed at start) so
+neither its CPU nor the GIL slows consumption; ``"thread"`` and ``"inline"`` exist for
+tests and tiny setups. At most one check runs at a time; a due check waits for the
+running one instead of queueing.
+
+    monitor = DriftMonitor.from_bundle(bundle, version, config=cfg, store=store,
+                                       report_dir=drift_dir(data_dir), clock=SystemClock())
+    for batch in batches:                       # the stream's loop
+        monitor.observe(frame.values, risk, frame.t, users=frame.users, active=frame.active)
+        for outcome in monitor.step():          # usually empty; never blocks
+            log.info("drift %s: %s", outcome.alert.level, outcome.alert.reasons)
+    monitor.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import (
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.autoscale.alerts import Alert, Level
+from pipeline.clock import Clock, SystemClock
+from pipeline.drift import reports
+from pipeline.drift.alerts import assess_drift
+from pipeline.drift.cadence import Cadence
+from pipeline.drift.check import DriftResult, Skipped, run_check
+from pipeline.drift.config import DriftConfig
+from pipeline.drift.loop import Emitter, RetrainCooldown, emit_drift_event
+from pipeline.drift.window import DriftWindow
+from pipeline.errors import ConfigError
+from pipeline.features.registry import FEATURE_NAMES
+
+log = logging.getLogger(__name__)
+DAY_US = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class DriftOutcome:
+    """One finished check as the monitor handled it."""
+
+    result: DriftResult | Skipped
+    alert: Alert
+    run_id: str | None  # the store row, when a store was given and the check ran
+    retrain_requested: bool  # critical, outside the cooldown: the event was emitted
+
+
+def _warm() -> None:  # executor initializer: pay Evidently's import before the first check
+    from pipeline.drift.check import _evidently
+
+    _evidently()
+
+
+class _Inline(Executor):
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - handed to the future like a real executor
+            fut.set_exception(exc)
+        return fut
+
+
+def make_executor(kind: str) -> Executor:
+    if kind == "process":  # spawn: the stream process has threads; fork would copy their locks
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_warm)
+    if kind == "thread":
+        return ThreadPoolExecutor(1, thread_name_prefix="drift")
+    return _Inline()
+
+
+class DriftMonitor:
+    """Window + cadence + background checks + results handling for one model version."""
+
+    def __init__(
+        self, reference: pd.DataFrame, model_version: str, *, reference_risk: np.ndarray | None = None,
+        columns: Sequence[str] = FEATURE_NAMES, config: DriftConfig | None = None, store: Any | None = None,
+        report_dir: Path | None = None, clock: Clock | None = None, cooldown: RetrainCooldown | None = None,
+        emitter: Emitter | None = None, source: str = "stream", executor: Executor | None = None,
+        check: Callable[..., DriftResult | Skipped] = run_check,
+    ) -> None:
+        self.cfg = config or DriftConfig()
+        self.clock = clock or SystemClock()
+        self.columns = tuple(columns)
+        self.store = store
+        self.report_dir = None if report_dir is None else Path(report_dir)
+        self.cooldown = cooldown or (None if self.report_dir is None else RetrainCooldown(
+            self.report_dir / "retrain-cooldown.json", self.cfg.retrain_cooldown_hours, self.clock))
+        self.emitter = emitter
+        self.source = source
+        self._check = check  # a module-level function (it is pickled for the process executor)
+        self.window = DriftWindow(self.columns, self.cfg.window_rows)
+        self._executor = executor or (make_executor(self.cfg.executor) if self.cfg.enabled else _Inline())
+        self._pending: Future | None = None
+        self.checks = 0  # checks submitted
+        self.set_model(reference, model_version, reference_risk)
+
+    @classmethod
+    def from_bundle(cls, bundle: Any, model_version: str, **kwargs: Any) -> DriftMonitor:
+        """From :func:`pipeline.registry.load_bundle`: the reference sample and the
+        model's predictions on it (the prediction-drift reference)."""
+        risk = np.asarray(bundle.model.predict_proba(bundle.reference), np.float64)
+        return cls(bundle.reference, model_version, reference_risk=risk, **kwargs)
+
+    def set_model(self, reference: pd.DataFrame, model_version: str, reference_risk: np.ndarray | None = None) -> None:
+        """A new champion: its reference, and an empty window (risks of the old model
+        are not comparable with the new one's reference predictions)."""
+        if not isinstance(reference, pd.DataFrame):
+            raise ConfigError(f"drift reference must be a DataFrame of feature columns, got {type(reference).__name__}")
+        self.reference = reference.reset_index(drop=True)
+        self.reference_risk = None if reference_risk is None else np.asarray(reference_risk, np.float64)
+        self.model_version = str(model_version)
+        self.window.clear()
+        self.cadence = Cadence(self.cfg.every_rows, self.cfg.every_minutes, self.cfg.per_event_day)
+        self.cadence.start(self.clock.monotonic())
+        missing = [c for c in self.reference.columns if c not in self.columns]
+        if missing:
+            log.warning("reference of model %s has column(s) the stream does not observe: %s", model_version, missing)
+
+    # -- hot path ------------------------------------------------------------------------
+    def observe(self, values: np.ndarray | pd.DataFrame, risk: np.ndarray, at: datetime,
+                users: Sequence[str] | None = None, active: np.ndarray | None = None) -> None:
+        """Append a scored micro-batch (``values`` columns in ``columns`` order, or a
+        DataFrame holding them). Rows of inactive users are dropped if configured."""
+        if not self.cfg.enabled:
+            return
+        if isinstance(values, pd.DataFrame):
+            values = values.loc[:, list(self.columns)].to_numpy(np.float64)
+        risk = np.asarray(risk, np.float64)
+        if active is not None and self.cfg.active_only and not np.all(active):
+            keep = np.asarray(active, bool)
+            values, risk = values[keep], risk[keep]
+            users = None if users is None else [u for u, k in zip(users, keep.tolist(), strict=True) if k]
+        n = len(risk)
+        if n == 0:
+            return
+        self.window.observe(values, risk, at, users)
+        self.cadence.add(n, int(at.timestamp() // 86_400))
+
+    def due(self) -> bool:
+        return (self.cfg.enabled and self._pending is None and len(self.window) > 0
+                and self.cadence.due(self.clock.monotonic()))
+
+    def step(self) -> list[DriftOutcome]:
+        """Collect a finished check (if any), then submit one if due. Never blocks."""
+        out = self.poll()
+        if self.due():
+            self.submit()
+        return out
+
+    # -- checks --------------------------------------------------------------------------
+    def warm(self) -> Future:
+        """Start the worker (and import Evidently there) now rather than at the first
+        check; import Prefect's events here too (the first critical check would otherwise
+        pay that import on the hot path)."""
+        if self.emitter is None:
+            import prefect.events  # noqa: F401
+        return self._executor.submit(_warm)
+
+    def submit(self, full_report: bool | None = None) -> Future:
+        """Snapshot the window and check it in the background (the returned future)."""
+        if self._pending is not None:
+            return self._pending
+        at = self.clock.now()
+        if full_report is None:
+            n = self.cfg.full_report_every
+            full_report = bool(n) and self.checks % n == 0
+        path = None
+        if full_report and self.report_dir is not None:
+            path = self.report_dir / f"{reports.report_name(at, self.model_version)}.html"
+        log.info("drift check %d of model %s due (%s): %d rows", self.checks + 1, self.model_version,
+                 self.cadence.reason or "asked", len(self.window))
+        args = (self.window.snapshot(), self.reference, self.reference_risk, self.model_version, self.cfg, at, None, path)
+        self.checks += 1
+        self.cadence.checked(self.clock.monotonic())
+        try:
+            self._pending = self._executor.submit(self._check, *args)
+        except BrokenExecutor as exc:  # the worker process died (e.g. OOM-killed): start another
+            log.error("drift worker is gone (%s); starting a new one for the next check", exc)
+            self._executor = make_executor(self.cfg.executor)
+            failed: Future = Future()
+            failed.set_exception(exc)
+            self._pending = failed
+        return self._pending
+
+    def poll(self, wait: float | None = 0.0) -> list[DriftOutcome]:
+        """Handle the running check if it finished (``wait`` seconds at most; None: until done)."""
+        fut = self._pending
+        if fut is None:
+            return []
+        if wait != 0.0:
+            with contextlib.suppress(Exception):  # a failure or timeout is inspected below
+                fut.result(timeout=wait)
+        if not fut.done():
+            return []
+        self._pending = None
+        try:
+            result = fut.result()
+        except Exception as exc:  # noqa: BLE001 - a failed check must not stop the stream
+            log.error("drift check of model %s failed: %s: %s", self.model_version, type(exc).__name__, exc)
+            return []
+        return [self._handle(result)]
+
+    def _handle(self, result: DriftResult | Skipped) -> DriftOutcome:
+        alert = assess_drift(result, self.cfg)
+        if isinstance(result, Skipped):
+            log.warning("drift check skipped: %s", result.reason)
+            return DriftOutcome(result, alert, None, False)
+        run_id = None
+        if self.store is not None:
+            try:
+                run_id = self.store.record_drift_run(result, level=alert.level.value, reasons=alert.reasons,
+                                                     source=self.source)
+            except Exception as exc:  # noqa: BLE001 - scoring goes on; the next check writes again
+                log.error("could not store drift run: %s: %s", type(exc).__name__, exc)
+        if self.report_dir is not None:
+            name = reports.report_name(result.time, result.model_version)
+            summary = result.summary() | {"level": alert.level.value, "reasons": list(alert.reasons)}
+            reports.write_summary(self.report_dir, name, summary)
+            reports.prune(self.report_dir, self.cfg.report_retention)
+        requested = False
+        if alert.level is Level.CRITICAL:
+            log.warning("critical drift of model %s: %s", result.model_version, "; ".join(alert.reasons))
+            if self.cooldown is None or self.cooldown.try_acquire(result.model_version):
+                payload = {"model_version": result.model_version, "level": alert.level.value,
+                           "reasons": list(alert.reasons), "drifted_share": result.drifted_share,
+                           "prediction_drift": None if result.prediction is None else result.prediction.score,
+                           "window_start": result.window_start.isoformat(), "window_end": result.window_end.isoformat(),
+                           "run_id": run_id, "report": result.report_path}
+                emit_drift_event(result.model_version, payload, self.emitter)
+                requested = True
+            else:
+                log.info("retrain not requested: cooldown %s left", self.cooldown.remaining())
+        return DriftOutcome(result, alert, run_id, requested)
+
+    def close(self, wait: bool = False) -> list[DriftOutcome]:
+        """Stop the executor; with ``wait`` finish (and handle) the running check first."""
+        out = self.poll(wait=None) if wait else []
+        self._executor.shutdown(wait=wait, cancel_futures=True)
+        return out
+
+    def __enter__(self) -> DriftMonitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,162 @@
+"""The monitor: cheap observe, cadence, background checks, results stored, reports kept,
+critical drift -> one event per cooldown, clear skips instead of crashes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from pipeline.autoscale.alerts import Level
+from pipeline.clock import FakeClock
+from pipeline.drift.check import DriftResult, Skipped, run_check
+from pipeline.drift.config import DriftConfig
+from pipeline.drift.monitor import DriftMonitor, make_executor
+from pipeline.store import Store
+from tests.drift.helpers import COLS, T0, fake_check, frame
+
+CFG = DriftConfig(window_rows=1_000, min_rows=200, every_rows=500, every_minutes=60, per_event_day=False,
+                  full_report_every=2, report_retention=2, executor="inline", retrain_cooldown_hours=24)
+
+
+def monitor(tmp_path, clock, sent, store=None, check=fake_check, cfg=CFG, **kw):
+    ref = frame(1_000, seed=1)
+    return DriftMonitor(ref, "3", reference_risk=np.full(len(ref), 0.1), columns=COLS, config=cfg, store=store,
+                        report_dir=tmp_path / "drift", clock=clock, emitter=lambda e, r, p: sent.append((e, r, p)),
+                        check=check, **kw)
+
+
+def feed(m, df, risk=0.1, at=T0, users=None):
+    m.observe(df.to_numpy(), np.full(len(df), risk), at, users=users)
+
+
+def test_checks_on_cadence_store_results_and_emit_once_per_cooldown(tmp_path):
+    clock, sent = FakeClock(T0), []
+    store = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=clock)
+    m = monitor(tmp_path, clock, sent, store=store)
+    feed(m, frame(499, seed=2))
+    assert m.step() == [] and not m.due()
+    feed(m, frame(1, seed=3))
+    assert m.due()
+    assert m.step() == []  # submitted now (inline: already done), collected on the next step
+    healthy = m.step()
+    assert len(healthy) == 1 and healthy[0].alert.level is Level.HEALTHY and not healthy[0].retrain_requested
+    for i in range(3):  # drifted data, three checks within the cooldown
+        clock.advance(60)
+        feed(m, frame(500, seed=10 + i, shift=2.0), risk=0.5, at=T0 + timedelta(hours=i))
+        m.step()
+        (out,) = m.step()
+        assert out.alert.level is Level.CRITICAL and out.run_id is not None
+        assert out.retrain_requested is (i == 0)
+    assert len(sent) == 1 and sent[0][0] == "churn.drift.detected"
+    assert sent[0][2]["model_version"] == "3" and sent[0][2]["drifted_share"] == pytest.approx(0.6)
+    clock.advance(24 * 3600)
+    feed(m, frame(500, seed=20, shift=2.0), risk=0.5)
+    m.step()
+    assert m.step()[0].retrain_requested and len(sent) == 2  # cooldown over: one more request
+    runs = store.drift_runs()
+    assert list(runs.level) == ["Healthy", "Critical", "Critical", "Critical", "Critical"]
+    assert len(store.drift_features(run_id=runs.run_id.iloc[-1])) == len(COLS)
+    reports = tmp_path / "drift"
+    assert len(list(reports.glob("*.html"))) == 2 and len(list(reports.glob("drift-*.json"))) == 5  # retention: 2 HTML
+    assert runs.report_path.notna().sum() == 3  # checks 1, 3, 5 rendered the full report
+    store.close()
+
+
+def test_too_small_window_and_missing_columns_are_logged_skips(tmp_path, caplog):
+    clock, sent = FakeClock(T0), []
+    m = monitor(tmp_path, clock, sent)
+    feed(m, frame(50, seed=2))
+    with caplog.at_level(logging.WARNING):
+        m.submit()
+        (out,) = m.poll()
+    assert isinstance(out.result, Skipped) and "window has 50 rows" in out.result.reason
+    assert "drift check skipped: window has 50 rows" in caplog.text and out.alert.level is Level.HEALTHY
+    m.set_model(frame(1_000, seed=1, cols=("x", "y")), "4")  # a reference from another feature set
+    feed(m, frame(300, seed=2))
+    m.submit()
+    (out,) = m.poll()
+    assert isinstance(out.result, Skipped) and "has none of the window's columns" in out.result.reason
+    m.set_model(frame(1_000, seed=1, cols=("a", "b", "zz")), "5")  # some columns missing
+    feed(m, frame(300, seed=2))
+    m.submit()
+    (out,) = m.poll()
+    assert isinstance(out.result, DriftResult) and [f.feature for f in out.result.features] == ["a", "b"]
+    assert set(out.result.skipped_columns) == {"c", "d", "e", "zz"}
+    assert sent == []
+
+
+def test_window_dedupes_users_and_drops_inactive_rows(tmp_path):
+    clock, sent = FakeClock(T0), []
+    m = monitor(tmp_path, clock, sent)
+    df = frame(400, seed=2)
+    active = np.arange(400) % 4 != 0  # 100 inactive rows are not observed
+    m.observe(df.to_numpy(), np.full(400, 0.1), T0, users=[f"u{i % 250}" for i in range(400)], active=active)
+    assert len(m.window) == 300
+    m.submit()
+    (out,) = m.poll()
+    assert out.result.rows == 225  # 250 users minus those whose only rows were inactive (u0, u4, ...: 25)
+
+
+def slow_check(*args, gate: threading.Event, **kw):
+    gate.wait(10)
+    return fake_check(*args, **kw)
+
+
+def test_a_running_check_does_not_block_observing(tmp_path):
+    clock, sent, gate = FakeClock(T0), [], threading.Event()
+    from functools import partial
+
+    m = monitor(tmp_path, clock, sent, check=partial(slow_check, gate=gate), executor=make_executor("thread"))
+    feed(m, frame(500, seed=2))
+    assert m.step() == []  # submitted; the check waits on the gate
+    for i in range(20):  # the stream keeps going while the check runs
+        feed(m, frame(100, seed=100 + i), at=T0 + timedelta(minutes=i))
+        assert m.step() == [] and not m.due()  # one check at a time: nothing queues
+    assert len(m.window) == 1_000 and m.checks == 1
+    gate.set()
+    assert len(m.poll(wait=10)) == 1
+    m.close()
+
+
+@pytest.mark.slow  # ~15-25 s, most of it Evidently's import
+def test_real_evidently_check_detects_a_shift(tmp_path):
+    cfg = CFG.replace(min_rows=100)
+    ref = frame(600, seed=1)
+    clock, sent = FakeClock(T0), []
+    m = DriftMonitor(ref, "3", reference_risk=np.full(600, 0.2) + np.linspace(0, 0.1, 600), columns=COLS,
+                     config=cfg, report_dir=tmp_path / "drift", clock=clock, emitter=lambda *a: sent.append(a),
+                     check=run_check)
+    feed(m, frame(600, seed=2, shift=1.0), risk=0.6)
+    m.submit(full_report=False)
+    (out,) = m.poll()
+    r = out.result
+    assert isinstance(r, DriftResult) and r.rows == 600 and r.reference_rows == 600
+    assert r.drifted_count == 3 and r.drifted_share == pytest.approx(0.6) and r.dataset_drift
+    assert [f.drifted for f in r.features] == [True, True, True, False, False]
+    assert all(f.method == "K-S p_value" and f.threshold == 0.05 for f in r.features)  # <= 1,000 rows
+    assert r.prediction is not None and r.prediction.drifted
+    assert out.alert.level is Level.CRITICAL and len(sent) == 1
+    assert len(list((tmp_path / "drift").glob("drift-*.json"))) == 1
+
+
+def test_a_dead_worker_is_replaced_without_raising_into_the_stream(tmp_path, caplog):
+    from concurrent.futures import BrokenExecutor
+
+    class Dead(make_executor("inline").__class__):
+        def submit(self, fn, /, *args, **kwargs):
+            raise BrokenExecutor("worker killed")
+
+    clock, sent = FakeClock(T0), []
+    m = monitor(tmp_path, clock, sent, executor=Dead())
+    feed(m, frame(500, seed=2))
+    m.submit()
+    assert m.poll() == [] and "drift worker is gone" in caplog.text
+    clock.advance(3600)
+    feed(m, frame(500, seed=3))
+    m.submit()  # the replacement (inline, as configured) runs it
+    (out,) = m.poll()
+    assert out.alert.level is Level.HEALTHY

@@ -1,0 +1,96 @@
+"""Drift runs in the store: recorded, idempotent, readable (SQLite and PostgreSQL), and
+a version-1 database migrates to version 2 on open."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import inspect
+
+from pipeline.clock import FakeClock
+from pipeline.drift.check import DriftResult, FeatureDrift
+from pipeline.errors import InvalidRowError
+from pipeline.store import SCHEMA_VERSION, Store
+from pipeline.store import schema as s
+from pipeline.store.migrations import MIGRATIONS
+from tests.drift.helpers import T0
+from tests.store.conftest import drop_schema, pg_url
+
+W = "Wasserstein distance (normed)"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        st = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=FakeClock(T0))
+        yield st
+        st.close()
+        return
+    url = pg_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server answers (set CHURN_TEST_PG_URL)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    st = Store(url, schema=schema, clock=FakeClock(T0))
+    try:
+        yield st
+    finally:
+        st.close()
+        drop_schema(url, schema)
+
+
+def result(minutes: float, share: float, pred: float | None = 0.05, version: str = "3") -> DriftResult:
+    feats = (FeatureDrift("sessions_7d", W, 0.31, 0.1, True), FeatureDrift("tenure_days", W, 0.02, 0.1, False))
+    at = T0 + timedelta(minutes=minutes)
+    return DriftResult(at, at - timedelta(hours=6), at - timedelta(minutes=1), version, 9_000, 5_000,
+                       1 if share > 0 else 0, share, share >= 0.5,
+                       None if pred is None else FeatureDrift("risk", W, pred, 0.1, pred >= 0.1), feats, 3.2)
+
+
+def test_runs_and_features_are_recorded_and_read_back(store):
+    rid = store.record_drift_run(result(0, 0.5), level="Critical", reasons=["50% drifted"], source="w-0")
+    assert store.record_drift_run(result(0, 0.5), level="Critical", source="w-0") == rid  # idempotent
+    store.record_drift_run(result(10, 0.0, pred=None), level="Healthy", reasons=["0% of features drifted"])
+    runs = store.drift_runs()
+    assert list(runs.level) == ["Critical", "Healthy"] and len(runs) == 2
+    first = runs.iloc[0]
+    assert first.run_id == rid and first.source == "w-0" and first.rows == 9_000 and first.features == 2
+    assert bool(first.dataset_drift) and first.prediction_score == pytest.approx(0.05)
+    assert first.reasons == ["50% drifted"] and first.time == T0 and str(first.window_start.tz) == "UTC"
+    assert runs.prediction_score.isna().tolist() == [False, True]
+    feats = store.drift_features()
+    assert len(feats) == 4 and feats.drifted.tolist() == [True, False, True, False]
+    assert feats.feature.tolist()[:2] == ["sessions_7d", "tenure_days"] and feats.method.iloc[0] == W
+    assert len(store.drift_runs(since=T0 + timedelta(minutes=5))) == 1
+    assert len(store.drift_features(since=T0 + timedelta(minutes=5))) == 2
+    assert len(store.drift_features(run_id=rid)) == 2
+    assert store.prune_drift(T0 + timedelta(minutes=5)) == {"drift_features": 2, "drift_runs": 1}
+    assert len(store.drift_runs()) == 1
+
+
+def test_bad_runs_are_rejected(store):
+    with pytest.raises(InvalidRowError, match="level 'Bad'"):
+        store.record_drift_run(result(0, 0.5), level="Bad")
+    with pytest.raises(InvalidRowError, match="finite"):
+        store.record_drift_run(result(0, float("nan")), level="Healthy")
+    assert store.drift_runs().empty
+
+
+def test_a_version_1_store_migrates_to_version_2(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    st = Store(url, clock=FakeClock(T0))
+    with st.engine.begin() as conn:  # make it look like a database written by version 1
+        s.drift_features.drop(conn)
+        s.drift_runs.drop(conn)
+        conn.execute(s.schema_version.update().values(version=1))
+    st.close()
+    assert SCHEMA_VERSION == 2 and 2 in MIGRATIONS
+    st = Store(url, clock=FakeClock(T0))
+    try:
+        assert st.schema_version() == 2
+        assert {"drift_runs", "drift_features"} <= set(inspect(st.engine).get_table_names())
+        st.record_drift_run(result(0, 0.0), level="Healthy")
+        assert len(st.drift_runs()) == 1
+    finally:
+        st.close()
