@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA ?= data
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install test test-fast demo dashboard bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,9 @@ demo: $(STAMP)
 	@echo "Compare the candidates in the MLflow UI:"
 	@echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000"
 	@echo "  then open http://127.0.0.1:5000 (experiment 'churn')"
+
+dashboard: $(STAMP)
+	$(BIN)/churn --data-dir $(DATA) dashboard --port 8501
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -339,6 +339,9 @@ def _register_plugins() -> None:
     from pipeline.drift.cli import register as register_drift
 
     register_drift(app)
+    from dashboard.cli import register as register_dashboard
+
+    register_dashboard(app)
     try:
         from pipeline.features.cli import register as register_features
     except ImportError:  # pragma: no cover - features CLI not present

@@ -1,0 +1,54 @@
+"""`churn dashboard`: serve the Streamlit dashboard on 127.0.0.1 (foreground).
+
+``pipeline/cli.py`` calls :func:`register` once to add the command to the ``churn`` app.
+The settings are resolved in the caller's directory and handed to Streamlit as absolute
+``CHURN_*`` values, because Streamlit runs from the repository root (where
+``.streamlit/config.toml`` lives).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def command(settings: object, address: str, port: int, refresh: float) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) of the streamlit process for ``settings`` (a pipeline.config.Settings)."""
+    argv = [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
+            "--server.headless", "true", "--server.address", address, "--server.port", str(port),
+            "--browser.gatherUsageStats", "false"]  # fmt: skip
+    env = {
+        **os.environ,
+        "CHURN_DATA_DIR": str(Path(settings.data_dir).resolve()),  # type: ignore[attr-defined]
+        "CHURN_STORE_URL": settings.resolved_store_url,  # type: ignore[attr-defined]
+        "CHURN_MLFLOW_TRACKING_URI": settings.resolved_mlflow_uri,  # type: ignore[attr-defined]
+        "CHURN_DASHBOARD_REFRESH_S": str(refresh),
+    }
+    return argv, env
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``dashboard`` to the ``churn`` Typer app."""
+
+    @app.command("dashboard")
+    def dashboard_command(
+        ctx: typer.Context,
+        address: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to your network.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8501,
+        refresh: Annotated[float, typer.Option(min=1, help="Seconds between live refreshes.")] = 5.0,
+    ) -> None:
+        """Serve the Streamlit dashboard (Ctrl-C stops it)."""
+        argv, env = command(ctx.obj, address, port, refresh)
+        typer.echo(f"dashboard on http://{address}:{port} (Ctrl-C stops it)")
+        try:
+            rc = subprocess.call(argv, cwd=REPO, env=env)
+        except KeyboardInterrupt:
+            rc = 130
+        raise typer.Exit(rc)

@@ -1,0 +1,369 @@
+"""What the dashboard reads: the store, the drift reports and the MLflow registry.
+
+Read-only by construction: a SQLite store or MLflow database that does not exist yet is
+reported as missing (the pages then say what to run), never created. The pure helpers
+(``stream_timeseries``, ``overview_kpis``, ``format_reasons``...) take DataFrames and are
+unit-tested; the ``load_*`` functions do the I/O.
+
+>>> src = Sources.from_env()  # doctest: +SKIP
+>>> store = open_store(src)   # None on a fresh install
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.autoscale.alerts import Alert, assess
+from pipeline.log.lag import Status
+
+HIGH_RISK = 0.5  # the stream's default alert_threshold (pipeline.stream.config)
+WINDOW = timedelta(minutes=15)  # stream charts show this much of the newest metrics
+DEFAULT_MONTHLY_REVENUE = 10.0  # when a score row has no plan price
+MLFLOW_UI = "http://127.0.0.1:5000"
+PREFECT_UI = "http://127.0.0.1:4200"
+
+NEXT_STEPS = {
+    "store": "no data yet — run the stream: `churn simulate`, `churn train`, then "
+             "`churn stream` (or `make demo`) and this page fills in live.",
+    "registry": "no registered model yet — run `churn train` to train, register and "
+                "promote a champion.",
+    "drift": "no drift checks yet — run the stream: it compares live features with the "
+             "champion's training reference and stores the results here.",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the data lives (from ``pipeline.config.Settings``, i.e. ``CHURN_*`` env vars)."""
+
+    store_url: str
+    mlflow_uri: str
+    data_dir: Path
+    mlflow_ui: str = MLFLOW_UI
+    prefect_ui: str = PREFECT_UI
+    refresh_s: float = 5.0
+
+    @classmethod
+    def from_env(cls) -> Sources:
+        from pipeline.config import load_settings
+
+        s = load_settings()
+        return cls(
+            store_url=s.resolved_store_url,
+            mlflow_uri=s.resolved_mlflow_uri,
+            data_dir=s.data_dir,
+            mlflow_ui=os.environ.get("CHURN_MLFLOW_UI_URL", MLFLOW_UI),
+            prefect_ui=os.environ.get("CHURN_PREFECT_UI_URL", PREFECT_UI),
+            refresh_s=float(os.environ.get("CHURN_DASHBOARD_REFRESH_S", "5")),
+        )
+
+
+def _sqlite_missing(url: str) -> bool:
+    """True for a ``sqlite:///file`` URL whose file does not exist (never create it)."""
+    if not url.startswith("sqlite:///"):
+        return False
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return path not in ("", ":memory:") and not Path(path).exists()
+
+
+def open_store(src: Sources) -> Any | None:
+    """The store, or None when a SQLite store was never created (fresh install)."""
+    if _sqlite_missing(src.store_url):
+        return None
+    from pipeline.store import Store
+
+    return Store(src.store_url)
+
+
+# -- stream ---------------------------------------------------------------------------------
+STREAM_COLUMNS = ["time", "events_per_s", "events", "lag", "lag_seconds", "consumers",
+                  "batch_p50_ms", "batch_p95_ms", "batch_p99_ms", "dead_letters"]  # fmt: skip
+
+
+def tick_seconds(metrics: pd.DataFrame) -> float:
+    """The workers' metric cadence: median gap between ticks of one (worker, partition)."""
+    if metrics.empty:
+        return 1.0
+    gaps = (
+        metrics.sort_values("time")
+        .groupby(["worker", "partition"])["time"]
+        .diff()
+        .dt.total_seconds()
+        .dropna()
+    )
+    gaps = gaps[gaps > 0]
+    return float(gaps.median()) if len(gaps) else 1.0
+
+
+def stream_timeseries(metrics: pd.DataFrame, points: int = 150) -> pd.DataFrame:
+    """Per-partition metric ticks -> one row per time bucket for the whole group.
+
+    Buckets are at least one tick long (workers tick at different instants). Throughput =
+    events in the bucket / bucket seconds; lag = sum over partitions of each one's last
+    lag in the bucket; lag seconds = the worst partition; consumers = distinct workers;
+    latency p50 = mean, p95/p99 = worst worker's; dead letters summed.
+    """
+    if metrics.empty:
+        return pd.DataFrame(columns=STREAM_COLUMNS)
+    m = metrics.sort_values("time")
+    span = (m["time"].iloc[-1] - m["time"].iloc[0]).total_seconds()
+    tick = max(tick_seconds(m), 1.0)
+    bucket = tick * max(1, int(np.ceil(span / points / tick)))  # whole ticks: no aliasing
+    freq = pd.Timedelta(seconds=round(bucket, 3))
+    m = m.assign(bucket=m["time"].dt.floor(freq))
+    last = m.groupby(["bucket", "partition"]).last(skipna=False).reset_index()
+    per = last.groupby("bucket").agg(lag=("lag", "sum"), lag_seconds=("lag_seconds", "max"))
+    g = m.groupby("bucket").agg(
+        events=("events", "sum"),
+        consumers=("worker", "nunique"),
+        batch_p50_ms=("batch_p50_ms", "mean"),
+        batch_p95_ms=("batch_p95_ms", "max"),
+        batch_p99_ms=("batch_p99_ms", "max"),
+        dead_letters=("dead_letters", "sum"),
+    )
+    out = g.join(per)
+    out["events_per_s"] = out["events"] / freq.total_seconds()
+    out = out.reset_index().rename(columns={"bucket": "time"})
+    return out[STREAM_COLUMNS]
+
+
+@dataclass(frozen=True)
+class StreamNow:
+    """The stream right now: the newest tick of every partition, judged."""
+
+    events_per_s: float
+    total_lag: int
+    lag_seconds: float | None
+    consumers: int
+    partitions: pd.DataFrame  # partition, lag, lag_seconds, status, worker, time
+    alert: Alert
+    last_tick: datetime | None
+    window_events: int
+    window_dead_letters: int
+
+
+def stream_now(
+    latest: pd.DataFrame, window: pd.DataFrame, assignments: pd.DataFrame | None = None
+) -> StreamNow:
+    """KPIs and the alert from ``latest_metrics()``, the recent window and assignments."""
+    events = int(window["events"].fillna(0).sum()) if not window.empty else 0
+    dead = int(window["dead_letters"].fillna(0).sum()) if not window.empty else 0
+    if latest.empty:
+        alert = assess(total_lag=0, lag_seconds=None)
+        return StreamNow(0.0, 0, None, 0, latest, alert, None, events, dead)
+    total_lag = int(latest["lag"].fillna(0).sum())
+    secs = latest["lag_seconds"].dropna()
+    lag_s = float(secs.max()) if len(secs) else None
+    workers = assignments if assignments is not None and not assignments.empty else None
+    consumers = len(workers) if workers is not None else int(latest["worker"].nunique())
+    statuses = {
+        int(p): Status(s) for p, s in zip(latest["partition"], latest["status"], strict=True)
+        if isinstance(s, str)
+    }  # fmt: skip
+    alert = assess(total_lag=total_lag, lag_seconds=lag_s, statuses=statuses,
+                   dead_letters=dead, events=events, consumers=consumers)  # fmt: skip
+    parts = latest[["partition", "lag", "lag_seconds", "status", "worker", "time"]].copy()
+    parts["status"] = parts["status"].fillna("OK")
+    return StreamNow(
+        events_per_s=float(latest["events_per_s"].fillna(0).sum()),
+        total_lag=total_lag,
+        lag_seconds=lag_s,
+        consumers=consumers,
+        partitions=parts,
+        alert=alert,
+        last_tick=latest["time"].max().to_pydatetime(),
+        window_events=events,
+        window_dead_letters=dead,
+    )
+
+
+def load_stream(store: Any, window: timedelta = WINDOW) -> tuple[StreamNow, pd.DataFrame, pd.DataFrame]:
+    """(now, recent metric ticks, recent autoscaler decisions), anchored at the newest tick
+    (not the wall clock, so a replayed or paused stream still shows its last window)."""
+    latest = store.latest_metrics()
+    if latest.empty:
+        empty = store.metrics_since(None).head(0)
+        return stream_now(latest, empty), empty, store.decisions_since(None).head(0)
+    since = latest["time"].max().to_pydatetime() - window
+    metrics = store.metrics_since(since)
+    decisions = store.decisions_since(since)
+    return stream_now(latest, metrics, store.assignments()), metrics, decisions
+
+
+# -- scores ---------------------------------------------------------------------------------
+def format_reasons(raw: Any, top: int = 3) -> str:
+    """Stored reasons (JSON list of {feature, contribution}) -> 'a (+0.41), b (+0.12)'."""
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)):
+        return ""
+    items = json.loads(raw) if isinstance(raw, str) else raw
+    parts = []
+    for r in list(items)[:top]:
+        c = r.get("contribution")
+        parts.append(r.get("feature", "?") if c is None else f"{r.get('feature', '?')} ({c:+.2f})")
+    return ", ".join(parts)
+
+
+def top_users_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """``current_scores()`` -> the table the Risk page shows."""
+    cols = ["user_id", "risk", "reasons", "plan", "monthly_revenue", "partition",
+            "model_version", "features_time"]  # fmt: skip
+    if scores.empty:
+        return pd.DataFrame(columns=cols)
+    out = scores.copy()
+    out["reasons"] = out["reasons"].map(format_reasons)
+    return out[cols]
+
+
+def campaign_inputs(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(risk, monthly revenue) of all scored users; a missing revenue is the default price."""
+    risk = scores["risk"].to_numpy(dtype=np.float64)
+    rev = pd.to_numeric(scores["monthly_revenue"], errors="coerce").fillna(DEFAULT_MONTHLY_REVENUE)
+    return risk, rev.to_numpy(dtype=np.float64)
+
+
+# -- registry -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RegistryView:
+    versions: pd.DataFrame  # version, aliases, created, decision, reason, metrics columns...
+    history: pd.DataFrame  # pipeline.registry.alias_history()
+    champion: str | None
+    challenger: str | None
+    champion_since: datetime | None
+
+
+def registry_exists(uri: str) -> bool:
+    return not _sqlite_missing(uri)
+
+
+def load_registry(uri: str) -> RegistryView | None:
+    """Model versions with their gate metrics and the alias history; None if no registry."""
+    if not registry_exists(uri):
+        return None
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from pipeline import registry
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        found = client.search_model_versions(f"name='{registry.MODEL_NAME}'")
+    except MlflowException:
+        return None
+    if not found:
+        return None
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)  # alias_history() reads the process-wide URI
+    try:
+        history = registry.alias_history()
+    finally:
+        mlflow.set_tracking_uri(previous)
+    # search results carry no aliases: read them from the registered model
+    by_version: dict[str, list[str]] = {}
+    for alias, v in (client.get_registered_model(registry.MODEL_NAME).aliases or {}).items():
+        by_version.setdefault(str(v), []).append(alias)
+    rows = []
+    for mv in found:
+        tags = dict(mv.tags or {})
+        row = {
+            "version": str(mv.version),
+            "aliases": ", ".join(sorted(by_version.get(str(mv.version), []))),
+            "created": pd.Timestamp(mv.creation_timestamp, unit="ms", tz=UTC),
+            "candidate": tags.get("candidate", ""),
+            "decision": tags.get("gate.decision", ""),
+            "reason": tags.get("gate.reason", ""),
+        }
+        for k, v in tags.items():
+            if k.startswith("gate.challenger."):
+                row[k.removeprefix("gate.challenger.")] = float(v)
+        rows.append(row)
+    versions = pd.DataFrame(rows).sort_values("version", key=lambda s: s.astype(int), ascending=False)
+    champ = next((r["version"] for r in rows if "champion" in r["aliases"].split(", ")), None)
+    chall = next((r["version"] for r in rows if "challenger" in r["aliases"].split(", ")), None)
+    since = None
+    if champ is not None:
+        mine = history[(history["version"] == champ) & history["since"].notna()]
+        since = (
+            pd.Timestamp(mine["since"].iloc[-1]).to_pydatetime() if len(mine)
+            else versions.loc[versions["version"] == champ, "created"].iloc[0].to_pydatetime()
+        )  # fmt: skip
+    return RegistryView(versions.reset_index(drop=True), history, champ, chall, since)
+
+
+def age_text(since: datetime | None, now: datetime) -> str:
+    """'3 d 4 h', '5 h 2 min', '42 s' -- the champion's age for a KPI tile."""
+    if since is None:
+        return "—"
+    s = max((now - since).total_seconds(), 0.0)
+    if s >= 86_400:
+        return f"{int(s // 86_400)} d {int(s % 86_400 // 3600)} h"
+    if s >= 3600:
+        return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
+    if s >= 60:
+        return f"{int(s // 60)} min"
+    return f"{int(s)} s"
+
+
+# -- drift ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DriftView:
+    runs: pd.DataFrame  # store.drift_runs() + ``share`` (= drifted_share), oldest first
+    features: pd.DataFrame  # store.drift_features(): time, feature, score, threshold, drifted
+    report: Path | None  # the newest full Evidently HTML report, if any
+    warning: float  # drifted-share alert levels (pipeline.drift.config.DriftConfig)
+    critical: float
+
+
+def _existing(path: object) -> Path | None:
+    if not isinstance(path, str) or not path:
+        return None
+    p = Path(path)
+    return p if p.is_file() else None
+
+
+def latest_drift_report(data_dir: Path) -> Path | None:
+    """The newest Evidently HTML report under ``<data_dir>/drift/`` (None if none)."""
+    from pipeline.drift.reports import drift_dir, latest
+
+    folder = drift_dir(data_dir)
+    return latest(folder) if folder.is_dir() else None
+
+
+def load_drift(store: Any, data_dir: Path, window: timedelta = timedelta(days=7)) -> DriftView:
+    """The drift checks of the newest ``window`` (anchored at the newest check) and the
+    report to embed: the newest run's report if it rendered one, else the newest file."""
+    from pipeline.drift.config import DriftConfig
+
+    cfg = DriftConfig()
+    runs = pd.DataFrame(columns=["time", "share", "level", "reasons", "report_path"])
+    feats = pd.DataFrame(columns=["time", "feature", "score", "threshold", "drifted"])
+    if store is not None and hasattr(store, "drift_runs"):
+        newest = store.drift_runs()
+        if not newest.empty:
+            since = newest["time"].max().to_pydatetime() - window
+            runs = newest[newest["time"] >= since].assign(share=lambda d: d["drifted_share"])
+            feats = store.drift_features(since)
+    report = None
+    if not runs.empty:
+        report = next((p for p in map(_existing, runs["report_path"][::-1]) if p), None)
+    report = report or latest_drift_report(data_dir)
+    return DriftView(runs.reset_index(drop=True), feats, report, cfg.share_warning,
+                     cfg.share_critical)  # fmt: skip
+
+
+def retrain_events(runs: pd.DataFrame) -> pd.DataFrame:
+    """Critical checks: each asked for a retrain (unless inside the retrain cooldown)."""
+    cols = ["time", "model_version", "share", "reasons", "report_path"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    crit = runs[runs["level"] == "Critical"].copy()
+    crit["reasons"] = crit["reasons"].map(lambda r: "; ".join(r) if isinstance(r, list) else r)
+    return crit[cols].sort_values("time", ascending=False).reset_index(drop=True)

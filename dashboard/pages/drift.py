@@ -1,0 +1,55 @@
+"""Drift: share of drifted features over time, per-feature scores, the latest report,
+and the retrain requests (critical checks)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import data, figures, ui
+
+src = ui.sources()
+st.title("Drift")
+st.caption("Live feature vectors against the champion's training reference (Evidently), "
+           "checked by the stream every few minutes.")
+
+
+@st.fragment(run_every=max(src.refresh_s, 30))
+def live() -> None:
+    view = data.load_drift(ui.store(src), src.data_dir)
+    runs = view.runs
+    if runs.empty and view.report is None:
+        ui.empty_state("drift")
+        return
+    if not runs.empty:
+        last = runs.iloc[-1]
+        c = st.columns(4)
+        c[0].metric("Checks", f"{len(runs):,}", help="In the newest 7 days of checks")
+        c[1].metric("Drifted features (last)", f"{last['share']:.0%}",
+                    delta=f"{int(last['drifted_count'])} of {int(last['features'])}",
+                    delta_color="off", delta_arrow="off")
+        c[2].metric("Level (last)", last["level"])
+        pred = last.get("prediction_score")
+        c[3].metric("Prediction drift (last)", "—" if pred is None or pred != pred
+                    else f"{pred:.3f}")
+        ui.chart(figures.drift_share_figure(runs, view.warning, view.critical))
+        ui.chart(figures.drift_heatmap_figure(view.features))
+        st.subheader("Retrain requests")
+        events = data.retrain_events(runs)
+        if events.empty:
+            st.caption("No critical check yet: no retrain was requested.")
+        else:
+            st.caption("Each critical check emits `churn.drift.detected`, which starts the train "
+                       "deployment (at most once per cooldown, 24 h by default).")
+            st.dataframe(events, hide_index=True, column_config={
+                "share": st.column_config.NumberColumn("drifted share", format="percent"),
+                "report_path": st.column_config.TextColumn("report"),
+            })  # fmt: skip
+    if view.report is not None:
+        st.subheader("Latest Evidently report")
+        st.caption(str(view.report))
+        st.iframe(view.report, height=900)
+    else:
+        st.caption("No full HTML report rendered yet (every N-th check renders one).")
+
+
+live()

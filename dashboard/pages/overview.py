@@ -1,0 +1,81 @@
+"""Overview: the alert banner and the headline KPIs, refreshed live."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from dashboard import data, ui
+
+src = ui.sources()
+st.title("Churn Intelligence")
+st.caption("Real-time churn scoring: stream health, risk and money at stake.")
+
+
+@st.fragment(run_every=src.refresh_s)
+def live() -> None:
+    store = ui.store(src)
+    reg = ui.registry(src.mlflow_uri)
+    if store is None:
+        ui.empty_state("store")
+    else:
+        now, metrics, _ = data.load_stream(store)
+        ts = data.stream_timeseries(metrics)
+        peak = {} if ts.empty else {
+            "events": f"15-min avg {ts['events_per_s'].mean():,.0f}",
+            "lag": f"15-min peak {ts['lag'].max():,.0f}",
+            "lag_s": None if ts["lag_seconds"].isna().all()
+            else f"15-min peak {ts['lag_seconds'].max():,.0f} s",
+            "consumers": f"15-min range {ts['consumers'].min()}–{ts['consumers'].max()}",
+        }  # fmt: skip
+        spark = {} if ts.empty else {
+            "events": ts["events_per_s"].tail(90).round(1).tolist(),
+            "lag": ts["lag"].tail(90).tolist(),
+            "lag_s": ts["lag_seconds"].tail(90).fillna(0).round(1).tolist(),
+            "consumers": ts["consumers"].tail(90).tolist(),
+        }  # fmt: skip
+        summary = store.score_summary(high_risk=data.HIGH_RISK)
+        if now.last_tick is None:
+            st.info("No stream metrics yet — start the streaming flow to see lag and throughput.")
+        else:
+            ui.banner(now.alert)
+        c = st.columns(4)
+        c[0].metric("Events / s", f"{now.events_per_s:,.0f}", chart_data=spark.get("events"),
+                    chart_type="area", delta=peak.get("events"), delta_color="primary",
+                    delta_arrow="off")
+        c[1].metric("Total lag", ui.fmt_int(now.total_lag), chart_data=spark.get("lag"),
+                    delta=peak.get("lag"), delta_color="violet", delta_arrow="off",
+                    help="Sum over partitions of log-end minus committed offset")
+        c[2].metric("Lag seconds", "—" if now.lag_seconds is None else f"{now.lag_seconds:,.1f} s",
+                    chart_data=spark.get("lag_s"), delta=peak.get("lag_s"),
+                    delta_color="orange", delta_arrow="off",
+                    help="Event time of the newest record minus that of the last processed one "
+                         "(worst partition)")
+        c[3].metric("Active consumers", now.consumers, chart_data=spark.get("consumers"),
+                    chart_type="bar", delta=peak.get("consumers"), delta_color="primary",
+                    delta_arrow="off")
+        c = st.columns(4)
+        c[0].metric("Users scored", ui.fmt_int(summary.users))
+        share = summary.high_risk_users / summary.users if summary.users else 0.0
+        c[1].metric(f"High risk (≥ {data.HIGH_RISK:.2f})", ui.fmt_int(summary.high_risk_users),
+                    delta=f"{share:.1%} of users", delta_color="off", delta_arrow="off")
+        c[2].metric("Revenue at risk / month", ui.fmt_money(summary.expected_monthly_loss),
+                    help="Σ p(churn) × monthly revenue over all scored users")
+        if reg is None or reg.champion is None:
+            c[3].metric("Champion model", "none", help=data.NEXT_STEPS["registry"])
+        else:
+            c[3].metric("Champion model", f"v{reg.champion}",
+                        delta=f"age {data.age_text(reg.champion_since, datetime.now(UTC))}",
+                        delta_color="off", delta_arrow="off")
+        if now.last_tick is not None:
+            st.caption(f"Last metrics tick {now.last_tick:%Y-%m-%d %H:%M:%S} UTC · newest "
+                       f"features {summary.features_time:%Y-%m-%d %H:%M} UTC · "
+                       f"models scoring: {', '.join(summary.model_versions) or '—'}"
+                       if summary.features_time else
+                       f"Last metrics tick {now.last_tick:%Y-%m-%d %H:%M:%S} UTC")
+    if reg is None:
+        ui.empty_state("registry")
+
+
+live()

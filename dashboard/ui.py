@@ -1,0 +1,88 @@
+"""Streamlit glue shared by the pages: sources, cached readers, CSS, empty states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import data
+from pipeline.autoscale.alerts import Alert, Level
+
+CSS = """
+<style>
+[data-testid="stMetric"] {
+  background: linear-gradient(145deg, rgba(20,26,46,.92), rgba(11,15,26,.92));
+  border: 1px solid rgba(0,240,255,.22); border-radius: 14px; padding: 14px 18px;
+  box-shadow: 0 0 18px rgba(0,240,255,.07), inset 0 0 12px rgba(255,43,214,.04);
+}
+[data-testid="stMetricValue"] { color: #00F0FF; text-shadow: 0 0 10px rgba(0,240,255,.45); }
+[data-testid="stMetricLabel"] p { letter-spacing: .06em; text-transform: uppercase;
+  font-size: .74rem; color: #8C9AC4; }
+h1, h2, h3 { letter-spacing: .02em; }
+h1 { text-shadow: 0 0 14px rgba(255,43,214,.35); }
+.churn-banner { border-radius: 12px; padding: 12px 18px; margin: 4px 0 14px 0;
+  font-weight: 600; border: 1px solid; }
+.churn-banner small { display: block; font-weight: 400; opacity: .85; margin-top: 2px; }
+.churn-Healthy  { color: #39FF88; border-color: #39FF88; background: rgba(57,255,136,.08);
+  box-shadow: 0 0 16px rgba(57,255,136,.18); }
+.churn-Warning  { color: #FFB000; border-color: #FFB000; background: rgba(255,176,0,.08);
+  box-shadow: 0 0 16px rgba(255,176,0,.2); }
+.churn-Critical { color: #FF4D6D; border-color: #FF4D6D; background: rgba(255,77,109,.1);
+  box-shadow: 0 0 18px rgba(255,77,109,.3); }
+.churn-muted { color: #7F8CB0; font-size: .85rem; }
+/* Evidently reports are light pages with no background of their own */
+iframe { background: #FFFFFF; border-radius: 10px; }
+</style>
+"""
+
+
+def sources() -> data.Sources:
+    return data.Sources.from_env()
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> Any:
+    from pipeline.store import Store
+
+    return Store(url)
+
+
+def store(src: data.Sources) -> Any | None:
+    """The (cached) store, or None on a fresh install (its SQLite file is never created)."""
+    if data._sqlite_missing(src.store_url):
+        return None
+    return _store(src.store_url)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def registry(uri: str) -> data.RegistryView | None:
+    return data.load_registry(uri)
+
+
+def chart(fig: go.Figure, key: str | None = None) -> None:
+    st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})
+
+
+def banner(alert: Alert) -> None:
+    icon = {Level.HEALTHY: "●", Level.WARNING: "▲", Level.CRITICAL: "■"}[alert.level]
+    more = "".join(f"<small>{r}</small>" for r in alert.reasons)
+    st.markdown(
+        f'<div class="churn-banner churn-{alert.level.value}" data-level="{alert.level.value}">'
+        f"{icon} {alert.level.value}{more}</div>",
+        unsafe_allow_html=True,
+    )
+
+
+def empty_state(what: str, extra: str = "") -> None:
+    """What to run next, for a fresh install (``what``: store / registry / drift)."""
+    st.info(data.NEXT_STEPS[what] + (f"\n\n{extra}" if extra else ""), icon=":material/info:")
+
+
+def fmt_int(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def fmt_money(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"

@@ -1,0 +1,197 @@
+"""One real-browser test: ``streamlit run`` + Debian Chromium driven by Playwright.
+
+Starts the app on a free 127.0.0.1 port against the populated tmp data dir, visits every
+page, checks that KPIs and Plotly charts render with data and no exception box shows,
+and saves a full-page screenshot per page to ``tests/dashboard/artifacts/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+# page url path -> (selector that must show with data, minimum count)
+PAGES = {
+    "": ('[data-testid="stMetric"]', 8),
+    "stream": (".js-plotly-plot", 6),
+    "risk": (".js-plotly-plot", 2),
+    "revenue": (".js-plotly-plot", 1),
+    "drift": (".js-plotly-plot", 2),
+    "model": ('[data-testid="stDataFrame"]', 2),
+}
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)  # polling a server we do not control: no event to wait on
+    raise TimeoutError(f"{url} not healthy after {timeout_s} s")
+
+
+@contextmanager
+def serve(app_env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """``streamlit run`` on a free port with ``app_env``; stopped (by pid) on exit."""
+    port = _free_port()
+    env = {**os.environ, **app_env, "CHURN_DASHBOARD_REFRESH_S": "3",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
+    env.pop("CHURN_STORE_URL", None)
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server's own process group (new session)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def server(populated, tmp_path) -> Iterator[tuple[str, Path]]:
+    """The app on a private copy of the populated data dir (the test writes to it)."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(populated["env"]["CHURN_DATA_DIR"], data_dir)
+    env = {**populated["env"], "CHURN_DATA_DIR": str(data_dir)}
+    with serve(env, tmp_path / "streamlit.log") as url:
+        yield url, data_dir
+
+
+def _new_tick(data_dir: Path) -> None:
+    """The stream catches up: one more tick, every partition at lag 0, 999 events/s each."""
+    from pipeline.store import Store, StreamMetric
+
+    with Store(f"sqlite:///{data_dir / 'churn.db'}") as store:
+        t = store.latest_metrics()["time"].max().to_pydatetime() + timedelta(seconds=5)
+        owner = {0: "w0", 1: "w0", 2: "w1", 3: "w2"}
+        store.record_metrics([
+            StreamMetric(time=t, worker=owner[p], partition=p, lag=0, lag_seconds=0.0,
+                         status="OK", events=4_995, events_per_s=999.0, dead_letters=0)
+            for p in range(4)
+        ])  # fmt: skip
+
+
+@contextmanager
+def chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1440, "height": 900})
+        finally:
+            browser.close()
+
+
+def _settle(page: object) -> None:
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=60_000)
+
+
+def _screenshot(page: object, name: str) -> None:
+    # Streamlit scrolls inside its main container: grow the viewport to its content first
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('section, div')].map(e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": 1440, "height": min(max(height, 900), 6000)})
+    page.wait_for_timeout(800)  # let Plotly re-lay out to the new size
+    shot = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    page.set_viewport_size({"width": 1440, "height": 900})
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason=f"{CHROMIUM} is missing: apt-get install -y chromium")  # fmt: skip
+def test_every_page_renders_in_chromium(server) -> None:
+    server, data_dir = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium() as page:
+        for path, (selector, minimum) in PAGES.items():
+            page.goto(f"{server}/{path}", wait_until="domcontentloaded")
+            page.wait_for_selector(selector, timeout=60_000)
+            page.wait_for_function(
+                "([s, n]) => document.querySelectorAll(s).length >= n",
+                arg=[selector, minimum], timeout=60_000,
+            )  # fmt: skip
+            _settle(page)
+            assert page.locator('[data-testid="stException"]').count() == 0, path
+            body = page.inner_text("body")
+            assert "Traceback" not in body and "no data yet" not in body, path
+            if path == "":
+                assert "Warning" in body and "partition 3 WARN" in body
+                assert page.locator(".js-plotly-plot").count() == 0
+            if path in ("stream", "risk", "revenue", "drift"):
+                assert page.locator('[data-testid="stMetric"]').count() >= 4, path
+            if path == "drift":
+                page.wait_for_selector("iframe", timeout=30_000)  # the Evidently report
+            if path == "model":
+                assert "Champion: v2" in body and "Challenger: v3" in body
+            _screenshot(page, path or "overview")
+            if path == "":  # live refresh: new data shows up without reloading the page
+                page.evaluate("window.__sameDocument = 42")
+                _new_tick(data_dir)
+                page.wait_for_function(
+                    "() => document.body.innerText.includes('3,996')"
+                    " && document.body.innerText.includes('Healthy')",
+                    timeout=30_000,
+                )  # fmt: skip
+                assert page.evaluate("window.__sameDocument") == 42  # no reload happened
+    if (REPO / "data").is_dir():  # a copy for the README / reviewers, next to other run data
+        shutil.copytree(ARTIFACTS, REPO / "data" / "screenshots", dirs_exist_ok=True)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason=f"{CHROMIUM} is missing: apt-get install -y chromium")  # fmt: skip
+def test_fresh_install_says_what_to_run(empty, tmp_path) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with serve(empty["env"], tmp_path / "streamlit.log") as url, chromium() as page:
+        for path in PAGES:
+            page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+            page.wait_for_selector('[data-testid="stAlert"]', timeout=60_000)
+            _settle(page)
+            assert page.locator('[data-testid="stException"]').count() == 0, path
+            assert "run" in page.inner_text('[data-testid="stAlert"] >> nth=0'), path
+            _screenshot(page, f"empty-{path or 'overview'}")
+    assert not list(Path(empty["root"]).iterdir())  # the dashboard created nothing
