@@ -336,6 +336,9 @@ def _register_plugins() -> None:
     from flows.cli import register as register_train
 
     register_train(app)
+    from flows.stream_cli import register as register_stream
+
+    register_stream(app)
     from pipeline.drift.cli import register as register_drift
 
     register_drift(app)

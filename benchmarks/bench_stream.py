@@ -1,0 +1,375 @@
+"""End-to-end streaming: decode -> features -> score (the real champion) -> store -> checkpoint.
+
+Workload: 1,000,000 events over 100,000 users (``bench_features.make_stream``: the
+simulator's type mix, 14 days of event time) in a 4-partition file log; the SQLite store
+(WAL) in a temporary directory; every user a batch touches is rescored in that batch.
+The model is the champion ``train`` fits on the default simulation (20,000 users x 180
+days, ``models/xgboost.yaml`` with the project's own training code: snapshots, temporal
+split, early stopping); ``--quick`` fits it on 3,000 users x 100 days instead.
+
+Figures (each run of the worker in a fresh child process, so memory is its own):
+
+* ``stream_eps``: one worker, batches of 1,000, events per **CPU second** of the worker
+  process (batch loop + its store-writer thread): the per-core rate. The wall-clock rate
+  is printed beside it (the writer thread overlaps the batch loop on a second core).
+* ``stream_eps_10k``: the same with batches of 10,000.
+* ``stream_p99_batch_ms_1k`` / ``_10k``: p99 wall time of one batch's work, fetch to rows
+  handed to the writer. Waits because the store writer is behind (backpressure: it is the
+  bottleneck here) are throughput, not batch latency; p99 including them is printed
+  beside (``stream_p99_batch_ms_1k_with_backpressure``), and so are checkpoint pauses.
+* ``stream_decode_floor_eps``: strict decode alone of the same lines.
+* ``stream_naive_eps``: per event: pandas features over the user's history
+  (``bench_features.NaivePandas``), a one-row ``predict``, one ``INSERT`` + commit.
+* ``stream_rss_mb_per_100k_users``: resident memory the worker grew by while tracking
+  the 100,000 users (after imports and model load), scaled per 100,000 users.
+* ``stream_eps_2_workers`` / ``stream_eps_1_worker``: two worker processes (2 + 2
+  partitions) vs one (all 4), started together, wall-clock events/s from the first batch
+  to the last (on a shared 2-core machine this moves with the other load).
+* also ``stream_eps_wall``, ``stream_speedup_vs_naive`` and the reasons rates
+  (``stream_reasons_exact_rows_per_s`` TreeSHAP vs ``..._approx_...``).
+
+Where the time goes is printed per stage in CPU time of the batch loop (fetch, features =
+strict decode + state update, read, predict, reasons, rows, handoff, snapshot) and of the
+writer thread (store upserts, checkpoint writes). The store is the largest cost: a
+SQLite upsert that also appends a score-history point costs ~25-30 us per row here, so
+rows coalesce per user between flushes (one row per user per flush or checkpoint).
+
+    python -m benchmarks.bench_stream [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+N_EVENTS, N_USERS = 1_000_000, 100_000
+TARGET_EPS = 100_000
+
+
+# -- the champion ------------------------------------------------------------------------
+def train_champion(work: Path, quick: bool):
+    """The default simulation -> labelled snapshots -> XGBoost spec, as `train` does it."""
+    from pipeline.log import open_log
+    from pipeline.simulator import SimConfig, Simulator
+    from pipeline.simulator.history import simulate_history
+    from pipeline.training.data import build_dataset
+    from pipeline.training.fit import fit_candidate
+    from pipeline.training.specs import load_spec
+
+    users, days, horizon = (3_000, 100, 14) if quick else (20_000, 180, 30)
+    t = time.perf_counter()
+    log = open_log(work / "sim" / "log", "events", num_partitions=4)
+    simulate_history(
+        Simulator(SimConfig(users=users, days=days, seed=42)), log, work / "sim" / "state"
+    )
+    ds = build_dataset(log, horizon, 7)
+    log.close()
+    model = fit_candidate(load_spec(ROOT / "models" / "xgboost.yaml"), ds.part("train"), ds.part("val"),
+                          ds.features, seed=42)  # fmt: skip
+    shutil.rmtree(work / "sim")
+    trees = model.booster.num_boosted_rounds()
+    print(f"champion: xgboost spec fitted on the simulation of {users:,} users x {days} days "
+          f"({len(ds.table):,} snapshot rows, horizon {horizon} d) in {time.perf_counter() - t:.0f} s: "
+          f"{trees} trees of depth 4, {len(model.features)} features", flush=True)  # fmt: skip
+    return model, trees
+
+
+# -- the workload --------------------------------------------------------------------------
+def build_log(work: Path, n_events: int, n_users: int) -> list[bytes]:
+    from benchmarks.bench_features import make_stream
+    from pipeline.log import open_log
+
+    lines, users = make_stream(n_events, n_users)
+    log = open_log(work / "data" / "log", "events", num_partitions=4)
+    log.produce(zip((u.encode() for u in users), lines, strict=True))
+    log.close()
+    return lines
+
+
+def decode_floor(lines: list[bytes]) -> float:
+    from pipeline.features.columns import _decoder, gc_paused
+
+    t = time.process_time()
+    for i in range(0, len(lines), 10_000):
+        with gc_paused():
+            [_decoder.decode(v) for v in lines[i : i + 10_000]]
+    return len(lines) / (time.process_time() - t)
+
+
+# -- one worker in a child process ----------------------------------------------------------
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def child(spec: dict) -> dict:
+    """Runs in a fresh process: one in-process worker over every partition, instrumented."""
+    import gc
+
+    from pipeline.log import open_log
+    from pipeline.store import Store
+    from pipeline.stream.config import StreamConfig, StreamPaths
+    from pipeline.stream.model import load_export, read_pointer
+    from pipeline.stream.worker import Worker
+
+    data = Path(spec["data"])
+    paths = StreamPaths(data, spec["group"])
+    model = load_export(read_pointer(paths.champion))
+    log = open_log(data / "log", "events", create=False)
+    store = Store(f"sqlite:///{data / (spec['group'] + '.db')}")
+    cfg = StreamConfig(group=spec["group"], batch_size=spec["batch"], max_wait_s=0.0,
+                       flush_interval_s=spec["flush"])  # fmt: skip
+    parts = spec.get("partitions") or list(range(log.num_partitions))
+    worker = Worker(spec.get("id", "w0"), log, store, paths, cfg, partitions=parts, model=model)
+    _warm_up(model)
+    gc.freeze()
+    if spec.get("go"):  # several workers: start together (imports done), so the overlap is real
+        Path(spec["ready"]).touch()
+        while not Path(spec["go"]).exists():
+            time.sleep(0.01)
+    rss0 = _rss_mb()
+    c0, t0 = time.process_time(), time.perf_counter()
+    summary = worker.run(until_caught_up=True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return summary | {"wall": wall, "cpu": cpu, "rss0": rss0, "rss1": _rss_mb(), "peak": _peak_mb()}
+
+
+def _warm_up(model) -> None:
+    """Load the compiled feature kernels (numba cache) and the predictor before timing."""
+    from datetime import UTC, datetime
+
+    from pipeline.events import Session, encode
+    from pipeline.features.engine import FeatureEngine
+
+    line = encode(Session(event_id="w", user_id="w", ts=datetime(2026, 1, 1, tzinfo=UTC), schema_version=1,
+                          watch_minutes=1.0, device="tv"))  # fmt: skip
+    eng = FeatureEngine(1)
+    out = eng.process(0, [line])
+    model.predict(eng.read(0, out.watermark, out.touched).values)
+
+
+def _peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _child_cmd(spec: dict) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.bench_stream", "--child", json.dumps(spec)]
+
+
+def _env() -> dict[str, str]:
+    from pipeline.stream.supervisor import (
+        WORKER_ENV,  # the environment the supervisor gives workers
+    )
+
+    return os.environ | WORKER_ENV | {"PYTHONPATH": str(ROOT)}
+
+
+def run_child(data: Path, group: str, batch: int, flush: float = 2.0) -> dict:
+    spec = {"data": str(data), "group": group, "batch": batch, "flush": flush}
+    out = subprocess.run(_child_cmd(spec), check=True, capture_output=True, text=True, env=_env(),
+                         cwd=ROOT)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def workers_together(
+    data: Path, group: str, partitions: list[list[int]], batch: int
+) -> tuple[float, float]:
+    """N worker processes (fixed partitions) released together once all are ready.
+    Returns (events/s wall-clock from the first batch to the last, events per CPU second)."""
+    go = data / f"{group}.go"
+    procs = []
+    for i, parts in enumerate(partitions):
+        spec = {
+            "data": str(data),
+            "group": group,
+            "batch": batch,
+            "flush": 2.0,
+            "partitions": parts,
+            "id": f"w{i}",
+            "ready": str(data / f"{group}.{i}.ready"),
+            "go": str(go),
+        }
+        procs.append(subprocess.Popen(_child_cmd(spec), stdout=subprocess.PIPE, text=True, env=_env(),
+                                      cwd=ROOT))  # fmt: skip
+    while not all((data / f"{group}.{i}.ready").exists() for i in range(len(procs))):
+        if any(p.poll() not in (None, 0) for p in procs):
+            raise RuntimeError("a benchmark worker failed to start")
+        time.sleep(0.05)
+    go.touch()
+    outs = []
+    for p in procs:
+        stdout, _ = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"benchmark worker exited with {p.returncode}")
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    events = sum(o["events"] for o in outs)
+    span = max(o["last_batch"] for o in outs) - min(o["first_batch"] for o in outs)
+    return events / span, events / sum(o["cpu"] for o in outs)
+
+
+# -- the naive baseline --------------------------------------------------------------------
+def naive(lines: list[bytes], n: int, model, work: Path) -> float:
+    """What churn demos do per event: pandas features from the user's history, a one-row
+    predict, one INSERT and a commit."""
+    import pandas as pd
+
+    from benchmarks.bench_features import NaivePandas
+    from pipeline.events import decode
+
+    feats = list(model.features)
+    db = sqlite3.connect(work / "naive.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE IF NOT EXISTS scores (user_id TEXT PRIMARY KEY, risk REAL, ts TEXT)")
+    state = NaivePandas()
+    events = [decode(v) for v in lines[:n]]
+    t = time.process_time()
+    for e in events:
+        state.update(e)
+        row = pd.DataFrame([state.features[e.user_id]]).reindex(columns=feats, fill_value=0.0)
+        risk = float(model.booster.inplace_predict(row.to_numpy(np.float32))[0])
+        db.execute(
+            "INSERT OR REPLACE INTO scores VALUES (?, ?, ?)", (e.user_id, risk, e.ts.isoformat())
+        )
+        db.commit()
+    rate = n / (time.process_time() - t)
+    db.close()
+    return rate
+
+
+def reasons_rates(model, lines: list[bytes]) -> tuple[float, float]:
+    """Rows/s of exact TreeSHAP vs approximate contributions on real feature vectors."""
+    from pipeline.features.engine import FeatureEngine
+    from pipeline.stream.model import ModelRef, ScoringModel
+
+    eng = FeatureEngine(1)
+    out = eng.process(0, lines[:50_000])
+    values = eng.read(0, out.watermark, out.touched[:2_000]).values
+    sm = ScoringModel(ModelRef("x", "", ""), tuple(model.features), booster=model.booster)
+    rates = []
+    for exact, rows in ((True, 300), (False, 2_000)):
+        t = time.process_time()
+        sm.contributions(values[:rows], exact=exact)
+        rates.append(rows / (time.process_time() - t))
+    return rates[0], rates[1]
+
+
+# -- report -------------------------------------------------------------------------------
+def _stages(r: dict) -> None:
+    n = r["events"]
+    total = r["cpu"]
+    print(
+        f"    where the CPU goes ({total:.1f} CPU s for {n:,} events = {total / n * 1e6:.2f} us/event):"
+    )
+    rows = dict(r["stages_s"])
+    w = r["writer"]
+    rows["store write (writer thread)"] = w["write_s"]
+    rows["checkpoint write + commit (writer)"] = w["actions_s"]
+    accounted = sum(v for k, v in rows.items())
+    for name, secs in rows.items():
+        print(f"      {name:36s} {secs:7.2f} s  {secs / n * 1e6:6.2f} us/event")
+    print(f"      {'other (loop, polling, GIL waits)':36s} {max(total - accounted, 0):7.2f} s")
+    print(f"    store: {w['rows']:,} rows in {w['writes']} writes = {w['rows'] / n:.2f} rows/event "
+          f"(rows coalesce per user between flushes); backpressure waits {w['backpressure_s']:.2f} s")  # fmt: skip
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    n_events, n_users = (200_000, 20_000) if quick else (N_EVENTS, N_USERS)
+    for var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    try:
+        return _run(work, quick, n_events, n_users)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, float]:
+    from pipeline.features.registry import FEATURE_SET_VERSION
+    from pipeline.stream.config import StreamPaths
+    from pipeline.stream.model import export_model, publish
+
+    model, trees = train_champion(work, quick)
+    lines = build_log(work, n_events, n_users)
+    data = work / "data"
+    groups = ("b1k", "b10k", "p1", "p2")
+    for g in groups:
+        paths = StreamPaths(data, g)
+        publish(paths.champion, export_model(model, "1", FEATURE_SET_VERSION, paths.models))
+    floor = decode_floor(lines)
+
+    print(f"{n_events:,} events over {n_users:,} users, 4-partition file log, SQLite store; one worker "
+          "in a fresh process, every touched user rescored in its batch", flush=True)  # fmt: skip
+    r1 = run_child(data, "b1k", 1_000)
+    r10 = run_child(data, "b10k", 10_000)
+    results = {}
+    for label, r in (("batches of 1,000", r1), ("batches of 10,000", r10)):
+        eps_cpu, eps_wall = r["events"] / r["cpu"], r["events"] / r["wall"]
+        print(f"  {label}: {eps_cpu:,.0f} events/s per CPU second (target >= {TARGET_EPS:,}: "
+              f"{eps_cpu / TARGET_EPS:.2f}x); {eps_wall:,.0f} events/s wall-clock "
+              f"({r['cpu'] / r['wall']:.2f} cores busy)")  # fmt: skip
+        print(f"    batch latency p50 {r['batch_p50_ms']:.1f} ms, p95 {r['batch_p95_ms']:.1f} ms, "
+              f"p99 {r['batch_p99_ms']:.1f} ms (CPU time p99 {r['batch_cpu_p99_ms']:.1f} ms; with waits for the "
+              f"store writer p99 {r['batch_total_p99_ms']:.1f} ms); "
+              f"{r['checkpoints']} checkpoints, snapshot pause "
+              f"{r['stages_s']['snapshot'] / max(r['checkpoints'], 1) * 1000:.0f} ms each; "
+              f"{r['reasons_rows']:,} rows explained (risk >= 0.5)")  # fmt: skip
+        _stages(r)
+        results[label] = r
+    rss_per_100k = (r1["rss1"] - r1["rss0"]) * 100_000 / n_users
+    print(f"  memory: {r1['rss0']:.0f} MB after imports + model, {r1['rss1']:.0f} MB with {n_users:,} users "
+          f"tracked -> {rss_per_100k:.0f} MB per 100,000 users (target <= 300); peak {r1['peak']:.0f} MB")  # fmt: skip
+
+    print(f"  strict decode floor            {floor:12,.0f} events/s (CPU)")
+    naive_n = 150 if quick else 500
+    naive_eps = naive(lines, naive_n, model, work)
+    e2e = r1["events"] / r1["cpu"]
+    print(f"  naive per-event baseline       {naive_eps:12,.1f} events/s (CPU; first {naive_n} events: pandas "
+          "features, 1-row predict, INSERT + commit)")  # fmt: skip
+    print(f"  speed-up over naive            {e2e / naive_eps:12,.0f}x  (target >= 50x)")
+    exact, approx = reasons_rates(model, lines)
+    print(f"  reasons: exact TreeSHAP {exact:,.0f} rows/s, approx contributions {approx:,.0f} rows/s "
+          f"({approx / exact:.0f}x; {trees} trees) -> approx by default")  # fmt: skip
+
+    one, one_cpu = workers_together(data, "p1", [[0, 1, 2, 3]], 1_000)
+    two, two_cpu = workers_together(data, "p2", [[0, 1], [2, 3]], 1_000)
+    load = os.getloadavg()[0]
+    print(f"  scaling (batches of 1,000, wall-clock, first batch to last; 2 cores, load average {load:.1f}): "
+          f"1 worker {one:,.0f} events/s, 2 workers {two:,.0f} events/s ({two / one:.2f}x); per CPU second "
+          f"{one_cpu:,.0f} vs {two_cpu:,.0f}")  # fmt: skip
+    return {
+        "stream_eps": e2e,
+        "stream_eps_wall": r1["events"] / r1["wall"],
+        "stream_eps_10k": r10["events"] / r10["cpu"],
+        "stream_p99_batch_ms_1k": r1["batch_p99_ms"],
+        "stream_p99_batch_ms_10k": r10["batch_p99_ms"],
+        "stream_p99_batch_ms_1k_with_backpressure": r1["batch_total_p99_ms"],
+        "stream_naive_eps": naive_eps,
+        "stream_speedup_vs_naive": e2e / naive_eps,
+        "stream_decode_floor_eps": floor,
+        "stream_rss_mb_per_100k_users": rss_per_100k,
+        "stream_eps_1_worker": one,
+        "stream_eps_2_workers": two,
+        "stream_reasons_exact_rows_per_s": exact,
+        "stream_reasons_approx_rows_per_s": approx,
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        print(json.dumps(child(json.loads(sys.argv[2])), default=str))
+        sys.exit(0)
+    figures = run(quick="--quick" in sys.argv)
+    for k, v in figures.items():
+        print(f"  {k:34s} {v:,.2f}")

@@ -1,0 +1,87 @@
+"""Where the champion comes from: the MLflow registry (``models:/churn@champion``).
+
+The supervisor polls :meth:`RegistryChampion.current` (one cheap alias lookup) and, when
+the alias moved, loads that exact version (``models:/churn/<version>``, not the alias,
+so a move in between cannot mix two versions), checks its feature set and exports it
+for the workers (:mod:`pipeline.stream.model`). Tests use :class:`StaticChampion`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pipeline.stream.model import ModelRef, check_feature_set, export_model
+
+
+@dataclass(frozen=True)
+class ChampionInfo:
+    version: str
+    feature_set_version: str
+
+
+class ChampionSource(Protocol):
+    where: str
+
+    def current(self) -> ChampionInfo | None:
+        """The version the champion alias points at now, or None if there is none."""
+        ...
+
+    def export(self, info: ChampionInfo, models_dir: Path) -> ModelRef:
+        """Load that version and write it for the workers (feature set checked first)."""
+        ...
+
+
+class RegistryChampion:
+    def __init__(self, tracking_uri: str, name: str | None = None) -> None:
+        from pipeline import registry
+
+        self.name = name or registry.MODEL_NAME
+        self.where = tracking_uri
+        registry.configure(tracking_uri)
+
+    def current(self) -> ChampionInfo | None:
+        from pipeline import registry
+
+        mv = registry.champion_version(self.name)
+        if mv is None:
+            return None
+        return ChampionInfo(str(mv.version), str(mv.tags.get(registry.FEATURE_SET_TAG, "")))
+
+    def export(self, info: ChampionInfo, models_dir: Path) -> ModelRef:
+        from pipeline import registry
+
+        check_feature_set(info.version, info.feature_set_version)  # before downloading anything
+        uri = f"models:/{self.name}/{info.version}"
+        bundle = registry.load_bundle(uri)
+        fs = bundle.feature_set_version or info.feature_set_version
+        check_feature_set(info.version, fs, tuple(bundle.model.features))
+        return export_model(
+            bundle.model, info.version, fs, models_dir, source=f"{self.where} {uri}"
+        )
+
+
+class StaticChampion:
+    """A champion source for tests: ``set(model, version)`` moves the alias."""
+
+    where = "memory"
+
+    def __init__(self) -> None:
+        self._model: object | None = None
+        self._info: ChampionInfo | None = None
+
+    def set(self, model: object, version: str, feature_set_version: str | None = None) -> None:
+        from pipeline.features.registry import FEATURE_SET_VERSION
+
+        self._model = model
+        self._info = ChampionInfo(version, feature_set_version or FEATURE_SET_VERSION)
+
+    def current(self) -> ChampionInfo | None:
+        return self._info
+
+    def export(self, info: ChampionInfo, models_dir: Path) -> ModelRef:
+        check_feature_set(info.version, info.feature_set_version)
+        return export_model(
+            self._model, info.version, info.feature_set_version, models_dir, source="memory"
+        )

@@ -1,0 +1,182 @@
+"""Per-partition checkpoints: feature state and offsets together, written atomically.
+
+One file per partition, ``<data_dir>/stream/<group>/checkpoints/partition-<p>.ckpt``::
+
+    MAGIC | u32 header length | JSON header | feature-state snapshot | u32 crc32
+
+The header holds the topic, group, partition, ``next_offset`` (the first record *not*
+in the state), the dead-letter partition's end offset at that moment, and the model
+version. The file is replaced atomically (temp file, fsync, ``os.replace``, fsync of the
+directory), so a worker killed at any instant leaves the old or the new checkpoint,
+never a torn one; the CRC catches a file damaged otherwise. An unreadable file is never
+skipped silently: :class:`~pipeline.errors.CheckpointCorruptError` names the file and
+the way out.
+
+Ownership is fenced with :class:`PartitionLease`: a worker holds an exclusive ``flock``
+on ``partition-<p>.lock`` for as long as it processes the partition. The kernel drops the
+lock when the process dies (even by SIGKILL), so a successor can take over at once, and
+two processes can never process one partition at the same time, whatever the store's
+assignment table says in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import uuid
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.errors import CheckpointCorruptError
+
+MAGIC = b"CHURNCK\x01"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    topic: str
+    group: str
+    partition: int
+    next_offset: int  # first log offset not applied to the state
+    dlq_end: int  # end offset of the dead-letter partition when the state was taken
+    created_at: str  # ISO time (injected clock)
+    model_version: str | None = None
+    format: int = FORMAT
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    meta: CheckpointMeta
+    state: bytes  # pipeline.features snapshot bytes (has its own versions and CRC)
+    path: Path
+
+
+class CheckpointStore:
+    """Reads and atomically writes the checkpoints of one consumer group."""
+
+    def __init__(self, directory: Path, topic: str, group: str) -> None:
+        self.dir = Path(directory)
+        self.topic = topic
+        self.group = group
+
+    def path(self, partition: int) -> Path:
+        return self.dir / f"partition-{partition}.ckpt"
+
+    def write(self, meta: CheckpointMeta, state: bytes) -> Path:
+        """Atomically replace the partition's checkpoint; returns its path."""
+        if (meta.topic, meta.group) != (self.topic, self.group):
+            raise ValueError(
+                f"checkpoint of {meta.topic}/{meta.group} written to the store of {self.topic}/{self.group}"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.path(meta.partition)
+        header = json.dumps(asdict(meta), sort_keys=True).encode()
+        parts = (MAGIC, len(header).to_bytes(4, "little"), header, state)
+        crc = 0
+        for chunk in parts:
+            crc = zlib.crc32(chunk, crc)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            for chunk in (*parts, crc.to_bytes(4, "little")):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, path)
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)  # make the rename itself durable
+        finally:
+            os.close(dfd)
+        return path
+
+    def read(self, partition: int) -> Checkpoint | None:
+        """The partition's checkpoint, or None if it has none yet."""
+        path = self.path(partition)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self.corrupt(path, partition, f"cannot read it: {exc.strerror}") from None
+        if len(raw) < len(MAGIC) + 8 or not raw.startswith(MAGIC):
+            raise self.corrupt(path, partition, "not a checkpoint file (bad magic)")
+        body, crc = memoryview(raw)[:-4], int.from_bytes(raw[-4:], "little")
+        if zlib.crc32(body) != crc:
+            raise self.corrupt(path, partition, "checksum mismatch (torn or damaged file)")
+        n = int.from_bytes(raw[len(MAGIC) : len(MAGIC) + 4], "little")
+        start = len(MAGIC) + 4
+        try:
+            doc = json.loads(bytes(body[start : start + n]))
+            meta = CheckpointMeta(**doc)
+        except (ValueError, TypeError) as exc:
+            raise self.corrupt(path, partition, f"unreadable header ({exc})") from None
+        if meta.format != FORMAT:
+            raise self.corrupt(path, partition, f"format {meta.format}, this code reads {FORMAT}")
+        if (meta.topic, meta.group, meta.partition) != (self.topic, self.group, partition):
+            raise self.corrupt(
+                path, partition,
+                f"it belongs to topic {meta.topic!r} group {meta.group!r} partition "
+                f"{meta.partition}, not topic {self.topic!r} group {self.group!r} partition {partition}",
+            )  # fmt: skip
+        return Checkpoint(meta, bytes(body[start + n :]), path)
+
+    def delete(self, partition: int) -> None:
+        self.path(partition).unlink(missing_ok=True)
+
+    def clean_temp(self, partition: int) -> None:
+        """Remove temp files a killed writer left behind (call while holding the lease)."""
+        for stale in self.dir.glob(f".partition-{partition}.ckpt.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def corrupt(self, path: Path, partition: int, reason: str) -> CheckpointCorruptError:
+        return CheckpointCorruptError(
+            f"checkpoint {path} of partition {partition} (group {self.group!r}) is unusable: "
+            f"{reason}. It was not skipped silently. To recover, delete it (rm '{path}'): the "
+            f"partition's features are then rebuilt by replaying the log from its start and its "
+            f"scores rewritten idempotently; or restore the file from a backup."
+        )
+
+
+class PartitionLease:
+    """An exclusive, non-blocking ``flock`` on one partition's lock file."""
+
+    def __init__(self, directory: Path, partition: int) -> None:
+        self.path = Path(directory) / f"partition-{partition}.lock"
+        self.partition = partition
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        with contextlib.suppress(OSError):  # who holds it, for people reading the file
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

@@ -1,0 +1,98 @@
+"""Per-partition stream metrics, turned into ``StreamMetric`` rows at a fixed cadence.
+
+Batch latency is the wall time of a batch's own work, fetch to rows handed to the store
+writer; time blocked because the writer is behind (backpressure) is not latency of the
+batch but a throughput limit, and shows as lag.
+
+Each tick writes one row per owned partition: committed (checkpointed) offset, log-end
+offset, lag in records (log end minus the worker's position) and in event-time seconds,
+the Burrow status over the group's recent commits, events and dead letters since the
+previous tick, events/s, batch latency p50/p95/p99 and the model version. Totals per
+worker and for the whole group are sums over the rows of one tick.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from pipeline.log.base import PartitionLog
+from pipeline.log.lag import evaluate_status, lag_seconds
+from pipeline.store.records import StreamMetric
+
+KEEP_LATENCIES = 100_000  # whole-run latencies kept for summaries (the last ones)
+
+
+@dataclass
+class _Window:
+    events: int = 0
+    dead: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def percentiles(
+    values_ms: list[float] | deque[float] | np.ndarray,
+) -> tuple[float, float, float] | None:
+    if len(values_ms) == 0:
+        return None
+    p50, p95, p99 = np.percentile(np.asarray(values_ms, dtype=np.float64), [50, 95, 99])
+    return float(p50), float(p95), float(p99)
+
+
+class StreamMetrics:
+    """Counts batches as they happen; :meth:`tick` turns the window into rows."""
+
+    def __init__(self, worker: str, started: float) -> None:
+        self.worker = worker
+        self._window: dict[int, _Window] = {}
+        self._since = started  # monotonic time of the previous tick
+        self.events = 0
+        self.dead = 0
+        self.batches = 0
+        self.latencies_ms: deque[float] = deque(maxlen=KEEP_LATENCIES)
+
+    def batch(self, partition: int, events: int, dead: int, seconds: float) -> None:
+        w = self._window.setdefault(partition, _Window())
+        ms = seconds * 1000.0
+        w.events += events
+        w.dead += dead
+        w.latencies_ms.append(ms)
+        self.events += events
+        self.dead += dead
+        self.batches += 1
+        self.latencies_ms.append(ms)
+
+    def tick(
+        self,
+        now: datetime,
+        mono: float,
+        log: PartitionLog,
+        group: str,
+        positions: dict[int, int],
+        committed: dict[int, int],
+        model_version: str | None,
+    ) -> list[StreamMetric]:
+        """Rows for ``positions`` (partition -> next offset to process), then reset."""
+        elapsed = max(mono - self._since, 1e-9)
+        self._since = mono
+        history = log.commit_history(group) if positions else {}
+        rows = []
+        for p, pos in sorted(positions.items()):
+            w = self._window.pop(p, _Window())
+            info = log.partition_info(p)
+            lag = max(info.end_offset - pos, 0)
+            pct = percentiles(w.latencies_ms)
+            rows.append(StreamMetric(
+                time=now, worker=self.worker, partition=p,
+                committed_offset=committed.get(p), log_end_offset=info.end_offset, lag=lag,
+                lag_seconds=lag_seconds(log, p, pos, info.start_offset, info.end_offset),
+                status=evaluate_status(history.get(p, [])[-10:], lag, now).value,
+                events=w.events, events_per_s=w.events / elapsed,
+                batch_p50_ms=pct[0] if pct else None, batch_p95_ms=pct[1] if pct else None,
+                batch_p99_ms=pct[2] if pct else None, dead_letters=w.dead, model_version=model_version,
+            ))  # fmt: skip
+        self._window.clear()  # partitions handed over since the last tick
+        return rows

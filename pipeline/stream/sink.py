@@ -1,0 +1,246 @@
+"""The worker's background writer: scores, metrics, checkpoints and heartbeats.
+
+The batch loop never waits for the database. It hands each micro-batch's score rows to
+:class:`Writer` and goes on; one background thread writes them. Like Kafka Streams'
+record cache, rows that accumulate while a write is running are *coalesced*: the next
+write sends all of them in one upsert, and a user scored by several of those batches is
+written once, with its newest score (the store keeps the newest ``features_time`` per
+user anyway). So the store costs one row per user per flush, not one per event, and the
+scores are at most ``flush_interval_s`` (plus one write) behind the batches.
+
+Ordering is what makes checkpoints safe: an action queued with :meth:`Writer.after`
+(a checkpoint of partition p, its offset commit) runs only after every row of p handed
+over before it is written. A checkpoint therefore never covers a batch whose scores are
+not in the store; a crash replays at most the batches after the last checkpoint, and
+rewriting their scores is idempotent. A barrier flushes only its own partition's rows
+(partitions never share a user), so the other partitions keep coalescing.
+
+``flush_interval_s`` bounds how long a row may wait when nothing else flushes it. The
+worker raises it to the checkpoint interval while it works through a backlog (the
+scores are then stale by the lag anyway, and each user is written once per checkpoint
+instead of once per flush) and lowers it again when it keeps up with the log.
+
+SQLite releases the GIL while it writes, so the writes overlap the batch loop's numba
+and XGBoost work (which release it too). Half of ``max_pending_rows`` waiting flushes
+everything at once (a full cache is evicted); if the writer still falls
+``max_pending_rows`` behind, :meth:`Writer.put` blocks (backpressure, time counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pipeline.stream.scorer import ScoreChunk, coalesce, to_frame
+
+log = logging.getLogger("pipeline.stream")
+
+
+class _Barrier:
+    __slots__ = ("action", "partitions")
+
+    def __init__(self, action: Callable[[], None], partitions: frozenset[int] | None) -> None:
+        self.action = action
+        self.partitions = partitions  # rows to write first: None all, empty none
+
+
+class Writer:
+    def __init__(
+        self,
+        store: Any,
+        *,
+        flush_interval_s: float = 2.0,
+        max_pending_rows: int = 500_000,
+        max_write_rows: int = 20_000,
+        heartbeat: Callable[[], Any] | None = None,
+        heartbeat_interval_s: float = 1.0,
+        name: str = "writer",
+    ) -> None:
+        self.store = store
+        self.flush_interval_s = flush_interval_s
+        self.max_pending_rows = max_pending_rows
+        self.max_write_rows = max_write_rows
+        self._heartbeat = heartbeat
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._cond = threading.Condition()
+        self._chunks: list[tuple[float, ScoreChunk]] = []  # (arrival, rows), in arrival order
+        self._barriers: list[_Barrier] = []
+        self._pending_rows = 0  # handed over, not yet written
+        self._closing = False
+        self.error: BaseException | None = None
+        self.owned: Any = None  # latest heartbeat answer
+        self.heartbeat_at = 0.0
+        # CPU seconds of this thread (write_s, actions_s, heartbeat_s); backpressure_s is wall
+        self.stats = {"write_s": 0.0, "rows": 0, "writes": 0, "stale": 0, "actions_s": 0.0,
+                      "backpressure_s": 0.0, "heartbeat_s": 0.0}  # fmt: skip
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- batch-loop side -----------------------------------------------------------------
+    def put(self, chunk: ScoreChunk) -> float:
+        """Hand over one batch's score rows; blocks only when far behind. Returns the
+        seconds it waited (backpressure)."""
+        waited = 0.0
+        with self._cond:
+            self._raise()
+            if self._pending_rows >= self.max_pending_rows:
+                t = time.perf_counter()
+                while self._pending_rows >= self.max_pending_rows and self.error is None:
+                    self._cond.wait(0.1)
+                waited = time.perf_counter() - t
+                self.stats["backpressure_s"] += waited
+                self._raise()
+            first = not self._chunks
+            self._chunks.append((time.monotonic(), chunk))
+            self._pending_rows += len(chunk)
+            if first or self._pending_rows >= self.max_pending_rows // 2:
+                self._cond.notify_all()  # the writer (re)computes when to flush
+        return waited
+
+    def after(self, action: Callable[[], None], partitions: Iterable[int] | None = None) -> None:
+        """Run ``action`` in the writer thread once the rows handed over so far are written:
+        all of them (``partitions=None``), or only those of ``partitions`` (``()``: none)."""
+        with self._cond:
+            self._raise()
+            self._barriers.append(
+                _Barrier(action, None if partitions is None else frozenset(partitions))
+            )
+            self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything handed over (rows and actions) is done."""
+        done = threading.Event()
+        self.after(done.set)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done.wait(0.1):
+            self._raise()
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"store writes did not finish within {timeout} s")
+        self._raise()
+
+    def close(self, flush: bool = True) -> None:
+        """Stop the thread; with ``flush=False`` pending rows and actions are dropped (as a
+        crash would drop them: the next owner replays them from the last checkpoint)."""
+        if flush and self.error is None and self._thread.is_alive():
+            self.flush()
+        with self._cond:
+            if not flush:
+                self._chunks, self._barriers = [], []
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    # -- writer thread -------------------------------------------------------------------
+    def _due(self) -> float | None:
+        """Seconds until the next thing to do (0: now), or None to wait for a put."""
+        if self._barriers or self._closing or self._pending_rows >= self.max_pending_rows // 2:
+            return 0.0
+        now = time.monotonic()
+        waits = []
+        if self._chunks:
+            waits.append(self._chunks[0][0] + self.flush_interval_s - now)
+        if self._heartbeat is not None:
+            waits.append(self.heartbeat_at + self.heartbeat_interval_s - now)
+        return max(0.0, min(waits)) if waits else None
+
+    def _take(self) -> tuple[list[ScoreChunk], list[_Barrier]]:
+        """Under the lock: the rows to write now (oldest first) and the barriers to run after."""
+        barriers, self._barriers = self._barriers, []
+        if not self._chunks:
+            return [], barriers
+        everything = (
+            self._closing
+            or time.monotonic() - self._chunks[0][0] >= self.flush_interval_s
+            or self._pending_rows >= self.max_pending_rows // 2
+        )  # like a full cache: evict
+        wanted: set[int] = set()
+        for b in barriers:
+            if b.partitions is None:
+                everything = True
+                break
+            wanted |= b.partitions
+        if everything:
+            chunks, self._chunks = [c for _, c in self._chunks], []
+        else:
+            chunks = [c for _, c in self._chunks if c.partition in wanted]
+            self._chunks = [tc for tc in self._chunks if tc[1].partition not in wanted]
+        return chunks, barriers
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while (wait := self._due()) is None or wait > 0:
+                        self._cond.wait(wait)
+                    if self._closing and not self._chunks and not self._barriers:
+                        return
+                    chunks, barriers = self._take()
+                if chunks:
+                    self._write(chunks)
+                    with self._cond:
+                        self._pending_rows -= sum(len(c) for c in chunks)
+                        self._cond.notify_all()
+                t = time.thread_time()
+                for b in barriers:
+                    b.action()
+                self.stats["actions_s"] += time.thread_time() - t
+                if (
+                    self._heartbeat is not None
+                    and time.monotonic() - self.heartbeat_at >= self.heartbeat_interval_s
+                ):
+                    self.beat()
+        except BaseException as exc:  # noqa: BLE001 - handed to the batch loop, which stops the worker
+            log.error("store writer failed: %s", exc)
+            with self._cond:
+                self.error = exc
+                self._cond.notify_all()
+
+    def beat(self) -> None:
+        t = time.thread_time()
+        try:
+            self.owned = self._heartbeat()  # type: ignore[misc]
+            self.heartbeat_at = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - a busy store only delays the next beat
+            log.warning("heartbeat failed (will retry): %s", exc)
+            self.heartbeat_at = time.monotonic()
+        self.stats["heartbeat_s"] += time.thread_time() - t
+
+    def _write(self, chunks: list[ScoreChunk]) -> None:
+        """All pending rows, one per user (the newest), in transactions of at most
+        ``max_write_rows`` rows: a short hold on SQLite's single write lock, and short
+        GIL-holding conversions (the batch loop waits on those)."""
+        t = time.thread_time()
+        group: list[ScoreChunk] = []
+        size = 0
+        for c in coalesce(chunks):
+            while len(c):
+                room = self.max_write_rows - size
+                if len(c) > room:
+                    head, c = c.take(list(range(room))), c.take(list(range(room, len(c))))
+                else:
+                    head, c = c, c.take([])
+                group.append(head)
+                size += len(head)
+                if size >= self.max_write_rows:
+                    self._upsert(group)
+                    group, size = [], 0
+        if group:
+            self._upsert(group)
+        self.stats["write_s"] += time.thread_time() - t
+
+    def _upsert(self, chunks: list[ScoreChunk]) -> None:
+        res = self.store.upsert_scores(to_frame(chunks))
+        self.stats["rows"] += res.scores
+        self.stats["stale"] += res.stale
+        self.stats["writes"] += 1

@@ -1,0 +1,447 @@
+"""A scoring worker: owns some partitions exclusively and scores their users in micro-batches.
+
+The loop, per owned partition::
+
+    fetch a micro-batch -> decode (bad/late events to <topic>.dlq) -> update features
+    -> read the touched users' vectors -> score them with the champion (one predict call)
+    -> hand the rows to the background writer -> every checkpoint_interval_s: snapshot
+    the state, and once the rows before it are written, write the checkpoint and commit
+    the offset to the log's consumer group
+
+A partial batch waits up to ``max_wait_s`` for more records; an idle worker sleeps with
+exponential backoff (up to ``idle_sleep_max_s``) instead of spinning. Which partitions it
+owns comes from the store's assignment table (``heartbeat``), or is fixed (tests,
+benchmarks). The champion comes from the pointer file the supervisor maintains; a new
+version is loaded between batches and every score row records its model version.
+
+Run as a process by the supervisor: ``python -m pipeline.stream.worker '<json spec>'``.
+Exit codes: 0 stopped cleanly, 3 fatal (do not restart: the message is in
+``workers/<id>.fatal``), anything else a crash (the supervisor restarts it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.clock import Clock, SystemClock
+from pipeline.errors import ChurnError, ModelMismatchError, StoreError
+from pipeline.log.base import PartitionLog
+from pipeline.log.deadletter import DeadLetters, dead_letter_log
+from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
+from pipeline.stream.config import StreamConfig, StreamPaths
+from pipeline.stream.metrics import StreamMetrics, percentiles
+from pipeline.stream.model import ScoringModel, load_export, read_pointer
+from pipeline.stream.partition import DeadLetterFilter, OwnedPartition, open_partition
+from pipeline.stream.scorer import Scorer
+from pipeline.stream.sink import Writer
+
+EXIT_FATAL = 3
+STAGES = ("fetch", "features", "read", "predict", "reasons", "rows", "handoff", "snapshot")
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs, passed as JSON on its command line."""
+
+    worker_id: str
+    data_dir: str
+    topic: str
+    store_url: str
+    config: dict[str, Any]
+    partitions: list[int] | None = None  # None: follow the store's assignment
+    until_caught_up: bool = False
+    supervisor_pid: int | None = None  # stop (drain) if the supervisor dies: no orphans
+
+
+class Worker:
+    def __init__(
+        self,
+        worker_id: str,
+        log: PartitionLog,
+        store: Any,
+        paths: StreamPaths,
+        config: StreamConfig | None = None,
+        *,
+        partitions: Sequence[int] | None = None,
+        model: ScoringModel | None = None,
+        clock: Clock | None = None,
+        dlq: PartitionLog | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.id = worker_id
+        self.log = log
+        self.store = store
+        self.paths = paths
+        self.cfg = config or StreamConfig()
+        self.clock = clock or SystemClock()
+        self.logger = logger or logging.getLogger("pipeline.stream")
+        self.fixed = None if partitions is None else tuple(sorted(partitions))
+        self.dlq_log = dlq or dead_letter_log(log)
+        self.dead_letters = DeadLetters(self.dlq_log, self.clock, log.name)
+        self.checkpoints = CheckpointStore(paths.checkpoints, log.name, self.cfg.group)
+        self.scorer = Scorer(
+            self.cfg.alert_threshold, self.cfg.reasons_top_k, self.cfg.reasons_method == "exact"
+        )
+        self.model = model
+        self._pointer_seen: tuple[int, int] | None = None
+        self._refused: str | None = None
+        self.parts: dict[int, OwnedPartition] = {}
+        self.wanted: tuple[int, ...] = ()
+        self.stopping = False
+        self.removed = False
+        now = self.clock.monotonic()
+        self.metrics = StreamMetrics(worker_id, now)
+        self.stage_s = dict.fromkeys(STAGES, 0.0)  # CPU seconds of the batch loop per stage
+        self.batch_cpu_ms: deque[float] = deque(maxlen=100_000)
+        self.batch_total_ms: deque[float] = deque(maxlen=100_000)  # including backpressure waits
+        self.checkpoints_written = 0
+        self._ckpt_started = self._ckpt_done = 0  # in flight: handed to the writer, not yet written
+        self.first_batch: float | None = None
+        self.last_batch: float | None = None
+        self._next_metrics = now + self.cfg.metrics_interval_s
+        self._next_model = now
+        heartbeat = None if self.fixed is not None else (lambda: store.heartbeat(worker_id))
+        self.writer = Writer(store, flush_interval_s=self.cfg.flush_interval_s,
+                             max_pending_rows=self.cfg.max_pending_rows, max_write_rows=self.cfg.max_write_rows,
+                             heartbeat=heartbeat, heartbeat_interval_s=self.cfg.heartbeat_interval_s,
+                             name=f"{worker_id}-writer")  # fmt: skip
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(
+        self,
+        should_stop: Callable[[], bool] = lambda: False,
+        until_caught_up: bool = False,
+        max_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Process until stopped (or caught up / out of time); always drains on the way out."""
+        t0 = time.monotonic()
+        idle = 0.002
+        try:
+            self.sync_assignment()
+            while not (self.stopping or should_stop() or self.removed):
+                if max_seconds is not None and time.monotonic() - t0 >= max_seconds:
+                    break
+                self.check_model()
+                worked = self.step()
+                self.sync_assignment()
+                self.maybe_tick()
+                if until_caught_up and self.caught_up():
+                    break
+                if worked:
+                    idle = 0.002
+                else:
+                    time.sleep(min(idle, self.cfg.max_wait_s or idle, self.cfg.idle_sleep_max_s))
+                    idle = min(idle * 2, self.cfg.idle_sleep_max_s)
+        finally:
+            self.shutdown()
+        return self.summary()
+
+    def step(self) -> bool:
+        """One pass over the owned partitions; True if any batch was processed."""
+        if self.model is None:
+            return False
+        worked = behind = False
+        cfg = self.cfg
+        for part in list(self.parts.values()):
+            now = self.clock.monotonic()
+            avail = self.log.end_offset(part.partition) - part.position
+            behind = behind or avail > cfg.batch_size
+            if avail <= 0:
+                part.pending_since = None
+                quiet = now - part.last_activity >= max(cfg.max_wait_s, 0.5)
+                if part.dirty and (
+                    quiet or now - part.last_checkpoint >= cfg.checkpoint_interval_s
+                ):
+                    self.checkpoint(part, force=False)  # caught up: checkpoint while idle
+                continue
+            if avail < cfg.batch_size and cfg.max_wait_s > 0:
+                if part.pending_since is None:
+                    part.pending_since = now
+                if now - part.pending_since < cfg.max_wait_s:
+                    continue
+            n = self.process_batch(part)
+            worked = True
+            if cfg.max_events_per_s:
+                time.sleep(n / cfg.max_events_per_s)
+            if now - part.last_checkpoint >= cfg.checkpoint_interval_s:
+                self.checkpoint(part, force=False)
+        # Behind the log: let rows coalesce until each partition's checkpoint flushes them.
+        self.writer.flush_interval_s = (
+            max(cfg.flush_interval_s, cfg.checkpoint_interval_s) if behind else cfg.flush_interval_s
+        )
+        return worked
+
+    def process_batch(self, part: OwnedPartition) -> int:
+        # Stages are accounted in CPU time of this thread (wall time on a shared machine
+        # would charge other processes' work to whichever stage was running); the batch
+        # latency is wall time, as a user sees it.
+        p, st, cfg, clock = part.partition, self.stage_s, self.cfg, time.thread_time
+        w0, c0, waited = time.perf_counter(), clock(), 0.0
+        values, nxt = self.log.fetch_values(p, part.position, cfg.batch_size, cfg.max_batch_bytes)
+        c1 = clock()
+        out = part.engine.process(p, values, first_offset=part.position,
+                                  dlq=DeadLetterFilter(self.dead_letters, part.skip_dead))  # fmt: skip
+        c2 = clock()
+        st["fetch"] += c1 - c0
+        st["features"] += c2 - c1
+        if out.touched and out.watermark is not None:
+            frame = part.engine.read(p, out.watermark, out.touched)
+            c3 = clock()
+            st["read"] += c3 - c2
+            chunk = self.scorer.score(p, frame, self.model)  # type: ignore[arg-type]
+            c4 = clock()
+            waited = self.writer.put(chunk)
+            st["handoff"] += clock() - c4
+            predict_s, reasons_s = self.scorer.take_timings()
+            st["predict"] += predict_s
+            st["reasons"] += reasons_s
+            st["rows"] += (c4 - c3) - predict_s - reasons_s
+        done = time.perf_counter()
+        self.batch_cpu_ms.append((clock() - c0) * 1000.0)
+        part.position = nxt
+        part.dirty = True
+        part.last_activity = self.clock.monotonic()
+        part.pending_since = None
+        # Latency of the batch's own work; time blocked because the store writer is behind
+        # is throughput (it shows as lag), counted apart in the summary.
+        self.metrics.batch(p, len(values), len(out.invalid) + len(out.late), done - w0 - waited)
+        self.batch_total_ms.append((done - w0) * 1000.0)
+        if self.first_batch is None:
+            self.first_batch = w0
+        self.last_batch = done
+        return len(values)
+
+    def checkpoint(self, part: OwnedPartition, force: bool = True) -> bool:
+        """Snapshot now; write it (and commit the offset) once the rows before it are stored.
+
+        Periodic checkpoints (``force=False``) wait while another one is still being
+        written: at most one snapshot (tens of MB for a big partition) is in flight.
+        """
+        if not force and self._ckpt_started > self._ckpt_done:
+            return False
+        t = time.thread_time()
+        state = part.engine.snapshot(part.partition)
+        dp = part.partition % self.dlq_log.num_partitions
+        meta = CheckpointMeta(
+            topic=self.log.name, group=self.cfg.group, partition=part.partition, next_offset=part.position,
+            dlq_end=self.dlq_log.end_offset(dp), created_at=self.clock.now().isoformat(),
+            model_version=None if self.model is None else self.model.version,
+        )  # fmt: skip
+        self.stage_s["snapshot"] += time.thread_time() - t
+
+        def write() -> None:
+            self.checkpoints.write(meta, state)
+            part.committed = meta.next_offset
+            self.checkpoints_written += 1
+            self._ckpt_done += 1  # written by this (writer) thread only
+            # The checkpoint is the truth; the group's offsets are for `churn lag` and lag.
+            try:
+                self.log.commit(self.cfg.group, {meta.partition: meta.next_offset}, self.clock.now())
+            except ChurnError as exc:
+                self.logger.warning("offset commit of partition %d failed: %s", meta.partition, exc)
+
+        self._ckpt_started += 1  # written by the batch loop only
+        self.writer.after(write, partitions=(part.partition,))
+        part.dirty = False
+        part.last_checkpoint = self.clock.monotonic()
+        return True
+
+    # -- ownership -------------------------------------------------------------------------
+    def sync_assignment(self) -> None:
+        """Release partitions no longer ours (checkpoint first); take over new ones."""
+        if self.fixed is not None:
+            wanted: tuple[int, ...] | None = self.fixed
+        else:
+            if self.writer.heartbeat_at == 0.0:
+                self.writer.beat()  # the first answer before the first batch
+            wanted = self.writer.owned
+        if wanted is None:
+            self.logger.info("worker %s: no longer in the group (scaled down); stopping", self.id)
+            self.removed = True
+            return
+        self.wanted = tuple(wanted)
+        for p in [p for p in self.parts if p not in wanted]:
+            self.release(p)
+        now = self.clock.monotonic()
+        for p in wanted:
+            if p not in self.parts:
+                part = open_partition(
+                    p, self.log, self.dlq_log, self.checkpoints, self.cfg.lateness, now
+                )
+                if part is not None:
+                    self.parts[p] = part
+                    where = (
+                        f"checkpoint at offset {part.position}"
+                        if part.restored_from
+                        else f"offset {part.position} (no checkpoint)"
+                    )
+                    self.logger.info("worker %s: took partition %d over from %s", self.id, p, where)
+
+    def release(self, p: int) -> None:
+        part = self.parts.pop(p)
+        if part.dirty:
+            self.checkpoint(part)
+        self.writer.flush()
+        part.lease.release()
+        self.logger.info(
+            "worker %s: handed partition %d over at offset %d", self.id, p, part.position
+        )
+
+    def caught_up(self) -> bool:
+        if set(self.parts) != set(self.wanted) or self.model is None:
+            return False
+        return all(self.log.end_offset(p) <= part.position for p, part in self.parts.items())
+
+    # -- model -----------------------------------------------------------------------------
+    def check_model(self) -> None:
+        """Switch to a new champion export between batches (the pointer file changed)."""
+        now = self.clock.monotonic()
+        if now < self._next_model and self.model is not None:
+            return
+        self._next_model = now + self.cfg.model_check_s
+        try:
+            st = self.paths.champion.stat()
+        except FileNotFoundError:
+            if self._pointer_seen is None:
+                self._pointer_seen = (0, 0)
+                self.logger.info(
+                    "worker %s: waiting for the champion export (%s)", self.id, self.paths.champion
+                )
+            return
+        seen = (st.st_mtime_ns, st.st_size)
+        if seen == self._pointer_seen:
+            return
+        self._pointer_seen = seen
+        ref = read_pointer(self.paths.champion)
+        if ref is None or (self.model is not None and ref.version == self.model.version):
+            return
+        try:
+            model = load_export(ref, self.cfg.predict_threads)
+        except ModelMismatchError as exc:
+            if self.model is None:
+                raise
+            self.logger.error(
+                "worker %s: %s Still scoring with v%s.", self.id, exc, self.model.version
+            )
+            return
+        old = None if self.model is None else self.model.version
+        self.model = model
+        self.logger.info("worker %s: scoring with champion v%s%s", self.id, model.version,
+                         f" (was v{old})" if old else "")  # fmt: skip
+
+    # -- metrics and shutdown ----------------------------------------------------------------
+    def maybe_tick(self, force: bool = False) -> None:
+        now = self.clock.monotonic()
+        if not force and now < self._next_metrics:
+            return
+        self._next_metrics = now + self.cfg.metrics_interval_s
+        positions = {p: part.position for p, part in self.parts.items()}
+        committed = {
+            p: part.committed for p, part in self.parts.items() if part.committed is not None
+        }
+        rows = self.metrics.tick(self.clock.now(), now, self.log, self.cfg.group, positions, committed,
+                                 None if self.model is None else self.model.version)  # fmt: skip
+        if rows:
+            self.writer.after(lambda: self.store.record_metrics(rows), partitions=())
+
+    def shutdown(self) -> None:
+        """Checkpoint every dirty partition, write everything, release the leases."""
+        try:
+            if self.writer.error is None:
+                dirty = [p for p in self.parts.values() if p.dirty]
+                for part in dirty:
+                    self.checkpoint(part)
+                self.maybe_tick(force=True)
+                self.writer.flush()
+                if self.parts:
+                    self.logger.info("worker %s: stopped; partitions %s checkpointed at %s", self.id,
+                                     sorted(self.parts), {p: x.position for p, x in sorted(self.parts.items())})  # fmt: skip
+        finally:
+            self.writer.close(flush=False)
+            for part in self.parts.values():
+                part.lease.release()
+            self.parts.clear()
+
+    def summary(self) -> dict[str, Any]:
+        pct = percentiles(self.metrics.latencies_ms) or (None, None, None)
+        span = (self.last_batch or 0.0) - (self.first_batch or 0.0)
+        return {
+            "worker": self.id, "events": self.metrics.events, "dead_letters": self.metrics.dead,
+            "batches": self.metrics.batches, "seconds": span,
+            "events_per_s": self.metrics.events / span if span > 0 else 0.0,
+            "batch_p50_ms": pct[0], "batch_p95_ms": pct[1], "batch_p99_ms": pct[2],
+            "batch_cpu_p99_ms": (percentiles(self.batch_cpu_ms) or (None, None, None))[2],
+            "batch_total_p99_ms": (percentiles(self.batch_total_ms) or (None, None, None))[2],
+            "checkpoints": self.checkpoints_written, "stages_s": dict(self.stage_s),
+            "writer": dict(self.writer.stats), "reasons_rows": self.scorer.reasons_rows,
+            "model_version": None if self.model is None else self.model.version,
+            "first_batch": self.first_batch, "last_batch": self.last_batch,
+        }  # fmt: skip
+
+
+# -- process entry point ------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    import gc
+    import signal
+
+    from pipeline.log.file import open_log
+    from pipeline.store import Store
+
+    args = sys.argv[1:] if argv is None else argv
+    spec = WorkerSpec(**json.loads(args[0]))
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {spec.worker_id} %(levelname)s %(message)s"
+    )
+    logger = logging.getLogger("pipeline.stream")
+    cfg = StreamConfig(**spec.config)
+    paths = StreamPaths(Path(spec.data_dir), cfg.group)
+    paths.workers.mkdir(parents=True, exist_ok=True)
+    fatal = paths.workers / f"{spec.worker_id}.fatal"
+    fatal.unlink(missing_ok=True)
+    stop = {"now": False}
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stop["now"] = True
+
+    def should_stop() -> bool:
+        return stop["now"] or (
+            spec.supervisor_pid is not None and os.getppid() != spec.supervisor_pid
+        )
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker = None
+    try:
+        log = open_log(Path(spec.data_dir) / "log", spec.topic, create=False)
+        store = Store(spec.store_url)
+        worker = Worker(
+            spec.worker_id, log, store, paths, cfg, partitions=spec.partitions, logger=logger
+        )
+        # Long-lived objects (user ids, model) need no cyclic collection; young-generation
+        # collections then stay cheap and do not show up as batch latency spikes.
+        gc.freeze()
+        summary = worker.run(should_stop, until_caught_up=spec.until_caught_up)
+        out = paths.workers / f"{spec.worker_id}.{os.getpid()}.summary.json"
+        out.write_text(json.dumps(summary, default=str))
+        return 0
+    except StoreError as exc:  # perhaps passing (a locked or restarting database): restart me
+        logger.error("%s", exc)
+        return 1
+    except ChurnError as exc:  # a checkpoint, model or configuration problem: restarting won't help
+        logger.error("%s", exc)
+        fatal.write_text(str(exc))
+        return EXIT_FATAL
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

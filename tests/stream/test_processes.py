@@ -1,0 +1,197 @@
+"""The supervised consumer group with real worker processes (slow).
+
+* SIGKILL at random moments, repeatedly: the supervisor restarts the workers, they resume
+  from their checkpoints, and the final scores and feature state equal those of an
+  uninterrupted run over the same log.
+* Autoscaling: the group scales up on lag and down when it drains; partitions move by
+  checkpoint handover - no record lost or processed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.log import dead_letter_log, open_log, parse_dead_letter
+from pipeline.store import Store
+from pipeline.stream.champion import StaticChampion
+from pipeline.stream.config import StreamConfig, StreamPaths
+from pipeline.stream.model import export_model, publish
+from pipeline.stream.supervisor import Supervisor
+from pipeline.stream.testing import simulated_log, tiny_model
+from pipeline.stream.worker import Worker
+
+from .helpers import append_bad_events, scores, states
+
+pytestmark = pytest.mark.slow
+BATCH = 100
+KILLS = 4
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture
+def world(tmp_path, model):
+    """A 4-partition log (~21k events, a few bad ones) and the reference: one uninterrupted
+    in-process worker over a copy of it."""
+    log = simulated_log(tmp_path / "data" / "log", users=500, days=40, partitions=4, seed=9)
+    append_bad_events(log, 2)
+    shutil.copytree(tmp_path / "data" / "log", tmp_path / "ref" / "log")
+    ref_log = open_log(tmp_path / "ref" / "log", "events")
+    ref_paths = StreamPaths(tmp_path / "ref", "test")
+    publish(ref_paths.champion, export_model(model, "1", model_fs(), ref_paths.models))
+    with Store(f"sqlite:///{tmp_path / 'ref.db'}") as ref_store:
+        cfg = StreamConfig(
+            group="test", batch_size=BATCH, max_wait_s=0.0, checkpoint_interval_s=3600
+        )
+        Worker("ref", ref_log, ref_store, ref_paths, cfg, partitions=range(4)).run(
+            until_caught_up=True
+        )
+        want = scores(ref_store)
+    return log, want, states(ref_paths, ref_log)
+
+
+def model_fs() -> str:
+    from pipeline.features.registry import FEATURE_SET_VERSION
+
+    return FEATURE_SET_VERSION
+
+
+def _supervisor(tmp_path: Path, model, **cfg) -> Supervisor:
+    champion = StaticChampion()
+    champion.set(model, "1")
+    base = {
+        "group": "test",
+        "batch_size": BATCH,
+        "max_wait_s": 0.05,
+        "flush_interval_s": 0.1,
+        "heartbeat_interval_s": 0.5,
+        "metrics_interval_s": 1.0,
+        "drain_timeout_s": 30.0,
+    }
+    return Supervisor(
+        tmp_path / "data",
+        "events",
+        f"sqlite:///{tmp_path / 'churn.db'}",
+        champion,
+        StreamConfig(**(base | cfg)),
+    )
+
+
+def _run_in_thread(sup: Supervisor, **kw):
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["summary"] = sup.run(**kw)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            out["error"] = exc
+
+    th = threading.Thread(target=target)
+    th.start()
+    return th, out
+
+
+def test_sigkill_at_random_moments_ends_equal_to_an_uninterrupted_run(
+    tmp_path, world, model
+) -> None:
+    log, want_scores, want_states = world
+    sup = _supervisor(
+        tmp_path,
+        model,
+        workers=2,
+        autoscale=False,
+        checkpoint_interval_s=0.3,
+        max_events_per_s=1_500.0,
+    )
+    th, out = _run_in_thread(sup, until_caught_up=True, max_seconds=150)
+    rng = random.Random(17)
+    kills = 0
+    seen: dict[int, dict[int, int]] = {}  # pid -> committed offsets when first seen
+    deadline = time.monotonic() + 120
+    while kills < KILLS and th.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+        committed = log.committed("test")
+        for proc in list(sup.procs.values()):
+            pid = proc.popen.pid
+            if proc.popen.poll() is not None:
+                continue
+            mine = sup.assignment.get(proc.worker_id, ())
+            before = seen.setdefault(pid, {p: committed.get(p, 0) for p in mine})
+            progressing = any(committed.get(p, 0) > before.get(p, 0) for p in mine)
+            lagging = any(committed.get(p, 0) < log.end_offset(p) for p in mine)
+            if progressing and lagging:  # past its startup, mid-run: kill it at a random moment
+                time.sleep(rng.uniform(0.0, 0.6))
+                os.kill(pid, signal.SIGKILL)
+                kills += 1
+                break
+    th.join(timeout=180)
+    assert not th.is_alive() and "error" not in out, out.get("error")
+    summary = out["summary"]
+    assert kills == KILLS and summary["restarts"] == KILLS and summary["stopped"] == "caught up"
+    assert summary["total_lag"] == 0
+    pd.testing.assert_frame_equal(scores(sup.store), want_scores)
+    assert states(sup.paths, log) == want_states  # feature state byte for byte, offsets equal
+    dead = [
+        parse_dead_letter(r.value).source_offset for r in dead_letter_log(log).iter_records(2, 0)
+    ]
+    assert len(dead) == len(set(dead)) == 3  # replays did not dead-letter twice
+
+
+def test_autoscaler_scales_up_and_down_with_clean_handover(tmp_path, world, model) -> None:
+    log, want_scores, want_states = world
+    sup = _supervisor(
+        tmp_path,
+        model,
+        workers=1,
+        min_workers=1,
+        max_workers=2,
+        autoscale=True,
+        autoscale_interval_s=1.0,
+        lag_threshold=5_000,
+        cooldown_s=0.0,
+        scale_down_stabilization_s=2.0,
+        checkpoint_interval_s=1.0,
+        max_events_per_s=1_000.0,
+    )
+    th, out = _run_in_thread(sup, until_caught_up=True, max_seconds=150)
+    th.join(timeout=180)
+    assert not th.is_alive() and "error" not in out, out.get("error")
+    decisions = sup.store.decisions_since()
+    actions = decisions["action"].tolist()
+    assert "scale_up" in actions and "scale_down" in actions
+    assert actions.index("scale_up") < len(actions) - 1 - actions[::-1].index("scale_down")
+    assert decisions["reason"].str.contains("lag").all()
+    summaries = [json.loads(p.read_text()) for p in sup.paths.workers.glob("*.summary.json")]
+    assert len(summaries) >= 2  # w0 and w1 both worked and both exited cleanly
+    total = sum(log.end_offset(p) for p in range(4))
+    assert sum(s["events"] for s in summaries) == total  # no record processed twice or lost
+    pd.testing.assert_frame_equal(scores(sup.store), want_scores)
+    assert states(sup.paths, log) == want_states
+    assert sup.store.assignments().empty  # drained: the group is empty again
+
+
+def test_a_corrupt_checkpoint_stops_the_group_with_the_file_named(tmp_path, model) -> None:
+    from pipeline.errors import StreamError
+
+    simulated_log(tmp_path / "data" / "log", users=100, days=5, partitions=2, seed=1).close()
+    sup = _supervisor(tmp_path, model, workers=1, autoscale=False)
+    sup.paths.checkpoints.mkdir(parents=True)
+    bad = sup.paths.checkpoint(1)
+    bad.write_bytes(b"CHURNCK\x01 torn")
+    with pytest.raises(StreamError) as exc:
+        sup.run(max_seconds=120)
+    assert str(bad) in str(exc.value) and "delete it" in str(exc.value)
+    assert not sup.procs  # nothing left running

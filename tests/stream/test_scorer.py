@@ -1,0 +1,95 @@
+"""Scoring: one risk per user, reasons only at or above the threshold, plan and revenue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from pipeline.features.registry import FEATURE_INDEX, FEATURE_NAMES, FEATURE_SET_VERSION
+from pipeline.features.state import FeatureFrame
+from pipeline.stream.model import load_export
+from pipeline.stream.scorer import Scorer, to_frame
+from pipeline.stream.testing import publish_tiny_champion
+
+T = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def model(paths):
+    return load_export(publish_tiny_champion(paths, version="3"))
+
+
+def _frame(n: int = 200, seed: int = 0) -> FeatureFrame:
+    rng = np.random.default_rng(seed)
+    values = rng.gamma(1.5, 3.0, (n, len(FEATURE_NAMES)))
+    values[:, FEATURE_INDEX["plan_tier"]] = rng.integers(-1, 3, n)
+    active = rng.random(n) < 0.8
+    return FeatureFrame(T, [f"u{i}" for i in range(n)], values, active)
+
+
+def test_reasons_only_for_high_risk_top3_largest_first(model) -> None:
+    frame = _frame()
+    chunk = Scorer(threshold=0.5, top_k=3).score(1, frame, model)
+    hot = chunk.risk >= 0.5
+    assert 0 < hot.sum() < len(hot)
+    for r, reasons in zip(chunk.risk, chunk.reasons, strict=True):
+        if r < 0.5:
+            assert reasons is None
+            continue
+        assert len(reasons) == 3 and all(
+            set(x) == {"feature", "value", "contribution"} for x in reasons
+        )
+        c = [x["contribution"] for x in reasons]
+        assert c == sorted(c, reverse=True) and c[0] > 0
+    assert chunk.model_version == "3" and chunk.partition == 1 and chunk.features_time == T
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_contributions_add_up_to_the_models_log_odds(model, exact) -> None:
+    frame = _frame(50)
+    risk = model.predict(frame.values)
+    c = model.contributions(frame.values, exact=exact)
+    import xgboost as xgb
+
+    dm = xgb.DMatrix(model.matrix(frame.values), feature_names=list(model.features))
+    margin = model.booster.predict(dm, output_margin=True)
+    bias = margin - c.sum(axis=1)
+    assert np.allclose(bias, bias[0], atol=1e-3)  # one constant bias: contributions are additive
+    assert np.allclose(1 / (1 + np.exp(-margin)), risk, atol=1e-6)
+
+
+def test_inactive_users_get_no_plan_and_no_revenue(model) -> None:
+    frame = _frame()
+    chunk = Scorer().score(0, frame, model)
+    tier = frame.values[:, FEATURE_INDEX["plan_tier"]]
+    for i, active in enumerate(frame.active):
+        if not active:
+            assert chunk.plan[i] is None and chunk.monthly_revenue[i] == 0.0
+        elif tier[i] >= 0:
+            assert chunk.plan[i] in ("basic", "standard", "premium")
+            assert chunk.monthly_revenue[i] == frame.values[i, FEATURE_INDEX["plan_price"]]
+
+
+def test_to_frame_keeps_each_users_newest_row(model) -> None:
+    s = Scorer()
+    a = s.score(0, _frame(5, seed=1), model)
+    b = s.score(
+        0,
+        FeatureFrame(
+            datetime(2026, 3, 2, tzinfo=UTC),
+            ["u1", "u9"],
+            _frame(2, seed=2).values,
+            np.array([True, True]),
+        ),
+        model,
+    )
+    df = to_frame([a, b])
+    assert sorted(df["user_id"]) == ["u0", "u1", "u2", "u3", "u4", "u9"]
+    assert df.set_index("user_id").loc["u1", "features_time"] == b.features_time
+    assert str(df["features_time"].dt.tz) == "UTC"
+
+
+def test_export_records_the_feature_set(model) -> None:
+    assert model.ref.feature_set_version == FEATURE_SET_VERSION and model.features == FEATURE_NAMES

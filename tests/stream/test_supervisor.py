@@ -1,0 +1,112 @@
+"""The supervisor without worker processes: waiting for a champion, refusing a bad one,
+one supervisor per group, health derived from the store."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline.errors import ModelMismatchError, StreamError
+from pipeline.store import StreamMetric
+from pipeline.stream.champion import StaticChampion
+from pipeline.stream.config import StreamConfig
+from pipeline.stream.health import alert_from_store
+from pipeline.stream.model import read_pointer
+from pipeline.stream.supervisor import Supervisor
+from pipeline.stream.testing import tiny_model
+
+
+def _sup(data_dir, tmp_path, champion, **cfg) -> Supervisor:
+    config = StreamConfig(group="test", model_poll_s=0.05, **cfg)
+    return Supervisor(data_dir, "events", f"sqlite:///{tmp_path / 'churn.db'}", champion, config)
+
+
+def test_no_champion_waits_with_a_clear_message(data_dir, tmp_path, caplog) -> None:
+    sup = _sup(data_dir, tmp_path, StaticChampion())
+    with caplog.at_level(logging.WARNING, logger="pipeline.stream"):
+        out = sup.run(max_seconds=0.5)
+    assert out["stopped"] == "stopped before a champion was available" and out["events"] == 0
+    text = caplog.text
+    assert "no champion model yet" in text and "'champion'" in text and "churn train" in text
+    assert text.count("no champion model yet") == 1  # said once a minute, not at every poll
+    assert not sup.procs  # nothing started
+
+
+def test_waiting_ends_when_a_champion_is_promoted(data_dir, tmp_path) -> None:
+    champion = StaticChampion()
+    sup = _sup(data_dir, tmp_path, champion)
+    model = tiny_model()
+    threading.Timer(0.3, lambda: champion.set(model, "4")).start()
+    t = time.monotonic()
+    assert sup.wait_for_champion(lambda: time.monotonic() - t > 10)
+    ref = read_pointer(sup.paths.champion)
+    assert ref is not None and ref.version == "4" and sup.model == ref
+
+
+def test_champion_with_another_feature_set_stops_the_start(data_dir, tmp_path) -> None:
+    champion = StaticChampion()
+    champion.set(tiny_model(), "9", feature_set_version="0000deadbeef0000")
+    with pytest.raises(ModelMismatchError, match="0000deadbeef0000"):
+        _sup(data_dir, tmp_path, champion).run(max_seconds=5)
+
+
+def test_a_new_champion_with_another_feature_set_is_refused_while_running(
+    data_dir, tmp_path, caplog
+) -> None:
+    champion = StaticChampion()
+    champion.set(tiny_model(), "1")
+    sup = _sup(data_dir, tmp_path, champion)
+    assert sup.wait_for_champion(lambda: False)
+    champion.set(tiny_model(), "2", feature_set_version="0000deadbeef0000")
+    with caplog.at_level(logging.ERROR, logger="pipeline.stream"):
+        sup.follow_champion()
+    assert read_pointer(sup.paths.champion).version == "1" and "keep scoring with v1" in caplog.text
+    champion.set(tiny_model(boost=1.0), "3")
+    sup.follow_champion()
+    assert read_pointer(sup.paths.champion).version == "3"
+
+
+def test_one_supervisor_per_group(data_dir, tmp_path) -> None:
+    a = _sup(data_dir, tmp_path, StaticChampion())
+    a._take_lock()
+    try:
+        with pytest.raises(StreamError, match="already supervised"):
+            _sup(data_dir, tmp_path, StaticChampion()).run(max_seconds=0.1)
+    finally:
+        a._release_lock()
+
+
+def test_missing_topic_is_one_clear_error(tmp_path) -> None:
+    with pytest.raises(StreamError, match="churn simulate"):
+        Supervisor(tmp_path, "events", f"sqlite:///{tmp_path / 'x.db'}", StaticChampion())
+
+
+def test_alert_level_is_derivable_from_the_store(store) -> None:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    assert alert_from_store(store).reasons == ("no stream metrics yet",)
+    store.set_assignment("w0", [0, 1])
+    store.record_metrics(
+        [
+            StreamMetric(
+                t, "w0", 0, lag=0, lag_seconds=0.0, status="OK", events=5_000, dead_letters=0
+            ),
+            StreamMetric(
+                t,
+                "w0",
+                1,
+                lag=80_000,
+                lag_seconds=900.0,
+                status="STALL",
+                events=5_000,
+                dead_letters=200,
+            ),
+        ]
+    )
+    alert = alert_from_store(store)
+    assert alert.level.value == "Critical"
+    joined = " ".join(alert.reasons)
+    assert "STALL" in joined and "lag 80,000" in joined and "dead letters" in joined
