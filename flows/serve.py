@@ -53,7 +53,7 @@ def deployments(schedule_active: bool = False, data_dir: str | None = None) -> l
     except ModuleNotFoundError:
         return out
     if hasattr(stream, "deployments"):
-        out += list(stream.deployments())
+        out += list(stream.deployments(data_dir=data_dir))
     return out
 
 
