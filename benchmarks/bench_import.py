@@ -1,0 +1,138 @@
+"""`churn import` throughput and memory on a 1,000,000-row CSV in the music-streaming layout.
+
+* ``csv_parse_floor_rows_per_s``: the same file parsed by the same streaming reader
+  (``pipeline.ingest.readers.open_csv``: pyarrow, one thread, the mapped columns), doing
+  nothing with the batches: what reading alone costs.
+* ``import_rows_per_s``: the whole import (hash, read, map + validate every row with the
+  contract's types, synthesize signups, sort, append to a fresh 4-partition file topic,
+  ledger) of the same file.
+* ``import_peak_rss_mb``: peak resident memory (VmHWM) of a process doing only the
+  import; the process's RSS after its imports, before reading, is printed beside it.
+
+Rates are rows per CPU second of one process (user + sys; single-threaded), median of
+3 runs; each import runs in its own fresh process, so its peak memory is its own.
+~100k users, ~60 % of rows song plays, the rest other pages dropped by the mapping rule.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+ROOT = Path(__file__).resolve().parent.parent
+MAPPING = ROOT / "docs" / "examples" / "music_mapping.yaml"
+PAGES = np.array(["NextSong", "Home", "Thumbs Up", "Help", "Submit Upgrade", "Cancellation Confirmation"])
+PAGE_P = np.array([0.62, 0.3, 0.072, 0.004, 0.002, 0.002])
+
+
+def make_csv(path: Path, rows: int, seed: int = 1) -> Path:
+    """A synthetic page log with the sample's columns (vectorised; ~2 s for 1M rows)."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(100, 100_100, rows)
+    ts = np.sort(1_767_225_600_000 + rng.integers(0, 150 * 86_400_000, rows))
+    page = PAGES[rng.choice(len(PAGES), rows, p=PAGE_P)]
+    song = page == "NextSong"
+    length = np.where(song, rng.uniform(120, 360, rows).round(5), np.nan)
+    agents = np.array(["Mozilla/5.0 (Windows NT 10.0)", "Mozilla/5.0 (Macintosh)", "Mozilla/5.0 (iPhone)"])
+    table = pa.table({
+        "ts": ts, "userId": pa.array(users.astype(str)), "sessionId": rng.integers(1, 10**6, rows),
+        "page": page, "auth": np.full(rows, "Logged In"), "level": np.where(users % 3 == 0, "paid", "free"),
+        "itemInSession": rng.integers(0, 50, rows), "length": pa.array(length, from_pandas=True),
+        "song": np.where(song, "Song", ""), "artist": np.where(song, "Artist", ""),
+        "registration": 1_760_000_000_000 + users * 1000, "userAgent": agents[users % 3],
+    })
+    pacsv.write_csv(table, path)
+    return path
+
+
+def parse_floor(path: Path) -> tuple[float, int]:
+    """CPU seconds and rows for reading ``path`` with the importer's CSV reader only."""
+    from pipeline.ingest.mapping import load_mapping
+    from pipeline.ingest.readers import open_csv
+
+    m = load_mapping(MAPPING)
+    t = time.process_time()
+    raw = pa.OSFile(str(path), "rb")
+    rows = sum(b.num_rows for b in open_csv(raw, m, m.columns()))
+    raw.close()
+    return time.process_time() - t, rows
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM (ru_maxrss would include the forking parent's
+    high-water mark, which Linux carries across fork + exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(csv_path: str, data_dir: str) -> None:
+    """One import in this fresh process; prints JSON figures."""
+    from pipeline.clock import FakeClock
+    from pipeline.ingest import Ledger, load_mapping, run_import
+    from pipeline.log import open_log
+
+    base_rss = _peak_rss_mb()
+    m = load_mapping(MAPPING)
+    log = open_log(Path(data_dir) / "log", "events", 4)
+    t, w = time.process_time(), time.perf_counter()
+    s = run_import([Path(csv_path)], m, log, Ledger(Path(data_dir) / "import" / "events"), FakeClock(),
+                   max_rejected_share=1.0)
+    cpu, wall = time.process_time() - t, time.perf_counter() - w
+    log.close()
+    print(json.dumps({"cpu": cpu, "wall": wall, "rows": s.rows_read, "written": s.written,
+                      "peak_rss_mb": _peak_rss_mb(),
+                      "base_rss_mb": base_rss}))
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    rows = 200_000 if quick else 1_000_000
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        path = make_csv(Path(tmp) / "events.csv", rows)
+        print(f"{rows:,} rows, {path.stat().st_size / 1e6:.0f} MB CSV")
+        floors = []
+        for _ in range(3):
+            cpu, n = parse_floor(path)
+            assert n == rows
+            floors.append(n / cpu)
+        imports, peaks, bases, walls = [], [], [], []
+        for i in range(3):
+            out = subprocess.run([sys.executable, "-m", "benchmarks.bench_import", "--child", str(path),
+                                  str(Path(tmp) / f"data{i}")], capture_output=True, text=True, cwd=ROOT,
+                                 check=True)
+            d = json.loads(out.stdout.strip().splitlines()[-1])
+            assert d["rows"] == rows
+            imports.append(d["rows"] / d["cpu"])
+            walls.append(d["rows"] / d["wall"])
+            peaks.append(d["peak_rss_mb"])
+            bases.append(d["base_rss_mb"])
+    floor, imp = statistics.median(floors), statistics.median(imports)
+    print(f"csv parse floor (same reader, mapped columns): {floor:,.0f} rows/s (CPU)")
+    print(f"import (map + validate + sort + append):       {imp:,.0f} rows/s (CPU), "
+          f"{statistics.median(walls):,.0f} rows/s wall; {d['written']:,} events written")
+    print(f"ratio import / parse floor: {imp / floor:.3f}")
+    print(f"peak RSS of the import process: {statistics.median(peaks):,.0f} MB "
+          f"(after its imports, before reading: {statistics.median(bases):,.0f} MB)")
+    return {"import_rows_per_s": imp, "csv_parse_floor_rows_per_s": floor,
+            "import_peak_rss_mb": statistics.median(peaks)}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        _child(sys.argv[2], sys.argv[3])
+    else:
+        run(quick="--quick" in sys.argv)

@@ -1,0 +1,96 @@
+"""`churn import PATH... --mapping mapping.yaml` (registered by :mod:`pipeline.cli`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from pipeline.cli import _settings, console, err, friendly
+
+    @app.command("import")
+    @friendly
+    def import_command(
+        ctx: typer.Context,
+        paths: Annotated[list[Path], typer.Argument(help="CSV (.csv, .csv.gz), Parquet or JSON lines files.")],
+        mapping: Annotated[Path, typer.Option("--mapping", "-m", help="The mapping YAML (see docs/import.md).")],
+        topic: Annotated[str | None, typer.Option(help="Topic to import into (default: the global --topic).")] = None,
+        max_rejected_share: Annotated[float | None, typer.Option(
+            min=0.0, max=1.0, help="Refuse the import if more than this share of rows is rejected "
+                                   "[default: the mapping's max_rejected_share, else 0.01].")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    ) -> None:
+        """Import your own events (mapped to the event contract) into the partition log."""
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from pipeline.clock import SystemClock
+        from pipeline.ingest.errors import RejectedShareError
+        from pipeline.ingest.importer import run_import
+        from pipeline.ingest.ledger import Ledger
+        from pipeline.ingest.mapping import load_mapping
+        from pipeline.log import open_configured_log
+
+        s = _settings(ctx)
+        if topic is not None:
+            s = s.model_copy(update={"topic": topic})
+        m = load_mapping(mapping)
+        log = open_configured_log(s, create=True)
+        try:
+            with Progress(
+                TextColumn("[bold]{task.fields[phase]:<8}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[n]:,}"), TimeElapsedColumn(),
+                console=err, transient=True, disable=as_json,
+            ) as bar:
+                task = bar.add_task("import", total=1.0, phase="hashing", n=0)
+                summary = run_import(
+                    paths, m, log, Ledger(s.data_dir / "import" / s.topic), SystemClock(),
+                    max_rejected_share=max_rejected_share,
+                    progress=lambda phase, f, n: bar.update(task, completed=f, phase=phase, n=n),
+                )
+        except RejectedShareError as exc:
+            if exc.summary is not None:
+                _print(exc.summary, as_json, console, s.topic)
+            raise
+        finally:
+            log.close()
+        _print(summary, as_json, console, s.topic)
+
+    def _print(summary, as_json: bool, console, topic: str) -> None:
+        from rich.table import Table
+
+        d = summary.as_dict()
+        if as_json:
+            console.print_json(json.dumps(d))
+            return
+        t = Table(title=f"import {d['import_id']} into topic {topic}: {d['status']}", show_header=False,
+                  title_justify="left")
+        t.add_column(style="bold")
+        t.add_column(justify="right")
+        for f in d["files"]:
+            rows = f" ({f['rows']:,} rows)" if "rows" in f else ""
+            t.add_row("file", f"{f['path']}{rows}" + (f" - {f['skipped']}" if "skipped" in f else ""))
+        t.add_row("rows read", f"{d['rows_read']:,}")
+        t.add_row("events", f"{d['events']:,}")
+        for name, n in d["events_by_type"].items():
+            t.add_row(f"  {name}", f"{n:,}")
+        for name, n in d["synthesized"].items():
+            t.add_row(f"  synthesized {name}", f"{n:,}")
+        dropped = sum(d["dropped_by_rule"].values())
+        t.add_row("dropped (unmapped: drop)", f"{dropped:,}" + (
+            " (" + ", ".join(f"{k} {v:,}" for k, v in list(d["dropped_by_rule"].items())[:4])
+            + (", ..." if len(d["dropped_by_rule"]) > 4 else "") + ")" if dropped else ""))
+        t.add_row("rejected", f"{d['rejected']:,} ({d['rejected_share']:.2%}, max {d['max_rejected_share']:.2%})")
+        for reason, n in list(d["rejected_by_reason"].items())[:8]:
+            t.add_row(f"  {reason}", f"{n:,}")
+        t.add_row("users", f"{d['users']:,}")
+        if d["first_ts"]:
+            t.add_row("time span", f"{d['first_ts'][:16].replace('T', ' ')} .. {d['last_ts'][:16].replace('T', ' ')} UTC")
+        t.add_row("written", f"{d['written']:,}" + (f" ({d['already_present']:,} already in the log)"
+                                                    if d["already_present"] else ""))
+        rate = f"{d['rows_per_second']:,} rows/s " if d["rows_per_second"] else ""
+        t.add_row("time", f"{rate}({d['seconds']:.1f} s)")
+        console.print(t)

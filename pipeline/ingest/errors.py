@@ -1,0 +1,22 @@
+"""Errors of the importer (subclasses of :class:`pipeline.errors.ChurnError`, so the CLI
+prints them as one line and exits 1)."""
+
+from __future__ import annotations
+
+from pipeline.errors import ChurnError
+
+
+class MappingError(ChurnError, ValueError):
+    """The mapping file is invalid; the message names the bad key (``fields.session.device``)."""
+
+
+class SourceError(ChurnError):
+    """A source file cannot be read as mapped (unknown format, missing column, unreadable)."""
+
+
+class RejectedShareError(ChurnError):
+    """Too many rows failed validation: nothing was written (a broken mapping is loud)."""
+
+    def __init__(self, message: str, summary: object = None) -> None:
+        super().__init__(message)
+        self.summary = summary  # the ImportSummary, for the CLI to print

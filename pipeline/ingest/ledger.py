@@ -1,0 +1,137 @@
+"""The import ledger: what was imported into a topic, so a re-run never duplicates.
+
+One JSON file per topic, ``<data_dir>/import/<topic>/ledger.json``, written atomically
+(temp file, fsync, rename). An import's identity is the hash of its files' contents and
+of the mapping (:attr:`SourceMapping.digest`). Its entry moves ``writing`` -> ``done``;
+``writing`` records each partition's end offset before the first append, so a resumed
+import reads back only that tail of the log, skips the event ids already there and
+appends the rest in the same order (exactly-once per event id, per-user order kept).
+
+``users.txt`` next to it lists users that already have a (synthesized) signup, so a
+later import of new files for the same users does not sign them up again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from pipeline.log.base import PartitionLog
+
+
+class _IdOnly(msgspec.Struct):
+    event_id: str
+
+
+_id_decoder = msgspec.json.Decoder(_IdOnly)
+
+
+@dataclass
+class Ledger:
+    dir: Path
+
+    @property
+    def path(self) -> Path:
+        return self.dir / "ledger.json"
+
+    def load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"imports": {}}
+        try:
+            return json.loads(self.path.read_text())
+        except json.JSONDecodeError as exc:
+            from pipeline.ingest.errors import SourceError
+
+            raise SourceError(f"import ledger {self.path} is unreadable ({exc}); restore it or import into a new "
+                              "topic") from None
+
+    def save(self, doc: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+
+    def entry(self, import_id: str) -> dict[str, Any] | None:
+        return self.load()["imports"].get(import_id)
+
+    def update(self, import_id: str, **fields: Any) -> dict[str, Any]:
+        doc = self.load()
+        e = doc["imports"].setdefault(import_id, {})
+        e.update(fields)
+        self.save(doc)
+        return e
+
+    def imported_files(self) -> dict[str, str]:
+        """file key -> import id, for imports that finished."""
+        out = {}
+        for iid, e in self.load()["imports"].items():
+            if e.get("state") == "done":
+                for f in e.get("files", []):
+                    out[f["key"]] = iid
+        return out
+
+    # -- users with a signup ---------------------------------------------------------
+    @property
+    def users_path(self) -> Path:
+        return self.dir / "users.txt"
+
+    def signed_up(self) -> set[str]:
+        if not self.users_path.exists():
+            return set()
+        return set(self.users_path.read_text().split("\n")) - {""}
+
+    def add_signed_up(self, users: list[str]) -> None:
+        if not users:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.users_path, "a") as f:
+            f.write("".join(u + "\n" for u in users))
+            f.flush()
+            os.fsync(f.fileno())
+
+    # -- profile of the imported source (read by the train flow) -------------------------
+    @property
+    def profile_path(self) -> Path:
+        return self.dir / "profile.json"
+
+    def save_profile(self, profile: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.profile_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(profile, indent=1, sort_keys=True))
+        tmp.replace(self.profile_path)
+
+
+def ids_in_log(log: PartitionLog, partition: int, start: int, prefixes: tuple[str, ...]) -> set[str]:
+    """Event ids starting with one of ``prefixes`` stored in ``partition`` from ``start`` on."""
+    seen: set[str] = set()
+    off = max(start, log.start_offset(partition))
+    end = log.end_offset(partition)
+    while off < end:
+        values, nxt = log.fetch_values(partition, off, max_records=20_000)
+        if not values:
+            break
+        for v in values:
+            try:
+                eid = _id_decoder.decode(v).event_id
+            except msgspec.DecodeError:
+                continue
+            if eid.startswith(prefixes):
+                seen.add(eid)
+        off = nxt
+    return seen
+
+
+def load_profile(data_dir: Path, topic: str) -> dict[str, Any] | None:
+    """The import profile of ``topic`` (None for a simulated topic)."""
+    p = Path(data_dir) / "import" / topic / "profile.json"
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())

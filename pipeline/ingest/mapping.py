@@ -1,0 +1,345 @@
+"""The mapping file: how a foreign event file becomes events of the contract.
+
+Validated once, before any row is read; every error names the key at fault, e.g.
+``mapping sparkify.yaml: timestamp.timezone: unknown time zone 'Europe/Berln'``.
+
+A minimal mapping (``docs/import.md`` documents every key)::
+
+    user_id: userId
+    timestamp: {column: ts, epoch_unit: ms}
+    event_type:
+      column: page
+      values: {NextSong: session, Cancellation Confirmation: cancel}
+      unmapped: drop
+    fields:
+      session: {watch_minutes: {column: length, scale: 0.0166667}, device: {const: unknown}}
+      cancel: {reason: {const: voluntary}}
+    signup: {synthesize: first_event, plan: {const: basic}}
+    churn: {definition: cancel}
+
+A field is a column name, ``{column, values, scale, default}`` or ``{const}``. Source
+values are compared as text (``1`` and ``"1"`` are the same key). ``default`` fills empty
+cells only; a value missing from ``values`` is a rejected row, never a silent default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from pipeline.events import EVENT_FIELDS, EVENT_TYPES
+from pipeline.ingest.errors import MappingError
+
+EPOCH_UNITS: Final = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}
+FORMATS: Final = ("auto", "csv", "parquet", "jsonl")
+_TOP: Final = {"version", "name", "format", "csv", "user_id", "timestamp", "event_type", "fields", "signup",
+               "churn", "max_rejected_share"}
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """Where one event field comes from: a source column (mapped, scaled, defaulted) or a constant."""
+
+    key: str  # the mapping key, for messages: fields.session.device
+    column: str | None = None
+    const: Any = None
+    values: Mapping[str, Any] | None = None
+    scale: float | None = None
+    default: Any = None
+
+    @property
+    def from_column(self) -> bool:
+        return self.column is not None
+
+
+@dataclass(frozen=True)
+class TypeRule:
+    """One source event-type value: its contract type and per-value field overrides."""
+
+    type: str
+    fields: Mapping[str, FieldSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceMapping:
+    name: str
+    format: str
+    csv_delimiter: str
+    user_id: str
+    ts_column: str
+    epoch_unit: str | None
+    ts_format: str | None
+    timezone: str | None
+    type_column: str
+    type_values: Mapping[str, TypeRule]
+    unmapped: Literal["drop", "reject"]
+    fields: Mapping[str, Mapping[str, FieldSpec]]
+    synthesize_signup: bool
+    signup_plan: FieldSpec | None
+    churn: Literal["cancel", "inactivity"]
+    inactive_days: int | None
+    max_rejected_share: float
+    digest: str  # hash of the validated content: part of the import's identity
+
+    def fields_for(self, source_value: str) -> dict[str, FieldSpec]:
+        rule = self.type_values[source_value]
+        return {**self.fields.get(rule.type, {}), **rule.fields}
+
+    @property
+    def target_types(self) -> set[str]:
+        return {r.type for r in self.type_values.values()}
+
+    def columns(self) -> list[str]:
+        """Every source column the mapping reads (for projection and presence checks)."""
+        cols = [self.user_id, self.ts_column, self.type_column]
+        specs = [s for per in self.fields.values() for s in per.values()]
+        specs += [s for r in self.type_values.values() for s in r.fields.values()]
+        if self.signup_plan is not None:
+            specs.append(self.signup_plan)
+        cols += [s.column for s in specs if s.column is not None]
+        return list(dict.fromkeys(cols))
+
+    def column_keys(self) -> dict[str, str]:
+        """column -> the first mapping key that names it (for 'column not found' errors)."""
+        out = {self.user_id: "user_id", self.ts_column: "timestamp.column", self.type_column: "event_type.column"}
+        specs = [s for per in self.fields.values() for s in per.values()]
+        specs += [s for r in self.type_values.values() for s in r.fields.values()]
+        if self.signup_plan is not None:
+            specs.append(self.signup_plan)
+        for s in specs:
+            if s.column is not None:
+                out.setdefault(s.column, s.key)
+        return out
+
+
+
+
+def load_mapping(path: Path) -> SourceMapping:
+    """Read and validate a YAML mapping file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise MappingError(f"mapping file {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise MappingError(f"mapping {path.name}: not valid YAML: {exc}".replace("\n", " ")) from None
+    return parse_mapping(raw, path.stem, where=f"mapping {path.name}")
+
+
+def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> SourceMapping:
+    """Validate a mapping given as plain data (what YAML produced)."""
+
+    def fail(key: str, msg: str) -> MappingError:
+        return MappingError(f"{where}: {key}: {msg}")
+
+    if not isinstance(raw, dict):
+        raise MappingError(f"{where}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    unknown = sorted(set(map(str, raw)) - _TOP)
+    if unknown:
+        raise fail(unknown[0], f"unknown key; allowed: {sorted(_TOP)}")
+    if raw.get("version", 1) != 1:
+        raise fail("version", f"unsupported version {raw.get('version')!r}; this importer reads version 1")
+    fmt = raw.get("format", "auto")
+    if fmt not in FORMATS:
+        raise fail("format", f"{fmt!r} is not one of {list(FORMATS)}")
+    csv_opts = raw.get("csv") or {}
+    if not isinstance(csv_opts, dict) or set(csv_opts) - {"delimiter"}:
+        raise fail("csv", "expected {delimiter: ','}")
+    delim = str(csv_opts.get("delimiter", ","))
+    if len(delim) != 1:
+        raise fail("csv.delimiter", f"must be one character, got {delim!r}")
+
+    user_id = _column(raw.get("user_id", _MISSING), "user_id", fail)
+
+    ts = raw.get("timestamp", _MISSING)
+    if ts is _MISSING:
+        raise fail("timestamp", "required: {column: ..., epoch_unit: s|ms|us|ns} or {column: ..., format: ..., timezone: ...}")
+    if isinstance(ts, str):
+        ts = {"column": ts}
+    if not isinstance(ts, dict):
+        raise fail("timestamp", f"expected a mapping, got {ts!r}")
+    bad = sorted(set(ts) - {"column", "epoch_unit", "format", "timezone"})
+    if bad:
+        raise fail(f"timestamp.{bad[0]}", "unknown key; allowed: column, epoch_unit, format, timezone")
+    ts_col = _column(ts.get("column", _MISSING), "timestamp.column", fail)
+    unit, fmt_s, tz = ts.get("epoch_unit"), ts.get("format"), ts.get("timezone")
+    if unit is not None and fmt_s is not None:
+        raise fail("timestamp.epoch_unit", "give either epoch_unit (numbers) or format (text), not both")
+    if unit is not None:
+        if unit not in EPOCH_UNITS:
+            raise fail("timestamp.epoch_unit", f"{unit!r} is not one of {list(EPOCH_UNITS)}")
+        if tz is not None:
+            raise fail("timestamp.timezone", "epoch timestamps are UTC by definition; remove the time zone")
+    else:
+        fmt_s = "ISO8601" if fmt_s is None else fmt_s
+        if not isinstance(fmt_s, str) or not fmt_s:
+            raise fail("timestamp.format", f"expected a strptime format or ISO8601, got {fmt_s!r}")
+    if tz is not None:
+        try:
+            ZoneInfo(str(tz))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise fail("timestamp.timezone", f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin or UTC)") from None
+
+    et = raw.get("event_type", _MISSING)
+    if not isinstance(et, dict):
+        raise fail("event_type", "required: {column: ..., values: {source value: event type}, unmapped: drop|reject}")
+    bad = sorted(set(et) - {"column", "values", "unmapped"})
+    if bad:
+        raise fail(f"event_type.{bad[0]}", "unknown key; allowed: column, values, unmapped")
+    type_col = _column(et.get("column", _MISSING), "event_type.column", fail)
+    unmapped = et.get("unmapped", _MISSING)
+    if unmapped not in ("drop", "reject"):
+        raise fail("event_type.unmapped", "required: `drop` (skip rows whose type is not in values, counted) or "
+                   "`reject` (dead-letter them)")
+    values = et.get("values")
+    if not isinstance(values, dict) or not values:
+        raise fail("event_type.values", "expected a non-empty mapping {source value: event type}")
+
+    fields_raw = raw.get("fields") or {}
+    if not isinstance(fields_raw, dict):
+        raise fail("fields", "expected {event type: {field: spec}}")
+    fields: dict[str, dict[str, FieldSpec]] = {}
+    for t, per in fields_raw.items():
+        if t not in EVENT_TYPES:
+            raise fail(f"fields.{t}", f"unknown event type; one of {sorted(EVENT_TYPES)}")
+        fields[t] = _fields(per, t, f"fields.{t}", fail)
+
+    rules: dict[str, TypeRule] = {}
+    for src, target in values.items():
+        key = f"event_type.values.{src}"
+        if isinstance(target, str):
+            target = {"type": target}
+        if not isinstance(target, dict) or set(target) - {"type", "fields"}:
+            raise fail(key, "expected an event type or {type: ..., fields: {...}}")
+        t = target.get("type")
+        if t not in EVENT_TYPES:
+            raise fail(key, f"{t!r} is not an event type; one of {sorted(EVENT_TYPES)}")
+        rules[_text(src)] = TypeRule(t, _fields(target.get("fields") or {}, t, f"{key}.fields", fail))
+
+    signup = raw.get("signup") or {}
+    if not isinstance(signup, dict) or set(signup) - {"synthesize", "plan"}:
+        raise fail("signup", "expected {synthesize: first_event|none, plan: <field>}")
+    synth = signup.get("synthesize", "none")
+    if synth not in ("first_event", "none"):
+        raise fail("signup.synthesize", f"{synth!r}: use first_event (a signup at each user's first row) or none")
+    plan = _spec(signup["plan"], "signup.plan", fail) if "plan" in signup else None
+    if plan is not None and plan.from_column and plan.default is None:
+        raise fail("signup.plan", "a column-based plan needs a `default` (for users whose first row has no plan)")
+
+    churn = raw.get("churn", _MISSING)
+    if not isinstance(churn, dict) or churn.get("definition") not in ("cancel", "inactivity"):
+        raise fail("churn.definition", "required: `cancel` (explicit cancel events) or `inactivity` "
+                   "(no activity for churn.inactive_days days)")
+    bad = sorted(set(churn) - {"definition", "inactive_days"})
+    if bad:
+        raise fail(f"churn.{bad[0]}", "unknown key; allowed: definition, inactive_days")
+    definition = churn["definition"]
+    days = churn.get("inactive_days")
+    if definition == "inactivity":
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:
+            raise fail("churn.inactive_days", f"an integer number of days 1..3650 is required, got {days!r}")
+        cancels = [s for s, r in rules.items() if r.type == "cancel"]
+        if cancels:
+            raise fail(f"event_type.values.{cancels[0]}", "maps to cancel, but churn.definition is inactivity "
+                       "(churn is derived from inactivity); map it to another type or use definition: cancel")
+    else:
+        if days is not None:
+            raise fail("churn.inactive_days", "only for definition: inactivity")
+        if "cancel" not in {r.type for r in rules.values()}:
+            raise fail("churn.definition", "is cancel, but no event_type.values entry maps to cancel; map the "
+                       "source's cancellation value or use definition: inactivity")
+
+    has_signup = any(r.type == "signup" for r in rules.values())
+    if synth == "none" and not has_signup:
+        raise fail("signup.synthesize", "no event_type.values entry maps to signup, so users would never be "
+                   "active; set synthesize: first_event")
+    if (synth == "first_event" or definition == "inactivity") and plan is None:
+        raise fail("signup.plan", "required to synthesize signups (first_event or inactivity reactivation)")
+
+    # every field of every target type must be provided (by the type's fields or the value's overrides)
+    for src, rule in rules.items():
+        have = {**fields.get(rule.type, {}), **rule.fields}
+        missing = [f for f in EVENT_FIELDS[rule.type] if f not in have]
+        if missing:
+            raise fail(f"fields.{rule.type}.{missing[0]}", f"required for event type {rule.type} "
+                       f"(mapped from {src!r}); give a column or a const")
+
+    share = raw.get("max_rejected_share", 0.01)
+    if not isinstance(share, int | float) or isinstance(share, bool) or not 0 <= share <= 1:
+        raise fail("max_rejected_share", f"a fraction 0..1 is required, got {share!r}")
+
+    m = SourceMapping(str(raw.get("name") or name), fmt, delim, user_id, ts_col, unit, fmt_s,
+                 str(tz) if tz is not None else None, type_col, rules, unmapped, fields, synth == "first_event",
+                 plan, definition, days, float(share), "")
+    digest = hashlib.sha256(json.dumps(_canonical(raw), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    object.__setattr__(m, "digest", digest)
+    return m
+
+
+def _canonical(raw: dict) -> dict:
+    """What changes the events (not the name or the threshold)."""
+    return {k: v for k, v in raw.items() if k not in ("name", "max_rejected_share")}
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _column(v: Any, key: str, fail) -> str:
+    if v is _MISSING:
+        raise fail(key, "required: the name of a source column")
+    if not isinstance(v, str) or not v:
+        raise fail(key, f"expected a column name, got {v!r}")
+    return v
+
+
+def _fields(per: Any, t: str, key: str, fail) -> dict[str, FieldSpec]:
+    if not isinstance(per, dict):
+        raise fail(key, f"expected {{field: spec}} for event type {t}")
+    out = {}
+    for f, spec in per.items():
+        if f not in EVENT_FIELDS[t]:
+            raise fail(f"{key}.{f}", f"event type {t} has no field {f!r}; its fields: {list(EVENT_FIELDS[t])}")
+        out[f] = _spec(spec, f"{key}.{f}", fail)
+    return out
+
+
+def _spec(spec: Any, key: str, fail) -> FieldSpec:
+    if isinstance(spec, str):
+        return FieldSpec(key, column=spec)
+    if not isinstance(spec, dict) or not spec:
+        raise fail(key, "expected a column name, {column: ..., values/scale/default} or {const: ...}")
+    bad = sorted(set(spec) - {"column", "const", "values", "scale", "default"})
+    if bad:
+        raise fail(f"{key}.{bad[0]}", "unknown key; allowed: column, const, values, scale, default")
+    if ("column" in spec) == ("const" in spec):
+        raise fail(key, "give exactly one of `column` or `const`")
+    if "const" in spec:
+        if set(spec) != {"const"}:
+            raise fail(key, "`const` takes no values/scale/default")
+        if spec["const"] is None:
+            raise fail(f"{key}.const", "must not be empty")
+        return FieldSpec(key, const=spec["const"])
+    col = _column(spec["column"], f"{key}.column", fail)
+    values = spec.get("values")
+    if values is not None and (not isinstance(values, dict) or not values):
+        raise fail(f"{key}.values", "expected a non-empty mapping {source value: value}")
+    scale = spec.get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float)
+                              or not math.isfinite(scale) or scale <= 0):
+        raise fail(f"{key}.scale", f"a positive number is required, got {scale!r}")
+    if scale is not None and values is not None:
+        raise fail(f"{key}.scale", "use either values or scale")
+    return FieldSpec(key, column=col, values={_text(k): v for k, v in values.items()} if values else None,
+                     scale=float(scale) if scale is not None else None, default=spec.get("default"))

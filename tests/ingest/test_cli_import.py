@@ -1,0 +1,55 @@
+"""`churn import` on the command line: summary, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+from .helpers import T0, rows_to_csv, sample_rows, write_mapping
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_import_prints_the_summary_and_is_idempotent(tmp_path) -> None:
+    src = rows_to_csv(sample_rows(users=3, days=5), tmp_path / "a.csv.gz")
+    m = write_mapping(tmp_path / "m.yaml")
+    r = _run("--data-dir", str(tmp_path / "d"), "import", str(src), "--mapping", str(m), "--topic", "mine")
+    assert r.exit_code == 0, r.output
+    for text in ("into topic mine: imported", "rows read", "session", "synthesized signup", "dropped",
+                 "rejected", "users", "time span", "2026-01-01 01:00 .. 2026-01-12 00:00 UTC"):
+        assert text in r.output, text
+    assert (tmp_path / "d" / "log" / "mine" / "topic.json").exists()
+    assert (tmp_path / "d" / "import" / "mine" / "profile.json").exists()
+    again = _run("--data-dir", str(tmp_path / "d"), "--topic", "mine", "import", str(src), "-m", str(m), "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["status"] == "already imported"
+
+
+def test_too_many_rejections_exit_1_with_the_summary(tmp_path) -> None:
+    rows = sample_rows(users=2, days=2) + [{"uid": "", "t": T0, "kind": "play", "minutes": 1}] * 4
+    src = rows_to_csv(rows, tmp_path / "a.csv")
+    m = write_mapping(tmp_path / "m.yaml", max_rejected_share=0.1)
+    r = _run("--data-dir", str(tmp_path / "d"), "import", str(src), "--mapping", str(m))
+    assert r.exit_code == 1
+    assert "refused" in r.output and "user_id: empty" in r.output
+    assert "nothing was written" in r.output and "--max-rejected-share" in r.output
+    ok = _run("--data-dir", str(tmp_path / "d"), "import", str(src), "--mapping", str(m),
+              "--max-rejected-share", "0.5", "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["rejected"] == 4
+
+
+def test_user_mistakes_are_one_line(tmp_path) -> None:
+    src = rows_to_csv(sample_rows(users=2, days=2), tmp_path / "a.csv")
+    bad = write_mapping(tmp_path / "bad.yaml", timestamp={"column": "t", "epoch_unit": "minutes"})
+    r = _run("--data-dir", str(tmp_path / "d"), "import", str(src), "--mapping", str(bad))
+    assert r.exit_code == 1 and "mapping bad.yaml: timestamp.epoch_unit: 'minutes' is not one of" in r.output
+    assert "Traceback" not in r.output
+    good = write_mapping(tmp_path / "good.yaml", user_id="customer")
+    r = _run("--data-dir", str(tmp_path / "d"), "import", str(src), "--mapping", str(good))
+    assert r.exit_code == 1 and "column 'customer' (mapping key user_id) is not in the file" in r.output
+    r = _run("--data-dir", str(tmp_path / "d"), "import", str(tmp_path / "missing.csv"), "--mapping", str(good))
+    assert r.exit_code == 1 and "missing.csv: no such file" in r.output

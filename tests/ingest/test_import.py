@@ -1,0 +1,217 @@
+"""The importer: accounting, dead letters, threshold, order, synthesis, idempotency, resume."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import pytest
+
+from pipeline.events import decode
+from pipeline.features.columns import decode_columns
+from pipeline.features.state import FeatureState
+from pipeline.ingest import RejectedShareError, load_profile
+from pipeline.log.partitioner import partition_for
+
+from .helpers import T0, Env, mapping, rows_to_csv, sample_rows
+
+DAY = 86400
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path / "data")
+    yield e
+    e.close()
+
+
+def _ts(e) -> datetime:
+    return decode(e["raw"]).ts if "raw" in e else datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
+
+
+def test_summary_accounts_for_every_row(env, tmp_path) -> None:
+    rows = sample_rows(users=5, days=20)
+    bad = [
+        {"uid": "", "t": T0 + 5, "kind": "play", "minutes": 1},  # no user
+        {"uid": "u1", "t": "yesterday", "kind": "play", "minutes": 1},  # bad time
+        {"uid": "u1", "t": T0 + 9, "kind": "play", "minutes": 5000},  # > 1440 minutes: contract rule
+        {"uid": "u1", "t": T0 + 9, "kind": "pay", "amount": 5, "plan": "gold"},  # not in values
+        {"uid": "u1", "t": T0 + 9, "kind": "", "minutes": 1},  # no type
+    ]
+    path = rows_to_csv(rows + bad, tmp_path / "a.csv")
+    s = env.run([path], mapping())
+    assert s.rows_read == len(rows) + 5
+    assert s.dropped == Counter({"nav": 1})
+    assert s.rejected == Counter({
+        "user_id: empty": 1, "timestamp: not a number": 1, "event type: empty": 1,
+        "fields.payment.plan: value not in values": 1,
+        "invalid session: Expected `float` <= 1440.0 at $.watch_minutes": 1,
+    })
+    written = env.events()
+    imported = sum(s.events_by_type.values()) - sum(s.synthesized.values())
+    assert imported + s.rejected_rows + sum(s.dropped.values()) == s.rows_read
+    assert len(written) == s.written == sum(s.events_by_type.values())
+    assert s.synthesized == Counter({"signup (first row)": 5}) and s.events_by_type["cancel"] == 1
+    assert s.users == 5 and s.first_ts.startswith("2026-01-01") and s.last_ts.startswith("2026-01-20")
+
+    dl = {d["source_offset"]: d for d in env.dead_letters()}
+    n = len(rows)
+    assert sorted(dl) == [n + 1, n + 2, n + 3, n + 4, n + 5]  # data row numbers (header not counted)
+    assert {d["source_topic"] for d in dl.values()} == {f"file:{path}"}
+    assert dl[n + 1]["reason"] == "user_id: empty" and dl[n + 1]["field"] == "user_id"
+    assert dl[n + 3]["field"] == "fields.session.watch_minutes" and '"minutes": 5000' in dl[n + 3]["value"]
+    assert dl[n + 4]["field"] == "fields.payment.plan"
+    assert dl[n + 2]["source_partition"] == partition_for(b"u1", 2)
+
+
+def test_threshold_refuses_and_writes_nothing(env, tmp_path) -> None:
+    rows = sample_rows(users=2, days=3)
+    rows += [{"uid": "u9", "t": T0, "kind": "play", "minutes": -1}] * 3
+    path = rows_to_csv(rows, tmp_path / "a.csv")
+    with pytest.raises(RejectedShareError, match=r"3 of 12 rows rejected \(25.0% > max_rejected_share 10.0%\)") as exc:
+        env.run([path], mapping(), max_rejected_share=0.1)
+    assert exc.value.summary.status == "refused" and exc.value.summary.rejected_rows == 3
+    assert env.events() == [] and env.dead_letters() == []
+    s = env.run([path], mapping(), max_rejected_share=0.3)  # the same file, threshold raised: imported
+    assert s.status == "imported" and s.rejected_rows == 3 and len(env.dead_letters()) == 3
+
+
+def test_unmapped_reject_rule_dead_letters_unknown_types(env, tmp_path) -> None:
+    path = rows_to_csv(sample_rows(users=3, days=5), tmp_path / "a.csv")
+    s = env.run([path], mapping(event_type__unmapped="reject"))
+    assert s.dropped == Counter() and s.rejected == Counter({"event type: not in event_type.values (unmapped: reject)": 1})
+
+
+def test_events_are_routed_by_user_and_appended_in_event_time_order(env, tmp_path) -> None:
+    rows = sample_rows(users=6, days=10)
+    # two files, each in reverse time order: the import sorts across files
+    a = rows_to_csv(list(reversed(rows[::2])), tmp_path / "a.csv")
+    b = rows_to_csv(list(reversed(rows[1::2])), tmp_path / "b.csv.gz")
+    env.run([a, b], mapping())
+    by_user: dict[str, list] = {}
+    for p in range(2):
+        values, _ = env.log.fetch_values(p, 0, max_records=100_000)
+        events = [decode(v) for v in values]
+        assert [e.ts for e in events] == sorted(e.ts for e in events)  # partition in time order
+        for e in events:
+            assert partition_for(e.user_id.encode(), 2) == p
+            by_user.setdefault(e.user_id, []).append(e)
+    for evs in by_user.values():
+        assert evs[0].type == "signup" and evs[0].ts == evs[1].ts  # signup before the first row
+        assert [e.ts for e in evs] == sorted(e.ts for e in evs)
+    # the feature engine applies all of it: nothing late
+    for p in range(2):
+        st = FeatureState()
+        cols = decode_columns(env.log.fetch_values(p, 0, max_records=100_000)[0]).columns
+        assert len(st.update(cols).late) == 0
+
+
+def test_inactivity_churn_gaps_returns_and_censoring(env, tmp_path) -> None:
+    rows = [
+        *({"uid": "a", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (0, 1, 2, 20, 21)),  # gap 18 d
+        *({"uid": "b", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (0, 5, 10)),  # silent after day 10
+        *({"uid": "c", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (0, 25, 29)),  # ends near the end
+    ]
+    m = mapping(event_type__values={"play": "session"}, churn={"definition": "inactivity", "inactive_days": 7})
+    s = env.run([rows_to_csv(rows, tmp_path / "a.csv")], m)
+    got = sorted((e["user_id"], e["type"], e["ts"][:10], e["event_id"].rsplit("-", 1)[-1])
+                 for e in env.events() if e["type"] != "session")
+    assert got == [
+        ("a", "cancel", "2026-01-10", "inactive"), ("a", "cancel", "2026-01-29", "inactive"),
+        ("a", "signup", "2026-01-01", "signup"),
+        ("a", "signup", "2026-01-21", "return"),
+        ("b", "cancel", "2026-01-18", "inactive"), ("b", "signup", "2026-01-01", "signup"),
+        ("c", "cancel", "2026-01-08", "inactive"), ("c", "signup", "2026-01-01", "signup"),
+        ("c", "signup", "2026-01-26", "return"),
+    ]  # a: churned day 2+7, back day 20, churned again 21+7 <= 29 (the data end);
+    # b: day 10+7; c: day 0+7, back day 25, censored after day 29 (29+7 > 29)
+    assert s.synthesized == Counter({"signup (first row)": 3, "cancel (inactivity)": 4, "signup (reactivation)": 2})
+    profile = load_profile(env.root, "events")
+    assert profile["churn"]["definition"] == "inactivity" and profile["churn"]["inactive_days"] == 7
+
+
+def test_reimport_is_idempotent_and_later_files_do_not_resign(env, tmp_path) -> None:
+    rows = sample_rows(users=4, days=10)
+    a = rows_to_csv(rows, tmp_path / "a.csv")
+    first = env.run([a], mapping())
+    n = len(env.events())
+    again = env.run([a], mapping())
+    assert again.status == "already imported" and again.written == 0 and len(env.events()) == n
+    copy = rows_to_csv(rows, tmp_path / "copy_of_a.csv")  # same content, other name: same identity
+    assert env.run([copy], mapping()).status == "already imported"
+    later = [{"uid": "u1", "t": T0 + 30 * DAY, "kind": "play", "minutes": 3}]
+    b = rows_to_csv(later, tmp_path / "b.csv")
+    s = env.run([a, b], mapping(fields__session__device={"const": "tv"}))  # a skipped: imported before
+    assert s.files[0]["skipped"].startswith(f"already imported (import {first.import_id})")
+    assert s.written == 1 and s.synthesized == Counter()  # u1 signed up by the first import
+    ids = [e["event_id"] for e in env.events()]
+    assert len(ids) == len(set(ids)) == n + 1
+
+
+def test_interrupted_import_resumes_without_duplicates(env, tmp_path, monkeypatch) -> None:
+    import pipeline.ingest.importer as importer
+
+    monkeypatch.setattr(importer, "CHUNK", 7)  # many appends
+    path = rows_to_csv(sample_rows(users=6, days=15), tmp_path / "a.csv")
+    calls = {"n": 0}
+    real = env.log.append
+
+    def crashing(p, values):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError("disk full (simulated)")
+        return real(p, values)
+
+    monkeypatch.setattr(env.log, "append", crashing)
+    with pytest.raises(OSError, match="simulated"):
+        env.run([path], mapping())
+    partial = env.events()
+    assert len(partial) > 0
+    assert env.ledger.entry(next(iter(env.ledger.load()["imports"])))["state"] == "writing"
+    monkeypatch.setattr(env.log, "append", real)
+    s = env.run([path], mapping())
+    assert s.status == "resumed" and s.already_present == len(partial)
+    reference = Env(tmp_path / "ref")
+    try:
+        full = reference.run([path], mapping())
+        got = env.events()
+        assert len(got) == full.written == s.written + s.already_present
+        assert [e["event_id"] for e in got] == [e["event_id"] for e in reference.events()]  # same order too
+    finally:
+        reference.close()
+    assert env.run([path], mapping()).status == "already imported"
+
+
+def test_import_into_a_kafka_topic(tmp_path) -> None:
+    """The same import against librdkafka's in-process mock cluster (the Kafka backend)."""
+    from pipeline.clock import FakeClock
+    from pipeline.ingest import Ledger, run_import
+    from pipeline.log.kafka import KafkaLog
+    from pipeline.log.kafka_admin import MOCK_AUTO_PARTITIONS, MockCluster
+
+    rows = sample_rows(users=4, days=5) + [{"uid": "", "t": T0, "kind": "play", "minutes": 1}]
+    path = rows_to_csv(rows, tmp_path / "a.csv")
+    with MockCluster(num_brokers=1) as mock:
+        n = 2 if mock.exact_partitions else MOCK_AUTO_PARTITIONS
+        for topic in ("events", "events.dlq"):
+            mock.create_topic(topic, n)
+        log = KafkaLog(mock.bootstrap, "events", n, create=False, timeout_s=10)
+        ledger = Ledger(tmp_path / "import" / "events")
+        try:
+            s = run_import([path], mapping(), log, ledger, FakeClock())
+            assert s.rejected_rows == 1 and s.written == sum(s.events_by_type.values())
+            got = [decode(v) for p in range(n) for v in log.fetch_values(p, 0, max_records=10_000)[0]]
+            assert len(got) == s.written
+            for p in range(n):
+                evs = [decode(v) for v in log.fetch_values(p, 0, max_records=10_000)[0]]
+                assert all(partition_for(e.user_id.encode(), n) == p for e in evs)
+                assert [e.ts for e in evs] == sorted(e.ts for e in evs)
+            assert run_import([path], mapping(), log, ledger, FakeClock()).status == "already imported"
+            dlq = log.sibling("events.dlq", create=False)
+            try:
+                dead = [v for p in range(n) for v in dlq.fetch_values(p, 0, max_records=100)[0]]
+                assert len(dead) == 1 and b"user_id: empty" in dead[0]
+            finally:
+                dlq.close()
+        finally:
+            log.close()

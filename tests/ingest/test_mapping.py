@@ -1,0 +1,109 @@
+"""Mapping validation: every mistake is one error that names the bad key."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.ingest import MappingError, load_mapping, parse_mapping
+from pipeline.ingest.profile import source_profile
+
+from .helpers import DELETE, mapping, mapping_dict, write_mapping
+
+
+def test_base_mapping_is_valid() -> None:
+    m = mapping()
+    assert m.user_id == "uid" and m.epoch_unit == "s" and m.unmapped == "drop"
+    assert m.target_types == {"session", "payment", "cancel", "support_ticket"}
+    assert m.columns() == ["uid", "t", "kind", "minutes", "amount", "plan"]
+    assert len(m.digest) == 16
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "hint"),
+    [
+        ({"colour": "red"}, "colour", "unknown key"),
+        ({"user_id": DELETE}, "user_id", "required"),
+        ({"user_id": 3}, "user_id", "column name"),
+        ({"timestamp": DELETE}, "timestamp", "required"),
+        ({"timestamp__epoch_unit": "minutes"}, "timestamp.epoch_unit", "not one of"),
+        ({"timestamp__format": "%Y"}, "timestamp.epoch_unit", "not both"),
+        ({"timestamp__timezone": "Europe/Berlin"}, "timestamp.timezone", "UTC by definition"),
+        ({"timestamp": {"column": "t", "format": "%Y-%m-%d", "timezone": "Europe/Berln"}}, "timestamp.timezone",
+         "unknown time zone"),
+        ({"timestamp__zone": "UTC"}, "timestamp.zone", "unknown key"),
+        ({"event_type__unmapped": DELETE}, "event_type.unmapped", "drop"),
+        ({"event_type__unmapped": "keep"}, "event_type.unmapped", "drop"),
+        ({"event_type__values": {}}, "event_type.values", "non-empty"),
+        ({"event_type__values__play": "listen"}, "event_type.values.play", "not an event type"),
+        ({"fields__sesion": {}}, "fields.sesion", "unknown event type"),
+        ({"fields__session__minutes": "m"}, "fields.session.minutes", "has no field"),
+        ({"fields__session__device": DELETE}, "fields.session.device", "required for event type session"),
+        ({"fields__session__device": {"column": "d", "const": "web"}}, "fields.session.device", "exactly one"),
+        ({"fields__session__watch_minutes": {"column": "m", "scale": -1}}, "fields.session.watch_minutes.scale",
+         "positive"),
+        ({"fields__session__device": {"const": None}}, "fields.session.device.const", "empty"),
+        ({"fields__session__device": {"column": "d", "fallback": "x"}}, "fields.session.device.fallback",
+         "unknown key"),
+        ({"signup__synthesize": "none"}, "signup.synthesize", "never be active"),
+        ({"signup__synthesize": "always"}, "signup.synthesize", "first_event"),
+        ({"signup__plan": DELETE}, "signup.plan", "required"),
+        ({"signup__plan": {"column": "plan"}}, "signup.plan", "default"),
+        ({"churn": DELETE}, "churn.definition", "required"),
+        ({"churn": {"definition": "inactivity"}}, "churn.inactive_days", "integer"),
+        ({"churn": {"definition": "inactivity", "inactive_days": 30}}, "event_type.values.quit", "maps to cancel"),
+        ({"churn": {"definition": "cancel", "inactive_days": 30}}, "churn.inactive_days", "only for"),
+        ({"event_type__values": {"play": "session"}}, "churn.definition", "no event_type.values entry maps to cancel"),
+        ({"max_rejected_share": 2}, "max_rejected_share", "fraction"),
+        ({"format": "xlsx"}, "format", "not one of"),
+        ({"csv": {"delimiter": ";;"}}, "csv.delimiter", "one character"),
+        ({"version": 2}, "version", "unsupported"),
+    ],
+)
+def test_errors_name_the_bad_key(changes, key, hint) -> None:
+    with pytest.raises(MappingError) as exc:
+        parse_mapping(mapping_dict(**changes), where="mapping m.yaml")
+    msg = str(exc.value)
+    assert msg.startswith(f"mapping m.yaml: {key}: "), msg
+    assert hint in msg and "\n" not in msg
+
+
+def test_per_value_overrides_complete_the_fields() -> None:
+    m = mapping(event_type__values__up={"type": "plan_change",
+                                       "fields": {"from_plan": {"const": "basic"}, "to_plan": {"const": "premium"}}})
+    assert set(m.fields_for("up")) == {"from_plan", "to_plan"}
+    with pytest.raises(MappingError, match=r"fields\.plan_change\.to_plan: required"):
+        mapping(event_type__values__up={"type": "plan_change", "fields": {"from_plan": {"const": "basic"}}})
+
+
+def test_yaml_file_and_its_errors(tmp_path) -> None:
+    m = load_mapping(write_mapping(tmp_path / "good.yaml"))
+    assert m.name == "good"
+    (tmp_path / "bad.yaml").write_text("user_id: [unclosed")
+    with pytest.raises(MappingError, match="bad.yaml: not valid YAML"):
+        load_mapping(tmp_path / "bad.yaml")
+    with pytest.raises(MappingError, match="not found"):
+        load_mapping(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(MappingError, match="top level"):
+        load_mapping(tmp_path / "list.yaml")
+
+
+def test_digest_ignores_name_and_threshold_but_not_content() -> None:
+    a = mapping()
+    assert mapping(name="other", max_rejected_share=0.2).digest == a.digest
+    assert mapping(fields__session__device={"const": "tv"}).digest != a.digest
+
+
+def test_profile_lists_features_the_source_cannot_supply() -> None:
+    p = source_profile(mapping())
+    assert "payments_failed_30d" in p["defaulted"] and "last_payment_failed" not in p["defaulted"]
+    assert {"downgrades_30d", "upgrades_30d"} <= set(p["defaulted"])
+    assert "sessions_7d" not in p["defaulted"] and "watch_per_day_7d" not in p["defaulted"]
+    assert p["churn"]["definition"] == "cancel" and "tenure_days" in p["derived"]
+    const_watch = source_profile(mapping(fields__session__watch_minutes={"const": 3}))
+    assert "watch_per_day_7d" in const_watch["defaulted"] and "sessions_7d" not in const_watch["defaulted"]
+    inactive = source_profile(mapping(event_type__values={"play": "session"},
+                                      churn={"definition": "inactivity", "inactive_days": 14}))
+    assert inactive["churn"] == {"definition": "inactivity", "inactive_days": 14,
+                                 "note": inactive["churn"]["note"]}
+    assert {"payments_30d", "tickets_7d", "last_payment_failed", "plan_tier"} <= set(inactive["defaulted"])
