@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,8 +65,11 @@ class Sources:
             store_url=s.resolved_store_url,
             mlflow_uri=s.resolved_mlflow_uri,
             data_dir=s.data_dir,
-            mlflow_ui=os.environ.get("CHURN_MLFLOW_UI_URL", MLFLOW_UI),
-            prefect_ui=os.environ.get("CHURN_PREFECT_UI_URL", PREFECT_UI),
+            # set by `churn up` (pipeline.stack); else the ports of the settings
+            mlflow_ui=os.environ.get("CHURN_MLFLOW_UI_URL")
+            or f"http://127.0.0.1:{getattr(s, 'mlflow_port', 5000)}",
+            prefect_ui=os.environ.get("CHURN_PREFECT_UI_URL")
+            or f"http://127.0.0.1:{getattr(s, 'prefect_port', 4200)}",
             refresh_s=float(os.environ.get("CHURN_DASHBOARD_REFRESH_S", "5")),
         )
 
@@ -80,7 +88,7 @@ def open_store(src: Sources) -> Any | None:
         return None
     from pipeline.store import Store
 
-    return Store(src.store_url)
+    return Store(src.store_url, read_only=True)
 
 
 # -- stream ---------------------------------------------------------------------------------
@@ -222,6 +230,18 @@ def top_users_table(scores: pd.DataFrame) -> pd.DataFrame:
     return out[cols]
 
 
+def user_score(store: Any, user_id: str) -> pd.DataFrame:
+    """One user's current score row (active or not; empty if never scored): a keyed
+    lookup instead of reading every score."""
+    from sqlalchemy import select
+
+    from pipeline.store import schema
+
+    c = schema.scores.c
+    cols = [col for col in c if col.name not in ("history_time", "history_risk")]
+    return store._frame(select(*cols).where(c.user_id == user_id), ("features_time", "updated_at"))
+
+
 def campaign_inputs(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(risk, monthly revenue) of all scored users; a missing revenue is the default price."""
     risk = scores["risk"].to_numpy(dtype=np.float64)
@@ -237,6 +257,76 @@ class RegistryView:
     champion: str | None
     challenger: str | None
     champion_since: datetime | None
+
+
+class _Loading:
+    def __repr__(self) -> str:
+        return "LOADING"
+
+
+LOADING: Any = _Loading()  # RegistryLoader.get(wait=False) before the first load finished
+
+
+class RegistryLoader:
+    """:func:`load_registry` off the page's critical path.
+
+    The first load in a process imports MLflow and opens its store (~10 s cold on 2 busy
+    cores, against ~0.1 s for the store's queries), so it runs in one background thread.
+    ``get(uri, wait=False)`` never blocks: the newest view (even if older than ``ttl_s``,
+    which starts a refresh) or ``LOADING``. A failed load gives None and ``error``.
+    """
+
+    def __init__(self, ttl_s: float = 30.0, load: Any = None) -> None:
+        self.ttl_s = ttl_s
+        self._load = load or load_registry
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="registry")
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, RegistryView | None]] = {}
+        self._pending: dict[str, Future] = {}
+        self.error: str | None = None
+
+    def _run(self, uri: str) -> RegistryView | None:
+        try:
+            view, self.error = self._load(uri), None
+        except Exception as exc:  # noqa: BLE001 - shown on the page, retried after ttl_s
+            view, self.error = None, f"cannot read the MLflow registry {uri}: {type(exc).__name__}: {exc}"
+        with self._lock:
+            self._last[uri] = (time.monotonic(), view)
+            self._pending.pop(uri, None)
+        return view
+
+    def get(self, uri: str, wait: bool = True) -> RegistryView | None:
+        with self._lock:
+            last = self._last.get(uri)
+            fut = self._pending.get(uri)
+            if fut is None and (last is None or time.monotonic() - last[0] > self.ttl_s):
+                fut = self._pending[uri] = self._pool.submit(self._run, uri)
+        if last is not None:
+            return last[1]
+        try:  # a missing registry answers in milliseconds: no "loading" flash for it
+            return fut.result(timeout=None if wait else 0.25)
+        except FutureTimeout:
+            return LOADING
+
+
+_LOADER: RegistryLoader | None = None
+_LOADER_LOCK = threading.Lock()
+
+
+def registry_loader() -> RegistryLoader:
+    """The process-wide loader (Streamlit runs every session in one process)."""
+    global _LOADER
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = RegistryLoader()
+        return _LOADER
+
+
+def _float(v: object) -> float:
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def registry_exists(uri: str) -> bool:
@@ -280,10 +370,14 @@ def load_registry(uri: str) -> RegistryView | None:
             "candidate": tags.get("candidate", ""),
             "decision": tags.get("gate.decision", ""),
             "reason": tags.get("gate.reason", ""),
+            "by": tags.get("gate.by", ""),
         }
-        for k, v in tags.items():
-            if k.startswith("gate.challenger."):
-                row[k.removeprefix("gate.challenger.")] = float(v)
+        # test-window metrics: those the train flow tags (test_*), then the gate's own
+        for k, v in sorted(tags.items(), key=lambda kv: kv[0].startswith("gate.")):
+            for prefix in ("test_", "gate.challenger."):
+                name = k.removeprefix(prefix)
+                if k.startswith(prefix) and name not in ("window", "n", "positives"):
+                    row[name] = _float(v)
         rows.append(row)
     versions = pd.DataFrame(rows).sort_values("version", key=lambda s: s.astype(int), ascending=False)
     champ = next((r["version"] for r in rows if "champion" in r["aliases"].split(", ")), None)
@@ -296,6 +390,30 @@ def load_registry(uri: str) -> RegistryView | None:
             else versions.loc[versions["version"] == champ, "created"].iloc[0].to_pydatetime()
         )  # fmt: skip
     return RegistryView(versions.reset_index(drop=True), history, champ, chall, since)
+
+
+_FLOW_RUN = re.compile(r"prefect flow run .*\(([0-9a-f-]{36})\)")
+
+
+def mlflow_version_url(mlflow_ui: str, version: str, name: str = "churn") -> str:
+    """The MLflow UI page of a registered model version (it links to its training run)."""
+    return f"{mlflow_ui.rstrip('/')}/#/models/{name}/versions/{version}"
+
+
+def prefect_run_url(prefect_ui: str, by: object) -> str | None:
+    """The Prefect UI page of the flow run that gated/promoted a version, when the
+    version's ``gate.by``/promotion ``by`` names one ('... via prefect flow run x (id)')."""
+    m = _FLOW_RUN.search(by) if isinstance(by, str) else None
+    return None if m is None else f"{prefect_ui.rstrip('/')}/runs/flow-run/{m.group(1)}"
+
+
+def scores_text(raw: object) -> str:
+    """A promotion's scores (JSON object) -> 'roc_auc 0.805 · lift_10 5.62'."""
+    try:
+        scores = json.loads(raw) if isinstance(raw, str) else raw
+        return " · ".join(f"{k} {float(v):.3g}" for k, v in dict(scores or {}).items())
+    except (TypeError, ValueError):
+        return "" if raw is None else str(raw)
 
 
 def age_text(since: datetime | None, now: datetime) -> str:
@@ -359,11 +477,39 @@ def load_drift(store: Any, data_dir: Path, window: timedelta = timedelta(days=7)
                      cfg.share_critical)  # fmt: skip
 
 
+RETRAIN_REQUESTED = "retrain requested"  # pipeline.drift.loop: the note a check stores
+RETRAIN_SKIPPED = "retrain not requested"
+
+
+def _retrain_status(row: pd.Series) -> str | None:
+    """'requested' / 'skipped: <why>' / None (no retrain asked) for one drift run.
+
+    Newer runs say it (a ``retrain_requested`` column, or the monitor's note among the
+    reasons); a critical run of an older store that says neither counts as requested
+    (every critical check asked, unless inside the cooldown)."""
+    flag = row.get("retrain_requested")
+    if isinstance(flag, bool | np.bool_):
+        return "requested" if flag else None
+    reasons = row.get("reasons")
+    reasons = [str(r) for r in reasons] if isinstance(reasons, list | tuple | np.ndarray) else []
+    for r in reasons:
+        if r.startswith(RETRAIN_REQUESTED):
+            return "requested"
+        if r.startswith(RETRAIN_SKIPPED):
+            return "skipped" + r.removeprefix(RETRAIN_SKIPPED)
+    return "requested" if row.get("level") == "Critical" else None
+
+
 def retrain_events(runs: pd.DataFrame) -> pd.DataFrame:
-    """Critical checks: each asked for a retrain (unless inside the retrain cooldown)."""
-    cols = ["time", "model_version", "share", "reasons", "report_path"]
+    """The drift checks that asked for a retrain (or would have, but for the cooldown),
+    newest first: time, model version, status, drifted share, reasons, report."""
+    cols = ["time", "model_version", "status", "share", "reasons", "report_path"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
-    crit = runs[runs["level"] == "Critical"].copy()
-    crit["reasons"] = crit["reasons"].map(lambda r: "; ".join(r) if isinstance(r, list) else r)
-    return crit[cols].sort_values("time", ascending=False).reset_index(drop=True)
+    status = runs.apply(_retrain_status, axis=1) if len(runs) else pd.Series(dtype=object)
+    out = runs.assign(status=status)[status.notna()].copy()
+    out["reasons"] = out["reasons"].map(
+        lambda r: "; ".join(x for x in map(str, r) if not x.startswith((RETRAIN_REQUESTED, RETRAIN_SKIPPED)))
+        if isinstance(r, list | tuple | np.ndarray) else r
+    )
+    return out[cols].sort_values("time", ascending=False).reset_index(drop=True)

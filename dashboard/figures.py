@@ -11,6 +11,7 @@ instead of raising, so a page never shows a traceback on a fresh install.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -88,8 +89,9 @@ def lag_figure(ts: pd.DataFrame) -> go.Figure:
     fig.update_layout(
         yaxis={"title": "records", "rangemode": "tozero"},
         yaxis2={"title": "seconds", "overlaying": "y", "side": "right", "showgrid": False,
-                "rangemode": "tozero", "tickformat": ",.0f"},
+                "rangemode": "tozero", "tickformat": ".3~s"},
     )
+    fig.update_xaxes(tickangle=0, nticks=5)  # two y axes leave less room: no slanted labels
     return fig
 
 
@@ -113,7 +115,12 @@ def partition_lag_figure(parts: pd.DataFrame) -> go.Figure:
     _layout(fig, title, hovermode="closest")
     fig.update_xaxes(title="partition", type="category", categoryorder="array",
                      categoryarray=p["partition"].astype(str).tolist())  # fmt: skip
-    fig.update_yaxes(title="records")
+    top = float(p["lag"].fillna(0).max())
+    fig.update_yaxes(title="records", rangemode="tozero", range=None if top > 0 else [0, 1],
+                     tickformat=",d", dtick=1 if top < 5 else None)  # fmt: skip
+    if top <= 0:
+        fig.add_annotation(text="every partition caught up (lag 0)", showarrow=False, xref="paper",
+                           yref="paper", x=0.5, y=0.6, font={"size": 13, "color": LIME})  # fmt: skip
     return fig
 
 
@@ -131,7 +138,9 @@ def consumers_figure(ts: pd.DataFrame, decisions: pd.DataFrame) -> go.Figure:
         for action, grp in decisions.groupby("action", sort=False):
             fig.add_trace(go.Scatter(
                 x=grp["time"], y=grp["desired"], name=str(action), mode="markers",
-                marker={"color": ACTION_COLORS.get(str(action), AMBER), "size": 11,
+                # holds are the autoscaler's heartbeat: small and faint; moves stand out
+                opacity=0.45 if action == "hold" else 1.0,
+                marker={"color": ACTION_COLORS.get(str(action), AMBER), "size": 6 if action == "hold" else 13,
                         "symbol": "triangle-up" if action == "scale_up"
                         else "triangle-down" if action == "scale_down" else "circle",
                         "line": {"color": "#0B0F1A", "width": 1}},
@@ -179,6 +188,9 @@ def dead_letters_figure(ts: pd.DataFrame) -> go.Figure:
     _layout(fig, title, showlegend=False)
     fig.update_yaxes(rangemode="tozero", tickformat=",d", dtick=None if ts["dead_letters"].max() > 5
                      else 1)  # fmt: skip
+    if not ts["dead_letters"].fillna(0).any():
+        fig.add_annotation(text="no dead letters in this window", showarrow=False, xref="paper",
+                           yref="paper", x=0.5, y=0.5, font={"size": 13, "color": LIME})  # fmt: skip
     return fig
 
 
@@ -201,7 +213,14 @@ def risk_histogram_figure(hist: pd.DataFrame, threshold: float) -> go.Figure:
                   annotation_font_color=AMBER, annotation_position="top right")  # fmt: skip
     _layout(fig, title, showlegend=False, hovermode="closest")
     fig.update_xaxes(title="p(churn)", range=[0, 1])
-    fig.update_yaxes(title="users")
+    # most users are low risk: a log axis keeps the few high-risk bins visible
+    nonzero = hist["users"][hist["users"] > 0]
+    skewed = len(nonzero) > 1 and nonzero.max() > 20 * nonzero.median()
+    if skewed:  # decades only, and the axis starts below 1 so a bin of one user shows
+        fig.update_yaxes(title="users (log scale)", type="log", dtick=1,
+                         range=[np.log10(0.5), np.log10(float(nonzero.max()) * 2)])  # fmt: skip
+    else:
+        fig.update_yaxes(title="users")
     return fig
 
 
@@ -231,7 +250,11 @@ def roi_curve_figure(table: pd.DataFrame, chosen_share: float | None = None) -> 
         return empty_figure(title)
     k = table["top_share"] * 100
     fig = go.Figure()
-    fig.add_trace(_glow_line(k, table["net_value"], "net value", LIME, fill=True))
+    net = table["net_value"]
+    for part, color in ((net.clip(lower=0), LIME), (net.clip(upper=0), RED)):  # gain / loss
+        fig.add_trace(go.Scatter(x=k, y=part, mode="lines", line={"width": 0}, fill="tozeroy",
+                                 fillcolor=_alpha(color, 0.14), hoverinfo="skip", showlegend=False))
+    fig.add_trace(_glow_line(k, net, "net value", LIME))
     fig.add_trace(_glow_line(k, table["roi"], "ROI", MAGENTA, yaxis="y2"))
     best = table.loc[table["net_value"].idxmax()]
     fig.add_trace(go.Scatter(x=[best["top_share"] * 100], y=[best["net_value"]], mode="markers",
@@ -243,9 +266,9 @@ def roi_curve_figure(table: pd.DataFrame, chosen_share: float | None = None) -> 
     _layout(fig, title, height=380)
     fig.update_layout(
         xaxis={"title": "top-K contacted (% of users by risk)"},
-        yaxis={"title": "net value"},
+        yaxis={"title": "net value", "zeroline": True, "zerolinecolor": "rgba(215,227,255,0.35)"},
         yaxis2={"title": "ROI", "overlaying": "y", "side": "right", "showgrid": False,
-                "tickformat": ".0%"},
+                "zeroline": False, "tickformat": ".0%"},
     )  # fmt: skip
     return fig
 

@@ -44,21 +44,45 @@ def sources() -> data.Sources:
 
 @st.cache_resource(show_spinner=False)
 def _store(url: str) -> Any:
+    # read-only: the dashboard never creates, migrates or writes the store. A failure
+    # (old/newer schema, unreachable server) is not cached: the next rerun tries again.
     from pipeline.store import Store
 
-    return Store(url)
+    return Store(url, read_only=True)
 
 
 def store(src: data.Sources) -> Any | None:
-    """The (cached) store, or None on a fresh install (its SQLite file is never created)."""
+    """The (cached, read-only) store, or None on a fresh install (its SQLite file is never
+    created). A store that cannot be read (schema of another version, server down) shows
+    the one-line reason and what to do, and stops the page there."""
     if data._sqlite_missing(src.store_url):
         return None
-    return _store(src.store_url)
+    from pipeline.errors import StoreError
+
+    try:
+        return _store(src.store_url)
+    except StoreError as exc:
+        st.error(str(exc), icon=":material/database:")
+        st.stop()  # the one-line reason is the page: no "no data yet" below it
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def registry(uri: str) -> data.RegistryView | None:
-    return data.load_registry(uri)
+def registry(uri: str, wait: bool = True) -> data.RegistryView | None:
+    """The registry view. Its first load imports MLflow (~10 s cold), so it runs in a
+    background thread started with the app; ``wait=False`` returns at once (the last view,
+    or :data:`data.LOADING` while the first load runs) so a page never blocks on it."""
+    loader = data.registry_loader()
+    if not wait:
+        return loader.get(uri, wait=False)
+    got = loader.get(uri, wait=False)
+    if got is data.LOADING:
+        with st.spinner("Reading the MLflow registry (first load imports MLflow)..."):
+            got = loader.get(uri, wait=True)
+    return got
+
+
+def warm_registry(uri: str) -> None:
+    """Start the registry's first (slow) load in the background, without waiting."""
+    data.registry_loader().get(uri, wait=False)
 
 
 def chart(fig: go.Figure, key: str | None = None) -> None:

@@ -27,14 +27,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Float, Integer, Table
+from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, Table
 
 from pipeline.store import schema as s
 
 _NULL = r"\N"
 _SPECIAL = ("\\", "\t", "\n", "\r")
 SCORE_UPDATE = ("risk", "model_version", "features_time", "reasons", "plan", "monthly_revenue",
-                "partition", "updated_at")  # fmt: skip
+                "partition", "updated_at", "active")  # fmt: skip
 # SQLite compares times through julianday() (a double: ~50 µs resolution), hence 1 ms slack.
 _SQLITE_SLACK_S = 0.001
 
@@ -190,6 +190,8 @@ def copy_text(table: Table, columns: Mapping[str, list[Any]]) -> str:
         kind = type(table.c[name].type)
         if issubclass(kind, Float):
             out.append([_NULL if v is None else repr(float(v)) for v in values])
+        elif issubclass(kind, Boolean):
+            out.append([_NULL if v is None else ("t" if v else "f") for v in values])
         elif issubclass(kind, Integer | BigInteger):
             out.append([_NULL if v is None else str(int(v)) for v in values])
         else:

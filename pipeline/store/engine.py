@@ -12,12 +12,18 @@
   is the driver we ship). An optional ``schema`` puts every table in that schema.
 
 Every failure to open says which URL (password hidden) and what to do.
+
+``read_only=True`` (the dashboard): SQLite opens the existing file with ``mode=ro`` (a
+missing file is an error, nothing is created, no pragma that writes); PostgreSQL
+sessions default to read-only transactions. Any write then fails in the database.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
@@ -66,14 +72,28 @@ def parse_url(url: str | URL) -> URL:
     return parsed
 
 
-def _sqlite_engine(url: URL, busy_timeout_s: float) -> Engine:
+def _sqlite_engine(url: URL, busy_timeout_s: float, read_only: bool = False) -> Engine:
     db = url.database or ""
     memory = db in ("", ":memory:") or db.startswith("file::memory:")
     kwargs: dict[str, Any] = {
         "connect_args": {"timeout": busy_timeout_s, "check_same_thread": False},
     }
+    if memory and read_only:
+        raise StoreError(f"store URL {shown(url)!r}: an in-memory store cannot be opened read-only")
     if memory:
         kwargs["poolclass"] = StaticPool  # one shared connection, or each would see its own DB
+    elif read_only:
+        path = Path(db).expanduser().resolve()
+        if not path.is_file():
+            raise StoreError(
+                f"store {shown(url)!r} does not exist yet: run the stream (`churn stream`) to "
+                "create it, or check CHURN_STORE_URL / --data-dir"
+            )
+        ro = f"file:{quote(str(path))}?mode=ro"
+        kwargs["creator"] = lambda: sqlite3.connect(
+            ro, uri=True, timeout=busy_timeout_s, check_same_thread=False
+        )
+        url = url.set(database=str(path))
     else:
         path = Path(db).expanduser()
         if path.is_dir():
@@ -97,14 +117,17 @@ def _sqlite_engine(url: URL, busy_timeout_s: float) -> Engine:
         cur = dbapi_conn.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            if not memory:
+            if read_only:  # the writer chose WAL; a reader must not try to change the file
+                cur.execute("PRAGMA query_only = ON")
+            elif not memory:
                 mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise StoreError(
                         f"store {shown(url)!r} cannot use WAL mode (got {mode!r}); put the "
                         "file on a local disk (WAL does not work over network filesystems)"
                     )
-            cur.execute("PRAGMA synchronous = NORMAL")
+            if not read_only:
+                cur.execute("PRAGMA synchronous = NORMAL")
             # 64 MiB page cache per connection (default 2 MiB): a batch updates rows all
             # over the scores B-tree; with 200k users this halves the upsert time.
             cur.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
@@ -120,18 +143,21 @@ def _sqlite_engine(url: URL, busy_timeout_s: float) -> Engine:
     return engine
 
 
-def open_engine(url: str | URL, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
-    """An engine for ``url``, checked by connecting once. Raises ConfigError/StoreError."""
+def open_engine(
+    url: str | URL, *, busy_timeout_s: float = BUSY_TIMEOUT_S, read_only: bool = False
+) -> Engine:
+    """An engine for ``url``, checked by connecting once. Raises ConfigError/StoreError.
+
+    ``read_only``: never create or change anything (see the module doc)."""
     parsed = parse_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
-            engine = _sqlite_engine(parsed, busy_timeout_s)
+            engine = _sqlite_engine(parsed, busy_timeout_s, read_only)
         else:
-            engine = create_engine(
-                parsed,
-                pool_pre_ping=True,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
-            )
+            connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
+            if read_only:
+                connect_args["options"] = "-c default_transaction_read_only=on"
+            engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise ConfigError(
             f"store URL {shown(parsed)!r}: its driver is not installed ({exc}); use "

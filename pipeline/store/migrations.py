@@ -10,7 +10,8 @@ PostgreSQL an advisory lock), so workers starting together migrate once:
 * version > ``SCHEMA_VERSION``: refuse (``StoreSchemaError``): newer code wrote this
   database; upgrade this installation or use another database.
 
-Version 2 added the drift tables, the way any new table is added::
+Version 2 added the drift tables, the way any new table is added (version 3 added a
+column, ``scores.active``: see ``_v3_scores_active``)::
 
     # schema.py
     drift_runs = Table("drift_runs", metadata, Column("run_id", Id, primary_key=True), ...)
@@ -40,7 +41,7 @@ from pipeline.errors import StoreSchemaError
 from pipeline.store import schema
 from pipeline.store.rows import TimeCodec
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Migration = Callable[[Connection], None]
 
@@ -51,8 +52,29 @@ def _v2_drift_runs(conn: Connection) -> None:
     schema.drift_features.create(conn, checkfirst=True)
 
 
+def _v3_scores_active(conn: Connection) -> None:
+    """Version 3: ``scores.active`` (False once the user cancelled). Rows written before
+    it was tracked are inactive when they carry the stream's mark of a cancelled user:
+    no plan and a monthly revenue of 0. Also drops ``score_history``'s time index (see
+    ``schema.score_history``)."""
+    table = schema.scores
+    owner = conn.schema_for_object(table)
+    names = {c["name"] for c in inspect(conn).get_columns(table.name, schema=owner)}
+    q = conn.dialect.identifier_preparer.quote
+    name = f"{q(owner)}.{q(table.name)}" if owner else q(table.name)
+    index = q("ix_score_history_time")
+    conn.execute(text(f"DROP INDEX IF EXISTS {q(owner) + '.' if owner else ''}{index}"))
+    if "active" not in names:
+        default = "true" if conn.dialect.name == "postgresql" else "1"
+        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN active BOOLEAN NOT NULL DEFAULT {default}"))
+    conn.execute(
+        text(f"UPDATE {name} SET active = :no WHERE plan IS NULL AND monthly_revenue = 0"),
+        {"no": False},
+    )
+
+
 # target version -> upgrade from the version before
-MIGRATIONS: dict[int, Migration] = {2: _v2_drift_runs}
+MIGRATIONS: dict[int, Migration] = {2: _v2_drift_runs, 3: _v3_scores_active}
 
 
 def current_version(conn: Connection) -> int:

@@ -1,6 +1,10 @@
 """Read side of the store: plain DataFrames for the dashboard (times are UTC-aware).
 
 Everything here reads only: the dashboard opens the same URL and never writes.
+
+"Current scores" are those of **active subscribers**: a user who cancelled keeps a row
+(``active`` false) and its history, but is not counted at risk, in the histogram, the
+top users or the revenue at risk (``current_scores(active_only=False)`` shows them).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pipeline.store.records import ScoreSummary
 from pipeline.store.rows import TimeCodec, check_time
 
 SCORE_COLUMNS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
-                 "monthly_revenue", "partition", "updated_at")  # fmt: skip
+                 "monthly_revenue", "partition", "updated_at", "active")  # fmt: skip
 MAX_BINS = 200
 
 
@@ -46,51 +50,61 @@ class Readers:
         return None if since is None else self.codec.one(check_time(since, what))
 
     # -- scores --------------------------------------------------------------------------
-    def current_scores(self, top_k: int | None = 100, *, min_risk: float = 0.0) -> pd.DataFrame:
-        """The highest-risk users first (``top_k=None``: all), risk >= ``min_risk``."""
+    def current_scores(
+        self, top_k: int | None = 100, *, min_risk: float = 0.0, active_only: bool = True
+    ) -> pd.DataFrame:
+        """The highest-risk users first (``top_k=None``: all), risk >= ``min_risk``; only
+        active subscribers unless ``active_only=False`` (then cancelled users too, with
+        ``active`` false)."""
         c = s.scores.c
         q = (
             select(*(c[k] for k in SCORE_COLUMNS))
             .where(c.risk >= float(min_risk))
             .order_by(c.risk.desc(), c.user_id)
         )
+        if active_only:
+            q = q.where(c.active.is_(True))
         if top_k is not None:
             q = q.limit(int(top_k))
         return self._frame(q, ("features_time", "updated_at"))
 
     def score_summary(self, high_risk: float = 0.5) -> ScoreSummary:
-        """Users scored, how many at risk >= ``high_risk``, revenue at risk."""
+        """Active users scored, how many at risk >= ``high_risk``, revenue at risk; users
+        who cancelled are counted apart (``churned_users``)."""
         c = s.scores.c
-        hi = c.risk >= float(high_risk)
+        on = c.active.is_(True)
+        hi = and_(on, c.risk >= float(high_risk))
         revenue = func.coalesce(c.monthly_revenue, 0.0)
         q = select(
-            func.count(),
+            func.sum(case((on, 1), else_=0)),
             func.sum(case((hi, 1), else_=0)),
-            func.avg(c.risk),
-            func.sum(c.risk * revenue),
+            func.avg(case((on, c.risk), else_=None)),
+            func.sum(case((on, c.risk * revenue), else_=0.0)),
             func.sum(case((hi, revenue), else_=0.0)),
             func.max(c.features_time),
+            func.count(),
         )
         with self._read() as conn:
-            n, n_hi, mean, loss, hi_rev, newest = conn.execute(q).one()
+            n, n_hi, mean, loss, hi_rev, newest, n_all = conn.execute(q).one()
             versions = conn.execute(select(c.model_version).distinct().order_by(c.model_version))
             models = tuple(r[0] for r in versions)
         newest_t = (
             None if newest is None else self.codec.decode(pd.Series([newest]))[0].to_pydatetime()
         )
         return ScoreSummary(
-            users=int(n),
+            users=int(n or 0),
             high_risk_users=int(n_hi or 0),
             mean_risk=None if mean is None else float(mean),
             expected_monthly_loss=float(loss or 0.0),
             high_risk_monthly_revenue=float(hi_rev or 0.0),
             features_time=newest_t,
             model_versions=models,
+            churned_users=int(n_all) - int(n or 0),
         )
 
     def risk_histogram(self, bins: int = 20) -> pd.DataFrame:
-        """Users per risk bin: columns ``bin_start``, ``bin_end``, ``users`` (``bins`` rows;
-        the last bin includes 1.0). One scan, computed in the database."""
+        """Active users per risk bin: columns ``bin_start``, ``bin_end``, ``users`` (``bins``
+        rows; the last bin includes 1.0). One scan, computed in the database."""
         if not (isinstance(bins, int) and 1 <= bins <= MAX_BINS):
             raise InvalidRowError(f"risk_histogram bins={bins!r}: use an int in [1, {MAX_BINS}]")
         edges = np.linspace(0.0, 1.0, bins + 1)
@@ -98,7 +112,8 @@ class Readers:
         cols = []
         for i in range(bins):
             upper = r <= edges[i + 1] if i == bins - 1 else r < edges[i + 1]
-            cols.append(func.sum(case((and_(r >= edges[i], upper), 1), else_=0)).label(f"b{i}"))
+            inside = and_(s.scores.c.active.is_(True), r >= edges[i], upper)
+            cols.append(func.sum(case((inside, 1), else_=0)).label(f"b{i}"))
         with self._read() as conn:
             counts = conn.execute(select(*cols)).one()
         return pd.DataFrame(

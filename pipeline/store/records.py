@@ -108,10 +108,11 @@ class StreamMetric:
 class ScoreSummary:
     """Headline figures over the current scores (the dashboard's KPI tiles)."""
 
-    users: int
+    users: int  # active subscribers with a score
     high_risk_users: int  # risk >= the threshold asked for
     mean_risk: float | None
     expected_monthly_loss: float  # sum of risk x monthly revenue (revenue at risk)
     high_risk_monthly_revenue: float  # monthly revenue of the high-risk users
     features_time: datetime | None  # newest event time scored
     model_versions: tuple[str, ...]
+    churned_users: int = 0  # users whose row says they cancelled (not counted above)

@@ -37,10 +37,13 @@ class ScoreRow(TypedDict):
     plan: NotRequired[str | None]
     monthly_revenue: NotRequired[float | None]
     partition: NotRequired[int | None]
+    # False: the user has no active subscription (cancelled); default True. Readers of
+    # current scores count active users only (a churned user is not "at risk").
+    active: NotRequired[bool]
 
 
 REQUIRED = ("user_id", "risk", "model_version", "features_time")
-OPTIONAL = ("reasons", "plan", "monthly_revenue", "partition")
+OPTIONAL = ("reasons", "plan", "monthly_revenue", "partition", "active")
 
 
 class TimeCodec:
@@ -125,6 +128,7 @@ class ScoreBatch:
     plan: list[str | None]
     monthly_revenue: list[float | None]
     partition: list[int | None]
+    active: list[bool]
 
     def __len__(self) -> int:
         return len(self.user_id)
@@ -141,6 +145,7 @@ class ScoreBatch:
             [self.plan[i] for i in pick],
             [self.monthly_revenue[i] for i in pick],
             [self.partition[i] for i in pick],
+            [self.active[i] for i in pick],
         )
 
 
@@ -242,6 +247,28 @@ def _optional_floats(values: list[Any], what: str, users: list[str]) -> list[flo
     return [None if v != v else v for v in arr.tolist()]
 
 
+def _flags(values: Any, n: int, users: list[str]) -> list[bool]:
+    """The ``active`` column: booleans (numpy's too); a missing column or None is True."""
+    if values is None:
+        return [True] * n
+    if isinstance(values, np.ndarray) and values.dtype == np.bool_:
+        return values.tolist()
+    if set(values) <= {True, False}:  # C-speed check (numpy bools and 0/1 hash alike)
+        return [bool(v) for v in values]
+    out = []
+    for i, v in enumerate(values):
+        if v is None:
+            out.append(True)
+        elif isinstance(v, bool | np.bool_) or (isinstance(v, int | np.integer) and v in (0, 1)):
+            out.append(bool(v))
+        else:
+            raise InvalidRowError(
+                f"active of score row {i} (user {users[i]!r}) is {v!r}: use True (subscribed) "
+                "or False (cancelled)"
+            )
+    return out
+
+
 def score_batch(
     rows: pd.DataFrame | Sequence[Mapping[str, Any]], *, points: bool = False
 ) -> ScoreBatch:
@@ -263,6 +290,7 @@ def score_batch(
     times = to_utc_us(cols["features_time"], "features_time")
     for k in ("reasons", "plan", "monthly_revenue", "partition"):
         cols.setdefault(k, [None] * n)
+    active = _flags(cols.get("active"), n, users)
     _check_text(cols["plan"], "plan", users, nullable=True)
     partition = [None if p is None or p != p else int(p) for p in cols["partition"]]
     batch = ScoreBatch(
@@ -274,6 +302,7 @@ def score_batch(
         cols["plan"],
         _optional_floats(cols["monthly_revenue"], "monthly_revenue", users),
         partition,
+        active,
     )
     return _dedupe_sorted(batch, points)
 

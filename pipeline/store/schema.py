@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     event,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
@@ -60,6 +61,11 @@ scores = Table(
     Column("updated_at", Time, nullable=False),  # wall clock of the write
     Column("history_time", Time, nullable=True),
     Column("history_risk", Float, nullable=True),
+    # False once the user has no active subscription (cancelled, voluntarily or not):
+    # a churned user is no longer "at risk", so every reader of current scores counts
+    # active rows only; the row (and its history) is kept, and a re-subscription sets it
+    # back. Schema version 3.
+    Column("active", Boolean, nullable=False, server_default=true()),
     # No index on risk, on purpose: every batch moves thousands of risks, and an index
     # entry move per row costs more (SQLite +40% per upsert; PostgreSQL loses HOT
     # updates) than the dashboard's periodic full scan for top-k and histograms.
@@ -70,7 +76,10 @@ scores = Table(
 )
 
 # Sampled risk per user over event time, for charts. Key (user_id, time): rewriting the
-# same point is a no-op, so a re-processed batch adds nothing.
+# same point is a no-op, so a re-processed batch adds nothing. No index on time (schema
+# version 3 dropped ``ix_score_history_time``): its upkeep cost ~4 us per point, a third of
+# the stream's SQLite write per score row, for readers that scan anyway (``prune``, and
+# ``score_history(since=...)`` without users); charts read one user's points by the key.
 score_history = Table(
     "score_history",
     metadata,
@@ -78,7 +87,6 @@ score_history = Table(
     Column("time", Time, primary_key=True),  # the score's features_time
     Column("risk", Float, nullable=False),
     Column("model_version", String(100), nullable=False),
-    Index("ix_score_history_time", "time"),
     sqlite_with_rowid=False,
 )
 

@@ -33,14 +33,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.dml import Insert
 
 from pipeline.clock import Clock, SystemClock
-from pipeline.errors import ConfigError, InvalidRowError, StoreError
+from pipeline.errors import ConfigError, InvalidRowError, StoreError, StoreSchemaError
 from pipeline.store import queries
 from pipeline.store import schema as s
 from pipeline.store.assignments import Assignments
 from pipeline.store.bulk import Bulk
 from pipeline.store.drift import DriftRuns
 from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, open_engine, shown
-from pipeline.store.migrations import current_version, migrate
+from pipeline.store.migrations import SCHEMA_VERSION, current_version, migrate
 from pipeline.store.records import HistorySampling, StreamMetric, WriteResult
 from pipeline.store.rows import ScoreBatch, ScoreRow, TimeCodec, check_time, score_batch, to_utc_us
 
@@ -53,6 +53,9 @@ class Store(queries.Readers, Assignments, DriftRuns):
 
     ``schema`` (PostgreSQL only) puts the tables in that schema, created if missing.
     ``clock`` stamps ``updated_at``, heartbeats and assignment times.
+    ``read_only=True`` (the dashboard) creates and migrates nothing: the store must exist
+    at this code's schema version (else :class:`StoreSchemaError` says what to run), and
+    every write method raises :class:`StoreError`.
     """
 
     def __init__(
@@ -62,9 +65,11 @@ class Store(queries.Readers, Assignments, DriftRuns):
         schema: str | None = None,
         clock: Clock | None = None,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
+        read_only: bool = False,
     ) -> None:
         self.clock = clock or SystemClock()
-        engine = open_engine(url, busy_timeout_s=busy_timeout_s)
+        self.read_only = read_only
+        engine = open_engine(url, busy_timeout_s=busy_timeout_s, read_only=read_only)
         self.dialect = engine.dialect.name
         if schema is not None:
             if self.dialect != "postgresql":
@@ -80,8 +85,9 @@ class Store(queries.Readers, Assignments, DriftRuns):
                     "starting with a digit"
                 )
             try:
-                with engine.begin() as conn:
-                    conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                if not read_only:
+                    with engine.begin() as conn:
+                        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             except IntegrityError:  # two processes created it at once: it exists now
                 pass
             engine = engine.execution_options(schema_translate_map={None: schema})
@@ -90,8 +96,36 @@ class Store(queries.Readers, Assignments, DriftRuns):
         self.codec = TimeCodec(self.dialect)
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         self._bulk = Bulk(engine.dialect, schema)
+        if read_only:
+            self._check_version()
+            return
         with self._write() as conn:
             migrate(conn, now=self.clock.now())
+
+    def _check_version(self) -> None:
+        """Read-only open: the schema must be exactly this code's (nothing is migrated)."""
+        try:
+            with self.engine.connect() as conn:
+                found = current_version(conn)
+        except OperationalError as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot read store {self.url!r}: {exc.orig or exc}") from None
+        if found == SCHEMA_VERSION:
+            return
+        self.engine.dispose()
+        if found == 0:
+            why = "holds no churn tables yet: run the stream (`churn stream`) to create them"
+        elif found < SCHEMA_VERSION:
+            why = (
+                f"has schema version {found}, older than this code's {SCHEMA_VERSION}: run "
+                "`churn stream` (any writer migrates it on open), then reload"
+            )
+        else:
+            why = (
+                f"has schema version {found}, newer than this code's {SCHEMA_VERSION}: "
+                "upgrade churn-intelligence, or point CHURN_STORE_URL at another database"
+            )
+        raise StoreSchemaError(f"store {self.url!r} {why}")
 
     @classmethod
     def from_settings(cls, settings: Any, clock: Clock | None = None) -> Store:
@@ -123,6 +157,8 @@ class Store(queries.Readers, Assignments, DriftRuns):
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One write transaction (SQLite: ``BEGIN IMMEDIATE``, waits up to the busy timeout)."""
+        if self.read_only:
+            raise StoreError(f"store {self.url!r} was opened read-only: it cannot be written")
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(**{WRITE_OPTION: True})
@@ -199,6 +235,7 @@ class Store(queries.Readers, Assignments, DriftRuns):
             "monthly_revenue": b.monthly_revenue,
             "partition": b.partition,
             "updated_at": self.codec.iso(to_utc_us([self.clock.now()], "now")) * len(b),
+            "active": b.active,
         }
 
     # -- metrics and decisions -----------------------------------------------------------

@@ -1,39 +1,49 @@
-"""Dashboard fixtures: one populated data dir + MLflow registry per session, and an
-empty (fresh-install) environment; both point the app at them through CHURN_* env vars."""
+"""Dashboard fixtures: one small *real* run per session (simulate -> train + register ->
+stream until caught up -> drift checks, see :mod:`tests.dashboard.realrun`), a fresh
+install, and a store that exists but is empty; all point the app at their data through
+CHURN_* env vars."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.dashboard.sample import build
+from tests.dashboard.realrun import QUIET, build
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    """Env vars of a populated data dir + registry, and facts about the data."""
-    root = tmp_path_factory.mktemp("dash-populated")
-    had = "MLFLOW_DISABLE_TELEMETRY" in os.environ
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network from tests
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    facts = build(root / "data", uri)
-    env = {"CHURN_DATA_DIR": str(root / "data"), "CHURN_MLFLOW_TRACKING_URI": uri}
-    yield {"env": env, **facts}
-    if not had:
-        os.environ.pop("MLFLOW_DISABLE_TELEMETRY", None)
+    """Env vars of the real run's data dir + registry, and facts read back from them."""
+    root = tmp_path_factory.mktemp("dash-real")
+    old = {k: os.environ.get(k) for k in QUIET}
+    t0 = time.monotonic()
+    try:
+        run = build(root)
+        print(f"dashboard fixture: real run built in {time.monotonic() - t0:.1f} s")
+        env = {"CHURN_DATA_DIR": str(run["data_dir"]), "CHURN_MLFLOW_TRACKING_URI": run["uri"]}
+        yield {"env": env, "root": root, **run}
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")
 def empty(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A fresh install: no data dir, no store, no registry (none of them get created)."""
     root = tmp_path_factory.mktemp("dash-empty")
-    env = {"CHURN_DATA_DIR": str(root / "data"),
-           "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"}
+    env = {
+        "CHURN_DATA_DIR": str(root / "data"),
+        "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+    }
     return {"env": env, "root": root}
 
 
@@ -45,8 +55,10 @@ def blank(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("dash-blank")
     (root / "data").mkdir()
     Store(f"sqlite:///{root / 'data' / 'churn.db'}").close()
-    env = {"CHURN_DATA_DIR": str(root / "data"),
-           "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"}
+    env = {
+        "CHURN_DATA_DIR": str(root / "data"),
+        "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+    }
     return {"env": env, "root": root}
 
 

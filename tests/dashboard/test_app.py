@@ -1,21 +1,25 @@
-"""Every page under ``streamlit.testing.v1.AppTest``: populated store and fresh install."""
+"""Every page under ``streamlit.testing.v1.AppTest``: against the store, drift reports and
+MLflow registry of a small real run (``populated``), a fresh install and an empty store."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from dashboard import data
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGES = ["overview", "stream", "risk", "revenue", "drift", "model"]
 
 
 def run_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
+    at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     if page != "overview":
-        at.switch_page(f"pages/{page}.py")
+        at.switch_page(f"views/{page}.py")
         at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -29,78 +33,145 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
+def number(text: str) -> float:
+    return float(text.replace(",", "").split()[0])
+
+
+@pytest.mark.slow  # the session\'s real run (~40-80 s, once)
 def test_overview_populated(populated, use_env) -> None:
     use_env(populated["env"])
+    data.registry_loader().get(populated["uri"], wait=True)  # as if the app had warmed it
     at = run_page("overview")
     kpis = metrics(at)
     assert kpis["Users scored"] == f"{populated['users']:,}"
-    assert kpis["Champion model"] == "v2"
-    assert kpis["Active consumers"] == "3"
+    assert kpis[f"High risk (≥ {data.HIGH_RISK:.2f})"] == f"{populated['high_risk']:,}"
+    assert kpis["Champion model"] == f"v{populated['champion']}"
+    assert kpis["Active consumers"] == str(populated["consumers"])
     assert kpis["Total lag"] == f"{populated['total_lag']:,}"
-    assert float(kpis["Events / s"].replace(",", "")) > 0
-    assert float(kpis["Revenue at risk / month"].replace(",", "")) > 0
-    banner = markdown_text(at)
-    assert 'data-level="Warning"' in banner and "partition 3 WARN" in banner
+    assert number(kpis["Revenue at risk / month"]) > 0
+    assert 'data-level="' in markdown_text(at)  # the alert banner
+    if populated["churned"]:  # cancelled users are named, not counted
+        users = next(m for m in at.metric if m.label == "Users scored")
+        assert f"{populated['churned']:,} cancelled" in users.proto.delta
 
 
+@pytest.mark.slow  # the session\'s real run (~40-80 s, once)
+def test_overview_does_not_wait_for_mlflow(populated, use_env, monkeypatch) -> None:
+    """A cold registry (MLflow still importing) shows '…' instead of blocking the page."""
+    use_env(populated["env"])
+    slow = data.RegistryLoader(load=lambda uri: __import__("time").sleep(30))
+    monkeypatch.setattr(data, "_LOADER", slow)
+    at = run_page("overview")
+    assert metrics(at)["Champion model"] == "…"
+    assert metrics(at)["Users scored"] == f"{populated['users']:,}"
+
+
+@pytest.mark.slow  # the session\'s real run (~40-80 s, once)
 def test_stream_populated(populated, use_env) -> None:
     use_env(populated["env"])
     at = run_page("stream")
-    assert metrics(at)["Consumers"] == "3"
+    assert metrics(at)["Consumers"] == str(populated["consumers"])
     charts = at.get("plotly_chart")
     assert len(charts) == 6
     assert all("no data yet" not in c.proto.spec for c in charts)
-    assert "scale_up" in " ".join(c.proto.spec for c in charts)  # the decision is annotated
-    tables = at.dataframe
-    assert len(tables[0].value) == 4  # one row per partition
+    assert "scale_up" in " ".join(c.proto.spec for c in charts)  # the autoscaler's decision
+    parts = at.dataframe[0].value
+    assert sorted(parts["partition"]) == [0, 1, 2, 3] and (parts["lag"] == 0).all()
 
 
+@pytest.mark.slow  # the session\'s real run (~40-80 s, once)
 def test_risk_populated(populated, use_env) -> None:
     use_env(populated["env"])
     at = run_page("risk")
     assert metrics(at)["Users scored"] == f"{populated['users']:,}"
     top = at.dataframe[0].value
     assert len(top) == 50 and top["risk"].is_monotonic_decreasing
-    assert top["reasons"].iloc[0]  # high-risk users carry their reasons
+    assert top["reasons"].iloc[0]  # high-risk users carry their SHAP reasons
     assert at.text_input(key="lookup_user").value == populated["top_user"]
     assert len(at.get("plotly_chart")) == 2  # histogram + the user's history
-    at.text_input(key="lookup_user").set_value("u00001").run()
+    assert f"Risk history — {populated['top_user']}" in at.get("plotly_chart")[-1].proto.spec
+    other = top["user_id"].iloc[7]
+    at.text_input(key="lookup_user").set_value(other).run()
     assert not at.exception
-    assert "Risk history — u00001" in at.get("plotly_chart")[-1].proto.spec
+    assert f"Risk history — {other}" in at.get("plotly_chart")[-1].proto.spec
+    at.text_input(key="lookup_user").set_value("nobody").run()
+    assert not at.exception and "No scores for user 'nobody'" in at.warning[0].value
 
 
+@pytest.mark.slow  # the session\'s real run (~40-80 s, once)
 def test_revenue_populated(populated, use_env) -> None:
     use_env(populated["env"])
     at = run_page("revenue")
     before = metrics(at)
-    assert float(before["Net value"].replace(",", "")) != 0
+    assert number(before["Revenue saved"]) > 0
     at.slider(key="k").set_value(40).run()
     assert not at.exception
     after = metrics(at)
     assert after["Users contacted"] == f"{0.4 * populated['users']:,.0f}"
+    assert number(after["Revenue saved"]) > number(before["Revenue saved"])
     assert len(at.get("plotly_chart")) == 1
 
 
+@pytest.mark.slow  # the session\'s real run (~40-80 s, once)
 def test_drift_populated(populated, use_env) -> None:
     use_env(populated["env"])
     at = run_page("drift")
     heads = [s.value for s in at.subheader]
     assert "Latest Evidently report" in heads and "Retrain requests" in heads
-    assert metrics(at)["Checks"] == "12" and metrics(at)["Level (last)"] == "Critical"
+    kpis = metrics(at)
+    assert kpis["Checks"] == str(populated["drift_runs"])
+    assert kpis["Level (last)"] == populated["drift_level"] == "Critical"
     charts = at.get("plotly_chart")
     assert len(charts) == 2 and all("no data yet" not in c.proto.spec for c in charts)
-    assert (at.dataframe[0].value["model_version"] == "2").all()
+    events = at.dataframe[0].value
+    assert len(events) == 2 and (events["status"] == "requested").all()  # the two critical checks
+    assert (events["model_version"] == populated["champion"]).all()
+    assert not events["reasons"].str.contains("retrain").any()  # the note became the status
 
 
+@pytest.mark.slow  # the session\'s real run (~40-80 s, once)
 def test_model_populated(populated, use_env) -> None:
     use_env(populated["env"])
     at = run_page("model")
     heads = [s.value for s in at.subheader]
-    assert "Champion: v2" in heads and "Challenger: v3" in heads
+    assert f"Champion: v{populated['champion']}" in heads
+    challenger = populated["challenger"]
+    assert f"Challenger: {'none' if challenger is None else 'v' + challenger}" in heads
     history = at.dataframe[0].value
-    assert history["version"].tolist() == ["1", "2"]
-    assert "drift retrain" in history["by"].tolist()
-    assert [m.value for m in at.metric if m.label == "pr_auc"] == ["0.4970", "0.4890"]
+    assert history["version"].iloc[-1] == populated["champion"]
+    assert "first model" in " ".join(history["reason"].astype(str))
+    assert {m.label for m in at.metric} >= {"roc_auc", "pr_auc", "Age"}
+    assert "#/models/churn/versions/" in markdown_text(at)  # the MLflow UI link-out
+    versions = at.dataframe[1].value
+    assert sorted(versions["version"]) == sorted(populated["versions"])
+
+
+@pytest.mark.slow  # the session\'s real run (~40-80 s, once)
+def test_dashboard_never_writes_the_store(populated, use_env) -> None:
+    use_env(populated["env"])
+    db = Path(populated["data_dir"]) / "churn.db"
+    before = db.read_bytes()
+    for page in PAGES:
+        run_page(page)
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("version", [1, 99])
+def test_store_of_another_schema_version_is_one_clear_line(version, tmp_path, use_env) -> None:
+    from pipeline.store import Store
+
+    (tmp_path / "data").mkdir()
+    db = tmp_path / "data" / "churn.db"
+    Store(f"sqlite:///{db}").close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE schema_version SET version = ?", (version,))
+    use_env({"CHURN_DATA_DIR": str(tmp_path / "data"),
+             "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"})
+    for page in PAGES[:-1]:  # the Model page reads only the registry
+        at = run_page(page)
+        errors = " ".join(e.value for e in at.error)
+        assert f"schema version {version}" in errors, page
+        assert ("older" if version == 1 else "newer") in errors, page
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -116,4 +187,4 @@ def test_fresh_install_shows_next_steps(page, empty, use_env) -> None:
 def test_blank_store_shows_next_steps(page, blank, use_env) -> None:
     use_env(blank["env"])
     at = run_page(page)
-    assert at.info  # an explanation instead of empty charts
+    assert "run" in " ".join(i.value for i in at.info)  # an explanation instead of empty charts

@@ -1,8 +1,9 @@
 """One real-browser test: ``streamlit run`` + Debian Chromium driven by Playwright.
 
-Starts the app on a free 127.0.0.1 port against the populated tmp data dir, visits every
-page, checks that KPIs and Plotly charts render with data and no exception box shows,
-and saves a full-page screenshot per page to ``tests/dashboard/artifacts/`` (git-ignored).
+Starts the app on a free 127.0.0.1 port against the small real run's data dir and MLflow
+registry (``populated``), visits every page, checks that KPIs and Plotly charts render with
+data and no exception box shows, and saves a full-page screenshot per page to
+``tests/dashboard/artifacts/`` (git-ignored; ``CHURN_SCREENSHOTS_DIR`` overrides it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(os.environ.get("CHURN_SCREENSHOTS_DIR") or Path(__file__).parent / "artifacts")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
@@ -36,6 +37,10 @@ PAGES = {
     "drift": (".js-plotly-plot", 2),
     "model": ('[data-testid="stDataFrame"]', 2),
 }
+# ... and the text its script writes last (so the screenshot shows the finished page)
+LAST = {"": "Last metrics tick", "stream": "Partitions (kafka-consumer-groups style)",
+        "risk": "Risk history", "revenue": "Best K on this grid", "drift": "Latest Evidently report",
+        "model": "All versions"}  # fmt: skip
 
 pytestmark = pytest.mark.slow
 
@@ -100,16 +105,16 @@ def server(populated, tmp_path) -> Iterator[tuple[str, Path]]:
 
 
 def _new_tick(data_dir: Path) -> None:
-    """The stream catches up: one more tick, every partition at lag 0, 999 events/s each."""
+    """The stream writes one more tick: every partition at lag 0, 999 events/s each."""
     from pipeline.store import Store, StreamMetric
 
     with Store(f"sqlite:///{data_dir / 'churn.db'}") as store:
-        t = store.latest_metrics()["time"].max().to_pydatetime() + timedelta(seconds=5)
-        owner = {0: "w0", 1: "w0", 2: "w1", 3: "w2"}
+        latest = store.latest_metrics()
+        t = latest["time"].max().to_pydatetime() + timedelta(seconds=5)
         store.record_metrics([
-            StreamMetric(time=t, worker=owner[p], partition=p, lag=0, lag_seconds=0.0,
+            StreamMetric(time=t, worker=w, partition=int(p), lag=0, lag_seconds=0.0,
                          status="OK", events=4_995, events_per_s=999.0, dead_letters=0)
-            for p in range(4)
+            for p, w in zip(latest["partition"], latest["worker"], strict=True)
         ])  # fmt: skip
 
 
@@ -144,48 +149,72 @@ def _screenshot(page: object, name: str) -> None:
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(),
                     reason=f"{CHROMIUM} is missing: apt-get install -y chromium")  # fmt: skip
-def test_every_page_renders_in_chromium(server) -> None:
+def test_every_page_renders_in_chromium(server, populated) -> None:
     server, data_dir = server
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with chromium() as page:
-        for path, (selector, minimum) in PAGES.items():
+        for path, (selector, minimum) in PAGES.items():  # each URL loaded directly (a bookmark)
+            t0 = time.monotonic()
             page.goto(f"{server}/{path}", wait_until="domcontentloaded")
             page.wait_for_selector(selector, timeout=60_000)
             page.wait_for_function(
                 "([s, n]) => document.querySelectorAll(s).length >= n",
                 arg=[selector, minimum], timeout=60_000,
             )  # fmt: skip
+            print(f"/{path}: {minimum} x {selector} after {time.monotonic() - t0:.1f} s")
+            page.wait_for_function("t => document.body.innerText.includes(t)", arg=LAST[path],
+                                   timeout=60_000)  # fmt: skip
             _settle(page)
             assert page.locator('[data-testid="stException"]').count() == 0, path
             body = page.inner_text("body")
             assert "Traceback" not in body and "no data yet" not in body, path
+            nav = page.inner_text('[data-testid="stSidebarNav"]')
+            assert "Overview" in nav and "app" not in nav.split(), path  # the app's navigation
             if path == "":
-                assert "Warning" in body and "partition 3 WARN" in body
-                assert page.locator(".js-plotly-plot").count() == 0
+                assert page.locator("[data-level]").count() == 1  # the alert banner
+                assert f"{populated['users']:,}" in body  # users scored
+                # the champion tile fills in once MLflow loaded in the background
+                page.wait_for_function(
+                    "v => document.body.innerText.includes(v)", arg=f"v{populated['champion']}",
+                    timeout=90_000,
+                )  # fmt: skip
             if path in ("stream", "risk", "revenue", "drift"):
                 assert page.locator('[data-testid="stMetric"]').count() >= 4, path
-            if path == "drift":
-                page.wait_for_selector("iframe", timeout=30_000)  # the Evidently report
-            if path == "model":
-                assert "Champion: v2" in body and "Challenger: v3" in body
-            _screenshot(page, path or "overview")
-            if path == "":  # live refresh: new data shows up without reloading the page
-                page.evaluate("window.__sameDocument = 42")
-                _new_tick(data_dir)
+            if path == "revenue":
                 page.wait_for_function(
-                    "() => document.body.innerText.includes('3,996')"
-                    " && document.body.innerText.includes('Healthy')",
+                    "() => document.querySelectorAll('[data-testid=stSliderThumbValue]').length == 5",
                     timeout=30_000,
                 )  # fmt: skip
-                assert page.evaluate("window.__sameDocument") == 42  # no reload happened
-    if (REPO / "data").is_dir():  # a copy for the README / reviewers, next to other run data
-        shutil.copytree(ARTIFACTS, REPO / "data" / "screenshots", dirs_exist_ok=True)
+            if path == "drift":  # the Evidently report, rendered inside its iframe
+                page.frame_locator("iframe").first.locator("text=Dataset Drift").first.wait_for(
+                    timeout=60_000)  # fmt: skip
+            if path == "risk":
+                assert populated["top_user"] in body
+            if path == "drift":  # (table cells are drawn on a canvas: not in innerText)
+                assert "Critical" in body and "Retrain requests" in body
+                assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the events
+            if path == "model":
+                assert f"Champion: v{populated['champion']}" in body
+                assert page.locator('a[href*="#/models/churn/versions/"]').count() >= 1
+            _screenshot(page, path or "overview")
+        # live refresh: a new metrics tick shows up on the Overview without a page reload
+        page.goto(server, wait_until="domcontentloaded")
+        page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+        _settle(page)
+        page.evaluate("window.__sameDocument = 42")
+        _new_tick(data_dir)
+        page.wait_for_function(
+            "() => document.body.innerText.includes('3,996')"
+            " && document.body.innerText.includes('Healthy')",
+            timeout=30_000,
+        )  # fmt: skip
+        assert page.evaluate("window.__sameDocument") == 42  # no reload happened
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(),
                     reason=f"{CHROMIUM} is missing: apt-get install -y chromium")  # fmt: skip
 def test_fresh_install_says_what_to_run(empty, tmp_path) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with serve(empty["env"], tmp_path / "streamlit.log") as url, chromium() as page:
         for path in PAGES:
             page.goto(f"{url}/{path}", wait_until="domcontentloaded")

@@ -165,8 +165,31 @@ def test_roi_curve_marks_best_share() -> None:
     table = sweep(risk, risk, np.full(500, 12.0), Campaign(), shares=[0.05, 0.1, 0.2, 0.5, 1.0])
     fig = figures.roi_curve_figure(table, 0.1)
     best = table.loc[table["net_value"].idxmax()]
-    assert fig.data[2].x[0] == pytest.approx(best["top_share"] * 100)
-    assert fig.data[1].yaxis == "y2"
+    by_name = {t.name: t for t in fig.data if t.name}
+    assert by_name[f"best K {best['top_share']:.0%}"].x[0] == pytest.approx(best["top_share"] * 100)
+    assert by_name["ROI"].yaxis == "y2"
+    gain, loss = fig.data[0], fig.data[1]  # shaded: net value above / below zero
+    assert min(gain.y) >= 0 and max(loss.y) <= 0
+    assert list(np.add(gain.y, loss.y)) == pytest.approx(list(table["net_value"]))
+
+
+def test_stream_figures_say_when_all_is_quiet() -> None:
+    parts = pd.DataFrame({"partition": [0, 1], "lag": [0, 0], "lag_seconds": [0.0, 0.0],
+                          "status": ["OK", "OK"], "worker": ["w0", "w0"]})
+    fig = figures.partition_lag_figure(parts)
+    assert "caught up" in fig.layout.annotations[0].text and tuple(fig.layout.yaxis.range) == (0, 1)
+    ts = pd.DataFrame({"time": pd.to_datetime(["2026-03-01T00:00:00Z", "2026-03-01T00:00:05Z"]),
+                       "dead_letters": [0, 0]})
+    assert "no dead letters" in figures.dead_letters_figure(ts).layout.annotations[0].text
+
+
+def test_risk_histogram_uses_a_log_axis_when_most_users_are_low_risk() -> None:
+    edges = np.linspace(0, 1, 11)
+    skewed = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:],
+                           "users": [5000, 300, 40, 9, 3, 2, 1, 0, 1, 0]})
+    assert figures.risk_histogram_figure(skewed, 0.5).layout.yaxis.type == "log"
+    even = skewed.assign(users=[10, 12, 9, 11, 8, 10, 12, 9, 11, 10])
+    assert figures.risk_histogram_figure(even, 0.5).layout.yaxis.type != "log"
 
 
 def test_drift_figures() -> None:

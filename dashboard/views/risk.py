@@ -56,15 +56,17 @@ def lookup() -> None:
     if not user:
         return
     hist = store.score_history([user])
-    current = store.current_scores(top_k=None, min_risk=0.0)
-    row = current[current["user_id"] == user]
+    row = data.user_score(store, user)
     if row.empty and hist.empty:
         st.warning(f"No scores for user {user!r}.")
         return
     if not row.empty:
         r = row.iloc[0]
         c = st.columns(4)
-        c[0].metric("Current risk", f"{r['risk']:.3f}")
+        gone = "active" in r.index and not bool(r["active"])
+        c[0].metric("Current risk", f"{r['risk']:.3f}",
+                    delta="cancelled: not counted" if gone else None, delta_color="off",
+                    delta_arrow="off")
         c[1].metric("Plan", r["plan"] or "—")
         c[2].metric("Monthly revenue", "—" if r["monthly_revenue"] is None
                     else f"{r['monthly_revenue']:,.2f}")

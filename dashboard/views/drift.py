@@ -38,10 +38,15 @@ def live() -> None:
         if events.empty:
             st.caption("No critical check yet: no retrain was requested.")
         else:
-            st.caption("Each critical check emits `churn.drift.detected`, which starts the train "
-                       "deployment (at most once per cooldown, 24 h by default).")
+            st.caption("A critical check emits `churn.drift.detected`, which starts the train "
+                       "deployment — at most once per cooldown (24 h by default); checks inside "
+                       "the cooldown show as skipped.")
             st.dataframe(events, hide_index=True, column_config={
+                "time": st.column_config.DatetimeColumn("checked", format="YYYY-MM-DD HH:mm:ss"),
+                "model_version": st.column_config.TextColumn("model"),
+                "status": st.column_config.TextColumn("retrain"),
                 "share": st.column_config.NumberColumn("drifted share", format="percent"),
+                "reasons": st.column_config.TextColumn("why", width="large"),
                 "report_path": st.column_config.TextColumn("report"),
             })  # fmt: skip
     if view.report is not None:

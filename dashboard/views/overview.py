@@ -16,7 +16,7 @@ st.caption("Real-time churn scoring: stream health, risk and money at stake.")
 @st.fragment(run_every=src.refresh_s)
 def live() -> None:
     store = ui.store(src)
-    reg = ui.registry(src.mlflow_uri)
+    reg = ui.registry(src.mlflow_uri, wait=False)  # never block the page on MLflow's import
     if store is None:
         ui.empty_state("store")
     else:
@@ -56,13 +56,20 @@ def live() -> None:
                     chart_type="bar", delta=peak.get("consumers"), delta_color="primary",
                     delta_arrow="off")
         c = st.columns(4)
-        c[0].metric("Users scored", ui.fmt_int(summary.users))
+        churned = getattr(summary, "churned_users", 0)
+        c[0].metric("Users scored", ui.fmt_int(summary.users),
+                    delta=f"{churned:,} cancelled, not counted" if churned else None,
+                    delta_color="off", delta_arrow="off",
+                    help="Active subscribers with a current score (users who cancelled keep "
+                         "their row but are not at risk any more)")
         share = summary.high_risk_users / summary.users if summary.users else 0.0
         c[1].metric(f"High risk (≥ {data.HIGH_RISK:.2f})", ui.fmt_int(summary.high_risk_users),
                     delta=f"{share:.1%} of users", delta_color="off", delta_arrow="off")
         c[2].metric("Revenue at risk / month", ui.fmt_money(summary.expected_monthly_loss),
-                    help="Σ p(churn) × monthly revenue over all scored users")
-        if reg is None or reg.champion is None:
+                    help="Σ p(churn) × monthly revenue over the active scored users")
+        if reg is data.LOADING:
+            c[3].metric("Champion model", "…", help="Reading the MLflow registry")
+        elif reg is None or reg.champion is None:
             c[3].metric("Champion model", "none", help=data.NEXT_STEPS["registry"])
         else:
             c[3].metric("Champion model", f"v{reg.champion}",

@@ -23,24 +23,11 @@ def _inputs(url: str) -> tuple[np.ndarray, np.ndarray]:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _sweep(risk: np.ndarray, rev: np.ndarray, c: Campaign) -> pd.DataFrame:
-    return sweep(risk, risk, rev, c, shares=np.round(np.arange(1, 51) / 50, 2))
+    return sweep(risk, risk, rev, c, shares=np.round(np.arange(1, 101) / 100, 2))
 
 
-store = ui.store(src)
-if store is None or store.score_summary().users == 0:
-    ui.empty_state("store")
-else:
-    with st.container(border=True):
-        c = st.columns(5)
-        k = c[0].slider("Top-K contacted (%)", 1, 100, 10, key="k")
-        eff = c[1].slider("Effectiveness (%)", 0, 100, 30, key="eff",
-                          help="Share of contacted would-be churners the campaign keeps")
-        cost = c[2].slider("Cost per contact", 0.0, 20.0, 2.0, 0.5, key="cost")
-        incentive = c[3].slider("Incentive per retained user", 0.0, 50.0, 10.0, 1.0,
-                                key="incentive")
-        months = c[4].slider("Months of revenue saved", 1, 24, 6, key="months")
-    campaign = Campaign(top_share=k / 100, effectiveness=eff / 100, cost_per_contact=cost,
-                        incentive_cost=incentive, months=float(months))
+@st.fragment(run_every=max(src.refresh_s, 30))  # the scores move: re-simulate on them live
+def results(campaign: Campaign, months: int) -> None:
     risk, rev = _inputs(src.store_url)
     res = simulate_campaign(risk, risk, rev, campaign)
     m = st.columns(5)
@@ -59,3 +46,21 @@ else:
     st.caption(f"Best K on this grid: {best['top_share']:.0%} (net value "
                f"{best['net_value']:,.0f}, ROI {best['roi']:.0%}). Revenue at risk: "
                f"{res.revenue_at_risk_monthly:,.0f} per month.")
+
+
+store = ui.store(src)
+if store is None or store.score_summary().users == 0:
+    ui.empty_state("store")
+else:
+    with st.container(border=True):
+        c = st.columns(5)
+        k = c[0].slider("Top-K contacted (%)", 1, 100, 10, key="k")
+        eff = c[1].slider("Effectiveness (%)", 0, 100, 30, key="eff",
+                          help="Share of contacted would-be churners the campaign keeps")
+        cost = c[2].slider("Cost per contact", 0.0, 20.0, 2.0, 0.5, key="cost")
+        incentive = c[3].slider("Incentive per retained user", 0.0, 50.0, 10.0, 1.0,
+                                key="incentive")
+        months = c[4].slider("Months of revenue saved", 1, 24, 6, key="months")
+    campaign = Campaign(top_share=k / 100, effectiveness=eff / 100, cost_per_contact=cost,
+                        incentive_cost=incentive, months=float(months))
+    results(campaign, months)

@@ -1,0 +1,81 @@
+"""Model: champion and challenger with their metrics, alias history, links out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, ui
+
+src = ui.sources()
+st.title("Model")
+links = st.columns([1, 1, 6])
+links[0].link_button("MLflow UI", src.mlflow_ui, icon=":material/open_in_new:")
+links[1].link_button("Prefect UI", src.prefect_ui, icon=":material/open_in_new:")
+
+INFO = ("version", "aliases", "created", "candidate", "decision", "reason", "by")
+KEY_METRICS = ("roc_auc", "pr_auc", "lift_10", "brier", "log_loss")
+
+@st.fragment(run_every=max(src.refresh_s, 30))  # a retrain or promotion shows up live
+def live() -> None:
+    reg = ui.registry(src.mlflow_uri)
+    if data.registry_loader().error:
+        st.error(data.registry_loader().error, icon=":material/error:")
+    if reg is None:
+        ui.empty_state("registry")
+    else:
+        metric_cols = [c for c in reg.versions.columns if c not in INFO]
+        metric_cols = sorted(metric_cols, key=lambda c: (c not in KEY_METRICS, KEY_METRICS.index(c)
+                                                         if c in KEY_METRICS else 0, c))
+        for role, version in (("Champion", reg.champion), ("Challenger", reg.challenger)):
+            st.subheader(f"{role}: {'none' if version is None else 'v' + version}")
+            if version is None:
+                st.caption("No version holds this alias." if role == "Champion" else
+                           "No challenger: the newest version is the champion, or none was trained since.")
+                continue
+            row = reg.versions[reg.versions["version"] == version].iloc[0]
+            shown = [c for c in metric_cols if row.notna()[c]][:5]
+            cols = st.columns(max(len(shown), 1) + 1)
+            for col, name in zip(cols, shown, strict=False):
+                col.metric(name, f"{row[name]:.4f}", help="On the test window of its training run "
+                           "(the gate compares champion and challenger on the same rows)")
+            age = data.age_text(reg.champion_since if role == "Champion" else row["created"]
+                                .to_pydatetime(), datetime.now(UTC))
+            cols[-1].metric("Age", age, delta=row["candidate"] or None, delta_color="off", delta_arrow="off")
+            if not shown:
+                st.caption("No gate metrics recorded on this version (registered outside `churn train`).")
+            line = f"[v{version} in the MLflow UI]({data.mlflow_version_url(src.mlflow_ui, version)})"
+            run = data.prefect_run_url(src.prefect_ui, row.get("by"))
+            if run:
+                line += f" · [its Prefect flow run]({run})"
+            if row["decision"]:
+                line = f"Gate: **{row['decision']}** — {row['reason']} · " + line
+            st.markdown(line)
+        st.subheader("Alias history")
+        st.caption("Who was champion when, and why (from the registry's promotion tags).")
+        hist = reg.history.copy()
+        for col in ("since", "until"):
+            hist[col] = pd.to_datetime(hist[col], utc=True, errors="coerce", format="ISO8601")
+        hist["flow run"] = [data.prefect_run_url(src.prefect_ui, b) for b in hist["by"]]
+        hist["scores"] = hist["scores"].map(data.scores_text)
+        st.dataframe(hist, hide_index=True, column_config={
+            "since": st.column_config.DatetimeColumn("since", format="YYYY-MM-DD HH:mm"),
+            "until": st.column_config.DatetimeColumn("until", format="YYYY-MM-DD HH:mm"),
+            "flow run": st.column_config.LinkColumn("flow run", display_text="Prefect"),
+            "scores": st.column_config.TextColumn("scores at promotion", width="medium"),
+        })  # fmt: skip
+        st.subheader("All versions")
+        versions = reg.versions.assign(
+            mlflow=[data.mlflow_version_url(src.mlflow_ui, v) for v in reg.versions["version"]])
+        key = [c for c in metric_cols if c in KEY_METRICS]
+        st.dataframe(versions, hide_index=True, column_order=["version", "aliases", "candidate", "decision",
+                     *key, "created", "mlflow", "reason"], column_config={
+            "mlflow": st.column_config.LinkColumn("MLflow", display_text="open"),
+            "created": st.column_config.DatetimeColumn("registered", format="YYYY-MM-DD HH:mm"),
+            **{c: st.column_config.NumberColumn(c, format="%.4f") for c in metric_cols},
+        })  # fmt: skip
+
+
+live()
