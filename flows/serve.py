@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from typing import Any
 
@@ -45,8 +46,9 @@ def train_deployment(schedule_active: bool = False, parameters: dict[str, Any] |
     )
 
 
-def deployments(schedule_active: bool = False, data_dir: str | None = None) -> list[Any]:
-    params = {"data_dir": data_dir} if data_dir else {}
+def deployments(schedule_active: bool = False, data_dir: str | None = None,
+                train_params: dict[str, Any] | None = None) -> list[Any]:
+    params = dict(train_params or {}) | ({"data_dir": data_dir} if data_dir else {})
     out = [train_deployment(schedule_active, params)]
     try:  # the stream flow's module adds its own deployments when it exists
         stream = importlib.import_module("flows.stream")
@@ -61,7 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flows.serve", description="Serve the churn flows as deployments.")
     ap.add_argument("--schedule-active", action="store_true", help="activate the weekly train schedule")
     ap.add_argument("--data-dir", help="data directory the runs use (default: CHURN_DATA_DIR or ./data)")
+    ap.add_argument("--train-params", metavar="JSON", default=None,
+                    help='default parameters of train/weekly, also for drift-triggered runs, e.g. '
+                         '\'{"horizon_days": 14, "candidates": ["xgboost"]}\'')
     args = ap.parse_args(argv)
+    try:
+        train_params = json.loads(args.train_params) if args.train_params else {}
+        if not isinstance(train_params, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        ap.error(f"--train-params {args.train_params!r}: {exc}; pass a JSON object of train flow parameters")
 
     from flows.cli import _env_defaults
     from pipeline.config import load_settings
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = str(load_settings(data_dir=args.data_dir).data_dir.resolve())
     from prefect import serve
 
-    serve(*deployments(args.schedule_active, data_dir))
+    serve(*deployments(args.schedule_active, data_dir, train_params))
     return 0
 
 

@@ -42,7 +42,9 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[Any]:
 
 @task(name="supervise", **TASK)
 def supervise(data_dir: str, topic: str, store_url: str, tracking_uri: str, config: dict[str, Any],
-              max_seconds: float | None, until_caught_up: bool) -> dict[str, Any]:  # fmt: skip
+              max_seconds: float | None, until_caught_up: bool,
+              log_config: dict[str, Any] | None = None,
+              drift: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     from pathlib import Path
 
     from pipeline.stream.champion import RegistryChampion
@@ -51,7 +53,7 @@ def supervise(data_dir: str, topic: str, store_url: str, tracking_uri: str, conf
 
     logger = _logger()
     sup = Supervisor(Path(data_dir), topic, store_url, RegistryChampion(tracking_uri), StreamConfig(**config),
-                     logger=logger)  # fmt: skip
+                     logger=logger, log_config=log_config, drift=drift)  # fmt: skip
     logger.info("stream: group %s on topic %s (%d partitions), store %s, registry %s", sup.cfg.group, topic,
                 sup.log.num_partitions, sup.store.url, tracking_uri)  # fmt: skip
     return sup.run(max_seconds=max_seconds, until_caught_up=until_caught_up)
@@ -81,12 +83,17 @@ def stream(
     until_caught_up: bool = False,
     tracking_uri: str | None = None,
     store_url: str | None = None,
+    drift: bool | None = None,
 ) -> dict[str, Any]:
-    """Returns a JSON-able summary: events, committed offsets, lag, model version, restarts."""
+    """``drift``: run drift checks (default: ``CHURN_DRIFT_ENABLED``, true; other
+    ``CHURN_DRIFT_*`` settings configure them, see docs/drift.md).
+    Returns a JSON-able summary: events, committed offsets, lag, model version, restarts."""
     quiet_environment()
     from dataclasses import asdict
 
     from pipeline.config import load_settings
+    from pipeline.drift.config import DriftConfig
+    from pipeline.log.kafka_config import log_config
     from pipeline.stream.config import StreamConfig
 
     s = load_settings(data_dir=data_dir, topic=topic)
@@ -97,7 +104,8 @@ def stream(
         lag_threshold=lag_threshold,
     )  # fmt: skip
     return supervise(str(s.data_dir.resolve()), s.topic, store_url or s.resolved_store_url,
-                     tracking_uri or s.resolved_mlflow_uri, asdict(cfg), max_seconds, until_caught_up)  # fmt: skip
+                     tracking_uri or s.resolved_mlflow_uri, asdict(cfg), max_seconds, until_caught_up,
+                     log_config(s), asdict(DriftConfig.from_settings(s, enabled=drift)))  # fmt: skip
 
 
 def deployments(data_dir: str | None = None) -> list[Any]:

@@ -1,5 +1,9 @@
 """`churn stream`: run the stream flow directly (no Prefect server needed) and print a summary.
 
+However it ends (``--until-caught-up``, ``--max-seconds``, Ctrl-C), the command prints a
+closing report: events, events/s, final lag per partition and the top 10 at-risk
+active users with their reasons (:func:`closing_report`; ``--json`` adds it as ``report``).
+
 ``pipeline/cli.py`` calls :func:`register` once to add the command to the ``churn`` app.
 Ctrl-C (or SIGTERM) drains: every worker checkpoints, then the command exits.
 """
@@ -7,6 +11,7 @@ Ctrl-C (or SIGTERM) drains: every worker checkpoints, then the command exits.
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any
 
 import typer
@@ -100,37 +105,58 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
     from flows.cli import _env_defaults
     from pipeline.cli import _settings, console
     from pipeline.errors import ChurnError
+    from pipeline.log import open_configured_log
     from pipeline.stream.config import StreamConfig
 
     s = _settings(ctx)
-    if not (s.topic_dir / "topic.json").exists():
+    if s.log_backend == "file" and not (s.topic_dir / "topic.json").exists():
         raise ChurnError(
             f"no topic {s.topic!r} under {s.log_dir}; run `churn simulate` first (or pass --data-dir)"
         )
+    if s.log_backend != "file":  # Kafka: the topic must exist on the cluster (one clear line)
+        from pipeline.log import open_configured_log
+
+        open_configured_log(s, create=False).close()
     # Check the options now, before Prefect's temporary server takes its seconds to start.
     fields = {k: v for k, v in options.items() if k in StreamConfig.__dataclass_fields__}
-    StreamConfig.from_settings(s, reasons_method=options.get("reasons"), **fields)
+    cfg = StreamConfig.from_settings(s, reasons_method=options.get("reasons"), **fields)
     _env_defaults()
     from flows.stream import stream
 
-    result = stream(data_dir=str(s.data_dir.resolve()), topic=s.topic, **options)
+    with open_configured_log(s, create=False) as log:
+        before = log.committed(cfg.group)
+    t0 = time.monotonic()
+    try:
+        result: dict[str, Any] | None = stream(data_dir=str(s.data_dir.resolve()), topic=s.topic, **options)
+    except KeyboardInterrupt:  # the supervisor drained (checkpointed) on the way out
+        result = None
+    report = closing_report(s, cfg.group, before, time.monotonic() - t0, result)
     if as_json:
-        console.print_json(json.dumps(result, default=str))
+        console.print_json(json.dumps((result or {}) | {"report": report.as_dict()}, default=str))
         return
-    print_summary(result, console)
+    if result is not None:
+        print_summary(result, console)
+    for line in report.lines():
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
+
+
+def closing_report(
+    settings: Any, group: str, before: dict[int, int], seconds: float, result: dict[str, Any] | None
+) -> Any:
+    """What `churn stream` prints last (see :mod:`pipeline.stream.report`): events, events/s,
+    final lag per partition and the top 10 at-risk active users, read from the log and the
+    store, so it is the same after Ctrl-C (``result`` None) as after a limit."""
+    from pipeline.log import open_configured_log
+    from pipeline.store import Store
+    from pipeline.stream.report import stream_report
+
+    stopped = "interrupted (Ctrl-C)" if result is None else str(result["stopped"])
+    version = None if result is None else result.get("model_version")
+    with open_configured_log(settings, create=False) as log, Store(settings.resolved_store_url) as store:
+        return stream_report(store, log, group, before, seconds=seconds, stopped=stopped, model_version=version)
 
 
 def print_summary(result: dict[str, Any], console: Any) -> None:
-    from rich.table import Table
-
-    console.print(f"stream {result['group']} on topic {result['topic']}: {result['stopped']} after "
-                  f"{result['seconds']:.1f} s")  # fmt: skip
-    t = Table(box=None, pad_edge=False)
-    for h in ("PARTITION", "COMMITTED", "LAG"):
-        t.add_column(h, justify="right")
-    for p, off in sorted(result["committed"].items(), key=lambda kv: int(kv[0])):
-        t.add_row(str(p), f"{off:,}", f"{result['lag'][p]:,}")
-    console.print(t)
-    console.print(f"events scored: {result['events']:,}; total lag {result['total_lag']:,}; champion "
-                  f"v{result['model_version'] or '-'}; workers {result['workers']}; restarts {result['restarts']}; "
-                  f"health {result['health'] or '-'}", soft_wrap=True)  # fmt: skip
+    """The flow's own figures the closing report does not show."""
+    console.print(f"topic {result['topic']}; workers {result['workers']}; restarts {result['restarts']}; "
+                  f"health {result['health'] or '-'}", soft_wrap=True, highlight=False)  # fmt: skip

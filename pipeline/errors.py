@@ -34,6 +34,11 @@ class LogError(ChurnError):
     """The partition log is missing, inconsistent or was used wrongly."""
 
 
+class LogUnavailableError(LogError):
+    """The log's broker did not answer in time or reported a retriable error; the same
+    call may well succeed later (a stream worker exits to be restarted, not fatally)."""
+
+
 class TopicMismatchError(LogError):
     """A topic exists with other settings (e.g. another partition count)."""
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -174,10 +175,12 @@ def run_check(
     opts = {"method": cfg.method, "threshold": cfg.threshold}
     metrics = [ValueDrift(column=c, **opts) for c in current.columns]  # features, then risk
     definition = DataDefinition(numerical_columns=list(current.columns))
-    snapshot = Report(metrics, include_tests=True).run(
-        Dataset.from_pandas(current, data_definition=definition),  # current first (0.7 order)
-        Dataset.from_pandas(ref, data_definition=definition),
-    )
+    with warnings.catch_warnings():  # numpy on constant columns (e.g. a count that is 0 in the window)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = Report(metrics, include_tests=True).run(
+            Dataset.from_pandas(current, data_definition=definition),  # current first (0.7 order)
+            Dataset.from_pandas(ref, data_definition=definition),
+        )
     out = snapshot.dict()
     flags = {t["metric_config"]["metric_id"]: t["status"] == "FAIL" for t in out["tests"]
              if t.get("id") == "drift"}

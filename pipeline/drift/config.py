@@ -50,6 +50,13 @@ class DriftConfig:
     # closed loop
     retrain_cooldown_hours: float = 24.0
     executor: Literal["process", "thread", "inline"] = "process"
+    # in the stream (pipeline.stream.drift_hook): what the window holds. "day_snapshot":
+    # at each UTC midnight of event time, every active user's vector (like the training
+    # reference: active users at midnight cutoffs); "scored": the vectors the stream
+    # scores (users as of their latest event, mid-day; not like the reference, see docs/drift.md)
+    observe: Literal["day_snapshot", "scored"] = "day_snapshot"
+    warmup_days: int = 30  # no checks until a partition has this many days of events (feature windows fill)
+    leader_partition: int = 0  # the worker owning this partition runs the (one) monitor
 
     def __post_init__(self) -> None:
         bad = []
@@ -74,6 +81,11 @@ class DriftConfig:
                            f"{' <= 1' if name == 'share' else ''})")
         if self.threshold is not None and not self.threshold > 0:
             bad.append(f"threshold={self.threshold!r} (> 0, or None for Evidently's default)")
+        if self.observe not in ("day_snapshot", "scored"):
+            bad.append(f"observe={self.observe!r} ('day_snapshot' or 'scored')")
+        for k in ("warmup_days", "leader_partition"):
+            if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 0):
+                bad.append(f"{k}={getattr(self, k)!r} (an int >= 0)")
         if self.executor not in ("process", "thread", "inline"):
             bad.append(f"executor={self.executor!r} ('process', 'thread' or 'inline')")
         if bad:

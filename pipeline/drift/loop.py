@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 DRIFT_EVENT = "churn.drift.detected"
 RESOURCE_PREFIX = "churn.model."
+# The last reason of a Critical run says whether it asked for a retrain (stored with the run).
+RETRAIN_REQUESTED = "retrain requested"
+RETRAIN_SKIPPED = "retrain not requested"
 
 Emitter = Callable[[str, dict[str, str], dict[str, Any]], Any]  # (event, resource, payload)
 

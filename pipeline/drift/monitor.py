@@ -4,8 +4,9 @@ Per micro-batch the stream calls :meth:`DriftMonitor.observe` (a copy into a rin
 buffer) and :meth:`DriftMonitor.step`, which collects finished checks (store row, JSON
 summary, alert, event on critical drift) and, when one is due (:mod:`~.cadence`),
 submits a snapshot of the window to a one-worker executor. ``executor="process"`` (the
-default) runs Evidently in a child process (imported once, ~10 s, warmed at start) so
-neither its CPU nor the GIL slows consumption; ``"thread"`` and ``"inline"`` exist for
+default) runs Evidently in a child process (imported once, ~10 s, warmed at start; at
+``nice`` 10, so on a busy machine scoring gets the CPU first) so neither its CPU nor the
+GIL slows consumption; ``"thread"`` and ``"inline"`` exist for
 tests and tiny setups. At most one check runs at a time; a due check waits for the
 running one instead of queueing.
 
@@ -23,6 +24,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import (
     BrokenExecutor,
@@ -46,7 +50,14 @@ from pipeline.drift.alerts import assess_drift
 from pipeline.drift.cadence import Cadence
 from pipeline.drift.check import DriftResult, Skipped, run_check
 from pipeline.drift.config import DriftConfig
-from pipeline.drift.loop import Emitter, RetrainCooldown, emit_drift_event
+from pipeline.drift.loop import (
+    DRIFT_EVENT,
+    RETRAIN_REQUESTED,
+    RETRAIN_SKIPPED,
+    Emitter,
+    RetrainCooldown,
+    emit_drift_event,
+)
 from pipeline.drift.window import DriftWindow
 from pipeline.errors import ConfigError
 from pipeline.features.registry import FEATURE_NAMES
@@ -65,10 +76,28 @@ class DriftOutcome:
     retrain_requested: bool  # critical, outside the cooldown: the event was emitted
 
 
-def _warm() -> None:  # executor initializer: pay Evidently's import before the first check
+def _warm() -> None:  # pay Evidently's import before the first check
     from pipeline.drift.check import _evidently
 
     _evidently()
+
+
+CHILD_NICE = 10  # checks are background work: on a busy machine the scoring loop goes first
+
+
+def _init_child(parent: int) -> None:  # the process executor's initializer
+    with contextlib.suppress(OSError):
+        os.nice(CHILD_NICE)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="drift-parent-watch", daemon=True).start()
+    _warm()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A check process must not outlive the stream worker (even one killed with SIGKILL):
+    an orphan would hold ~400 MB for nothing."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 class _Inline(Executor):
@@ -83,7 +112,8 @@ class _Inline(Executor):
 
 def make_executor(kind: str) -> Executor:
     if kind == "process":  # spawn: the stream process has threads; fork would copy their locks
-        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_warm)
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_child,
+                                   initargs=(os.getpid(),))
     if kind == "thread":
         return ThreadPoolExecutor(1, thread_name_prefix="drift")
     return _Inline()
@@ -226,37 +256,51 @@ class DriftMonitor:
         if isinstance(result, Skipped):
             log.warning("drift check skipped: %s", result.reason)
             return DriftOutcome(result, alert, None, False)
+        # The retrain decision first, so the stored run says whether this check asked for one
+        # (the dashboard's retrain events are the runs with RETRAIN_REQUESTED among the reasons).
+        requested, note = False, None
+        if alert.level is Level.CRITICAL:
+            log.warning("critical drift of model %s: %s", result.model_version, "; ".join(alert.reasons))
+            if self.cooldown is None or self.cooldown.try_acquire(result.model_version):
+                requested, note = True, f"{RETRAIN_REQUESTED} ({DRIFT_EVENT})"
+            else:
+                note = f"{RETRAIN_SKIPPED}: cooldown {str(self.cooldown.remaining()).split('.')[0]} left"
+                log.info("retrain not requested: cooldown %s left", self.cooldown.remaining())
+        reasons = (*alert.reasons, *([note] if note else []))
         run_id = None
         if self.store is not None:
             try:
-                run_id = self.store.record_drift_run(result, level=alert.level.value, reasons=alert.reasons,
+                run_id = self.store.record_drift_run(result, level=alert.level.value, reasons=reasons,
                                                      source=self.source)
             except Exception as exc:  # noqa: BLE001 - scoring goes on; the next check writes again
                 log.error("could not store drift run: %s: %s", type(exc).__name__, exc)
         if self.report_dir is not None:
             name = reports.report_name(result.time, result.model_version)
-            summary = result.summary() | {"level": alert.level.value, "reasons": list(alert.reasons)}
+            summary = result.summary() | {"level": alert.level.value, "reasons": list(reasons),
+                                          "retrain_requested": requested}
             reports.write_summary(self.report_dir, name, summary)
             reports.prune(self.report_dir, self.cfg.report_retention)
-        requested = False
-        if alert.level is Level.CRITICAL:
-            log.warning("critical drift of model %s: %s", result.model_version, "; ".join(alert.reasons))
-            if self.cooldown is None or self.cooldown.try_acquire(result.model_version):
-                payload = {"model_version": result.model_version, "level": alert.level.value,
-                           "reasons": list(alert.reasons), "drifted_share": result.drifted_share,
-                           "prediction_drift": None if result.prediction is None else result.prediction.score,
-                           "window_start": result.window_start.isoformat(), "window_end": result.window_end.isoformat(),
-                           "run_id": run_id, "report": result.report_path}
-                emit_drift_event(result.model_version, payload, self.emitter)
-                requested = True
-            else:
-                log.info("retrain not requested: cooldown %s left", self.cooldown.remaining())
+        if requested:
+            payload = {"model_version": result.model_version, "level": alert.level.value,
+                       "reasons": list(alert.reasons), "drifted_share": result.drifted_share,
+                       "prediction_drift": None if result.prediction is None else result.prediction.score,
+                       "window_start": result.window_start.isoformat(), "window_end": result.window_end.isoformat(),
+                       "run_id": run_id, "report": result.report_path, "source": self.source}
+            emit_drift_event(result.model_version, payload, self.emitter)
         return DriftOutcome(result, alert, run_id, requested)
 
     def close(self, wait: bool = False) -> list[DriftOutcome]:
         """Stop the executor; with ``wait`` finish (and handle) the running check first."""
         out = self.poll(wait=None) if wait else []
+        procs = list((getattr(self._executor, "_processes", None) or {}).values())
         self._executor.shutdown(wait=wait, cancel_futures=True)
+        if not wait:  # do not wait for a running check: end its process (it holds no state)
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    proc.terminate()
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    proc.join(timeout=5)
         return out
 
     def __enter__(self) -> DriftMonitor:

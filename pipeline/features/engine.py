@@ -18,16 +18,19 @@ Batch (training) replays the same log through the same engine: see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 
 from pipeline.errors import EventDecodeError, FeatureError, LateEventError
 from pipeline.features.columns import decode_columns
 from pipeline.features.state import FeatureFrame, FeatureState
+
+OnCutoff = Callable[[int, FeatureState], None]  # (cutoff in epoch microseconds, state)
 
 
 class DeadLetterSink(Protocol):
@@ -55,6 +58,7 @@ class FeatureEngine:
         self.num_partitions = num_partitions
         self.lateness = lateness
         self._states: dict[int, FeatureState] = {}
+        self._cutoffs: dict[int, tuple[int, OnCutoff]] = {}  # partition -> (t, callback); see set_cutoff
 
     def state(self, partition: int) -> FeatureState:
         if not 0 <= partition < self.num_partitions:
@@ -70,7 +74,11 @@ class FeatureEngine:
         """Decode raw records, apply the valid ones; invalid and late records go to ``dlq``."""
         st = self.state(partition)
         decoded = decode_columns(values)
-        result = st.update(decoded.columns)
+        cut = self._cutoffs.get(partition) if self._cutoffs else None
+        if cut is None or not len(decoded.columns) or int(decoded.columns.ts.max()) <= cut[0]:
+            result = st.update(decoded.columns)
+        else:
+            result = self._update_at_cutoffs(partition, st, decoded.columns)
         invalid = [(first_offset + i, e) for i, e in decoded.invalid]
         late_pos = decoded.valid_index[result.late]
         late = (first_offset + late_pos).tolist()
@@ -84,6 +92,39 @@ class FeatureEngine:
             items.sort(key=lambda it: it[0])
             dlq.send(partition, items)
         return BatchOutcome(result.applied, invalid, late, result.touched, result.watermark)
+
+    def set_cutoff(self, partition: int, t_us: int | None, on_cutoff: OnCutoff | None = None) -> None:
+        """Call ``on_cutoff(t_us, state)`` as the stream passes ``t_us`` in ``partition``:
+        just before applying the first record with ``ts > t_us`` (a batch is split there),
+        the same rule as the batch replay (:mod:`pipeline.features.replay`), so what the
+        callback reads equals the training snapshot at that cutoff. One shot; the callback
+        may set the next one. ``t_us=None`` clears it."""
+        if t_us is None or on_cutoff is None:
+            self._cutoffs.pop(partition, None)
+        else:
+            self._cutoffs[partition] = (int(t_us), on_cutoff)
+
+    def _update_at_cutoffs(self, partition: int, st: FeatureState, cols: Any) -> Any:
+        parts, lo = [], 0
+        while (cut := self._cutoffs.get(partition)) is not None:
+            past = np.flatnonzero(cols.ts[lo:] > cut[0])
+            if not len(past):
+                break
+            hi = lo + int(past[0])
+            if hi > lo:
+                parts.append((lo, st.update(cols.slice(lo, hi))))
+            del self._cutoffs[partition]
+            cut[1](cut[0], st)
+            lo = hi
+        if lo < len(cols) or not parts:
+            parts.append((lo, st.update(cols.slice(lo, len(cols)))))
+        if len(parts) == 1 and parts[0][0] == 0:
+            return parts[0][1]
+        last = parts[-1][1]
+        return type(last)(
+            sum(r.applied for _, r in parts), np.concatenate([r.late + off for off, r in parts]),
+            pd.unique(np.concatenate([r.touched_slots for _, r in parts])), last.watermark, st.user_ids,
+        )
 
     def read(self, partition: int, t: datetime | int, users: Sequence[str] | None = None) -> FeatureFrame:
         return self.state(partition).read(t, users)

@@ -44,7 +44,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from pipeline.errors import ConfigError, LogError, OffsetOutOfRangeError
+from pipeline.errors import ConfigError, LogError, LogUnavailableError, OffsetOutOfRangeError
 from pipeline.log import groups as gr
 from pipeline.log import kafka_admin
 from pipeline.log.base import CommitEntry, PartitionInfo, PartitionLog, Record, ResetTo
@@ -68,6 +68,20 @@ class _Reader:
         self.pending: collections.deque[tuple[int, bytes]] = collections.deque()
         self.hi = 0  # last known log-end offset
 
+
+
+_TRANSIENT = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+              KafkaError._MSG_TIMED_OUT, KafkaError.REQUEST_TIMED_OUT,
+              KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
+
+
+def _log_error(err: KafkaError) -> type[LogError]:
+    """Retriable broker errors (a restart may succeed) vs. everything else."""
+    try:
+        transient = err.retriable() or err.code() in _TRANSIENT
+    except Exception:  # noqa: BLE001 - an odd error object is not transient
+        transient = False
+    return LogUnavailableError if transient else LogError
 
 class KafkaLog(PartitionLog):
     """Topic ``topic`` on the Kafka cluster at ``bootstrap``.
@@ -150,8 +164,9 @@ class KafkaLog(PartitionLog):
         if actual is None:
             if not create:
                 raise LogError(
-                    f"Kafka topic {self.name!r} does not exist at {self.bootstrap}; produce to "
-                    "it first (churn simulate) or create it (docs/kafka.md)"
+                    f"Kafka topic {self.name!r} does not exist at {self.bootstrap}; create it "
+                    "(`churn topics --create`) and produce to it (`churn simulate`), or check "
+                    "--topic / CHURN_KAFKA_BOOTSTRAP"
                 )
             from pipeline.log.file import DEFAULT_PARTITIONS
 
@@ -293,7 +308,7 @@ class KafkaLog(PartitionLog):
                 TopicPartition(self.name, partition), timeout=self.timeout_s, cached=False
             )
         except KafkaException as exc:
-            raise LogError(
+            raise _log_error(exc.args[0])(
                 f"cannot read offsets of {self.name!r}[{partition}]: {exc.args[0].str()}"
             ) from None
         return lo, hi
@@ -362,7 +377,7 @@ class KafkaLog(PartitionLog):
             if left <= 0:
                 if out:
                     break
-                raise LogError(
+                raise LogUnavailableError(
                     f"no records from {self.name!r}[{partition}] at offset {offset} within "
                     f"{self.timeout_s:.0f}s although its log-end offset is {r.hi}"
                 )
@@ -405,8 +420,29 @@ class KafkaLog(PartitionLog):
                     f"offset {offset} of partition {partition} is out of range "
                     f"({err.str()}); the broker's retention deleted it"
                 )
-            raise LogError(f"fetching {self.name!r}[{partition}]: {err.str()}")
+            raise _log_error(err)(f"fetching {self.name!r}[{partition}]: {err.str()}")
         return [m for m in msgs if m.error() is None]
+
+    def end_offset(self, partition: int) -> int:
+        """Log-end offset (high watermark). While this object reads ``partition`` and is
+        behind, it is the watermark of the reader's last fetch response (librdkafka
+        fetches ahead in the background), so a consumer loop that is behind makes no
+        broker round trip per batch; the value may trail the broker's by one fetch
+        (``fetch.wait.max.ms``), never exceed it. A reader at that watermark, or no
+        reader, asks the broker: "caught up" is always checked against the broker."""
+        self._check(partition)
+        r = self._readers.get(partition)
+        if r is not None and r.position is not None:
+            try:
+                hi = r.consumer.get_watermark_offsets(
+                    TopicPartition(self.name, partition), cached=True
+                )[1]
+            except KafkaException:
+                hi = -1
+            r.hi = max(r.hi, hi)
+            if r.hi > r.position:
+                return r.hi
+        return self._watermarks(partition)[1]
 
     def partition_info(self, partition: int) -> PartitionInfo:
         """Start/end from the broker's watermarks; Kafka's clients do not report segment
@@ -612,3 +648,4 @@ def open_configured_log(
     raise ConfigError(
         f"log_backend={backend!r}: use 'file' (default) or 'kafka' (CHURN_LOG_BACKEND)"
     )
+

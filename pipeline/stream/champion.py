@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.stream.drift_hook import write_reference
 from pipeline.stream.model import ModelRef, check_feature_set, export_model
 
 
@@ -57,9 +58,9 @@ class RegistryChampion:
         bundle = registry.load_bundle(uri)
         fs = bundle.feature_set_version or info.feature_set_version
         check_feature_set(info.version, fs, tuple(bundle.model.features))
-        return export_model(
-            bundle.model, info.version, fs, models_dir, source=f"{self.where} {uri}"
-        )
+        ref = export_model(bundle.model, info.version, fs, models_dir, source=f"{self.where} {uri}")
+        write_reference(Path(ref.path), bundle.reference)  # the drift checks' reference (drift_hook)
+        return ref
 
 
 class StaticChampion:
@@ -70,11 +71,14 @@ class StaticChampion:
     def __init__(self) -> None:
         self._model: object | None = None
         self._info: ChampionInfo | None = None
+        self._reference: object | None = None
 
-    def set(self, model: object, version: str, feature_set_version: str | None = None) -> None:
+    def set(self, model: object, version: str, feature_set_version: str | None = None,
+            reference: object | None = None) -> None:
         from pipeline.features.registry import FEATURE_SET_VERSION
 
         self._model = model
+        self._reference = reference
         self._info = ChampionInfo(version, feature_set_version or FEATURE_SET_VERSION)
 
     def current(self) -> ChampionInfo | None:
@@ -82,6 +86,8 @@ class StaticChampion:
 
     def export(self, info: ChampionInfo, models_dir: Path) -> ModelRef:
         check_feature_set(info.version, info.feature_set_version)
-        return export_model(
+        ref = export_model(
             self._model, info.version, info.feature_set_version, models_dir, source="memory"
         )
+        write_reference(Path(ref.path), self._reference)  # type: ignore[arg-type]
+        return ref

@@ -5,10 +5,25 @@ writer; time blocked because the writer is behind (backpressure) is not latency 
 batch but a throughput limit, and shows as lag.
 
 Each tick writes one row per owned partition: committed (checkpointed) offset, log-end
-offset, lag in records (log end minus the worker's position) and in event-time seconds,
-the Burrow status over the group's recent commits, events and dead letters since the
+offset, lag in records (log end minus the worker's position) and in seconds, the Burrow status over the group's recent commits, events and dead letters since the
 previous tick, events/s, batch latency p50/p95/p99 and the model version. Totals per
 worker and for the whole group are sums over the rows of one tick.
+
+Lag in seconds is wall-clock time, as an operator means it: how long ago the oldest
+record the worker has not processed was appended. It is interpolated from the log-end
+offsets the worker saw at its previous ticks (kafka-lag-exporter's method), so it does not
+depend on the events' own timestamps -- a producer replaying simulated days in seconds
+does not make a consumer 90 records behind look "12 minutes late". A position older than
+the worker's first observation (a backlog at start, a partition just taken over) falls
+back to the event-time gap between that record and the log end, the best estimate there
+is without the append times.
+
+>>> h = LogEndHistory()
+>>> h.observe(100.0, 1_000); h.observe(110.0, 2_000)
+>>> h.lag_seconds(1_500, now=112.0)   # offset 1,500 was appended ~105.0
+6.99
+>>> h.lag_seconds(2_000, now=112.0), h.lag_seconds(900, now=112.0)
+(0.0, None)
 """
 
 from __future__ import annotations
@@ -42,12 +57,46 @@ def percentiles(
     return float(p50), float(p95), float(p99)
 
 
+class LogEndHistory:
+    """(wall seconds, log-end offset) of one partition at recent ticks (about an hour)."""
+
+    def __init__(self, maxlen: int = 720) -> None:
+        self.points: deque[tuple[float, int]] = deque(maxlen=maxlen)
+
+    def observe(self, now: float, end: int) -> None:
+        if self.points and end < self.points[-1][1]:
+            self.points.clear()  # the log was truncated or recreated: start over
+        self.points.append((now, end))
+
+    def lag_seconds(self, position: int, now: float) -> float | None:
+        """Wall seconds since offset ``position`` was appended; 0.0 if it was not yet;
+        None if it was appended before the first observation."""
+        pts = self.points
+        if not pts or position >= pts[-1][1]:
+            return 0.0
+        if position < pts[0][1]:
+            return None
+        # the first observation whose log end is past `position` (ends never decrease)
+        lo, hi = 0, len(pts) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if pts[mid][1] > position:
+                hi = mid
+            else:
+                lo = mid + 1
+        t1, e1 = pts[lo]
+        t0, e0 = pts[lo - 1]  # lo >= 1: pts[0][1] <= position
+        appended = t0 + (t1 - t0) * (position + 1 - e0) / (e1 - e0)
+        return round(max(now - appended, 0.0), 3)
+
+
 class StreamMetrics:
     """Counts batches as they happen; :meth:`tick` turns the window into rows."""
 
     def __init__(self, worker: str, started: float) -> None:
         self.worker = worker
         self._window: dict[int, _Window] = {}
+        self._ends: dict[int, LogEndHistory] = {}  # per owned partition: for lag in seconds
         self._since = started  # monotonic time of the previous tick
         self.events = 0
         self.dead = 0
@@ -84,15 +133,22 @@ class StreamMetrics:
             w = self._window.pop(p, _Window())
             info = log.partition_info(p)
             lag = max(info.end_offset - pos, 0)
+            ends = self._ends.setdefault(p, LogEndHistory())
+            ends.observe(mono, info.end_offset)
+            behind_s = ends.lag_seconds(pos, mono)
+            if behind_s is None:  # older than what this worker has seen: event-time gap
+                behind_s = lag_seconds(log, p, pos, info.start_offset, info.end_offset)
             pct = percentiles(w.latencies_ms)
             rows.append(StreamMetric(
                 time=now, worker=self.worker, partition=p,
                 committed_offset=committed.get(p), log_end_offset=info.end_offset, lag=lag,
-                lag_seconds=lag_seconds(log, p, pos, info.start_offset, info.end_offset),
+                lag_seconds=behind_s,
                 status=evaluate_status(history.get(p, [])[-10:], lag, now).value,
                 events=w.events, events_per_s=w.events / elapsed,
                 batch_p50_ms=pct[0] if pct else None, batch_p95_ms=pct[1] if pct else None,
                 batch_p99_ms=pct[2] if pct else None, dead_letters=w.dead, model_version=model_version,
             ))  # fmt: skip
         self._window.clear()  # partitions handed over since the last tick
+        for p in [p for p in self._ends if p not in positions]:
+            del self._ends[p]  # handed over: a later owner starts its own history
         return rows

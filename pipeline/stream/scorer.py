@@ -9,8 +9,12 @@ ran at ~6,500 rows/s on the default champion (115 trees, depth 4), Saabas
 ``reasons_method="exact"`` switches (see ``benchmarks/bench_stream.py`` for the figures).
 Each reason is ``{"feature", "value", "contribution"}`` (log-odds), largest first.
 
-A user with no active subscription (cancelled, or no signup seen) still gets a risk,
-but no plan and a monthly revenue of 0: it no longer brings revenue to put at risk.
+A user with no active subscription (cancelled, voluntarily or not, or no signup seen)
+still gets a row, marked ``active=False``, with its risk, no plan, a monthly revenue of
+0 and no reasons: a churned user is not "at risk" and brings no revenue to put at risk,
+so the store's readers leave it out of at-risk counts, top users and revenue at risk.
+The row is rewritten (not deleted), so a re-subscription simply marks it active again
+and the exactly-once comparison covers it like any other row.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class ScoreChunk:
     reasons: list[list[dict[str, object]] | None]
     plan: list[str | None]
     monthly_revenue: np.ndarray
+    active: np.ndarray  # bool
 
     def __len__(self) -> int:
         return len(self.user_id)
@@ -51,7 +56,7 @@ class ScoreChunk:
     def take(self, idx: list[int]) -> ScoreChunk:
         return ScoreChunk(self.partition, self.features_time, self.model_version, [self.user_id[i] for i in idx],
                           self.risk[idx], [self.reasons[i] for i in idx], [self.plan[i] for i in idx],
-                          self.monthly_revenue[idx])  # fmt: skip
+                          self.monthly_revenue[idx], self.active[idx])  # fmt: skip
 
 
 def coalesce(chunks: list[ScoreChunk]) -> list[ScoreChunk]:
@@ -96,6 +101,7 @@ def to_frame(chunks: list[ScoreChunk]) -> pd.DataFrame:
             if chunks
             else np.zeros(0),
             "partition": np.repeat(np.array([c.partition for c in chunks], dtype=np.int64), sizes),
+            "active": np.concatenate([c.active for c in chunks]) if chunks else np.zeros(0, bool),
         }
     )
     if len(chunks) > 1:
@@ -124,7 +130,7 @@ class Scorer:
         risk = model.predict(values)
         t1 = time.thread_time()
         reasons: list[list[dict[str, object]] | None] = [None] * len(risk)
-        hot = np.flatnonzero(risk >= self.threshold)
+        hot = np.flatnonzero((risk >= self.threshold) & frame.active)
         if len(hot):
             reasons_hot = self.reasons(values[hot], model)
             for i, r in zip(hot.tolist(), reasons_hot, strict=True):
@@ -135,9 +141,8 @@ class Scorer:
         plan = _PLAN_NAMES[np.clip(tier, -1, len(PLANS) - 1) + 1]
         plan[~frame.active] = None
         revenue = np.where(frame.active, values[:, _PRICE], 0.0)
-        return ScoreChunk(
-            partition, frame.t, model.version, frame.users, risk, reasons, plan.tolist(), revenue
-        )
+        return ScoreChunk(partition, frame.t, model.version, frame.users, risk, reasons, plan.tolist(),
+                          revenue, np.asarray(frame.active, dtype=bool))  # fmt: skip
 
     def reasons(self, values: np.ndarray, model: ScoringModel) -> list[list[dict[str, object]]]:
         """Top ``top_k`` contributions per row, largest first."""

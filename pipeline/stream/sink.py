@@ -74,7 +74,7 @@ class Writer:
         self.owned: Any = None  # latest heartbeat answer
         self.heartbeat_at = 0.0
         # CPU seconds of this thread (write_s, actions_s, heartbeat_s); backpressure_s is wall
-        self.stats = {"write_s": 0.0, "rows": 0, "writes": 0, "stale": 0, "actions_s": 0.0,
+        self.stats = {"write_s": 0.0, "rows": 0, "history": 0, "writes": 0, "stale": 0, "actions_s": 0.0,
                       "backpressure_s": 0.0, "heartbeat_s": 0.0}  # fmt: skip
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -242,5 +242,6 @@ class Writer:
     def _upsert(self, chunks: list[ScoreChunk]) -> None:
         res = self.store.upsert_scores(to_frame(chunks))
         self.stats["rows"] += res.scores
+        self.stats["history"] += res.history
         self.stats["stale"] += res.stale
         self.stats["writes"] += 1

@@ -37,7 +37,7 @@ from pipeline.autoscale import AutoscalePolicy, PolicyConfig, autoscale_step, st
 from pipeline.clock import Clock, SystemClock
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import ModelMismatchError, StreamError
-from pipeline.log.file import FileLog, open_log
+from pipeline.log.base import PartitionLog
 from pipeline.stream.champion import ChampionInfo, ChampionSource
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.health import alert_from_log
@@ -81,7 +81,14 @@ class Supervisor:
         clock: Clock | None = None,
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         worker_env: dict[str, str] | None = None,
+        log_config: dict[str, Any] | None = None,
+        drift: Any = None,
     ) -> None:
+        """``log_config`` (:func:`pipeline.log.kafka_config.log_config` of the Settings) selects
+        the log backend and its options, for this process and the workers; ``None``:
+        the file backend under ``data_dir``."""
+        from pipeline.log.deadletter import dead_letter_log
+        from pipeline.log.kafka_config import open_log_config
         from pipeline.store import Store
 
         self.data_dir = Path(data_dir).resolve()
@@ -90,11 +97,17 @@ class Supervisor:
         self.champion = champion
         self.clock = clock or SystemClock()
         self.logger = logger or logging.getLogger("pipeline.stream")
+        self.log_config = dict(log_config or {"log_backend": "file"})
+        # a DriftConfig (pipeline.drift): the worker owning its leader partition runs the checks
+        self.drift = None if drift is None else (drift if isinstance(drift, dict) else asdict(drift))
         topic_dir = self.data_dir / "log" / topic
-        if not (topic_dir / "topic.json").exists():
+        if self.log_config.get("log_backend", "file") == "file" and not (topic_dir / "topic.json").exists():
             raise StreamError(f"no topic {topic!r} under {self.data_dir / 'log'}: run `churn simulate` "
                               "(or start `churn produce`) first, or check --data-dir/--topic")  # fmt: skip
-        self.log: FileLog = open_log(self.data_dir / "log", topic, create=False)
+        # Kafka: a missing topic is a LogError naming the cluster and `churn topics --create`
+        self.log: PartitionLog = open_log_config(self.data_dir, topic, self.log_config)
+        if self.log_config.get("log_backend", "file") != "file":
+            dead_letter_log(self.log).close()  # create <topic>.dlq once, not racing in N workers
         cfg = config or StreamConfig()
         self.cfg = cfg.clamp_workers(self.log.num_partitions)
         if self.cfg != cfg:
@@ -279,10 +292,16 @@ class Supervisor:
         self.logger.info("stream: %d worker(s) (%s) - %s", n, reason, shown)
 
     def _spawn(self, worker_id: str) -> subprocess.Popen[bytes]:
+        # librdkafka properties may hold credentials (sasl.password): they travel in the
+        # worker's environment (CHURN_KAFKA_PROPERTIES), not on its command line (`ps`)
+        props = self.log_config.get("kafka_properties")
+        log = {k: v for k, v in self.log_config.items() if k != "kafka_properties"}
         spec = WorkerSpec(worker_id, str(self.data_dir), self.topic, self.store_url, asdict(self.cfg),
-                          supervisor_pid=os.getpid())  # fmt: skip
+                          supervisor_pid=os.getpid(), log=log, drift=self.drift)  # fmt: skip
         env = dict(os.environ)
         env.update(WORKER_ENV | self.worker_env)
+        if props is not None:
+            env["CHURN_KAFKA_PROPERTIES"] = json.dumps(props)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         )

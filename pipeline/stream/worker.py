@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.clock import Clock, SystemClock
-from pipeline.errors import ChurnError, ModelMismatchError, StoreError
+from pipeline.errors import ChurnError, LogUnavailableError, ModelMismatchError, StoreError
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, dead_letter_log
 from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
@@ -60,6 +60,11 @@ class WorkerSpec:
     partitions: list[int] | None = None  # None: follow the store's assignment
     until_caught_up: bool = False
     supervisor_pid: int | None = None  # stop (drain) if the supervisor dies: no orphans
+    # how to open the log: pipeline.log.kafka_config.log_config(settings) - backend, bootstrap
+    # servers, file options (librdkafka properties come in env CHURN_KAFKA_PROPERTIES,
+    # kept off the command line); None: the file backend under data_dir
+    log: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None  # DriftConfig fields; None: no drift monitoring
 
 
 class Worker:
@@ -76,6 +81,7 @@ class Worker:
         clock: Clock | None = None,
         dlq: PartitionLog | None = None,
         logger: logging.Logger | None = None,
+        drift: Any = None,  # a DriftConfig (or its dict): the drift leader runs checks (drift_hook)
     ) -> None:
         self.id = worker_id
         self.log = log
@@ -110,6 +116,7 @@ class Worker:
         self._next_metrics = now + self.cfg.metrics_interval_s
         self._next_model = now
         heartbeat = None if self.fixed is not None else (lambda: store.heartbeat(worker_id))
+        self.drift = _drift_hook(worker_id, drift, store, paths.data_dir, self.clock, self.logger)
         self.writer = Writer(store, flush_interval_s=self.cfg.flush_interval_s,
                              max_pending_rows=self.cfg.max_pending_rows, max_write_rows=self.cfg.max_write_rows,
                              heartbeat=heartbeat, heartbeat_interval_s=self.cfg.heartbeat_interval_s,
@@ -134,6 +141,8 @@ class Worker:
                 worked = self.step()
                 self.sync_assignment()
                 self.maybe_tick()
+                if self.drift is not None:
+                    self.drift.tick(self)
                 if until_caught_up and self.caught_up():
                     break
                 if worked:
@@ -204,6 +213,8 @@ class Worker:
             predict_s, reasons_s = self.scorer.take_timings()
             st["predict"] += predict_s
             st["reasons"] += reasons_s
+            if self.drift is not None:  # drift leader only: off the hot path (drift_hook)
+                self.drift.after_batch(self, part, out.watermark, frame, chunk.risk)
             st["rows"] += (c4 - c3) - predict_s - reasons_s
         done = time.perf_counter()
         self.batch_cpu_ms.append((clock() - c0) * 1000.0)
@@ -367,6 +378,8 @@ class Worker:
                                      sorted(self.parts), {p: x.position for p, x in sorted(self.parts.items())})  # fmt: skip
         finally:
             self.writer.close(flush=False)
+            if self.drift is not None:
+                self.drift.close()
             for part in self.parts.values():
                 part.lease.release()
             self.parts.clear()
@@ -388,12 +401,22 @@ class Worker:
         }  # fmt: skip
 
 
+def _drift_hook(worker_id: str, drift: Any, store: Any, data_dir: Path, clock: Clock, logger: logging.Logger) -> Any:
+    if not drift:
+        return None
+    from pipeline.drift.config import DriftConfig
+    from pipeline.stream.drift_hook import DriftHook
+
+    cfg = drift if isinstance(drift, DriftConfig) else DriftConfig(**drift)
+    return DriftHook(worker_id, cfg, store, data_dir, clock, logger) if cfg.enabled else None
+
+
 # -- process entry point ------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     import gc
     import signal
 
-    from pipeline.log.file import open_log
+    from pipeline.log.kafka_config import open_log_config
     from pipeline.store import Store
 
     args = sys.argv[1:] if argv is None else argv
@@ -421,10 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     worker = None
     try:
-        log = open_log(Path(spec.data_dir) / "log", spec.topic, create=False)
+        log = open_log_config(spec.data_dir, spec.topic, spec.log)
         store = Store(spec.store_url)
         worker = Worker(
-            spec.worker_id, log, store, paths, cfg, partitions=spec.partitions, logger=logger
+            spec.worker_id, log, store, paths, cfg, partitions=spec.partitions, logger=logger, drift=spec.drift
         )
         # Long-lived objects (user ids, model) need no cyclic collection; young-generation
         # collections then stay cheap and do not show up as batch latency spikes.
@@ -433,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         out = paths.workers / f"{spec.worker_id}.{os.getpid()}.summary.json"
         out.write_text(json.dumps(summary, default=str))
         return 0
-    except StoreError as exc:  # perhaps passing (a locked or restarting database): restart me
+    except (StoreError, LogUnavailableError) as exc:
+        # perhaps passing (a locked database, a broker that did not answer): restart me
         logger.error("%s", exc)
         return 1
     except ChurnError as exc:  # a checkpoint, model or configuration problem: restarting won't help

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -278,3 +279,147 @@ def test_broker_retention_moves_the_start_and_old_offsets_raise(kafka_log):
     with pytest.raises(OffsetOutOfRangeError, match=f"below its start offset {start}"):
         log.fetch(0, 0)
     assert log.fetch(0, start, max_records=1)[0].offset == start
+
+
+def test_end_offset_of_a_read_partition_needs_no_broker_round_trip(kafka_log, monkeypatch):
+    """A consumer's loop asks end_offset per batch: while the log reads the partition it
+    comes from the reader's last fetch response, not from a watermark request."""
+    log = kafka_log(2)
+    log.append(0, [b"a", b"b", b"c"])
+    assert log.fetch_values(0, 0, max_records=2)[0] == [b"a", b"b"]
+    requests = []
+    real = log._watermarks
+    monkeypatch.setattr(log, "_watermarks", lambda p: requests.append(p) or real(p))
+    for _ in range(100):
+        assert log.end_offset(0) == 3
+    assert requests == []
+    log.append(0, [b"d"])
+    deadline = time.monotonic() + 5
+    while log.end_offset(0) != 4 and time.monotonic() < deadline:  # the next fetch response
+        time.sleep(0.01)
+    assert log.end_offset(0) == 4 and requests == []
+    assert log.end_offset(1) == 0 and requests == [1]  # not read here: asks the broker
+
+
+def test_churn_topics_on_kafka_lists_checks_and_explains(kafka_mock, new_kafka_topic, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    topic = new_kafka_topic("cli", 4)
+    kafka_mock.create_topic(f"{topic}.dlq", 4)
+    with KafkaLog(kafka_mock.bootstrap, topic, 4, create=False) as log:
+        log.produce([(f"u{i}".encode(), b"{}") for i in range(40)])
+    env = {"CHURN_LOG_BACKEND": "kafka", "CHURN_KAFKA_BOOTSTRAP": kafka_mock.bootstrap,
+           "CHURN_KAFKA_TIMEOUT_S": "1"}  # fmt: skip
+
+    def churn(*args: str):
+        return CliRunner().invoke(
+            app, ["--data-dir", str(tmp_path), "--topic", topic, *args], env=env
+        )
+
+    r = churn("topics", "--create")  # existing topics with the configured count: kept
+    assert r.exit_code == 0, r.output
+    assert f"exists: topic '{topic}' with 4 partitions" in r.output
+    assert f"exists: topic '{topic}.dlq' with 4 partitions" in r.output
+    r = churn("topics", "--json")
+    assert r.exit_code == 0, r.output
+    import json
+
+    listed = {t["topic"]: (t["partitions"], t["records"]) for t in json.loads(r.output)}
+    assert listed == {topic: (4, 40), f"{topic}.dlq": (4, 0)}
+    r = CliRunner().invoke(
+        app, ["--data-dir", str(tmp_path), "--topic", topic, "--partitions", "8", "topics", "--create"],
+        env=env,
+    )  # fmt: skip
+    assert r.exit_code == 1
+    assert f"Kafka topic '{topic}' has 4 partitions, but 8 were configured" in r.output
+    r = CliRunner().invoke(
+        app, ["--data-dir", str(tmp_path), "--topic", "absent", "topics"], env=env
+    )
+    assert r.exit_code == 1 and "does not exist" in r.output and "churn topics --create" in r.output
+    # the mock cannot serve CreateTopics: a missing topic is a clear error naming the remedy
+    r = CliRunner().invoke(
+        app, ["--data-dir", str(tmp_path), "--topic", "absent", "topics", "--create"], env=env
+    )
+    assert r.exit_code == 1 and "kafka-topics.sh --create --topic absent --partitions 4" in r.output
+
+
+def test_topics_create_asks_for_the_configured_partitions_and_replication(monkeypatch, tmp_path):
+    """What `churn topics --create` sends to the Admin API (the mock cannot create
+    topics, so the request itself is checked): both topics, N partitions, the
+    configured replication factor and the security properties."""
+    from pipeline.config import Settings
+    from pipeline.log import kafka_admin
+    from pipeline.log.kafka_config import create_configured_topics
+
+    made: dict[str, object] = {}
+    confs: list[dict] = []
+
+    class FakeFuture:
+        def result(self, timeout=None):
+            return None
+
+    class FakeAdmin:
+        def __init__(self, conf):
+            self.conf = conf
+
+        def list_topics(self, timeout=None):
+            topics = {n: SimpleNamespace(partitions=dict.fromkeys(range(t.num_partitions)), error=None)
+                      for n, t in made.items()}  # fmt: skip
+            return SimpleNamespace(topics=topics)
+
+        def create_topics(self, new, request_timeout=None, operation_timeout=None):
+            made.update({t.topic: t for t in new})
+            confs.append(self.conf)
+            return {t.topic: FakeFuture() for t in new}
+
+    monkeypatch.setattr(
+        kafka_admin, "_admin", lambda b, p: FakeAdmin({**dict(p or {}), "bootstrap.servers": b})
+    )
+    settings = Settings(data_dir=tmp_path, topic="ev", partitions=6, log_backend="kafka",
+                        kafka_bootstrap="broker:9092", kafka_replication_factor=3,
+                        kafka_properties={"security.protocol": "SASL_SSL"})  # fmt: skip
+    out = create_configured_topics(settings)
+    assert out == [("ev", 6, True), ("ev.dlq", 6, True)]
+    assert {n: (t.num_partitions, t.replication_factor) for n, t in made.items()} == {
+        "ev": (6, 3),
+        "ev.dlq": (6, 3),
+    }
+    assert confs[-1] == {"security.protocol": "SASL_SSL", "bootstrap.servers": "broker:9092"}
+    assert create_configured_topics(settings) == [("ev", 6, False), ("ev.dlq", 6, False)]
+
+
+def test_churn_topics_create_on_the_file_backend(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    def churn(*args: str):
+        return CliRunner().invoke(
+            app, ["--data-dir", str(tmp_path), *args], env={"CHURN_LOG_BACKEND": "file"}
+        )
+
+    r = churn("--partitions", "3", "topics", "--create")
+    assert r.exit_code == 0, r.output
+    assert "created topic 'events' with 3 partitions" in r.output
+    assert "created topic 'events.dlq' with 3 partitions" in r.output
+    with open_log(tmp_path / "log", "events") as log:
+        assert log.num_partitions == 3
+    r = churn("--partitions", "5", "topics", "--create")
+    assert r.exit_code == 1 and "has 3 partitions, but 5 were requested" in r.output
+
+
+def test_retriable_broker_errors_are_log_unavailable_others_stay_fatal():
+    """A worker restarts on LogUnavailableError (exit 1) but stops the group on a plain LogError."""
+    from confluent_kafka import KafkaError
+
+    from pipeline.errors import LogError, LogUnavailableError
+    from pipeline.log.kafka import _log_error
+
+    for code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+                 KafkaError.NOT_LEADER_FOR_PARTITION):
+        assert _log_error(KafkaError(code)) is LogUnavailableError, code
+    for code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART):
+        assert _log_error(KafkaError(code)) is LogError, code
+    assert issubclass(LogUnavailableError, LogError)

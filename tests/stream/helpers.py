@@ -17,11 +17,12 @@ SCORE_COLUMNS = [
     "plan",
     "monthly_revenue",
     "partition",
+    "active",
 ]
 
 
 def scores(store) -> pd.DataFrame:
-    df = store.current_scores(top_k=None)[SCORE_COLUMNS]
+    df = store.current_scores(top_k=None, active_only=False)[SCORE_COLUMNS]  # cancelled too
     return df.sort_values("user_id").reset_index(drop=True)
 
 

@@ -32,10 +32,11 @@ def _frame(n: int = 200, seed: int = 0) -> FeatureFrame:
 def test_reasons_only_for_high_risk_top3_largest_first(model) -> None:
     frame = _frame()
     chunk = Scorer(threshold=0.5, top_k=3).score(1, frame, model)
-    hot = chunk.risk >= 0.5
-    assert 0 < hot.sum() < len(hot)
-    for r, reasons in zip(chunk.risk, chunk.reasons, strict=True):
-        if r < 0.5:
+    hot = (chunk.risk >= 0.5) & frame.active  # a cancelled user is not "at risk"
+    assert 0 < hot.sum() < len(hot) and ((chunk.risk >= 0.5) & ~frame.active).any()
+    assert chunk.active.tolist() == frame.active.tolist()
+    for is_hot, reasons in zip(hot, chunk.reasons, strict=True):
+        if not is_hot:
             assert reasons is None
             continue
         assert len(reasons) == 3 and all(
@@ -89,6 +90,7 @@ def test_to_frame_keeps_each_users_newest_row(model) -> None:
     assert sorted(df["user_id"]) == ["u0", "u1", "u2", "u3", "u4", "u9"]
     assert df.set_index("user_id").loc["u1", "features_time"] == b.features_time
     assert str(df["features_time"].dt.tz) == "UTC"
+    assert df["active"].dtype == bool and df.set_index("user_id").loc["u9", "active"]
 
 
 def test_export_records_the_feature_set(model) -> None:

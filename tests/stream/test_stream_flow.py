@@ -77,9 +77,9 @@ def _train_champion(data_dir, uri: str) -> str:
         ds.features,
         seed=1,
     )
-    registry.configure(uri)
+    experiment = registry.configure(uri)  # artifacts beside the temp db, not in ./mlruns
     train = ds.part("train")
-    with mlflow.start_run():
+    with mlflow.start_run(experiment_id=experiment):
         info = registry.log_model(
             model, train.head(5), train.head(300), ds.registry_doc, ds.feature_set_version
         )
@@ -124,11 +124,16 @@ def test_churn_stream_scores_the_log_with_the_registered_champion(
     )
     assert result.exit_code == 0, result.output
     assert "caught up" in result.output and f"champion v{version}" in result.output
+    assert "events/s" in result.output and "final lag 0 records" in result.output  # closing report
+    assert "top 10 at-risk active users" in result.output
     ends = {p: log.end_offset(p) for p in range(2)}
     assert log.committed("churn-stream") == ends  # what `churn lag` reads
     with Store(f"sqlite:///{data_dir / 'churn.db'}") as store:
-        df = store.current_scores(top_k=None)
+        df = store.current_scores(top_k=None, active_only=False)
         assert len(df) > 1_500 and (df["model_version"] == version).all()
+        assert df["active"].any() and not df["active"].all()  # some users cancelled
+        top = store.current_scores(top_k=10)
+        assert top["active"].all() and all(u in result.output for u in top["user_id"])
         assert df["risk"].between(0, 1).all() and df["plan"].notna().any()
         m = store.metrics_since()
         assert not m.empty and (m["model_version"] == version).all()

@@ -35,15 +35,16 @@ def _users(log) -> set[str]:
 def test_scores_every_user_commits_offsets_and_records_metrics(
     log, store, paths, champion, cfg
 ) -> None:
+    cfg = cfg.replace(alert_threshold=0.3)  # the tiny champion's active users stay under 0.5
     summary = Worker("w0", log, store, paths, cfg, partitions=[0, 1]).run(until_caught_up=True)
     ends = {p: log.end_offset(p) for p in range(2)}
     assert summary["events"] == sum(ends.values()) and summary["model_version"] == "1"
     df = scores(store)
     assert set(df["user_id"]) == _users(log)  # every touched user scored
     assert (df["model_version"] == "1").all() and df["risk"].between(0, 1).all()
-    high = df[df["risk"] >= cfg.alert_threshold]
-    assert len(high) and high["reasons"].map(len).eq(3).all()  # top 3 reasons for high risk only
-    assert df.loc[df["risk"] < cfg.alert_threshold, "reasons"].isna().all()
+    hot = (df["risk"] >= cfg.alert_threshold) & df["active"]
+    assert hot.any() and df.loc[hot, "reasons"].map(len).eq(3).all()  # top 3 for high risk only
+    assert df.loc[~hot, "reasons"].isna().all()
     assert log.committed("test") == ends  # `churn lag --group test` shows lag 0
     assert {p: off for p, (off, _) in states(paths, log).items()} == ends
     m = store.metrics_since()
@@ -52,6 +53,39 @@ def test_scores_every_user_commits_offsets_and_records_metrics(
         (m["lag"] == 0).all() and set(m["status"]) == {"OK"} and (m["model_version"] == "1").all()
     )
     assert m["batch_p99_ms"].notna().all() and m["dead_letters"].sum() == 0
+
+
+def _cancelled(log) -> set[str]:
+    """Users whose latest cancel is at or after their latest signup (a plain loop)."""
+    import json
+
+    last: dict[str, dict[str, str]] = {}
+    for p in range(log.num_partitions):
+        for r in log.iter_records(p, 0):
+            e = json.loads(r.value)
+            if e["type"] in ("signup", "cancel"):
+                seen = last.setdefault(e["user_id"], {})
+                seen[e["type"]] = max(seen.get(e["type"], ""), e["ts"])
+    return {u: s for u, s in last.items() if s.get("cancel", "") >= s.get("signup", "~")}.keys()
+
+
+def test_cancelled_users_keep_an_inactive_row_and_are_never_at_risk(
+    log, store, paths, champion, cfg
+) -> None:
+    cfg = cfg.replace(alert_threshold=0.3)
+    Worker("w0", log, store, paths, cfg, partitions=[0, 1]).run(until_caught_up=True)
+    df = scores(store).set_index("user_id")
+    gone = set(_cancelled(log))
+    assert gone and set(df.index[~df["active"]]) == gone  # voluntary and involuntary alike
+    inactive = df.loc[sorted(gone)]
+    assert inactive["plan"].isna().all() and (inactive["monthly_revenue"] == 0).all()
+    assert (inactive["risk"] >= cfg.alert_threshold).any()  # the model alone would flag them
+    assert inactive["reasons"].isna().all()  # not "at risk": no reasons computed
+    at_risk = store.current_scores(top_k=None)
+    assert gone.isdisjoint(at_risk["user_id"]) and len(at_risk) == len(df) - len(gone)
+    summary = store.score_summary(cfg.alert_threshold)
+    assert summary.churned_users == len(gone) and summary.users == len(df) - len(gone)
+    assert summary.high_risk_users == int((at_risk["risk"] >= cfg.alert_threshold).sum())
 
 
 def test_bad_events_go_to_dead_letters_once_even_after_a_crash(

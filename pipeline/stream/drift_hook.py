@@ -1,0 +1,287 @@
+"""Drift monitoring inside the scoring stream: one monitor per consumer group, off the hot path.
+
+Where it runs: only the worker that owns partition ``leader_partition`` (default 0), the
+*drift leader*, runs a :class:`~pipeline.drift.monitor.DriftMonitor`, so a group of N
+workers has one Evidently child process, not N. Partitions hash users uniformly
+(murmur2), so the leader's users are a random sample of all users. Leadership follows
+the partition: when autoscaling hands partition 0 over, the old owner closes its monitor
+and the new owner starts one at its next batch; a restarted worker starts a fresh one.
+The retrain cooldown is a file under ``<data_dir>/drift`` that all of them share.
+
+Which model: the version the worker is scoring with. Its reference sample (the training
+features logged with the model) is exported next to the model by the supervisor
+(``reference.parquet``, see :func:`write_reference`); when the champion alias moves and
+the worker switches, the monitor switches to the new version's reference and empties
+its window. A version exported without a reference is scored but not monitored (logged
+once).
+
+What it observes (``DriftConfig.observe``):
+
+* ``"day_snapshot"`` (default): when a partition's event time passes a UTC midnight,
+  the vectors of *every active user* of that partition at that midnight, scored by the
+  model. The engine splits the micro-batch at the first record past midnight and calls
+  back in between (:meth:`FeatureEngine.set_cutoff`): the training replay's rule, so the
+  vectors equal the training snapshot at that cutoff. That is what the reference is:
+  active users' vectors at midnight cutoffs. Once every owned
+  partition has crossed into the day, the window is replaced by that day's snapshot
+  and a check is due. Comparing the scored users instead (users as of their latest event,
+  mid-day: always "just active", never dormant) raises false alarms on a simulation with
+  no drift at all (docs/drift.md has the measurement).
+* ``"scored"``: every scored vector (the touched users of each micro-batch).
+
+No checks before ``warmup_days`` of event time have passed since the partition's first
+record: the 7- and 30-day window features of a young log are not comparable with a
+reference taken after training's own warm-up.
+
+Cost on the hot path: a copy into the ring buffer per batch (``scored``) or one state
+read + one predict of the partition's active users per checked day (``day_snapshot``: a
+day that begins while a check is still running is not read; replaying history, days pass
+faster than checks); checks run in the monitor's child process.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.drift.config import DriftConfig
+from pipeline.features.registry import FEATURE_NAMES
+from pipeline.features.timebase import DAY_US, to_us
+
+REFERENCE_FILE = "reference.parquet"
+log = logging.getLogger(__name__)
+
+
+def write_reference(export_dir: Path, reference: pd.DataFrame | None) -> Path | None:
+    """Save a model version's reference sample beside its export (None: nothing to save)."""
+    if reference is None or len(reference) == 0:
+        return None
+    path = Path(export_dir) / REFERENCE_FILE
+    tmp = path.with_suffix(".parquet.tmp")
+    reference.reset_index(drop=True).to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def read_reference(export_dir: Path) -> pd.DataFrame | None:
+    path = Path(export_dir) / REFERENCE_FILE
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def reference_risk(model: Any, reference: pd.DataFrame) -> np.ndarray:
+    """The model's predictions on its reference sample (the prediction-drift reference).
+    Columns the reference lacks are zero: the model does not read them (it was trained
+    on the reference's columns)."""
+    values = np.zeros((len(reference), len(FEATURE_NAMES)), np.float64)
+    for j, name in enumerate(FEATURE_NAMES):
+        if name in reference.columns:
+            values[:, j] = reference[name].to_numpy(np.float64)
+    return np.asarray(model.predict(values), np.float64)
+
+
+def _first_activity_us(log_: Any, partition: int, head_limit: int = 1_000_000) -> int | None:
+    """Event time of the partition's first non-signup record (a simulated or imported
+    history starts with back-dated signups), the rule of :func:`pipeline.labels.activity_range`."""
+    from pipeline.features.columns import SIGNUP, decode_columns
+
+    lo = off = log_.start_offset(partition)
+    while off < min(log_.end_offset(partition), lo + head_limit):
+        values, nxt = log_.fetch_values(partition, off, 5_000)
+        if not values:
+            break
+        cols = decode_columns(values).columns
+        act = np.flatnonzero(cols.code != SIGNUP)
+        if len(act):
+            return int(cols.ts[act[0]])
+        off = nxt
+    return None
+
+
+class DriftHook:
+    """Called by :class:`pipeline.stream.worker.Worker`: ``after_batch`` per scored batch,
+    ``tick`` once per loop pass, ``close`` at shutdown."""
+
+    def __init__(self, worker_id: str, cfg: DriftConfig, store: Any, data_dir: Path, clock: Any,
+                 logger: logging.Logger | None = None, **monitor_kwargs: Any) -> None:  # fmt: skip
+        self.worker_id = worker_id
+        self.cfg = cfg
+        self.store = store
+        self.report_dir = Path(data_dir) / "drift"
+        self.clock = clock
+        self.logger = logger or log
+        self.monitor_kwargs = monitor_kwargs  # tests: emitter, executor, check
+        self.monitor: Any = None
+        self.version: str | None = None  # the version the monitor checks against
+        self.unmonitored: str | None = None  # a version without a usable reference
+        self.outcomes: list[Any] = []  # every finished check this hook handled (tests, summary)
+        self._first: dict[int, int | None] = {}  # partition -> first event time (warm-up)
+        self._pending: dict[int, dict[int, tuple[np.ndarray, np.ndarray, list[str], datetime]]] = {}
+        self._armed: dict[int, Any] = {}  # partition -> the engine armed with a midnight callback
+        self._decided: dict[int, bool] = {}  # event day -> read it (the monitor was idle when it began)
+        self._worker: Any = None
+        self._warmed = False
+
+    # -- leadership and model ---------------------------------------------------------------
+    def _leads(self, worker: Any) -> bool:
+        return self.cfg.leader_partition % worker.log.num_partitions in worker.parts
+
+    def _ensure(self, worker: Any) -> bool:
+        """A monitor for the worker's current model, if this worker leads; False if none."""
+        if not self._leads(worker) or worker.model is None:
+            if self.monitor is not None:
+                self.logger.info("worker %s: no longer owns partition %d; drift monitoring moves with it",
+                                 self.worker_id, self.cfg.leader_partition)  # fmt: skip
+                self.close()
+            return False
+        version = worker.model.version
+        if version == self.version:
+            return True
+        if version == self.unmonitored:
+            return False
+        reference = read_reference(Path(worker.model.ref.path))
+        if reference is None:
+            self.unmonitored = version
+            self.logger.warning("worker %s: champion v%s was exported without a reference sample (%s): scoring "
+                                "it without drift checks", self.worker_id, version, REFERENCE_FILE)  # fmt: skip
+            if self.monitor is not None:
+                self.close()
+            return False
+        risk = reference_risk(worker.model, reference)
+        if self.monitor is None:
+            from pipeline.drift.monitor import DriftMonitor
+
+            self.monitor = DriftMonitor(reference, version, reference_risk=risk, config=self.cfg, store=self.store,
+                                        report_dir=self.report_dir, clock=self.clock, source=self.worker_id,
+                                        **self.monitor_kwargs)  # fmt: skip
+            self.logger.info("worker %s: drift leader (owns partition %d); monitoring v%s against %d reference rows",
+                             self.worker_id, self.cfg.leader_partition, version, len(reference))  # fmt: skip
+        else:
+            self._collect(self.monitor.poll())
+            self.monitor.set_model(reference, version, risk)
+            self.logger.info("worker %s: drift checks now use v%s's reference (%d rows)", self.worker_id, version,
+                             len(reference))  # fmt: skip
+        self.version = version
+        self._pending.clear()
+        return True
+
+    # -- the worker's calls -------------------------------------------------------------------
+    def after_batch(self, worker: Any, part: Any, watermark: datetime | None, frame: Any = None,
+                    risk: np.ndarray | None = None) -> None:  # fmt: skip
+        """After a batch of ``part`` was scored (``frame``/``risk``: the scored users)."""
+        if watermark is None or not self._ensure(worker):
+            return
+        mon = self.monitor
+        if self.cfg.observe == "scored":
+            if frame is not None and risk is not None and self._warm_enough(worker, part.partition, watermark):
+                self._warm()
+                mon.observe(frame.values, risk, watermark, users=frame.users, active=frame.active)
+        else:
+            self._day_boundary(worker, part, watermark)
+        self._collect(mon.step())
+
+    def tick(self, worker: Any) -> None:
+        """Once per loop pass (also when idle): hand over leadership, collect finished checks."""
+        if self.monitor is not None and self._ensure(worker):
+            self._collect(self.monitor.step())
+
+    def close(self, wait: bool = False) -> None:
+        if self.monitor is not None:
+            self._collect(self.monitor.close(wait=wait))
+        self.monitor = None
+        self.version = None
+        self._pending.clear()
+        for p, engine in self._armed.items():
+            engine.set_cutoff(p, None)
+        self._armed.clear()
+        self._warmed = False
+
+    # -- internals ------------------------------------------------------------------------------
+    def _warm_enough(self, worker: Any, p: int, watermark: datetime) -> bool:
+        if p not in self._first:
+            self._first[p] = _first_activity_us(worker.log, p)
+        first = self._first[p]
+        return first is not None and to_us(watermark) - first >= self.cfg.warmup_days * DAY_US
+
+    def _warm(self) -> None:
+        if not self._warmed:  # Evidently's import in the child process, Prefect's events here
+            self._warmed = True
+            self.monitor.warm()
+
+    def _day_boundary(self, worker: Any, part: Any, watermark: datetime) -> None:
+        """Arm the engine to call back at the partition's next UTC midnight (it splits the
+        batch there, like the training replay splits at cutoffs)."""
+        p, engine = part.partition, part.engine
+        if self._armed.get(p) is engine:
+            return
+        self._armed[p] = engine
+        self._worker = worker
+        midnight = (to_us(watermark) // DAY_US + 1) * DAY_US
+        engine.set_cutoff(p, midnight, self._at_midnight(p, engine))
+
+    def _at_midnight(self, p: int, engine: Any) -> Any:
+        def at_midnight(t_us: int, state: Any) -> None:
+            if self.monitor is None or self._armed.get(p) is not engine:
+                return  # closed or handed over
+            del self._armed[p]  # re-armed after the batch, at the midnight after its watermark
+            self._snapshot(p, t_us, state)
+
+        return at_midnight
+
+    def _snapshot(self, p: int, t_us: int, state: Any) -> None:
+        worker = self._worker
+        at = datetime.fromtimestamp(t_us / 1e6, tz=UTC)
+        if worker.model is None or worker.model.version != self.version or not self._warm_enough(worker, p, at):
+            return
+        day = t_us // DAY_US
+        if day not in self._pending:
+            # Replaying history, days pass faster than checks run: read a day only if the
+            # monitor is idle now (that day's check can start as soon as it is complete);
+            # every partition then follows the first one's decision for that day.
+            if day not in self._decided:
+                pending = self.monitor._pending
+                self._decided = {d: v for d, v in self._decided.items() if d >= day - 2}
+                self._decided[day] = pending is None or pending.done()
+            if not self._decided[day]:
+                return
+        snap = state.read(t_us)  # every user of the partition, as of midnight
+        idx = np.flatnonzero(np.asarray(snap.active, bool))
+        # The window holds at most window_rows users: score (the prediction-drift input)
+        # only a uniform sample of that size, split over the owned partitions, not all
+        # of them -- on a big partition that is most of the snapshot's cost.
+        cap = -(-self.cfg.window_rows // max(1, len(worker.parts)))
+        if len(idx) > cap:
+            idx = np.sort(np.random.default_rng(day * 1_000 + p).choice(idx, cap, replace=False))
+        values = snap.values[idx]
+        users = [snap.users[i] for i in idx.tolist()]
+        risk = worker.model.predict(values) if len(values) else np.empty(0)
+        self._pending.setdefault(day, {})[p] = (values, np.asarray(risk, np.float64), users, at)
+        self._warm()
+        owned = set(worker.parts)
+        for d in sorted(self._pending):
+            if owned <= set(self._pending[d]) or d < day:  # complete, or stale (a partition without events)
+                self._flush(d, self._pending.pop(d))
+
+    def _flush(self, day: int, parts: dict[int, tuple[np.ndarray, np.ndarray, list[str], datetime]]) -> None:
+        mon = self.monitor
+        mon.window.clear()  # the window is one day's population, like one reference cutoff
+        rows = 0
+        for values, risk, users, at in parts.values():
+            if len(values):
+                mon.observe(values, risk, at, users=users)
+                rows += len(values)
+        midnight = datetime.fromtimestamp(day * DAY_US / 1e6, tz=UTC)
+        self.logger.info("worker %s: drift window = %d active users at %s (partitions %s)", self.worker_id, rows,
+                         midnight.date(), sorted(parts))  # fmt: skip
+
+    def _collect(self, outcomes: list[Any]) -> None:
+        for o in outcomes:
+            self.outcomes.append(o)
+            lvl = o.alert.level.value
+            self.logger.log(logging.INFO if lvl == "Healthy" else logging.WARNING, "worker %s: drift %s for v%s: %s%s",
+                            self.worker_id, lvl, getattr(o.result, "model_version", "?"), "; ".join(o.alert.reasons),
+                            " - retrain requested" if o.retrain_requested else "")  # fmt: skip

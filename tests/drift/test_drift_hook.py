@@ -1,0 +1,266 @@
+"""Drift monitoring inside the stream worker (pipeline/stream/drift_hook.py): the drift
+leader observes every active user at each event-time midnight, checks off the batch
+loop, follows the champion's reference, records whether a retrain was requested."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.drift.config import DriftConfig
+from pipeline.drift.loop import RETRAIN_REQUESTED, RETRAIN_SKIPPED
+from pipeline.features.registry import FEATURE_NAMES
+from pipeline.labels import build_snapshots
+from pipeline.log import open_log
+from pipeline.store import Store
+from pipeline.stream.config import StreamConfig, StreamPaths
+from pipeline.stream.drift_hook import REFERENCE_FILE, DriftHook, read_reference, write_reference
+from pipeline.stream.testing import publish_tiny_champion, simulated_log
+from pipeline.stream.worker import Worker
+from tests.drift.helpers import fake_check
+
+DAY_US = 86_400_000_000
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hooklog")
+    simulated_log(root / "log", users=500, days=16, partitions=2, seed=3).close()
+    return root
+
+
+@pytest.fixture
+def env(tmp_path, template):
+    shutil.copytree(template / "log", tmp_path / "data" / "log")
+    data = tmp_path / "data"
+    log = open_log(data / "log", "events", create=False)
+    store = Store(f"sqlite:///{tmp_path / 'churn.db'}")
+    paths = StreamPaths(data, "test")
+    yield data, log, store, paths
+    store.close()
+    log.close()
+
+
+CFG = StreamConfig(group="test", batch_size=200, max_wait_s=0.0, checkpoint_interval_s=3600.0,
+                   flush_interval_s=0.05, metrics_interval_s=3600.0)  # fmt: skip
+DRIFT = DriftConfig(executor="inline", warmup_days=5, min_rows=20, window_rows=5_000, every_rows=1_000_000,
+                    full_report_every=0)  # fmt: skip
+
+
+def champion(paths, version="1", reference=None, **kw):
+    ref = publish_tiny_champion(paths, version=version, **kw)
+    write_reference(Path(ref.path), reference)
+    return ref
+
+
+def far_reference(n=300, value=100.0):
+    return pd.DataFrame(np.full((n, len(FEATURE_NAMES)), value), columns=list(FEATURE_NAMES))
+
+
+def worker(data, log, store, paths, parts=(0, 1), drift=DRIFT, events=None, cfg=CFG):
+    w = Worker("w0", log, store, paths, cfg, partitions=list(parts))
+    w.drift = DriftHook("w0", drift, store, data, w.clock, check=fake_check,
+                        emitter=lambda *a: events.append(a) if events is not None else None)  # fmt: skip
+    return w
+
+
+SEEN: list = []
+
+
+def capturing_check(snap, *args, **kw):
+    SEEN.append(snap)
+    return fake_check(snap, *args, **kw)
+
+
+def test_leader_checks_active_users_at_each_midnight_equal_to_training_cutoffs(env):
+    data, log, store, paths = env
+    champion(paths, reference=far_reference())
+    w = worker(data, log, store, paths)
+    w.drift.monitor_kwargs["check"] = capturing_check
+    SEEN.clear()
+    w.run(until_caught_up=True)
+    outs = [o for o in w.drift.outcomes if hasattr(o.result, "features")]
+    assert len(outs) >= 5 and len(SEEN) == len(outs)  # one per day after the warm-up
+    cutoffs = [int(snap.at_us[0]) for snap in SEEN]
+    assert all(c % DAY_US == 0 for c in cutoffs) and cutoffs == sorted(set(cutoffs))
+    # the same vectors training reads at those cutoffs (its replay splits at the cutoff too)
+    table = build_snapshots(log, horizon_days=1, cutoffs_us=cutoffs, lateness=timedelta(hours=24)).table
+    compared = 0
+    for snap, cut in zip(SEEN, cutoffs, strict=True):
+        want = table[table.cutoff == pd.Timestamp(cut, unit="us", tz="UTC")].set_index("user_id")
+        if want.empty:  # training keeps a cutoff only if its (1-day) label horizon fits in the log
+            continue
+        compared += 1
+        got = pd.DataFrame(snap.values, index=snap.users, columns=list(snap.columns))
+        assert sorted(got.index) == sorted(want.index) and len(got) > 50
+        np.testing.assert_allclose(got.loc[want.index, list(FEATURE_NAMES)].to_numpy(),
+                                   want[list(FEATURE_NAMES)].to_numpy(np.float64), rtol=1e-9, atol=1e-9)  # fmt: skip
+    assert compared >= 4
+    runs = store.drift_runs()
+    assert len(runs) == len(outs) and set(runs.source) == {"w0"} and set(runs.model_version) == {"1"}
+
+
+def test_a_population_bigger_than_the_window_is_sampled_uniformly_per_partition(env):
+    """The window holds window_rows users: only that many are read and scored per day,
+    an even share per owned partition, each a subset of that midnight's active users."""
+    data, log, store, paths = env
+    champion(paths, reference=far_reference())
+    w = worker(data, log, store, paths, drift=DRIFT.replace(window_rows=60, min_rows=20))
+    w.drift.monitor_kwargs["check"] = capturing_check
+    SEEN.clear()
+    w.run(until_caught_up=True)
+    assert len(SEEN) >= 5
+    full = build_snapshots(log, horizon_days=1, cutoffs_us=[int(s.at_us[0]) for s in SEEN],
+                           lateness=timedelta(hours=24)).table  # fmt: skip
+    for snap in SEEN:
+        assert len(snap) == 60 and len(set(snap.users)) == 60  # 30 from each of the 2 partitions
+        active = full[full.cutoff == pd.Timestamp(int(snap.at_us[0]), unit="us", tz="UTC")]
+        if len(active):
+            assert set(snap.users) <= set(active.user_id)
+    assert len({tuple(sorted(s.users)) for s in SEEN}) > 1  # a fresh sample each day
+
+
+def test_only_the_owner_of_the_leader_partition_monitors(env):
+    data, log, store, paths = env
+    champion(paths, reference=far_reference())
+    w = worker(data, log, store, paths, parts=(1,))
+    w.run(until_caught_up=True)
+    assert w.drift.monitor is None and w.drift.outcomes == [] and store.drift_runs().empty
+
+
+def test_warmup_holds_checks(env):
+    data, log, store, paths = env
+    champion(paths, reference=far_reference())
+    w = worker(data, log, store, paths, drift=DRIFT.replace(warmup_days=100))
+    w.run(until_caught_up=True)
+    assert w.drift.outcomes == [] and store.drift_runs().empty  # 16 days of events < 100 days of warm-up
+
+
+def test_scored_mode_observes_the_scored_users(env):
+    data, log, store, paths = env
+    champion(paths, reference=far_reference())
+    w = worker(data, log, store, paths, drift=DRIFT.replace(observe="scored", per_event_day=False, every_rows=1_000))
+    w.run(until_caught_up=True)
+    outs = [o for o in w.drift.outcomes if hasattr(o.result, "features")]
+    assert len(outs) >= 2 and all(o.result.rows <= 5_000 for o in outs)
+
+
+def test_critical_drift_requests_one_retrain_and_the_run_records_it(env):
+    data, log, store, paths = env
+    champion(paths, reference=far_reference())
+    events: list = []
+    w = worker(data, log, store, paths, events=events)
+    w.run(until_caught_up=True)
+    crit = [o for o in w.drift.outcomes if o.alert.level.value == "Critical"]
+    assert len(crit) >= 2 and sum(o.retrain_requested for o in crit) == 1  # the cooldown (24 h)
+    assert len(events) == 1 and events[0][0] == "churn.drift.detected"
+    assert events[0][1]["prefect.resource.id"] == "churn.model.1" and events[0][2]["source"] == "w0"
+    reasons = store.drift_runs().reasons.tolist()
+    assert sum(any(x.startswith(RETRAIN_REQUESTED) for x in r) for r in reasons) == 1
+    assert sum(any(x.startswith(RETRAIN_SKIPPED) for x in r) for r in reasons) == len(crit) - 1
+
+
+def test_a_new_champion_switches_the_reference_and_empties_the_window(env):
+    data, log, store, paths = env
+    champion(paths, reference=far_reference())
+    w = worker(data, log, store, paths)
+    w.sync_assignment()
+    w.check_model()
+    for _ in range(14):  # ~5.6k of ~8k events: past the warm-up, some checks of v1
+        w.step()
+    assert w.drift.version == "1" and any(o.result.model_version == "1" for o in w.drift.outcomes)
+    near = far_reference(value=1.0)
+    champion(paths, version="2", reference=near, boost=1.0)
+    w._next_model = 0.0
+    w.check_model()
+    assert w.model.version == "2"
+    w.run(until_caught_up=True)
+    assert w.drift.version is None  # closed at shutdown, after switching
+    versions = [o.result.model_version for o in w.drift.outcomes]
+    assert versions[-1] == "2"
+    refs = [o.result.reference_rows for o in w.drift.outcomes if o.result.model_version == "2"]
+    assert refs and set(refs) == {len(near)}
+
+
+def test_a_champion_without_reference_is_scored_but_not_monitored(env, caplog):
+    data, log, store, paths = env
+    ref = publish_tiny_champion(paths, version="1")
+    assert read_reference(Path(ref.path)) is None
+    w = worker(data, log, store, paths)
+    with caplog.at_level(logging.WARNING):
+        summary = w.run(until_caught_up=True)
+    assert summary["events"] > 0 and w.drift.outcomes == []
+    msgs = [r.getMessage() for r in caplog.records if REFERENCE_FILE in r.getMessage()]
+    assert len(msgs) == 1 and "without drift checks" in msgs[0]
+
+
+def test_bad_drift_settings_are_one_clear_line():
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"observe='daily' \('day_snapshot' or 'scored'\)"):
+        DriftConfig(observe="daily")
+    with pytest.raises(ConfigError, match=r"warmup_days=-1 \(an int >= 0\)"):
+        DriftConfig(warmup_days=-1)
+
+
+ORPHAN = """
+import os, time
+import pandas as pd
+from pipeline.drift.config import DriftConfig
+from pipeline.drift.monitor import DriftMonitor
+
+def started():
+    m = DriftMonitor(pd.DataFrame({"a": [0.0] * 600}), "1", columns=("a",), config=DriftConfig(executor="process"))
+    m.warm()
+    while not m._executor._processes:
+        time.sleep(0.05)
+    return m, next(iter(m._executor._processes.values()))
+
+m, proc = started()
+m.close()  # without waiting for a running check: its process is ended
+print(proc.is_alive(), flush=True)
+m, proc = started()
+print(proc.pid, flush=True)
+os._exit(0)  # like a worker killed with SIGKILL: no clean shutdown; the check process follows
+"""
+
+
+@pytest.mark.slow  # ~10 s: two check processes start
+def test_the_check_process_never_outlives_its_worker():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", ORPHAN], cwd=root, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(root)))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    alive_after_close, pid = out.stdout.split()
+    assert alive_after_close == "False"
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(int(pid), 9)
+    raise AssertionError(f"check process {pid} outlived its killed parent")
+
+
+def test_serve_takes_the_retrain_parameters_and_refuses_bad_ones(capsys):
+    from flows.serve import deployments, main
+
+    d = next(d for d in deployments(data_dir="/tmp/x", train_params={"horizon_days": 7}) if d.name == "weekly")
+    assert d.parameters == {"horizon_days": 7, "data_dir": "/tmp/x"}
+    assert d.triggers and next(iter(d.triggers[0].expect)) == "churn.drift.detected"
+    with pytest.raises(SystemExit):
+        main(["--train-params", "[1]"])
+    assert "--train-params '[1]': not a JSON object" in capsys.readouterr().err
