@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA ?= data
 
-.PHONY: install test test-fast demo dashboard bench lint clean
+.PHONY: install test test-fast demo up status down dashboard bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,13 +23,20 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
+# The whole system: simulate (drift later in the live stream), churn up, train and stream
+# through their Prefect deployments, a live producer; until Ctrl-C. DEMO_QUICK=1: small and
+# self-terminating (CI). DEMO_ARGS=--overwrite replaces a $(DATA) the demo did not make.
 demo: $(STAMP)
-	$(BIN)/churn --data-dir $(DATA) simulate --users 20000 --days 180 --overwrite
-	$(BIN)/churn --data-dir $(DATA) train
-	@echo
-	@echo "Compare the candidates in the MLflow UI:"
-	@echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000"
-	@echo "  then open http://127.0.0.1:5000 (experiment 'churn')"
+	$(BIN)/churn --data-dir $(DATA) demo $(if $(filter-out 0,$(DEMO_QUICK)),--quick) $(DEMO_ARGS)
+
+up: $(STAMP)
+	$(BIN)/churn --data-dir $(DATA) up
+
+status: $(STAMP)
+	$(BIN)/churn --data-dir $(DATA) status
+
+down: $(STAMP)
+	$(BIN)/churn --data-dir $(DATA) down
 
 dashboard: $(STAMP)
 	$(BIN)/churn --data-dir $(DATA) dashboard --port 8501

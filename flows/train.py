@@ -75,6 +75,10 @@ def build_snapshots(data_dir: str, topic: str, horizon_days: int, every_days: in
         ds = build_dataset(log, horizon_days, every_days, start, end)
     finally:
         log.close()
+    from pipeline.ingest.ledger import load_profile
+    from pipeline.ingest.profile import annotate_dataset
+
+    annotate_dataset(ds, load_profile(Path(data_dir), topic))  # imported data: which features are defaults
     rep = ds.split_report["parts"]
     _logger().info("snapshots: %s rows; %s", f"{len(ds.table):,}", "; ".join(
         f"{p} {r['first_cutoff']}..{r['last_cutoff']} {r['rows']:,} rows {r['positive_rate']:.1%} churn"
@@ -247,6 +251,7 @@ def train(
 ) -> dict[str, Any]:
     """Returns a JSON-able summary: the comparison table, revenue, registry version, gate."""
     quiet_environment()
+    from pipeline.ingest.profile import source_tags
     from pipeline.revenue import Campaign
     from pipeline.training.compare import comparison_table, evaluate_scores, select_best
     from pipeline.training.data import LEAKY_SUFFIX
@@ -275,7 +280,7 @@ def train(
     exp, parent = start_tracking(uri, params | {"feature_set_version": ds.feature_set_version,
                                                 **{f"window_{p}": "..".join(ds.window(p)) for p in ("train", "val", "test")},
                                                 **{f"rows_{p}": len(ds.part(p)) for p in ("train", "val", "test")}},
-                                 {"feature_set_version": ds.feature_set_version, "flow": "train"})
+                                 {"feature_set_version": ds.feature_set_version, "flow": "train"} | source_tags(ds))
     timer.add("logging", t)
     try:
         t = time.perf_counter()

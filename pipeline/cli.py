@@ -234,19 +234,32 @@ def lag(
 @friendly
 def topics(
     ctx: typer.Context,
+    create: Annotated[bool, typer.Option("--create", help="Create the topic and its .dlq with --partitions (Kafka: "
+                                         "replication CHURN_KAFKA_REPLICATION_FACTOR); another existing count is an error.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Topics under the data directory: partitions, segments, records, bytes, retention."""
+    """Topics (file: under the data directory; Kafka: the configured one): partitions, segments, records, bytes, retention."""
     from pipeline.log import open_log
 
     s = _settings(ctx)
-    names = sorted(p.name for p in s.log_dir.glob("*") if (p / "topic.json").exists()) if s.log_dir.exists() else []
-    if not names:
-        raise ChurnError(f"no topics under {s.log_dir}; run `churn simulate` first (or check --data-dir)")
-    infos = []
-    for name in names:
-        with open_log(s.log_dir, name) as log:
-            infos.append(log.topic_info())
+    if create:
+        from pipeline.log.kafka_config import create_configured_topics
+
+        for name, n, created in create_configured_topics(s):
+            err.print(f"{'created' if created else 'exists:'} topic {name!r} with {n} partitions")
+    kafka = s.log_backend == "kafka"
+    if kafka:
+        from pipeline.log.kafka_config import kafka_topic_infos
+
+        infos = kafka_topic_infos(s)
+    else:
+        names = sorted(p.name for p in s.log_dir.glob("*") if (p / "topic.json").exists()) if s.log_dir.exists() else []
+        if not names:
+            raise ChurnError(f"no topics under {s.log_dir}; run `churn simulate` first (or check --data-dir)")
+        infos = []
+        for name in names:
+            with open_log(s.log_dir, name) as log:
+                infos.append(log.topic_info())
     if as_json:
         console.print_json(json.dumps([
             {"topic": i.name, "partitions": i.num_partitions, "segments": i.segments, "records": i.records,
@@ -257,13 +270,15 @@ def topics(
             for i in infos
         ]))
         return
-    t = Table(title=f"topics in {s.log_dir}", title_justify="left", box=None, pad_edge=False)
+    where = f"Kafka at {s.kafka_bootstrap}" if kafka else str(s.log_dir)
+    t = Table(title=f"topics in {where}", title_justify="left", box=None, pad_edge=False)
     for h in ("TOPIC", "PARTITIONS", "SEGMENTS", "RECORDS", "BYTES", "GROUPS", "RETENTION"):
         t.add_column(h, justify="left" if h in ("TOPIC", "GROUPS", "RETENTION") else "right", no_wrap=True)
     for i in infos:
         ret = ", ".join(f"{k}={v}" for k, v in i.retention.items() if v not in (None, False)) or "keep all"
-        t.add_row(i.name, str(i.num_partitions), str(i.segments), f"{i.records:,}", _size(i.bytes),
-                  ", ".join(i.groups) or "-", ret)
+        # Kafka clients see no segments or sizes; retention is the broker's topic config
+        t.add_row(i.name, str(i.num_partitions), "-" if kafka else str(i.segments), f"{i.records:,}",
+                  "-" if kafka else _size(i.bytes), ", ".join(i.groups) or "-", "broker (retention.ms)" if kafka else ret)
     console.print(t)
 
 
@@ -345,6 +360,12 @@ def _register_plugins() -> None:
     from dashboard.cli import register as register_dashboard
 
     register_dashboard(app)
+    from pipeline.ingest.cli import register as register_import
+
+    register_import(app)
+    from pipeline.stack.cli import register as register_stack
+
+    register_stack(app)
     try:
         from pipeline.features.cli import register as register_features
     except ImportError:  # pragma: no cover - features CLI not present

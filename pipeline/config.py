@@ -65,6 +65,24 @@ class Settings(BaseSettings):
     drift_prediction_critical: float | None = Field(None, gt=0, description="...for Critical (0.2).")
     drift_retrain_cooldown_hours: float | None = Field(None, ge=0, description="Min hours between drift retrains (24).")
     drift_report_retention: int | None = Field(None, ge=1, description="HTML reports kept (48).")
+    drift_min_rows: int | None = Field(None, gt=0, description="Smaller windows are skipped, logged (500).")
+    drift_full_report_every: int | None = Field(None, ge=0, description="Full HTML report every N-th check (6; 0 never).")
+    drift_per_event_day: bool | None = Field(None, description="Also check when event time crosses midnight (true).")
+    drift_observe: Literal["day_snapshot", "scored"] | None = Field(
+        None, description="Window rows: active users at each event-time midnight, or the scored users (day_snapshot)."
+    )
+    drift_warmup_days: int | None = Field(None, ge=0, description="Days of events before the first check (30).")
+    drift_leader_partition: int | None = Field(None, ge=0, description="Owner of this partition runs the monitor (0).")
+    drift_executor: Literal["process", "thread", "inline"] | None = Field(
+        None, description="Where checks run: a child process (default), a thread, inline."
+    )
+
+    # local stack (`churn up`): everything binds 127.0.0.1 on these ports
+    prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect server (API + UI) port for `churn up`.")
+    mlflow_port: int = Field(5000, ge=1, le=65535, description="MLflow UI port for `churn up`.")
+    dashboard_port: int = Field(8501, ge=1, le=65535, description="Streamlit dashboard port for `churn up`.")
+    stack_start_timeout_s: float = Field(240.0, gt=0, description="Max seconds each service may take to become healthy.")
+    stack_stop_grace_s: float = Field(20.0, ge=0, description="Seconds between SIGTERM and SIGKILL on stop.")
 
     # stores
     store_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")

@@ -1,0 +1,193 @@
+"""`churn up` / `churn status` / `churn down` (and `churn demo`): the local stack from the shell.
+
+``pipeline/cli.py`` calls :func:`register` once to add the commands to the ``churn`` app.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.config import Settings
+
+
+def _export_lines(env: dict[str, str]) -> list[str]:
+    return [f"export {k}={v}" for k, v in env.items()]
+
+
+def _say(console):  # noqa: ANN001, ANN202 - rich Console -> print function that never wraps lines
+    return lambda msg: console.print(msg, soft_wrap=True, markup=False)
+
+
+def columns(headers: list[str], rows: list[list[str]], right: tuple[str, ...] = ()) -> str:
+    """Plain aligned columns (pipe-friendly, never wrapped), like `churn lag`."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if h in right else c.ljust(w) for c, w, h in zip(cells, widths, headers, strict=False)).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def print_table(state, console) -> None:  # noqa: ANN001 - StackState, rich Console
+    rows = [[s.name, s.url, str(s.pid), "" if s.start_s is None else f"{s.start_s:.1f}", s.log] for s in state.services]
+    console.print(columns(["SERVICE", "URL", "PID", "START-S", "LOG"], rows, ("PID", "START-S")),
+                  soft_wrap=True, markup=False)  # fmt: skip
+
+
+def print_ready(state, console, settings: Settings) -> None:  # noqa: ANN001
+    from pipeline.stack.stack import champion_hint
+    from pipeline.stack.state import state_path
+
+    print_table(state, console)
+    env_file = state_path(settings.data_dir).parent / "env.sh"
+    env_file.write_text("\n".join(_export_lines(state.env)) + "\n")
+    console.print(f"state: {state_path(settings.data_dir)}")
+    console.print(f"in another terminal (or `source {env_file}`):", soft_wrap=True)
+    for line in _export_lines(state.env):
+        console.print(f"  {line}", soft_wrap=True, markup=False)
+    say = _say(console)
+    say("  prefect deployment run 'train/weekly' --watch     # train, compare, register, gate")
+    say("  prefect deployment run 'stream/live'              # score the stream until cancelled")
+    if hint := champion_hint(state):
+        console.print(f"[yellow]note:[/] {hint}", soft_wrap=True)
+
+
+def interruptible() -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt (so what was started gets stopped), even when
+    SIGINT was inherited as ignored (a command started with `&` from a script)."""
+
+    def _term(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]], console, err) -> None:  # noqa: ANN001
+    """Stay until Ctrl-C / SIGTERM; report a service that dies; then stop everything."""
+    from pipeline.stack import procs
+    from pipeline.stack.stack import down
+
+    def _term(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, _term)
+    # Ctrl-C must stop the stack even when SIGINT was inherited as ignored (started with `&`)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    reported: set[str] = set()
+    try:
+        console.print("running; Ctrl-C stops everything")
+        while True:
+            for s in state.services:
+                if s.name not in reported and not procs.alive(s.pid, s.started):
+                    for c in children:
+                        c.poll()
+                    reported.add(s.name)
+                    err.print(f"[bold red]error:[/] {s.name} (pid {s.pid}) exited; last lines of {s.log}:\n"
+                              f"{procs.tail(Path(s.log), 15)}")  # fmt: skip
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        console.print("\nstopping the stack ...")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the shutdown short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # (it is bounded: the grace period, twice)
+        try:
+            down(settings, out=_say(console), children=children)
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            signal.signal(signal.SIGINT, old_int)
+    console.print("stopped")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``up``, ``status``, ``down`` and ``demo`` to the ``churn`` Typer app."""
+
+    @app.command("up")
+    def up_command(
+        ctx: typer.Context,
+        prefect_port: Annotated[int | None, typer.Option(min=1, max=65535, help="Prefect server port (env CHURN_PREFECT_PORT, default 4200).")] = None,
+        mlflow_port: Annotated[int | None, typer.Option(min=1, max=65535, help="MLflow UI port (env CHURN_MLFLOW_PORT, default 5000).")] = None,
+        dashboard_port: Annotated[int | None, typer.Option(min=1, max=65535, help="Dashboard port (env CHURN_DASHBOARD_PORT, default 8501).")] = None,
+        detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once healthy; stop later with `churn down`.")] = False,
+        timeout: Annotated[float | None, typer.Option(min=1, help="Seconds each service may take to get healthy (env CHURN_STACK_START_TIMEOUT_S, default 240).")] = None,
+    ) -> None:
+        """Start Prefect server, served deployments, MLflow UI and dashboard on 127.0.0.1."""
+        from pipeline.cli import console, err, friendly
+
+        def run() -> None:
+            from pipeline.stack.stack import ports_of, up
+
+            s: Settings = ctx.obj
+            children: list[subprocess.Popen[bytes]] = []
+            interruptible()
+            t0 = time.monotonic()
+            try:
+                state = up(s, ports_of(s, prefect=prefect_port, mlflow=mlflow_port, dashboard=dashboard_port),
+                           timeout_s=timeout, out=_say(console), children=children)  # fmt: skip
+            except KeyboardInterrupt:
+                err.print("aborted; everything started was stopped")
+                raise typer.Exit(130) from None
+            console.print(f"stack up in {time.monotonic() - t0:.1f} s")
+            print_ready(state, console, s)
+            if detach:
+                console.print("detached; `churn status` checks it, `churn down` stops it")
+                return
+            foreground(s, state, children, console, err)
+
+        friendly(run)()
+
+    @app.command("status")
+    def status_command(ctx: typer.Context) -> None:
+        """Which services of the stack run and answer their health check (exit 1 if any does not)."""
+        from pipeline.cli import console, friendly
+
+        def run() -> None:
+            from pipeline.stack.stack import status
+
+            rows = status(ctx.obj)
+            if rows is None:
+                console.print(f"no stack running for {ctx.obj.data_dir} (start one with `churn up`)")
+                raise typer.Exit(1)
+            table = [[r.name, str(r.pid), "running" if r.running else "exited",
+                      ("healthy" if r.healthy else "not-answering") if r.running else "-", r.url, r.log]
+                     for r in rows]  # fmt: skip
+            console.print(columns(["SERVICE", "PID", "PROCESS", "HEALTH", "URL", "LOG"], table, ("PID",)),
+                          soft_wrap=True, markup=False)  # fmt: skip
+            if not all(r.running and r.healthy for r in rows):
+                raise typer.Exit(1)
+
+        friendly(run)()
+
+    @app.command("down")
+    def down_command(
+        ctx: typer.Context,
+        grace: Annotated[float | None, typer.Option(min=0, help="Seconds between SIGTERM and SIGKILL (env CHURN_STACK_STOP_GRACE_S, default 20).")] = None,
+        forget: Annotated[bool, typer.Option(help="Only remove an unreadable state file (stop leftover processes yourself).")] = False,
+    ) -> None:
+        """Stop everything `churn up` started (by pid, process groups included)."""
+        from pipeline.cli import console, friendly
+
+        def run() -> None:
+            from pipeline.stack.stack import down
+            from pipeline.stack.state import remove, state_path
+
+            if forget:
+                remove(state_path(ctx.obj.data_dir))
+                console.print(f"removed {state_path(ctx.obj.data_dir)}")
+                return
+            stopped = down(ctx.obj, grace, out=_say(console))
+            console.print(f"stopped: {', '.join(stopped)}" if stopped else f"nothing running for {ctx.obj.data_dir}")
+
+        friendly(run)()
+
+    try:
+        from pipeline.stack.demo import register as register_demo
+    except ImportError:  # pragma: no cover - demo driver not present
+        return
+    register_demo(app)

@@ -1,0 +1,253 @@
+"""`churn demo` (what `make demo` runs): the whole system on one machine, end to end.
+
+simulate a history whose *live* continuation drifts (``price_increase`` a few simulated days
+after the history ends) → `churn up` → run the ``train/weekly`` deployment and wait →
+run ``stream/live`` → a live producer (``churn produce``) → print the URLs and what to look
+at → stay until Ctrl-C, then stop everything. ``--quick`` uses a small population, bounds
+the producer, waits until the stream has caught up, prints what the store holds, and stops
+by itself (CI runs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.stack import prefect_api, procs
+from pipeline.stack.state import StackError, StackState, state_dir
+
+MARKER = ".churn-demo"
+DRIFT = "price_increase"
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    users: int
+    days: int
+    partitions: int
+    drift_after_days: int  # the drift starts this many simulated days into the live stream
+    rate: float  # producer events/s
+    live_days: int | None  # producer stops after this many simulated days (None: until Ctrl-C)
+    train_params: dict[str, Any]
+
+    @property
+    def drift_day(self) -> int:
+        return self.days + self.drift_after_days
+
+
+FULL = DemoPlan(20_000, 180, 4, 10, 1_000.0, None, {})
+QUICK = DemoPlan(3_000, 100, 2, 3, 2_000.0, 10, {"horizon_days": 14, "leaky_control": False, "shap_sample": 300})
+
+
+def prepare_data_dir(data: Path, overwrite: bool) -> None:
+    """The demo owns its data directory: empty, or made by an earlier demo (then wiped)."""
+    if data.exists() and any(p.name != MARKER for p in data.iterdir()):
+        if not ((data / MARKER).exists() or overwrite):
+            raise StackError(f"{data} already holds data that `churn demo` did not make; pass --overwrite to replace "
+                             f"it (make demo DEMO_ARGS=--overwrite) or choose another --data-dir (make demo DATA=dir)")  # fmt: skip
+        shutil.rmtree(data)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / MARKER).write_text("made by `churn demo`; the next demo run deletes this directory\n")
+
+
+def _churn(settings: Settings, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli", "--data-dir", str(settings.data_dir.resolve()),
+            "--topic", settings.topic, "--partitions", str(settings.partitions), *args]  # fmt: skip
+
+
+def group_lag(settings: Settings) -> int:
+    from pipeline.log import open_configured_log
+    from pipeline.stream.config import DEFAULT_GROUP
+
+    log = open_configured_log(settings, create=False)
+    try:
+        done = log.committed(DEFAULT_GROUP)
+        return sum(max(log.partition_info(p).end_offset - done.get(p, 0), 0) for p in range(log.num_partitions))
+    finally:
+        log.close()
+
+
+def store_summary(settings: Settings) -> dict[str, Any]:
+    from pipeline.store import Store
+
+    store = Store(settings.resolved_store_url)
+    try:
+        s = store.score_summary()
+        drift = store.drift_runs()
+        return {"users_scored": s.users, "high_risk": s.high_risk_users, "model_versions": list(s.model_versions),
+                "newest_event": None if s.features_time is None else s.features_time.isoformat(),
+                "metric_rows": len(store.metrics_since()), "drift_checks": len(drift),
+                "drift_levels": sorted(set(drift["level"])) if len(drift) else []}  # fmt: skip
+    finally:
+        store.close()
+
+
+def what_to_look_at(state: StackState, plan: DemoPlan) -> list[str]:
+    url = {s.name: s.url for s in state.services}
+    drift_s = plan.drift_after_days * 18.5 * plan.users / 20_000 * 1_000 / plan.rate
+    return [
+        "",
+        "what to look at:",
+        f"  dashboard  {url.get('dashboard')}  Overview: events/s, lag, users scored, high risk, revenue at risk;",
+        "             Stream: throughput and per-partition lag; Risk: top users with their reasons;",
+        f"             Drift: prices rise {plan.drift_after_days} simulated days into the live stream "
+        f"(~{f'{drift_s / 60:.0f} min' if drift_s >= 120 else f'{drift_s:.0f} s'} at {plan.rate:,.0f} events/s) - "
+        "watch the drifted share climb",
+        f"  MLflow     {url.get('mlflow', state.env.get('CHURN_MLFLOW_TRACKING_URI'))}  experiment 'churn-train': "
+        "the candidates run by run; Models: churn@champion",
+        f"  Prefect    {url.get('prefect')}  the train run and the running stream/live run with their logs",
+        "",
+    ]
+
+
+def run(settings: Settings, ports: dict[str, int], quick: bool, overwrite: bool, say: Callable[[str], None],
+        foreground: Callable[[StackState, list[subprocess.Popen[bytes]]], None]) -> dict[str, Any]:  # fmt: skip
+    from pipeline.stack.stack import down, up
+
+    plan = QUICK if quick else FULL
+    if quick:  # a small population scores few rows: check drift more often so the demo shows it
+        os.environ.setdefault("CHURN_DRIFT_EVERY_ROWS", "20000")
+    settings = settings.model_copy(update={"partitions": plan.partitions})
+    data = settings.data_dir.resolve()
+    timings: dict[str, float] = {}
+    t_all = time.monotonic()
+    prepare_data_dir(data, overwrite)
+
+    say(f"[1/5] simulating {plan.users:,} users x {plan.days} days (drift '{DRIFT}' from day {plan.drift_day}, "
+        f"in the live stream) ...")  # fmt: skip
+    t = time.monotonic()
+    subprocess.run(_churn(settings, "simulate", "--users", str(plan.users), "--days", str(plan.days), "--drift",
+                          DRIFT, "--drift-day", str(plan.drift_day)), check=True, cwd=PROJECT_ROOT)  # fmt: skip
+    timings["simulate"] = time.monotonic() - t
+
+    say("[2/5] starting the stack (churn up) ...")
+    t = time.monotonic()
+    children: list[subprocess.Popen[bytes]] = []
+    state = up(settings, ports, out=say, children=children)
+    timings["up"] = time.monotonic() - t
+    api = state.env["PREFECT_API_URL"]
+    from pipeline.stack.cli import print_ready
+
+    try:
+        params = "".join(f" -p {k}={v}" for k, v in plan.train_params.items())
+        say(f"[3/5] training through the deployment: prefect deployment run 'train/weekly'{params}")
+        t = time.monotonic()
+        fr = prefect_api.run_deployment(api, "train/weekly", plan.train_params)
+        fr = prefect_api.wait(api, fr["id"], {"COMPLETED"}, timeout_s=1800, progress=say)
+        timings["train"] = time.monotonic() - t
+        if prefect_api.state_of(fr)[0] != "COMPLETED":
+            serve_log = Path(state.service("serve").log)  # type: ignore[union-attr]
+            raise StackError(f"training run {fr.get('name')} ended {prefect_api.state_of(fr)[1]}; last lines of "
+                             f"{serve_log}:\n{procs.tail(serve_log, 25)}")  # fmt: skip
+        for line in prefect_api.log_lines(api, fr["id"]):
+            say(f"  | {line}")
+        say(f"trained and registered in {timings['train']:.0f} s (run {fr.get('name')})")
+
+        say("[4/5] streaming through the deployment: prefect deployment run 'stream/live'")
+        sr = prefect_api.run_deployment(api, "stream/live")
+        prefect_api.wait(api, sr["id"], {"RUNNING"}, timeout_s=300, progress=say)
+        log = state_dir(data) / "logs" / "producer.log"
+        args = ["produce", "--rate", str(plan.rate)] + (["--days", str(plan.live_days)] if plan.live_days else [])
+        say(f"[5/5] live producer: churn produce {' '.join(args[1:])} (log {log})")
+        producer = procs.launch(_churn(settings, *args), env=_env(), cwd=PROJECT_ROOT, log=log)
+        children.append(producer)
+        from pipeline.stack.stack import adopt
+
+        adopt(settings, "producer", producer, log)
+        from pipeline.stack.state import load, state_path
+
+        state = load(state_path(data)) or state
+        print_ready(state, _Console(say), settings)
+        for line in what_to_look_at(state, plan):
+            say(line)
+        if not quick:
+            foreground(state, children)
+            return {"timings": timings}
+
+        rc = producer.wait(timeout=600)
+        if rc != 0:
+            raise StackError(f"the producer exited with code {rc}; last lines of {log}:\n{procs.tail(log, 15)}")
+        say("producer done; waiting for the stream to catch up ...")
+        end = time.monotonic() + 300
+        while (lag := group_lag(settings)) > 0:
+            if time.monotonic() > end:
+                raise StackError(f"the stream still lags {lag:,} records after 300 s; see {state.service('serve').log}")  # type: ignore[union-attr]
+            time.sleep(2)
+        end = time.monotonic() + 60  # the drift check of the newest window runs off the hot path
+        while not (summary := store_summary(settings))["drift_checks"] and time.monotonic() < end:
+            time.sleep(3)
+        time.sleep(3)  # let the last metrics flush
+        summary = store_summary(settings)
+        timings["total"] = time.monotonic() - t_all
+        say(f"store: {summary}")
+        if not summary["users_scored"] or not summary["metric_rows"]:
+            raise StackError(f"the stream wrote no scores/metrics ({summary}); see {state.service('serve').log}")  # type: ignore[union-attr]
+        return {"timings": timings, "store": summary}
+    finally:
+        if quick:
+            say("stopping the stack ...")
+            down(settings, out=say, children=children)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+class _Console:
+    """Adapter so print_ready can print through ``say``."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+
+    def print(self, msg: Any, **_: Any) -> None:
+        self.say(str(msg))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo`` to the ``churn`` Typer app."""
+
+    @app.command("demo")
+    def demo_command(
+        ctx: typer.Context,
+        quick: Annotated[bool, typer.Option("--quick", envvar="DEMO_QUICK", help="Small population, bounded live stream, stops by itself (env DEMO_QUICK=1).")] = False,
+        overwrite: Annotated[bool, typer.Option(help="Replace a data directory the demo did not make.")] = False,
+        prefect_port: Annotated[int | None, typer.Option(min=1, max=65535, help="Prefect server port (env CHURN_PREFECT_PORT, default 4200).")] = None,
+        mlflow_port: Annotated[int | None, typer.Option(min=1, max=65535, help="MLflow UI port (env CHURN_MLFLOW_PORT, default 5000).")] = None,
+        dashboard_port: Annotated[int | None, typer.Option(min=1, max=65535, help="Dashboard port (env CHURN_DASHBOARD_PORT, default 8501).")] = None,
+    ) -> None:
+        """Simulate, start the stack, train and stream through the deployments, live producer with drift."""
+        from pipeline.cli import console, err, friendly
+        from pipeline.stack.cli import _say, foreground
+        from pipeline.stack.stack import ports_of
+
+        s: Settings = ctx.obj
+
+        def go() -> None:
+            from pipeline.stack.cli import interruptible
+
+            interruptible()
+            try:
+                res = run(s, ports_of(s, prefect=prefect_port, mlflow=mlflow_port, dashboard=dashboard_port), quick,
+                          overwrite, _say(console), lambda st, ch: foreground(s, st, ch, console, err))  # fmt: skip
+            except subprocess.CalledProcessError as exc:
+                raise StackError(f"step failed: {' '.join(map(str, exc.cmd[2:]))} exited {exc.returncode}") from None
+            except KeyboardInterrupt:
+                err.print("aborted; stopping what was started")
+                from pipeline.stack.stack import down
+
+                down(s, out=_say(console))
+                raise typer.Exit(130) from None
+            t = res["timings"]
+            console.print("demo timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()))
+
+        friendly(go)()
