@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -69,8 +70,10 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]], console, err) -> None:  # noqa: ANN001
-    """Stay until Ctrl-C / SIGTERM; report a service that dies; then stop everything."""
+def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]], console, err,  # noqa: ANN001
+               status: Callable[[], str | None] | None = None, status_every_s: float = 30.0) -> None:
+    """Stay until Ctrl-C / SIGTERM; report a service that dies; print ``status()`` every
+    ``status_every_s`` (when it has something to say); then stop everything."""
     from pipeline.stack import procs
     from pipeline.stack.stack import down
 
@@ -83,7 +86,16 @@ def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]
     reported: set[str] = set()
     try:
         console.print("running; Ctrl-C stops everything")
+        next_status = time.monotonic() + 10.0
         while True:
+            if status is not None and time.monotonic() >= next_status:
+                next_status = time.monotonic() + status_every_s
+                try:
+                    line = status()
+                except Exception as exc:  # noqa: BLE001 - a status line must never stop the stack
+                    line = f"(status unavailable: {type(exc).__name__}: {exc})"
+                if line:
+                    console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False)
             for s in state.services:
                 if s.name not in reported and not procs.alive(s.pid, s.started):
                     for c in children:

@@ -92,6 +92,50 @@ def store_summary(settings: Settings) -> dict[str, Any]:
         store.close()
 
 
+def live_status(settings: Settings) -> str | None:
+    """One line on what the stream is doing now, from the store (read-only); None before
+    the stream has written anything."""
+    from pipeline.errors import ChurnError
+    from pipeline.store import Store
+
+    try:
+        store = Store(settings.resolved_store_url, read_only=True)
+    except ChurnError:
+        return None  # no store yet (the stream creates it)
+    try:
+        latest = store.latest_metrics()
+        s = store.score_summary()
+        drift = store.drift_runs()
+    except ChurnError:
+        return None
+    finally:
+        store.close()
+    if latest.empty:
+        return None
+    latest = latest.sort_values("time").drop_duplicates("partition", keep="last")
+    lag_s = latest["lag_seconds"].dropna()
+    level = str(drift.sort_values("time")["level"].iloc[-1]) if len(drift) else "no check yet"
+    return (f"stream: {latest['events_per_s'].fillna(0).sum():,.0f} events/s, lag {int(latest['lag'].fillna(0).sum()):,} "
+            f"records ({float(lag_s.max()) if len(lag_s) else 0.0:.1f} s), {s.users:,} active users scored, "
+            f"{s.high_risk_users:,} high risk, ${s.expected_monthly_loss:,.0f}/month at risk; drift: {level}")  # fmt: skip
+
+
+def final_report(settings: Settings, seconds: float) -> list[str]:
+    """The quick demo's closing lines: events, lag, the top at-risk active users."""
+    from pipeline.log import open_configured_log
+    from pipeline.store import Store
+    from pipeline.stream.config import DEFAULT_GROUP
+    from pipeline.stream.report import stream_report
+
+    log = open_configured_log(settings, create=False)
+    store = Store(settings.resolved_store_url, read_only=True)
+    try:
+        return stream_report(store, log, DEFAULT_GROUP, {}, seconds=seconds, stopped="caught up").lines()
+    finally:
+        store.close()
+        log.close()
+
+
 def what_to_look_at(state: StackState, plan: DemoPlan) -> list[str]:
     url = {s.name: s.url for s in state.services}
     drift_s = plan.drift_after_days * 18.5 * plan.users / 20_000 * 1_000 / plan.rate
@@ -154,6 +198,7 @@ def run(settings: Settings, ports: dict[str, int], quick: bool, overwrite: bool,
         say(f"trained and registered in {timings['train']:.0f} s (run {fr.get('name')})")
 
         say("[4/5] streaming through the deployment: prefect deployment run 'stream/live'")
+        t_stream = time.monotonic()
         sr = prefect_api.run_deployment(api, "stream/live")
         prefect_api.wait(api, sr["id"], {"RUNNING"}, timeout_s=300, progress=say)
         log = state_dir(data) / "logs" / "producer.log"
@@ -189,6 +234,8 @@ def run(settings: Settings, ports: dict[str, int], quick: bool, overwrite: bool,
         time.sleep(3)  # let the last metrics flush
         summary = store_summary(settings)
         timings["total"] = time.monotonic() - t_all
+        for line in final_report(settings, time.monotonic() - t_stream):
+            say(line)
         say(f"store: {summary}")
         if not summary["users_scored"] or not summary["metric_rows"]:
             raise StackError(f"the stream wrote no scores/metrics ({summary}); see {state.service('serve').log}")  # type: ignore[union-attr]
@@ -238,7 +285,8 @@ def register(app: typer.Typer) -> None:
             interruptible()
             try:
                 res = run(s, ports_of(s, prefect=prefect_port, mlflow=mlflow_port, dashboard=dashboard_port), quick,
-                          overwrite, _say(console), lambda st, ch: foreground(s, st, ch, console, err))  # fmt: skip
+                          overwrite, _say(console),
+                          lambda st, ch: foreground(s, st, ch, console, err, status=lambda: live_status(s)))  # fmt: skip
             except subprocess.CalledProcessError as exc:
                 raise StackError(f"step failed: {' '.join(map(str, exc.cmd[2:]))} exited {exc.returncode}") from None
             except KeyboardInterrupt:

@@ -281,3 +281,33 @@ def test_foreground_up_stops_everything_on_ctrl_c(tmp_path) -> None:
     assert "SERVICE" in out and "running; Ctrl-C stops everything" in out and "stopped" in out
     assert not any(procs.alive(p) for p in pids)
     assert not state_path(data).exists()
+
+
+def test_demo_status_line_is_silent_before_the_stream_and_reads_the_store_after(settings) -> None:
+    """The full demo prints this every 30 s: nothing before the stream writes, then what it does."""
+    from datetime import UTC, datetime
+
+    from pipeline.stack.demo import live_status
+    from pipeline.store import Store
+    from pipeline.store.records import StreamMetric
+
+    assert live_status(settings) is None  # no store yet: no line, no error
+    now = datetime.now(UTC)
+    with Store(settings.resolved_store_url) as store:
+        assert live_status(settings) is None  # a store but no metrics yet
+        store.upsert_scores([
+            {"user_id": "u1", "risk": 0.9, "model_version": "3", "features_time": now, "plan": "basic",
+             "monthly_revenue": 10.0},
+            {"user_id": "u2", "risk": 0.1, "model_version": "3", "features_time": now, "plan": "premium",
+             "monthly_revenue": 20.0},
+            {"user_id": "u3", "risk": 0.99, "model_version": "3", "features_time": now, "active": False},
+        ])  # fmt: skip
+        store.record_metrics([
+            StreamMetric(time=now, worker="w0", partition=p, lag=5 * p, lag_seconds=0.5 * p, events_per_s=1_000.0)
+            for p in range(2)
+        ])  # fmt: skip
+    line = live_status(settings)
+    assert line is not None
+    assert "2,000 events/s" in line and "lag 5 records (0.5 s)" in line
+    assert "2 active users scored" in line and "1 high risk" in line  # the cancelled user is not at risk
+    assert "$11/month at risk" in line and "drift: no check yet" in line
