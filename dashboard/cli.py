@@ -9,6 +9,7 @@ The settings are resolved in the caller's directory and handed to Streamlit as a
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +48,27 @@ def register(app: typer.Typer) -> None:
         """Serve the Streamlit dashboard (Ctrl-C stops it)."""
         argv, env = command(ctx.obj, address, port, refresh)
         typer.echo(f"dashboard on http://{address}:{port} (Ctrl-C stops it)")
+        raise typer.Exit(serve(argv, env))
+
+
+def serve(argv: list[str], env: dict[str, str]) -> int:
+    """Run Streamlit until it exits; SIGTERM and Ctrl-C stop it too (never an orphan)."""
+    proc = subprocess.Popen(argv, cwd=REPO, env=env)
+
+    def _forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    old = signal.signal(signal.SIGTERM, _forward)
+    try:
         try:
-            rc = subprocess.call(argv, cwd=REPO, env=env)
-        except KeyboardInterrupt:
-            rc = 130
-        raise typer.Exit(rc)
+            return proc.wait()
+        except KeyboardInterrupt:  # the terminal sent SIGINT to both; make sure it ends
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            return 130
+    finally:
+        signal.signal(signal.SIGTERM, old)

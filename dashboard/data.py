@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.autoscale.alerts import Alert, assess
+from pipeline.autoscale.alerts import Alert, Level, assess
 from pipeline.log.lag import Status
 
 HIGH_RISK = 0.5  # the stream's default alert_threshold (pipeline.stream.config)
@@ -513,3 +513,41 @@ def retrain_events(runs: pd.DataFrame) -> pd.DataFrame:
         if isinstance(r, list | tuple | np.ndarray) else r
     )
     return out[cols].sort_values("time", ascending=False).reset_index(drop=True)
+
+
+DRIFT_ALERT_WINDOW = timedelta(hours=24)  # an older drift check no longer colours the banner
+
+
+def with_drift(alert: Alert, runs: pd.DataFrame) -> Alert:
+    """The banner: the worse of the stream's alert and the newest drift check's level.
+
+    ``runs`` are drift runs oldest first (``store.drift_runs(since=...)``). A Healthy
+    check changes nothing; a Warning or Critical one adds its first reason, worst first.
+
+    >>> from pipeline.autoscale.alerts import Alert, Level
+    >>> ok = Alert(Level.HEALTHY, ("lag 0, 0 s behind",))
+    >>> runs = pd.DataFrame({"level": ["Critical"], "model_version": ["2"], "drifted_share": [0.6],
+    ...                      "reasons": [["60% of features drifted >= critical 40%"]]})
+    >>> with_drift(ok, runs)
+    Alert(level=<Level.CRITICAL: 'Critical'>, reasons=('drift of v2: 60% of features drifted >= critical 40%', 'lag 0, 0 s behind'))
+    """
+    if runs is None or runs.empty:
+        return alert
+    last = runs.iloc[-1]
+    try:
+        level = Level(str(last["level"]))
+    except ValueError:
+        return alert
+    if level is Level.HEALTHY:
+        return alert
+    reasons = last.get("reasons")
+    if isinstance(reasons, str):
+        try:
+            reasons = json.loads(reasons)
+        except ValueError:
+            reasons = [reasons]
+    first = reasons[0] if isinstance(reasons, list | tuple) and reasons else f"{float(last['drifted_share']):.0%} of features drifted"
+    text = f"drift of v{last['model_version']}: {first}"
+    if level.rank > alert.level.rank:
+        return Alert(level, (text, *alert.reasons))
+    return Alert(alert.level, (*alert.reasons, text))

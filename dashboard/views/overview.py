@@ -38,8 +38,9 @@ def live() -> None:
         summary = store.score_summary(high_risk=data.HIGH_RISK)
         if now.last_tick is None:
             st.info("No stream metrics yet — start the streaming flow to see lag and throughput.")
-        else:
-            ui.banner(now.alert)
+        else:  # the stream's health and the newest drift check: one banner
+            runs = store.drift_runs(since=datetime.now(UTC) - data.DRIFT_ALERT_WINDOW)
+            ui.banner(data.with_drift(now.alert, runs))
         c = st.columns(4)
         c[0].metric("Events / s", f"{now.events_per_s:,.0f}", chart_data=spark.get("events"),
                     chart_type="area", delta=peak.get("events"), delta_color="primary",

@@ -95,7 +95,7 @@ def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]
                 except Exception as exc:  # noqa: BLE001 - a status line must never stop the stack
                     line = f"(status unavailable: {type(exc).__name__}: {exc})"
                 if line:
-                    console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False)
+                    console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False, soft_wrap=True)
             for s in state.services:
                 if s.name not in reported and not procs.alive(s.pid, s.started):
                     for c in children:

@@ -1,7 +1,8 @@
 """`churn demo` (what `make demo` runs): the whole system on one machine, end to end.
 
-simulate a history whose *live* continuation drifts (``price_increase`` a few simulated days
-after the history ends) → `churn up` → run the ``train/weekly`` deployment and wait →
+simulate a history whose *live* continuation drifts (``content_outage`` a few simulated days
+after the history ends: fewer, shorter sessions and more tickets -- a drift that moves many
+features at once, so the checks go Critical and the retrain trigger fires) → `churn up` → run the ``train/weekly`` deployment and wait →
 run ``stream/live`` → a live producer (``churn produce``) → print the URLs and what to look
 at → stay until Ctrl-C, then stop everything. ``--quick`` uses a small population, bounds
 the producer, waits until the stream has caught up, prints what the store holds, and stops
@@ -27,7 +28,7 @@ from pipeline.stack import prefect_api, procs
 from pipeline.stack.state import StackError, StackState, state_dir
 
 MARKER = ".churn-demo"
-DRIFT = "price_increase"
+DRIFT = "content_outage"
 
 
 @dataclass(frozen=True)
@@ -144,9 +145,11 @@ def what_to_look_at(state: StackState, plan: DemoPlan) -> list[str]:
         "what to look at:",
         f"  dashboard  {url.get('dashboard')}  Overview: events/s, lag, users scored, high risk, revenue at risk;",
         "             Stream: throughput and per-partition lag; Risk: top users with their reasons;",
-        f"             Drift: prices rise {plan.drift_after_days} simulated days into the live stream "
+        f"             Drift: the catalogue loses titles {plan.drift_after_days} simulated days into the live stream "
         f"(~{f'{drift_s / 60:.0f} min' if drift_s >= 120 else f'{drift_s:.0f} s'} at {plan.rate:,.0f} events/s) - "
-        "watch the drifted share climb",
+        "watch the drifted share climb to Critical;",
+        "             a Critical check emits churn.drift.detected and the train deployment retrains (Prefect: a "
+        "second train/weekly run; Model page: the gate's decision)",
         f"  MLflow     {url.get('mlflow', state.env.get('CHURN_MLFLOW_TRACKING_URI'))}  experiment 'churn-train': "
         "the candidates run by run; Models: churn@champion",
         f"  Prefect    {url.get('prefect')}  the train run and the running stream/live run with their logs",

@@ -203,11 +203,15 @@ def test_every_page_renders_in_chromium(server, populated) -> None:
         _settle(page)
         page.evaluate("window.__sameDocument = 42")
         _new_tick(data_dir)
+        # the banner is the worse of the stream's health (now Healthy) and the newest drift check
+        level = populated["drift_level"]
         page.wait_for_function(
             "() => document.body.innerText.includes('3,996')"
-            " && document.body.innerText.includes('Healthy')",
+            f" && document.querySelector('[data-level]')?.dataset.level === '{level}'",
             timeout=30_000,
         )  # fmt: skip
+        if level != "Healthy":
+            assert "drift of v" in page.locator("[data-level]").inner_text()
         assert page.evaluate("window.__sameDocument") == 42  # no reload happened
 
 

@@ -32,3 +32,45 @@ def test_register_adds_the_command() -> None:
     cli.register(app)
     out = CliRunner().invoke(app, ["dashboard", "--help"])
     assert out.exit_code == 0 and "--port" in out.output
+
+
+def test_sigterm_to_churn_dashboard_stops_streamlit_too(tmp_path) -> None:
+    """`churn dashboard` runs Streamlit as a child: a SIGTERM to it must not orphan Streamlit."""
+    import contextlib
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CHURN_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dashboard", "--port", str(port)],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.5)
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert children, "streamlit runs as a child process"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while any(os.path.exists(f"/proc/{c}") for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(os.path.exists(f"/proc/{c}") for c in children), "streamlit outlived churn dashboard"
+    finally:  # whatever happened, nothing of the group survives the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -201,3 +201,23 @@ def test_drift_figures() -> None:
                           "score": [0.1, 0.2, 0.3, 0.0, 0.5, 0.9]})  # fmt: skip
     heat = figures.drift_heatmap_figure(feats)
     assert heat.data[0].z.shape == (2, 3)
+
+
+def test_banner_is_the_worse_of_stream_health_and_the_newest_drift_check() -> None:
+    from dashboard.data import with_drift
+    from pipeline.autoscale.alerts import Alert, Level
+
+    ok = Alert(Level.HEALTHY, ("lag 0, 0 s behind; partitions OK",))
+    lagging = Alert(Level.CRITICAL, ("lag 600,000 >= critical 500,000",))
+    runs = pd.DataFrame({"level": ["Critical", "Warning"], "model_version": ["1", "2"], "drifted_share": [0.5, 0.25],
+                         "reasons": [["old"], '["25% of features drifted >= warning 20%"]']})  # fmt: skip
+    assert with_drift(ok, runs.iloc[:0]) is ok  # no checks: the stream alone
+    assert with_drift(ok, runs.assign(level="Healthy")) is ok  # a healthy check changes nothing
+    warned = with_drift(ok, runs)  # the newest check (v2, Warning) counts, not the older Critical
+    assert warned.level is Level.WARNING
+    assert warned.reasons == ("drift of v2: 25% of features drifted >= warning 20%", ok.reasons[0])
+    worse = with_drift(lagging, runs)  # the stream is worse: its reason stays first
+    assert worse.level is Level.CRITICAL and worse.reasons[0] == lagging.reasons[0]
+    assert worse.reasons[1].startswith("drift of v2")
+    no_reasons = with_drift(ok, runs.assign(reasons=[None, None]))
+    assert no_reasons.reasons[0] == "drift of v2: 25% of features drifted"
