@@ -1,8 +1,7 @@
-"""Flow tests: one Prefect test harness per session, a small simulation, a temp MLflow store."""
+"""Flow tests: a small simulation and a temp MLflow store (the Prefect harness is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,30 +9,6 @@ import pytest
 from pipeline.log import open_log
 from pipeline.simulator import SimConfig, Simulator
 from pipeline.simulator.history import simulate_history
-
-QUIET = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-}
-
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    old = {k: os.environ.get(k) for k in QUIET}
-    os.environ.update(QUIET)
-    try:
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,25 +13,6 @@ from pipeline.config import PROJECT_ROOT
 pytestmark = pytest.mark.slow
 
 EXAMPLES = PROJECT_ROOT / "docs" / "examples"
-QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
-         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-
-
-@pytest.fixture(scope="module")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    old = {k: os.environ.get(k) for k in QUIET}
-    os.environ.update(QUIET)
-    try:
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ under Prefect's test harness; plus the served deployments."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 
 import pytest
@@ -17,13 +16,6 @@ from pipeline.store import Store
 from pipeline.stream.champion import RegistryChampion
 from pipeline.stream.model import load_export
 from pipeline.stream.testing import simulated_log
-
-QUIET = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-}
 
 
 def test_deployments_live_and_catch_up_one_run_at_a_time(tmp_path) -> None:
@@ -41,23 +33,6 @@ def test_deployments_live_and_catch_up_one_run_at_a_time(tmp_path) -> None:
         "stream/catch-up",
         "train/weekly",
     }
-
-
-@pytest.fixture(scope="module")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    old = {k: os.environ.get(k) for k in QUIET}
-    os.environ.update(QUIET)
-    try:
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _train_champion(data_dir, uri: str) -> str:
