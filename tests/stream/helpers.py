@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
 
 from pipeline.log.base import PartitionLog
@@ -54,3 +62,46 @@ def append_bad_events(log: PartitionLog, partition: int) -> list[bytes]:
     ]
     log.append(partition, bad)
     return bad
+
+
+def run_in_thread(sup: Any, **kw: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """``sup.run(**kw)`` in a thread; ``out`` gets its "summary" or the "error" it raised."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["summary"] = sup.run(**kw)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            out["error"] = exc
+
+    th = threading.Thread(target=target)
+    th.start()
+    return th, out
+
+
+def sigkill_workers_mid_run(sup: Any, th: threading.Thread, log: PartitionLog, group: str,
+                            end: Callable[[int], int], kills: int, seed: int, within_s: float = 120.0) -> int:  # fmt: skip
+    """SIGKILL up to ``kills`` worker processes of a running supervisor, each at a random
+    moment once it is past its start-up (its partitions' committed offsets moved) and
+    still behind ``end(partition)``; returns how many it killed."""
+    rng = random.Random(seed)
+    done = 0
+    seen: dict[int, dict[int, int]] = {}  # pid -> committed offsets when first seen
+    deadline = time.monotonic() + within_s
+    while done < kills and th.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+        committed = log.committed(group)
+        for proc in list(sup.procs.values()):
+            pid = proc.popen.pid
+            if proc.popen.poll() is not None:
+                continue
+            mine = sup.assignment.get(proc.worker_id, ())
+            before = seen.setdefault(pid, {p: committed.get(p, 0) for p in mine})
+            progressing = any(committed.get(p, 0) > before.get(p, 0) for p in mine)
+            lagging = any(committed.get(p, 0) < end(p) for p in mine)
+            if progressing and lagging:  # past its startup, mid-run: kill it at a random moment
+                time.sleep(rng.uniform(0.0, 0.6))
+                os.kill(pid, signal.SIGKILL)
+                done += 1
+                break
+    return done

@@ -10,12 +10,7 @@
 from __future__ import annotations
 
 import json
-import os
-import random
 import shutil
-import signal
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +25,7 @@ from pipeline.stream.supervisor import Supervisor
 from pipeline.stream.testing import simulated_log, tiny_model
 from pipeline.stream.worker import Worker
 
-from .helpers import append_bad_events, scores, states
+from .helpers import append_bad_events, run_in_thread, scores, sigkill_workers_mid_run, states
 
 pytestmark = pytest.mark.slow
 BATCH = 100
@@ -90,20 +85,6 @@ def _supervisor(tmp_path: Path, model, **cfg) -> Supervisor:
     )
 
 
-def _run_in_thread(sup: Supervisor, **kw):
-    out: dict = {}
-
-    def target() -> None:
-        try:
-            out["summary"] = sup.run(**kw)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-            out["error"] = exc
-
-    th = threading.Thread(target=target)
-    th.start()
-    return th, out
-
-
 def test_sigkill_at_random_moments_ends_equal_to_an_uninterrupted_run(
     tmp_path, world, model
 ) -> None:
@@ -116,27 +97,8 @@ def test_sigkill_at_random_moments_ends_equal_to_an_uninterrupted_run(
         checkpoint_interval_s=0.3,
         max_events_per_s=1_500.0,
     )
-    th, out = _run_in_thread(sup, until_caught_up=True, max_seconds=150)
-    rng = random.Random(17)
-    kills = 0
-    seen: dict[int, dict[int, int]] = {}  # pid -> committed offsets when first seen
-    deadline = time.monotonic() + 120
-    while kills < KILLS and th.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.2)
-        committed = log.committed("test")
-        for proc in list(sup.procs.values()):
-            pid = proc.popen.pid
-            if proc.popen.poll() is not None:
-                continue
-            mine = sup.assignment.get(proc.worker_id, ())
-            before = seen.setdefault(pid, {p: committed.get(p, 0) for p in mine})
-            progressing = any(committed.get(p, 0) > before.get(p, 0) for p in mine)
-            lagging = any(committed.get(p, 0) < log.end_offset(p) for p in mine)
-            if progressing and lagging:  # past its startup, mid-run: kill it at a random moment
-                time.sleep(rng.uniform(0.0, 0.6))
-                os.kill(pid, signal.SIGKILL)
-                kills += 1
-                break
+    th, out = run_in_thread(sup, until_caught_up=True, max_seconds=150)
+    kills = sigkill_workers_mid_run(sup, th, log, "test", log.end_offset, KILLS, seed=17)
     th.join(timeout=180)
     assert not th.is_alive() and "error" not in out, out.get("error")
     summary = out["summary"]
@@ -166,7 +128,7 @@ def test_autoscaler_scales_up_and_down_with_clean_handover(tmp_path, world, mode
         checkpoint_interval_s=1.0,
         max_events_per_s=1_000.0,
     )
-    th, out = _run_in_thread(sup, until_caught_up=True, max_seconds=150)
+    th, out = run_in_thread(sup, until_caught_up=True, max_seconds=150)
     th.join(timeout=180)
     assert not th.is_alive() and "error" not in out, out.get("error")
     decisions = sup.store.decisions_since()

@@ -12,11 +12,6 @@ process; the worker processes connect to its 127.0.0.1 listener.
 from __future__ import annotations
 
 import itertools
-import os
-import random
-import signal
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -36,7 +31,7 @@ from pipeline.stream.supervisor import Supervisor
 from pipeline.stream.testing import simulated_log, tiny_model
 from pipeline.stream.worker import Worker
 
-from .helpers import append_bad_events, scores, states
+from .helpers import append_bad_events, run_in_thread, scores, sigkill_workers_mid_run, states
 
 BATCH = 100
 PARTITIONS = 4
@@ -113,20 +108,6 @@ def supervisor(tmp_path: Path, mock: MockCluster, topic: str, model, **cfg) -> S
                       StreamConfig(**(base | cfg)), log_config=conf)  # fmt: skip
 
 
-def run_in_thread(sup: Supervisor, **kw):
-    out: dict = {}
-
-    def target() -> None:
-        try:
-            out["summary"] = sup.run(**kw)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-            out["error"] = exc
-
-    th = threading.Thread(target=target)
-    th.start()
-    return th, out
-
-
 def dead_letter_offsets(log: KafkaLog) -> list[int]:
     with dead_letter_log(log) as dlq:
         return [parse_dead_letter(r.value).source_offset for r in dlq.iter_records(2, 0)]
@@ -191,27 +172,8 @@ def test_sigkill_on_kafka_ends_equal_to_an_uninterrupted_run(tmp_path, mock, his
     sup = supervisor(tmp_path, mock, log.name, model, workers=2, checkpoint_interval_s=0.3,
                      max_events_per_s=1_500.0)  # fmt: skip
     th, out = run_in_thread(sup, until_caught_up=True, max_seconds=150)
-    rng = random.Random(23)
-    kills = 0
-    seen: dict[int, dict[int, int]] = {}  # pid -> committed offsets when first seen
-    deadline = time.monotonic() + 120
     try:
-        while kills < KILLS and th.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
-            committed = log.committed("test")
-            for proc in list(sup.procs.values()):
-                pid = proc.popen.pid
-                if proc.popen.poll() is not None:
-                    continue
-                mine = sup.assignment.get(proc.worker_id, ())
-                before = seen.setdefault(pid, {p: committed.get(p, 0) for p in mine})
-                progressing = any(committed.get(p, 0) > before.get(p, 0) for p in mine)
-                lagging = any(committed.get(p, 0) < len(values[p]) for p in mine)
-                if progressing and lagging:  # past its startup, mid-run: kill it at a random moment
-                    time.sleep(rng.uniform(0.0, 0.6))
-                    os.kill(pid, signal.SIGKILL)
-                    kills += 1
-                    break
+        kills = sigkill_workers_mid_run(sup, th, log, "test", lambda p: len(values[p]), KILLS, seed=23)
     finally:
         th.join(timeout=180)
         sup.log.close()
