@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.memory import peak_rss_mb
+
 ROWS, COLS = 10_000, 30
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,11 +72,6 @@ def data(rows: int = ROWS, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _snapshot(cur: pd.DataFrame, risk: np.ndarray):
@@ -117,7 +114,7 @@ def child(mode: str, reps: int) -> None:
                 render_report(cur.assign(risk=risk), ref.assign(risk=ref_risk), cols, cfg, path)
                 times.append(time.perf_counter() - t)
             out |= {"seconds": statistics.median(times), "html_mb": path.stat().st_size / 1e6}
-    out["rss_mb"] = _peak_rss_mb()
+    out["rss_mb"] = peak_rss_mb()
     print(json.dumps(out))
 
 

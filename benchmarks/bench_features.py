@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.memory import peak_rss_mb
 from pipeline.events import (
     PLANS,
     Cancel,
@@ -190,19 +190,9 @@ def _child(log_root: str) -> None:
     snap = build_snapshots(log)
     write_snapshots(snap, Path(log_root) / "snapshots.parquet")
     seconds = time.perf_counter() - t
-    print(json.dumps({"seconds": seconds, "rss_mb": _peak_rss_mb(), "rows": len(snap.table), "records": snap.records}))
+    print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb(), "rows": len(snap.table), "records": snap.records}))
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak RSS. ``VmHWM`` belongs to the address space, which exec
-    replaces; ``ru_maxrss`` would also count the forked parent's pages before exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1024)
 
 
 def snapshots(users: int, days: int, reps: int) -> tuple[float, float, int, int]:

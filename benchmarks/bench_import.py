@@ -17,7 +17,6 @@ Rates are rows per CPU second of one process (user + sys; single-threaded), medi
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
+from benchmarks.memory import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPING = ROOT / "docs" / "examples" / "music_mapping.yaml"
@@ -68,16 +69,6 @@ def parse_floor(path: Path) -> tuple[float, int]:
     return time.process_time() - t, rows
 
 
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS: VmHWM (ru_maxrss would include the forking parent's
-    high-water mark, which Linux carries across fork + exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(csv_path: str, data_dir: str) -> None:
@@ -86,7 +77,7 @@ def _child(csv_path: str, data_dir: str) -> None:
     from pipeline.ingest import Ledger, load_mapping, run_import
     from pipeline.log import open_log
 
-    base_rss = _peak_rss_mb()
+    base_rss = peak_rss_mb()
     m = load_mapping(MAPPING)
     log = open_log(Path(data_dir) / "log", "events", 4)
     t, w = time.process_time(), time.perf_counter()
@@ -95,7 +86,7 @@ def _child(csv_path: str, data_dir: str) -> None:
     cpu, wall = time.process_time() - t, time.perf_counter() - w
     log.close()
     print(json.dumps({"cpu": cpu, "wall": wall, "rows": s.rows_read, "written": s.written,
-                      "peak_rss_mb": _peak_rss_mb(),
+                      "peak_rss_mb": peak_rss_mb(),
                       "base_rss_mb": base_rss}))
 
 
