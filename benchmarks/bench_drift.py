@@ -142,7 +142,7 @@ def hot_loop(executor: str | None, seconds: float) -> tuple[float, float, float,
                           full_report_every=0, executor=executor)
         ref_risk = np.random.default_rng(6).beta(1, 12, len(ref))
         monitor = DriftMonitor(ref, "1", reference_risk=ref_risk, columns=tuple(ref.columns), config=cfg,
-                               emitter=lambda *a: None)
+                               requester=lambda req: None)
         monitor.warm().result()  # the worker and Evidently's import are paid before the loop
     n, spent, t_end, t0 = 0, [], time.perf_counter() + seconds, time.perf_counter()
     at = T0
@@ -192,8 +192,8 @@ def stream_run(work: Path, log, reference: pd.DataFrame, drift: bool, tag: str) 
     from pipeline.store import Store
     from pipeline.stream.config import StreamConfig, StreamPaths
     from pipeline.stream.drift_hook import write_reference
-    from pipeline.stream.testing import publish_tiny_champion
     from pipeline.stream.worker import Worker
+    from pipeline.testing.stream import publish_tiny_champion
 
     paths = StreamPaths(work, f"bench-{tag}")
     ref = publish_tiny_champion(paths, version="1")
@@ -204,7 +204,7 @@ def stream_run(work: Path, log, reference: pd.DataFrame, drift: bool, tag: str) 
     try:
         w = Worker("w0", log, store, paths, cfg, partitions=[0, 1], drift=dcfg)
         if w.drift is not None:
-            w.drift.monitor_kwargs["emitter"] = lambda *a: None  # critical synthetic drift: no Prefect here
+            w.drift.monitor_kwargs["requester"] = lambda req: None  # critical synthetic drift: no Prefect here
             # steady state: the child process and its Evidently import (drift_import_seconds,
             # once per worker lifetime) are paid before the clock starts, as hot_loop does
             w.sync_assignment()

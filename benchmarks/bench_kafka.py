@@ -33,7 +33,7 @@ from benchmarks.bench_log import make_events
 from pipeline.clock import FakeClock
 from pipeline.log import DeadLetters, MemoryLog, PartitionLog, decode_values, open_log
 from pipeline.log.kafka import KafkaLog
-from pipeline.log.kafka_admin import MockCluster
+from pipeline.testing.kafka import MockCluster
 
 BATCH = 10_000
 PARTITIONS = 4
@@ -68,7 +68,7 @@ def _consume(log: PartitionLog) -> tuple[float, int]:
 
 def _history(root: Path, quick: bool) -> PartitionLog:
     """A simulated history in a 4-partition file log (the real simulator)."""
-    from pipeline.stream.testing import simulated_log
+    from pipeline.testing.stream import simulated_log
 
     users, days = (800, 30) if quick else (2_000, 45)
     return simulated_log(root / "log", users=users, days=days, partitions=PARTITIONS, seed=11)
@@ -106,7 +106,7 @@ def run_stream(mock: MockCluster, quick: bool, repeats: int) -> dict[str, float]
     """End-to-end stream rate on the mock cluster beside the file backend, same run."""
     from pipeline.stream.config import StreamPaths
     from pipeline.stream.model import load_export
-    from pipeline.stream.testing import publish_tiny_champion
+    from pipeline.testing.stream import publish_tiny_champion
 
     rates: dict[str, list[float]] = {"ks": [], "fs": []}
     with tempfile.TemporaryDirectory() as tmp:

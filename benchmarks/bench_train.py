@@ -47,9 +47,9 @@ def _child(data: str, uri: str, horizon: int, out: str) -> None:
     """Runs in the child process: warm Prefect up, then time the flow."""
     import resource
 
-    from flows.cli import _env_defaults
+    from flows.env import local_defaults
 
-    _env_defaults()
+    local_defaults()
     from prefect import flow
 
     @flow(name="bench-warmup")

@@ -2,7 +2,7 @@
 
 For each seed: simulate ``--users`` x ``--days`` with no scenario, train the logistic
 candidate as ``train`` does (its reference: 5,000 training rows), stream the whole log
-through one worker with drift checks on (``pipeline.drift.testing.stream_checks``), and
+through one worker with drift checks on (``pipeline.testing.drift.stream_checks``), and
 count checks at Warning or worse. Both window modes are measured: ``day_snapshot`` (the
 default: every active user at each midnight, like the reference) and ``scored`` (the
 users the stream scores, as of their latest event).
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drift-day", type=int, default=None)
     args = ap.parse_args(argv)
 
-    from pipeline.drift.testing import stream_checks
+    from pipeline.testing.drift import stream_checks
 
     totals: dict[str, Counter] = {m: Counter() for m in args.modes}
     for seed in args.seeds:

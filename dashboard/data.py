@@ -65,7 +65,7 @@ class Sources:
             store_url=s.resolved_store_url,
             mlflow_uri=s.resolved_mlflow_uri,
             data_dir=s.data_dir,
-            # set by `churn up` (pipeline.stack); else the ports of the settings
+            # set by `churn up` (churn.stack); else the ports of the settings
             mlflow_ui=os.environ.get("CHURN_MLFLOW_UI_URL")
             or f"http://127.0.0.1:{getattr(s, 'mlflow_port', 5000)}",
             prefect_ui=os.environ.get("CHURN_PREFECT_UI_URL")

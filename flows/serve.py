@@ -32,8 +32,8 @@ TRAIN_CRON = "0 3 * * 1"
 def train_deployment(schedule_active: bool = False, parameters: dict[str, Any] | None = None) -> Any:
     from prefect.schedules import Cron
 
+    from flows.retrain import train_trigger
     from flows.train import train
-    from pipeline.drift.loop import train_trigger
 
     return train.to_deployment(
         name=TRAIN_DEPLOYMENT,
@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         ap.error(f"--train-params {args.train_params!r}: {exc}; pass a JSON object of train flow parameters")
 
-    from flows.cli import _env_defaults
+    from flows.env import local_defaults
     from pipeline.config import load_settings
 
-    _env_defaults()
+    local_defaults()
     data_dir = str(load_settings(data_dir=args.data_dir).data_dir.resolve())
     from prefect import serve
 

@@ -91,6 +91,7 @@ def stream(
     quiet_environment()
     from dataclasses import asdict
 
+    from flows.retrain import REQUESTER
     from pipeline.config import load_settings
     from pipeline.drift.config import DriftConfig
     from pipeline.log.kafka_config import log_config
@@ -105,7 +106,7 @@ def stream(
     )  # fmt: skip
     return supervise(str(s.data_dir.resolve()), s.topic, store_url or s.resolved_store_url,
                      tracking_uri or s.resolved_mlflow_uri, asdict(cfg), max_seconds, until_caught_up,
-                     log_config(s), asdict(DriftConfig.from_settings(s, enabled=drift)))  # fmt: skip
+                     log_config(s), asdict(DriftConfig.from_settings(s, enabled=drift, retrain_requester=getattr(s, "drift_retrain_requester", None) or REQUESTER)))  # fmt: skip
 
 
 def deployments(data_dir: str | None = None) -> list[Any]:

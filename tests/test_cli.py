@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from churn.cli.app import main
 from pipeline import events as ev
-from pipeline.cli import main
 from pipeline.log import open_log
 
 
@@ -101,7 +101,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
 def test_ctrl_c_stops_produce_cleanly(tmp_path):
     data = tmp_path / "data"
     env = os.environ | {"CHURN_DATA_DIR": str(data)}
-    cmd = [sys.executable, "-c", "from pipeline.cli import main; main()"]
+    cmd = [sys.executable, "-c", "from churn.cli.app import main; main()"]
     subprocess.run([*cmd, "simulate", "--users", "200", "--days", "5"], env=env, check=True, capture_output=True)
     before = sum(map(len, all_values(data).values()))
     proc = subprocess.Popen([*cmd, "produce", "--rate", "500", "--json"], env=env,

@@ -14,10 +14,10 @@ import pytest
 
 from pipeline import registry
 from pipeline.evaluation import metrics
+from pipeline.testing.training import split_by_cutoff, synthetic_snapshots
 from pipeline.training.fit import fit_candidate
 from pipeline.training.gate import GatePolicy, decide
 from pipeline.training.specs import parse_spec
-from pipeline.training.testing import split_by_cutoff, synthetic_snapshots
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 

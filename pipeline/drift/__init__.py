@@ -6,11 +6,12 @@
 * :mod:`~pipeline.drift.check` - one check with Evidently's lean metrics; the full report.
 * :mod:`~pipeline.drift.alerts` - Healthy / Warning / Critical with reasons.
 * :mod:`~pipeline.drift.reports` - HTML reports and JSON summaries under ``<data>/drift``.
-* :mod:`~pipeline.drift.loop` - retrain cooldown, the ``churn.drift.detected`` event, the
-  train deployment's trigger.
+* :mod:`~pipeline.drift.loop` - the retrain cooldown.
+* :mod:`~pipeline.drift.retrain` - the interface through which "retrain wanted, because ..."
+  reaches whoever runs the library (``flows/`` supplies the Prefect-event implementation).
 * :mod:`~pipeline.drift.monitor` - ``DriftMonitor``: what the stream calls.
 
-Names load lazily: importing this package loads neither Evidently nor Prefect.
+Names load lazily: importing this package loads no Evidently; nothing here imports Prefect.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 _EXPORTS = {
     "DriftConfig": "config", "DriftWindow": "window", "WindowSnapshot": "window", "Cadence": "cadence",
     "DriftResult": "check", "FeatureDrift": "check", "Skipped": "check", "run_check": "check",
-    "render_report": "check", "assess_drift": "alerts", "RetrainCooldown": "loop", "emit_drift_event": "loop",
-    "train_trigger": "loop", "DRIFT_EVENT": "loop", "DriftMonitor": "monitor", "DriftOutcome": "monitor",
+    "render_report": "check", "assess_drift": "alerts", "RetrainCooldown": "loop", "RetrainRequest": "retrain",
+    "RetrainRequester": "retrain", "load_requester": "retrain", "DriftMonitor": "monitor", "DriftOutcome": "monitor",
     "drift_dir": "reports",
 }
 __all__ = sorted(_EXPORTS)

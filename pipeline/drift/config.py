@@ -57,6 +57,9 @@ class DriftConfig:
     observe: Literal["day_snapshot", "scored"] = "day_snapshot"
     warmup_days: int = 30  # no checks until a partition has this many days of events (feature windows fill)
     leader_partition: int = 0  # the worker owning this partition runs the (one) monitor
+    # who is told "retrain wanted, because ..." ("module:Factory", see pipeline.drift.retrain);
+    # "" logs it only. The stream flow sets flows.retrain:PrefectEventRequester.
+    retrain_requester: str = ""
 
     def __post_init__(self) -> None:
         bad = []
@@ -88,6 +91,8 @@ class DriftConfig:
                 bad.append(f"{k}={getattr(self, k)!r} (an int >= 0)")
         if self.executor not in ("process", "thread", "inline"):
             bad.append(f"executor={self.executor!r} ('process', 'thread' or 'inline')")
+        if self.retrain_requester and ":" not in self.retrain_requester:
+            bad.append(f"retrain_requester={self.retrain_requester!r} ('package.module:Factory', or '' for none)")
         if bad:
             raise ConfigError(f"invalid drift setting(s): {'; '.join(bad)}")
 

@@ -50,13 +50,13 @@ from pipeline.drift.alerts import assess_drift
 from pipeline.drift.cadence import Cadence
 from pipeline.drift.check import DriftResult, Skipped, run_check
 from pipeline.drift.config import DriftConfig
-from pipeline.drift.loop import (
-    DRIFT_EVENT,
-    RETRAIN_REQUESTED,
-    RETRAIN_SKIPPED,
-    Emitter,
-    RetrainCooldown,
-    emit_drift_event,
+from pipeline.drift.loop import RETRAIN_REQUESTED, RETRAIN_SKIPPED, RetrainCooldown
+from pipeline.drift.retrain import (
+    LogOnly,
+    RetrainRequest,
+    RetrainRequester,
+    as_requester,
+    load_requester,
 )
 from pipeline.drift.window import DriftWindow
 from pipeline.errors import ConfigError
@@ -126,7 +126,7 @@ class DriftMonitor:
         self, reference: pd.DataFrame, model_version: str, *, reference_risk: np.ndarray | None = None,
         columns: Sequence[str] = FEATURE_NAMES, config: DriftConfig | None = None, store: Any | None = None,
         report_dir: Path | None = None, clock: Clock | None = None, cooldown: RetrainCooldown | None = None,
-        emitter: Emitter | None = None, source: str = "stream", executor: Executor | None = None,
+        requester: RetrainRequester | Callable[[RetrainRequest], Any] | None = None, source: str = "stream", executor: Executor | None = None,
         check: Callable[..., DriftResult | Skipped] = run_check,
     ) -> None:
         self.cfg = config or DriftConfig()
@@ -136,7 +136,9 @@ class DriftMonitor:
         self.report_dir = None if report_dir is None else Path(report_dir)
         self.cooldown = cooldown or (None if self.report_dir is None else RetrainCooldown(
             self.report_dir / "retrain-cooldown.json", self.cfg.retrain_cooldown_hours, self.clock))
-        self.emitter = emitter
+        # who hears "retrain wanted, because ...": the caller's, else the configured import path
+        self.requester = as_requester(requester) if requester is not None else load_requester(
+            self.cfg.retrain_requester)
         self.source = source
         self._check = check  # a module-level function (it is pickled for the process executor)
         self.window = DriftWindow(self.columns, self.cfg.window_rows)
@@ -201,10 +203,10 @@ class DriftMonitor:
     # -- checks --------------------------------------------------------------------------
     def warm(self) -> Future:
         """Start the worker (and import Evidently there) now rather than at the first
-        check; import Prefect's events here too (the first critical check would otherwise
-        pay that import on the hot path)."""
-        if self.emitter is None:
-            import prefect.events  # noqa: F401
+        check; let the requester warm up too (e.g. import its client) off the hot path."""
+        warm = getattr(self.requester, "warm", None)
+        if callable(warm):
+            warm()
         return self._executor.submit(_warm)
 
     def submit(self, full_report: bool | None = None) -> Future:
@@ -261,8 +263,11 @@ class DriftMonitor:
         requested, note = False, None
         if alert.level is Level.CRITICAL:
             log.warning("critical drift of model %s: %s", result.model_version, "; ".join(alert.reasons))
-            if self.cooldown is None or self.cooldown.try_acquire(result.model_version):
-                requested, note = True, f"{RETRAIN_REQUESTED} ({DRIFT_EVENT})"
+            if isinstance(self.requester, LogOnly):  # nobody to tell: say so, start no cooldown
+                self.requester.request(RetrainRequest(result.model_version, tuple(alert.reasons)))
+                note = f"{RETRAIN_SKIPPED}: no retrain requester configured (see DriftConfig.retrain_requester)"
+            elif self.cooldown is None or self.cooldown.try_acquire(result.model_version):
+                requested, note = True, f"{RETRAIN_REQUESTED} ({type(self.requester).__name__})"
             else:
                 note = f"{RETRAIN_SKIPPED}: cooldown {str(self.cooldown.remaining()).split('.')[0]} left"
                 log.info("retrain not requested: cooldown %s left", self.cooldown.remaining())
@@ -286,7 +291,11 @@ class DriftMonitor:
                        "prediction_drift": None if result.prediction is None else result.prediction.score,
                        "window_start": result.window_start.isoformat(), "window_end": result.window_end.isoformat(),
                        "run_id": run_id, "report": result.report_path, "source": self.source}
-            emit_drift_event(result.model_version, payload, self.emitter)
+            try:
+                self.requester.request(RetrainRequest(result.model_version, tuple(alert.reasons), payload))
+            except Exception as exc:  # noqa: BLE001 - scoring goes on; the failure is logged with its reason
+                log.error("retrain wanted for model %s but the request failed: %s: %s", result.model_version,
+                          type(exc).__name__, exc)  # fmt: skip
         return DriftOutcome(result, alert, run_id, requested)
 
     def close(self, wait: bool = False) -> list[DriftOutcome]:

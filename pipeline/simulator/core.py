@@ -128,15 +128,29 @@ class Simulator:
         return enc.columns(self.pop.signup_s[idx], idx, enc.SIGNUP, cat=self.pop.plan[idx])
 
     def _day_events(self, d: int) -> list[enc.DayColumns]:
-        cfg, rng, pop = self.config, self.rng, self.pop
-        fx = effects(cfg.drift, cfg.drift_day, d)
+        """One simulated day, as its steps (the order fixes the random stream: keep it)."""
+        fx = effects(self.config.drift, self.config.drift_day, d)
         t0 = self.start_s + d * DAY
         date = np.datetime64(t0, "s").astype("datetime64[D]")
         dom = int((date - date.astype("datetime64[M]")).astype(int)) + 1
         weekend = int((date.astype(np.int64) + 3) % 7) >= 5  # 1970-01-01 was a Thursday
         out: list[enc.DayColumns] = []
+        self._signups(d, t0, fx, out)
+        pop = self.pop
+        act = np.flatnonzero(pop.active)
+        last_ts = np.maximum(np.full(len(pop), t0, np.int64), pop.signup_s + 1)
+        self._engagement(act)
+        self._sessions(act, t0, weekend, fx, out, last_ts)
+        failed_today, involuntary = self._billing(act, d, t0, dom, fx, out, last_ts)
+        self._plan_changes(act, t0, fx, out, last_ts)
+        ticketed = self._tickets(act, t0, fx, failed_today, out, last_ts)
+        self._cancels(act, d, t0, involuntary, out, last_ts)
+        self._decay(act, failed_today, ticketed)
+        return out
 
-        # New signups today: signup + first payment (the card is checked at signup).
+    def _signups(self, d: int, t0: int, fx, out: list[enc.DayColumns]) -> None:
+        """New signups today: signup + first payment (the card is checked at signup)."""
+        rng, pop = self.rng, self.pop
         if d < len(self._schedule):
             n_new = int(self._schedule[d])
         else:  # live continuation keeps the history's average signup rate
@@ -147,11 +161,9 @@ class Simulator:
             price = PLAN_PRICES[pop.plan[new]] * fx.price_mult
             out.append(enc.columns(pop.signup_s[new] + 1, new, enc.PAYMENT, price, pop.plan[new]))
 
-        act = np.flatnonzero(pop.active)
-        floor = np.maximum(pop.signup_s[act] + 2 - t0, 0)  # nothing before signup
-        last_ts = np.maximum(np.full(len(pop), t0, np.int64), pop.signup_s + 1)
-
-        # Engagement: mean reversion + noise; decliners fade for weeks.
+    def _engagement(self, act: np.ndarray) -> None:
+        """Engagement: mean reversion + noise; decliners fade for weeks."""
+        rng, pop = self.rng, self.pop
         start_decline = act[(~pop.declining[act]) & (rng.random(len(act)) < 0.002)]
         pop.declining[start_decline] = True
         pop.decline_rate[start_decline] = rng.uniform(0.04, 0.12, len(start_decline))
@@ -160,7 +172,11 @@ class Simulator:
         recover = act[pop.declining[act] & (rng.random(len(act)) < 0.01)]
         pop.declining[recover] = False
 
-        # Sessions.
+    def _sessions(self, act: np.ndarray, t0: int, weekend: bool, fx, out: list[enc.DayColumns],
+                  last_ts: np.ndarray) -> None:  # fmt: skip
+        """Sessions: Poisson per user by engagement, never before signup; device and minutes."""
+        rng, pop = self.rng, self.pop
+        floor = np.maximum(pop.signup_s[act] + 2 - t0, 0)  # nothing before signup
         lam = 0.95 * np.exp(pop.eng[act]) * (1.3 if weekend else 1.0) * fx.session_mult
         n_sess = rng.poisson(np.minimum(lam, 12.0))
         su = np.repeat(act, n_sess)
@@ -173,7 +189,13 @@ class Simulator:
         out.append(enc.columns(s_ts, su, enc.SESSION, minutes, dev))
         np.maximum.at(last_ts, su, s_ts)
 
-        # Billing on the billing day (not on the signup day, that was paid), then retries.
+    def _billing(self, act: np.ndarray, d: int, t0: int, dom: int, fx, out: list[enc.DayColumns],
+                 last_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Billing on the billing day (not on the signup day, that was paid), then retries.
+
+        Also fixes today's hazard (before today's retry outcomes). Returns (failed today
+        mask, users whose last retry failed: involuntary cancels)."""
+        rng, pop = self.rng, self.pop
         existing = act[pop.signup_s[act] < t0]
         due = existing[(pop.bill_dom[existing] == dom) & (pop.dunning[existing] == 0)]
         failed_today = np.zeros(len(pop), bool)
@@ -199,8 +221,11 @@ class Simulator:
             cont = bad[stage < len(RETRY_GAPS)]
             pop.next_retry[cont] = d + np.array(RETRY_GAPS)[pop.dunning[cont]]
             pop.dunning[cont] += 1
+        return failed_today, involuntary
 
-        # Plan changes: downgrades when engagement or price hurts, upgrades when hooked.
+    def _plan_changes(self, act: np.ndarray, t0: int, fx, out: list[enc.DayColumns], last_ts: np.ndarray) -> None:
+        """Plan changes: downgrades when engagement or price hurts, upgrades when hooked."""
+        rng, pop = self.rng, self.pop
         e = pop.eng[act]
         p_down = (0.0006 + 0.002 * (e < -0.7)) * (4.0 if fx.price_mult > 1 else 1.0) * (pop.plan[act] > 0)
         p_up = (0.0004 + 0.0015 * (e > 0.7)) * (pop.plan[act] < 2)
@@ -212,7 +237,10 @@ class Simulator:
                 out.append(enc.columns(ts, who, enc.PLAN_CHANGE, cat=pop.plan[who], cat2=pop.plan[who] + step))
                 pop.plan[who] += step
 
-        # Support tickets.
+    def _tickets(self, act: np.ndarray, t0: int, fx, failed_today: np.ndarray, out: list[enc.DayColumns],
+                 last_ts: np.ndarray) -> np.ndarray:  # fmt: skip
+        """Support tickets (after a failed charge, while declining, more in an outage); who filed one."""
+        rng, pop = self.rng, self.pop
         rate = 0.004 + 0.25 * failed_today[act] + 0.012 * pop.declining[act] + fx.ticket_add
         tu = act[rng.random(len(act)) < rate]
         if len(tu):
@@ -220,9 +248,13 @@ class Simulator:
             if fx.ticket_add:
                 cat = np.where(rng.random(len(tu)) < 0.6, rng.choice([1, 3], size=len(tu)), cat)
             out.append(enc.columns(self._after(tu, t0, last_ts), tu, enc.SUPPORT_TICKET, cat=cat))
+        return tu
 
-        # Cancellation: voluntary by hazard, involuntary after the last failed retry.
-        voluntary = act[rng.random(len(act)) < self._hz_vol]
+    def _cancels(self, act: np.ndarray, d: int, t0: int, involuntary: np.ndarray, out: list[enc.DayColumns],
+                 last_ts: np.ndarray) -> None:  # fmt: skip
+        """Cancellation: voluntary by hazard, involuntary after the last failed retry."""
+        pop = self.pop
+        voluntary = act[self.rng.random(len(act)) < self._hz_vol]
         voluntary = np.setdiff1d(voluntary, involuntary)
         for who, reason in ((voluntary, 0), (involuntary, 1)):
             if len(who):
@@ -230,12 +262,13 @@ class Simulator:
                 pop.active[who] = False
                 pop.cancel_day[who] = d
 
-        # Decay the memory of failures and tickets.
+    def _decay(self, act: np.ndarray, failed_today: np.ndarray, ticketed: np.ndarray) -> None:
+        """Decay the memory of failures and tickets."""
+        pop = self.pop
         pop.fail_recent[act] = pop.fail_recent[act] * 0.97 + failed_today[act]
         tickets = np.zeros(len(pop))
-        tickets[tu] = 1.0
+        tickets[ticketed] = 1.0
         pop.tick_recent[act] = pop.tick_recent[act] * 0.95 + tickets[act]
-        return out
 
     def _hazard(self, act: np.ndarray, pop: Population, fx, retry: np.ndarray) -> None:
         """True churn probability of each active user today (the oracle's input)."""

@@ -15,7 +15,7 @@
   the alert level;
 * :mod:`~pipeline.stream.champion` / :mod:`~pipeline.stream.supervisor` - the registry
   side and the process supervisor (restarts, rebalancing, autoscaling, drain);
-* :mod:`~pipeline.stream.testing` - a tiny champion and a small simulated log for tests.
+* :mod:`~pipeline.testing.stream` - a tiny champion and a small simulated log for tests.
 
 Exactly-once effect: feature state and offsets are checkpointed together, per partition,
 atomically; a checkpoint is written only after every score before it is in the store;

@@ -114,7 +114,7 @@ class DriftHook:
         self.report_dir = Path(data_dir) / "drift"
         self.clock = clock
         self.logger = logger or log
-        self.monitor_kwargs = monitor_kwargs  # tests: emitter, executor, check
+        self.monitor_kwargs = monitor_kwargs  # tests: requester, executor, check
         self.monitor: Any = None
         self.version: str | None = None  # the version the monitor checks against
         self.unmonitored: str | None = None  # a version without a usable reference

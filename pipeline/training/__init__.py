@@ -8,5 +8,5 @@
 * :mod:`~pipeline.training.compare` - score on val/test, pick the best, comparison table;
 * :mod:`~pipeline.training.gate` - the champion gate as a pure decision;
 * :mod:`~pipeline.training.tracking` / :mod:`~pipeline.training.plots` - MLflow runs and charts;
-* :mod:`~pipeline.training.testing` - a synthetic snapshot frame for tests.
+* :mod:`~pipeline.testing.training` - a synthetic snapshot frame for tests.
 """

@@ -85,7 +85,7 @@ def build_dataset(
 
 
 def from_frame(table: pd.DataFrame, features: list[str], horizon_days: int, **kw: Any) -> Dataset:
-    """Wrap an already split table (e.g. :func:`pipeline.training.testing.synthetic_snapshots`)."""
+    """Wrap an already split table (e.g. :func:`pipeline.testing.training.synthetic_snapshots`)."""
     for col in (*ID_COLUMNS, "label", "split", *features):
         if col not in table.columns:
             raise TrainingError(f"snapshot table lacks column {col!r}")

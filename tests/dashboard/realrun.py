@@ -13,7 +13,7 @@ project's own code, not made up.
 4. runs drift checks (Evidently, ``DriftMonitor`` with the inline executor) of live
    feature vectors at cutoffs before and after the drift day against the champion's
    training reference, the last one rendering the full HTML report; critical checks
-   request a retrain (the Prefect event goes to a recording emitter).
+   request a retrain (the request goes to a recording requester).
 
 The facts returned are read back from what was written (so the tests compare the pages
 with the store, never with numbers fixed here).
@@ -191,7 +191,7 @@ def drift_checks(
             report_dir=drift_dir(data_dir),
             clock=clock,
             source="stream-w0",
-            emitter=lambda *a: sent.append({"event": a}),
+            requester=lambda req: sent.append({"event": req}),
         )
         try:
             for i, cut in enumerate(cuts):

@@ -1,4 +1,4 @@
-"""`churn dashboard` builds the streamlit command line from the settings."""
+"""`churn dashboard` (churn.cli.dashboard) builds the streamlit command line (dashboard.launch)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from dashboard import cli
+from churn.cli import dashboard as dashboard_cli
+from dashboard import launch
 from pipeline.config import Settings
 
 
 def test_command_binds_localhost_with_absolute_settings(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    argv, env = cli.command(Settings(data_dir=Path("rel")), "127.0.0.1", 8599, 3.0)
+    argv, env = launch.command(Settings(data_dir=Path("rel")), "127.0.0.1", 8599, 3.0)
     assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("dashboard/app.py")
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
     assert argv[argv.index("--server.port") + 1] == "8599"
@@ -29,7 +30,7 @@ def test_register_adds_the_command() -> None:
     def main(ctx: typer.Context) -> None:
         ctx.obj = Settings()
 
-    cli.register(app)
+    dashboard_cli.register(app)
     out = CliRunner().invoke(app, ["dashboard", "--help"])
     assert out.exit_code == 0 and "--port" in out.output
 
@@ -49,7 +50,7 @@ def test_sigterm_to_churn_dashboard_stops_streamlit_too(tmp_path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "CHURN_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dashboard", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "churn.cli.app", "dashboard", "--port", str(port)],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 90

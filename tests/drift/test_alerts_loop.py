@@ -1,10 +1,9 @@
-"""Config validation, alert levels, retrain cooldown, the drift event and the train trigger."""
+"""Config validation, alert levels and the retrain cooldown (the Prefect half: tests/flows/test_retrain.py)."""
 
 from __future__ import annotations
 
 import doctest
 import importlib
-import logging
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -15,13 +14,7 @@ from pipeline.clock import FakeClock
 from pipeline.drift.alerts import assess_drift, grade
 from pipeline.drift.check import FeatureDrift, Skipped
 from pipeline.drift.config import DriftConfig
-from pipeline.drift.loop import (
-    DRIFT_EVENT,
-    RetrainCooldown,
-    emit_drift_event,
-    prefect_emitter,
-    train_trigger,
-)
+from pipeline.drift.loop import RetrainCooldown
 from pipeline.errors import ConfigError
 from tests.drift.helpers import T0
 
@@ -77,43 +70,3 @@ def test_cooldown_is_respected_and_shared_through_its_file(tmp_path):
     (tmp_path / "cd.json").write_text("{not json")
     assert a.try_acquire("4")  # an unreadable file does not block retraining forever
     assert RetrainCooldown(tmp_path / "zero.json", hours=0, clock=clock).try_acquire("1")
-
-
-def test_emit_without_prefect_api_is_a_logged_noop(monkeypatch, caplog):
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    with caplog.at_level(logging.INFO, logger="pipeline.drift.loop"):
-        assert emit_drift_event("7", {"level": "Critical"}) is None
-    assert "no PREFECT_API_URL: not emitting churn.drift.detected for churn.model.7" in caplog.text
-
-
-def test_emit_passes_event_resource_payload_and_survives_failures(caplog):
-    sent = []
-    emit_drift_event("7", {"drifted_share": 0.5}, lambda e, r, p: sent.append((e, r, p)))
-    assert sent == [(DRIFT_EVENT, {"prefect.resource.id": "churn.model.7", "prefect.resource.name": "churn v7",
-                                   "churn.model.version": "7"}, {"drifted_share": 0.5})]
-
-    def broken(*_):
-        raise ConnectionError("api down")
-
-    assert emit_drift_event("7", {}, broken) is None
-    assert "could not emit churn.drift.detected for model 7: ConnectionError: api down" in caplog.text
-
-
-def test_train_trigger_matches_the_drift_event_and_fits_the_train_deployment():
-    from uuid import uuid4
-
-    from prefect.events.schemas.events import Resource
-
-    from flows.train import train
-
-    trig = train_trigger()
-    deployment = train.to_deployment(name="weekly", concurrency_limit=1, triggers=[trig])  # what serve.py adds
-    assert deployment.triggers[0].expect == {DRIFT_EVENT}
-    trig.set_deployment_id(uuid4())
-    automation = trig.as_automation()
-    assert automation.name == "retrain-on-drift" and automation.trigger.posture == "Reactive"
-    trigger = automation.trigger
-    assert trigger.expect == {DRIFT_EVENT}  # the event name filter
-    assert trigger.match.matches(Resource({"prefect.resource.id": "churn.model.7"}))
-    assert not trigger.match.matches(Resource({"prefect.resource.id": "prefect.flow-run.1"}))
-    assert prefect_emitter.__module__ == "pipeline.drift.loop"

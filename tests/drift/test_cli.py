@@ -1,6 +1,6 @@
 """`churn drift`: the latest check as a table or JSON, `--report` the newest HTML path,
 and one clear line when there is nothing yet. (A stand-in app: the lead wires
-``register`` into ``pipeline.cli.app``.)"""
+``register`` into ``churn.cli.app.app``.)"""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from churn.cli.drift import register
 from pipeline.clock import FakeClock
 from pipeline.config import load_settings
-from pipeline.drift.cli import register
 from pipeline.store import Store
 from tests.drift.test_store_drift import result
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.drift.config import DriftConfig
-from pipeline.drift.testing import stream_checks
+from pipeline.testing.drift import stream_checks
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ def test_stream_detects_the_outage_after_it_starts_and_asks_for_one_retrain(tmp_
     events: list = []
     cfg = DriftConfig(executor="inline", full_report_every=0, warmup_days=58)  # checks from day ~59: fewer, same rule
     checks = stream_checks(tmp_path, "content_outage", DRIFT_DAY, users=2_000, days=85, seed=3, horizon_days=7,
-                           every_days=3, train_end_day=DRIFT_DAY, config=cfg, emitter=lambda *a: events.append(a))
+                           every_days=3, train_end_day=DRIFT_DAY, config=cfg, requester=events.append)
     before = [c for c in checks if c.day <= DRIFT_DAY]  # the window of day d holds users at its midnight
     after = [c for c in checks if c.day > DRIFT_DAY]
     print("\n".join(f"day {c.day}: {c.level} {c.drifted_share:.0%} risk {c.prediction_score:.3f}" for c in checks))
@@ -50,9 +50,9 @@ def test_stream_detects_the_outage_after_it_starts_and_asks_for_one_retrain(tmp_
     assert sum(c.level == "Critical" for c in after) >= len(after) - 1
     assert [c.retrain_requested for c in checks].count(True) == 1 and first.retrain_requested
     assert len(events) == 1
-    name, resource, payload = events[0]
-    assert name == "churn.drift.detected" and resource["prefect.resource.id"] == "churn.model.1"
-    assert payload["level"] == "Critical" and payload["drifted_share"] >= 0.4
+    req = events[0]
+    assert req.model_version == "1" and any("drift" in b for b in req.because)
+    assert req.payload["level"] == "Critical" and req.payload["drifted_share"] >= 0.4
 
 
 # -- 2. event -> trigger -> train on a real Prefect server --------------------------------
@@ -64,7 +64,8 @@ from pipeline.drift.monitor import DriftMonitor
 from pipeline.features.registry import FEATURE_NAMES
 from tests.drift.helpers import fake_check
 ref = pd.DataFrame(np.zeros((300, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
-cfg = DriftConfig(executor="inline", min_rows=10, full_report_every=0)
+from flows.retrain import REQUESTER  # what the stream flow configures
+cfg = DriftConfig(executor="inline", min_rows=10, full_report_every=0, retrain_requester=REQUESTER)
 m = DriftMonitor(ref, "1", config=cfg, report_dir=__import__("pathlib").Path(sys.argv[1]), check=fake_check)
 for day in range(2):  # two critical checks: the cooldown lets one event through
     m.observe(np.full((50, len(FEATURE_NAMES)), 5.0), np.full(50, 0.5), pd.Timestamp(2026, 3, 1 + day, tz="UTC"))

@@ -21,8 +21,8 @@ from pipeline.log import open_log
 from pipeline.store import Store
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.drift_hook import REFERENCE_FILE, DriftHook, read_reference, write_reference
-from pipeline.stream.testing import publish_tiny_champion, simulated_log
 from pipeline.stream.worker import Worker
+from pipeline.testing.stream import publish_tiny_champion, simulated_log
 from tests.drift.helpers import fake_check
 
 DAY_US = 86_400_000_000
@@ -66,7 +66,7 @@ def far_reference(n=300, value=100.0):
 def worker(data, log, store, paths, parts=(0, 1), drift=DRIFT, events=None, cfg=CFG):
     w = Worker("w0", log, store, paths, cfg, partitions=list(parts))
     w.drift = DriftHook("w0", drift, store, data, w.clock, check=fake_check,
-                        emitter=lambda *a: events.append(a) if events is not None else None)  # fmt: skip
+                        requester=lambda req: events.append(req) if events is not None else None)  # fmt: skip
     return w
 
 
@@ -159,8 +159,8 @@ def test_critical_drift_requests_one_retrain_and_the_run_records_it(env):
     w.run(until_caught_up=True)
     crit = [o for o in w.drift.outcomes if o.alert.level.value == "Critical"]
     assert len(crit) >= 2 and sum(o.retrain_requested for o in crit) == 1  # the cooldown (24 h)
-    assert len(events) == 1 and events[0][0] == "churn.drift.detected"
-    assert events[0][1]["prefect.resource.id"] == "churn.model.1" and events[0][2]["source"] == "w0"
+    assert len(events) == 1 and events[0].model_version == "1"
+    assert events[0].payload["source"] == "w0" and events[0].because
     reasons = store.drift_runs().reasons.tolist()
     assert sum(any(x.startswith(RETRAIN_REQUESTED) for x in r) for r in reasons) == 1
     assert sum(any(x.startswith(RETRAIN_SKIPPED) for x in r) for r in reasons) == len(crit) - 1

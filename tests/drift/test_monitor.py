@@ -25,7 +25,7 @@ CFG = DriftConfig(window_rows=1_000, min_rows=200, every_rows=500, every_minutes
 def monitor(tmp_path, clock, sent, store=None, check=fake_check, cfg=CFG, **kw):
     ref = frame(1_000, seed=1)
     return DriftMonitor(ref, "3", reference_risk=np.full(len(ref), 0.1), columns=COLS, config=cfg, store=store,
-                        report_dir=tmp_path / "drift", clock=clock, emitter=lambda e, r, p: sent.append((e, r, p)),
+                        report_dir=tmp_path / "drift", clock=clock, requester=sent.append,
                         check=check, **kw)
 
 
@@ -51,8 +51,8 @@ def test_checks_on_cadence_store_results_and_emit_once_per_cooldown(tmp_path):
         (out,) = m.step()
         assert out.alert.level is Level.CRITICAL and out.run_id is not None
         assert out.retrain_requested is (i == 0)
-    assert len(sent) == 1 and sent[0][0] == "churn.drift.detected"
-    assert sent[0][2]["model_version"] == "3" and sent[0][2]["drifted_share"] == pytest.approx(0.6)
+    assert len(sent) == 1 and sent[0].model_version == "3" and sent[0].because
+    assert sent[0].payload["model_version"] == "3" and sent[0].payload["drifted_share"] == pytest.approx(0.6)
     clock.advance(24 * 3600)
     feed(m, frame(500, seed=20, shift=2.0), risk=0.5)
     m.step()
@@ -128,7 +128,7 @@ def test_real_evidently_check_detects_a_shift(tmp_path):
     ref = frame(600, seed=1)
     clock, sent = FakeClock(T0), []
     m = DriftMonitor(ref, "3", reference_risk=np.full(600, 0.2) + np.linspace(0, 0.1, 600), columns=COLS,
-                     config=cfg, report_dir=tmp_path / "drift", clock=clock, emitter=lambda *a: sent.append(a),
+                     config=cfg, report_dir=tmp_path / "drift", clock=clock, requester=sent.append,
                      check=run_check)
     feed(m, frame(600, seed=2, shift=1.0), risk=0.6)
     m.submit(full_report=False)
@@ -160,3 +160,19 @@ def test_a_dead_worker_is_replaced_without_raising_into_the_stream(tmp_path, cap
     m.submit()  # the replacement (inline, as configured) runs it
     (out,) = m.poll()
     assert out.alert.level is Level.HEALTHY
+
+
+def test_with_no_requester_critical_drift_is_recorded_as_not_requested_and_starts_no_cooldown(tmp_path):
+    from pipeline.drift.loop import RETRAIN_SKIPPED
+
+    clock = FakeClock(T0)
+    store = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=clock)
+    ref = frame(1_000, seed=1)
+    m = DriftMonitor(ref, "3", reference_risk=np.full(len(ref), 0.1), columns=COLS, config=CFG, store=store,
+                     report_dir=tmp_path / "drift", clock=clock, check=fake_check)  # fmt: skip
+    feed(m, frame(500, seed=10, shift=2.0), risk=0.5)
+    m.step()
+    (out,) = m.step()
+    assert out.alert.level is Level.CRITICAL and not out.retrain_requested
+    assert any(r.startswith(f"{RETRAIN_SKIPPED}: no retrain requester") for r in store.drift_runs().iloc[-1]["reasons"])
+    assert not (tmp_path / "drift" / "retrain-cooldown.json").exists()

@@ -15,9 +15,9 @@ from pipeline.autoscale.alerts import Level
 from pipeline.drift.alerts import assess_drift
 from pipeline.drift.check import DriftResult, run_check
 from pipeline.drift.config import DriftConfig
-from pipeline.drift.testing import scenario_frames
 from pipeline.drift.window import DriftWindow
 from pipeline.features.registry import FEATURE_NAMES
+from pipeline.testing.drift import scenario_frames
 
 pytestmark = pytest.mark.slow  # ~40 s: three simulations + replays + Evidently's import
 

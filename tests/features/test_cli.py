@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from churn.cli.features import register
 from pipeline.config import Settings
-from pipeline.features.cli import register
 from pipeline.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
 from pipeline.log import open_log
 from pipeline.simulator import SimConfig, Simulator

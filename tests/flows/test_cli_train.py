@@ -9,8 +9,8 @@ pytestmark = pytest.mark.slow
 
 
 def _app():
-    from flows.cli import register
-    from pipeline.cli import app
+    from churn.cli.app import app
+    from churn.cli.train import register
 
     if "train" not in {c.name for c in app.registered_commands}:
         register(app)

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from churn.cli.app import app
 
 from .helpers import T0, rows_to_csv, sample_rows, write_mapping
 

@@ -187,7 +187,7 @@ def test_import_into_a_kafka_topic(tmp_path) -> None:
     from pipeline.clock import FakeClock
     from pipeline.ingest import Ledger, run_import
     from pipeline.log.kafka import KafkaLog
-    from pipeline.log.kafka_admin import MOCK_AUTO_PARTITIONS, MockCluster
+    from pipeline.testing.kafka import MOCK_AUTO_PARTITIONS, MockCluster
 
     rows = sample_rows(users=4, days=5) + [{"uid": "", "t": T0, "kind": "play", "minutes": 1}]
     path = rows_to_csv(rows, tmp_path / "a.csv")

@@ -17,7 +17,7 @@ EXAMPLES = PROJECT_ROOT / "docs" / "examples"
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory) -> Path:
-    from pipeline.cli import app
+    from churn.cli.app import app
 
     data = tmp_path_factory.mktemp("data")
     r = CliRunner().invoke(app, ["--data-dir", str(data), "--partitions", "2", "import",
@@ -64,7 +64,7 @@ def test_train_flow_on_imported_events_logs_metrics_and_registers(trained) -> No
 
 
 def test_stream_scores_the_imported_topic(trained, imported) -> None:
-    from pipeline.cli import app
+    from churn.cli.app import app
     from pipeline.log import open_log
     from pipeline.store import Store
 

@@ -13,7 +13,7 @@ from pipeline.clock import FakeClock
 from pipeline.events import Payment, Session, encode
 from pipeline.log import FileLog, MemoryLog, PartitionLog, open_log
 from pipeline.log.kafka import KafkaLog
-from pipeline.log.kafka_admin import MOCK_AUTO_PARTITIONS, MockCluster
+from pipeline.testing.kafka import MOCK_AUTO_PARTITIONS, MockCluster
 
 BACKENDS = ["memory", "file", "kafka"]  # kafka: librdkafka's in-process mock cluster
 

@@ -304,7 +304,7 @@ def test_end_offset_of_a_read_partition_needs_no_broker_round_trip(kafka_log, mo
 def test_churn_topics_on_kafka_lists_checks_and_explains(kafka_mock, new_kafka_topic, tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from churn.cli.app import app
 
     topic = new_kafka_topic("cli", 4)
     kafka_mock.create_topic(f"{topic}.dlq", 4)
@@ -393,7 +393,7 @@ def test_topics_create_asks_for_the_configured_partitions_and_replication(monkey
 def test_churn_topics_create_on_the_file_backend(tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from churn.cli.app import app
 
     def churn(*args: str):
         return CliRunner().invoke(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from churn.stack.stack import MODEL_NAME
 from pipeline.config import PROJECT_ROOT
-from pipeline.stack.stack import MODEL_NAME
 
 
 def _gen():
@@ -29,7 +29,7 @@ def test_readme_config_table_is_generated_from_settings() -> None:
 def test_readme_walkthrough_commands_exist() -> None:
     from typer.main import get_command
 
-    from pipeline.cli import app
+    from churn.cli.app import app
 
     commands = set(get_command(app).commands)
     assert {"up", "status", "down", "demo", "simulate", "train", "produce", "dashboard"} <= commands

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from churn.cli.app import main
+from churn.stack import procs, services, stack
+from churn.stack.demo import MARKER, prepare_data_dir
+from churn.stack.services import ServiceSpec
+from churn.stack.state import StackError, load, state_path
 from pipeline.config import Settings
-from pipeline.stack import procs, services, stack
-from pipeline.stack.demo import MARKER, prepare_data_dir
-from pipeline.stack.services import ServiceSpec
-from pipeline.stack.state import StackError, load, state_path
 
 PY = sys.executable
 PORTS = {"prefect": 14200, "mlflow": 15000, "dashboard": 18501}  # only printed: the stand-ins bind their own
@@ -254,11 +254,11 @@ def test_foreground_up_stops_everything_on_ctrl_c(tmp_path) -> None:
     a, b = procs.free_port(), procs.free_port()
     script = textwrap.dedent(f"""
         import sys
-        from pipeline.stack import stack
+        from churn.stack import stack
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_stack import http_service
         stack.build = lambda settings, ports: [http_service("web", {a}), http_service("api", {b})]
-        from pipeline.cli import main
+        from churn.cli.app import main
         main(["--data-dir", {str(data)!r}, "up", "--prefect-port", "1", "--mlflow-port", "2", "--dashboard-port", "3"])
     """)
     proc = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -287,7 +287,7 @@ def test_demo_status_line_is_silent_before_the_stream_and_reads_the_store_after(
     """The full demo prints this every 30 s: nothing before the stream writes, then what it does."""
     from datetime import UTC, datetime
 
-    from pipeline.stack.demo import live_status
+    from churn.stack.demo import live_status
     from pipeline.store import Store
     from pipeline.store.records import StreamMetric
 

@@ -12,19 +12,19 @@ import time
 
 import pytest
 
+from churn.stack import http, prefect_api, procs
+from churn.stack.demo import group_lag, store_summary
+from churn.stack.state import load, state_path
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.log import open_log
 from pipeline.simulator import SimConfig, Simulator
 from pipeline.simulator.history import simulate_history
-from pipeline.stack import http, prefect_api, procs
-from pipeline.stack.demo import group_lag, store_summary
-from pipeline.stack.state import load, state_path
 
 pytestmark = pytest.mark.slow
 
 
 def churn(data, env, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "--data-dir", str(data), *args], cwd=PROJECT_ROOT,
+    return subprocess.run([sys.executable, "-m", "churn.cli.app", "--data-dir", str(data), *args], cwd=PROJECT_ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from pipeline.clock import FakeClock
 from pipeline.log import open_log
 from pipeline.store import Store
 from pipeline.stream.config import StreamConfig, StreamPaths
-from pipeline.stream.testing import publish_tiny_champion, simulated_log
+from pipeline.testing.stream import publish_tiny_champion, simulated_log
 
 
 @pytest.fixture(scope="session")

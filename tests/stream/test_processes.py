@@ -22,8 +22,8 @@ from pipeline.stream.champion import StaticChampion
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.model import export_model, publish
 from pipeline.stream.supervisor import Supervisor
-from pipeline.stream.testing import simulated_log, tiny_model
 from pipeline.stream.worker import Worker
+from pipeline.testing.stream import simulated_log, tiny_model
 
 from .helpers import append_bad_events, run_in_thread, scores, sigkill_workers_mid_run, states
 

@@ -70,8 +70,8 @@ def test_churn_stream_ends_with_the_report_even_after_ctrl_c(
     """The flow itself is replaced (it is tested in test_stream_flow): this checks what the
     command prints when the flow returns, and when Ctrl-C interrupts it."""
     import flows.stream
-    from flows.stream_cli import register
-    from pipeline.cli import app
+    from churn.cli.app import app
+    from churn.cli.stream import register
 
     def fake_stream(**options):
         log.commit(options["group"] or "churn-stream", {0: 30, 1: 20}, T)

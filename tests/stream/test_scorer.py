@@ -11,7 +11,7 @@ from pipeline.features.registry import FEATURE_INDEX, FEATURE_NAMES, FEATURE_SET
 from pipeline.features.state import FeatureFrame
 from pipeline.stream.model import load_export
 from pipeline.stream.scorer import Scorer, to_frame
-from pipeline.stream.testing import publish_tiny_champion
+from pipeline.testing.stream import publish_tiny_champion
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from pipeline.log import open_log
 from pipeline.store import Store
 from pipeline.stream.champion import RegistryChampion
 from pipeline.stream.model import load_export
-from pipeline.stream.testing import simulated_log
+from pipeline.testing.stream import simulated_log
 
 
 def test_deployments_live_and_catch_up_one_run_at_a_time(tmp_path) -> None:
@@ -67,8 +67,8 @@ def _train_champion(data_dir, uri: str) -> str:
 def test_churn_stream_scores_the_log_with_the_registered_champion(
     tmp_path, prefect_harness
 ) -> None:
-    from flows.stream_cli import register
-    from pipeline.cli import app
+    from churn.cli.app import app
+    from churn.cli.stream import register
 
     data_dir = tmp_path / "data"
     log = simulated_log(data_dir / "log", users=2_000, days=80, partitions=2, seed=3)
@@ -117,8 +117,8 @@ def test_churn_stream_scores_the_log_with_the_registered_champion(
 
 @pytest.mark.slow
 def test_churn_stream_without_a_topic_is_one_clear_line(tmp_path) -> None:
-    from flows.stream_cli import register
-    from pipeline.cli import app
+    from churn.cli.app import app
+    from churn.cli.stream import register
 
     if "stream" not in {c.name for c in app.registered_commands}:
         register(app)

@@ -21,15 +21,15 @@ from typer.testing import CliRunner
 from pipeline.errors import LogError
 from pipeline.log import dead_letter_log, parse_dead_letter
 from pipeline.log.kafka import KafkaLog
-from pipeline.log.kafka_admin import MockCluster
 from pipeline.log.kafka_config import log_config
 from pipeline.store import Store
 from pipeline.stream.champion import StaticChampion
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.model import export_model, publish
 from pipeline.stream.supervisor import Supervisor
-from pipeline.stream.testing import simulated_log, tiny_model
 from pipeline.stream.worker import Worker
+from pipeline.testing.kafka import MockCluster
+from pipeline.testing.stream import simulated_log, tiny_model
 
 from .helpers import append_bad_events, run_in_thread, scores, sigkill_workers_mid_run, states
 
@@ -147,7 +147,7 @@ def lag_rows(tmp_path: Path, mock: MockCluster, topic: str) -> list[dict]:
     """`churn lag --group test --json` with the Kafka backend configured by environment."""
     import json
 
-    from pipeline.cli import app
+    from churn.cli.app import app
 
     env = {"CHURN_LOG_BACKEND": "kafka", "CHURN_KAFKA_BOOTSTRAP": mock.bootstrap}
     args = [
@@ -236,8 +236,8 @@ def test_a_missing_kafka_topic_is_one_clear_error(tmp_path, mock):
         Supervisor(tmp_path, "no-such-topic", f"sqlite:///{tmp_path / 'x.db'}", StaticChampion(),
                    log_config=conf)  # fmt: skip
 
-    from flows.stream_cli import register
-    from pipeline.cli import app
+    from churn.cli.app import app
+    from churn.cli.stream import register
 
     if "stream" not in {c.name for c in app.registered_commands}:
         register(app)

@@ -17,7 +17,7 @@ from pipeline.stream.config import StreamConfig
 from pipeline.stream.health import alert_from_store
 from pipeline.stream.model import read_pointer
 from pipeline.stream.supervisor import Supervisor
-from pipeline.stream.testing import tiny_model
+from pipeline.testing.stream import tiny_model
 
 
 def _sup(data_dir, tmp_path, champion, **cfg) -> Supervisor:

@@ -16,8 +16,8 @@ from pipeline.features.registry import FEATURE_SET_VERSION
 from pipeline.log import dead_letter_log, open_log, parse_dead_letter
 from pipeline.store import Store
 from pipeline.stream.config import StreamPaths
-from pipeline.stream.testing import publish_tiny_champion
 from pipeline.stream.worker import Worker
+from pipeline.testing.stream import publish_tiny_champion
 
 from .helpers import append_bad_events, crash, scores, states
 

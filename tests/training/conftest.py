@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.training.testing import split_by_cutoff, synthetic_snapshots
+from pipeline.testing.training import split_by_cutoff, synthetic_snapshots
 
 
 @pytest.fixture(scope="session")

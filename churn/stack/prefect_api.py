@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pipeline.stack import http
-from pipeline.stack.state import StackError
+from churn.stack import http
+from churn.stack.state import StackError
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 ACTIVE = ["RUNNING", "PENDING", "CANCELLING"]

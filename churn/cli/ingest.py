@@ -1,4 +1,4 @@
-"""`churn import PATH... --mapping mapping.yaml` (registered by :mod:`pipeline.cli`)."""
+"""`churn import PATH... --mapping mapping.yaml` (registered by :mod:`churn.cli.app`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from pipeline.cli import _settings, console, err, friendly
+    from churn.cli.common import console, err, friendly
+    from churn.cli.common import settings_of as _settings
 
     @app.command("import")
     @friendly

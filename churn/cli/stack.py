@@ -1,6 +1,6 @@
 """`churn up` / `churn status` / `churn down` (and `churn demo`): the local stack from the shell.
 
-``pipeline/cli.py`` calls :func:`register` once to add the commands to the ``churn`` app.
+``churn/cli/app.py`` calls :func:`register` once to add the commands to the ``churn`` app.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def print_table(state, console) -> None:  # noqa: ANN001 - StackState, rich Cons
 
 
 def print_ready(state, console, settings: Settings) -> None:  # noqa: ANN001
-    from pipeline.stack.stack import champion_hint
-    from pipeline.stack.state import state_path
+    from churn.stack.stack import champion_hint
+    from churn.stack.state import state_path
 
     print_table(state, console)
     env_file = state_path(settings.data_dir).parent / "env.sh"
@@ -74,8 +74,8 @@ def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]
                status: Callable[[], str | None] | None = None, status_every_s: float = 30.0) -> None:
     """Stay until Ctrl-C / SIGTERM; report a service that dies; print ``status()`` every
     ``status_every_s`` (when it has something to say); then stop everything."""
-    from pipeline.stack import procs
-    from pipeline.stack.stack import down
+    from churn.stack import procs
+    from churn.stack.stack import down
 
     def _term(_sig: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -117,6 +117,16 @@ def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]
     console.print("stopped")
 
 
+class _Console:
+    """Adapter so print_ready can print through a ``say`` function."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+
+    def print(self, msg: object, **_: object) -> None:
+        self.say(str(msg))
+
+
 def register(app: typer.Typer) -> None:
     """Add ``up``, ``status``, ``down`` and ``demo`` to the ``churn`` Typer app."""
 
@@ -130,10 +140,10 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[float | None, typer.Option(min=1, help="Seconds each service may take to get healthy (env CHURN_STACK_START_TIMEOUT_S, default 240).")] = None,
     ) -> None:
         """Start Prefect server, served deployments, MLflow UI and dashboard on 127.0.0.1."""
-        from pipeline.cli import console, err, friendly
+        from churn.cli.common import console, err, friendly
 
         def run() -> None:
-            from pipeline.stack.stack import ports_of, up
+            from churn.stack.stack import ports_of, up
 
             s: Settings = ctx.obj
             children: list[subprocess.Popen[bytes]] = []
@@ -157,10 +167,10 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     def status_command(ctx: typer.Context) -> None:
         """Which services of the stack run and answer their health check (exit 1 if any does not)."""
-        from pipeline.cli import console, friendly
+        from churn.cli.common import console, friendly
 
         def run() -> None:
-            from pipeline.stack.stack import status
+            from churn.stack.stack import status
 
             rows = status(ctx.obj)
             if rows is None:
@@ -183,11 +193,11 @@ def register(app: typer.Typer) -> None:
         forget: Annotated[bool, typer.Option(help="Only remove an unreadable state file (stop leftover processes yourself).")] = False,
     ) -> None:
         """Stop everything `churn up` started (by pid, process groups included)."""
-        from pipeline.cli import console, friendly
+        from churn.cli.common import console, friendly
 
         def run() -> None:
-            from pipeline.stack.stack import down
-            from pipeline.stack.state import remove, state_path
+            from churn.stack.stack import down
+            from churn.stack.state import remove, state_path
 
             if forget:
                 remove(state_path(ctx.obj.data_dir))
@@ -197,9 +207,3 @@ def register(app: typer.Typer) -> None:
             console.print(f"stopped: {', '.join(stopped)}" if stopped else f"nothing running for {ctx.obj.data_dir}")
 
         friendly(run)()
-
-    try:
-        from pipeline.stack.demo import register as register_demo
-    except ImportError:  # pragma: no cover - demo driver not present
-        return
-    register_demo(app)

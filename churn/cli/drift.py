@@ -1,7 +1,7 @@
 """`churn drift`: the latest drift check as a table (``--json``: as JSON), or with
 ``--report`` the path of the newest full HTML report.
 
-``pipeline/cli.py`` calls :func:`register` once to add the command to the ``churn`` app.
+``churn/cli/app.py`` calls :func:`register` once to add the command to the ``churn`` app.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the latest check as JSON.")] = False,
     ) -> None:
         """Show the latest drift check of the stream against the champion's reference."""
-        from pipeline.cli import friendly
+        from churn.cli.common import friendly
 
         friendly(_run)(ctx, report, runs, as_json)
 
 
 def _run(ctx: typer.Context, report: bool, runs: int, as_json: bool) -> None:
-    from pipeline.cli import _settings, console
+    from churn.cli.common import console
+    from churn.cli.common import settings_of as _settings
     from pipeline.drift.reports import drift_dir, latest
     from pipeline.errors import ChurnError
 

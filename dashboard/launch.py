@@ -1,9 +1,8 @@
-"""`churn dashboard`: serve the Streamlit dashboard on 127.0.0.1 (foreground).
+"""How to launch the dashboard: the streamlit process's argv and environment, and a foreground runner.
 
-``pipeline/cli.py`` calls :func:`register` once to add the command to the ``churn`` app.
 The settings are resolved in the caller's directory and handed to Streamlit as absolute
 ``CHURN_*`` values, because Streamlit runs from the repository root (where
-``.streamlit/config.toml`` lives).
+``.streamlit/config.toml`` lives). Used by ``churn dashboard`` and the local stack.
 """
 
 from __future__ import annotations
@@ -13,9 +12,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,22 +29,6 @@ def command(settings: object, address: str, port: int, refresh: float) -> tuple[
         "CHURN_DASHBOARD_REFRESH_S": str(refresh),
     }
     return argv, env
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``dashboard`` to the ``churn`` Typer app."""
-
-    @app.command("dashboard")
-    def dashboard_command(
-        ctx: typer.Context,
-        address: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to your network.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8501,
-        refresh: Annotated[float, typer.Option(min=1, help="Seconds between live refreshes.")] = 5.0,
-    ) -> None:
-        """Serve the Streamlit dashboard (Ctrl-C stops it)."""
-        argv, env = command(ctx.obj, address, port, refresh)
-        typer.echo(f"dashboard on http://{address}:{port} (Ctrl-C stops it)")
-        raise typer.Exit(serve(argv, env))
 
 
 def serve(argv: list[str], env: dict[str, str]) -> int:

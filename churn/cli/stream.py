@@ -4,7 +4,7 @@ However it ends (``--until-caught-up``, ``--max-seconds``, Ctrl-C), the command 
 closing report: events, events/s, final lag per partition and the top 10 at-risk
 active users with their reasons (:func:`closing_report`; ``--json`` adds it as ``report``).
 
-``pipeline/cli.py`` calls :func:`register` once to add the command to the ``churn`` app.
+``churn/cli/app.py`` calls :func:`register` once to add the command to the ``churn`` app.
 Ctrl-C (or SIGTERM) drains: every worker checkpoints, then the command exits.
 """
 
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Score the event stream with the champion model (runs until Ctrl-C or a limit)."""
-        from pipeline.cli import friendly
+        from churn.cli.common import friendly
 
         if reasons is not None and reasons not in ("approx", "exact"):
             raise typer.BadParameter("use approx or exact", param_hint="--reasons")
@@ -102,8 +102,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
-    from flows.cli import _env_defaults
-    from pipeline.cli import _settings, console
+    from churn.cli.common import console
+    from churn.cli.common import settings_of as _settings
+    from flows.env import local_defaults
     from pipeline.errors import ChurnError
     from pipeline.log import open_configured_log
     from pipeline.stream.config import StreamConfig
@@ -120,7 +121,7 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
     # Check the options now, before Prefect's temporary server takes its seconds to start.
     fields = {k: v for k, v in options.items() if k in StreamConfig.__dataclass_fields__}
     cfg = StreamConfig.from_settings(s, reasons_method=options.get("reasons"), **fields)
-    _env_defaults()
+    local_defaults()
     from flows.stream import stream
 
     with open_configured_log(s, create=False) as log:

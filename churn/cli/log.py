@@ -1,84 +1,36 @@
-"""`churn` - the command line. Builds the settings once and passes them down.
-
-User mistakes (bad flag values, unwritable data dir, missing state) print one clear
-line and exit 1; usage errors exit 2 (Typer's convention). No tracebacks for those.
-"""
+"""`churn simulate|produce|lag|topics|retention|tail`: make and inspect the event log."""
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import signal
-import sys
-from collections.abc import Callable
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.config import Settings, load_settings
+from churn.cli.common import console, err, friendly, open_log
+from churn.cli.common import settings_of as _settings
 from pipeline.errors import ChurnError
 
-app = typer.Typer(
-    name="churn",
-    help="Streaming churn intelligence: simulate, produce and inspect subscriber events.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+_COMMANDS: list[Any] = []
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    return ctx.obj
+def _command():  # noqa: ANN202 - collects the commands :func:`register` adds
+    def collect(fn: Any) -> Any:
+        _COMMANDS.append(fn)
+        return fn
+
+    return collect
 
 
-def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected failures into one line on stderr and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ChurnError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-            raise typer.Exit(1) from None
-        except PermissionError as exc:
-            err.print(f"[bold red]error:[/] permission denied: {exc.filename} - choose a writable --data-dir (or CHURN_DATA_DIR)")
-            raise typer.Exit(1) from None
-        except OSError as exc:
-            err.print(f"[bold red]error:[/] {exc.strerror or exc}: {exc.filename or ''} - check --data-dir (or CHURN_DATA_DIR)")
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-@app.callback()
-def _main(
-    ctx: typer.Context,
-    data_dir: Annotated[Path | None, typer.Option(help="Data directory [env CHURN_DATA_DIR; default ./data].")] = None,
-    topic: Annotated[str | None, typer.Option(help="Event topic [env CHURN_TOPIC; default events].")] = None,
-    partitions: Annotated[int | None, typer.Option(help="Partitions for a new topic [env CHURN_PARTITIONS; default 4].")] = None,
-) -> None:
-    try:
-        ctx.obj = load_settings(data_dir=data_dir, topic=topic, partitions=partitions)
-    except ChurnError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
-def _open_log(s: Settings, create: bool = True):
-    """The configured topic (file or Kafka); ``create=False``: a missing topic is an error."""
-    from pipeline.log import open_configured_log
-
-    return open_configured_log(s, create=create)
-
+def register(app: typer.Typer) -> None:
+    """Add the log commands to the ``churn`` Typer app."""
+    for fn in _COMMANDS:
+        app.command()(fn)
 
 def _print_summary(summary: Any, title: str, as_json: bool) -> None:
     d = summary.as_dict()
@@ -99,7 +51,7 @@ def _print_summary(summary: Any, title: str, as_json: bool) -> None:
     console.print(t)
 
 
-@app.command()
+@_command()
 @friendly
 def simulate(
     ctx: typer.Context,
@@ -132,7 +84,7 @@ def simulate(
         shutil.rmtree(s.topic_dir.with_name(s.topic + ".dlq"), ignore_errors=True)
         shutil.rmtree(s.sim_dir, ignore_errors=True)
     s.sim_dir.mkdir(parents=True, exist_ok=True)
-    log = _open_log(s)
+    log = open_log(s)
     try:
         with Progress(
             TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
@@ -149,7 +101,7 @@ def simulate(
     _print_summary(summary, f"history written to {s.topic_dir} ({log.num_partitions} partitions)", as_json)
 
 
-@app.command()
+@_command()
 @friendly
 def produce(
     ctx: typer.Context,
@@ -164,7 +116,7 @@ def produce(
     s = _settings(ctx)
     if not (s.sim_dir / "state.json").exists():
         raise ChurnError(f"no simulated population in {s.sim_dir}; run `churn simulate` first")
-    log = _open_log(s, create=False)
+    log = open_log(s, create=False)
     stop = {"now": False}
 
     def _stop(signum: int, frame: Any) -> None:
@@ -193,7 +145,7 @@ def produce(
 DEFAULT_GROUP = "churn-stream"
 
 
-@app.command()
+@_command()
 @friendly
 def lag(
     ctx: typer.Context,
@@ -209,7 +161,7 @@ def lag(
 
     s = _settings(ctx)
     clock = SystemClock()
-    with _open_log(s, create=False) as log:
+    with open_log(s, create=False) as log:
         if reset_offsets is not None:
             if reset_offsets not in ("earliest", "latest"):
                 raise typer.BadParameter("use earliest or latest", param_hint="--reset-offsets")
@@ -230,7 +182,7 @@ def lag(
     console.print(f"total lag: {total:,} records")
 
 
-@app.command()
+@_command()
 @friendly
 def topics(
     ctx: typer.Context,
@@ -282,7 +234,7 @@ def topics(
     console.print(t)
 
 
-@app.command()
+@_command()
 @friendly
 def retention(
     ctx: typer.Context,
@@ -304,7 +256,7 @@ def retention(
     )
     if policy.max_age_s is None and policy.max_bytes is None:
         raise ChurnError("no retention configured: set CHURN_RETENTION_HOURS / CHURN_RETENTION_BYTES or pass --hours / --max-bytes")
-    with _open_log(s, create=False) as log:
+    with open_log(s, create=False) as log:
         deleted = apply_retention(log, policy, SystemClock())
     for d in deleted:
         console.print(f"deleted partition {d.partition} segment {d.base_offset}..{d.end_offset - 1} ({_size(d.bytes)}, {d.reason})")
@@ -319,7 +271,7 @@ def _size(n: float) -> str:
     return str(n)
 
 
-@app.command()
+@_command()
 @friendly
 def tail(
     ctx: typer.Context,
@@ -345,60 +297,3 @@ def tail(
     if not records:
         err.print("no records at that position")
 
-
-def _register_plugins() -> None:
-    """Commands that live next to their subsystem (they import lazily inside)."""
-    from flows.cli import register as register_train
-
-    register_train(app)
-    from flows.stream_cli import register as register_stream
-
-    register_stream(app)
-    from pipeline.drift.cli import register as register_drift
-
-    register_drift(app)
-    from dashboard.cli import register as register_dashboard
-
-    register_dashboard(app)
-    from pipeline.ingest.cli import register as register_import
-
-    register_import(app)
-    from pipeline.stack.cli import register as register_stack
-
-    register_stack(app)
-    try:
-        from pipeline.features.cli import register as register_features
-    except ImportError:  # pragma: no cover - features CLI not present
-        return
-    register_features(app)
-
-
-_register_plugins()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: usage errors as one line (exit 2), Ctrl-C as exit 130."""
-    try:  # typer >= 0.25 vendors click as typer._click; older versions use click
-        from typer._click import exceptions as cx
-    except ImportError:  # pragma: no cover
-        from click import exceptions as cx
-
-    try:
-        rc = app(args=argv, standalone_mode=False)
-    except cx.NoArgsIsHelpError:  # typer has already printed the help
-        sys.exit(0)
-    except cx.UsageError as exc:
-        name = exc.ctx.command_path if exc.ctx else "churn"
-        err.print(f"[bold red]error:[/] {exc.format_message()} (see `{name} --help`)", soft_wrap=True)
-        sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted")
-        sys.exit(130)
-    except cx.ClickException as exc:
-        err.print(f"[bold red]error:[/] {exc.format_message()}", soft_wrap=True)
-        sys.exit(exc.exit_code)
-    sys.exit(rc if isinstance(rc, int) else 0)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.config import PROJECT_ROOT, Settings
-from pipeline.stack import http, prefect_api, procs
-from pipeline.stack.services import ServiceSpec, build, client_env
-from pipeline.stack.state import (
+from churn.stack import http, prefect_api, procs
+from churn.stack.services import ServiceSpec, build, client_env
+from churn.stack.state import (
     ServiceRecord,
     StackError,
     StackState,
@@ -27,6 +26,7 @@ from pipeline.stack.state import (
     state_dir,
     state_path,
 )
+from pipeline.config import PROJECT_ROOT, Settings
 
 MODEL_NAME = "churn"  # = pipeline.registry.MODEL_NAME (not imported: that pulls in mlflow)
 Print = Callable[[str], None]

@@ -84,7 +84,7 @@ class StreamedCheck:
 def stream_checks(
     work: Path, drift: str | None = None, drift_day: int | None = None, *, users: int = 3_000, days: int = 100,
     seed: int = 7, observe: str = "day_snapshot", partitions: int = 2, horizon_days: int = 14, every_days: int = 7,
-    candidate: str = "logistic", train_end_day: int | None = None, config: Any = None, emitter: Any = None,
+    candidate: str = "logistic", train_end_day: int | None = None, config: Any = None, requester: Any = None,
 ) -> list[StreamedCheck]:
     """Simulate a history (optionally with a drift scenario from ``drift_day``), train a
     ``candidate`` on it as ``train`` does (labelled snapshots, temporal split; reference =
@@ -130,7 +130,7 @@ def stream_checks(
     try:
         w = Worker("w0", log, store, paths, StreamConfig(group="drift-sim", batch_size=1_000, max_wait_s=0.0,
                                                            checkpoint_interval_s=3600.0), partitions=range(partitions))
-        w.drift = DriftHook("w0", cfg, store, work, w.clock, emitter=emitter or (lambda *a: None))
+        w.drift = DriftHook("w0", cfg, store, work, w.clock, requester=requester or (lambda req: None))
         w.run(until_caught_up=True)
         out = []
         t0 = to_us(sim.start)

@@ -127,7 +127,7 @@ def build(settings: Settings, ports: Mapping[str, int], base_env: Mapping[str, s
                 port_flag="--mlflow-port / CHURN_MLFLOW_PORT",
             )
         )
-    from dashboard.cli import command  # the one place that knows how to launch the app
+    from dashboard.launch import command  # the one place that knows how to launch the app
 
     argv, env = command(settings, HOST, ports["dashboard"], 5.0)
     env = {**base, **{k: v for k, v in env.items() if k.startswith("CHURN_")}, **churn,

@@ -30,7 +30,7 @@ err = Console(stderr=True, highlight=False)
 
 def register(app: typer.Typer) -> None:
     """Add the ``features`` and ``snapshots`` commands to ``app`` (``ctx.obj`` = Settings)."""
-    from pipeline.cli import friendly
+    from churn.cli.common import friendly
 
     app.command("features")(friendly(features))
     app.command("snapshots")(friendly(snapshots))
@@ -66,7 +66,7 @@ def features(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Feature vector of a user at a time, or feature distributions over active users."""
-    from pipeline.cli import _open_log
+    from churn.cli.common import open_log as _open_log
     from pipeline.features.replay import replay_partition
     from pipeline.features.state import FeatureFrame, FeatureState
     from pipeline.labels import activity_range
@@ -153,7 +153,7 @@ def snapshots(
     as_json: Annotated[bool, typer.Option("--json", help="Print the split report as JSON.")] = False,
 ) -> None:
     """Build the labelled snapshot table (features at cutoffs + forward churn label) and split it."""
-    from pipeline.cli import _open_log
+    from churn.cli.common import open_log as _open_log
     from pipeline.labels import build_snapshots, write_snapshots
     from pipeline.split import assign, report, temporal_split
 

@@ -1,25 +1,15 @@
 """`churn train`: run the train flow directly (no Prefect server needed) and print a summary.
 
-``pipeline/cli.py`` calls :func:`register` once to add the command to the ``churn`` app.
+``churn/cli/app.py`` calls :func:`register` once to add the command to the ``churn`` app.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from datetime import date
 from typing import Annotated, Any
 
 import typer
-
-
-def _env_defaults() -> None:
-    # A temporary Prefect API server starts in-process: give it time on a busy machine and
-    # keep it quiet; users can still override any of these.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _date(value: str | None, flag: str) -> date | None:
@@ -52,7 +42,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the flow's summary as JSON.")] = False,
     ) -> None:
         """Train candidate models, compare, explain, simulate revenue, register + gate."""
-        from pipeline.cli import friendly
+        from churn.cli.common import friendly
 
         friendly(_run)(ctx, _date(start, "--start"), _date(end, "--end"), horizon, every, candidate, seed,
                        effectiveness, top_share, shap_sample, leaky, register_model, tracking_uri, as_json)
@@ -61,13 +51,15 @@ def register(app: typer.Typer) -> None:
 def _run(ctx: typer.Context, start: date | None, end: date | None, horizon: int, every: int,
          candidates: list[str] | None, seed: int | None, effectiveness: float, top_share: float, shap_sample: int,
          leaky: bool, register_model: bool, tracking_uri: str | None, as_json: bool) -> None:
-    from pipeline.cli import _settings, console
+    from churn.cli.common import console
+    from churn.cli.common import settings_of as _settings
+    from flows.env import local_defaults
     from pipeline.errors import ChurnError
 
     s = _settings(ctx)
     if not s.topic_dir.exists():
         raise ChurnError(f"no event log at {s.topic_dir}; run `churn simulate` first (or pass --data-dir)")
-    _env_defaults()
+    local_defaults()
     from flows.train import train
 
     result = train(

@@ -1,0 +1,49 @@
+"""What every ``churn`` command shares: the consoles, the settings, one-line errors, the log."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from pipeline.config import Settings
+from pipeline.errors import ChurnError
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected failures into one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ChurnError as exc:
+            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(1) from None
+        except PermissionError as exc:
+            err.print(f"[bold red]error:[/] permission denied: {exc.filename} - choose a writable --data-dir (or CHURN_DATA_DIR)")
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            err.print(f"[bold red]error:[/] {exc.strerror or exc}: {exc.filename or ''} - check --data-dir (or CHURN_DATA_DIR)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def open_log(s: Settings, create: bool = True):
+    """The configured topic (file or Kafka); ``create=False``: a missing topic is an error."""
+    from pipeline.log import open_configured_log
+
+    return open_configured_log(s, create=create)
+
+

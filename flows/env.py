@@ -1,0 +1,24 @@
+"""Process-level defaults for running flows locally (no server configured).
+
+A temporary Prefect API server starts in-process when ``PREFECT_API_URL`` is unset: give it
+time on a busy machine and keep it and MLflow quiet. Users can still override any of these;
+only entry points (the ``churn`` command line, ``flows.serve``, benchmarks) call this.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEFAULTS: dict[str, str] = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "DO_NOT_TRACK": "true",
+}
+
+
+def local_defaults() -> None:
+    """Set each default unless the environment already has a value."""
+    for k, v in DEFAULTS.items():
+        os.environ.setdefault(k, v)
