@@ -158,3 +158,16 @@ def test_lag_topics_tail(tmp_path, capsys):
     assert code == 1 and str(groups[0]) in err and "--reset-offsets" in err
     code, out, err = churn(capsys, "--data-dir", str(data), "lag", "--group", "g1", "--reset-offsets", "latest", "--json")
     assert code == 0 and all(int(r["LAG"]) == 0 for r in json.loads(out))
+
+
+def test_piped_tables_never_wrap_or_cut_cells(tmp_path):
+    """Output to a file or pipe keeps every table row on one line, every cell whole."""
+    topic = "a-rather-long-topic-name-that-would-not-fit-in-eighty-columns-of-a-table"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"CHURN_DATA_DIR": str(tmp_path / "data"),
+                                                                     "CHURN_TOPIC": topic}  # fmt: skip
+    cmd = [sys.executable, "-c", "from churn.cli.app import main; main()"]
+    out = subprocess.run([*cmd, "simulate", "--users", "300", "--days", "3"], env=env, check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    out += subprocess.run([*cmd, "topics"], env=env, check=True, capture_output=True, text=True).stdout
+    assert "…" not in out
+    assert any(topic in line for line in out.splitlines())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +14,16 @@ from rich.console import Console
 from pipeline.config import Settings
 from pipeline.errors import ChurnError
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets its own width; a pipe or file gets lines that never wrap or cut cells."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() or os.environ.get("COLUMNS") else 1_000
+    return Console(stderr=stderr, highlight=False, width=wide)
+
+
+console = _console()
+err = _console(stderr=True)
 
 
 def settings_of(ctx: typer.Context) -> Settings:

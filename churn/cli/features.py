@@ -16,16 +16,13 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from churn.cli.common import console, err  # noqa: E402
 from pipeline.errors import ChurnError
 from pipeline.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, FEATURES
 from pipeline.features.timebase import from_us, to_us
-
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from churn.stack import prefect_api, procs
 from churn.stack.state import StackError, StackState, state_dir
 from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.humanize import count, duration, money
 
 MARKER = ".churn-demo"
 DRIFT = "content_outage"
@@ -114,9 +115,10 @@ def live_status(settings: Settings) -> str | None:
     latest = latest.sort_values("time").drop_duplicates("partition", keep="last")
     lag_s = latest["lag_seconds"].dropna()
     level = str(drift.sort_values("time")["level"].iloc[-1]) if len(drift) else "no check yet"
-    return (f"stream: {latest['events_per_s'].fillna(0).sum():,.0f} events/s, lag {int(latest['lag'].fillna(0).sum()):,} "
-            f"records ({float(lag_s.max()) if len(lag_s) else 0.0:.1f} s), {s.users:,} active users scored, "
-            f"{s.high_risk_users:,} high risk, ${s.expected_monthly_loss:,.0f}/month at risk; drift: {level}")  # fmt: skip
+    return (f"stream: {count(latest['events_per_s'].fillna(0).sum())} events/s, lag "
+            f"{count(int(latest['lag'].fillna(0).sum()))} records ({duration(float(lag_s.max()) if len(lag_s) else 0.0)} "
+            f"behind), {count(s.users)} active users scored, {count(s.high_risk_users)} high risk, "
+            f"{money(s.expected_monthly_loss)}/month at risk; drift: {level}")  # fmt: skip
 
 
 def final_report(settings: Settings, seconds: float) -> list[str]:

@@ -308,6 +308,6 @@ def test_demo_status_line_is_silent_before_the_stream_and_reads_the_store_after(
         ])  # fmt: skip
     line = live_status(settings)
     assert line is not None
-    assert "2,000 events/s" in line and "lag 5 records (0.5 s)" in line
+    assert "2.00k events/s" in line and "lag 5 records (0.5 s behind)" in line
     assert "2 active users scored" in line and "1 high risk" in line  # the cancelled user is not at risk
-    assert "$11/month at risk" in line and "drift: no check yet" in line
+    assert "$11.00/month at risk" in line and "drift: no check yet" in line
