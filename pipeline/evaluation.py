@@ -139,3 +139,14 @@ def paired_auc_difference(y: Sequence[float], p_a: Sequence[float], p_b: Sequenc
     d = roc_auc_score(y, a) - roc_auc_score(y, b)
     lo, hi = (np.quantile(diffs, [0.025, 0.975]) if diffs else (np.nan, np.nan))
     return {"diff": float(d), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def expected_calibration_error(y: Sequence[float], p: Sequence[float], bins: int = 10) -> float:
+    """Row-weighted mean |observed rate - mean predicted| over equal-count score bins.
+
+    Equal-count bins (those of :func:`calibration_table`), not equal-width ones: at a
+    few-percent churn rate almost every score falls in the first tenth of [0, 1], where
+    equal-width bins would hide any miscalibration.
+    """
+    t = calibration_table(y, p, bins)
+    return float((t["n"] * t["gap"].abs()).sum() / t["n"].sum())
