@@ -103,7 +103,7 @@ def print_summary(result: dict[str, Any], console: Any) -> None:
         t.add_row(*row)
     console.print(t)
     console.print(f"  * chosen: {result['selection']['message']}", soft_wrap=True)
-    console.print("  CV AUC: mean +- s.d. over folds; lift@10% as value / ceiling (1 / max(base rate, 10%)); "
+    console.print("  CV AUC: mean ± s.d. over folds; lift@10% as value / ceiling (1 / max(base rate, 10%)); "
                   "ECE on calibrated test probabilities")
     rv, c = result["revenue"], result["campaign"]
     console.print(

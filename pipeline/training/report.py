@@ -166,7 +166,7 @@ def summary_table_rows(result: Mapping[str, Any]) -> list[tuple[str, ...]]:
     rows = []
     for r in result["table"]:
         star = " *" if r["name"] == result["best"] else ""
-        cv = "-" if r.get("cv_roc_auc") is None else f"{r['cv_roc_auc']:.3f} +- {num(r.get('cv_roc_auc_std'), '.3f')}"
+        cv = "-" if r.get("cv_roc_auc") is None else f"{r['cv_roc_auc']:.3f}±{num(r.get('cv_roc_auc_std'), '.3f')}"
         rows.append((r["name"] + star, r["role"], cv, num(r["test_roc_auc"], ".3f"), num(r["test_pr_auc"], ".3f"),
                      f"{num(r['test_lift_10'], '.2f')} / {num(r['test_lift_10_ceiling'], '.1f')}",
                      num(r.get("test_ece"), ".4f"), r.get("calibration") or "",
