@@ -137,6 +137,8 @@ def refit(spec, ds, cv, seed: int, directions: dict[str, int] | None):
                    f"{len(ds.part('train')):,}", ev.calibration.calibrator.method,
                    ", ".join(f"{k} {v:.4f}" for k, v in ev.calibration.fold_log_loss.items()), t["roc_auc"],
                    t["lift_10"], t["ece"], t["ece_uncalibrated"])
+    if ev.calibration.note:
+        _logger().info("%s calibration: %s", spec.name, ev.calibration.note)
     return ev
 
 

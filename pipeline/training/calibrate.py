@@ -29,6 +29,10 @@ import numpy as np
 Method = Literal["identity", "platt", "isotonic"]
 METHODS: Final[tuple[str, ...]] = ("identity", "platt", "isotonic")
 _EPS: Final = 1e-4  # calibrated probabilities stay in [1e-4, 1 - 1e-4]: never a certain churner
+# Isotonic regression is a step function with as many steps as the data allows: with few
+# churners its cross-fitted log loss can still win by luck and then serve coarse, jumpy
+# probabilities. Below this many out-of-fold churners only identity and Platt compete.
+MIN_ISOTONIC_POSITIVES: Final = 500
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -100,16 +104,20 @@ class Choice:
 
 
 def choose(p: Sequence[float], y: Sequence[float], fold: Sequence[int],
-           methods: Sequence[str] = METHODS) -> Choice:
+           methods: Sequence[str] = METHODS, min_isotonic_positives: int = MIN_ISOTONIC_POSITIVES) -> Choice:
     """Pick the method with the lowest cross-fitted log loss, then fit it on all rows.
 
     ``fold`` is each row's fold id. With one fold there is nothing to cross-fit: Platt
     (two parameters) is compared to identity on the same rows, and the note says so.
+    Isotonic competes only with at least ``min_isotonic_positives`` churners.
     """
     p, y, fold = np.asarray(p, dtype=np.float64), np.asarray(y, dtype=np.float64), np.asarray(fold)
     ids = np.unique(fold)
     scores: dict[str, float] = {}
     note = ""
+    if "isotonic" in methods and y.sum() < min_isotonic_positives:
+        methods = [m for m in methods if m != "isotonic"]
+        note = f"{int(y.sum())} out-of-fold churners (< {min_isotonic_positives}): isotonic not considered"
     if len(ids) < 2:
         methods = [m for m in methods if m != "isotonic"]
         note = "one fold: isotonic not considered, Platt vs identity compared in-sample"

@@ -57,3 +57,9 @@ def test_round_trip_through_json_applies_the_same_map() -> None:
     assert from_dict(None) == Calibrator()
     with pytest.raises(ValueError, match="both outcomes"):
         fit("platt", s[:10], np.zeros(10))
+
+
+def test_isotonic_needs_enough_churners() -> None:
+    p_true, y, s, fold = _case(3_000, 6, lambda p: np.where(p < 0.06, p * 4, 0.24 + (p - 0.06) * 0.2))
+    c = choose(s, y, fold)
+    assert y.sum() < 500 and "isotonic" not in c.fold_log_loss and "isotonic not considered" in c.note
