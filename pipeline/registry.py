@@ -35,7 +35,14 @@ import pandas as pd
 from pipeline.errors import RegistryError
 from pipeline.evaluation import metrics as score_metrics
 from pipeline.training.gate import GateDecision, GatePolicy, decide
-from pipeline.training.models import CalibratedModel, ChurnModel, SklearnModel, XGBoostModel, matrix, unwrap
+from pipeline.training.models import (
+    CalibratedModel,
+    ChurnModel,
+    SklearnModel,
+    XGBoostModel,
+    matrix,
+    unwrap,
+)
 
 MODEL_NAME: Final = "churn"
 EXPERIMENT: Final = "churn-train"
