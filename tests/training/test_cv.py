@@ -53,3 +53,18 @@ def test_xgboost_folds_stop_early_and_give_refit_rounds(ds) -> None:
     res = cross_validate(spec, ds, seed=0)
     assert all(f.best_iteration is not None for f in res.folds) and 1 <= res.rounds <= 300
     assert all("min_child_weight" in f.adapted for f in res.folds)  # sized to each fold
+
+
+def test_cv_picks_trees_when_the_truth_is_an_interaction_a_linear_model_cannot_see() -> None:
+    df, feats = synthetic_snapshots(users=1_500, cutoffs=10, seed=9)
+    rng = np.random.default_rng(9)
+    xor = (df["sessions_trend_7v7"] > 0) ^ (df["tenure_days"] > 160)
+    p = 1 / (1 + np.exp(-(-3.0 + 2.2 * xor)))
+    df["label"] = (rng.random(len(df)) < p).astype(np.int8)
+    ds = split_snapshots(df, feats, horizon_days=7, folds=4)
+    xgb = cross_validate(parse_spec({"kind": "xgboost", "params": {"n_estimators": 300, "learning_rate": 0.1,
+                                                                    "max_depth": 3},
+                                     "early_stopping": {"rounds": 20}}, "xgboost"), ds, seed=0)
+    lin = cross_validate(parse_spec({"kind": "logistic"}, "logistic"), ds, seed=0)
+    sel = select([lin, xgb])
+    assert sel.chosen == "xgboost" and not sel.within_noise and sel.margin > 0.05
