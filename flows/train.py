@@ -20,6 +20,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -55,8 +57,13 @@ def quiet_environment() -> None:
 class Timer:
     seconds: dict[str, float]
 
-    def add(self, name: str, t0: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 # -- tasks -------------------------------------------------------------------------------
@@ -347,55 +354,44 @@ def train(
     timer = Timer({})
     work = Path(tempfile.mkdtemp(prefix="churn-train-"))
 
-    t = time.perf_counter()
-    ds = build_snapshots(str(s.data_dir), s.topic, horizon_days, every_days, start, end, folds, test_frac, gap_days,
-                         warmup_days)
-    oracle, leaky_frame = references(ds, str(s.data_dir), s.topic, leaky_control)
-    dirs = feature_directions(ds, directions)
-    timer.add("snapshots", t)
-
-    t = time.perf_counter()
+    with timer.stage("snapshots"):
+        ds = build_snapshots(str(s.data_dir), s.topic, horizon_days, every_days, start, end, folds, test_frac,
+                             gap_days, warmup_days)
+        oracle, leaky_frame = references(ds, str(s.data_dir), s.topic, leaky_control)
+        dirs = feature_directions(ds, directions)
     params = {"data_dir": str(s.data_dir), "topic": s.topic, "start": start, "end": end, "horizon_days": horizon_days,
               "every_days": every_days, "folds": folds, "test_frac": test_frac, "gap_days": gap_days,
               "warmup_days": warmup_days, "candidates": [sp.name for sp in specs], "seed": seed, "select_by": select_by,
               "gate_metrics": list(gate_metrics), "gate_tolerance": gate_tolerance, "force": force,
               "campaign": campaign.__dict__, "directions": dirs or {}}
-    exp, parent = start_tracking(uri, run_params(params, ds), run_tags(ds, s.topic))
-    timer.add("logging", t)
+    with timer.stage("logging"):
+        exp, parent = start_tracking(uri, run_params(params, ds), run_tags(ds, s.topic))
     try:
-        t = time.perf_counter()
-        cvs = [cross_validate(sp, ds, seed, dirs) for sp in specs]
-        timer.add("cv", t)
-        selection = select(cvs, select_by)
-        t = time.perf_counter()
-        evals = [refit(sp, ds, cv, seed, dirs) for sp, cv in zip(specs, cvs, strict=True)]
-        evals += reference_models(ds, oracle, leaky_frame, specs, cvs, seed)
+        with timer.stage("cv"):
+            cvs = [cross_validate(sp, ds, seed, dirs) for sp in specs]
+            selection = select(cvs, select_by)
+        with timer.stage("fit"):
+            evals = [refit(sp, ds, cv, seed, dirs) for sp, cv in zip(specs, cvs, strict=True)]
+            evals += reference_models(ds, oracle, leaky_frame, specs, cvs, seed)
         for e in evals:
             e.info["y_test"] = ds.part("test")["label"].to_numpy()
-        timer.add("fit", t)
         best = next(e for e in evals if e.name == selection.chosen)
         main_xgb = next((e for e in evals if e.role == "candidate" and e.kind == "xgboost"), None)
-
-        t = time.perf_counter()
-        versus = compare_on_test(main_xgb, evals, seed) if main_xgb is not None else {}
-        rev = revenue(best, ds, campaign, default_monthly_revenue)
-        timer.add("evaluate", t)
-
-        t = time.perf_counter()
-        shap = explain(main_xgb, ds, str(work / "shap"), shap_sample, seed) if main_xgb is not None else None
+        with timer.stage("evaluate"):
+            versus = compare_on_test(main_xgb, evals, seed) if main_xgb is not None else {}
+            rev = revenue(best, ds, campaign, default_monthly_revenue)
+        with timer.stage("shap"):
+            shap = explain(main_xgb, ds, str(work / "shap"), shap_sample, seed) if main_xgb is not None else None
         if shap is not None:
             main_xgb.info |= {"shap_seconds": shap.seconds, "shap_rows_per_second": shap.rows_per_second}
-        timer.add("shap", t)
-
-        t = time.perf_counter()
-        run_ids = {e.name: log_run(exp, parent, e, candidate_params(e, specs),
-                                   str(shap.directory) if shap and e is main_xgb else None) for e in evals}
-        version, decision = None, None
-        if register_model:
-            version = register(best, ds, run_ids[best.name], parent, seed, s.topic, selection)
-            decision = gate(version, best, ds, policy, _who(), force, seed)
-        log_summary(parent, evals, selection, rev, versus, decision, version, timer.seconds, register_model)
-        timer.add("logging", t)
+        with timer.stage("logging"):
+            run_ids = {e.name: log_run(exp, parent, e, candidate_params(e, specs),
+                                       str(shap.directory) if shap and e is main_xgb else None) for e in evals}
+            version, decision = None, None
+            if register_model:
+                version = register(best, ds, run_ids[best.name], parent, seed, s.topic, selection)
+                decision = gate(version, best, ds, policy, _who(), force, seed)
+            log_summary(parent, evals, selection, rev, versus, decision, version, timer.seconds, register_model)
     except BaseException:
         from pipeline.training.tracking import end_run
 

@@ -7,7 +7,9 @@
   reference sample of training features inside the model (``extra_files/``), so the
   stream's drift checks read them from the same ``models:/churn@champion``.
 * :func:`load_model` returns a :class:`~pipeline.training.models.ChurnModel` that gives
-  probabilities (pyfunc on an sklearn classifier would give labels).
+  probabilities (pyfunc on an sklearn classifier would give labels), calibrated when the
+  model was logged with a calibration map (model metadata ``calibration``; the native
+  flavour underneath, and so a plain ``mlflow.pyfunc`` load, stays uncalibrated).
 * :func:`register` adds a version of ``churn`` with alias ``challenger``;
   :func:`run_gate` refuses a champion of another horizon / feature spec / topic, scores
   the champion on the challenger's test window (failing closed on any error), records the
