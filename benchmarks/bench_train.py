@@ -12,6 +12,12 @@ fit (all candidates + leaky control), shap, logging (MLflow runs, plots, registr
 ``rule_test_auc``, ``oracle_test_auc``, ``leaky_test_auc``, ``xgb_test_lift10`` (with
 ``xgb_test_lift10_ceiling``). Target: train under 5 minutes on a 2-core machine.
 
+Model selection (issue 21): ``selection_regret_auc`` (test ROC-AUC of the best candidate minus
+the one cross-validation chose; target <= 0.01), ``champion_test_auc`` (the chosen, refitted,
+calibrated model on the held-out test window; no lower than 0.77), ``champion_ece`` (its
+expected calibration error on test, equal-count bins; <= 0.02), ``cv_folds`` (>= 3),
+``cv_positives`` (churners scored across the folds).
+
     python -m benchmarks.bench_train [--quick]
 """
 
@@ -94,6 +100,10 @@ def run(quick: bool = False) -> dict[str, float]:
     if "xgboost" in rows:
         figures["xgb_test_lift10"] = rows["xgboost"]["test_lift_10"]
         figures["xgb_test_lift10_ceiling"] = rows["xgboost"]["test_lift_10_ceiling"]
+    sel, champ = r["selection"], rows[r["best"]]
+    figures |= {"selection_regret_auc": sel["regret_test_auc"], "champion_test_auc": champ["test_roc_auc"],
+                "champion_ece": champ["test_ece"], "champion_ece_uncalibrated": champ["test_ece_uncalibrated"],
+                "cv_folds": sel["folds"], "cv_positives": sel["positives"]}
 
     print(f"train pipeline ({users:,} users x {days} days, horizon {horizon} d): "
           f"{res['seconds']:.1f} s (target < {TARGET_SECONDS:.0f} s; Prefect startup {res['startup']:.1f} s extra), "
@@ -103,8 +113,12 @@ def run(quick: bool = False) -> dict[str, float]:
     for name in NAMES:
         if name in rows:
             row = rows[name]
-            print(f"  {name:9s} test ROC-AUC {row['test_roc_auc']:.4f}  lift@10% {row['test_lift_10']:.2f} "
-                  f"(ceiling {row['test_lift_10_ceiling']:.1f})")
+            cv = "" if row["cv_roc_auc"] is None else f"CV {row['cv_roc_auc']:.4f}±{row['cv_roc_auc_std'] or 0:.4f}  "
+            print(f"  {name:9s} {cv}test ROC-AUC {row['test_roc_auc']:.4f}  lift@10% {row['test_lift_10']:.2f} "
+                  f"(ceiling {row['test_lift_10_ceiling']:.1f})  ECE {row['test_ece']:.4f} {row['calibration'] or ''}")
+    print(f"  selection: {sel['message']}")
+    print(f"  chosen {r['best']}: test ROC-AUC {champ['test_roc_auc']:.4f} (target >= 0.77), ECE {champ['test_ece']:.4f} "
+          f"(target <= 0.02), regret {sel['regret_test_auc']:.4f} (target <= 0.01), {sel['folds']} folds (target >= 3)")
     print(f"  gate: {r['gate']['decision'] if r['gate'] else '-'}; best {r['best']}")
     return figures
 

@@ -1,5 +1,6 @@
-"""The `train` flow: snapshots -> split -> fit candidates -> evaluate -> explain -> revenue
--> register -> gate. Thin wiring: every task calls :mod:`pipeline` functions.
+"""The `train` flow: snapshots -> cross-validate candidates -> select -> refit + calibrate
+-> references -> explain -> revenue -> log -> register -> gate. Thin wiring: every task
+calls :mod:`pipeline` functions (:mod:`pipeline.training`).
 
 Run it directly (``churn train``; Prefect starts a temporary API server in-process) or as
 the served deployment ``train/weekly`` (see :mod:`flows.serve`). Parameters (data window,
@@ -19,12 +20,13 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
@@ -55,34 +57,40 @@ def quiet_environment() -> None:
 class Timer:
     seconds: dict[str, float]
 
-    def add(self, name: str, t0: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 # -- tasks -------------------------------------------------------------------------------
 @task(name="build-snapshots", retries=1, retry_delay_seconds=5, **TASK)
-def build_snapshots(data_dir: str, topic: str, horizon_days: int, every_days: int,
-                    start: date | None, end: date | None):
+def build_snapshots(data_dir: str, topic: str, horizon_days: int, every_days: int, start: date | None,
+                    end: date | None, folds: int, test_frac: float, gap_days: int | None, warmup_days: int | None):
     from pipeline.errors import TrainingError
+    from pipeline.ingest.ledger import load_profile
+    from pipeline.ingest.profile import annotate_dataset
     from pipeline.log import open_log
     from pipeline.training.data import build_dataset
+    from pipeline.training.report import describe_split
 
     log_dir = Path(data_dir) / "log"
     if not (log_dir / topic).exists():
         raise TrainingError(f"no event log at {log_dir / topic}; run `churn simulate` (or produce events) first")
     log = open_log(log_dir, topic)
     try:
-        ds = build_dataset(log, horizon_days, every_days, start, end)
+        ds = build_dataset(log, horizon_days, every_days, start, end, test_frac=test_frac, folds=folds,
+                           gap_days=gap_days, warmup_days=warmup_days)
     finally:
         log.close()
-    from pipeline.ingest.ledger import load_profile
-    from pipeline.ingest.profile import annotate_dataset
-
     annotate_dataset(ds, load_profile(Path(data_dir), topic))  # imported data: which features are defaults
-    rep = ds.split_report["parts"]
-    _logger().info("snapshots: %s rows; %s", f"{len(ds.table):,}", "; ".join(
-        f"{p} {r['first_cutoff']}..{r['last_cutoff']} {r['rows']:,} rows {r['positive_rate']:.1%} churn"
-        for p, r in rep.items() if p != "gap"))
+    text, warnings = describe_split(ds)
+    _logger().info("snapshots: %s", text)
+    for w in warnings:
+        _logger().warning("%s", w)
     return ds
 
 
@@ -105,21 +113,71 @@ def references(ds, data_dir: str, topic: str, leaky: bool):
     return oracle, leaky_frame
 
 
-@task(name="fit", task_run_name="fit-{name}", **TASK)
-def fit(name: str, spec, ds, seed: int, frame=None, features=None):
-    from pipeline.training.compare import evaluate_model
-    from pipeline.training.fit import fit_candidate
+@task(name="cross-validate", task_run_name="cv-{spec.name}", **TASK)
+def cross_validate(spec, ds, seed: int, directions: dict[str, int] | None):
+    from pipeline.training.cv import cross_validate as run_cv
 
-    src = ds.table if frame is None else frame.assign(label=ds.table["label"], split=ds.table["split"])
-    t = time.perf_counter()
-    model = fit_candidate(spec, src[src["split"] == "train"], src[src["split"] == "val"], ds.features, seed=seed,
-                          features=features)
-    secs = time.perf_counter() - t
-    ev = evaluate_model(model, ds, role="candidate" if features is None else "reference", fit_seconds=secs,
-                        frame=None if frame is None else src)
-    _logger().info("%s: fitted in %.1f s; val ROC-AUC %.4f, test ROC-AUC %.4f, test lift@10%% %.2f", name, secs,
-                   ev.metrics["val"]["roc_auc"], ev.metrics["test"]["roc_auc"], ev.metrics["test"]["lift_10"])
+    res = run_cv(spec, ds, seed, directions)
+    _logger().info("%s: %d folds, fold ROC-AUC %s; mean %.4f +- %.4f", spec.name, len(res.folds),
+                   " ".join(f"{v:.3f}" for v in res.values("roc_auc")), res.mean("roc_auc"), res.std("roc_auc"))
+    return res
+
+
+@task(name="select", **TASK)
+def select(results, metric: str):
+    from pipeline.training.cv import select as choose
+
+    sel = choose(results, metric)
+    (_logger().warning if sel.within_noise else _logger().info)("selected %s", sel.message)
+    return sel
+
+
+@task(name="refit-calibrate", task_run_name="refit-{spec.name}", **TASK)
+def refit(spec, ds, cv, seed: int, directions: dict[str, int] | None):
+    from pipeline.training.compare import refit_and_calibrate
+
+    ev = refit_and_calibrate(spec, ds, cv, seed, directions)
+    t = ev.metrics["test"]
+    _logger().info("%s: refit in %.1f s on %s pretest rows; %s calibration (fold log loss %s); test ROC-AUC %.4f, "
+                   "lift@10%% %.2f, ECE %.4f (uncalibrated %.4f)", spec.name, ev.fit_seconds,
+                   f"{len(ds.part('train')):,}", ev.calibration.calibrator.method,
+                   ", ".join(f"{k} {v:.4f}" for k, v in ev.calibration.fold_log_loss.items()), t["roc_auc"],
+                   t["lift_10"], t["ece"], t["ece_uncalibrated"])
+    if ev.calibration.note:
+        _logger().info("%s calibration: %s", spec.name, ev.calibration.note)
     return ev
+
+
+@task(name="reference-models", **TASK)
+def reference_models(ds, oracle, leaky_frame, specs, cvs, seed: int):
+    """The oracle (fold + test metrics on the same rows) and the leaky control (test only)."""
+    from pipeline.training.compare import evaluate_scores, fit_reference
+    from pipeline.training.cv import scores_cv
+    from pipeline.training.data import LEAKY_SUFFIX
+
+    out = []
+    if leaky_frame is not None:
+        main = next((sp for sp in specs if sp.kind == "xgboost"), specs[0])
+        lk = fit_reference("leaky", main, ds, leaky_frame, seed)
+        lk.kind = f"{main.kind} on features at cutoff+horizon ({LEAKY_SUFFIX})"
+        out.append(lk)
+    if oracle is not None:
+        test = (ds.table["split"] == "test").to_numpy()
+        pre = (ds.table["split"] == "train").to_numpy()
+        out.append(evaluate_scores("oracle", "reference", ds, oracle[test], kind="simulator hazard",
+                                   cv=scores_cv("oracle", "simulator hazard", ds, oracle[pre], cvs[0])))
+    for e in out:
+        _logger().info("%s: test ROC-AUC %.4f", e.name, e.metrics["test"]["roc_auc"])
+    return out
+
+
+@task(name="compare-on-test", **TASK)
+def compare_on_test(main, evals, seed: int) -> dict[str, dict[str, float]]:
+    """Test ROC-AUC of the main model minus each other candidate's, with bootstrap 95 % CIs."""
+    from pipeline.evaluation import paired_auc_difference
+
+    return {e.name: paired_auc_difference(e.info["y_test"], main.test_scores, e.test_scores, seed=seed)
+            for e in evals if e is not main and e.role == "candidate"}
 
 
 @task(name="explain", **TASK)
@@ -136,6 +194,7 @@ def explain(ev, ds, out_dir: str, sample: int, seed: int):
 
 @task(name="revenue", **TASK)
 def revenue(ev, ds, campaign, default_revenue: float):
+    """Revenue at risk and the campaign, on the champion's calibrated probabilities."""
     from pipeline.revenue import business_summary, sweep
     from pipeline.training.compare import monthly_revenue
 
@@ -164,26 +223,28 @@ def start_tracking(tracking_uri: str, params: dict[str, Any], tags: dict[str, st
 
 @task(name="log-run", task_run_name="log-{ev.name}", **MLFLOW_RETRIES, **TASK)
 def log_run(exp: str, parent: str, ev, params: dict[str, Any], shap_dir: str | None = None):
+    from pipeline.training.report import candidate_curves
     from pipeline.training.tracking import log_artifacts, log_candidate
 
     imp = ev.model.importance() if ev.model is not None else None
-    curves = {split: (y, s) for split, y, s in (("val", ev.info["y_val"], ev.val_scores),
-                                                  ("test", ev.info["y_test"], ev.test_scores))}
-    extra = {k: float(v) for k, v in ev.info.items() if k in ("fit_seconds", "predict_seconds", "best_iteration",
-                                                                "shap_seconds", "shap_rows_per_second")}
-    run_id = log_candidate(exp, parent, ev.name, params, ev.metrics, curves, imp,
-                           tags={"role": ev.role, "kind": ev.kind}, extra_metrics=extra | {"fit_seconds": ev.fit_seconds})
+    extra = {k: float(v) for k, v in ev.info.items() if k in ("predict_seconds", "best_iteration", "shap_seconds",
+                                                                "shap_rows_per_second")}
+    run_id = log_candidate(exp, parent, ev.name, params, ev.metrics, candidate_curves(ev), imp,
+                           tags={"role": ev.role, "kind": ev.kind, "calibration": str(ev.info.get("calibration", "-"))},
+                           extra_metrics=extra | {"fit_seconds": ev.fit_seconds},
+                           folds=ev.cv.table() if ev.cv is not None else None)
     if shap_dir:
         log_artifacts(run_id, Path(shap_dir), "shap")
     return run_id
 
 
 @task(name="register", **MLFLOW_RETRIES, **TASK)
-def register(ev, ds, run_id: str, parent: str, seed: int):
-    """Log the best candidate's model into its run and register it (once per training run)."""
+def register(ev, ds, run_id: str, parent: str, seed: int, topic: str, selection):
+    """Log the chosen candidate's calibrated model into its run and register it (once per training run)."""
     import mlflow
 
     from pipeline import registry
+    from pipeline.training.report import version_tags
 
     existing = mlflow.MlflowClient().search_model_versions(
         f"name='{registry.MODEL_NAME}' and tags.train_run_id='{parent}'")
@@ -193,19 +254,14 @@ def register(ev, ds, run_id: str, parent: str, seed: int):
     reference = train.sample(min(5_000, len(train)), random_state=seed)
     with mlflow.start_run(run_id=run_id):
         info = registry.log_model(ev.model, train.head(5), reference, ds.registry_doc, ds.feature_set_version)
-    test_from, test_to = ds.window("test")
-    tags = {"candidate": ev.name, "kind": ev.kind, registry.FEATURE_SET_TAG: ds.feature_set_version,
-            "train_run_id": parent, "candidate_run_id": run_id, "horizon_days": ds.horizon_days,
-            "test_window": f"{test_from}..{test_to}"}
-    tags |= {f"test_{m}": f"{v:.6f}" for m, v in ev.metrics["test"].items()}
-    version = registry.register(info.model_uri, tags)
+    version = registry.register(info.model_uri, version_tags(ev, ds, parent, run_id, topic, selection))
     _logger().info("registered %s as %s version %s (alias %s)", ev.name, registry.MODEL_NAME, version,
                    registry.CHALLENGER)
     return version
 
 
 @task(name="gate", **MLFLOW_RETRIES, **TASK)
-def gate(version: str, ev, ds, policy, by: str):
+def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int):
     import mlflow
 
     from pipeline import registry
@@ -217,14 +273,35 @@ def gate(version: str, ev, ds, policy, by: str):
                             {m: float(mv.tags.get(f"gate.challenger.{m}", "nan")) for m in policy.metrics})
     test = ds.part("test")
     d = registry.run_gate(version, ev.metrics["test"], test, test["label"].to_numpy(), ds.feature_set_version,
-                          datetime.now(UTC), by, policy)
-    _logger().info("gate: version %s %s (%s)", version, d.decision.upper(), d.reason)
+                          datetime.now(UTC), by, policy, challenger_scores=ev.test_scores, force=force, seed=seed)
+    (_logger().info if d.promoted else _logger().warning)("gate: version %s %s (%s)", version, d.decision.upper(),
+                                                          d.reason)
     return d
 
 
+@task(name="log-summary", **MLFLOW_RETRIES, **TASK)
+def log_summary(parent: str, evals, selection, rev, versus, decision, version, seconds: dict[str, float],
+                register_model: bool) -> None:
+    from pipeline import registry
+    from pipeline.training.compare import comparison_table, cv_table
+    from pipeline.training.plots import revenue_sweep
+    from pipeline.training.report import summary_metrics, summary_tags
+    from pipeline.training.tracking import log_summary as write
+
+    rev_summary, rev_table, rev_how = rev
+    tables = {"revenue_sweep": rev_table, "cv_folds": cv_table(evals)}
+    if register_model:
+        tables["alias_history"] = registry.alias_history()
+    write(parent, comparison_table(evals), {e.name: (e.info["y_test"], e.test_scores) for e in evals},
+          summary_metrics(rev_summary, versus, selection, seconds, evals), tables=tables,
+          figures={"revenue_sweep": revenue_sweep(rev_table)}, tags=summary_tags(selection, version, decision),
+          text={"summary/revenue_note.txt": f"monthly revenue per user: {rev_how}\n",
+                "summary/selection.txt": selection.message + "\n"})
+
+
 # -- the flow ----------------------------------------------------------------------------
-@flow(name="train", description="Train candidate churn models, compare them, explain, simulate revenue, "
-      "register the best and gate it against the champion.")
+@flow(name="train", description="Cross-validate candidate churn models over time, select, refit and calibrate the "
+      "chosen one, explain, simulate revenue, register it and gate it against a comparable champion.")
 def train(
     data_dir: str | None = None,
     topic: str | None = None,
@@ -232,11 +309,17 @@ def train(
     end: date | None = None,
     horizon_days: int = 30,
     every_days: int = 7,
+    folds: int = 4,
+    test_frac: float = 0.2,
+    gap_days: int | None = None,
+    warmup_days: int | None = None,
     candidates: list[str] | None = None,
     seed: int = 42,
     select_by: str = "roc_auc",
+    directions: dict[str, int] | None = None,
     gate_metrics: tuple[str, ...] = ("roc_auc", "lift_10"),
     gate_tolerance: float = 0.0,
+    force: bool = False,
     effectiveness: float = 0.30,
     top_share: float = 0.10,
     cost_per_contact: float = 2.0,
@@ -249,16 +332,19 @@ def train(
     tracking_uri: str | None = None,
     models_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Returns a JSON-able summary: the comparison table, revenue, registry version, gate."""
+    """Returns a JSON-able summary: the CV and comparison tables, revenue, registry version, gate.
+
+    Split: the last ``test_frac`` of the cutoffs is the held-out test window; up to ``folds``
+    rolling-origin folds over every cutoff before it (``gap_days`` >= the horizon between a
+    fold's training labels and its evaluation cutoffs). ``directions``: monotone directions
+    of source-defined features (a topic's feature spec); ``force``: replace a champion of
+    another horizon / feature spec / topic, or one that cannot be scored.
+    """
     quiet_environment()
-    from pipeline.ingest.profile import source_tags
     from pipeline.revenue import Campaign
-    from pipeline.training.compare import comparison_table, evaluate_scores, select_best
-    from pipeline.training.data import LEAKY_SUFFIX
     from pipeline.training.gate import GatePolicy
-    from pipeline.training.plots import revenue_sweep
+    from pipeline.training.report import feature_directions, run_params, run_tags, summarize
     from pipeline.training.specs import load_specs
-    from pipeline.training.tracking import end_run, log_summary
 
     s = load_settings(data_dir=data_dir, topic=topic)
     uri = tracking_uri or s.resolved_mlflow_uri
@@ -267,121 +353,61 @@ def train(
     policy = GatePolicy(tuple(gate_metrics), gate_tolerance)
     timer = Timer({})
     work = Path(tempfile.mkdtemp(prefix="churn-train-"))
+
+    with timer.stage("snapshots"):
+        ds = build_snapshots(str(s.data_dir), s.topic, horizon_days, every_days, start, end, folds, test_frac,
+                             gap_days, warmup_days)
+        oracle, leaky_frame = references(ds, str(s.data_dir), s.topic, leaky_control)
+        dirs = feature_directions(ds, directions)
     params = {"data_dir": str(s.data_dir), "topic": s.topic, "start": start, "end": end, "horizon_days": horizon_days,
-              "every_days": every_days, "candidates": [sp.name for sp in specs], "seed": seed, "select_by": select_by,
-              "gate_metrics": list(gate_metrics), "gate_tolerance": gate_tolerance, "campaign": campaign.__dict__}
-
-    t = time.perf_counter()
-    ds = build_snapshots(str(s.data_dir), s.topic, horizon_days, every_days, start, end)
-    oracle, leaky_frame = references(ds, str(s.data_dir), s.topic, leaky_control)
-    timer.add("snapshots", t)
-
-    t = time.perf_counter()
-    exp, parent = start_tracking(uri, params | {"feature_set_version": ds.feature_set_version,
-                                                **{f"window_{p}": "..".join(ds.window(p)) for p in ("train", "val", "test")},
-                                                **{f"rows_{p}": len(ds.part(p)) for p in ("train", "val", "test")}},
-                                 {"feature_set_version": ds.feature_set_version, "flow": "train"} | source_tags(ds))
-    timer.add("logging", t)
+              "every_days": every_days, "folds": folds, "test_frac": test_frac, "gap_days": gap_days,
+              "warmup_days": warmup_days, "candidates": [sp.name for sp in specs], "seed": seed, "select_by": select_by,
+              "gate_metrics": list(gate_metrics), "gate_tolerance": gate_tolerance, "force": force,
+              "campaign": campaign.__dict__, "directions": dirs or {}}
+    with timer.stage("logging"):
+        exp, parent = start_tracking(uri, run_params(params, ds), run_tags(ds, s.topic))
     try:
-        t = time.perf_counter()
-        evals = [fit(sp.name, sp, ds, seed) for sp in specs]
-        if leaky_frame is not None:
-            main = next((sp for sp in specs if sp.kind == "xgboost"), specs[0])
-            lk = fit("leaky", main, ds, seed, frame=leaky_frame, features=list(leaky_frame.columns))
-            lk.name, lk.kind, lk.role = "leaky", f"{main.kind} on features at cutoff+horizon ({LEAKY_SUFFIX})", "reference"
-            lk.model.name = "leaky"
-            evals.append(lk)
-        if oracle is not None:
-            mask = ds.table["split"].to_numpy()
-            evals.append(evaluate_scores("oracle", "reference", ds, oracle[mask == "val"], oracle[mask == "test"],
-                                         kind="simulator hazard"))
-        timer.add("fit", t)
+        with timer.stage("cv"):
+            cvs = [cross_validate(sp, ds, seed, dirs) for sp in specs]
+            selection = select(cvs, select_by)
+        with timer.stage("fit"):
+            evals = [refit(sp, ds, cv, seed, dirs) for sp, cv in zip(specs, cvs, strict=True)]
+            evals += reference_models(ds, oracle, leaky_frame, specs, cvs, seed)
         for e in evals:
-            e.info["y_val"], e.info["y_test"] = ds.part("val")["label"].to_numpy(), ds.part("test")["label"].to_numpy()
-        best = select_best(evals, select_by)
+            e.info["y_test"] = ds.part("test")["label"].to_numpy()
+        best = next(e for e in evals if e.name == selection.chosen)
         main_xgb = next((e for e in evals if e.role == "candidate" and e.kind == "xgboost"), None)
-        t = time.perf_counter()
-        versus = paired_differences(main_xgb, evals, seed) if main_xgb is not None else {}
-        timer.add("evaluate", t)
-
-        t = time.perf_counter()
-        shap = explain(main_xgb, ds, str(work / "shap"), shap_sample, seed) if main_xgb is not None else None
+        with timer.stage("evaluate"):
+            versus = compare_on_test(main_xgb, evals, seed) if main_xgb is not None else {}
+            rev = revenue(best, ds, campaign, default_monthly_revenue)
+        with timer.stage("shap"):
+            shap = explain(main_xgb, ds, str(work / "shap"), shap_sample, seed) if main_xgb is not None else None
         if shap is not None:
             main_xgb.info |= {"shap_seconds": shap.seconds, "shap_rows_per_second": shap.rows_per_second}
-        timer.add("shap", t)
-
-        t = time.perf_counter()
-        rev_summary, rev_table, rev_how = revenue(best, ds, campaign, default_monthly_revenue)
-        timer.add("evaluate", t)
-
-        t = time.perf_counter()
-        spec_by = {sp.name: sp for sp in specs}
-        run_ids = {}
-        for e in evals:
-            sp = spec_by.get(e.name)
-            p = {"kind": e.kind, "role": e.role, "description": sp.description if sp else "",
-                 "features": list(e.model.features) if e.model is not None else "-", **(dict(sp.params) if sp else {})}
-            run_ids[e.name] = log_run(exp, parent, e, p, str(shap.directory) if shap and e is main_xgb else None)
-
-        version, decision = None, None
-        if register_model:
-            version = register(best, ds, run_ids[best.name], parent, seed)
-            decision = gate(version, best, ds, policy, _who())
-        table = comparison_table(evals)
-        curves = {e.name: (e.info["y_test"], e.test_scores) for e in evals}
-        gate_tags = {"best_candidate": best.name}
-        if decision is not None:
-            gate_tags |= {"registered_version": str(version), "gate.decision": decision.decision,
-                          "gate.reason": decision.reason}
-        from pipeline import registry
-
-        history = registry.alias_history() if register_model else None
-        timer.add("logging", t)
-        summary_metrics = {f"revenue_{k}": v for k, v in rev_summary.items()}
-        summary_metrics |= {f"{main_xgb.name}_minus_{other}_test_auc_{k}": v
-                            for other, d in versus.items() for k, v in d.items()}
-        summary_metrics |= {f"time_{k}_seconds": v for k, v in timer.seconds.items()}
-        log_summary(parent, table, curves, summary_metrics,
-                    tables={"revenue_sweep": rev_table, **({"alias_history": history} if history is not None else {})},
-                    figures={"revenue_sweep": revenue_sweep(rev_table)}, tags=gate_tags,
-                    text={"summary/revenue_note.txt": f"monthly revenue per user: {rev_how}\n"})
+        with timer.stage("logging"):
+            run_ids = {e.name: log_run(exp, parent, e, candidate_params(e, specs),
+                                       str(shap.directory) if shap and e is main_xgb else None) for e in evals}
+            version, decision = None, None
+            if register_model:
+                version = register(best, ds, run_ids[best.name], parent, seed, s.topic, selection)
+                decision = gate(version, best, ds, policy, _who(), force, seed)
+            log_summary(parent, evals, selection, rev, versus, decision, version, timer.seconds, register_model)
     except BaseException:
+        from pipeline.training.tracking import end_run
+
         end_run(parent, "FAILED")
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    return {
-        "parent_run_id": parent,
-        "experiment_id": exp,
-        "tracking_uri": uri,
-        "feature_set_version": ds.feature_set_version,
-        "windows": {p: ds.window(p) for p in ("train", "val", "test")},
-        "split": ds.split_report,
-        "table": table.replace({np.nan: None}).to_dict(orient="records"),
-        "best": best.name,
-        "auc_differences": {f"{main_xgb.name} - {o}": d for o, d in versus.items()} if versus else {},
-        "revenue": rev_summary,
-        "campaign": dict(campaign.__dict__),
-        "revenue_basis": rev_how,
-        "registered_version": version,
-        "gate": None if decision is None else {"decision": decision.decision, "reason": decision.reason,
-                                                "challenger": dict(decision.challenger),
-                                                "champion": dict(decision.champion or {}),
-                                                "champion_version": decision.champion_version},
-        "shap": None if shap is None else {"rows": shap.sample_rows, "seconds": shap.seconds,
-                                           "rows_per_second": shap.rows_per_second,
-                                           "top_features": shap.importance["feature"].head(5).tolist()},
-        "seconds": timer.seconds,
-    }
+    return summarize(ds, evals, selection, rev, campaign, versus, main_xgb, shap, version, decision, timer.seconds,
+                     parent_run_id=parent, experiment_id=exp, tracking_uri=uri)
 
 
-def paired_differences(main, evals, seed: int) -> dict[str, dict[str, float]]:
-    """Test ROC-AUC of the main model minus each other model's, with bootstrap 95 % CIs."""
-    from pipeline.evaluation import paired_auc_difference
-
-    return {e.name: paired_auc_difference(main.info["y_test"], main.test_scores, e.test_scores, seed=seed)
-            for e in evals if e is not main and e.role == "candidate"}
+def candidate_params(ev, specs) -> dict[str, Any]:
+    sp = next((x for x in specs if x.name == ev.name), None)
+    return {"kind": ev.kind, "role": ev.role, "description": sp.description if sp else "",
+            "features": list(ev.model.features) if ev.model is not None else "-",
+            **(dict(sp.params) if sp else {}), **{f"adapted.{k}": v for k, v in ev.info.get("adapted", {}).items()}}
 
 
 def _who() -> str:

@@ -128,14 +128,43 @@ def paired_auc_difference(y: Sequence[float], p_a: Sequence[float], p_b: Sequenc
     Tells whether "a beats b" is more than noise: resample rows, recompute both AUCs on
     the same resample, take the 2.5/97.5 % quantiles of the difference.
     """
+    return paired_difference(y, p_a, p_b, "roc_auc", n_boot, seed)
+
+
+def _metric_fn(name: str):
+    if name == "roc_auc":
+        return roc_auc_score
+    if name == "pr_auc":
+        return average_precision_score
+    if name.startswith("lift_") and name[5:].isdigit():
+        share = int(name[5:]) / 100
+        return lambda y, p: lift_at(y, p, share)
+    return lambda y, p: metrics(y, p)[name]
+
+
+def paired_difference(y: Sequence[float], p_a: Sequence[float], p_b: Sequence[float], metric: str = "roc_auc",
+                      n_boot: int = 200, seed: int = 0) -> dict[str, float]:
+    """``metric``(a) - ``metric``(b) on the same rows, with a paired bootstrap 95 % interval."""
     y, a = _arrays(y, p_a)
     _, b = _arrays(y, p_b)
+    fn = _metric_fn(metric)
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(n_boot):
         i = rng.integers(0, len(y), len(y))
         if 0 < y[i].sum() < len(i):
-            diffs.append(roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i]))
-    d = roc_auc_score(y, a) - roc_auc_score(y, b)
+            diffs.append(fn(y[i], a[i]) - fn(y[i], b[i]))
+    d = fn(y, a) - fn(y, b)
     lo, hi = (np.quantile(diffs, [0.025, 0.975]) if diffs else (np.nan, np.nan))
     return {"diff": float(d), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def expected_calibration_error(y: Sequence[float], p: Sequence[float], bins: int = 10) -> float:
+    """Row-weighted mean |observed rate - mean predicted| over equal-count score bins.
+
+    Equal-count bins (those of :func:`calibration_table`), not equal-width ones: at a
+    few-percent churn rate almost every score falls in the first tenth of [0, 1], where
+    equal-width bins would hide any miscalibration.
+    """
+    t = calibration_table(y, p, bins)
+    return float((t["n"] * t["gap"].abs()).sum() / t["n"].sum())

@@ -3,7 +3,9 @@
 Values are exact TreeSHAP from XGBoost's own ``pred_contribs`` (identical to
 ``shap.TreeExplainer`` on the same booster, multi-threaded, no extra model conversion);
 for linear models the contributions are coefficient × standardised value. They are in
-log-odds and add up, with the ``bias`` column, to the model's logit.
+log-odds and add up, with the ``bias`` column, to the model's logit (for a calibrated
+model: to the logit of its uncalibrated score; the calibration map is monotone, so the
+reasons and their order are the same).
 
 Exact TreeSHAP costs about 125 rows/s per core for 300 trees of depth 6, so the plots use
 a seeded sample of rows; the top-reasons table explains only the highest-risk users.

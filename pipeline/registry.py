@@ -7,10 +7,14 @@
   reference sample of training features inside the model (``extra_files/``), so the
   stream's drift checks read them from the same ``models:/churn@champion``.
 * :func:`load_model` returns a :class:`~pipeline.training.models.ChurnModel` that gives
-  probabilities (pyfunc on an sklearn classifier would give labels).
+  probabilities (pyfunc on an sklearn classifier would give labels), calibrated when the
+  model was logged with a calibration map (model metadata ``calibration``; the native
+  flavour underneath, and so a plain ``mlflow.pyfunc`` load, stays uncalibrated).
 * :func:`register` adds a version of ``churn`` with alias ``challenger``;
-  :func:`run_gate` scores the champion on the challenger's test window, records the
-  decision and both scores as version tags and moves ``champion`` if the gate says so.
+  :func:`run_gate` refuses a champion of another horizon / feature spec / topic, scores
+  the champion on the challenger's test window (failing closed on any error), records the
+  decision, both scores and their paired-bootstrap differences as version tags and moves
+  ``champion`` if the gate says so.
 * Alias history: MLflow keeps only the current alias. Every promotion is appended as a
   JSON event to the promoted version's ``champion.promotions`` tag (in the registry
   itself, so it works against a tracking server too); :func:`alias_history` rebuilds
@@ -33,7 +37,14 @@ import pandas as pd
 from pipeline.errors import RegistryError
 from pipeline.evaluation import metrics as score_metrics
 from pipeline.training.gate import GateDecision, GatePolicy, decide
-from pipeline.training.models import ChurnModel, SklearnModel, XGBoostModel, matrix
+from pipeline.training.models import (
+    CalibratedModel,
+    ChurnModel,
+    SklearnModel,
+    XGBoostModel,
+    matrix,
+    unwrap,
+)
 
 MODEL_NAME: Final = "churn"
 EXPERIMENT: Final = "churn-train"
@@ -41,6 +52,10 @@ CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
 PROMOTIONS_TAG: Final = "champion.promotions"
 FEATURE_SET_TAG: Final = "feature_set_version"
+HORIZON_TAG: Final = "horizon_days"
+TOPIC_TAG: Final = "topic"
+BASE_RATE_TAG: Final = "train.base_rate"  # churn rate of the training rows: "high risk" is relative to it
+CALIBRATION_KEY: Final = "calibration"  # model metadata: the calibration map (pipeline.training.calibrate)
 
 
 def configure(tracking_uri: str, experiment: str = EXPERIMENT) -> str:
@@ -96,6 +111,9 @@ def log_model(
     X = matrix(example, model.features).astype(np.float64)
     metadata = {"candidate": model.name, "kind": model.kind, "features": list(model.features),
                 FEATURE_SET_TAG: feature_set_version}
+    native, calibrator = unwrap(model)
+    if calibrator is not None:
+        metadata[CALIBRATION_KEY] = calibrator.to_dict()
     with tempfile.TemporaryDirectory() as tmp:
         reg_path = Path(tmp) / "feature_registry.json"
         reg_path.write_text(json.dumps(dict(feature_registry), indent=2, default=str))
@@ -105,19 +123,25 @@ def log_model(
             "name": "model", "input_example": X.head(5), "metadata": metadata,
             "pip_requirements": _pip_requirements(model.kind), "extra_files": [str(reg_path), str(ref_path)],
         }
-        if isinstance(model, XGBoostModel):
+        # The signature shows calibrated probabilities (what load_model returns); the native
+        # flavour underneath holds the uncalibrated model, the map is in the metadata.
+        if isinstance(native, XGBoostModel):
             sig = infer_signature(X, model.predict_proba(X))
-            return mlflow.xgboost.log_model(model.booster, model_format="ubj", signature=sig, **common)
-        if isinstance(model, SklearnModel):
-            sig = infer_signature(X, model.pipeline.predict_proba(X.astype(np.float32)))
-            return mlflow.sklearn.log_model(model.pipeline, serialization_format="skops",
+            return mlflow.xgboost.log_model(native.booster, model_format="ubj", signature=sig, **common)
+        if isinstance(native, SklearnModel):
+            sig = infer_signature(X, native.pipeline.predict_proba(X.astype(np.float32)))
+            return mlflow.sklearn.log_model(native.pipeline, serialization_format="skops",
                                             skops_trusted_types=["numpy.dtype"], pyfunc_predict_fn="predict_proba",
                                             signature=sig, **common)
     raise RegistryError(f"cannot log model of type {type(model).__name__}; expected an XGBoost or sklearn model")
 
 
 def load_model(uri: str) -> ChurnModel:
-    """Load ``uri`` (e.g. ``models:/churn@champion``) as a model that returns probabilities."""
+    """Load ``uri`` (e.g. ``models:/churn@champion``) as a model that returns probabilities.
+
+    Calibrated when the model was logged with a calibration map (every model the train
+    flow registers): ``predict_proba`` is then the calibrated probability.
+    """
     import mlflow
 
     try:
@@ -126,14 +150,21 @@ def load_model(uri: str) -> ChurnModel:
         raise RegistryError(f"cannot load {uri}: {exc}") from None
     meta = info.metadata or {}
     name = meta.get("candidate", "model")
+    model: ChurnModel
     if "xgboost" in info.flavors:
         booster = mlflow.xgboost.load_model(uri)
         feats = tuple(meta.get("features") or booster.feature_names)
-        return XGBoostModel(name, booster, feats, booster.num_boosted_rounds() - 1)
-    if "sklearn" in info.flavors:
+        model = XGBoostModel(name, booster, feats, booster.num_boosted_rounds() - 1)
+    elif "sklearn" in info.flavors:
         pipe = mlflow.sklearn.load_model(uri)
-        return SklearnModel(name, meta.get("kind", "logistic"), pipe, tuple(meta["features"]))
-    raise RegistryError(f"{uri} has flavours {sorted(info.flavors)}; expected xgboost or sklearn")
+        model = SklearnModel(name, meta.get("kind", "logistic"), pipe, tuple(meta["features"]))
+    else:
+        raise RegistryError(f"{uri} has flavours {sorted(info.flavors)}; expected xgboost or sklearn")
+    if meta.get(CALIBRATION_KEY):
+        from pipeline.training.calibrate import from_dict
+
+        model = CalibratedModel(model, from_dict(meta[CALIBRATION_KEY]))
+    return model
 
 
 @dataclass
@@ -190,35 +221,56 @@ def run_gate(
     by: str,
     policy: GatePolicy = GatePolicy(),  # noqa: B008 - frozen default
     name: str = MODEL_NAME,
+    *,
+    challenger_scores: np.ndarray | None = None,
+    force: bool = False,
+    seed: int = 0,
+    n_boot: int = 200,
 ) -> GateDecision:
-    """Score the champion on the same test rows, decide, record tags, move the alias."""
+    """Compare the challenger with the champion like with like, decide, record, move the alias.
+
+    The challenger's horizon and topic come from its own version tags (``horizon_days``,
+    ``topic``), its feature spec from ``feature_set_version``; a champion that differs in
+    any is refused unless ``force``. Otherwise the champion is scored on the same rows
+    (``X_test``: the most recent labelled window); with ``challenger_scores`` the paired
+    bootstrap difference of every gate metric is recorded (``gate.diff.<metric>`` tags).
+    Any error loading or scoring the champion rejects the challenger (fails closed).
+    """
     from mlflow import MlflowClient
+
+    from pipeline.evaluation import paired_difference
+    from pipeline.training.gate import Identity, differences
 
     client = MlflowClient()
     champ = champion_version(name)
-    champ_metrics, unscorable, champ_v = None, None, None
+    champ_metrics, unscorable, champ_v, refused, paired = None, None, None, [], {}
     if champ is not None and str(champ.version) != str(version):
         champ_v = str(champ.version)
-        champ_fs = champ.tags.get(FEATURE_SET_TAG, "")
-        if champ_fs != feature_set_version:
-            unscorable = f"its feature set {champ_fs or '(untagged)'} is not the current {feature_set_version}"
-        else:
+        mine = client.get_model_version(name, version).tags
+        me = Identity.from_tags(mine | {FEATURE_SET_TAG: feature_set_version})
+        refused = differences(me, Identity.from_tags(champ.tags))
+        if not refused:
             try:
-                model = load_model(f"models:/{name}/{champ_v}")
-                champ_metrics = score_metrics(y_test, model.predict_proba(X_test))
-            except Exception as exc:  # noqa: BLE001 - any load/score failure makes it unscorable, with the reason
+                p_champ = load_model(f"models:/{name}/{champ_v}").predict_proba(X_test)
+                champ_metrics = score_metrics(y_test, p_champ)
+                if challenger_scores is not None:
+                    paired = {m: paired_difference(y_test, challenger_scores, p_champ, m, n_boot, seed)
+                              for m in policy.metrics}
+            except Exception as exc:  # noqa: BLE001 - any load/score failure rejects, with the reason (fail closed)
                 unscorable = f"{type(exc).__name__}: {exc}"
-    result = decide(challenger_metrics, champ_metrics, policy, champ_v, unscorable)
+    result = decide(challenger_metrics, champ_metrics, policy, champ_v, unscorable, refused, force, paired)
 
     tags = {"gate.decision": result.decision, "gate.reason": result.reason, "gate.at": now.isoformat(),
             "gate.by": by, "gate.policy": json.dumps({"metrics": list(policy.metrics), "tolerance": policy.tolerance}),
-            "gate.champion_version": champ_v or ""}
+            "gate.champion_version": champ_v or "", "gate.forced": str(result.forced).lower()}
     for m, v in result.challenger.items():
         tags[f"gate.challenger.{m}"] = f"{v:.6f}"
     for m, v in (result.champion or {}).items():
         tags[f"gate.champion.{m}"] = f"{v:.6f}"
+    for m, d in result.differences.items():
+        tags[f"gate.diff.{m}"] = f"{d['diff']:+.6f} [{d['ci_low']:+.6f}, {d['ci_high']:+.6f}]"
     for k, v in tags.items():
-        client.set_model_version_tag(name, version, k, v)
+        client.set_model_version_tag(name, version, k, v[:5000])
     if result.promoted:
         promote(version, result.reason, by, now, name=name, scores=result.challenger)
     return result

@@ -113,3 +113,101 @@ def report(table: pd.DataFrame, plan: SplitPlan) -> dict[str, Any]:
             "positive_rate": float(rows.label.mean()) if len(rows) else 0.0,
         }
     return out
+
+
+# -- rolling-origin (expanding-window) cross-validation ------------------------------------
+@dataclass(frozen=True)
+class Fold:
+    """One fold: fit on ``train`` cutoffs, score on ``evaluate`` cutoffs (epoch microseconds).
+
+    Every training cutoff is at least the gap (>= the horizon) before the fold's first
+    evaluation cutoff, so no training label window ``(t, t + H]`` reaches it.
+    """
+
+    index: int
+    train: tuple[int, ...]
+    evaluate: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CVPlan:
+    """Held-out test cutoffs at the end; rolling-origin folds over every cutoff before them.
+
+    ``pretest`` are all labelled cutoffs whose label windows end before the test window
+    (the refit uses all of them); ``gap`` are the cutoffs dropped between pretest and test;
+    ``notes`` say in words where the data forced fewer folds than asked.
+    """
+
+    pretest: tuple[int, ...]
+    test: tuple[int, ...]
+    gap: tuple[int, ...]
+    folds: tuple[Fold, ...]
+    horizon_days: int
+    gap_days: int
+    folds_requested: int
+    notes: tuple[str, ...] = ()
+
+    def as_temporal(self) -> SplitPlan:
+        """The same cutoffs as a train (= pretest) / test plan, for :func:`assign`."""
+        return SplitPlan({"train": list(self.pretest), "val": [], "test": list(self.test), "gap": list(self.gap)},
+                         self.horizon_days, self.gap_days)
+
+
+def rolling_origin(
+    cutoffs_us: Sequence[int], horizon_days: int = 30, folds: int = 4, test_frac: float = 0.2,
+    gap_days: int | None = None, min_train_cutoffs: int = 2,
+) -> CVPlan:
+    """Test window at the end, then up to ``folds`` expanding-window folds before it.
+
+    Evaluation cutoffs are the pretest cutoffs that have at least ``min_train_cutoffs``
+    cutoffs a gap earlier; they are cut into ``folds`` contiguous blocks (all of them are
+    used, so every eligible churner is scored once). A fold trains on every pretest cutoff
+    at least the gap before its block's first cutoff. Short data degrades: fewer folds, then
+    one training cutoff per fold, each step recorded in ``notes``; only when not even one
+    fold fits is it refused, with what to change.
+
+    >>> DAY = 86_400_000_000
+    >>> plan = rolling_origin([k * 7 * DAY for k in range(18)], horizon_days=30)
+    >>> len(plan.pretest), len(plan.test), [len(f.evaluate) for f in plan.folds]
+    (11, 3, [2, 1, 1, 1])
+    """
+    gap = horizon_days if gap_days is None else gap_days
+    if gap < horizon_days:
+        raise SplitError(f"gap_days={gap} is shorter than the horizon ({horizon_days}); labels would overlap the next part")
+    if folds < 1:
+        raise SplitError(f"folds={folds}: need at least 1 (3 or more to tell candidates apart)")
+    if not 0 < test_frac < 1:
+        raise SplitError(f"test_frac={test_frac}: need 0 < test_frac < 1")
+    cut = sorted(set(int(c) for c in cutoffs_us))
+    gap_us = gap * DAY_US
+    usable = len(cut)
+    for _ in range(8):  # the test share is of the cutoffs left after the gap: iterate to a fixpoint
+        parts = _carve(cut, max(1, round(test_frac * usable)), 0, gap_us)
+        if len(cut) - len(parts["gap"]) == usable:
+            break
+        usable = len(cut) - len(parts["gap"])
+    pretest = parts["train"]
+    notes: list[str] = []
+    eligible: list[int] = []
+    need = min_train_cutoffs
+    while need >= 1 and not eligible:
+        eligible = [e for e in pretest if sum(c + gap_us <= e for c in pretest) >= need]
+        if not eligible and need > 1:
+            notes.append(f"no evaluation cutoff has {need} training cutoffs {gap} days before it; "
+                         "folds train on a single cutoff")
+        need -= 1
+    if not eligible:
+        raise SplitError(
+            f"{len(cut)} cutoffs leave {len(pretest)} before the test window, none of them {gap} days after another, "
+            "so no cross-validation fold fits; lower --every (more cutoffs), shorten --horizon/--gap, lower --warmup, "
+            "lower --test-frac or bring more days of events"
+        )
+    n = min(folds, len(eligible))
+    if n < folds:
+        notes.append(f"only {n} fold(s) fit before the test window (asked for {folds}): {len(pretest)} pretest "
+                     f"cutoffs, {len(eligible)} of them with training data {gap} days earlier")
+    blocks = [list(b) for b in np.array_split(np.asarray(eligible, dtype=np.int64), n)]
+    out = tuple(Fold(i, tuple(c for c in pretest if c + gap_us <= int(b[0])), tuple(int(x) for x in b))
+                for i, b in enumerate(blocks))
+    return CVPlan(tuple(pretest), tuple(parts["test"]), tuple(sorted(parts["gap"])), out, horizon_days, gap, folds,
+                  tuple(notes))

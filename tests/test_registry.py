@@ -127,15 +127,107 @@ def test_gate_keeps_a_better_champion_and_promotes_a_better_challenger(store, da
     assert "pytest" in hist["by"].iloc[1] and "roc_auc" in hist["reason"].iloc[1]
 
 
-def test_champion_of_another_feature_set_is_replaced(store, data) -> None:
+def _register(store, data, model, name: str, fs: str = "fs-1", **tags) -> str:
+    tr = data[0]
+    with mlflow.start_run(experiment_id=store):
+        info = registry.log_model(model, tr.head(5), tr.head(200), {"features": list(model.features)}, fs)
+    return registry.register(info.model_uri, {registry.FEATURE_SET_TAG: fs, "candidate": model.name, **tags},
+                             name=name)
+
+
+def _gate_scores(data, model, version, name, now, fs="fs-1", **kw):
+    test = data[2]
+    p = model.predict_proba(test)
+    return registry.run_gate(version, metrics(test.label, p), test, test.label.to_numpy(), fs, now, "pytest",
+                             GatePolicy(), name=name, challenger_scores=p, **kw)
+
+
+def test_champion_of_another_feature_spec_is_refused_unless_forced(store, data) -> None:
     name = "fs_change"
     m = _fit(data, {"kind": "logistic"}, "m")
     v1 = _log_and_register(store, data, m, name, fs="old")
     assert _gate(data, m, v1, name, T0, fs="old").promoted
-    weak = _fit(data, {"kind": "logistic", "features": ["plan_price"]}, "weak")
-    v2 = _log_and_register(store, data, weak, name, fs="new")
-    d = _gate(data, weak, v2, name, T0 + timedelta(days=1), fs="new")
-    assert d.promoted and "feature set old is not the current new" in d.reason
+    strong = _fit(data, {"kind": "logistic"}, "strong")
+    v2 = _log_and_register(store, data, strong, name, fs="new")
+    d = _gate(data, strong, v2, name, T0 + timedelta(days=1), fs="new")
+    assert not d.promoted and "feature spec new differs from the champion's old" in d.reason and "force" in d.reason
+    assert str(registry.champion_version(name).version) == v1
+    forced = _gate_scores(data, strong, v2, name, T0 + timedelta(days=2), fs="new", force=True)
+    assert forced.promoted and forced.forced and forced.reason.startswith("forced over champion v1")
+    assert str(registry.champion_version(name).version) == v2
+    assert mlflow.MlflowClient().get_model_version(name, v2).tags["gate.forced"] == "true"
+
+
+def test_a_challenger_of_another_horizon_is_refused(store, data) -> None:
+    name = "horizon_change"
+    m = _fit(data, {"kind": "logistic"}, "m")
+    v1 = _register(store, data, m, name, horizon_days=30, topic="events")
+    assert _gate_scores(data, m, v1, name, T0).promoted
+    v2 = _register(store, data, m, name, horizon_days=14, topic="events")  # same model, other question
+    d = _gate_scores(data, m, v2, name, T0 + timedelta(days=1))
+    assert not d.promoted and "horizon 14 d differs from the champion's 30 d" in d.reason
+    tags = mlflow.MlflowClient().get_model_version(name, v2).tags
+    assert tags["gate.decision"] == "rejected" and "horizon" in tags["gate.reason"]
+    assert str(registry.champion_version(name).version) == v1
+
+
+def test_a_challenger_of_another_topic_is_refused(store, data) -> None:
+    name = "topic_change"
+    m = _fit(data, {"kind": "logistic"}, "m")
+    v1 = _register(store, data, m, name, horizon_days=30, topic="events")
+    assert _gate_scores(data, m, v1, name, T0).promoted
+    v2 = _register(store, data, m, name, horizon_days=30, topic="shop")
+    d = _gate_scores(data, m, v2, name, T0 + timedelta(days=1))
+    assert not d.promoted and "topic 'shop' differs" in d.reason
+
+
+def test_an_error_scoring_the_champion_rejects_the_challenger(store, data, monkeypatch) -> None:
+    name = "fail_closed"
+    m = _fit(data, {"kind": "logistic"}, "m")
+    v1 = _register(store, data, m, name, horizon_days=30)
+    assert _gate_scores(data, m, v1, name, T0).promoted
+    strong = _fit(data, {"kind": "logistic"}, "strong")
+    v2 = _register(store, data, strong, name, horizon_days=30)
+
+    def broken(uri: str):
+        raise OSError(f"artifact store unreachable for {uri}")
+
+    monkeypatch.setattr(registry, "load_model", broken)
+    d = _gate_scores(data, strong, v2, name, T0 + timedelta(days=1))
+    assert not d.promoted and "OSError: artifact store unreachable" in d.reason and "fail closed" in d.reason
+    assert str(registry.champion_version(name).version) == v1  # the old behaviour promoted here
+    assert mlflow.MlflowClient().get_model_version(name, v2).tags["gate.decision"] == "rejected"
+
+
+def test_the_gate_records_paired_bootstrap_differences(store, data) -> None:
+    name = "paired"
+    weak = _fit(data, {"kind": "rule", "features": ["days_since_last_session"]}, "rule")
+    strong = _fit(data, {"kind": "logistic"}, "strong")
+    v1 = _register(store, data, weak, name, horizon_days=30)
+    assert _gate_scores(data, weak, v1, name, T0).promoted
+    v2 = _register(store, data, strong, name, horizon_days=30)
+    d = _gate_scores(data, strong, v2, name, T0 + timedelta(days=1))
+    assert d.promoted and set(d.differences) == {"roc_auc", "lift_10"}
+    auc = d.differences["roc_auc"]
+    assert auc["ci_low"] <= auc["diff"] <= auc["ci_high"] and auc["diff"] > 0
+    assert "95% CI" in d.reason
+    tag = mlflow.MlflowClient().get_model_version(name, v2).tags["gate.diff.roc_auc"]
+    assert tag.startswith("+") and "[" in tag
+
+
+def test_a_calibrated_model_loads_back_calibrated(store, data) -> None:
+    from pipeline.training.calibrate import fit as fit_calibration
+    from pipeline.training.models import CalibratedModel
+
+    base = _fit(data, {"kind": "xgboost", "params": {"n_estimators": 30, "max_depth": 3}}, "x")
+    va = data[1]
+    model = CalibratedModel(base, fit_calibration("isotonic", base.predict_proba(va), va.label.to_numpy()))
+    v = _register(store, data, model, "calibrated")
+    loaded = registry.load_model(f"models:/calibrated/{v}")
+    test = data[2]
+    assert np.allclose(loaded.predict_proba(test), model.predict_proba(test), atol=1e-6)
+    assert not np.allclose(loaded.predict_proba(test), base.predict_proba(test), atol=1e-3)
+    assert np.allclose(loaded.contributions(test).to_numpy(), base.contributions(test).to_numpy(), atol=1e-5)
 
 
 def test_history_flags_an_alias_moved_by_hand(store, data) -> None:

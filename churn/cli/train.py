@@ -31,6 +31,11 @@ def register(app: typer.Typer) -> None:
         end: Annotated[str | None, typer.Option(help="Last day of the data window (YYYY-MM-DD); default: log end.")] = None,
         horizon: Annotated[int, typer.Option(min=1, max=365, help="Label horizon: churn within this many days.")] = 30,
         every: Annotated[int, typer.Option(min=1, max=90, help="Days between snapshot cutoffs.")] = 7,
+        folds: Annotated[int, typer.Option(min=1, max=20, help="Rolling-origin CV folds before the test window (fewer if the data is short).")] = 4,
+        test_frac: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of cutoffs held out as the test window.")] = 0.2,
+        gap: Annotated[int | None, typer.Option(min=1, help="Days between training labels and evaluation cutoffs [default: the horizon].")] = None,
+        warmup: Annotated[int | None, typer.Option(min=0, help="Days of activity before the first cutoff [default: 30].")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Gate: replace a champion of another horizon/feature spec/topic, or one that cannot be scored.")] = False,
         candidate: Annotated[list[str] | None, typer.Option(help="Train only this candidate (repeatable); default: all in models/.")] = None,
         seed: Annotated[int | None, typer.Option(min=0, help="Random seed [default: settings seed].")] = None,
         effectiveness: Annotated[float, typer.Option(min=0, max=1, help="Campaign: share of contacted churners retained.")] = 0.30,
@@ -44,13 +49,15 @@ def register(app: typer.Typer) -> None:
         """Train candidate models, compare, explain, simulate revenue, register + gate."""
         from churn.cli.common import friendly
 
+        split = {"folds": folds, "test_frac": test_frac, "gap_days": gap, "warmup_days": warmup, "force": force}
         friendly(_run)(ctx, _date(start, "--start"), _date(end, "--end"), horizon, every, candidate, seed,
-                       effectiveness, top_share, shap_sample, leaky, register_model, tracking_uri, as_json)
+                       effectiveness, top_share, shap_sample, leaky, register_model, tracking_uri, as_json, split)
 
 
 def _run(ctx: typer.Context, start: date | None, end: date | None, horizon: int, every: int,
          candidates: list[str] | None, seed: int | None, effectiveness: float, top_share: float, shap_sample: int,
-         leaky: bool, register_model: bool, tracking_uri: str | None, as_json: bool) -> None:
+         leaky: bool, register_model: bool, tracking_uri: str | None, as_json: bool,
+         split: dict[str, Any] | None = None) -> None:
     from churn.cli.common import console
     from churn.cli.common import settings_of as _settings
     from flows.env import local_defaults
@@ -66,7 +73,7 @@ def _run(ctx: typer.Context, start: date | None, end: date | None, horizon: int,
         data_dir=str(s.data_dir.resolve()), topic=s.topic, start=start, end=end, horizon_days=horizon,
         every_days=every, candidates=candidates or None, seed=s.seed if seed is None else seed,
         effectiveness=effectiveness, top_share=top_share, shap_sample=shap_sample, leaky_control=leaky,
-        register_model=register_model, tracking_uri=tracking_uri or s.resolved_mlflow_uri,
+        register_model=register_model, tracking_uri=tracking_uri or s.resolved_mlflow_uri, **(split or {}),
     )
     if as_json:
         console.print_json(json.dumps(result, default=str))
@@ -77,19 +84,19 @@ def _run(ctx: typer.Context, start: date | None, end: date | None, horizon: int,
 def print_summary(result: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
+    from pipeline.training.report import summary_table_rows
+
     w = result["windows"]
     t = Table(title=f"candidates on the test window {w['test'][0]}..{w['test'][1]} "
-                    f"(trained on {w['train'][0]}..{w['train'][1]})", title_justify="left")
-    for col, just in (("model", "left"), ("role", "left"), ("val AUC", "right"), ("test AUC", "right"),
-                      ("PR-AUC", "right"), ("lift@10%", "right"), ("Brier", "right"), ("fit s", "right")):
-        t.add_column(col, justify=just)
-    for r in result["table"]:
-        star = " *" if r["name"] == result["best"] else ""
-        t.add_row(r["name"] + star, r["role"], f"{r['val_roc_auc']:.3f}", f"{r['test_roc_auc']:.3f}",
-                  f"{r['test_pr_auc']:.3f}", f"{r['test_lift_10']:.2f} / {r['test_lift_10_ceiling']:.1f}",
-                  f"{r['test_brier']:.4f}", f"{r['fit_seconds']:.1f}" if r["role"] == "candidate" else "")
+                    f"(cross-validated and refitted on {w['pretest'][0]}..{w['pretest'][1]})", title_justify="left")
+    for col in ("model", "role", "CV AUC", "test AUC", "PR-AUC", "lift@10%", "ECE", "calib.", "fit s"):
+        t.add_column(col, justify="left" if col in ("model", "role", "calib.") else "right")
+    for row in summary_table_rows(result):
+        t.add_row(*row)
     console.print(t)
-    console.print("  * best by validation ROC-AUC; lift@10% shown as value / ceiling (1 / max(base rate, 10%))")
+    console.print(f"  * chosen: {result['selection']['message']}", soft_wrap=True)
+    console.print("  CV AUC: mean ± s.d. over folds; lift@10% as value / ceiling (1 / max(base rate, 10%)); "
+                  "ECE on calibrated test probabilities")
     rv, c = result["revenue"], result["campaign"]
     console.print(
         f"revenue ({result['best']}, test window, {c['months']:g} months): {rv['baseline_churners']:,.0f} "

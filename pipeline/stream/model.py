@@ -62,8 +62,9 @@ def export_model(
     model: Any, version: str, feature_set_version: str, models_dir: Path, source: str = ""
 ) -> ModelRef:
     """Write ``model`` (a :class:`pipeline.training.models.ChurnModel`) for the workers."""
-    from pipeline.training.models import SklearnModel, XGBoostModel
+    from pipeline.training.models import SklearnModel, XGBoostModel, unwrap
 
+    model, calibrator = unwrap(model)  # native model + calibration map (applied by ScoringModel)
     models_dir.mkdir(parents=True, exist_ok=True)
     final = models_dir / f"v{version}"
     tmp = models_dir / f".v{version}.{uuid.uuid4().hex[:8]}.tmp"
@@ -80,7 +81,8 @@ def export_model(
                 f"cannot export a {type(model).__name__}; expected an XGBoost or sklearn churn model"
             )
         ref = ModelRef(str(version), str(final), feature_set_version, model.name, model.kind)
-        doc = asdict(ref) | {"features": list(model.features), "source": source}
+        doc = asdict(ref) | {"features": list(model.features), "source": source,
+                             "calibration": calibrator.to_dict() if calibrator is not None else None}
         (tmp / META).write_text(json.dumps(doc, indent=1))
         if final.exists():
             shutil.rmtree(final)
@@ -120,28 +122,31 @@ class ScoringModel:
     """
 
     def __init__(
-        self, ref: ModelRef, features: tuple[str, ...], booster: Any = None, pipeline: Any = None
+        self, ref: ModelRef, features: tuple[str, ...], booster: Any = None, pipeline: Any = None,
+        calibration: dict | None = None,
     ) -> None:
+        from pipeline.training.calibrate import from_dict  # numpy only; sklearn only to fit
+
         self.ref = ref
         self.version = ref.version
         self.features = features
         self.columns = np.array([FEATURE_NAMES.index(f) for f in features], dtype=np.intp)
         self.booster = booster
         self.pipeline = pipeline
+        self.calibrator = from_dict(calibration)
 
     def matrix(self, values: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(values[:, self.columns], dtype=np.float32)
 
     def predict(self, values: np.ndarray) -> np.ndarray:
-        """P(churn) per row: one ``inplace_predict`` call per batch for XGBoost."""
+        """Calibrated P(churn) per row: one ``inplace_predict`` call per batch for XGBoost."""
         X = self.matrix(values)
         if self.booster is not None:
-            return np.asarray(self.booster.inplace_predict(X), dtype=np.float64)
+            return self.calibrator.apply(np.asarray(self.booster.inplace_predict(X), dtype=np.float64))
         import pandas as pd
 
-        return self.pipeline.predict_proba(pd.DataFrame(X, columns=list(self.features)))[
-            :, 1
-        ].astype(np.float64)
+        raw = self.pipeline.predict_proba(pd.DataFrame(X, columns=list(self.features)))[:, 1]
+        return self.calibrator.apply(raw.astype(np.float64))
 
     def contributions(self, values: np.ndarray, exact: bool = False) -> np.ndarray:
         """Per-feature log-odds contributions (``n x len(features)``, bias dropped).
@@ -201,14 +206,14 @@ def load_export(ref: ModelRef, threads: int = 1) -> ScoringModel:
         booster = xgb.Booster()
         booster.load_model(path / "model.ubj")
         booster.set_param({"nthread": threads})  # one core per worker; OpenMP spin-waits otherwise
-        return ScoringModel(ref, features, booster=booster)
+        return ScoringModel(ref, features, booster=booster, calibration=doc.get("calibration"))
     if (path / "model.skops").exists():
         import skops.io as sio
 
         file = path / "model.skops"
         # The file was written by our own supervisor from the registry, so its types are ours.
         pipe = sio.load(file, trusted=sio.get_untrusted_types(file=file))
-        return ScoringModel(ref, features, pipeline=pipe)
+        return ScoringModel(ref, features, pipeline=pipe, calibration=doc.get("calibration"))
     raise StreamError(
         f"model export {path} has no model.ubj or model.skops; delete it, the supervisor exports again"
     )

@@ -30,7 +30,7 @@ from pipeline.features.state import FeatureState
 from pipeline.features.timebase import DAY_US, midnight_us
 from pipeline.labels import activity_range, build_snapshots, cutoff_schedule, load_hazard
 from pipeline.log.base import PartitionLog
-from pipeline.split import assign, report, temporal_split
+from pipeline.split import CVPlan, assign, report, rolling_origin, temporal_split
 
 LEAKY_SUFFIX = "_at_h"
 ID_COLUMNS = ("user_id", "cutoff")
@@ -38,7 +38,12 @@ ID_COLUMNS = ("user_id", "cutoff")
 
 @dataclass
 class Dataset:
-    """Labelled rows with a ``split`` column (train / val / test); gap rows are dropped."""
+    """Labelled rows with a ``split`` column (train / val / test); gap rows are dropped.
+
+    With a cross-validation plan (``cv``) there is no ``val`` part: ``train`` holds every
+    cutoff before the test window and ``cv.folds`` say which of them each fold fits on and
+    scores.
+    """
 
     table: pd.DataFrame
     features: list[str]
@@ -46,6 +51,7 @@ class Dataset:
     feature_set_version: str = FEATURE_SET_VERSION
     feature_registry: list[dict[str, Any]] = field(default_factory=describe)
     split_report: dict[str, Any] = field(default_factory=dict)
+    cv: CVPlan | None = None
 
     def part(self, name: str) -> pd.DataFrame:
         return self.table[self.table["split"] == name]
@@ -69,19 +75,47 @@ def build_dataset(
     val_frac: float = 0.2,
     test_frac: float = 0.2,
     progress: Callable[[int], None] | None = None,
+    folds: int | None = None,
+    gap_days: int | None = None,
+    warmup_days: int | None = None,
 ) -> Dataset:
-    """Replay ``log`` into labelled snapshots within [start, end] and split them by time."""
+    """Replay ``log`` into labelled snapshots within [start, end] and split them by time.
+
+    ``folds=None``: train / val / test (:func:`pipeline.split.temporal_split`). ``folds=k``:
+    a test window and up to k rolling-origin folds before it (:func:`pipeline.split.rolling_origin`).
+    """
     a_start, a_end = activity_range(log)
     lo = max(a_start, midnight_us(start)) if start else a_start
     hi = min(a_end, midnight_us(end + timedelta(days=1)) - 1) if end else a_end
-    cutoffs = cutoff_schedule(lo, hi, horizon_days, every_days)
+    warm = {} if warmup_days is None else {"warmup_days": warmup_days}
+    cutoffs = cutoff_schedule(lo, hi, horizon_days, every_days, **warm)
     snap = build_snapshots(log, horizon_days, every_days, cutoffs_us=cutoffs, progress=progress)
-    plan = temporal_split(snap.cutoffs, horizon_days, val_frac=val_frac, test_frac=test_frac)
-    table = snap.table
+    return split_snapshots(snap.table, list(FEATURE_NAMES), horizon_days, snap.cutoffs, folds=folds,
+                           val_frac=val_frac, test_frac=test_frac, gap_days=gap_days)
+
+
+def split_snapshots(table: pd.DataFrame, features: list[str], horizon_days: int, cutoffs_us: list[int] | None = None,
+                    folds: int | None = None, val_frac: float = 0.2, test_frac: float = 0.2,
+                    gap_days: int | None = None) -> Dataset:
+    """Split a labelled snapshot table by time (see :func:`build_dataset`); gap rows dropped."""
+    if cutoffs_us is None:
+        cutoffs_us = sorted(set(table["cutoff"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+                                .astype("datetime64[us]").astype(np.int64).tolist()))
+    cv = None
+    if folds is None:
+        plan = temporal_split(cutoffs_us, horizon_days, val_frac=val_frac, test_frac=test_frac, gap_days=gap_days)
+    else:
+        cv = rolling_origin(cutoffs_us, horizon_days, folds=folds, test_frac=test_frac, gap_days=gap_days)
+        plan = cv.as_temporal()
+    table = table.copy()
     table["split"] = assign(table["cutoff"], plan).astype(str)
     rep = report(table, plan)
+    if cv is not None:
+        rep["folds"] = [{"fold": f.index, "train_cutoffs": len(f.train), "eval_cutoffs": len(f.evaluate)}
+                        for f in cv.folds]
+        rep["notes"] = list(cv.notes)
     table = table[table["split"] != "gap"].reset_index(drop=True)
-    return from_frame(table, list(FEATURE_NAMES), horizon_days, split_report=rep)
+    return from_frame(table, features, horizon_days, split_report=rep, cv=cv)
 
 
 def from_frame(table: pd.DataFrame, features: list[str], horizon_days: int, **kw: Any) -> Dataset:
@@ -89,7 +123,8 @@ def from_frame(table: pd.DataFrame, features: list[str], horizon_days: int, **kw
     for col in (*ID_COLUMNS, "label", "split", *features):
         if col not in table.columns:
             raise TrainingError(f"snapshot table lacks column {col!r}")
-    for part in ("train", "val", "test"):
+    parts = ("train", "test") if kw.get("cv") is not None else ("train", "val", "test")
+    for part in parts:
         sub = table[table["split"] == part]
         if sub.empty or sub["label"].nunique() < 2:
             raise TrainingError(

@@ -27,7 +27,7 @@ LABEL = "label"
 def fit_candidate(
     spec: CandidateSpec,
     train: pd.DataFrame,
-    valid: pd.DataFrame,
+    valid: pd.DataFrame | None,
     available: Sequence[str],
     seed: int = 0,
     label: str = LABEL,
@@ -35,13 +35,17 @@ def fit_candidate(
 ) -> ChurnModel:
     """Fit ``spec`` on ``train``; ``valid`` drives early stopping (xgboost) only.
 
+    ``valid=None`` fits an xgboost spec for exactly ``n_estimators`` rounds (the refit
+    after cross-validation, with the rounds the folds chose).
+
     ``features`` overrides the spec's feature resolution (the leaky control uses it to
     fit the same spec on other columns).
     """
     feats = tuple(features) if features is not None else spec.resolve_features(list(available))
     y = _labels(train, label, "training")
     if spec.kind == "xgboost":
-        return _fit_xgboost(spec, feats, train, y, valid, _labels(valid, label, "validation"), seed)
+        yv = None if valid is None else _labels(valid, label, "validation")
+        return _fit_xgboost(spec, feats, train, y, valid, yv, seed)
     return _fit_sklearn(spec, feats, train, y, seed)
 
 
@@ -58,14 +62,14 @@ def _labels(df: pd.DataFrame, label: str, what: str) -> np.ndarray:
 
 
 def _fit_xgboost(spec: CandidateSpec, feats: tuple[str, ...], train: pd.DataFrame, y: np.ndarray,
-                 valid: pd.DataFrame, yv: np.ndarray, seed: int) -> XGBoostModel:
+                 valid: pd.DataFrame | None, yv: np.ndarray | None, seed: int) -> XGBoostModel:
     p = dict(spec.params)
     rounds = int(p.pop("n_estimators", 500))
     # One thread unless the spec asks for more (n_jobs: 0 = all cores): on a shared machine
     # OpenMP threads spin-wait for a busy core; two threads measured 1.7-22 s for a fit
     # that one thread does in 2.6 s every time.
     n_jobs = int(p.pop("n_jobs", 1)) or (os.cpu_count() or 1)
-    es = spec.early_stopping
+    es = spec.early_stopping if valid is not None else None
     params = {
         "objective": "binary:logistic",
         "eval_metric": [m for m in ("auc", "aucpr", "logloss") if not es or m != es.metric]
@@ -78,10 +82,10 @@ def _fit_xgboost(spec: CandidateSpec, feats: tuple[str, ...], train: pd.DataFram
     if spec.monotone:
         params["monotone_constraints"] = "(" + ",".join(str(spec.monotone.get(f, 0)) for f in feats) + ")"
     dtrain = xgb.DMatrix(matrix(train, feats), label=y, feature_names=list(feats))
-    dvalid = xgb.DMatrix(matrix(valid, feats), label=yv, feature_names=list(feats))
+    evals = [] if valid is None else [(xgb.DMatrix(matrix(valid, feats), label=yv, feature_names=list(feats)), "valid")]
     history: dict = {}
     booster = xgb.train(
-        params, dtrain, num_boost_round=rounds, evals=[(dvalid, "valid")],
+        params, dtrain, num_boost_round=rounds, evals=evals,
         early_stopping_rounds=es.rounds if es else None, evals_result=history, verbose_eval=False,
     )
     best = booster.best_iteration if es else rounds - 1

@@ -8,7 +8,7 @@ same "top reasons" code serves XGBoost (exact TreeSHAP) and linear models.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -95,3 +95,56 @@ class SklearnModel:
         s = pd.Series(np.abs(self._lr.coef_[0]), index=list(self.features))
         total = s.sum()
         return (s / total if total > 0 else s).sort_values(ascending=False)
+
+
+class CalibratedModel:
+    """A fitted model whose probabilities go through a calibration map.
+
+    ``predict_proba`` is calibrated; ``contributions`` stay the base model's log-odds
+    contributions (the calibration map is monotone, so the reasons' ranking and signs are
+    the base model's; they add up to the base logit, not to the calibrated one).
+    ``base`` is the fitted model underneath (what gets serialised natively).
+    """
+
+    def __init__(self, base: ChurnModel, calibrator: Any) -> None:
+        self.base, self.calibrator = base, calibrator
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.base.name = value
+
+    @property
+    def kind(self) -> str:
+        return self.base.kind
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.base.features
+
+    def raw_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.base.predict_proba(X)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.calibrator.apply(self.base.predict_proba(X))
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        return self.base.contributions(X)
+
+    def importance(self) -> pd.Series:
+        return self.base.importance()
+
+    def __getattr__(self, item: str) -> Any:  # best_iteration, booster, pipeline, history
+        if item == "base":
+            raise AttributeError(item)
+        return getattr(self.base, item)
+
+
+def unwrap(model: Any) -> tuple[Any, Any]:
+    """(the natively serialisable model, its calibrator or None)."""
+    if isinstance(model, CalibratedModel):
+        return model.base, model.calibrator
+    return model, None

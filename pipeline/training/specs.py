@@ -10,6 +10,7 @@ Adding a candidate is adding a file, no code::
     params: {n_estimators: 800, max_depth: 5, learning_rate: 0.05}
     early_stopping: {rounds: 50, metric: logloss}
     monotone: {failed_payments_30d: 1}   # xgboost only: +1 risk never falls as it grows
+    adapt: true                # default: size-dependent params scale with the data (see adapt.py)
 
 The candidate's name is the file's stem unless ``name:`` says otherwise. Every key is
 checked here, so a typo fails before any data is read, naming the file and the key.
@@ -42,7 +43,7 @@ PARAMS: Final[dict[str, frozenset[str]]] = {
     "rule": frozenset(),
 }
 _KEYS: Final = frozenset({
-    "name", "kind", "description", "features", "exclude", "params", "early_stopping", "monotone",
+    "name", "kind", "description", "features", "exclude", "params", "early_stopping", "monotone", "adapt",
 })
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
@@ -66,10 +67,12 @@ class CandidateSpec:
     early_stopping: EarlyStopping | None = None
     monotone: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""
+    adapt: bool = True  # scale size-dependent hyperparameters to the data (pipeline.training.adapt)
 
     def resolve_features(self, available: Sequence[str]) -> tuple[str, ...]:
         """The feature columns this candidate uses, in the feature set's order."""
-        missing = [f for f in (*(self.features or ()), *self.exclude, *self.monotone) if f not in available]
+        # monotone names may be absent: they apply where the topic's feature spec has them
+        missing = [f for f in (*(self.features or ()), *self.exclude) if f not in available]
         if missing:
             raise SpecError(
                 f"{self._where()}: unknown feature(s) {missing}; the feature set has {list(available)}"
@@ -137,8 +140,12 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str = "") -> Candidate
     if not isinstance(mono, Mapping) or any(v not in (-1, 1) for v in mono.values()):
         raise SpecError(f"{where}: monotone maps feature -> +1 (risk rises) or -1 (risk falls), got {mono!r}")
 
+    adapt = raw.get("adapt", True)
+    if not isinstance(adapt, bool):
+        raise SpecError(f"{where}: adapt must be true or false, got {adapt!r}")
+
     return CandidateSpec(
-        name=name, kind=kind, description=str(raw.get("description", "")).strip(), features=feats,
+        name=name, adapt=adapt, kind=kind, description=str(raw.get("description", "")).strip(), features=feats,
         exclude=tuple(exclude), params=MappingProxyType(dict(params)), early_stopping=es,
         monotone=MappingProxyType(dict(mono)), source=source,
     )

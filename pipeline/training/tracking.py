@@ -52,8 +52,13 @@ def log_candidate(
     importance: pd.Series | None = None,
     tags: Mapping[str, str] | None = None,
     extra_metrics: Mapping[str, float] | None = None,
+    folds: pd.DataFrame | None = None,
 ) -> str:
-    """One child run: params, ``<split>_<metric>`` metrics, per-split plots and tables."""
+    """One child run: params, ``<split>_<metric>`` metrics, per-split plots and tables.
+
+    ``folds`` (one row per cross-validation fold) is logged as ``fold_<metric>`` series
+    (step = fold index, so MLflow charts them) and as ``tables/cv_folds.csv``.
+    """
     import mlflow
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent_run_id,
@@ -66,6 +71,12 @@ def log_candidate(
                 mlflow.log_figure(build({name: (y, p)}, title=f"{name}: {kind} ({split})"), f"plots/{split}_{kind}.png")
             mlflow.log_text(calibration_table(y, p).to_csv(index=False), f"tables/{split}_calibration.csv")
             mlflow.log_text(gains_table(y, p).to_csv(index=False), f"tables/{split}_gains.csv")
+        if folds is not None and not folds.empty:
+            for _, row in folds.iterrows():
+                for k in ("roc_auc", "pr_auc", "log_loss", "lift_10", "eval_positives", "train_rows"):
+                    if k in row and row[k] is not None and np.isfinite(float(row[k])):
+                        mlflow.log_metric(f"fold_{k}", float(row[k]), step=int(row["fold"]))
+            mlflow.log_text(folds.to_csv(index=False), "tables/cv_folds.csv")
         if importance is not None:
             mlflow.log_figure(plots.importance(importance, title=f"{name}: feature importance"), "plots/importance.png")
             mlflow.log_text(importance.rename("importance").to_frame().to_csv(), "tables/importance.csv")

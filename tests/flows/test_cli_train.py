@@ -21,10 +21,12 @@ def test_churn_train_prints_table_and_gate(prefect_harness, small_history, track
     result = CliRunner().invoke(_app(), [
         "--data-dir", str(small_history), "train", "--horizon", "14", "--candidate", "rule",
         "--candidate", "logistic", "--no-leaky", "--no-register", "--shap-sample", "100",
-        "--tracking-uri", tracking_uri,
+        "--tracking-uri", tracking_uri, "--folds", "2", "--test-frac", "0.25", "--gap", "14", "--warmup", "28",
     ])
     assert result.exit_code == 0, result.output
     out = result.output
+    print(out)
+    assert "CV AUC" in out and "over 2 fold(s)" in out and "ECE" in out
     assert "logistic" in out and "rule" in out and "oracle" in out and "lift@10%" in out
     assert "not registered" in out and "revenue" in out
 

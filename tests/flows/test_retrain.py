@@ -24,10 +24,11 @@ from pipeline.errors import ConfigError
 REQ = RetrainRequest("7", ("60% of features drifted >= critical 40%",), {"drifted_share": 0.6})
 
 
-def test_without_a_prefect_api_the_request_is_refused_not_silently_dropped(monkeypatch):
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+def test_without_a_prefect_api_the_request_is_refused_not_silently_dropped():
+    sent = []
     with pytest.raises(NotDelivered, match="no PREFECT_API_URL: churn.drift.detected for model 7 not sent"):
-        PrefectEventRequester().request(REQ)
+        PrefectEventRequester(emit=lambda **kw: sent.append(kw), api_url=lambda: None).request(REQ)
+    assert sent == []  # no temporary API server started inside a stream worker
 
 
 def test_the_event_carries_the_model_resource_the_payload_and_the_reasons():

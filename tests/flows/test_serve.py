@@ -11,7 +11,8 @@ def test_train_deployment_is_weekly_paused_and_exclusive() -> None:
     (sched,) = d.schedules
     assert sched.active is False and sched.schedule.cron == TRAIN_CRON
     assert d.concurrency_limit == 1 or getattr(d.concurrency_limit, "limit", None) == 1
-    assert {"horizon_days", "candidates", "seed", "start", "end"} <= set(d._parameter_openapi_schema.properties)
+    assert {"horizon_days", "candidates", "seed", "start", "end", "folds", "test_frac", "gap_days", "warmup_days",
+            "force", "directions"} <= set(d._parameter_openapi_schema.properties)
 
 
 def test_schedule_can_be_activated_and_data_dir_pinned(tmp_path) -> None:
