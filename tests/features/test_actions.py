@@ -18,9 +18,11 @@ from pipeline.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
 from pipeline.features.replay import replay_partition
 from pipeline.features.spec import DEFAULT_SPEC, Action, FeatureSpec
 from pipeline.features.state import FeatureState
+from pipeline.labels import build_snapshots
 from pipeline.log import MemoryLog
 from tests.features import reference as ref
 from tests.features.strategies import ACTIONS, DAY_US, T0, USERS, event_logs, lateness
+from tests.features.test_snapshots_vs_reference import N_PARTITIONS, _log_of
 
 HYP = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SPEC = FeatureSpec.from_vocabulary([ACTIONS[0], Action(ACTIONS[1], -1), Action(ACTIONS[2], 1)])
@@ -153,3 +155,26 @@ def test_stream_and_batch_replay_give_identical_action_vectors(log, sizes, resto
     for s, b in zip(reads, got, strict=True):
         assert s.users == b.users and np.array_equal(s.values, b.values)
     assert batch.snapshot() == engine.snapshot(0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=event_logs(min_size=3, max_size=80, activity=True), late=lateness, every=st.integers(1, 9),
+       horizon=st.integers(1, 12))
+def test_snapshot_table_with_actions_equals_reference(events, late, every, horizon):
+    log, parts = _log_of(events, [])
+    t0 = ref.us(T0)
+    cutoffs = [t0 + k * every * DAY_US for k in range(46 // every + 1)]
+    snap = build_snapshots(log, horizon_days=horizon, lateness=late, cutoffs_us=cutoffs, spec=SPEC)
+    assert list(snap.table.columns[3:-1]) == list(SPEC.engine_columns) and snap.spec is SPEC
+    want = ref.snapshot_rows(parts, cutoffs, horizon, late // timedelta(microseconds=1), actions=ACTIONS)
+    table = snap.table
+    cut_us = table.cutoff.dt.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    cols = list(SPEC.engine_columns)
+    got = {(u, int(c)): (row, int(lab))
+           for u, c, row, lab in zip(table.user_id, cut_us, table[cols].to_numpy(), table.label, strict=True)}
+    assert set(got) == set(want)
+    for key, (row, label) in got.items():
+        f, want_label = want[key]
+        assert label == want_label, key
+        assert np.allclose(row, [f[n] for n in cols], rtol=1e-9, atol=1e-9), key
+    assert log.num_partitions == N_PARTITIONS
