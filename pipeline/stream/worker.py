@@ -39,6 +39,7 @@ from pipeline.log.deadletter import DeadLetters, dead_letter_log
 from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.metrics import StreamMetrics, percentiles
+from pipeline.features.spec import spec_for
 from pipeline.stream.model import ScoringModel, load_export, read_pointer
 from pipeline.stream.partition import DeadLetterFilter, OwnedPartition, open_partition
 from pipeline.stream.scorer import Scorer
@@ -94,6 +95,7 @@ class Worker:
         self.dlq_log = dlq or dead_letter_log(log)
         self.dead_letters = DeadLetters(self.dlq_log, self.clock, log.name)
         self.checkpoints = CheckpointStore(paths.checkpoints, log.name, self.cfg.group)
+        self.feature_spec = spec_for(paths.data_dir, log.name)  # the topic's features (import profile)
         self.scorer = Scorer(
             self.cfg.alert_threshold, self.cfg.reasons_top_k, self.cfg.reasons_method == "exact"
         )
@@ -286,7 +288,7 @@ class Worker:
         for p in wanted:
             if p not in self.parts:
                 part = open_partition(
-                    p, self.log, self.dlq_log, self.checkpoints, self.cfg.lateness, now
+                    p, self.log, self.dlq_log, self.checkpoints, self.cfg.lateness, now, self.feature_spec
                 )
                 if part is not None:
                     self.parts[p] = part
@@ -336,7 +338,7 @@ class Worker:
         if ref is None or (self.model is not None and ref.version == self.model.version):
             return
         try:
-            model = load_export(ref, self.cfg.predict_threads)
+            model = load_export(ref, self.cfg.predict_threads, self.feature_spec)
         except ModelMismatchError as exc:
             if self.model is None:
                 raise
