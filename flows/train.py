@@ -105,6 +105,19 @@ def references(ds, data_dir: str, topic: str, leaky: bool):
     return oracle, leaky_frame
 
 
+def _applicable(specs: list, features: list[str]) -> list:
+    """Candidates whose named features the topic's feature spec has; the others are skipped, said once."""
+    from pipeline.errors import SpecError
+
+    keep = [sp for sp in specs if not sp.missing_features(features)]
+    for sp in specs:
+        if sp not in keep:
+            _logger().warning("candidate %s skipped: this topic's features lack %s", sp.name, sp.missing_features(features))
+    if not keep:
+        raise SpecError("no candidate applies to this topic's features; add a spec under models/ with `features: all`")
+    return keep
+
+
 @task(name="fit", task_run_name="fit-{name}", **TASK)
 def fit(name: str, spec, ds, seed: int, frame=None, features=None):
     from pipeline.training.compare import evaluate_model
@@ -273,6 +286,7 @@ def train(
 
     t = time.perf_counter()
     ds = build_snapshots(str(s.data_dir), s.topic, horizon_days, every_days, start, end)
+    specs = _applicable(specs, ds.features)  # the topic's feature spec decides which candidates apply
     oracle, leaky_frame = references(ds, str(s.data_dir), s.topic, leaky_control)
     timer.add("snapshots", t)
 

@@ -158,7 +158,9 @@ class DriftHook:
 
             self.monitor = DriftMonitor(reference, version, reference_risk=risk, config=self.cfg, store=self.store,
                                         report_dir=self.report_dir, clock=self.clock, source=self.worker_id,
-                                        **self.monitor_kwargs)  # fmt: skip
+                                        # the engine's columns for this topic's feature spec
+                                        **{"columns": getattr(worker.model, "engine_columns", FEATURE_NAMES)}
+                                        | self.monitor_kwargs)  # fmt: skip
             self.logger.info("worker %s: drift leader (owns partition %d); monitoring v%s against %d reference rows",
                              self.worker_id, self.cfg.leader_partition, version, len(reference))  # fmt: skip
         else:
