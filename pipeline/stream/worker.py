@@ -34,12 +34,12 @@ from typing import Any
 
 from pipeline.clock import Clock, SystemClock
 from pipeline.errors import ChurnError, LogUnavailableError, ModelMismatchError, StoreError
+from pipeline.features.spec import spec_for
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, dead_letter_log
 from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.metrics import StreamMetrics, percentiles
-from pipeline.features.spec import spec_for
 from pipeline.stream.model import ScoringModel, load_export, read_pointer
 from pipeline.stream.partition import DeadLetterFilter, OwnedPartition, open_partition
 from pipeline.stream.scorer import Scorer
