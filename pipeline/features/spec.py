@@ -234,3 +234,12 @@ def spec_for(data_dir: Path | str, topic: str) -> FeatureSpec:
     except (OSError, ValueError) as exc:
         raise FeatureError(f"import profile {path} is unreadable ({exc}); re-run `churn import`") from None
     return spec_from_profile(profile)
+
+
+def spec_for_log(log: Any) -> FeatureSpec:
+    """The feature spec of a file log's topic (``<data_dir>/log/<topic>``: that data dir's import
+    profile); the default spec for logs without a data dir (memory, Kafka: use :func:`spec_for`)."""
+    path = getattr(log, "path", None)
+    if path is None:
+        return DEFAULT_SPEC
+    return spec_for(Path(path).parent.parent, log.name)

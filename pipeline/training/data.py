@@ -26,7 +26,7 @@ import pandas as pd
 from pipeline.errors import TrainingError
 from pipeline.features.registry import FEATURE_SET_VERSION, describe
 from pipeline.features.replay import replay_partition
-from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec, spec_for
+from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec, spec_for_log
 from pipeline.features.state import FeatureState
 from pipeline.features.timebase import DAY_US, midnight_us
 from pipeline.labels import activity_range, build_snapshots, cutoff_schedule, load_hazard
@@ -81,8 +81,8 @@ def build_dataset(
     """Replay ``log`` into labelled snapshots within [start, end] and split them by time.
 
     ``spec``: the topic's feature spec; by default the one stored beside a file log
-    (:func:`log_spec`), i.e. the simulator's features for a simulated topic."""
-    spec = log_spec(log) if spec is None else spec
+    (:func:`pipeline.features.spec.spec_for_log`), i.e. the simulator's features for a simulated topic."""
+    spec = spec_for_log(log) if spec is None else spec
     a_start, a_end = activity_range(log)
     lo = max(a_start, midnight_us(start)) if start else a_start
     hi = min(a_end, midnight_us(end + timedelta(days=1)) - 1) if end else a_end
@@ -95,15 +95,6 @@ def build_dataset(
     table = table[table["split"] != "gap"].reset_index(drop=True)
     return from_frame(table, list(spec.names), horizon_days, split_report=rep, spec=spec,
                       feature_set_version=spec.version, feature_registry=feature_rows(spec))
-
-
-def log_spec(log: PartitionLog) -> FeatureSpec:
-    """The feature spec of a file log's topic (``<data_dir>/log/<topic>`` -> ``<data_dir>``'s
-    import profile); the default spec for logs without a data dir (memory, Kafka: pass ``spec``)."""
-    path = getattr(log, "path", None)
-    if path is None:
-        return DEFAULT_SPEC
-    return spec_for(Path(path).parent.parent, log.name)
 
 
 def feature_rows(spec: FeatureSpec) -> list[dict[str, Any]]:

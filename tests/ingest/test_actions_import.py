@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from pipeline.features.registry import FEATURE_NAMES
-from pipeline.features.spec import DEFAULT_SPEC, MAX_ACTIONS, spec_for
+from pipeline.features.spec import DEFAULT_SPEC, MAX_ACTIONS, spec_for, spec_for_log
 from pipeline.ingest import MappingError, parse_mapping
 
 from .helpers import T0, Env, mapping_dict, rows_to_csv
@@ -108,6 +108,7 @@ def test_import_writes_activity_events_and_dead_letters_undeclared_actions(env, 
     assert len(dl) == teleports and dl[0]["field"] == "actions.declare" and "teleport" in dl[0]["value"]
 
     spec = spec_for(env.root, "events")  # what training and the stream load
+    assert spec_for_log(env.log) == spec  # training's default: the file log's data dir
     assert spec.action_names == ("export", "add_seat", "report")
     assert "act_report_30d" in spec.names and "payments_30d" in spec.names
     assert "downgrades_30d" not in spec.names and "downgrades_30d" in FEATURE_NAMES  # no plan_change mapped
@@ -127,7 +128,10 @@ def test_catch_all_counts_undeclared_actions_as_other(env, tmp_path) -> None:
 
 
 def test_simulated_topic_has_the_default_spec(tmp_path) -> None:
+    from pipeline.log import MemoryLog
+
     assert spec_for(tmp_path, "events") is DEFAULT_SPEC
+    assert spec_for_log(MemoryLog(num_partitions=1)) is DEFAULT_SPEC
 
 
 def test_spec_leaves_out_the_built_in_features_the_source_cannot_supply() -> None:
