@@ -57,6 +57,8 @@ def test_example_source_imports_with_its_vocabulary_and_trains_on_it(tmp_path, n
 
     spec = spec_for(tmp_path / "data", "events")
     assert spec.action_names == actions
+    assert summary["feature_spec"] == {"version": spec.version, "features": len(spec.names),
+                                       "built_in": len(spec.builtin), "actions": list(actions)}
     with open_log(tmp_path / "data" / "log", "events") as log:
         ds = build_dataset(log, horizon_days=14, every_days=3)
     assert ds.spec == spec and ds.features == list(spec.names) and ds.feature_set_version == spec.version
