@@ -113,6 +113,19 @@ def references(ds, data_dir: str, topic: str, leaky: bool):
     return oracle, leaky_frame
 
 
+def _applicable(specs: list, features: list[str]) -> list:
+    """Candidates whose named features the topic's feature spec has; the others are skipped, said once."""
+    from pipeline.errors import SpecError
+
+    keep = [sp for sp in specs if not sp.missing_features(features)]
+    for sp in specs:
+        if sp not in keep:
+            _logger().warning("candidate %s skipped: this topic's features lack %s", sp.name, sp.missing_features(features))
+    if not keep:
+        raise SpecError("no candidate applies to this topic's features; add a spec under models/ with `features: all`")
+    return keep
+
+
 @task(name="cross-validate", task_run_name="cv-{spec.name}", **TASK)
 def cross_validate(spec, ds, seed: int, directions: dict[str, int] | None):
     from pipeline.training.cv import cross_validate as run_cv
@@ -357,6 +370,7 @@ def train(
     with timer.stage("snapshots"):
         ds = build_snapshots(str(s.data_dir), s.topic, horizon_days, every_days, start, end, folds, test_frac,
                              gap_days, warmup_days)
+        specs = _applicable(specs, ds.features)  # the topic's feature spec decides which candidates apply
         oracle, leaky_frame = references(ds, str(s.data_dir), s.topic, leaky_control)
         dirs = feature_directions(ds, directions)
     params = {"data_dir": str(s.data_dir), "topic": s.topic, "start": start, "end": end, "horizon_days": horizon_days,

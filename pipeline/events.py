@@ -37,6 +37,13 @@ Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Money = Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
 Minutes = Annotated[float, msgspec.Meta(ge=0, le=1440)]
 Version = Annotated[int, msgspec.Meta(ge=1, le=SCHEMA_VERSION)]
+# A source-defined action name (``activity`` events): lower-case letters, digits and ``_``,
+# starting with a letter, so it is safe inside feature names (``act_<action>_7d``), column
+# names, MLflow tags and file names.
+MAX_ACTION_LENGTH: Final = 40
+ACTION_PATTERN: Final = r"^[a-z][a-z0-9_]*$"
+ActionName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ACTION_LENGTH, pattern=ACTION_PATTERN)]
+ActionValue = Annotated[float, msgspec.Meta(ge=-1_000_000_000, le=1_000_000_000)]
 
 
 class _Event(
@@ -97,15 +104,29 @@ class Cancel(_Event, tag="cancel"):
     reason: Literal["voluntary", "involuntary"]
 
 
-Event = Signup | Session | Payment | PaymentFailed | PlanChange | SupportTicket | Cancel
+class Activity(_Event, tag="activity"):
+    """A source's own action (``action`` is one of the topic's declared vocabulary, see
+    ``docs/import.md``), with an optional number (an amount, a duration, a quantity)."""
+
+    action: ActionName
+    value: ActionValue | None = None
+
+
+Event = Signup | Session | Payment | PaymentFailed | PlanChange | SupportTicket | Cancel | Activity
 
 EVENT_TYPES: Final[dict[str, type[_Event]]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Signup, Session, Payment, PaymentFailed, PlanChange, SupportTicket, Cancel)
+    for cls in (Signup, Session, Payment, PaymentFailed, PlanChange, SupportTicket, Cancel, Activity)
 }
 COMMON_FIELDS: Final = ("event_id", "user_id", "ts", "schema_version")
 EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     name: tuple(f for f in cls.__struct_fields__ if f not in COMMON_FIELDS)
+    for name, cls in EVENT_TYPES.items()
+}
+
+# Fields that may be omitted (they have a default): the import mapping need not provide them.
+OPTIONAL_FIELDS: Final[dict[str, frozenset[str]]] = {
+    name: frozenset(f for f, d in zip(cls.__struct_fields__[::-1], cls.__struct_defaults__[::-1], strict=False))
     for name, cls in EVENT_TYPES.items()
 }
 
@@ -172,6 +193,12 @@ def _explain(raw: bytes | str, message: str) -> EventDecodeError:
     if reason.startswith("Invalid value") and path == "$.type":
         reason = f"unknown event type; expected one of {sorted(EVENT_TYPES)}"
     return EventDecodeError(reason, path, value)
+
+
+def valid_action(name: object) -> bool:
+    """Whether ``name`` is a valid action name (the ``activity.action`` rule)."""
+    return (isinstance(name, str) and 0 < len(name) <= MAX_ACTION_LENGTH
+            and re.fullmatch(ACTION_PATTERN, name) is not None)
 
 
 def to_builtins(event: Event) -> dict[str, Any]:

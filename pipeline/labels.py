@@ -36,8 +36,9 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import SplitError
 from pipeline.features.columns import CANCEL, SIGNUP, EventColumns, decode_columns
-from pipeline.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, MAX_WINDOW
+from pipeline.features.registry import MAX_WINDOW
 from pipeline.features.replay import ReplayStats, replay_partition
+from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.features.state import FeatureState
 from pipeline.features.timebase import DAY_US, NONE_US, from_us
 from pipeline.log.base import PartitionLog
@@ -117,6 +118,7 @@ class Snapshots:
     data_end_us: int
     stats: list[ReplayStats]
     states: dict[int, FeatureState] = field(default_factory=dict)  # final state per partition
+    spec: FeatureSpec = DEFAULT_SPEC  # the topic's feature spec (columns: its engine_columns)
 
     @property
     def records(self) -> int:
@@ -131,8 +133,12 @@ def build_snapshots(
     lateness: timedelta = timedelta(hours=24),
     cutoffs_us: Sequence[int] | None = None,
     progress: Progress | None = None,
+    spec: FeatureSpec = DEFAULT_SPEC,
 ) -> Snapshots:
-    """Replay every partition, read active users at each cutoff, attach forward labels."""
+    """Replay every partition, read active users at each cutoff, attach forward labels.
+
+    ``spec``: the topic's feature spec (:func:`pipeline.features.spec.spec_for`); the table
+    has every column the engine computes for it (``spec.engine_columns``)."""
     if cutoffs_us is None:
         cutoffs_us = cutoff_schedule(*activity_range(log), horizon_days, every_days, warmup_days)
     cut = sorted(int(c) for c in cutoffs_us)
@@ -159,7 +165,7 @@ def build_snapshots(
             row_cut.append(np.full(len(f), t, np.int64))
             row_part.append(np.full(len(f), p, np.int16))
 
-        state = FeatureState(lateness)
+        state = FeatureState(lateness, spec=spec)
         stats.append(replay_partition(log, p, state, cut, read_cutoff, keep_cancels, progress=progress))
         states[p] = state
     data_end = max((s.max_ts_us for s in stats), default=NONE_US)
@@ -168,15 +174,16 @@ def build_snapshots(
     ids = np.asarray(users, dtype=object)
     keep = np.flatnonzero(np.isin(cutoff, labelled))
     order = keep[np.lexsort((ids[keep], cutoff[keep]))] if len(keep) else keep  # by cutoff, then user
-    values = np.concatenate(blocks)[order] if blocks else np.zeros((0, len(FEATURE_NAMES)))
-    table = pd.DataFrame(values, columns=list(FEATURE_NAMES))
+    columns = list(spec.engine_columns)
+    values = np.concatenate(blocks)[order] if blocks else np.zeros((0, len(columns)))
+    table = pd.DataFrame(values, columns=columns)
     del values
     table.insert(0, "user_id", ids[order])
     table.insert(1, "cutoff", pd.to_datetime(cutoff[order], unit="us", utc=True))
     table.insert(2, "partition", np.concatenate(row_part)[order] if row_part else np.zeros(0, np.int16))
     cts = np.concatenate(cancel_ts) if cancel_ts else np.zeros(0, np.int64)
     table["label"] = forward_labels(table.user_id.tolist(), cutoff[order], cancel_users, cts, horizon_days)
-    return Snapshots(table, labelled, horizon_days, data_end, stats, states)
+    return Snapshots(table, labelled, horizon_days, data_end, stats, states, spec)
 
 
 def write_snapshots(snap: Snapshots, path: Path, extra: dict[str, str] | None = None) -> Path:
@@ -184,9 +191,10 @@ def write_snapshots(snap: Snapshots, path: Path, extra: dict[str, str] | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(snap.table, preserve_index=False)
     meta = {
-        b"feature_set_version": FEATURE_SET_VERSION.encode(),
+        b"feature_set_version": snap.spec.version.encode(),
         b"horizon_days": str(snap.horizon_days).encode(),
         b"data_end": from_us(snap.data_end_us).isoformat().encode(),
+        b"feature_spec": snap.spec.to_json().encode(),
     } | {k.encode(): v.encode() for k, v in (extra or {}).items()}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
     tmp = path.with_suffix(".tmp")

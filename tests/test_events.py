@@ -29,6 +29,8 @@ valid_events = st.one_of(
     plan_pairs.flatmap(lambda p: st.builds(ev.PlanChange, from_plan=st.just(p[0]), to_plan=st.just(p[1]), **common)),
     st.builds(ev.SupportTicket, category=labels, **common),
     st.builds(ev.Cancel, reason=st.sampled_from(["voluntary", "involuntary"]), **common),
+    st.builds(ev.Activity, action=st.from_regex(r"[a-z][a-z0-9_]{0,39}", fullmatch=True),
+              value=st.none() | st.floats(-1e9, 1e9, allow_nan=False), **common),
 )
 
 
@@ -148,6 +150,31 @@ def test_encode_lines_and_event_time():
 
 def test_field_registry_is_complete():
     assert set(ev.EVENT_TYPES) == {"signup", "session", "payment", "payment_failed",
-                                   "plan_change", "support_ticket", "cancel"}
+                                   "plan_change", "support_ticket", "cancel", "activity"}
+    assert ev.EVENT_FIELDS["activity"] == ("action", "value") and ev.OPTIONAL_FIELDS["activity"] == {"value"}
     assert ev.EVENT_FIELDS["session"] == ("watch_minutes", "device")
     assert ev.to_builtins(ev.decode(_raw()))["type"] == "session"
+
+
+def _activity(**fields) -> bytes:
+    d = {"type": "activity", "event_id": "e1", "user_id": "u1", "ts": "2026-03-01T10:00:00Z",
+         "schema_version": 1, "action": "export_report"} | fields
+    return msgspec.json.encode({k: v for k, v in d.items() if v is not _MISSING})
+
+
+def test_activity_carries_a_validated_action_and_an_optional_value():
+    e = ev.decode(_activity())
+    assert isinstance(e, ev.Activity) and e.action == "export_report" and e.value is None
+    assert ev.decode(_activity(value=3.5)).value == 3.5
+    assert ev.decode(ev.encode(e)) == e
+    for bad, field in [("", "$.action"), ("Export Report", "$.action"), ("a" * 41, "$.action"),
+                       ("1st", "$.action"), ("drop;table", "$.action")]:
+        with pytest.raises(EventDecodeError) as info:
+            ev.decode(_activity(action=bad))
+        assert info.value.field == field and info.value.value == bad
+    for value in ("3", 1e10, True):
+        with pytest.raises(EventDecodeError, match=r"\$\.value"):
+            ev.decode(_activity(value=value))
+    with pytest.raises(EventDecodeError, match="action"):
+        ev.decode(_activity(action=_MISSING))
+    assert ev.valid_action("cart_add") and not ev.valid_action("Cart") and not ev.valid_action(3)

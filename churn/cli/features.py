@@ -21,7 +21,8 @@ from rich.table import Table
 
 from churn.cli.common import console, err  # noqa: E402
 from pipeline.errors import ChurnError
-from pipeline.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, FEATURES
+from pipeline.features.registry import FEATURES
+from pipeline.features.spec import spec_for
 from pipeline.features.timebase import from_us, to_us
 
 
@@ -70,6 +71,7 @@ def features(
     from pipeline.log import partition_for
 
     log = _open_log(ctx.obj, create=False)
+    spec = spec_for(ctx.obj.data_dir, ctx.obj.topic)  # the topic's features (declared actions included)
     try:
         t_us = to_us(_parse_at(at)) if at else activity_range(log)[1]
         parts = [partition_for(user.encode(), log.num_partitions)] if user else list(range(log.num_partitions))
@@ -84,7 +86,7 @@ def features(
             task = bar.add_task("replay", total=_total_records(log, parts))
             for p in parts:
                 replay_partition(
-                    log, p, FeatureState(timedelta(hours=lateness_hours)), [t_us], keep,
+                    log, p, FeatureState(timedelta(hours=lateness_hours), spec=spec), [t_us], keep,
                     stop_after_last_cutoff=True, progress=lambda n: bar.advance(task, n),
                 )
     finally:
@@ -93,42 +95,45 @@ def features(
     if user:
         if not known[0]:
             raise ChurnError(f"user {user!r} has no events up to {when} (partition {parts[0]}); check the id or --at")
-        _show_user(user, parts[0], when, frames[0], as_json)
+        _show_user(user, parts[0], when, frames[0], as_json, spec)
     else:
-        _show_summary(when, frames, as_json)
+        _show_summary(when, frames, as_json, spec)
 
 
-def _show_user(user: str, partition: int, when: str, frame: Any, as_json: bool) -> None:
-    values = dict(zip(FEATURE_NAMES, frame.values[0].tolist(), strict=True))
+def _show_user(user: str, partition: int, when: str, frame: Any, as_json: bool, spec: Any) -> None:
+    values = {n: v for n, v in zip(frame.columns, frame.values[0].tolist(), strict=True) if n in spec.names}
     if as_json:
         console.print_json(json.dumps({"user_id": user, "at": when, "partition": partition, "active": bool(frame.active[0]),
-                                       "feature_set_version": FEATURE_SET_VERSION, "features": values}))
+                                       "feature_set_version": spec.version, "features": values}))
         return
     status = "active" if frame.active[0] else "not subscribed"
     t = Table(title=f"{user} at {when} (partition {partition}, {status})", title_justify="left")
     t.add_column("feature", style="bold")
     t.add_column("value", justify="right")
     t.add_column("meaning", style="dim")
-    for f in FEATURES:
-        t.add_row(f.name, f"{values[f.name]:,.3f}", f.description)
+    meaning = {f.name: f.description for f in FEATURES}
+    for name, v in values.items():
+        t.add_row(name, f"{v:,.3f}", meaning.get(name, "declared action (docs/import.md)"))
     console.print(t)
 
 
-def _show_summary(when: str, frames: list[Any], as_json: bool) -> None:
-    values = np.concatenate([f.values for f in frames]) if frames else np.zeros((0, len(FEATURE_NAMES)))
+def _show_summary(when: str, frames: list[Any], as_json: bool, spec: Any) -> None:
+    values = np.concatenate([f.values for f in frames]) if frames else np.zeros((0, len(spec.engine_columns)))
+    keep = [i for i, n in enumerate(spec.engine_columns) if n in spec.names]
+    values = values[:, keep]
     if not len(values):
         raise ChurnError(f"no active subscribers at {when}; pick a later --at")
     q = np.percentile(values, [10, 50, 90], axis=0)
     rows = {
         name: {"mean": float(values[:, i].mean()), "p10": float(q[0, i]), "p50": float(q[1, i]),
                "p90": float(q[2, i]), "max": float(values[:, i].max()), "zero_share": float((values[:, i] == 0).mean())}
-        for i, name in enumerate(FEATURE_NAMES)
+        for i, name in enumerate(spec.names)
     }
     if as_json:
-        console.print_json(json.dumps({"at": when, "active_users": len(values), "feature_set_version": FEATURE_SET_VERSION, "features": rows}))
+        console.print_json(json.dumps({"at": when, "active_users": len(values), "feature_set_version": spec.version, "features": rows}))
         return
     t = Table(title=f"{len(values):,} active subscribers at {when}", title_justify="left",
-              caption=f"feature set {FEATURE_SET_VERSION}", caption_justify="left")
+              caption=f"feature set {spec.version}", caption_justify="left")
     t.add_column("feature", style="bold")
     for col in ("mean", "p10", "p50", "p90", "max", "zeros"):
         t.add_column(col, justify="right")
@@ -163,6 +168,7 @@ def snapshots(
             snap = build_snapshots(
                 log, horizon_days=horizon, every_days=every, warmup_days=warmup,
                 lateness=timedelta(hours=lateness_hours), progress=lambda n: bar.advance(task, n),
+                spec=spec_for(s.data_dir, s.topic),
             )
     finally:
         log.close()
@@ -171,7 +177,7 @@ def snapshots(
     rep = report(snap.table, plan) | {
         "rows": len(snap.table), "records_replayed": snap.records,
         "invalid_records": sum(x.invalid for x in snap.stats), "late_records": sum(x.late for x in snap.stats),
-        "data_end": from_us(snap.data_end_us).isoformat(), "feature_set_version": FEATURE_SET_VERSION,
+        "data_end": from_us(snap.data_end_us).isoformat(), "feature_set_version": snap.spec.version,
     }
     path = out or s.data_dir / "snapshots" / "snapshots.parquet"
     write_snapshots(snap, path, {"split": json.dumps(plan.cutoffs)})

@@ -94,4 +94,7 @@ def register(app: typer.Typer) -> None:
                                                     if d["already_present"] else ""))
         rate = f"{d['rows_per_second']:,} rows/s " if d["rows_per_second"] else ""
         t.add_row("time", f"{rate}({d['seconds']:.1f} s)")
+        if fs := d.get("feature_spec"):  # what training and the stream will compute for this topic
+            t.add_row("feature spec", f"{fs['version']}: {fs['features']} features ({fs['built_in']} built-in, "
+                      f"{len(fs['actions'])} declared actions)")
         console.print(t)

@@ -2,6 +2,9 @@
 
 * :mod:`~pipeline.features.registry` - every feature's name, meaning, window, default;
   ``FEATURE_SET_VERSION``.
+* :mod:`~pipeline.features.spec` - ``FeatureSpec``: a topic's features (built-ins its source
+  supports + per-action features of its declared vocabulary), versioned by content hash;
+  ``spec_for(data_dir, topic)``.
 * :mod:`~pipeline.features.timebase` - what "features at time t" means (right-closed days).
 * :mod:`~pipeline.features.columns` - events (or raw log values) -> columns.
 * :mod:`~pipeline.features.state` - ``FeatureState``: one partition's users; ``update`` /
@@ -20,7 +23,8 @@ from typing import Any
 
 _EXPORTS = {
     "FEATURES": "registry", "FEATURE_NAMES": "registry", "FEATURE_SET_VERSION": "registry",
-    "Feature": "registry", "EventColumns": "columns", "decode_columns": "columns", "from_events": "columns",
+    "Feature": "registry", "FeatureSpec": "spec", "Action": "spec", "spec_for": "spec", "DEFAULT_SPEC": "spec",
+    "EventColumns": "columns", "decode_columns": "columns", "from_events": "columns",
     "FeatureState": "state", "FeatureFrame": "state", "UpdateResult": "state",
     "FeatureEngine": "engine", "BatchOutcome": "engine", "replay_partition": "replay", "ReplayStats": "replay",
 }

@@ -24,7 +24,10 @@ MAGIC = b"CHURNFS\x01"
 FORMAT = 1
 
 
-def dump(meta: Mapping[str, Any], users: list[str], arrays: Mapping[str, np.ndarray]) -> bytes:
+def dump(
+    meta: Mapping[str, Any], users: list[str], arrays: Mapping[str, np.ndarray], feature_set: str = FEATURE_SET_VERSION
+) -> bytes:
+    """``feature_set``: the topic's feature-spec version (the simulator's: ``FEATURE_SET_VERSION``)."""
     layout = []
     chunks = []
     for name, arr in arrays.items():
@@ -32,15 +35,18 @@ def dump(meta: Mapping[str, Any], users: list[str], arrays: Mapping[str, np.ndar
         layout.append([name, le.dtype.str, list(le.shape)])
         chunks.append(le.tobytes())
     header = msgspec.msgpack.encode({
-        "format": FORMAT, "engine": ENGINE_VERSION, "feature_set": FEATURE_SET_VERSION,
+        "format": FORMAT, "engine": ENGINE_VERSION, "feature_set": feature_set,
         "meta": dict(meta), "users": users, "arrays": layout,
     })
     body = b"".join([MAGIC, len(header).to_bytes(8, "little"), header, *chunks])
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
-def load(blob: bytes, expected: Mapping[str, str]) -> tuple[dict[str, Any], list[str], dict[str, np.ndarray]]:
-    """Parse and check a snapshot; ``expected`` maps array name -> dtype name."""
+def load(
+    blob: bytes, expected: Mapping[str, str], feature_set: str = FEATURE_SET_VERSION
+) -> tuple[dict[str, Any], list[str], dict[str, np.ndarray]]:
+    """Parse and check a snapshot; ``expected`` maps array name -> dtype name, ``feature_set``
+    is the feature-spec version the snapshot must have been taken with."""
     if len(blob) < len(MAGIC) + 12 or not blob.startswith(MAGIC):
         raise FeatureError("not a feature-state snapshot (bad magic); the checkpoint is corrupt or from another tool")
     body, crc = memoryview(blob)[:-4], int.from_bytes(blob[-4:], "little")
@@ -57,10 +63,10 @@ def load(blob: bytes, expected: Mapping[str, str]) -> tuple[dict[str, Any], list
             f"snapshot was written by engine {header.get('engine')} (format {header.get('format')}), "
             f"this is engine {ENGINE_VERSION}; rebuild the state by replaying the log"
         )
-    if header.get("feature_set") != FEATURE_SET_VERSION:
+    if header.get("feature_set") != feature_set:
         raise FeatureError(
             f"snapshot has feature set {header.get('feature_set')}, this engine computes "
-            f"{FEATURE_SET_VERSION}; rebuild the state by replaying the log"
+            f"{feature_set} (the topic's feature spec); rebuild the state by replaying the log"
         )
     names = [a[0] for a in header["arrays"]]
     if sorted(names) != sorted(expected):

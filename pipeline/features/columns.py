@@ -17,13 +17,20 @@ payment_failed amount         -1                        -1
 plan_change    0              from-plan index           to-plan index
 support_ticket 0              -1                        -1
 cancel         0              0 voluntary, 1 involuntary -1
+activity       value (0 none) action code (vocabulary)  -1
 ============== ============== ========================= ==================
+
+An ``activity`` event's action is coded by its position in the topic's declared
+vocabulary (:attr:`pipeline.features.spec.FeatureSpec.action_index`). Decoding with a
+vocabulary is strict: an action outside it is an invalid record (dead-lettered with the
+reason), because no feature of the topic could hold it. Without a vocabulary
+(``actions=None``, e.g. scanning a log for its time range) the code is -1.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,18 +40,19 @@ import numpy as np
 import pandas as pd
 
 from pipeline import events as ev
-from pipeline.errors import EventDecodeError
+from pipeline.errors import EventDecodeError, FeatureError
 from pipeline.features.timebase import EPOCH
 
 TYPE_NAMES: tuple[str, ...] = tuple(ev.EVENT_TYPES)
-SIGNUP, SESSION, PAYMENT, PAYMENT_FAILED, PLAN_CHANGE, SUPPORT_TICKET, CANCEL = (
+SIGNUP, SESSION, PAYMENT, PAYMENT_FAILED, PLAN_CHANGE, SUPPORT_TICKET, CANCEL, ACTIVITY = (
     TYPE_NAMES.index(n)
-    for n in ("signup", "session", "payment", "payment_failed", "plan_change", "support_ticket", "cancel")
+    for n in ("signup", "session", "payment", "payment_failed", "plan_change", "support_ticket", "cancel", "activity")
 )
 _CODE = {cls: i for i, cls in enumerate(ev.EVENT_TYPES.values())}
 _PLAN = {p: i for i, p in enumerate(ev.PLANS)}
 _REASON = {"voluntary": 0, "involuntary": 1}
 _US = timedelta(microseconds=1)
+_ACTIVITY = ev.Activity
 # The contract's own types: same strict validation as pipeline.events.decode, minus the
 # wrapper call per event (the error is rebuilt with decode() only for bad records).
 _decoder = msgspec.json.Decoder(ev.Event)
@@ -82,8 +90,22 @@ class Decoded:
     invalid: list[tuple[int, EventDecodeError]]
 
 
-def from_events(events: Sequence[ev.Event]) -> EventColumns:
-    """Columns of already-decoded contract events, in the given order."""
+def from_events(events: Sequence[ev.Event], actions: Mapping[str, int] | None = None) -> EventColumns:
+    """Columns of already-decoded contract events, in the given order.
+
+    ``actions``: the vocabulary (action -> code); an action outside it raises
+    :class:`~pipeline.errors.FeatureError` (decode raw values with :func:`decode_columns`
+    to dead-letter such records instead)."""
+    cols = _columns(events, actions)
+    if actions is not None:
+        bad = np.flatnonzero((cols.code == ACTIVITY) & (cols.cat < 0))
+        if len(bad):
+            raise FeatureError(str(undeclared(events[int(bad[0])].action, actions)))
+    return cols
+
+
+def _columns(events: Sequence[ev.Event], actions: Mapping[str, int] | None) -> EventColumns:
+    """Columns; an activity whose action is not in ``actions`` (or without one) gets code -1."""
     n = len(events)
     types = [type(e) for e in events]
     code = np.fromiter(map(_CODE.__getitem__, types), np.int8, n)
@@ -103,6 +125,11 @@ def from_events(events: Sequence[ev.Event]) -> EventColumns:
             cat[i], cat2[i] = _PLAN[e.from_plan], _PLAN[e.to_plan]
         elif c == CANCEL:
             cat[i] = _REASON[e.reason]
+        elif c == ACTIVITY:
+            if e.value is not None:
+                num[i] = e.value
+            if actions is not None:
+                cat[i] = actions.get(e.action, -1)
     return EventColumns([e.user_id for e in events], _micros([e.ts for e in events]), code, num, cat, cat2)
 
 
@@ -136,26 +163,42 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def decode_columns(values: Sequence[bytes]) -> Decoded:
-    """Strictly decode raw log values (the event contract) straight into columns."""
+def undeclared(action: str, actions: Mapping[str, int]) -> EventDecodeError:
+    known = ", ".join(list(actions)[:8]) + (" ..." if len(actions) > 8 else "") or "none"
+    return EventDecodeError(
+        f"action not in the topic's declared vocabulary ({known}); declare it in the mapping's "
+        "`actions` and re-import, or map it to the catch-all", "$.action", action,
+    )
+
+
+def decode_columns(values: Sequence[bytes], actions: Mapping[str, int] | None = None) -> Decoded:
+    """Strictly decode raw log values (the event contract) straight into columns;
+    with ``actions`` (the topic's vocabulary) an undeclared action is an invalid record."""
     with gc_paused():
-        return _decode_columns(values)
+        return _decode_columns(values, actions)
 
 
-def _decode_columns(values: Sequence[bytes]) -> Decoded:
+def _decode_columns(values: Sequence[bytes], actions: Mapping[str, int] | None) -> Decoded:
     decode = _decoder.decode
     try:  # the common case, no invalid record: one comprehension, no per-record bookkeeping
         events = [decode(raw) for raw in values]
-        return Decoded(from_events(events), np.arange(len(events), dtype=np.int64), [])
+        cols = _columns(events, actions)
+        if actions is None or not np.any((cols.code == ACTIVITY) & (cols.cat < 0)):  # vectorised check
+            return Decoded(cols, np.arange(len(events), dtype=np.int64), [])
     except Exception:  # noqa: BLE001 - some record is invalid: redo record by record
         pass
     events, keep = [], []
     invalid: list[tuple[int, EventDecodeError]] = []
     for i, raw in enumerate(values):
         try:
-            events.append(decode(raw))
-            keep.append(i)
+            e = decode(raw)
         except Exception:  # noqa: BLE001 - rebuilt as a typed, explained error
             err = ev.try_decode(raw)
             invalid.append((i, err if isinstance(err, EventDecodeError) else EventDecodeError(str(err))))
-    return Decoded(from_events(events), np.asarray(keep, np.int64), invalid)
+            continue
+        if actions is not None and e.__class__ is _ACTIVITY and e.action not in actions:
+            invalid.append((i, undeclared(e.action, actions)))
+            continue
+        events.append(e)
+        keep.append(i)
+    return Decoded(_columns(events, actions), np.asarray(keep, np.int64), invalid)

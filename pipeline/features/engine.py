@@ -28,6 +28,7 @@ import pandas as pd
 
 from pipeline.errors import EventDecodeError, FeatureError, LateEventError
 from pipeline.features.columns import decode_columns
+from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.features.state import FeatureFrame, FeatureState
 
 OnCutoff = Callable[[int, FeatureState], None]  # (cutoff in epoch microseconds, state)
@@ -51,12 +52,17 @@ class BatchOutcome:
 
 
 class FeatureEngine:
-    def __init__(self, num_partitions: int, lateness: timedelta = timedelta(hours=24)) -> None:
+    def __init__(
+        self, num_partitions: int, lateness: timedelta = timedelta(hours=24), spec: FeatureSpec = DEFAULT_SPEC
+    ) -> None:
+        """``spec``: the topic's feature spec (:func:`pipeline.features.spec.spec_for`); it decides the
+        action vocabulary and the columns read."""
         if num_partitions < 1:
             raise FeatureError(f"num_partitions must be >= 1 (got {num_partitions})")
         FeatureState(lateness, capacity=16)  # validate lateness now, not at first event
         self.num_partitions = num_partitions
         self.lateness = lateness
+        self.spec = spec
         self._states: dict[int, FeatureState] = {}
         self._cutoffs: dict[int, tuple[int, OnCutoff]] = {}  # partition -> (t, callback); see set_cutoff
 
@@ -65,7 +71,7 @@ class FeatureEngine:
             raise FeatureError(f"partition {partition} out of range 0..{self.num_partitions - 1}")
         st = self._states.get(partition)
         if st is None:
-            st = self._states[partition] = FeatureState(self.lateness)
+            st = self._states[partition] = FeatureState(self.lateness, spec=self.spec)
         return st
 
     def process(
@@ -73,7 +79,7 @@ class FeatureEngine:
     ) -> BatchOutcome:
         """Decode raw records, apply the valid ones; invalid and late records go to ``dlq``."""
         st = self.state(partition)
-        decoded = decode_columns(values)
+        decoded = decode_columns(values, self.spec.action_index)
         cut = self._cutoffs.get(partition) if self._cutoffs else None
         if cut is None or not len(decoded.columns) or int(decoded.columns.ts.max()) <= cut[0]:
             result = st.update(decoded.columns)
@@ -133,7 +139,7 @@ class FeatureEngine:
         return self.state(partition).snapshot()
 
     def restore(self, partition: int, blob: bytes) -> None:
-        st = FeatureState.restore(blob)
+        st = FeatureState.restore(blob, self.spec)
         if st.lateness != self.lateness:
             raise FeatureError(
                 f"snapshot of partition {partition} was taken with lateness {st.lateness}, the engine "

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from pipeline.features.columns import (
+    ACTIVITY,
     CANCEL,
     PAYMENT,
     PAYMENT_FAILED,
@@ -40,6 +41,7 @@ except ImportError:  # pragma: no cover - numba is a dependency; plain Python st
 
 
 EMPTY_DAY = -(2**31)
+ACTION_BLOCK = 7  # features per action, see pipeline.features.spec.ACTION_FEATURES
 _I16_MAX = 32767
 _PRICES = np.asarray(PLAN_LIST_PRICES, dtype=np.float64)
 _F = FEATURE_INDEX  # compile-time constants below
@@ -242,3 +244,93 @@ def read_features(
             row[F_PRICE] = _PRICES[plan[s]]
         else:
             row[F_PRICE] = 0.0
+
+
+# -- per-action state (topics with a declared action vocabulary) ------------------------
+# A second pass over the batch, after apply_events decided which events are accepted:
+# the action ring has its own day stamps and only activity events touch it, so applying
+# it after the built-in pass gives exactly the state of applying the events one by one.
+@njit(cache=True, nogil=True)
+def apply_actions(slot, ts, code, cat, accepted, act_stamp, act_count, act_last_us):
+    """Count accepted ``activity`` events per (user, day, action); keep the last time per action."""
+    ring = act_stamp.shape[1]
+    n_act = act_count.shape[2]
+    for i in range(slot.shape[0]):
+        if code[i] != ACTIVITY or not accepted[i]:
+            continue
+        a = cat[i]
+        if a < 0 or a >= n_act:  # not in the vocabulary (decoding dead-letters these)
+            continue
+        s = slot[i]
+        t = ts[i]
+        d = (t - 1) // DAY_US
+        k = d % ring
+        if act_stamp[s, k] != d:
+            act_stamp[s, k] = d
+            for b in range(n_act):
+                act_count[s, k, b] = 0
+        if act_count[s, k, a] < _I16_MAX:
+            act_count[s, k, a] += 1
+        if t > act_last_us[s, a]:
+            act_last_us[s, a] = t
+
+
+@njit(cache=True, nogil=True)
+def read_actions(slots, t, signup_us, act_stamp, act_count, act_last_us, out, col0):
+    """Fill ``out[j, col0:]`` with the action block (see :mod:`pipeline.features.spec`):
+    ``activity_days_7d, activity_days_30d``, then per action 1/7/14/30-day counts,
+    per-active-day rate (30 d), 7-vs-7-day trend and days since last."""
+    ring = act_stamp.shape[1]
+    n_act = act_count.shape[2]
+    td = (t - 1) // DAY_US
+    c1 = np.zeros(n_act)
+    c7 = np.zeros(n_act)
+    c14 = np.zeros(n_act)
+    c30 = np.zeros(n_act)
+    for j in range(slots.shape[0]):
+        s = slots[j]
+        c1[:] = 0.0
+        c7[:] = 0.0
+        c14[:] = 0.0
+        c30[:] = 0.0
+        days7 = 0.0
+        days30 = 0.0
+        for b in range(MAX_WINDOW):
+            d = td - b
+            k = d % ring
+            if act_stamp[s, k] != d:
+                continue
+            any_ = False
+            for a in range(n_act):
+                n = act_count[s, k, a]
+                if n > 0:
+                    any_ = True
+                    c30[a] += n
+                    if b < 14:
+                        c14[a] += n
+                    if b < 7:
+                        c7[a] += n
+                    if b < 1:
+                        c1[a] += n
+            if any_:
+                days30 += 1.0
+                if b < 7:
+                    days7 += 1.0
+        row = out[j]
+        row[col0] = days7
+        row[col0 + 1] = days30
+        known = signup_us[s] != NONE_US
+        for a in range(n_act):
+            c = col0 + 2 + a * ACTION_BLOCK
+            row[c] = c1[a]
+            row[c + 1] = c7[a]
+            row[c + 2] = c14[a]
+            row[c + 3] = c30[a]
+            row[c + 4] = c30[a] / days30 if days30 > 0 else 0.0
+            row[c + 5] = math.log((1.0 + c7[a]) / (1.0 + c14[a] - c7[a]))
+            if act_last_us[s, a] != NONE_US:
+                row[c + 6] = (t - act_last_us[s, a]) / DAY_US
+            elif known:
+                row[c + 6] = (t - signup_us[s]) / DAY_US
+            else:
+                row[c + 6] = 0.0

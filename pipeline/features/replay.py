@@ -66,7 +66,7 @@ def replay_partition(
         values, nxt = log.fetch_values(partition, offset, max_records=batch)
         if not values:
             break
-        decoded = decode_columns(values)
+        decoded = decode_columns(values, state.spec.action_index)
         cols = decoded.columns
         stats.records += len(values)
         stats.invalid += len(decoded.invalid)

@@ -34,6 +34,7 @@ from pipeline.errors import FeatureError
 from pipeline.features import codec, kernels
 from pipeline.features.columns import EventColumns, from_events
 from pipeline.features.registry import FEATURE_NAMES, FEATURES, MAX_WINDOW, N_FEATURES
+from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.features.timebase import DAY_US, NONE_US, duration_us, from_us, to_us
 
 MAX_LATENESS = timedelta(days=30)
@@ -58,6 +59,13 @@ SCALAR_ARRAYS: dict[str, tuple[str, int | float]] = {
     "charge_us": ("int64", NONE_US),
     "charge_amount": ("float64", 0.0),
     "charge_failed": ("int8", 0),
+}
+# Only for topics with declared actions (so the simulator's snapshots keep their layout):
+# act_stamp (capacity, ring), act_count (capacity, ring, actions), act_last_us (capacity, actions).
+ACTION_ARRAYS: dict[str, tuple[str, int | float]] = {
+    "act_stamp": ("int32", kernels.EMPTY_DAY),
+    "act_count": ("int16", 0),
+    "act_last_us": ("int64", NONE_US),
 }
 _APPLY_ARRAYS = tuple(RING_ARRAYS) + tuple(SCALAR_ARRAYS)
 DEFAULTS = np.array([f.default for f in FEATURES], dtype=np.float64)
@@ -118,12 +126,17 @@ class FeatureState:
     newer day and a read at ``t >= watermark`` always finds its whole window.
     """
 
-    def __init__(self, lateness: timedelta = timedelta(hours=24), capacity: int = 1024) -> None:
+    def __init__(
+        self, lateness: timedelta = timedelta(hours=24), capacity: int = 1024, spec: FeatureSpec = DEFAULT_SPEC
+    ) -> None:
         if not timedelta(0) <= lateness <= MAX_LATENESS:
             raise FeatureError(
                 f"lateness must be between 0 and {MAX_LATENESS.days} days (got {lateness}); "
                 "events later than that belong in a backfill, not the stream"
             )
+        self.spec = spec
+        self.n_actions = len(spec.actions)
+        self.columns = spec.engine_columns
         self.lateness_us = duration_us(lateness)
         self.ring = MAX_WINDOW + -(-self.lateness_us // DAY_US) + 1
         self.watermark_us = NONE_US
@@ -153,6 +166,11 @@ class FeatureState:
             new[name] = np.full((capacity, self.ring), fill, dtype=dtype)
         for name, (dtype, fill) in SCALAR_ARRAYS.items():
             new[name] = np.full(capacity, fill, dtype=dtype)
+        if self.n_actions:
+            shapes = {"act_stamp": (capacity, self.ring), "act_count": (capacity, self.ring, self.n_actions),
+                      "act_last_us": (capacity, self.n_actions)}
+            for name, (dtype, fill) in ACTION_ARRAYS.items():
+                new[name] = np.full(shapes[name], fill, dtype=dtype)
         for name, arr in old.items():  # old capacity <= new capacity
             new[name][: len(arr)] = arr
         self._arrays = new
@@ -189,6 +207,9 @@ class FeatureState:
             slot, cols.ts, cols.code, cols.num, cols.cat, cols.cat2,
             self.lateness_us, self.watermark_us, *(a[k] for k in _APPLY_ARRAYS), accepted,
         ))
+        if self.n_actions:
+            kernels.apply_actions(slot, cols.ts, cols.code, cols.cat, accepted,
+                                  a["act_stamp"], a["act_count"], a["act_last_us"])
         late = np.flatnonzero(~accepted)
         self.late_total += len(late)
         self.applied_total += n - len(late)
@@ -196,7 +217,7 @@ class FeatureState:
         return UpdateResult(n - len(late), late, touched, self.watermark, self.user_ids)
 
     def update_events(self, events: Sequence[ev.Event]) -> UpdateResult:
-        return self.update(from_events(events))
+        return self.update(from_events(events, self.spec.action_index))
 
     # -- read -----------------------------------------------------------------------
     def read(self, t: datetime | int | np.integer, users: Sequence[str] | None = None) -> FeatureFrame:
@@ -221,17 +242,25 @@ class FeatureState:
         known = slots >= 0
         ks = slots[known]
         a = self._arrays
-        values = np.zeros((len(ks), N_FEATURES), dtype=np.float64)
+        values = np.zeros((len(ks), len(self.columns)), dtype=np.float64)
         kernels.read_features(ks, t_us, *(a[k] for k in _READ_ARRAYS), values)
+        if self.n_actions:
+            kernels.read_actions(ks, t_us, a["signup_us"], a["act_stamp"], a["act_count"], a["act_last_us"],
+                                 values, N_FEATURES)
         active = (a["signup_us"][ks] != NONE_US) & (a["signup_us"][ks] > a["cancel_us"][ks])
         if not known.all():  # unknown users: the documented defaults, inactive
-            out = np.tile(DEFAULTS, (len(slots), 1))
+            out = np.tile(self.defaults, (len(slots), 1))
             out[known] = values
             values = out
             active_all = np.zeros(len(slots), dtype=bool)
             active_all[known] = active
             active = active_all
-        return FeatureFrame(from_us(t_us), names, values, active)
+        return FeatureFrame(from_us(t_us), names, values, active, self.columns)
+
+    @property
+    def defaults(self) -> np.ndarray:
+        """The vector of a user with no events (the registry's defaults; 0 for every action feature)."""
+        return np.concatenate([DEFAULTS, np.zeros(len(self.columns) - N_FEATURES)])
 
     def active_users(self) -> list[str]:
         """Users whose latest signup is after their latest cancel (as of the watermark)."""
@@ -247,12 +276,14 @@ class FeatureState:
             "lateness_us": self.lateness_us, "ring": self.ring, "watermark_us": self.watermark_us,
             "late_total": self.late_total, "applied_total": self.applied_total,
         }
-        return codec.dump(meta, self.user_ids, {k: v[:n] for k, v in self._arrays.items()})
+        return codec.dump(meta, self.user_ids, {k: v[:n] for k, v in self._arrays.items()}, self.spec.version)
 
     @classmethod
-    def restore(cls, blob: bytes) -> FeatureState:
-        meta, users, arrays = codec.load(blob, _layout())
-        st = cls(lateness=timedelta(microseconds=meta["lateness_us"]), capacity=max(len(users), 16))
+    def restore(cls, blob: bytes, spec: FeatureSpec = DEFAULT_SPEC) -> FeatureState:
+        """The state a :meth:`snapshot` holds; refused (with the remedy) unless it was taken
+        with the same feature ``spec`` (same version)."""
+        meta, users, arrays = codec.load(blob, _layout(spec), spec.version)
+        st = cls(lateness=timedelta(microseconds=meta["lateness_us"]), capacity=max(len(users), 16), spec=spec)
         if st.ring != meta["ring"]:
             raise FeatureError(f"snapshot ring {meta['ring']} != {st.ring}; rebuild it by replaying the log")
         st.watermark_us = meta["watermark_us"]
@@ -266,5 +297,6 @@ class FeatureState:
         return st
 
 
-def _layout() -> dict[str, str]:
-    return {k: d for k, (d, _) in (RING_ARRAYS | SCALAR_ARRAYS).items()}
+def _layout(spec: FeatureSpec) -> dict[str, str]:
+    arrays = RING_ARRAYS | SCALAR_ARRAYS | (ACTION_ARRAYS if spec.actions else {})
+    return {k: d for k, (d, _) in arrays.items()}

@@ -74,6 +74,7 @@ class ImportSummary:
     already_present: int = 0
     seconds: float = 0.0
     max_rejected_share: float = 0.0
+    feature_spec: dict[str, Any] = field(default_factory=dict)  # the topic's spec: version, built-ins, actions
 
     @property
     def rejected_rows(self) -> int:
@@ -94,6 +95,7 @@ class ImportSummary:
             "first_ts": self.first_ts, "last_ts": self.last_ts, "written": self.written,
             "already_present": self.already_present, "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_read / self.seconds) if self.seconds > 0 else None,
+            "feature_spec": self.feature_spec,
         }
 
 
@@ -261,6 +263,9 @@ def run_import(
     ledger.add_signed_up(signed)
     profile = source_profile(mapping)
     ledger.save_profile(profile | {"topic": log.name, "last_import": import_id})
+    spec = profile["feature_spec"]
+    summary.feature_spec = {"version": spec["version"], "features": len(spec["names"]),
+                            "built_in": len(spec["builtin"]), "actions": [a["name"] for a in spec["actions"]]}
     summary.seconds = time.perf_counter() - t0
     ledger.update(import_id, state="done", finished=clock.now().isoformat(), events=total,
                   summary=summary.as_dict())

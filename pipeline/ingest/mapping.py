@@ -17,6 +17,15 @@ A minimal mapping (``docs/import.md`` documents every key)::
     signup: {synthesize: first_event, plan: {const: basic}}
     churn: {definition: cancel}
 
+A source's own actions become ``activity`` events: map their event-type values to
+``activity`` and declare the vocabulary (the action defaults to the source value; set
+``fields.activity.action`` to read it from another column or give a ``const``)::
+
+    event_type: {column: event, values: {export: activity, invite: activity}, unmapped: reject}
+    actions:
+      declare: [export, {name: invite, direction: lowers}]   # direction: raises | lowers churn
+      undeclared: reject          # or `other`: a catch-all action named other
+
 A field is a column name, ``{column, values, scale, default}`` or ``{const}``. Source
 values are compared as text (``1`` and ``"1"`` are the same key). ``default`` fills empty
 cells only; a value missing from ``values`` is a rejected row, never a silent default.
@@ -35,13 +44,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from pipeline.events import EVENT_FIELDS, EVENT_TYPES
+from pipeline.errors import FeatureError
+from pipeline.events import EVENT_FIELDS, EVENT_TYPES, OPTIONAL_FIELDS, valid_action
+from pipeline.features.spec import MAX_ACTIONS, Action, direction_of
 from pipeline.ingest.errors import MappingError
 
 EPOCH_UNITS: Final = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}
 FORMATS: Final = ("auto", "csv", "parquet", "jsonl")
 _TOP: Final = {"version", "name", "format", "csv", "user_id", "timestamp", "event_type", "fields", "signup",
-               "churn", "max_rejected_share"}
+               "churn", "max_rejected_share", "actions"}
+CATCH_ALL: Final = "other"  # the action undeclared source actions become with `actions.undeclared: other`
 _MISSING = object()
 
 
@@ -89,6 +101,12 @@ class SourceMapping:
     inactive_days: int | None
     max_rejected_share: float
     digest: str  # hash of the validated content: part of the import's identity
+    actions: tuple[Action, ...] = ()  # the declared vocabulary (+ the catch-all, if used), in order
+    undeclared: Literal["reject", "other"] = "reject"
+
+    @property
+    def action_names(self) -> frozenset[str]:
+        return frozenset(a.name for a in self.actions)
 
     def fields_for(self, source_value: str) -> dict[str, FieldSpec]:
         rule = self.type_values[source_value]
@@ -265,10 +283,23 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     if (synth == "first_event" or definition == "inactivity") and plan is None:
         raise fail("signup.plan", "required to synthesize signups (first_event or inactivity reactivation)")
 
+    actions, undeclared = _actions(raw.get("actions", _MISSING), rules, fail)
+    for src, rule in rules.items():  # activity without an action field: the action is the source value
+        if rule.type == "activity" and "action" not in {**fields.get("activity", {}), **rule.fields}:
+            rules[src] = TypeRule("activity", {**rule.fields, "action": FieldSpec(
+                f"event_type.values.{src}", const=src)})
+    for src, rule in rules.items():  # constant actions must be declared (a column's are checked per row)
+        spec = {**fields.get("activity", {}), **rule.fields}.get("action") if rule.type == "activity" else None
+        if spec is not None and spec.const is not None and spec.const not in {a.name for a in actions} \
+                and undeclared == "reject":
+            raise fail(spec.key if spec.key.startswith("fields") else f"event_type.values.{src}",
+                       f"action {spec.const!r} is not in actions.declare; declare it (or set actions.undeclared: "
+                       "other to count it as the catch-all `other`)")
+
     # every field of every target type must be provided (by the type's fields or the value's overrides)
     for src, rule in rules.items():
         have = {**fields.get(rule.type, {}), **rule.fields}
-        missing = [f for f in EVENT_FIELDS[rule.type] if f not in have]
+        missing = [f for f in EVENT_FIELDS[rule.type] if f not in have and f not in OPTIONAL_FIELDS[rule.type]]
         if missing:
             raise fail(f"fields.{rule.type}.{missing[0]}", f"required for event type {rule.type} "
                        f"(mapped from {src!r}); give a column or a const")
@@ -279,10 +310,56 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
 
     m = SourceMapping(str(raw.get("name") or name), fmt, delim, user_id, ts_col, unit, fmt_s,
                  str(tz) if tz is not None else None, type_col, rules, unmapped, fields, synth == "first_event",
-                 plan, definition, days, float(share), "")
+                 plan, definition, days, float(share), "", actions, undeclared)
     digest = hashlib.sha256(json.dumps(_canonical(raw), sort_keys=True, default=str).encode()).hexdigest()[:16]
     object.__setattr__(m, "digest", digest)
     return m
+
+
+def _actions(raw: Any, rules: Mapping[str, TypeRule], fail) -> tuple[tuple[Action, ...], str]:
+    """The declared action vocabulary (``actions: {declare: [...], undeclared: reject|other}``)."""
+    uses = [s for s, r in rules.items() if r.type == "activity"]
+    if raw is _MISSING:
+        if uses:
+            raise fail("actions", f"event_type.values.{uses[0]} maps to activity, so the source's action vocabulary "
+                       "must be declared: actions: {declare: [name, {name: ..., direction: raises|lowers}, ...]}")
+        return (), "reject"
+    if not uses:
+        raise fail("actions", "declared, but no event_type.values entry maps to activity; map the source's "
+                   "action values to activity (or remove actions)")
+    if not isinstance(raw, dict) or set(raw) - {"declare", "undeclared"}:
+        raise fail("actions", "expected {declare: [action, ...], undeclared: reject|other}")
+    undeclared = raw.get("undeclared", "reject")
+    if undeclared not in ("reject", CATCH_ALL):
+        raise fail("actions.undeclared", f"{undeclared!r}: use reject (dead-letter rows whose action is not "
+                   f"declared) or {CATCH_ALL} (count them as the catch-all action `{CATCH_ALL}`)")
+    declare = raw.get("declare")
+    if not isinstance(declare, list) or not declare:
+        raise fail("actions.declare", "expected a non-empty list of action names or {name, direction}")
+    out: list[Action] = []
+    for k, item in enumerate(declare):
+        key = f"actions.declare[{k}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "direction", "description"}:
+            raise fail(key, "expected an action name or {name: ..., direction: raises|lowers, description: ...}")
+        name = item["name"]
+        if not valid_action(name):
+            raise fail(f"{key}.name", f"{name!r} is not a valid action name: 1-40 lower-case letters, digits or '_', "
+                       "starting with a letter (rename it with event_type.values ... fields: {action: {const: ...}})")
+        try:
+            direction = direction_of(item["direction"]) if "direction" in item else 0
+        except FeatureError as exc:
+            raise fail(f"{key}.direction", str(exc)) from None
+        if name in {a.name for a in out}:
+            raise fail(f"{key}.name", f"action {name!r} is declared twice")
+        out.append(Action(name, direction))
+    if undeclared == CATCH_ALL and CATCH_ALL not in {a.name for a in out}:
+        out.append(Action(CATCH_ALL))
+    if len(out) > MAX_ACTIONS:
+        raise fail("actions.declare", f"{len(out)} actions (catch-all included), at most {MAX_ACTIONS} are supported: "
+                   f"each adds 7 features; map rare actions to one name or use undeclared: {CATCH_ALL}")
+    return tuple(out), undeclared
 
 
 def _canonical(raw: dict) -> dict:

@@ -1,13 +1,14 @@
 """What an imported source can and cannot tell the feature engine.
 
-The engine computes the same 29 features for every topic (one feature-set version, so
-the stream's refusal of a mismatched champion keeps working). Where the source lacks
-the events or fields a feature reads, that feature takes its documented default (the
-registry's value for a user with no such events, or a constant derived from a mapping
-constant) - it is constant for this source. :func:`source_profile` lists those features
-with the reason; ``churn import`` stores it as ``profile.json`` beside the ledger, and the
-train flow records it in the model's feature registry (``source`` of each feature) and
-as MLflow tags, so the model and the stream use the same, documented feature set.
+Where the source lacks the events or fields a built-in feature reads, that feature would
+only ever take its documented default (the registry's value for a user with no such
+events, or a constant derived from a mapping constant): :func:`source_profile` lists
+those features with the reason, and the topic's **feature spec** (``feature_spec``,
+:mod:`pipeline.features.spec`) leaves them out and adds the per-action features of the
+mapping's declared actions. ``churn import`` stores the profile as ``profile.json``
+beside the ledger; training and the stream load the spec from it
+(:func:`pipeline.features.spec.spec_for`), the train flow records it with the model, so
+the model and the stream use the same, documented feature set.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.features.registry import FEATURE_NAMES
+from pipeline.features.spec import PROFILE_KEY, FeatureSpec
 from pipeline.ingest.mapping import SourceMapping
 
 SESSION_FEATURES = tuple(f for f in FEATURE_NAMES if f.startswith(("sessions_", "active_days_")))
@@ -57,14 +59,18 @@ def source_profile(m: SourceMapping) -> dict[str, Any]:
     plan_sources += [s for t in ("signup", "payment") if t in specs for s in [specs[t].get("plan")] if s]
     if "plan_change" not in types and plan_sources and not any(s.from_column for s in plan_sources):
         none(("plan_tier",), "the plan is a mapping constant: constant")
+        if "plan_price" in derived:  # the list price of a constant plan
+            del derived["plan_price"]
+            none(("plan_price",), "no charges and a constant plan: the list price of that plan, constant")
     churn = ({"definition": "cancel", "note": "label = an explicit cancel event in (t, t + horizon]"}
              if m.churn == "cancel" else
              {"definition": "inactivity", "inactive_days": m.inactive_days,
               "note": f"a cancel is synthesized {m.inactive_days} days after a user's last activity (when the data "
                       "reaches that day); label = that cancel in (t, t + horizon]"})
+    spec = FeatureSpec(tuple(f for f in FEATURE_NAMES if f not in defaulted), m.actions)
     return {"mapping": m.name, "mapping_digest": m.digest, "churn": churn,
             "defaulted": dict(sorted(defaulted.items(), key=lambda kv: FEATURE_NAMES.index(kv[0]))),
-            "derived": derived}
+            "derived": derived, PROFILE_KEY: spec.document()}
 
 
 def annotate_dataset(ds: Any, profile: dict[str, Any] | None) -> None:
@@ -81,7 +87,8 @@ def annotate_dataset(ds: Any, profile: dict[str, Any] | None) -> None:
     for entry in ds.feature_registry:
         name = entry["name"]
         entry["source"] = (f"default: {defaulted[name]}" if name in defaulted
-                           else f"derived: {derived[name]}" if name in derived else "events")
+                           else f"derived: {derived[name]}" if name in derived
+                           else "declared action" if entry.get("action") else "events")
     ds.data_source = profile
 
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from pipeline import events as ev
 from pipeline.features.columns import gc_paused
-from pipeline.ingest.mapping import FieldSpec, SourceMapping
+from pipeline.ingest.mapping import CATCH_ALL, FieldSpec, SourceMapping
 from pipeline.ingest.timestamps import parse_timestamps
 
 TYPE_CODE = {name: i for i, name in enumerate(ev.EVENT_TYPES)}
@@ -87,6 +87,7 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
     rejected: list[Rejected] = []
     dropped: Counter[str] = Counter()
     rules = m.type_values
+    vocabulary = m.action_names
     specs_cache: dict[str, list[tuple[str, FieldSpec, list]]] = {}
     by_spec: dict[int, list] = {}
 
@@ -135,6 +136,11 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
                 break
             d[f] = v
         else:
+            if rule.type == "activity" and d["action"] not in vocabulary:
+                if m.undeclared == "reject":
+                    reject(i, "action: not in actions.declare (actions.undeclared: reject)", "actions.declare")
+                    continue
+                d["action"] = CATCH_ALL
             dicts.append(d)
             out_rows.append(i)
 

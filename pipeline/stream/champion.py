@@ -2,8 +2,10 @@
 
 The supervisor polls :meth:`RegistryChampion.current` (one cheap alias lookup) and, when
 the alias moved, loads that exact version (``models:/churn/<version>``, not the alias,
-so a move in between cannot mix two versions), checks its feature set and exports it
-for the workers (:mod:`pipeline.stream.model`). Tests use :class:`StaticChampion`.
+so a move in between cannot mix two versions), checks its feature set against the
+topic's feature spec (:func:`pipeline.features.spec.spec_for`; the version tag first, before
+downloading anything, then the model's recorded spec and features) and exports it for the
+workers (:mod:`pipeline.stream.model`). Tests use :class:`StaticChampion`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.stream.drift_hook import write_reference
 from pipeline.stream.model import ModelRef, check_feature_set, export_model
 
@@ -29,8 +32,9 @@ class ChampionSource(Protocol):
         """The version the champion alias points at now, or None if there is none."""
         ...
 
-    def export(self, info: ChampionInfo, models_dir: Path) -> ModelRef:
-        """Load that version and write it for the workers (feature set checked first)."""
+    def export(self, info: ChampionInfo, models_dir: Path, spec: FeatureSpec = DEFAULT_SPEC) -> ModelRef:
+        """Load that version and write it for the workers; refuses (``ModelMismatchError``) a
+        model not trained on ``spec``, the topic's feature spec (checked first)."""
         ...
 
 
@@ -50,14 +54,16 @@ class RegistryChampion:
             return None
         return ChampionInfo(str(mv.version), str(mv.tags.get(registry.FEATURE_SET_TAG, "")))
 
-    def export(self, info: ChampionInfo, models_dir: Path) -> ModelRef:
+    def export(self, info: ChampionInfo, models_dir: Path, spec: FeatureSpec = DEFAULT_SPEC) -> ModelRef:
         from pipeline import registry
 
-        check_feature_set(info.version, info.feature_set_version)  # before downloading anything
+        check_feature_set(info.version, info.feature_set_version, spec=spec)  # before downloading anything
         uri = f"models:/{self.name}/{info.version}"
         bundle = registry.load_bundle(uri)
         fs = bundle.feature_set_version or info.feature_set_version
-        check_feature_set(info.version, fs, tuple(bundle.model.features))
+        recorded = (bundle.feature_registry or {}).get("feature_spec", {}).get("version", fs)
+        for claimed in dict.fromkeys((fs, recorded)):  # the tag and the spec recorded with the model
+            check_feature_set(info.version, claimed, tuple(bundle.model.features), spec)
         ref = export_model(bundle.model, info.version, fs, models_dir, source=f"{self.where} {uri}")
         write_reference(Path(ref.path), bundle.reference)  # the drift checks' reference (drift_hook)
         return ref
@@ -84,8 +90,8 @@ class StaticChampion:
     def current(self) -> ChampionInfo | None:
         return self._info
 
-    def export(self, info: ChampionInfo, models_dir: Path) -> ModelRef:
-        check_feature_set(info.version, info.feature_set_version)
+    def export(self, info: ChampionInfo, models_dir: Path, spec: FeatureSpec = DEFAULT_SPEC) -> ModelRef:
+        check_feature_set(info.version, info.feature_set_version, tuple(getattr(self._model, "features", ())), spec)
         ref = export_model(
             self._model, info.version, info.feature_set_version, models_dir, source="memory"
         )

@@ -77,8 +77,9 @@ def reference_risk(model: Any, reference: pd.DataFrame) -> np.ndarray:
     """The model's predictions on its reference sample (the prediction-drift reference).
     Columns the reference lacks are zero: the model does not read them (it was trained
     on the reference's columns)."""
-    values = np.zeros((len(reference), len(FEATURE_NAMES)), np.float64)
-    for j, name in enumerate(FEATURE_NAMES):
+    columns = getattr(model, "engine_columns", FEATURE_NAMES)  # the topic's engine columns
+    values = np.zeros((len(reference), len(columns)), np.float64)
+    for j, name in enumerate(columns):
         if name in reference.columns:
             values[:, j] = reference[name].to_numpy(np.float64)
     return np.asarray(model.predict(values), np.float64)
@@ -157,7 +158,9 @@ class DriftHook:
 
             self.monitor = DriftMonitor(reference, version, reference_risk=risk, config=self.cfg, store=self.store,
                                         report_dir=self.report_dir, clock=self.clock, source=self.worker_id,
-                                        **self.monitor_kwargs)  # fmt: skip
+                                        # the engine's columns for this topic's feature spec
+                                        **{"columns": getattr(worker.model, "engine_columns", FEATURE_NAMES)}
+                                        | self.monitor_kwargs)  # fmt: skip
             self.logger.info("worker %s: drift leader (owns partition %d); monitoring v%s against %d reference rows",
                              self.worker_id, self.cfg.leader_partition, version, len(reference))  # fmt: skip
         else:

@@ -7,10 +7,12 @@ via skops; plus ``meta.json``) and atomically rewrites the pointer ``champion.js
 Workers check the pointer between batches and switch without stopping; they never
 import MLflow (it would cost each worker ~2 s and ~150 MB).
 
-Feature-set versioning: every export carries the feature-set version (hash of the
-feature registry) the model was trained with. :func:`load_export` refuses, with
-:class:`~pipeline.errors.ModelMismatchError` naming both versions, a model whose
-feature set the running engine does not compute.
+Feature-set versioning: every export carries the feature-set version the model was
+trained with: the version (content hash) of its topic's feature spec
+(:mod:`pipeline.features.spec`; the simulator's is the registry's ``FEATURE_SET_VERSION``).
+:func:`load_export` refuses, with :class:`~pipeline.errors.ModelMismatchError` naming both
+versions, a model whose feature spec differs from the one the running engine computes
+for its topic.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import ModelMismatchError, StreamError
-from pipeline.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
+from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 
 META = "meta.json"
 
@@ -42,19 +44,23 @@ class ModelRef:
     kind: str = "xgboost"
 
 
-def check_feature_set(version: str, model_feature_set: str, features: tuple[str, ...] = ()) -> None:
-    """Raise ``ModelMismatchError`` unless the engine computes the model's feature set."""
-    missing = [f for f in features if f not in FEATURE_NAMES]
-    if model_feature_set != FEATURE_SET_VERSION or missing:
+def check_feature_set(
+    version: str, model_feature_set: str, features: tuple[str, ...] = (), spec: FeatureSpec = DEFAULT_SPEC
+) -> None:
+    """Raise ``ModelMismatchError`` (one line) unless the model was trained on ``spec``, the
+    feature spec of the stream's topic (the simulator's by default)."""
+    missing = [f for f in features if f not in spec.engine_columns]
+    if model_feature_set != spec.version or missing:
         extra = (
-            f" (and it needs feature(s) {missing} the engine does not compute)" if missing else ""
+            f" (and it needs feature(s) {missing[:5]} the engine does not compute)" if missing else ""
         )
+        topic = f"topic's feature spec ({len(spec.actions)} declared actions)" if spec.actions else "feature set"
         raise ModelMismatchError(
             f"refusing champion churn v{version}: it was trained on feature set "
-            f"{model_feature_set or '(untagged)'}, but this stream's feature engine computes feature set "
-            f"{FEATURE_SET_VERSION}{extra}. Retrain on the current features (`churn train`, or "
+            f"{model_feature_set or '(untagged)'}, but this stream computes the {topic} "
+            f"{spec.version}{extra}. Retrain on this topic's features (`churn train`, or "
             "`prefect deployment run train/weekly`) so the champion matches, or run the code "
-            "version that trained it."
+            "and import that trained it."
         )
 
 
@@ -124,13 +130,15 @@ class ScoringModel:
     def __init__(
         self, ref: ModelRef, features: tuple[str, ...], booster: Any = None, pipeline: Any = None,
         calibration: dict | None = None,
+        engine_columns: tuple[str, ...] = DEFAULT_SPEC.engine_columns,
     ) -> None:
         from pipeline.training.calibrate import from_dict  # numpy only; sklearn only to fit
 
         self.ref = ref
         self.version = ref.version
         self.features = features
-        self.columns = np.array([FEATURE_NAMES.index(f) for f in features], dtype=np.intp)
+        self.engine_columns = engine_columns  # what FeatureFrame.values holds (the topic's spec)
+        self.columns = np.array([engine_columns.index(f) for f in features], dtype=np.intp)
         self.booster = booster
         self.pipeline = pipeline
         self.calibrator = from_dict(calibration)
@@ -189,8 +197,9 @@ def import_xgboost() -> Any:
     return xgboost
 
 
-def load_export(ref: ModelRef, threads: int = 1) -> ScoringModel:
-    """Load an export; refuses a feature-set mismatch (``ModelMismatchError``)."""
+def load_export(ref: ModelRef, threads: int = 1, spec: FeatureSpec = DEFAULT_SPEC) -> ScoringModel:
+    """Load an export; refuses a model not trained on ``spec``, the topic's feature spec
+    (``ModelMismatchError``)."""
     path = Path(ref.path)
     try:
         doc = json.loads((path / META).read_text())
@@ -200,20 +209,21 @@ def load_export(ref: ModelRef, threads: int = 1) -> ScoringModel:
             ": the supervisor exports the champion again"
         ) from None
     features = tuple(doc["features"])
-    check_feature_set(ref.version, doc.get("feature_set_version", ""), features)
+    check_feature_set(ref.version, doc.get("feature_set_version", ""), features, spec)
+    cols = spec.engine_columns
     if (path / "model.ubj").exists():
         xgb = import_xgboost()
         booster = xgb.Booster()
         booster.load_model(path / "model.ubj")
         booster.set_param({"nthread": threads})  # one core per worker; OpenMP spin-waits otherwise
-        return ScoringModel(ref, features, booster=booster, calibration=doc.get("calibration"))
+        return ScoringModel(ref, features, booster=booster, calibration=doc.get("calibration"), engine_columns=cols)
     if (path / "model.skops").exists():
         import skops.io as sio
 
         file = path / "model.skops"
         # The file was written by our own supervisor from the registry, so its types are ours.
         pipe = sio.load(file, trusted=sio.get_untrusted_types(file=file))
-        return ScoringModel(ref, features, pipeline=pipe, calibration=doc.get("calibration"))
+        return ScoringModel(ref, features, pipeline=pipe, calibration=doc.get("calibration"), engine_columns=cols)
     raise StreamError(
         f"model export {path} has no model.ubj or model.skops; delete it, the supervisor exports again"
     )

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from pipeline.errors import EventDecodeError, FeatureError, StreamError
 from pipeline.features.engine import FeatureEngine
+from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, parse_dead_letter
 from pipeline.stream.checkpoint import CheckpointStore, PartitionLease
@@ -76,6 +77,7 @@ def open_partition(
     checkpoints: CheckpointStore,
     lateness: timedelta,
     now: float,
+    spec: FeatureSpec = DEFAULT_SPEC,
 ) -> OwnedPartition | None:
     """Take ``partition`` over, or None if another process still holds its lease."""
     lease = PartitionLease(checkpoints.dir, partition)
@@ -84,7 +86,7 @@ def open_partition(
     try:
         checkpoints.clean_temp(partition)
         ck = checkpoints.read(partition)
-        engine = FeatureEngine(log.num_partitions, lateness)
+        engine = FeatureEngine(log.num_partitions, lateness, spec)  # the topic's feature spec
         if ck is None:
             return OwnedPartition(
                 partition, lease, engine, log.start_offset(partition), None, now, last_activity=now

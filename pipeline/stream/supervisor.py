@@ -87,12 +87,14 @@ class Supervisor:
         """``log_config`` (:func:`pipeline.log.kafka_config.log_config` of the Settings) selects
         the log backend and its options, for this process and the workers; ``None``:
         the file backend under ``data_dir``."""
+        from pipeline.features.spec import spec_for
         from pipeline.log.deadletter import dead_letter_log
         from pipeline.log.kafka_config import open_log_config
         from pipeline.store import Store
 
         self.data_dir = Path(data_dir).resolve()
         self.topic = topic
+        self.feature_spec = spec_for(self.data_dir, topic)  # the champion must be trained on it
         self.store_url = store_url
         self.champion = champion
         self.clock = clock or SystemClock()
@@ -239,7 +241,7 @@ class Supervisor:
     def adopt(self, info: ChampionInfo, startup: bool = False) -> None:
         """Export ``info`` and point the workers at it (refusing a feature-set mismatch)."""
         try:
-            ref = self.champion.export(info, self.paths.models)
+            ref = self.champion.export(info, self.paths.models, self.feature_spec)
         except ModelMismatchError as exc:
             self.refused = info.version
             if startup or self.model is None:

@@ -34,6 +34,7 @@ from typing import Any
 
 from pipeline.clock import Clock, SystemClock
 from pipeline.errors import ChurnError, LogUnavailableError, ModelMismatchError, StoreError
+from pipeline.features.spec import spec_for
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, dead_letter_log
 from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
@@ -94,6 +95,7 @@ class Worker:
         self.dlq_log = dlq or dead_letter_log(log)
         self.dead_letters = DeadLetters(self.dlq_log, self.clock, log.name)
         self.checkpoints = CheckpointStore(paths.checkpoints, log.name, self.cfg.group)
+        self.feature_spec = spec_for(paths.data_dir, log.name)  # the topic's features (import profile)
         self.scorer = Scorer(
             self.cfg.alert_threshold, self.cfg.reasons_top_k, self.cfg.reasons_method == "exact"
         )
@@ -286,7 +288,7 @@ class Worker:
         for p in wanted:
             if p not in self.parts:
                 part = open_partition(
-                    p, self.log, self.dlq_log, self.checkpoints, self.cfg.lateness, now
+                    p, self.log, self.dlq_log, self.checkpoints, self.cfg.lateness, now, self.feature_spec
                 )
                 if part is not None:
                     self.parts[p] = part
@@ -336,7 +338,7 @@ class Worker:
         if ref is None or (self.model is not None and ref.version == self.model.version):
             return
         try:
-            model = load_export(ref, self.cfg.predict_threads)
+            model = load_export(ref, self.cfg.predict_threads, self.feature_spec)
         except ModelMismatchError as exc:
             if self.model is None:
                 raise

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import TrainingError
-from pipeline.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, describe
+from pipeline.features.registry import FEATURE_SET_VERSION, describe
 from pipeline.features.replay import replay_partition
+from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec, spec_for_log
 from pipeline.features.state import FeatureState
 from pipeline.features.timebase import DAY_US, midnight_us
 from pipeline.labels import activity_range, build_snapshots, cutoff_schedule, load_hazard
@@ -52,6 +53,7 @@ class Dataset:
     feature_registry: list[dict[str, Any]] = field(default_factory=describe)
     split_report: dict[str, Any] = field(default_factory=dict)
     cv: CVPlan | None = None
+    spec: FeatureSpec = DEFAULT_SPEC  # the topic's feature spec; features == list(spec.names) when built here
 
     def part(self, name: str) -> pd.DataFrame:
         return self.table[self.table["split"] == name]
@@ -63,7 +65,12 @@ class Dataset:
     @property
     def registry_doc(self) -> dict[str, Any]:
         return {"feature_set_version": self.feature_set_version, "horizon_days": self.horizon_days,
-                "features": self.feature_registry}
+                "features": self.feature_registry, "feature_spec": self.spec.document()}
+
+    @property
+    def directions(self) -> dict[str, int]:
+        """feature -> +1/-1 monotone directions the topic's spec vouches for (see FeatureSpec.directions)."""
+        return {f: d for f, d in self.spec.directions.items() if f in self.features}
 
 
 def build_dataset(
@@ -78,26 +85,32 @@ def build_dataset(
     folds: int | None = None,
     gap_days: int | None = None,
     warmup_days: int | None = None,
+    spec: FeatureSpec | None = None,
 ) -> Dataset:
     """Replay ``log`` into labelled snapshots within [start, end] and split them by time.
 
     ``folds=None``: train / val / test (:func:`pipeline.split.temporal_split`). ``folds=k``:
     a test window and up to k rolling-origin folds before it (:func:`pipeline.split.rolling_origin`).
+    ``spec``: the topic's feature spec; by default the one stored beside a file log
+    (:func:`pipeline.features.spec.spec_for_log`), i.e. the simulator's features for a simulated topic.
     """
+    spec = spec_for_log(log) if spec is None else spec
     a_start, a_end = activity_range(log)
     lo = max(a_start, midnight_us(start)) if start else a_start
     hi = min(a_end, midnight_us(end + timedelta(days=1)) - 1) if end else a_end
     warm = {} if warmup_days is None else {"warmup_days": warmup_days}
     cutoffs = cutoff_schedule(lo, hi, horizon_days, every_days, **warm)
-    snap = build_snapshots(log, horizon_days, every_days, cutoffs_us=cutoffs, progress=progress)
-    return split_snapshots(snap.table, list(FEATURE_NAMES), horizon_days, snap.cutoffs, folds=folds,
-                           val_frac=val_frac, test_frac=test_frac, gap_days=gap_days)
+    snap = build_snapshots(log, horizon_days, every_days, cutoffs_us=cutoffs, progress=progress, spec=spec)
+    return split_snapshots(snap.table, list(spec.names), horizon_days, snap.cutoffs, folds=folds,
+                           val_frac=val_frac, test_frac=test_frac, gap_days=gap_days, spec=spec)
 
 
 def split_snapshots(table: pd.DataFrame, features: list[str], horizon_days: int, cutoffs_us: list[int] | None = None,
                     folds: int | None = None, val_frac: float = 0.2, test_frac: float = 0.2,
-                    gap_days: int | None = None) -> Dataset:
-    """Split a labelled snapshot table by time (see :func:`build_dataset`); gap rows dropped."""
+                    gap_days: int | None = None, spec: FeatureSpec | None = None) -> Dataset:
+    """Split a labelled snapshot table by time (see :func:`build_dataset`); gap rows dropped.
+
+    ``spec``: the feature spec the table was built with (recorded with the dataset and its models)."""
     if cutoffs_us is None:
         cutoffs_us = sorted(set(table["cutoff"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
                                 .astype("datetime64[us]").astype(np.int64).tolist()))
@@ -115,7 +128,26 @@ def split_snapshots(table: pd.DataFrame, features: list[str], horizon_days: int,
                         for f in cv.folds]
         rep["notes"] = list(cv.notes)
     table = table[table["split"] != "gap"].reset_index(drop=True)
-    return from_frame(table, features, horizon_days, split_report=rep, cv=cv)
+    if spec is None:
+        return from_frame(table, features, horizon_days, split_report=rep, cv=cv)
+    return from_frame(table, features, horizon_days, split_report=rep, cv=cv, spec=spec,
+                      feature_set_version=spec.version, feature_registry=feature_rows(spec))
+
+
+def feature_rows(spec: FeatureSpec) -> list[dict[str, Any]]:
+    """The registry doc's rows for the spec's features (built-in rows, then one per action feature)."""
+    rows = [r for r in describe() if r["name"] in set(spec.builtin)]
+    kinds = {"1d": (1, "count"), "7d": (7, "count"), "14d": (14, "count"), "30d": (30, "count"),
+             "per_active_day_30d": (30, "rate"), "trend_7v7": (14, "ratio"), "days_since_last": (None, "days")}
+    for name in spec.action_columns:
+        action = next((a.name for a in spec.actions if name in a.feature_names()), None)
+        suffix = name.removeprefix(f"act_{action}_") if action else name.removeprefix("activity_days_")
+        window, kind = kinds[suffix]
+        rows.append({"name": name, "description": f"{suffix} of the declared action {action!r} (pipeline/features/spec.py)"
+                     if action else f"days with at least one declared-action event, last {window} days",
+                     "window_days": window, "kind": kind, "default": 0.0, "action": action,
+                     "direction": spec.directions.get(name, 0)})
+    return rows
 
 
 def from_frame(table: pd.DataFrame, features: list[str], horizon_days: int, **kw: Any) -> Dataset:
@@ -168,7 +200,8 @@ def leaky_features(log: PartitionLog, ds: Dataset, lateness: timedelta = timedel
     shift = ds.horizon_days * DAY_US
     cut_us = table["cutoff"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
     out = np.zeros((len(table), len(ds.features)))
-    col_idx = [FEATURE_NAMES.index(f) for f in ds.features]
+    columns = ds.spec.engine_columns
+    col_idx = [columns.index(f) for f in ds.features]
     parts = table["partition"].to_numpy()
     for p in np.unique(parts).tolist():
         rows_p = np.flatnonzero(parts == p)
@@ -179,5 +212,5 @@ def leaky_features(log: PartitionLog, ds: Dataset, lateness: timedelta = timedel
             f = st.read(t, table["user_id"].iloc[rows].tolist())
             out[rows] = f.values[:, col_idx]
 
-        replay_partition(log, int(p), FeatureState(lateness), times, read, stop_after_last_cutoff=True)
+        replay_partition(log, int(p), FeatureState(lateness, spec=ds.spec), times, read, stop_after_last_cutoff=True)
     return pd.DataFrame(out, columns=[f + LEAKY_SUFFIX for f in ds.features], index=table.index)

@@ -38,11 +38,11 @@ def describe_split(ds: Dataset) -> tuple[str, list[str]]:
 
 
 def feature_directions(ds: Dataset, directions: Mapping[str, int] | None) -> dict[str, int] | None:
-    """Monotone directions: the caller's, else the topic feature spec's (``ds.feature_spec.directions``)."""
+    """Monotone directions: the caller's, else the topic feature spec's (``ds.directions``: the
+    declared directions of source-defined actions, limited to the dataset's features)."""
     if directions:
         return {str(k): int(v) for k, v in directions.items()}
-    spec = getattr(ds, "feature_spec", None)
-    found = getattr(spec, "directions", None)
+    found = getattr(ds, "directions", None)
     return {str(k): int(v) for k, v in found.items()} if found else None
 
 

@@ -69,13 +69,19 @@ class CandidateSpec:
     source: str = ""
     adapt: bool = True  # scale size-dependent hyperparameters to the data (pipeline.training.adapt)
 
+    def missing_features(self, available: Sequence[str]) -> list[str]:
+        """Features this candidate names (``features``/``exclude``) that the topic's feature spec
+        lacks: an imported source without sessions has no ``days_since_last_session``, so a rule on
+        it does not apply there. (Monotone constraints on absent features constrain nothing.)"""
+        return [f for f in (*(self.features or ()), *self.exclude) if f not in available]
+
     def resolve_features(self, available: Sequence[str]) -> tuple[str, ...]:
         """The feature columns this candidate uses, in the feature set's order."""
-        # monotone names may be absent: they apply where the topic's feature spec has them
-        missing = [f for f in (*(self.features or ()), *self.exclude) if f not in available]
+        missing = self.missing_features(available)
         if missing:
             raise SpecError(
-                f"{self._where()}: unknown feature(s) {missing}; the feature set has {list(available)}"
+                f"{self._where()}: unknown feature(s) {missing}; the feature set has {list(available)[:12]}"
+                + (f" and {len(available) - 12} more" if len(available) > 12 else "")
             )
         wanted = available if self.features is None else self.features
         chosen = tuple(f for f in wanted if f not in set(self.exclude))

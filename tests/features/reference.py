@@ -10,7 +10,10 @@ It restates the definitions of ``pipeline/features/registry.py`` directly:
 * active at ``t`` = a signup was seen and the latest signup is after the latest cancel;
 * the batch replay reads cutoff ``t`` just before the first record (in arrival order)
   whose time is after ``t``;
-* label = a cancel in ``(t, t + H]``; a cutoff is labelled when ``t + H <= last event time``.
+* label = a cancel in ``(t, t + H]``; a cutoff is labelled when ``t + H <= last event time``;
+* per declared action (``activity`` events, :func:`action_features`): counts over the last
+  1/7/14/30 days, the 30-day count per day with any declared action, the 7-vs-7-day trend,
+  days since the last one (since signup if none, 0 if neither).
 """
 
 from __future__ import annotations
@@ -133,7 +136,8 @@ def features(kept: list[tuple[int, ev.Event]], user: str, t: int) -> tuple[dict[
 
 
 def snapshot_rows(
-    partitions: list[list[ev.Event]], cutoffs: list[int], horizon_days: int, lateness_us: int
+    partitions: list[list[ev.Event]], cutoffs: list[int], horizon_days: int, lateness_us: int,
+    actions: tuple[str, ...] = (),
 ) -> dict[tuple[str, int], tuple[dict[str, float], int]]:
     """(user, cutoff) -> (features, label) for every user active at every labelled cutoff."""
     all_events = [e for part in partitions for e in part]
@@ -152,7 +156,40 @@ def snapshot_rows(
             kept, _ = accept(prefix, lateness_us)
             for user in sorted({e.user_id for _, e in kept}):
                 f, active = features(kept, user, t)
+                if actions:
+                    f |= action_features(kept, user, t, actions)
                 if active:
                     label = int(any(u == user and t < c <= t + horizon_days * DAY for u, c in cancels))
                     rows[(user, t)] = (f, label)
     return rows
+
+
+def action_features(kept: list[tuple[int, ev.Event]], user: str, t: int, actions: tuple[str, ...]) -> dict[str, float]:
+    """The action block of ``user`` at ``t`` (see ``pipeline/features/spec.py``), plainly."""
+    mine = [e for _, e in kept if e.user_id == user]
+    td = day(t)
+    acts = [e for e in mine if isinstance(e, ev.Activity) and e.action in actions]
+    signups = [us(e.ts) for e in mine if isinstance(e, ev.Signup)]
+
+    def n(name: str, first_back: int, last_back: int) -> int:
+        return sum(1 for e in acts if e.action == name and td - last_back <= day(us(e.ts)) <= td - first_back)
+
+    days = {day(us(e.ts)) for e in acts}
+    days30 = sum(1 for d in days if td - 29 <= d <= td)
+    out = {"activity_days_7d": sum(1 for d in days if td - 6 <= d <= td), "activity_days_30d": days30}
+    for a in actions:
+        c30 = n(a, 0, 29)
+        times = [us(e.ts) for e in acts if e.action == a]
+        if times:
+            since = (t - max(times)) / DAY
+        elif signups:
+            since = (t - max(signups)) / DAY
+        else:
+            since = 0.0
+        out |= {
+            f"act_{a}_1d": n(a, 0, 0), f"act_{a}_7d": n(a, 0, 6), f"act_{a}_14d": n(a, 0, 13), f"act_{a}_30d": c30,
+            f"act_{a}_per_active_day_30d": c30 / days30 if days30 else 0.0,
+            f"act_{a}_trend_7v7": math.log((1 + n(a, 0, 6)) / (1 + n(a, 7, 13))),
+            f"act_{a}_days_since_last": since,
+        }
+    return {k: float(v) for k, v in out.items()}

@@ -59,7 +59,10 @@ def test_train_flow_on_imported_events_logs_metrics_and_registers(trained) -> No
     assert children["metrics.test_roc_auc"].notna().all()
     bundle = registry.load_bundle(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
     source = {f["name"]: f["source"] for f in bundle.feature_registry["features"]}
-    assert source["payments_30d"].startswith("default:") and source["sessions_7d"] == "events"
+    # a feature the source cannot supply is not in the topic's feature spec (so not in the model)
+    assert "payments_30d" not in source and source["sessions_7d"] == "events"
+    spec = bundle.feature_registry["feature_spec"]
+    assert spec["version"] == bundle.feature_set_version and "payments_30d" not in spec["names"]
     assert source["tenure_days"].startswith("derived:")
 
 

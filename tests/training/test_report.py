@@ -27,11 +27,9 @@ def test_enough_data_has_no_warning() -> None:
 def test_directions_come_from_the_caller_or_the_topic_feature_spec() -> None:
     df, feats = synthetic_snapshots(users=100, cutoffs=6, seed=1)
     ds = split_snapshots(df, feats, horizon_days=7, folds=2)
-    assert feature_directions(ds, None) is None
-    assert feature_directions(ds, {"act_export_30d": 1}) == {"act_export_30d": 1}
+    from pipeline.features.spec import DEFAULT_SPEC
 
-    class Spec:
-        directions = {"act_return_30d": 1}
-
-    ds.feature_spec = Spec()
-    assert feature_directions(ds, None) == {"act_return_30d": 1}
+    # the simulator's topic: the built-in directions, limited to the dataset's features
+    want = {f: d for f, d in DEFAULT_SPEC.directions.items() if f in feats}
+    assert feature_directions(ds, None) == want and want
+    assert feature_directions(ds, {"act_export_30d": 1}) == {"act_export_30d": 1}  # the caller's win

@@ -1,0 +1,70 @@
+"""The stream and the topic's feature spec: a champion trained on another spec is refused
+in one line; one trained on the topic's spec scores the engine's action columns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.errors import ModelMismatchError
+from pipeline.features.registry import FEATURE_SET_VERSION
+from pipeline.features.spec import Action, FeatureSpec
+from pipeline.stream.champion import StaticChampion
+from pipeline.stream.config import StreamConfig
+from pipeline.stream.model import export_model, load_export
+from pipeline.stream.supervisor import Supervisor
+from pipeline.testing.stream import tiny_model
+
+SPEC = FeatureSpec.from_vocabulary(["export", Action("seat_removed", 1)],
+                                   builtin=("sessions_7d", "sessions_30d", "tenure_days"))
+
+
+def _write_profile(data_dir, spec: FeatureSpec) -> None:
+    d = data_dir / "import" / "events"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "profile.json").write_text(json.dumps({"mapping": "test", "feature_spec": spec.document()}))
+
+
+def _spec_model(spec: FeatureSpec, seed: int = 0):
+    import xgboost as xgb
+
+    from pipeline.training.models import XGBoostModel
+
+    rng = np.random.default_rng(seed)
+    X = rng.gamma(1.5, 3.0, (2000, len(spec.names))).astype(np.float32)
+    y = (X[:, spec.names.index("act_seat_removed_30d")] > 4).astype(np.float32)
+    dm = xgb.DMatrix(X, label=y, feature_names=list(spec.names))
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2, "nthread": 1, "seed": seed}, dm, 10)
+    return XGBoostModel("xgboost", booster, tuple(spec.names), 9)
+
+
+def test_stream_refuses_a_champion_of_another_spec_in_one_line(data_dir, tmp_path) -> None:
+    _write_profile(data_dir, SPEC)
+    champion = StaticChampion()
+    champion.set(tiny_model(), "3")  # trained on the simulator's 29 features
+    sup = Supervisor(data_dir, "events", f"sqlite:///{tmp_path / 'churn.db'}", champion,
+                     StreamConfig(group="test", model_poll_s=0.05))
+    assert sup.feature_spec == SPEC
+    with pytest.raises(ModelMismatchError) as exc:
+        sup.run(max_seconds=5)
+    msg = str(exc.value)
+    assert "\n" not in msg and "v3" in msg and FEATURE_SET_VERSION in msg and SPEC.version in msg
+    assert "2 declared actions" in msg and "churn train" in msg
+
+
+def test_export_of_the_topic_spec_scores_engine_columns_and_other_specs_refuse(tmp_path) -> None:
+    model = _spec_model(SPEC)
+    ref = export_model(model, "7", SPEC.version, tmp_path / "models")
+    with pytest.raises(ModelMismatchError, match=f"trained on feature set {SPEC.version}.*{FEATURE_SET_VERSION}"):
+        load_export(ref)  # a stream of the simulator's topic
+    scoring = load_export(ref, spec=SPEC)
+    rng = np.random.default_rng(1)
+    engine = rng.gamma(1.5, 3.0, (50, len(SPEC.engine_columns)))  # what FeatureFrame.values holds
+    by_name = engine[:, [SPEC.engine_columns.index(f) for f in SPEC.names]]
+    want = model.booster.inplace_predict(by_name.astype(np.float32))
+    assert np.allclose(scoring.predict(engine), want)
+    other = FeatureSpec.from_vocabulary(["export"], builtin=SPEC.builtin)
+    with pytest.raises(ModelMismatchError, match=other.version):
+        load_export(ref, spec=other)
