@@ -82,6 +82,7 @@ def train_champion(work: Path, quick: bool):
     log.close()
     model = fit_candidate(load_spec(ROOT / "models" / "xgboost.yaml"), ds.part("train"), ds.part("val"),
                           ds.features, seed=42)  # fmt: skip
+    model.base_rate = float(ds.part("train")["label"].mean())  # exported with it: the high-risk rule's base
     shutil.rmtree(work / "sim")
     trees = model.booster.num_boosted_rounds()
     print(f"champion: xgboost spec fitted on the simulation of {users:,} users x {days} days "

@@ -20,6 +20,8 @@ from pipeline.stream.model import ModelRef, check_feature_set, export_model
 class ChampionInfo:
     version: str
     feature_set_version: str
+    base_rate: float | None = None  # its training base rate (pipeline.highrisk.base_rate_from_tags)
+    base_rate_source: str = ""
 
 
 class ChampionSource(Protocol):
@@ -48,7 +50,10 @@ class RegistryChampion:
         mv = registry.champion_version(self.name)
         if mv is None:
             return None
-        return ChampionInfo(str(mv.version), str(mv.tags.get(registry.FEATURE_SET_TAG, "")))
+        from pipeline.highrisk import base_rate_from_tags
+
+        rate, source = base_rate_from_tags(mv.tags)
+        return ChampionInfo(str(mv.version), str(mv.tags.get(registry.FEATURE_SET_TAG, "")), rate, source)
 
     def export(self, info: ChampionInfo, models_dir: Path) -> ModelRef:
         from pipeline import registry
@@ -58,7 +63,8 @@ class RegistryChampion:
         bundle = registry.load_bundle(uri)
         fs = bundle.feature_set_version or info.feature_set_version
         check_feature_set(info.version, fs, tuple(bundle.model.features))
-        ref = export_model(bundle.model, info.version, fs, models_dir, source=f"{self.where} {uri}")
+        ref = export_model(bundle.model, info.version, fs, models_dir, source=f"{self.where} {uri}",
+                           base_rate=info.base_rate, base_rate_source=info.base_rate_source)
         write_reference(Path(ref.path), bundle.reference)  # the drift checks' reference (drift_hook)
         return ref
 
@@ -74,12 +80,13 @@ class StaticChampion:
         self._reference: object | None = None
 
     def set(self, model: object, version: str, feature_set_version: str | None = None,
-            reference: object | None = None) -> None:
+            reference: object | None = None, base_rate: float | None = None) -> None:
         from pipeline.features.registry import FEATURE_SET_VERSION
 
         self._model = model
         self._reference = reference
-        self._info = ChampionInfo(version, feature_set_version or FEATURE_SET_VERSION)
+        self._info = ChampionInfo(version, feature_set_version or FEATURE_SET_VERSION, base_rate,
+                                  "training base rate" if base_rate is not None else "")
 
     def current(self) -> ChampionInfo | None:
         return self._info
@@ -87,7 +94,8 @@ class StaticChampion:
     def export(self, info: ChampionInfo, models_dir: Path) -> ModelRef:
         check_feature_set(info.version, info.feature_set_version)
         ref = export_model(
-            self._model, info.version, info.feature_set_version, models_dir, source="memory"
+            self._model, info.version, info.feature_set_version, models_dir, source="memory",
+            base_rate=info.base_rate, base_rate_source=info.base_rate_source,
         )
         write_reference(Path(ref.path), self._reference)  # type: ignore[arg-type]
         return ref

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class ModelRef:
     feature_set_version: str
     name: str = "model"
     kind: str = "xgboost"
+    # the champion's training base rate (what "3x the base rate" multiplies; pipeline.highrisk)
+    base_rate: float | None = None
+    base_rate_source: str = ""
 
 
 def check_feature_set(version: str, model_feature_set: str, features: tuple[str, ...] = ()) -> None:
@@ -59,9 +62,15 @@ def check_feature_set(version: str, model_feature_set: str, features: tuple[str,
 
 
 def export_model(
-    model: Any, version: str, feature_set_version: str, models_dir: Path, source: str = ""
+    model: Any, version: str, feature_set_version: str, models_dir: Path, source: str = "",
+    base_rate: float | None = None, base_rate_source: str = "",
 ) -> ModelRef:
-    """Write ``model`` (a :class:`pipeline.training.models.ChurnModel`) for the workers."""
+    """Write ``model`` (a :class:`pipeline.training.models.ChurnModel`) for the workers.
+
+    ``base_rate``: the churn rate of its training labels (default: the model's own
+    ``base_rate`` attribute, if it has one), recorded for relative high-risk rules."""
+    if base_rate is None and getattr(model, "base_rate", None) is not None:
+        base_rate, base_rate_source = float(model.base_rate), base_rate_source or "training base rate"
     from pipeline.training.models import SklearnModel, XGBoostModel
 
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +88,8 @@ def export_model(
             raise StreamError(
                 f"cannot export a {type(model).__name__}; expected an XGBoost or sklearn churn model"
             )
-        ref = ModelRef(str(version), str(final), feature_set_version, model.name, model.kind)
+        ref = ModelRef(str(version), str(final), feature_set_version, model.name, model.kind,
+                       base_rate, base_rate_source if base_rate is not None else "")
         doc = asdict(ref) | {"features": list(model.features), "source": source}
         (tmp / META).write_text(json.dumps(doc, indent=1))
         if final.exists():
@@ -124,6 +134,8 @@ class ScoringModel:
     ) -> None:
         self.ref = ref
         self.version = ref.version
+        self.base_rate = ref.base_rate
+        self.base_rate_source = ref.base_rate_source
         self.features = features
         self.columns = np.array([FEATURE_NAMES.index(f) for f in features], dtype=np.intp)
         self.booster = booster
@@ -196,6 +208,8 @@ def load_export(ref: ModelRef, threads: int = 1) -> ScoringModel:
         ) from None
     features = tuple(doc["features"])
     check_feature_set(ref.version, doc.get("feature_set_version", ""), features)
+    if ref.base_rate is None and doc.get("base_rate") is not None:  # a pointer from an older supervisor
+        ref = replace(ref, base_rate=float(doc["base_rate"]), base_rate_source=str(doc.get("base_rate_source", "")))
     if (path / "model.ubj").exists():
         xgb = import_xgboost()
         booster = xgb.Booster()
