@@ -122,6 +122,25 @@ def read_pointer(pointer: Path) -> ModelRef | None:
         ) from None
 
 
+def champion_base_rate(pointer: Path) -> tuple[float | None, str, str | None]:
+    """(base rate, its source, version) of the champion the workers follow; (None, "", None)
+    without a pointer. For readers that do not talk to MLflow (closing report, dashboard)."""
+    try:
+        ref = read_pointer(pointer)
+    except StreamError:
+        return None, "", None
+    if ref is None:
+        return None, "", None
+    if ref.base_rate is None:  # a pointer from an older supervisor: the export's meta may say
+        try:
+            doc = json.loads((Path(ref.path) / META).read_text())
+        except (OSError, ValueError):
+            doc = {}
+        if doc.get("base_rate") is not None:
+            return float(doc["base_rate"]), str(doc.get("base_rate_source", "")), ref.version
+    return ref.base_rate, ref.base_rate_source, ref.version
+
+
 class ScoringModel:
     """A loaded champion: ``predict`` and ``contributions`` on engine feature matrices.
 

@@ -44,7 +44,10 @@ def test_overview_populated(populated, use_env) -> None:
     at = run_page("overview")
     kpis = metrics(at)
     assert kpis["Users scored"] == f"{populated['users']:,}"
-    assert kpis[f"High risk (≥ {data.HIGH_RISK:.2f})"] == f"{populated['high_risk']:,}"
+    # the default rule (3x the champion's base rate), resolved as the stream's report does
+    assert populated["high_risk_threshold"] is not None and populated["high_risk_threshold"] < 0.5
+    assert kpis[f"High risk (≥ {populated['high_risk_threshold']:.3g})"] == f"{populated['high_risk']:,}"
+    assert populated["high_risk_text"] in [c.value for c in at.caption]
     assert kpis["Champion model"] == f"v{populated['champion']}"
     assert kpis["Active consumers"] == str(populated["consumers"])
     assert kpis["Total lag"] == f"{populated['total_lag']:,}"
