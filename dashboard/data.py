@@ -214,9 +214,14 @@ def high_risk_threshold(store: Any, src: Sources) -> ResolvedThreshold:
     """The stream's high-risk rule resolved on the current scores, exactly as the stream's
     closing report resolves it (:func:`pipeline.stream.report.report_threshold`): the
     threshold line, the at-risk counts and the revenue at risk all use this."""
+    from pipeline.errors import ConfigError
+    from pipeline.highrisk import HighRiskRule
     from pipeline.stream.report import report_threshold
 
-    return report_threshold(store, src.stream_group, src.high_risk, src.data_dir)
+    try:
+        return report_threshold(store, src.stream_group, src.high_risk, src.data_dir)
+    except ConfigError as exc:  # a bad CHURN_STREAM_HIGH_RISK: the page says so, marks nobody
+        return ResolvedThreshold(HighRiskRule(), None, problem=str(exc))
 
 
 def high_risk_label(hr: ResolvedThreshold) -> str:

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError, ModelMismatchError
-from pipeline.highrisk import HighRiskRule, ResolvedThreshold, base_rate_from_tags, resolve_in_store, top_rank
+from pipeline.highrisk import (
+    HighRiskRule,
+    ResolvedThreshold,
+    base_rate_from_tags,
+    resolve_in_store,
+    top_rank,
+)
 
 
 def test_the_default_is_three_times_the_base_rate_and_works_at_a_one_percent_base_rate() -> None:

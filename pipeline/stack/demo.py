@@ -80,7 +80,6 @@ def group_lag(settings: Settings) -> int:
 
 def store_summary(settings: Settings) -> dict[str, Any]:
     from pipeline.store import Store
-
     from pipeline.stream.report import configured_threshold
 
     store = Store(settings.resolved_store_url)

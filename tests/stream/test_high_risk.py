@@ -175,3 +175,13 @@ def test_churn_stream_high_risk_option_reaches_the_flow_and_the_report(monkeypat
     assert "high risk = risk >= 0.18 (the top 10% of 20 active users; rule top_percent:10): 2 of 20" in result.output
     bad = runner.invoke(app, ["--data-dir", str(data_dir), "stream", "--high-risk", "half"])
     assert bad.exit_code != 0 and "'half' is not understood" in bad.output
+
+
+def test_the_dashboard_names_a_bad_rule_instead_of_failing(store, paths) -> None:
+    from dashboard import data
+
+    src = data.Sources(store_url=store.url, mlflow_uri="sqlite:///unused.db", data_dir=paths.data_dir,
+                       high_risk="most of them")  # fmt: skip
+    hr = data.high_risk_threshold(store, src)
+    assert hr.threshold is None and "'most of them' is not understood" in hr.text()
+    assert data.high_risk_label(hr) == "High risk"
