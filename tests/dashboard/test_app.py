@@ -87,6 +87,9 @@ def test_risk_populated(populated, use_env) -> None:
     use_env(populated["env"])
     at = run_page("risk")
     assert metrics(at)["Users scored"] == f"{populated['users']:,}"
+    # the same resolved high-risk threshold as the overview and the stream's report
+    assert metrics(at)[f"High risk (≥ {populated['high_risk_threshold']:.3g})"] == f"{populated['high_risk']:,}"
+    assert populated["high_risk_text"] in [c.value for c in at.caption]
     top = at.dataframe[0].value
     assert len(top) == 50 and top["risk"].is_monotonic_decreasing
     assert top["reasons"].iloc[0]  # high-risk users carry their SHAP reasons
