@@ -354,7 +354,7 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
               f"store writer p99 {r['batch_total_p99_ms']:.1f} ms); "
               f"{r['checkpoints']} checkpoints, snapshot pause "
               f"{r['stages_s']['snapshot'] / max(r['checkpoints'], 1) * 1000:.0f} ms each; "
-              f"{r['reasons_rows']:,} rows explained (risk >= 0.5)")  # fmt: skip
+              f"{r['reasons_rows']:,} rows explained ({r.get('high_risk') or 'high-risk rule'})")  # fmt: skip
         _stages(r)
     rss_per_100k = (r1["rss1"] - r1["rss0"]) * 100_000 / n_users
     print(f"  memory: {r1['rss0']:.0f} MB after imports + model, {r1['rss1']:.0f} MB with {n_users:,} users "

@@ -133,3 +133,12 @@ def test_resolving_in_the_store_uses_the_active_users_current_scores(tmp_path) -
         assert missing.threshold is None and "records none" in missing.problem
         assert store.score_summary(high_risk=missing.cut).high_risk_users == 0
         assert isinstance(missing, ResolvedThreshold) and "not resolved" in missing.text()
+
+
+def test_the_module_examples_run() -> None:
+    import doctest
+
+    import pipeline.highrisk
+
+    result = doctest.testmod(pipeline.highrisk, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
