@@ -12,8 +12,9 @@ Kinds (text form for ``--high-risk`` / ``CHURN_STREAM_HIGH_RISK`` in brackets):
   a champion without it falls back to its ``test_base_rate`` tag, or is refused).
 * ``top_percent`` [``top_percent:5`` or ``top5%``]: the top k % of active users by
   current risk; the threshold is the risk of the ceil(k % x n)-th riskiest one (ties
-  at the threshold are all marked). The stream resolves it on each micro-batch's active
-  users, the report and dashboard on the store's current scores.
+  at the threshold are all marked). The stream resolves it on the risks of the last
+  10,000 active users each worker scored, the report and dashboard on the store's current
+  scores.
 * ``absolute`` [``absolute:0.5`` or ``0.5``]: risk >= a fixed value (the old behaviour).
 
 >>> rule = HighRiskRule.parse("3x")

@@ -3,8 +3,9 @@
 One ``predict`` call per micro-batch; contributions only for the active users the
 high-risk rule marks (:mod:`pipeline.highrisk`; by default risk >= 3x the champion's
 training base rate, a few per cent of users), so reasons cost little per event. The rule
-is resolved per model (a multiple of its base rate, or an absolute risk) or per batch
-(``top_percent``: the top k % of the batch's active users by risk).
+is resolved per model (a multiple of its base rate, or an absolute risk) or, for
+``top_percent``, on the risks of the last ``TOP_WINDOW`` active users this worker scored
+(this batch's included): a trickle of 3-user batches must not mark one user in three.
 
 Reasons: XGBoost's own per-feature contributions. Exact TreeSHAP (``pred_contribs``)
 ran at ~6,500 rows/s on the default champion (115 trees, depth 4), Saabas
@@ -38,6 +39,7 @@ from pipeline.stream.model import ScoringModel
 _TIER = FEATURE_INDEX["plan_tier"]
 _PRICE = FEATURE_INDEX["plan_price"]
 _PLAN_NAMES = np.array([None, *PLANS], dtype=object)  # index tier + 1 (tier -1: unknown)
+TOP_WINDOW = 10_000  # recent active risks a top-k % rule is taken over (per worker)
 
 
 @dataclass
@@ -127,6 +129,8 @@ class Scorer:
             rule = HighRiskRule.absolute(float(rule))
         self.rule = HighRiskRule.parse(rule)
         self.resolved: ResolvedThreshold | None = None  # the threshold of the newest batch
+        self._recent = np.zeros(TOP_WINDOW)  # ring of recent active risks (top_percent)
+        self._filled = self._next = 0
         self._resolved_for: str | None = None  # model version it was resolved for (not per batch)
         self.top_k = top_k
         self.exact = exact
@@ -168,12 +172,27 @@ class Scorer:
     def threshold(self, model: ScoringModel, risk: np.ndarray, active: np.ndarray) -> ResolvedThreshold:
         """The rule resolved for ``model`` (cached per version) or this batch (top k %)."""
         if self.rule.needs_risks:
-            self.resolved = self.rule.resolve(risks=risk[np.asarray(active, dtype=bool)])
+            self._remember(risk[np.asarray(active, dtype=bool)])
+            self.resolved = self.rule.resolve(risks=self._recent[: self._filled])
         elif self.resolved is None or self._resolved_for != model.version:
             self.resolved = self.rule.resolve(base_rate=model.base_rate, version=model.version,
                                               base_rate_source=model.base_rate_source)  # fmt: skip
             self._resolved_for = model.version
         return self.resolved
+
+    def _remember(self, risk: np.ndarray) -> None:
+        ring = self._recent
+        risk = risk[-len(ring):]
+        n = len(risk)
+        end = self._next + n
+        if end <= len(ring):
+            ring[self._next:end] = risk
+        else:
+            cut = len(ring) - self._next
+            ring[self._next:] = risk[:cut]
+            ring[: n - cut] = risk[cut:]
+        self._next = end % len(ring)
+        self._filled = min(self._filled + n, len(ring))
 
     def reasons(self, values: np.ndarray, model: ScoringModel) -> list[list[dict[str, object]]]:
         """Top ``top_k`` contributions per row, largest first."""

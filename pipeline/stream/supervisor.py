@@ -255,7 +255,7 @@ class Supervisor:
         self.refused = None
         self.logger.info("stream: champion is churn v%s (%s)%s", ref.version, ref.name,
                          f", was v{old}; workers switch between batches" if old else "")  # fmt: skip
-        if not rule.needs_risks:  # top k %: resolved on each batch's scores instead
+        if not rule.needs_risks:  # top k %: the workers resolve it on their recent scores instead
             resolved = rule.resolve(base_rate=ref.base_rate, base_rate_source=ref.base_rate_source, version=ref.version)
             self.logger.info("stream: %s; reasons are stored for these users", resolved.text())
 

@@ -89,7 +89,7 @@ def test_top_percent_in_the_report_and_dashboard_is_one_threshold(log, store, pa
     assert "the top 5% of" in report.high_risk_line()
 
 
-def test_scorer_top_percent_marks_the_top_share_of_each_batchs_active_users(paths) -> None:
+def test_scorer_top_percent_marks_the_top_share_of_the_recent_active_users(paths) -> None:
     model = load_export(_low_risk_champion(paths))
     rng = np.random.default_rng(0)
     values = rng.gamma(1.5, 3.0, (400, len(FEATURE_NAMES)))
@@ -98,6 +98,30 @@ def test_scorer_top_percent_marks_the_top_share_of_each_batchs_active_users(path
     marked = np.array([r is not None for r in chunk.reasons])
     assert marked.sum() == int(np.ceil(0.1 * active.sum())) and not marked[~active].any()
     assert chunk.risk[marked].min() >= chunk.risk[active & ~marked].max()
+
+
+def test_a_trickle_of_small_batches_is_judged_against_the_recent_window(paths) -> None:
+    """Top 10 % of 3 users would always mark one in three; the window keeps it at ~10 %."""
+    model = load_export(_low_risk_champion(paths))
+    rng = np.random.default_rng(1)
+    scorer = Scorer(HighRiskRule.top_percent(10))
+    first = rng.gamma(1.5, 3.0, (2_000, len(FEATURE_NAMES)))
+    scorer.score(0, FeatureFrame(T, [f"a{i}" for i in range(2_000)], first, np.ones(2_000, bool)), model)
+    window_cut = scorer.resolved.threshold
+    marked = total = 0
+    for b in range(100):
+        values = rng.gamma(1.5, 3.0, (3, len(FEATURE_NAMES)))
+        chunk = scorer.score(0, FeatureFrame(T, [f"b{b}-{i}" for i in range(3)], values, np.ones(3, bool)), model)
+        marked += sum(r is not None for r in chunk.reasons)
+        total += 3
+    assert 0.03 < marked / total < 0.2  # not 1/3
+    assert scorer.resolved.users == 2_300 and abs(scorer.resolved.threshold - window_cut) < 0.05
+    from pipeline.stream.scorer import TOP_WINDOW
+
+    big = rng.gamma(1.5, 3.0, (TOP_WINDOW + 500, len(FEATURE_NAMES)))  # more than the window: the newest kept
+    chunk = scorer.score(0, FeatureFrame(T, [f"c{i}" for i in range(len(big))], big, np.ones(len(big), bool)), model)
+    assert scorer.resolved.users == TOP_WINDOW
+    assert scorer.resolved.threshold == np.sort(chunk.risk[-TOP_WINDOW:])[-TOP_WINDOW // 10]
 
 
 def test_a_champion_without_a_base_rate_is_refused_with_the_remedy(log, store, paths, cfg) -> None:
