@@ -82,6 +82,7 @@ def train_champion(work: Path, quick: bool):
     log.close()
     model = fit_candidate(load_spec(ROOT / "models" / "xgboost.yaml"), ds.part("train"), ds.part("val"),
                           ds.features, seed=42)  # fmt: skip
+    model.base_rate = float(ds.part("train")["label"].mean())  # exported with it: the high-risk rule's base
     shutil.rmtree(work / "sim")
     trees = model.booster.num_boosted_rounds()
     print(f"champion: xgboost spec fitted on the simulation of {users:,} users x {days} days "
@@ -353,7 +354,7 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
               f"store writer p99 {r['batch_total_p99_ms']:.1f} ms); "
               f"{r['checkpoints']} checkpoints, snapshot pause "
               f"{r['stages_s']['snapshot'] / max(r['checkpoints'], 1) * 1000:.0f} ms each; "
-              f"{r['reasons_rows']:,} rows explained (risk >= 0.5)")  # fmt: skip
+              f"{r['reasons_rows']:,} rows explained ({r.get('high_risk') or 'high-risk rule'})")  # fmt: skip
         _stages(r)
     rss_per_100k = (r1["rss1"] - r1["rss0"]) * 100_000 / n_users
     print(f"  memory: {r1['rss0']:.0f} MB after imports + model, {r1['rss1']:.0f} MB with {n_users:,} users "

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.autoscale.alerts import Alert, Level, assess
+from pipeline.highrisk import ResolvedThreshold
 from pipeline.log.lag import Status
 
-HIGH_RISK = 0.5  # the stream's default alert_threshold (pipeline.stream.config)
 WINDOW = timedelta(minutes=15)  # stream charts show this much of the newest metrics
 DEFAULT_MONTHLY_REVENUE = 10.0  # when a score row has no plan price
 MLFLOW_UI = "http://127.0.0.1:5000"
@@ -55,6 +55,8 @@ class Sources:
     mlflow_ui: str = MLFLOW_UI
     prefect_ui: str = PREFECT_UI
     refresh_s: float = 5.0
+    high_risk: str | None = None  # the stream's high-risk rule (CHURN_STREAM_HIGH_RISK; None: the default)
+    stream_group: str = "churn-stream"  # whose champion export gives the base rate
 
     @classmethod
     def from_env(cls) -> Sources:
@@ -71,6 +73,7 @@ class Sources:
             prefect_ui=os.environ.get("CHURN_PREFECT_UI_URL")
             or f"http://127.0.0.1:{getattr(s, 'prefect_port', 4200)}",
             refresh_s=float(os.environ.get("CHURN_DASHBOARD_REFRESH_S", "5")),
+            high_risk=s.stream_high_risk,
         )
 
 
@@ -207,6 +210,25 @@ def load_stream(store: Any, window: timedelta = WINDOW) -> tuple[StreamNow, pd.D
 
 
 # -- scores ---------------------------------------------------------------------------------
+def high_risk_threshold(store: Any, src: Sources) -> ResolvedThreshold:
+    """The stream's high-risk rule resolved on the current scores, exactly as the stream's
+    closing report resolves it (:func:`pipeline.stream.report.report_threshold`): the
+    threshold line, the at-risk counts and the revenue at risk all use this."""
+    from pipeline.errors import ConfigError
+    from pipeline.highrisk import HighRiskRule
+    from pipeline.stream.report import report_threshold
+
+    try:
+        return report_threshold(store, src.stream_group, src.high_risk, src.data_dir)
+    except ConfigError as exc:  # a bad CHURN_STREAM_HIGH_RISK: the page says so, marks nobody
+        return ResolvedThreshold(HighRiskRule(), None, problem=str(exc))
+
+
+def high_risk_label(hr: ResolvedThreshold) -> str:
+    """'High risk (≥ 0.045)' for a KPI tile; 'High risk' while unresolved."""
+    return "High risk" if hr.threshold is None else f"High risk (≥ {hr.threshold:.3g})"
+
+
 def format_reasons(raw: Any, top: int = 3) -> str:
     """Stored reasons (JSON list of {feature, contribution}) -> 'a (+0.41), b (+0.12)'."""
     if raw is None or (isinstance(raw, float) and np.isnan(raw)):

@@ -195,22 +195,25 @@ def dead_letters_figure(ts: pd.DataFrame) -> go.Figure:
 
 
 # -- risk -----------------------------------------------------------------------------------
-def risk_histogram_figure(hist: pd.DataFrame, threshold: float) -> go.Figure:
-    """Users per risk bin (``Store.risk_histogram``); bins at or over ``threshold`` glow red."""
+def risk_histogram_figure(hist: pd.DataFrame, threshold: float | None, label: str = "high risk") -> go.Figure:
+    """Users per risk bin (``Store.risk_histogram``); bins at or over ``threshold`` (the
+    resolved high-risk rule, ``label`` names it; None: not resolved, no line) glow red."""
     title = "Churn-risk distribution"
     if hist.empty or int(hist["users"].sum()) == 0:
         return empty_figure(title)
     mid = (hist["bin_start"] + hist["bin_end"]) / 2
-    colors = [RED if s >= threshold else CYAN for s in hist["bin_start"]]
+    cut = np.inf if threshold is None else threshold
+    colors = [RED if s >= cut else CYAN for s in hist["bin_start"]]
     fig = go.Figure(go.Bar(
         x=mid, y=hist["users"], width=hist["bin_end"] - hist["bin_start"],
         marker={"color": colors, "line": {"color": "#0B0F1A", "width": 1}}, opacity=0.9,
         customdata=hist[["bin_start", "bin_end"]].to_numpy(),
         hovertemplate="risk %{customdata[0]:.2f}–%{customdata[1]:.2f}: %{y:,} users<extra></extra>",
     ))  # fmt: skip
-    fig.add_vline(x=threshold, line={"color": AMBER, "dash": "dash", "width": 2},
-                  annotation_text=f"alert threshold {threshold:.2f}",
-                  annotation_font_color=AMBER, annotation_position="top right")  # fmt: skip
+    if threshold is not None:
+        fig.add_vline(x=threshold, line={"color": AMBER, "dash": "dash", "width": 2},
+                      annotation_text=f"{label} ≥ {threshold:.3g}",
+                      annotation_font_color=AMBER, annotation_position="top right")  # fmt: skip
     _layout(fig, title, showlegend=False, hovermode="closest")
     fig.update_xaxes(title="p(churn)", range=[0, 1])
     # most users are low risk: a log axis keeps the few high-risk bins visible
@@ -224,7 +227,8 @@ def risk_histogram_figure(hist: pd.DataFrame, threshold: float) -> go.Figure:
     return fig
 
 
-def user_history_figure(history: pd.DataFrame, user_id: str, threshold: float) -> go.Figure:
+def user_history_figure(history: pd.DataFrame, user_id: str, threshold: float | None,
+                        label: str = "high risk") -> go.Figure:
     """One user's sampled risk over event time (``Store.score_history``)."""
     title = f"Risk history — {user_id}"
     if history.empty:
@@ -235,8 +239,9 @@ def user_history_figure(history: pd.DataFrame, user_id: str, threshold: float) -
         customdata=history[["model_version"]].to_numpy(),
         hovertemplate="%{x}<br>risk %{y:.3f}<br>model v%{customdata[0]}<extra></extra>",
     ))  # fmt: skip
-    fig.add_hline(y=threshold, line={"color": AMBER, "dash": "dash"},
-                  annotation_text="alert threshold", annotation_font_color=AMBER)  # fmt: skip
+    if threshold is not None:
+        fig.add_hline(y=threshold, line={"color": AMBER, "dash": "dash"},
+                      annotation_text=f"{label} ≥ {threshold:.3g}", annotation_font_color=AMBER)  # fmt: skip
     _layout(fig, title, showlegend=False)
     fig.update_yaxes(title="p(churn)", range=[0, 1])
     return fig

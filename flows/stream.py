@@ -76,6 +76,7 @@ def stream(
     max_wait_s: float | None = None,
     checkpoint_interval_s: float | None = None,
     flush_interval_s: float | None = None,
+    high_risk: str | None = None,
     alert_threshold: float | None = None,
     reasons: Literal["approx", "exact"] | None = None,
     lag_threshold: int | None = None,
@@ -85,7 +86,9 @@ def stream(
     store_url: str | None = None,
     drift: bool | None = None,
 ) -> dict[str, Any]:
-    """``drift``: run drift checks (default: ``CHURN_DRIFT_ENABLED``, true; other
+    """``high_risk``: who gets reasons, a :mod:`pipeline.highrisk` rule (default
+    ``CHURN_STREAM_HIGH_RISK``, else 3x the champion's training base rate; ``alert_threshold``
+    t is ``absolute:t``). ``drift``: run drift checks (default: ``CHURN_DRIFT_ENABLED``, true; other
     ``CHURN_DRIFT_*`` settings configure them, see docs/drift.md).
     Returns a JSON-able summary: events, committed offsets, lag, model version, restarts."""
     quiet_environment()
@@ -101,7 +104,7 @@ def stream(
     cfg = StreamConfig.from_settings(
         s, group=group, workers=workers, min_workers=min_workers, max_workers=max_workers, autoscale=autoscale,
         batch_size=batch_size, max_wait_s=max_wait_s, checkpoint_interval_s=checkpoint_interval_s,
-        flush_interval_s=flush_interval_s, alert_threshold=alert_threshold, reasons_method=reasons,
+        flush_interval_s=flush_interval_s, high_risk=high_risk, alert_threshold=alert_threshold, reasons_method=reasons,
         lag_threshold=lag_threshold,
     )  # fmt: skip
     return supervise(str(s.data_dir.resolve()), s.topic, store_url or s.resolved_store_url,

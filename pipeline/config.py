@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         None, description="Where checks run: a child process (default), a thread, inline."
     )
 
+    # stream: who is "high risk" (pipeline.highrisk); unset: 3x the champion's training base rate
+    stream_high_risk: str | None = Field(
+        None, description="High-risk rule: multiple_of_base_rate:3 (3x), top_percent:5 (top5%), absolute:0.2."
+    )
+
     # local stack (`churn up`): everything binds 127.0.0.1 on these ports
     prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect server (API + UI) port for `churn up`.")
     mlflow_port: int = Field(5000, ge=1, le=65535, description="MLflow UI port for `churn up`.")

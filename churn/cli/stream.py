@@ -63,10 +63,15 @@ def register(app: typer.Typer) -> None:
                 min=0, help="Seconds scores may wait before they are written (default 2)."
             ),
         ] = None,
+        high_risk: Annotated[
+            str | None,
+            typer.Option(help="Who is high risk (gets reasons): multiple_of_base_rate:3 (default, 3x the "
+                         "champion's training base rate), top_percent:5, absolute:0.2 (env CHURN_STREAM_HIGH_RISK)."),
+        ] = None,
         alert_threshold: Annotated[
             float | None,
             typer.Option(
-                min=0.0, max=1.0, help="Store top reasons for risk >= this (default 0.5)."
+                min=0.0, max=1.0, help="Same as --high-risk absolute:<this>."
             ),
         ] = None,
         reasons: Annotated[
@@ -97,7 +102,7 @@ def register(app: typer.Typer) -> None:
         friendly(_run)(ctx, as_json, group=group, workers=workers, min_workers=min_workers, max_workers=max_workers,
                        autoscale=autoscale, batch_size=batch_size, max_wait_s=max_wait,
                        checkpoint_interval_s=checkpoint_interval, flush_interval_s=flush_interval,
-                       alert_threshold=alert_threshold, reasons=reasons, max_seconds=max_seconds,
+                       high_risk=high_risk, alert_threshold=alert_threshold, reasons=reasons, max_seconds=max_seconds,
                        until_caught_up=until_caught_up, tracking_uri=tracking_uri)  # fmt: skip
 
 
@@ -131,7 +136,7 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
         result: dict[str, Any] | None = stream(data_dir=str(s.data_dir.resolve()), topic=s.topic, **options)
     except KeyboardInterrupt:  # the supervisor drained (checkpointed) on the way out
         result = None
-    report = closing_report(s, cfg.group, before, time.monotonic() - t0, result)
+    report = closing_report(s, cfg.group, before, time.monotonic() - t0, result, cfg.high_risk_rule)
     if as_json:
         console.print_json(json.dumps((result or {}) | {"report": report.as_dict()}, default=str))
         return
@@ -142,7 +147,8 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
 
 
 def closing_report(
-    settings: Any, group: str, before: dict[int, int], seconds: float, result: dict[str, Any] | None
+    settings: Any, group: str, before: dict[int, int], seconds: float, result: dict[str, Any] | None,
+    high_risk: Any = None,
 ) -> Any:
     """What `churn stream` prints last (see :mod:`pipeline.stream.report`): events, events/s,
     final lag per partition and the top 10 at-risk active users, read from the log and the
@@ -154,7 +160,8 @@ def closing_report(
     stopped = "interrupted (Ctrl-C)" if result is None else str(result["stopped"])
     version = None if result is None else result.get("model_version")
     with open_configured_log(settings, create=False) as log, Store(settings.resolved_store_url) as store:
-        return stream_report(store, log, group, before, seconds=seconds, stopped=stopped, model_version=version)
+        return stream_report(store, log, group, before, seconds=seconds, stopped=stopped, model_version=version,
+                             high_risk=high_risk, data_dir=settings.data_dir)
 
 
 def print_summary(result: dict[str, Any], console: Any) -> None:

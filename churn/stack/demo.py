@@ -79,12 +79,15 @@ def group_lag(settings: Settings) -> int:
 
 def store_summary(settings: Settings) -> dict[str, Any]:
     from pipeline.store import Store
+    from pipeline.stream.report import configured_threshold
 
     store = Store(settings.resolved_store_url)
     try:
-        s = store.score_summary()
+        hr = configured_threshold(store, settings)
+        s = store.score_summary(high_risk=hr.cut)
         drift = store.drift_runs()
-        return {"users_scored": s.users, "high_risk": s.high_risk_users, "model_versions": list(s.model_versions),
+        return {"users_scored": s.users, "high_risk": s.high_risk_users, "high_risk_rule": hr.text(),
+                "model_versions": list(s.model_versions),
                 "newest_event": None if s.features_time is None else s.features_time.isoformat(),
                 "metric_rows": len(store.metrics_since()), "drift_checks": len(drift),
                 "drift_levels": sorted(set(drift["level"])) if len(drift) else []}  # fmt: skip
@@ -103,8 +106,10 @@ def live_status(settings: Settings) -> str | None:
     except ChurnError:
         return None  # no store yet (the stream creates it)
     try:
+        from pipeline.stream.report import configured_threshold
+
         latest = store.latest_metrics()
-        s = store.score_summary()
+        s = store.score_summary(high_risk=configured_threshold(store, settings).cut)
         drift = store.drift_runs()
     except ChurnError:
         return None
@@ -125,13 +130,15 @@ def final_report(settings: Settings, seconds: float) -> list[str]:
     """The quick demo's closing lines: events, lag, the top at-risk active users."""
     from pipeline.log import open_configured_log
     from pipeline.store import Store
-    from pipeline.stream.config import DEFAULT_GROUP
+    from pipeline.stream.config import DEFAULT_GROUP, StreamConfig
     from pipeline.stream.report import stream_report
 
     log = open_configured_log(settings, create=False)
     store = Store(settings.resolved_store_url, read_only=True)
     try:
-        return stream_report(store, log, DEFAULT_GROUP, {}, seconds=seconds, stopped="caught up").lines()
+        return stream_report(store, log, DEFAULT_GROUP, {}, seconds=seconds, stopped="caught up",
+                             high_risk=StreamConfig.from_settings(settings).high_risk_rule,
+                             data_dir=settings.data_dir).lines()
     finally:
         store.close()
         log.close()

@@ -35,7 +35,8 @@ def live() -> None:
             "lag_s": ts["lag_seconds"].tail(90).fillna(0).round(1).tolist(),
             "consumers": ts["consumers"].tail(90).tolist(),
         }  # fmt: skip
-        summary = store.score_summary(high_risk=data.HIGH_RISK)
+        hr = data.high_risk_threshold(store, src)
+        summary = store.score_summary(high_risk=hr.cut)
         if now.last_tick is None:
             st.info("No stream metrics yet — start the streaming flow to see lag and throughput.")
         else:  # the stream's health and the newest drift check: one banner
@@ -64,8 +65,8 @@ def live() -> None:
                     help="Active subscribers with a current score (users who cancelled keep "
                          "their row but are not at risk any more)")
         share = summary.high_risk_users / summary.users if summary.users else 0.0
-        c[1].metric(f"High risk (≥ {data.HIGH_RISK:.2f})", ui.fmt_int(summary.high_risk_users),
-                    delta=f"{share:.1%} of users", delta_color="off", delta_arrow="off")
+        c[1].metric(data.high_risk_label(hr), ui.fmt_int(summary.high_risk_users),
+                    delta=f"{share:.1%} of users", delta_color="off", delta_arrow="off", help=hr.text())
         c[2].metric("Revenue at risk / month", ui.fmt_money(summary.expected_monthly_loss),
                     help="Σ p(churn) × monthly revenue over the active scored users")
         if reg is data.LOADING:
@@ -76,6 +77,7 @@ def live() -> None:
             c[3].metric("Champion model", f"v{reg.champion}",
                         delta=f"age {data.age_text(reg.champion_since, datetime.now(UTC))}",
                         delta_color="off", delta_arrow="off")
+        st.caption(hr.text())
         if now.last_tick is not None:
             st.caption(f"Last metrics tick {now.last_tick:%Y-%m-%d %H:%M:%S} UTC · newest "
                        f"features {summary.features_time:%Y-%m-%d %H:%M} UTC · "

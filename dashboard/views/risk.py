@@ -16,16 +16,18 @@ def live() -> None:
     if store is None:
         ui.empty_state("store")
         return
-    summary = store.score_summary(high_risk=data.HIGH_RISK)
+    hr = data.high_risk_threshold(store, src)
+    summary = store.score_summary(high_risk=hr.cut)
     if summary.users == 0:
         ui.empty_state("store", "The store exists but no user has been scored yet.")
         return
     c = st.columns(4)
     c[0].metric("Users scored", ui.fmt_int(summary.users))
-    c[1].metric("High risk", ui.fmt_int(summary.high_risk_users))
+    c[1].metric(data.high_risk_label(hr), ui.fmt_int(summary.high_risk_users), help=hr.text())
     c[2].metric("Mean risk", f"{summary.mean_risk:.3f}")
     c[3].metric("High-risk revenue / month", ui.fmt_money(summary.high_risk_monthly_revenue))
-    ui.chart(figures.risk_histogram_figure(store.risk_histogram(40), data.HIGH_RISK))
+    ui.chart(figures.risk_histogram_figure(store.risk_histogram(40), hr.threshold))
+    st.caption(hr.text())
     st.subheader("Top at-risk users")
     top = data.top_users_table(store.current_scores(top_k=50))
     st.dataframe(
@@ -74,7 +76,7 @@ def lookup() -> None:
         reasons = data.format_reasons(r["reasons"], top=5)
         if reasons:
             st.markdown(f"**Why:** {reasons}")
-    ui.chart(figures.user_history_figure(hist, user, data.HIGH_RISK))
+    ui.chart(figures.user_history_figure(hist, user, data.high_risk_threshold(store, src).threshold))
 
 
 live()

@@ -102,6 +102,17 @@ class Readers:
             churned_users=int(n_all) - int(n or 0),
         )
 
+    def risk_at_rank(self, rank: int) -> float | None:
+        """The risk of the ``rank``-th riskiest active user (1 = the riskiest), None if fewer
+        users are scored: the threshold of a "top k %" high-risk rule (pipeline.highrisk)."""
+        if not (isinstance(rank, int) and rank >= 1):
+            raise InvalidRowError(f"risk_at_rank rank={rank!r}: use an int >= 1")
+        c = s.scores.c
+        q = select(c.risk).where(c.active.is_(True)).order_by(c.risk.desc()).limit(1).offset(rank - 1)
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else float(row[0])
+
     def risk_histogram(self, bins: int = 20) -> pd.DataFrame:
         """Active users per risk bin: columns ``bin_start``, ``bin_end``, ``users`` (``bins``
         rows; the last bin includes 1.0). One scan, computed in the database."""

@@ -23,6 +23,8 @@ from pipeline.stream.model import ModelRef, check_feature_set, export_model
 class ChampionInfo:
     version: str
     feature_set_version: str
+    base_rate: float | None = None  # its training base rate (pipeline.highrisk.base_rate_from_tags)
+    base_rate_source: str = ""
 
 
 class ChampionSource(Protocol):
@@ -52,7 +54,10 @@ class RegistryChampion:
         mv = registry.champion_version(self.name)
         if mv is None:
             return None
-        return ChampionInfo(str(mv.version), str(mv.tags.get(registry.FEATURE_SET_TAG, "")))
+        from pipeline.highrisk import base_rate_from_tags
+
+        rate, source = base_rate_from_tags(mv.tags)
+        return ChampionInfo(str(mv.version), str(mv.tags.get(registry.FEATURE_SET_TAG, "")), rate, source)
 
     def export(self, info: ChampionInfo, models_dir: Path, spec: FeatureSpec = DEFAULT_SPEC) -> ModelRef:
         from pipeline import registry
@@ -64,7 +69,8 @@ class RegistryChampion:
         recorded = (bundle.feature_registry or {}).get("feature_spec", {}).get("version", fs)
         for claimed in dict.fromkeys((fs, recorded)):  # the tag and the spec recorded with the model
             check_feature_set(info.version, claimed, tuple(bundle.model.features), spec)
-        ref = export_model(bundle.model, info.version, fs, models_dir, source=f"{self.where} {uri}")
+        ref = export_model(bundle.model, info.version, fs, models_dir, source=f"{self.where} {uri}",
+                           base_rate=info.base_rate, base_rate_source=info.base_rate_source)
         write_reference(Path(ref.path), bundle.reference)  # the drift checks' reference (drift_hook)
         return ref
 
@@ -80,12 +86,13 @@ class StaticChampion:
         self._reference: object | None = None
 
     def set(self, model: object, version: str, feature_set_version: str | None = None,
-            reference: object | None = None) -> None:
+            reference: object | None = None, base_rate: float | None = None) -> None:
         from pipeline.features.registry import FEATURE_SET_VERSION
 
         self._model = model
         self._reference = reference
-        self._info = ChampionInfo(version, feature_set_version or FEATURE_SET_VERSION)
+        self._info = ChampionInfo(version, feature_set_version or FEATURE_SET_VERSION, base_rate,
+                                  "training base rate" if base_rate is not None else "")
 
     def current(self) -> ChampionInfo | None:
         return self._info
@@ -93,7 +100,8 @@ class StaticChampion:
     def export(self, info: ChampionInfo, models_dir: Path, spec: FeatureSpec = DEFAULT_SPEC) -> ModelRef:
         check_feature_set(info.version, info.feature_set_version, tuple(getattr(self._model, "features", ())), spec)
         ref = export_model(
-            self._model, info.version, info.feature_set_version, models_dir, source="memory"
+            self._model, info.version, info.feature_set_version, models_dir, source="memory",
+            base_rate=info.base_rate, base_rate_source=info.base_rate_source,
         )
         write_reference(Path(ref.path), self._reference)  # type: ignore[arg-type]
         return ref

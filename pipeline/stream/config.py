@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import ConfigError
+from pipeline.highrisk import DEFAULT_TEXT as DEFAULT_HIGH_RISK
+from pipeline.highrisk import HighRiskRule
 
 DEFAULT_GROUP = "churn-stream"  # the same default as `churn lag --group`
 
@@ -52,7 +54,10 @@ class StreamConfig:
     max_pending_rows: int = 500_000  # score rows buffered before the worker waits
     max_write_rows: int = 20_000  # rows per store transaction (keeps the write lock short)
     # scoring
-    alert_threshold: float = 0.5  # store reasons for users at or above this risk
+    # who is "high risk" (reasons are stored for them): a pipeline.highrisk rule in text form,
+    # default 3x the champion's training base rate; alert_threshold t is absolute:t (kept)
+    high_risk: str | None = None
+    alert_threshold: float | None = None
     reasons_top_k: int = 3
     reasons_method: Literal["approx", "exact"] = "approx"
     predict_threads: int = 1
@@ -104,8 +109,16 @@ class StreamConfig:
             bad.append(
                 f"max_events_per_s={self.max_events_per_s!r} (events/s > 0, or None for no limit)"
             )
-        if not 0.0 < self.alert_threshold <= 1.0:
+        if self.alert_threshold is not None and not 0.0 < self.alert_threshold <= 1.0:
             bad.append(f"alert_threshold={self.alert_threshold!r} (a risk in (0, 1])")
+        elif self.alert_threshold is not None and self.high_risk is not None:
+            bad.append(f"high_risk={self.high_risk!r} and alert_threshold={self.alert_threshold!r} (give one: "
+                       f"alert_threshold t is the same as high_risk 'absolute:t')")
+        else:
+            try:
+                self.high_risk_rule  # noqa: B018 - validates the rule's text
+            except ConfigError as exc:
+                bad.append(f"high_risk: {exc}")
         if self.reasons_method not in ("approx", "exact"):
             bad.append(f"reasons_method={self.reasons_method!r} ('approx' or 'exact')")
         if not (1 <= self.min_workers <= self.workers <= self.max_workers):
@@ -115,6 +128,16 @@ class StreamConfig:
             )
         if bad:
             raise ConfigError(f"invalid stream setting(s): {'; '.join(bad)}")
+
+    @property
+    def high_risk_rule(self) -> HighRiskRule:
+        """Who is high risk (:mod:`pipeline.highrisk`): ``high_risk``, else ``absolute:<alert_threshold>``,
+        else the default (3x the champion's training base rate)."""
+        if self.high_risk is not None:
+            return HighRiskRule.parse(self.high_risk)
+        if self.alert_threshold is not None:
+            return HighRiskRule.absolute(self.alert_threshold)
+        return HighRiskRule.parse(DEFAULT_HIGH_RISK)
 
     @property
     def lateness(self) -> timedelta:
@@ -134,6 +157,8 @@ class StreamConfig:
                 values[f.name] = v
         given = {k: v for k, v in overrides.items() if v is not None}
         values.update(given)
+        if "alert_threshold" in given and "high_risk" not in given:  # the explicit option wins
+            values.pop("high_risk", None)
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
             raise ConfigError(f"unknown stream setting(s) {unknown}")

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,9 @@ class ModelRef:
     feature_set_version: str
     name: str = "model"
     kind: str = "xgboost"
+    # the champion's training base rate (what "3x the base rate" multiplies; pipeline.highrisk)
+    base_rate: float | None = None
+    base_rate_source: str = ""
 
 
 def check_feature_set(
@@ -65,9 +68,15 @@ def check_feature_set(
 
 
 def export_model(
-    model: Any, version: str, feature_set_version: str, models_dir: Path, source: str = ""
+    model: Any, version: str, feature_set_version: str, models_dir: Path, source: str = "",
+    base_rate: float | None = None, base_rate_source: str = "",
 ) -> ModelRef:
-    """Write ``model`` (a :class:`pipeline.training.models.ChurnModel`) for the workers."""
+    """Write ``model`` (a :class:`pipeline.training.models.ChurnModel`) for the workers.
+
+    ``base_rate``: the churn rate of its training labels (default: the model's own
+    ``base_rate`` attribute, if it has one), recorded for relative high-risk rules."""
+    if base_rate is None and getattr(model, "base_rate", None) is not None:
+        base_rate, base_rate_source = float(model.base_rate), base_rate_source or "training base rate"
     from pipeline.training.models import SklearnModel, XGBoostModel, unwrap
 
     model, calibrator = unwrap(model)  # native model + calibration map (applied by ScoringModel)
@@ -86,7 +95,8 @@ def export_model(
             raise StreamError(
                 f"cannot export a {type(model).__name__}; expected an XGBoost or sklearn churn model"
             )
-        ref = ModelRef(str(version), str(final), feature_set_version, model.name, model.kind)
+        ref = ModelRef(str(version), str(final), feature_set_version, model.name, model.kind,
+                       base_rate, base_rate_source if base_rate is not None else "")
         doc = asdict(ref) | {"features": list(model.features), "source": source,
                              "calibration": calibrator.to_dict() if calibrator is not None else None}
         (tmp / META).write_text(json.dumps(doc, indent=1))
@@ -120,6 +130,25 @@ def read_pointer(pointer: Path) -> ModelRef | None:
         ) from None
 
 
+def champion_base_rate(pointer: Path) -> tuple[float | None, str, str | None]:
+    """(base rate, its source, version) of the champion the workers follow; (None, "", None)
+    without a pointer. For readers that do not talk to MLflow (closing report, dashboard)."""
+    try:
+        ref = read_pointer(pointer)
+    except StreamError:
+        return None, "", None
+    if ref is None:
+        return None, "", None
+    if ref.base_rate is None:  # a pointer from an older supervisor: the export's meta may say
+        try:
+            doc = json.loads((Path(ref.path) / META).read_text())
+        except (OSError, ValueError):
+            doc = {}
+        if doc.get("base_rate") is not None:
+            return float(doc["base_rate"]), str(doc.get("base_rate_source", "")), ref.version
+    return ref.base_rate, ref.base_rate_source, ref.version
+
+
 class ScoringModel:
     """A loaded champion: ``predict`` and ``contributions`` on engine feature matrices.
 
@@ -136,6 +165,8 @@ class ScoringModel:
 
         self.ref = ref
         self.version = ref.version
+        self.base_rate = ref.base_rate
+        self.base_rate_source = ref.base_rate_source
         self.features = features
         self.engine_columns = engine_columns  # what FeatureFrame.values holds (the topic's spec)
         self.columns = np.array([engine_columns.index(f) for f in features], dtype=np.intp)
@@ -210,6 +241,8 @@ def load_export(ref: ModelRef, threads: int = 1, spec: FeatureSpec = DEFAULT_SPE
         ) from None
     features = tuple(doc["features"])
     check_feature_set(ref.version, doc.get("feature_set_version", ""), features, spec)
+    if ref.base_rate is None and doc.get("base_rate") is not None:  # a pointer from an older supervisor
+        ref = replace(ref, base_rate=float(doc["base_rate"]), base_rate_source=str(doc.get("base_rate_source", "")))
     cols = spec.engine_columns
     if (path / "model.ubj").exists():
         xgb = import_xgboost()

@@ -11,8 +11,11 @@ current scores), so it is the same whether the run ended by ``--max-seconds``,
     print("\\n".join(report.lines()))
 
 Top users are the highest-risk **active** subscribers (a user who cancelled is not at
-risk; see :mod:`pipeline.store.queries`); reasons are stored for risk at or above the
-stream's alert threshold only.
+risk; see :mod:`pipeline.store.queries`); reasons are stored for the users the stream's
+high-risk rule marks (:mod:`pipeline.highrisk`). The report resolves the same rule on the
+store's current scores (with the base rate of the champion the workers follow) and
+prints it with its threshold and how many active users it marks, the line the dashboard
+shows too.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from pipeline.highrisk import HighRiskRule, ResolvedThreshold, resolve_in_store
 from pipeline.log.base import PartitionLog
 
 
@@ -54,6 +59,10 @@ class StreamReport:
     lag: dict[int, int]  # partition -> log end - committed offset, at the end
     top: list[TopUser]
     model_version: str | None = None
+    high_risk: ResolvedThreshold | None = None
+    high_risk_users: int = 0  # active users the rule marks now
+    active_users: int = 0
+    high_risk_monthly_revenue: float = 0.0
 
     @property
     def events_per_s(self) -> float:
@@ -69,6 +78,9 @@ class StreamReport:
             "events": self.events, "events_per_s": round(self.events_per_s, 1),
             "lag": {str(p): v for p, v in sorted(self.lag.items())}, "total_lag": self.total_lag,
             "model_version": self.model_version,
+            "high_risk": None if self.high_risk is None else self.high_risk.as_dict() | {
+                "users": self.high_risk_users, "active_users": self.active_users,
+                "monthly_revenue": round(self.high_risk_monthly_revenue, 2)},
             "top_at_risk": [
                 {"user_id": u.user_id, "risk": u.risk, "plan": u.plan,
                  "monthly_revenue": u.monthly_revenue, "reasons": u.reasons}
@@ -84,6 +96,8 @@ class StreamReport:
             f"({self.events_per_s:,.0f} events/s); champion v{self.model_version or '-'}",
             f"final lag {self.total_lag:,} records ({lag})",
         ]
+        if self.high_risk is not None:
+            out.append(self.high_risk_line())
         if not self.top:
             out.append("no active subscriber scored yet")
             return out
@@ -95,8 +109,18 @@ class StreamReport:
             why = u.reasons_text() or "-"
             out.append(f"  {u.user_id:<{width}}  risk {u.risk:.3f}  {plan:<8} {rev:>12}  {why}")
         if any(not u.reasons for u in self.top):
-            out.append("  (-: risk under the alert threshold, no reasons stored)")
+            cut = "" if self.high_risk is None or self.high_risk.threshold is None else f" {self.high_risk.threshold:.4g}"
+            out.append(f"  (-: risk under the high-risk threshold{cut} when scored, no reasons stored)")
         return out
+
+    def high_risk_line(self) -> str:
+        """The rule, its threshold and what it marks: 'high risk = risk >= 0.045 (3x ...): 12 of ...'."""
+        hr = self.high_risk
+        if hr is None or hr.threshold is None:
+            return "" if hr is None else hr.text()
+        share = self.high_risk_users / self.active_users if self.active_users else 0.0
+        return (f"{hr.text()}: {self.high_risk_users:,} of {self.active_users:,} active users ({share:.1%}), "
+                f"${self.high_risk_monthly_revenue:,.2f}/mo revenue")
 
 
 def top_users(store: Any, k: int = 10) -> list[TopUser]:
@@ -125,9 +149,13 @@ def stream_report(
     stopped: str,
     model_version: str | None = None,
     top_k: int = 10,
+    high_risk: HighRiskRule | str | None = None,
+    data_dir: Path | str | None = None,
 ) -> StreamReport:
     """The summary of a run that started with the group's committed offsets ``before``
-    (partitions missing there count from the log's start)."""
+    (partitions missing there count from the log's start). ``high_risk``: the stream's
+    rule (default: the default rule); ``data_dir``: where the group's champion pointer is,
+    for the base rate a relative rule multiplies."""
     after = log.committed(group)
     lag, events = {}, 0
     for p in range(log.num_partitions):
@@ -138,4 +166,38 @@ def stream_report(
     top = top_users(store, top_k)
     if model_version is None and top:  # e.g. after Ctrl-C: the version that scored them
         model_version = top[0].model_version
-    return StreamReport(group, stopped, float(seconds), events, lag, top, model_version)
+    resolved = report_threshold(store, group, high_risk, data_dir)
+    summary = store.score_summary(high_risk=resolved.cut)
+    return StreamReport(group, stopped, float(seconds), events, lag, top, model_version, resolved,
+                        summary.high_risk_users, summary.users, summary.high_risk_monthly_revenue)
+
+
+def report_threshold(
+    store: Any, group: str, high_risk: HighRiskRule | str | None = None, data_dir: Path | str | None = None
+) -> ResolvedThreshold:
+    """The stream's high-risk rule resolved on the store's current scores, with the base
+    rate of the champion group ``group`` follows under ``data_dir`` (the report and the
+    dashboard both call this, so they show the same threshold)."""
+    from pipeline.stream.config import StreamPaths
+    from pipeline.stream.model import champion_base_rate
+
+    rule = HighRiskRule.parse(high_risk) if high_risk is not None else HighRiskRule()
+    rate, source, version = None, "", None
+    if rule.needs_base_rate:
+        pointer = None if data_dir is None else StreamPaths(Path(data_dir), group).champion
+        if pointer is not None:
+            rate, source, version = champion_base_rate(pointer)
+        if version is None:
+            where = "" if pointer is None else f" ({pointer} does not exist)"
+            return ResolvedThreshold(rule, None, problem=f"stream group {group!r} has no champion exported yet{where}; "
+                                     "the stream writes it when it adopts a champion")
+    return resolve_in_store(rule, store, rate, source, version)
+
+
+def configured_threshold(store: Any, settings: Any, group: str | None = None) -> ResolvedThreshold:
+    """:func:`report_threshold` for the stream as ``settings`` configure it (``CHURN_STREAM_HIGH_RISK``,
+    the data directory; group default ``churn-stream``): what the demo and dashboard show."""
+    from pipeline.stream.config import StreamConfig
+
+    cfg = StreamConfig.from_settings(settings)
+    return report_threshold(store, group or cfg.group, cfg.high_risk_rule, settings.data_dir)

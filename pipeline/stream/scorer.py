@@ -1,7 +1,11 @@
 """Feature vectors -> score rows: risk, top reasons for high-risk users, plan and revenue.
 
-One ``predict`` call per micro-batch; contributions only for the rows at or above the
-alert threshold (a few per cent of users), so reasons cost little per event.
+One ``predict`` call per micro-batch; contributions only for the active users the
+high-risk rule marks (:mod:`pipeline.highrisk`; by default risk >= 3x the champion's
+training base rate, a few per cent of users), so reasons cost little per event. The rule
+is resolved per model (a multiple of its base rate, or an absolute risk) or, for
+``top_percent``, on the risks of the last ``TOP_WINDOW`` active users this worker scored
+(this batch's included): a trickle of 3-user batches must not mark one user in three.
 
 Reasons: XGBoost's own per-feature contributions. Exact TreeSHAP (``pred_contribs``)
 ran at ~6,500 rows/s on the default champion (115 trees, depth 4), Saabas
@@ -29,11 +33,13 @@ import pandas as pd
 from pipeline.events import PLANS
 from pipeline.features.registry import FEATURE_INDEX
 from pipeline.features.state import FeatureFrame
+from pipeline.highrisk import HighRiskRule, ResolvedThreshold
 from pipeline.stream.model import ScoringModel
 
 _TIER = FEATURE_INDEX["plan_tier"]
 _PRICE = FEATURE_INDEX["plan_price"]
 _PLAN_NAMES = np.array([None, *PLANS], dtype=object)  # index tier + 1 (tier -1: unknown)
+TOP_WINDOW = 10_000  # recent active risks a top-k % rule is taken over (per worker)
 
 
 @dataclass
@@ -110,8 +116,22 @@ def to_frame(chunks: list[ScoreChunk]) -> pd.DataFrame:
 
 
 class Scorer:
-    def __init__(self, threshold: float = 0.5, top_k: int = 3, exact: bool = False) -> None:
-        self.threshold = threshold
+    """``rule``: who gets reasons (a :class:`HighRiskRule`, its text, or a float t for
+    ``absolute:t``; default 3x the champion's training base rate)."""
+
+    def __init__(self, rule: HighRiskRule | str | float | None = None, top_k: int = 3, exact: bool = False,
+                 *, threshold: float | None = None) -> None:  # fmt: skip
+        if threshold is not None:  # the old keyword: an absolute threshold
+            rule = threshold
+        if rule is None:
+            rule = HighRiskRule()
+        elif isinstance(rule, int | float):
+            rule = HighRiskRule.absolute(float(rule))
+        self.rule = HighRiskRule.parse(rule)
+        self.resolved: ResolvedThreshold | None = None  # the threshold of the newest batch
+        self._recent = np.zeros(TOP_WINDOW)  # ring of recent active risks (top_percent)
+        self._filled = self._next = 0
+        self._resolved_for: str | None = None  # model version it was resolved for (not per batch)
         self.top_k = top_k
         self.exact = exact
         self.reasons_rows = 0  # rows explained so far (for the benchmark's breakdown)
@@ -130,7 +150,7 @@ class Scorer:
         risk = model.predict(values)
         t1 = time.thread_time()
         reasons: list[list[dict[str, object]] | None] = [None] * len(risk)
-        hot = np.flatnonzero((risk >= self.threshold) & frame.active)
+        hot = np.flatnonzero(self.threshold(model, risk, frame.active).marks(risk) & frame.active)
         if len(hot):
             reasons_hot = self.reasons(values[hot], model)
             for i, r in zip(hot.tolist(), reasons_hot, strict=True):
@@ -143,6 +163,36 @@ class Scorer:
         revenue = np.where(frame.active, values[:, _PRICE], 0.0)
         return ScoreChunk(partition, frame.t, model.version, frame.users, risk, reasons, plan.tolist(),
                           revenue, np.asarray(frame.active, dtype=bool))  # fmt: skip
+
+    def check(self, model: ScoringModel) -> None:
+        """Refuse (``ModelMismatchError``, saying how to fix it) a champion the rule cannot
+        be resolved for: a multiple of the base rate and a model that records none."""
+        self.rule.check_base_rate(model.version, model.base_rate)
+
+    def threshold(self, model: ScoringModel, risk: np.ndarray, active: np.ndarray) -> ResolvedThreshold:
+        """The rule resolved for ``model`` (cached per version) or this batch (top k %)."""
+        if self.rule.needs_risks:
+            self._remember(risk[np.asarray(active, dtype=bool)])
+            self.resolved = self.rule.resolve(risks=self._recent[: self._filled])
+        elif self.resolved is None or self._resolved_for != model.version:
+            self.resolved = self.rule.resolve(base_rate=model.base_rate, version=model.version,
+                                              base_rate_source=model.base_rate_source)  # fmt: skip
+            self._resolved_for = model.version
+        return self.resolved
+
+    def _remember(self, risk: np.ndarray) -> None:
+        ring = self._recent
+        risk = risk[-len(ring):]
+        n = len(risk)
+        end = self._next + n
+        if end <= len(ring):
+            ring[self._next:end] = risk
+        else:
+            cut = len(ring) - self._next
+            ring[self._next:] = risk[:cut]
+            ring[: n - cut] = risk[cut:]
+        self._next = end % len(ring)
+        self._filled = min(self._filled + n, len(ring))
 
     def reasons(self, values: np.ndarray, model: ScoringModel) -> list[list[dict[str, object]]]:
         """Top ``top_k`` contributions per row, largest first."""

@@ -239,9 +239,12 @@ class Supervisor:
         self.adopt(info)
 
     def adopt(self, info: ChampionInfo, startup: bool = False) -> None:
-        """Export ``info`` and point the workers at it (refusing a feature-set mismatch)."""
+        """Export ``info`` and point the workers at it (refusing a feature-set mismatch, or a
+        champion without the base rate the high-risk rule multiplies)."""
+        rule = self.cfg.high_risk_rule
         try:
             ref = self.champion.export(info, self.paths.models, self.feature_spec)
+            rule.check_base_rate(info.version, ref.base_rate)
         except ModelMismatchError as exc:
             self.refused = info.version
             if startup or self.model is None:
@@ -254,6 +257,9 @@ class Supervisor:
         self.refused = None
         self.logger.info("stream: champion is churn v%s (%s)%s", ref.version, ref.name,
                          f", was v{old}; workers switch between batches" if old else "")  # fmt: skip
+        if not rule.needs_risks:  # top k %: the workers resolve it on their recent scores instead
+            resolved = rule.resolve(base_rate=ref.base_rate, base_rate_source=ref.base_rate_source, version=ref.version)
+            self.logger.info("stream: %s; reasons are stored for these users", resolved.text())
 
     # -- workers -------------------------------------------------------------------------
     def current(self) -> int:

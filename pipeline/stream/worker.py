@@ -97,8 +97,10 @@ class Worker:
         self.checkpoints = CheckpointStore(paths.checkpoints, log.name, self.cfg.group)
         self.feature_spec = spec_for(paths.data_dir, log.name)  # the topic's features (import profile)
         self.scorer = Scorer(
-            self.cfg.alert_threshold, self.cfg.reasons_top_k, self.cfg.reasons_method == "exact"
+            self.cfg.high_risk_rule, self.cfg.reasons_top_k, self.cfg.reasons_method == "exact"
         )
+        if model is not None:
+            self.scorer.check(model)
         self.model = model
         self._pointer_seen: tuple[int, int] | None = None
         self._refused: str | None = None
@@ -339,6 +341,7 @@ class Worker:
             return
         try:
             model = load_export(ref, self.cfg.predict_threads, self.feature_spec)
+            self.scorer.check(model)  # the high-risk rule can be resolved for it
         except ModelMismatchError as exc:
             if self.model is None:
                 raise
@@ -398,6 +401,7 @@ class Worker:
             "batch_total_p99_ms": (percentiles(self.batch_total_ms) or (None, None, None))[2],
             "checkpoints": self.checkpoints_written, "stages_s": dict(self.stage_s),
             "writer": dict(self.writer.stats), "reasons_rows": self.scorer.reasons_rows,
+            "high_risk": None if self.scorer.resolved is None else self.scorer.resolved.text(),
             "model_version": None if self.model is None else self.model.version,
             "first_batch": self.first_batch, "last_batch": self.last_batch,
         }  # fmt: skip

@@ -122,7 +122,7 @@ def stream_checks(
     train = ds.part("train")
     reference = train.sample(min(5_000, len(train)), random_state=seed)[list(model.features)]
     paths = StreamPaths(work, "drift-sim")
-    ref = export_model(model, "1", FEATURE_SET_VERSION, paths.models)
+    ref = export_model(model, "1", FEATURE_SET_VERSION, paths.models, base_rate=float(train["label"].mean()))
     write_reference(Path(ref.path), reference)
     publish(paths.champion, ref)
     cfg = config or DriftConfig(executor="inline", full_report_every=0, observe=observe)

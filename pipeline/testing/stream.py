@@ -41,7 +41,9 @@ def tiny_model(seed: int = 0, rounds: int = 20, name: str = "xgboost", boost: fl
     params = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "nthread": 1, "seed": seed,
               "base_score": float(np.clip(y.mean(), 0.05, 0.95))}  # fmt: skip
     booster = xgb.train(params, dm, num_boost_round=rounds)
-    return XGBoostModel(name, booster, tuple(FEATURE_NAMES), rounds - 1)
+    model = XGBoostModel(name, booster, tuple(FEATURE_NAMES), rounds - 1)
+    model.base_rate = float(y.mean())  # type: ignore[attr-defined]  # exported with it (export_model)
+    return model
 
 
 def publish_tiny_champion(

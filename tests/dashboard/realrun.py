@@ -209,15 +209,18 @@ def drift_checks(
     return outcomes
 
 
-def read_facts(store_url: str, uri: str) -> dict[str, Any]:
+def read_facts(store_url: str, uri: str, data_dir: Path | None = None) -> dict[str, Any]:
     """What the pages should show, read back from the store and the registry."""
     from mlflow import MlflowClient
 
     from pipeline import registry
     from pipeline.store import Store
+    from pipeline.stream.config import DEFAULT_GROUP
+    from pipeline.stream.report import report_threshold
 
     with Store(store_url, read_only=True) as store:
-        summary = store.score_summary()
+        hr = report_threshold(store, DEFAULT_GROUP, None, data_dir)  # the stream's default rule
+        summary = store.score_summary(high_risk=hr.cut)
         top = store.current_scores(top_k=1)
         latest = store.latest_metrics()
         runs = store.drift_runs()
@@ -226,6 +229,8 @@ def read_facts(store_url: str, uri: str) -> dict[str, Any]:
         "users": summary.users,
         "churned": summary.churned_users,
         "high_risk": summary.high_risk_users,
+        "high_risk_threshold": hr.threshold,
+        "high_risk_text": hr.text(),
         "top_user": str(top["user_id"].iloc[0]),
         "total_lag": int(latest["lag"].fillna(0).sum()),
         "consumers": int(latest["worker"].nunique()),
@@ -261,7 +266,7 @@ def build(
     )
     outcomes = drift_checks(data_dir, store_url, uri, drift_day, SimConfig().start)
     _say(f"drift: {[(o.alert.level.value, o.retrain_requested) for o in outcomes]}", t0)
-    facts = read_facts(store_url, uri)
+    facts = read_facts(store_url, uri, data_dir)
     _say(f"done: {facts['users']:,} active users scored, champion v{facts['champion']}", t0)
     return {
         "data_dir": data_dir,

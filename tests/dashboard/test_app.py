@@ -44,7 +44,10 @@ def test_overview_populated(populated, use_env) -> None:
     at = run_page("overview")
     kpis = metrics(at)
     assert kpis["Users scored"] == f"{populated['users']:,}"
-    assert kpis[f"High risk (≥ {data.HIGH_RISK:.2f})"] == f"{populated['high_risk']:,}"
+    # the default rule (3x the champion's base rate), resolved as the stream's report does
+    assert populated["high_risk_threshold"] is not None and populated["high_risk_threshold"] < 0.5
+    assert kpis[f"High risk (≥ {populated['high_risk_threshold']:.3g})"] == f"{populated['high_risk']:,}"
+    assert populated["high_risk_text"] in [c.value for c in at.caption]
     assert kpis["Champion model"] == f"v{populated['champion']}"
     assert kpis["Active consumers"] == str(populated["consumers"])
     assert kpis["Total lag"] == f"{populated['total_lag']:,}"
@@ -84,6 +87,9 @@ def test_risk_populated(populated, use_env) -> None:
     use_env(populated["env"])
     at = run_page("risk")
     assert metrics(at)["Users scored"] == f"{populated['users']:,}"
+    # the same resolved high-risk threshold as the overview and the stream's report
+    assert metrics(at)[f"High risk (≥ {populated['high_risk_threshold']:.3g})"] == f"{populated['high_risk']:,}"
+    assert populated["high_risk_text"] in [c.value for c in at.caption]
     top = at.dataframe[0].value
     assert len(top) == 50 and top["risk"].is_monotonic_decreasing
     assert top["reasons"].iloc[0]  # high-risk users carry their SHAP reasons

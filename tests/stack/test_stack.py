@@ -306,6 +306,12 @@ def test_demo_status_line_is_silent_before_the_stream_and_reads_the_store_after(
             StreamMetric(time=now, worker="w0", partition=p, lag=5 * p, lag_seconds=0.5 * p, events_per_s=1_000.0)
             for p in range(2)
         ])  # fmt: skip
+    from pipeline.features.registry import FEATURE_SET_VERSION
+    from pipeline.stream.config import DEFAULT_GROUP, StreamPaths
+    from pipeline.stream.model import ModelRef, publish
+
+    # the champion the stream follows: "high risk" is 3x its base rate 0.1, i.e. risk >= 0.3
+    publish(StreamPaths(settings.data_dir, DEFAULT_GROUP).champion, ModelRef("3", "", FEATURE_SET_VERSION, base_rate=0.1))
     line = live_status(settings)
     assert line is not None
     assert "2.00k events/s" in line and "lag 5 records (0.5 s behind)" in line

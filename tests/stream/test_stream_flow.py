@@ -58,7 +58,8 @@ def _train_champion(data_dir, uri: str) -> str:
         info = registry.log_model(
             model, train.head(5), train.head(300), ds.registry_doc, ds.feature_set_version
         )
-    version = registry.register(info.model_uri, {registry.FEATURE_SET_TAG: ds.feature_set_version})
+    version = registry.register(info.model_uri, {registry.FEATURE_SET_TAG: ds.feature_set_version,
+                                                 "train.base_rate": f"{train['label'].mean():.6f}"})  # as flows.train
     registry.promote(version, "pytest", "pytest", datetime.now(UTC))
     return version
 
@@ -101,6 +102,8 @@ def test_churn_stream_scores_the_log_with_the_registered_champion(
     assert "caught up" in result.output and f"champion v{version}" in result.output
     assert "events/s" in result.output and "final lag 0 records" in result.output  # closing report
     assert "top 10 at-risk active users" in result.output
+    assert "x the champion's training base rate" in result.output  # the high-risk rule, resolved
+    assert info.base_rate is not None and info.base_rate_source == "training base rate"
     ends = {p: log.end_offset(p) for p in range(2)}
     assert log.committed("churn-stream") == ends  # what `churn lag` reads
     with Store(f"sqlite:///{data_dir / 'churn.db'}") as store:
