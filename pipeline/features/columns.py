@@ -25,7 +25,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import msgspec
@@ -58,6 +58,7 @@ class EventColumns:
     num: np.ndarray  # float64
     cat: np.ndarray  # int8
     cat2: np.ndarray  # int8
+    event_ids: list[str] = field(default_factory=list)  # for deduplication (stream admission)
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -65,7 +66,15 @@ class EventColumns:
     def slice(self, lo: int, hi: int) -> EventColumns:
         return EventColumns(
             self.user_ids[lo:hi], self.ts[lo:hi], self.code[lo:hi],
-            self.num[lo:hi], self.cat[lo:hi], self.cat2[lo:hi],
+            self.num[lo:hi], self.cat[lo:hi], self.cat2[lo:hi], self.event_ids[lo:hi],
+        )
+
+    def take(self, rows: np.ndarray) -> EventColumns:
+        """The rows ``rows`` (ascending positions), order kept."""
+        pick = rows.tolist()
+        return EventColumns(
+            [self.user_ids[i] for i in pick], self.ts[rows], self.code[rows], self.num[rows],
+            self.cat[rows], self.cat2[rows], [self.event_ids[i] for i in pick] if self.event_ids else [],
         )
 
 
@@ -103,7 +112,8 @@ def from_events(events: Sequence[ev.Event]) -> EventColumns:
             cat[i], cat2[i] = _PLAN[e.from_plan], _PLAN[e.to_plan]
         elif c == CANCEL:
             cat[i] = _REASON[e.reason]
-    return EventColumns([e.user_id for e in events], _micros([e.ts for e in events]), code, num, cat, cat2)
+    return EventColumns([e.user_id for e in events], _micros([e.ts for e in events]), code, num, cat, cat2,
+                        [e.event_id for e in events])
 
 
 def _micros(stamps: list[datetime]) -> np.ndarray:

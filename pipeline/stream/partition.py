@@ -18,7 +18,9 @@ from pipeline.errors import EventDecodeError, FeatureError, StreamError
 from pipeline.features.engine import FeatureEngine
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, parse_dead_letter
+from pipeline.stream.admission import Admission
 from pipeline.stream.checkpoint import CheckpointStore, PartitionLease
+from pipeline.stream.offsets import check_position
 
 
 @dataclass
@@ -76,8 +78,13 @@ def open_partition(
     checkpoints: CheckpointStore,
     lateness: timedelta,
     now: float,
+    admission: Admission | None = None,
 ) -> OwnedPartition | None:
-    """Take ``partition`` over, or None if another process still holds its lease."""
+    """Take ``partition`` over, or None if another process still holds its lease.
+
+    ``admission`` gets the partition's dedup window from the checkpoint (a fresh one
+    without). A checkpoint past the log end (the log lost records) is refused with the
+    remedy (:class:`~pipeline.stream.offsets.OffsetsPastEndError`), never skipped."""
     lease = PartitionLease(checkpoints.dir, partition)
     if not lease.try_acquire():
         return None
@@ -86,6 +93,8 @@ def open_partition(
         ck = checkpoints.read(partition)
         engine = FeatureEngine(log.num_partitions, lateness)
         if ck is None:
+            if admission is not None:
+                admission.restore(partition, b"")
             return OwnedPartition(
                 partition, lease, engine, log.start_offset(partition), None, now, last_activity=now
             )
@@ -103,6 +112,12 @@ def open_partition(
                 f"retention already deleted the log below {start}: records were lost to this group. Delete "
                 "the checkpoint to rebuild from what the log still holds, or raise the retention."
             )
+        check_position(log, checkpoints.group, partition, ck.meta.next_offset)
+        if admission is not None:
+            try:
+                admission.restore(partition, ck.dedup)
+            except FeatureError as exc:
+                raise checkpoints.corrupt(ck.path, partition, str(exc)) from None
         skip = sent_dead_letters(dlq, log.name, partition, ck.meta.dlq_end, ck.meta.next_offset)
         return OwnedPartition(
             partition,

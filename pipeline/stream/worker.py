@@ -36,10 +36,12 @@ from pipeline.clock import Clock, SystemClock
 from pipeline.errors import ChurnError, LogUnavailableError, ModelMismatchError, StoreError
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, dead_letter_log
+from pipeline.stream.admission import Admission
 from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.metrics import StreamMetrics, percentiles
 from pipeline.stream.model import ScoringModel, load_export, read_pointer
+from pipeline.stream.offsets import check_position
 from pipeline.stream.partition import DeadLetterFilter, OwnedPartition, open_partition
 from pipeline.stream.scorer import Scorer
 from pipeline.stream.sink import Writer
@@ -94,6 +96,7 @@ class Worker:
         self.dlq_log = dlq or dead_letter_log(log)
         self.dead_letters = DeadLetters(self.dlq_log, self.clock, log.name)
         self.checkpoints = CheckpointStore(paths.checkpoints, log.name, self.cfg.group)
+        self.admission = Admission(self.clock, self.cfg.max_future_skew, self.cfg.dedup_window)
         self.scorer = Scorer(
             self.cfg.alert_threshold, self.cfg.reasons_top_k, self.cfg.reasons_method == "exact"
         )
@@ -163,6 +166,8 @@ class Worker:
         for part in list(self.parts.values()):
             now = self.clock.monotonic()
             avail = self.log.end_offset(part.partition) - part.position
+            if avail < 0:  # the log lost records under us: never skip the reused offsets
+                check_position(self.log, cfg.group, part.partition, part.position)
             behind = behind or avail > cfg.batch_size
             if avail <= 0:
                 part.pending_since = None
@@ -197,8 +202,10 @@ class Worker:
         w0, c0, waited = time.perf_counter(), clock(), 0.0
         values, nxt = self.log.fetch_values(p, part.position, cfg.batch_size, cfg.max_batch_bytes)
         c1 = clock()
+        dups = self.admission.duplicates
         out = part.engine.process(p, values, first_offset=part.position,
-                                  dlq=DeadLetterFilter(self.dead_letters, part.skip_dead))  # fmt: skip
+                                  dlq=DeadLetterFilter(self.dead_letters, part.skip_dead), admit=self.admission)  # fmt: skip
+        dups = self.admission.duplicates - dups
         c2 = clock()
         st["fetch"] += c1 - c0
         st["features"] += c2 - c1
@@ -224,7 +231,7 @@ class Worker:
         part.pending_since = None
         # Latency of the batch's own work; time blocked because the store writer is behind
         # is throughput (it shows as lag), counted apart in the summary.
-        self.metrics.batch(p, len(values), len(out.invalid) + len(out.late), done - w0 - waited)
+        self.metrics.batch(p, len(values), len(out.invalid) + len(out.late), done - w0 - waited, dups)
         self.batch_total_ms.append((done - w0) * 1000.0)
         if self.first_batch is None:
             self.first_batch = w0
@@ -241,6 +248,7 @@ class Worker:
             return False
         t = time.thread_time()
         state = part.engine.snapshot(part.partition)
+        dedup = self.admission.snapshot(part.partition)  # taken with the state: same offset
         dp = part.partition % self.dlq_log.num_partitions
         meta = CheckpointMeta(
             topic=self.log.name, group=self.cfg.group, partition=part.partition, next_offset=part.position,
@@ -250,7 +258,7 @@ class Worker:
         self.stage_s["snapshot"] += time.thread_time() - t
 
         def write() -> None:
-            self.checkpoints.write(meta, state)
+            self.checkpoints.write(meta, state, dedup)
             part.committed = meta.next_offset
             self.checkpoints_written += 1
             self._ckpt_done += 1  # written by this (writer) thread only
@@ -286,7 +294,7 @@ class Worker:
         for p in wanted:
             if p not in self.parts:
                 part = open_partition(
-                    p, self.log, self.dlq_log, self.checkpoints, self.cfg.lateness, now
+                    p, self.log, self.dlq_log, self.checkpoints, self.cfg.lateness, now, self.admission
                 )
                 if part is not None:
                     self.parts[p] = part
@@ -303,6 +311,7 @@ class Worker:
             self.checkpoint(part)
         self.writer.flush()
         part.lease.release()
+        self.admission.drop(p)
         self.logger.info(
             "worker %s: handed partition %d over at offset %d", self.id, p, part.position
         )
@@ -389,6 +398,7 @@ class Worker:
         span = (self.last_batch or 0.0) - (self.first_batch or 0.0)
         return {
             "worker": self.id, "events": self.metrics.events, "dead_letters": self.metrics.dead,
+            "duplicates": self.metrics.duplicates, "future": self.admission.future,
             "batches": self.metrics.batches, "seconds": span,
             "events_per_s": self.metrics.events / span if span > 0 else 0.0,
             "batch_p50_ms": pct[0], "batch_p95_ms": pct[1], "batch_p99_ms": pct[2],
