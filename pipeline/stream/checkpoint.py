@@ -49,6 +49,7 @@ class CheckpointMeta:
     created_at: str  # ISO time (injected clock)
     model_version: str | None = None
     format: int = FORMAT
+    last_crc: int | None = None  # crc32 of the record at next_offset - 1 (None: unknown)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, parse_dead_letter
 from pipeline.stream.admission import Admission
 from pipeline.stream.checkpoint import CheckpointStore, PartitionLease
-from pipeline.stream.offsets import check_position
+from pipeline.stream.offsets import check_resume
 
 
 @dataclass
@@ -36,6 +36,7 @@ class OwnedPartition:
     last_activity: float = 0.0
     skip_dead: set[int] = field(default_factory=set)
     restored_from: str | None = None
+    last_crc: int | None = None  # fingerprint of the record at position - 1 (checkpointed)
 
 
 class DeadLetterFilter:
@@ -112,7 +113,7 @@ def open_partition(
                 f"retention already deleted the log below {start}: records were lost to this group. Delete "
                 "the checkpoint to rebuild from what the log still holds, or raise the retention."
             )
-        check_position(log, checkpoints.group, partition, ck.meta.next_offset)
+        check_resume(log, checkpoints.group, partition, ck.meta.next_offset, ck.meta.last_crc)
         if admission is not None:
             try:
                 admission.restore(partition, ck.dedup)
@@ -129,6 +130,7 @@ def open_partition(
             last_activity=now,
             skip_dead=skip,
             restored_from=str(ck.path),
+            last_crc=ck.meta.last_crc,
         )
     except BaseException:
         lease.release()

@@ -41,7 +41,7 @@ from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.metrics import StreamMetrics, percentiles
 from pipeline.stream.model import ScoringModel, load_export, read_pointer
-from pipeline.stream.offsets import check_position
+from pipeline.stream.offsets import check_position, record_crc
 from pipeline.stream.partition import DeadLetterFilter, OwnedPartition, open_partition
 from pipeline.stream.scorer import Scorer
 from pipeline.stream.sink import Writer
@@ -226,6 +226,8 @@ class Worker:
         done = time.perf_counter()
         self.batch_cpu_ms.append((clock() - c0) * 1000.0)
         part.position = nxt
+        if values:
+            part.last_crc = record_crc(values[-1])
         part.dirty = True
         part.last_activity = self.clock.monotonic()
         part.pending_since = None
@@ -253,7 +255,7 @@ class Worker:
         meta = CheckpointMeta(
             topic=self.log.name, group=self.cfg.group, partition=part.partition, next_offset=part.position,
             dlq_end=self.dlq_log.end_offset(dp), created_at=self.clock.now().isoformat(),
-            model_version=None if self.model is None else self.model.version,
+            model_version=None if self.model is None else self.model.version, last_crc=part.last_crc,
         )  # fmt: skip
         self.stage_s["snapshot"] += time.thread_time() - t
 
@@ -298,12 +300,32 @@ class Worker:
                 )
                 if part is not None:
                     self.parts[p] = part
+                    if part.restored_from:
+                        self._align_offset(part)
                     where = (
                         f"checkpoint at offset {part.position}"
                         if part.restored_from
                         else f"offset {part.position} (no checkpoint)"
                     )
                     self.logger.info("worker %s: took partition %d over from %s", self.id, p, where)
+
+    def _align_offset(self, part: OwnedPartition) -> None:
+        """The checkpoint is the truth: if the group's committed offset says otherwise (reset
+        outside `churn lag`, or a crash between checkpoint and commit), commit the checkpoint's
+        offset, so lag and `--until-caught-up` never wait for work the stream will not do."""
+        committed = self.log.committed(self.cfg.group).get(part.partition)
+        if committed == part.position:
+            return
+        if committed is not None:
+            self.logger.warning(
+                "worker %s: partition %d's committed offset %d disagreed with its checkpoint (%d); "
+                "committed the checkpoint's (reset offsets with `churn lag --reset-offsets`, which "
+                "moves the checkpoints too)", self.id, part.partition, committed, part.position,
+            )  # fmt: skip
+        try:
+            self.log.commit(self.cfg.group, {part.partition: part.position}, self.clock.now())
+        except ChurnError as exc:
+            self.logger.warning("offset commit of partition %d failed: %s", part.partition, exc)
 
     def release(self, p: int) -> None:
         part = self.parts.pop(p)
