@@ -34,6 +34,7 @@ from pipeline.features.columns import EventColumns
 from pipeline.features.timebase import EPOCH
 
 _US = timedelta(microseconds=1)
+_NONE = np.zeros(0, np.int64)
 
 
 class FutureEventError(EventDecodeError):
@@ -82,6 +83,9 @@ class DedupWindow:
         return dups
 
     def _extend(self, ids: Iterable[str]) -> None:
+        if isinstance(ids, list) and len(ids) <= self.size - len(self.current):
+            self.current.update(ids)  # the common case: no rotation inside the batch
+            return
         ids = list(ids)
         while ids:
             room = self.size - len(self.current)
@@ -123,11 +127,15 @@ class Admission:
 
     def __call__(self, partition: int, cols: EventColumns) -> tuple[np.ndarray, list[tuple[int, EventDecodeError]]]:
         limit = (self.clock.now() - EPOCH + self.max_skew) // _US
-        ahead = np.flatnonzero(cols.ts > limit)
-        rejected: list[tuple[int, EventDecodeError]] = [(r, self._error) for r in ahead.tolist()]
-        ok = np.ones(len(cols), bool)
-        ok[ahead] = False
-        rows = np.flatnonzero(ok)
+        n = len(cols)
+        if not n:
+            return _NONE, []
+        if int(cols.ts.max()) <= limit:  # the common case: nothing from the future
+            ahead, rejected, rows = _NONE, [], np.arange(n)
+        else:
+            ahead = np.flatnonzero(cols.ts > limit)
+            rejected = [(r, self._error) for r in ahead.tolist()]
+            rows = np.setdiff1d(np.arange(n), ahead, assume_unique=True)
         dups: list[int] = []
         if cols.event_ids:
             ids = cols.event_ids if not len(ahead) else [cols.event_ids[i] for i in rows.tolist()]
