@@ -117,6 +117,7 @@ class Worker:
         self.first_batch: float | None = None
         self.last_batch: float | None = None
         self._next_metrics = now + self.cfg.metrics_interval_s
+        self._dups_logged = 0
         self._next_model = now
         heartbeat = None if self.fixed is not None else (lambda: store.heartbeat(worker_id))
         self.drift = _drift_hook(worker_id, drift, store, paths.data_dir, self.clock, self.logger)
@@ -392,6 +393,11 @@ class Worker:
         }
         rows = self.metrics.tick(self.clock.now(), now, self.log, self.cfg.group, positions, committed,
                                  None if self.model is None else self.model.version)  # fmt: skip
+        if self.metrics.duplicates > self._dups_logged:  # counted, never dropped silently
+            self.logger.warning("worker %s: dropped %d duplicate event(s) since the last tick (event ids "
+                                "already applied in their partition; %d in all)", self.id,
+                                self.metrics.duplicates - self._dups_logged, self.metrics.duplicates)  # fmt: skip
+            self._dups_logged = self.metrics.duplicates
         if rows:
             self.writer.after(lambda: self.store.record_metrics(rows), partitions=())
 

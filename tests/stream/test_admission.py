@@ -74,7 +74,8 @@ def test_the_skew_is_configurable():
 
 
 # -- item 5 -------------------------------------------------------------------------------
-def test_the_same_event_appended_twice_is_applied_once_and_counted(log, store, paths, champion, cfg, tmp_path):
+def test_the_same_event_appended_twice_is_applied_once_and_counted(log, store, paths, champion, cfg, tmp_path,
+                                                                    caplog):
     import shutil
 
     # a clean copy of the log, replayed alone, is the reference
@@ -96,12 +97,14 @@ def test_the_same_event_appended_twice_is_applied_once_and_counted(log, store, p
     # recent enough not to be late, so without dedup they would be applied twice)
     values = [r.value for r in log.iter_records(1, 0)]
     log.append(1, values[-150:])
-    summary = Worker("w0", log, store, paths, cfg, partitions=[0, 1]).run(until_caught_up=True)
+    with caplog.at_level("WARNING", logger="pipeline.stream"):
+        summary = Worker("w0", log, store, paths, cfg, partitions=[0, 1]).run(until_caught_up=True)
     got = states(paths, log)
     assert got[0] == ref[0]
     assert got[1][1] == ref[1][1]  # the same feature state, byte for byte
     assert got[1][0] == ref[1][0] + 150  # and the duplicates were consumed
     assert summary["duplicates"] == 150 and summary["dead_letters"] == 0
+    assert any("dropped 150 duplicate event(s)" in r.getMessage() for r in caplog.records)
 
 
 def test_dedup_window_survives_a_kill_and_decides_like_an_uninterrupted_run(log, store, paths, champion, cfg):
