@@ -172,11 +172,11 @@ def describe_group(
 
 
 def past_end_message(
-    topic: str, group: str, partition: int, position: int, end: int, what: str = "resumes"
+    topic: str, group: str, partition: int, position: int, end: int, what: str = "resumes at"
 ) -> str:
     """One line: a group position past the log end, what it means and the two ways out."""
     return (
-        f"group {group!r} {what} partition {partition} of topic {topic!r} at offset {position}, "
+        f"group {group!r} {what} offset {position} of partition {partition} (topic {topic!r}), "
         f"but the log ends at {end}: {position - end} record(s) it consumed are gone from the log "
         f"(a truncated or replaced segment), and records appended at offsets {end}..{position - 1} "
         "would be skipped silently, so nothing was skipped. Restore the partition's segments "

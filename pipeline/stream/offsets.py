@@ -65,7 +65,7 @@ def check_resume(log: PartitionLog, group: str, partition: int, position: int, l
     if before and record_crc(before[0].value) == last_crc:
         return
     raise OffsetsPastEndError(
-        f"group {group!r} resumes partition {partition} of topic {log.name!r} at offset {position}, "
+        f"group {group!r} resumes at offset {position} of partition {partition} (topic {log.name!r}), "
         f"but the record at offset {position - 1} is not the one it applied there: the log was "
         "truncated or replaced and written again at the same offsets, so records would be "
         "skipped silently, and nothing was. Restore the partition's segments from a backup, or "

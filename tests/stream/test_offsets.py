@@ -71,7 +71,7 @@ def test_truncated_segment_is_reported_by_lag_and_refused_by_the_stream(
     code, out, err = lag(capsys, paths.data_dir)
     assert code == 1 and "PAST-END" in out
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and f"at offset {end}, but the log ends at {end - 1}" in lines[0]
+    assert len(lines) == 1 and f"offset {end} of partition 0 (topic 'events'), but the log ends at {end - 1}" in lines[0]
     assert "--reset-offsets latest" in lines[0] and "Traceback" not in err
     with pytest.raises(OffsetsPastEndError, match="would be skipped silently"):
         run(log, store, paths, cfg, "w1")
