@@ -157,7 +157,8 @@ def lag(
 ) -> None:
     """Per-partition lag of a consumer group, like `kafka-consumer-groups --describe`."""
     from pipeline.clock import SystemClock
-    from pipeline.log import LAG_HEADERS, describe_group, describe_rows
+    from pipeline.log import LAG_HEADERS, describe_group, describe_rows, past_end_problem
+    from pipeline.stream.offsets import checkpoint_problem, reset_group
 
     s = _settings(ctx)
     clock = SystemClock()
@@ -165,12 +166,16 @@ def lag(
         if reset_offsets is not None:
             if reset_offsets not in ("earliest", "latest"):
                 raise typer.BadParameter("use earliest or latest", param_hint="--reset-offsets")
-            new = log.reset_offsets(group, reset_offsets, when=clock.now())
-            err.print(f"group {group!r} reset to {reset_offsets}: {new}")
+            done = reset_group(log, s.data_dir, group, reset_offsets, clock.now())  # offsets + checkpoints
+            err.print(done.describe(group), soft_wrap=True)
         lags = describe_group(log, group, clock)
+        # the log lost records under the group or its checkpoints: never "OK"
+        problem = past_end_problem(log.name, group, lags) or checkpoint_problem(log, s.data_dir, group)
     rows = describe_rows(lags)
     if as_json:
         console.print_json(json.dumps([{"group": group} | r for r in rows]))
+        if problem:
+            raise ChurnError(problem)
         return
     t = Table(title=f"GROUP {group}  TOPIC {s.topic}", title_justify="left", box=None, pad_edge=False)
     for h in LAG_HEADERS:
@@ -180,6 +185,8 @@ def lag(
     console.print(t)
     total = sum(x.lag for x in lags)
     console.print(f"total lag: {total:,} records")
+    if problem:
+        raise ChurnError(problem)
 
 
 @_command()

@@ -41,6 +41,7 @@ STATUS_TEXT = {
     Status.STALL: "committed offset not moving while lag > 0",
     Status.STOP: "no commits for longer than the evaluation window",
     Status.REWIND: "committed offset went backwards",
+    Status.PAST_END: "committed offset past the log end (the log lost records; see `churn lag`)",
 }
 
 
@@ -55,7 +56,7 @@ class AlertThresholds:
     min_events: int = 1_000
     warning_statuses: frozenset[Status] = field(default=frozenset({Status.WARN}))
     critical_statuses: frozenset[Status] = field(
-        default=frozenset({Status.STALL, Status.STOP, Status.REWIND})
+        default=frozenset({Status.STALL, Status.STOP, Status.REWIND, Status.PAST_END})
     )
 
     def __post_init__(self) -> None:

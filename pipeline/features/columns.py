@@ -32,7 +32,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import msgspec
@@ -66,6 +66,7 @@ class EventColumns:
     num: np.ndarray  # float64
     cat: np.ndarray  # int8
     cat2: np.ndarray  # int8
+    event_ids: list[str] = field(default_factory=list)  # for deduplication (stream admission)
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -73,7 +74,15 @@ class EventColumns:
     def slice(self, lo: int, hi: int) -> EventColumns:
         return EventColumns(
             self.user_ids[lo:hi], self.ts[lo:hi], self.code[lo:hi],
-            self.num[lo:hi], self.cat[lo:hi], self.cat2[lo:hi],
+            self.num[lo:hi], self.cat[lo:hi], self.cat2[lo:hi], self.event_ids[lo:hi],
+        )
+
+    def take(self, rows: np.ndarray) -> EventColumns:
+        """The rows ``rows`` (ascending positions), order kept."""
+        pick = rows.tolist()
+        return EventColumns(
+            [self.user_ids[i] for i in pick], self.ts[rows], self.code[rows], self.num[rows],
+            self.cat[rows], self.cat2[rows], [self.event_ids[i] for i in pick] if self.event_ids else [],
         )
 
 
@@ -130,7 +139,8 @@ def _columns(events: Sequence[ev.Event], actions: Mapping[str, int] | None) -> E
                 num[i] = e.value
             if actions is not None:
                 cat[i] = actions.get(e.action, -1)
-    return EventColumns([e.user_id for e in events], _micros([e.ts for e in events]), code, num, cat, cat2)
+    return EventColumns([e.user_id for e in events], _micros([e.ts for e in events]), code, num, cat, cat2,
+                        [e.event_id for e in events])
 
 
 def _micros(stamps: list[datetime]) -> np.ndarray:

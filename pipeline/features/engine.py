@@ -27,11 +27,19 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import EventDecodeError, FeatureError, LateEventError
-from pipeline.features.columns import decode_columns
+from pipeline.features.columns import EventColumns, decode_columns
 from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.features.state import FeatureFrame, FeatureState
 
 OnCutoff = Callable[[int, FeatureState], None]  # (cutoff in epoch microseconds, state)
+
+
+class Admit(Protocol):
+    """A gate before the state (the stream's :class:`pipeline.stream.admission.Admission`):
+    returns the rows of ``cols`` to apply and ``(row, error)`` for rows to dead-letter;
+    rows in neither are dropped (duplicates, which the gate counts)."""
+
+    def __call__(self, partition: int, cols: EventColumns) -> tuple[np.ndarray, list[tuple[int, EventDecodeError]]]: ...
 
 
 class DeadLetterSink(Protocol):
@@ -75,18 +83,29 @@ class FeatureEngine:
         return st
 
     def process(
-        self, partition: int, values: Sequence[bytes], first_offset: int = 0, dlq: DeadLetterSink | None = None
+        self, partition: int, values: Sequence[bytes], first_offset: int = 0, dlq: DeadLetterSink | None = None,
+        admit: Admit | None = None,
     ) -> BatchOutcome:
-        """Decode raw records, apply the valid ones; invalid and late records go to ``dlq``."""
+        """Decode raw records, apply the valid ones; invalid and late records go to ``dlq``.
+        With ``admit``, only the rows it keeps reach the state; its rejects go to ``dlq``
+        too (listed with the invalid ones)."""
         st = self.state(partition)
         decoded = decode_columns(values, self.spec.action_index)
-        cut = self._cutoffs.get(partition) if self._cutoffs else None
-        if cut is None or not len(decoded.columns) or int(decoded.columns.ts.max()) <= cut[0]:
-            result = st.update(decoded.columns)
-        else:
-            result = self._update_at_cutoffs(partition, st, decoded.columns)
+        cols, index = decoded.columns, decoded.valid_index
         invalid = [(first_offset + i, e) for i, e in decoded.invalid]
-        late_pos = decoded.valid_index[result.late]
+        if admit is not None and len(cols):
+            keep, rejected = admit(partition, cols)
+            if len(keep) < len(cols):
+                cols, index = cols.take(keep), index[keep]
+            if rejected:
+                invalid += [(first_offset + int(decoded.valid_index[r]), e) for r, e in rejected]
+                invalid.sort(key=lambda it: it[0])
+        cut = self._cutoffs.get(partition) if self._cutoffs else None
+        if cut is None or not len(cols) or int(cols.ts.max()) <= cut[0]:
+            result = st.update(cols)
+        else:
+            result = self._update_at_cutoffs(partition, st, cols)
+        late_pos = index[result.late]
         late = (first_offset + late_pos).tolist()
         if dlq is not None and (invalid or late):
             items = [(off, bytes(values[off - first_offset]), e) for off, e in invalid]

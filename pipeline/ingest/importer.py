@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from pipeline.clock import Clock
 from pipeline.events import EVENT_TYPES
-from pipeline.features.timebase import from_us
+from pipeline.features.timebase import EPOCH, from_us
 from pipeline.ingest.errors import RejectedShareError
 from pipeline.ingest.ledger import Ledger, ids_in_log
 from pipeline.ingest.mapping import SourceMapping
@@ -127,8 +127,10 @@ def run_import(
     clock: Clock,
     max_rejected_share: float | None = None,
     progress: Progress | None = None,
+    max_future_skew: timedelta = timedelta(days=1),
 ) -> ImportSummary:
-    """Import ``paths`` into ``log`` (see the module doc); raises RejectedShareError if refused."""
+    """Import ``paths`` into ``log`` (see the module doc); raises RejectedShareError if refused.
+    Rows dated more than ``max_future_skew`` after ``clock.now()`` are rejected as future."""
     t0 = time.perf_counter()
     tick = progress or (lambda *_: None)
     threshold = mapping.max_rejected_share if max_rejected_share is None else max_rejected_share
@@ -163,10 +165,11 @@ def run_import(
     # -- read and map --------------------------------------------------------------
     col = _Collected()
     rejected: list[Rejected] = []
+    max_ts_us = (clock.now() - EPOCH + max_future_skew) // timedelta(microseconds=1)
     for fi, f in enumerate(todo):
         rows = 0
         for b in iter_batches(Path(f["path"]), mapping):
-            mb = map_batch(b.data, b.first_row, f["key"], f["path"], mapping)
+            mb = map_batch(b.data, b.first_row, f["key"], f["path"], mapping, max_ts_us)
             col.add(mb, fi)
             rejected.extend(mb.rejected)
             summary.dropped.update(mb.dropped)

@@ -27,6 +27,7 @@ from pipeline.ingest.mapping import CATCH_ALL, FieldSpec, SourceMapping
 from pipeline.ingest.timestamps import parse_timestamps
 
 TYPE_CODE = {name: i for i, name in enumerate(ev.EVENT_TYPES)}
+FUTURE_REASON = "timestamp: future (later than the clock plus max_future_skew)"
 _enc = msgspec.json.Encoder()
 
 
@@ -55,9 +56,12 @@ class MappedBatch:
     dropped: Counter[str] = field(default_factory=Counter)
 
 
-def map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str, m: SourceMapping) -> MappedBatch:
+def map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str, m: SourceMapping,
+              max_ts_us: int | None = None) -> MappedBatch:  # fmt: skip
+    """Map one batch; rows dated after ``max_ts_us`` (the clock plus the allowed skew) are
+    rejected as future: one would move its partition's watermark years ahead."""
     with gc_paused():
-        return _map_batch(rb, first_row, file_key, file_name, m)
+        return _map_batch(rb, first_row, file_key, file_name, m, max_ts_us)
 
 
 def _texts(col) -> list:
@@ -68,7 +72,8 @@ def _texts(col) -> list:
     return pc.cast(col, pa.string()).to_pylist()
 
 
-def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str, m: SourceMapping) -> MappedBatch:
+def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str, m: SourceMapping,
+               max_ts_us: int | None = None) -> MappedBatch:  # fmt: skip
     n = rb.num_rows
     users = _texts(rb.column(m.user_id))
     types = _texts(rb.column(m.type_column))
@@ -123,6 +128,9 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
             continue
         if ts_err[i] is not None:
             reject(i, ts_err[i], "timestamp")
+            continue
+        if max_ts_us is not None and ts_us[i] > max_ts_us:
+            reject(i, FUTURE_REASON, "timestamp")
             continue
         specs = specs_cache.get(src)
         if specs is None:

@@ -34,6 +34,7 @@ from pipeline.log.lag import (
     describe_rows,
     evaluate_status,
     lag_seconds,
+    past_end_problem,
 )
 from pipeline.log.memory import MemoryLog
 from pipeline.log.partition import SegmentMeta
@@ -76,6 +77,7 @@ __all__ = [
     "parse_dead_letter",
     "partition_for",
     "partition_for_many",
+    "past_end_problem",
     "resolve_offset",
     "tail",
 ]

@@ -21,6 +21,11 @@
   6. WARN: offsets move but the lag never decreased (the consumer is too slow);
   7. otherwise OK.
 
+  0. PAST-END (ours, before all others): the committed offset lies past the log end.
+     The log lost records the group had consumed (a truncated or replaced segment), and
+     records appended at the reused offsets would be skipped: :func:`past_end_problem`
+     says so in one line with the remedy (``churn lag`` prints it and exits 1).
+
   Burrow needs a full window before judging trends; here STALL/WARN need at least two
   commits. Burrow's extra "recent broker offsets show zero lag" check is omitted (we
   do not sample log-end offsets between commits). A never-committed partition is OK,
@@ -50,6 +55,7 @@ class Status(StrEnum):
     STALL = "STALL"
     STOP = "STOP"
     REWIND = "REWIND"
+    PAST_END = "PAST-END"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +154,7 @@ def describe_group(
         cur = committed.get(p)
         position = info.start_offset if cur is None else cur
         lag = max(info.end_offset - position, 0)
+        past_end = cur is not None and cur > info.end_offset
         out.append(
             PartitionLag(
                 partition=p,
@@ -156,12 +163,40 @@ def describe_group(
                 start_offset=info.start_offset,
                 lag=lag,
                 lag_seconds=lag_seconds(log, p, position, info.start_offset, info.end_offset),
-                status=evaluate_status(
-                    history.get(p, [])[-window:], lag, now, min_stop_s=min_stop_s
-                ),
+                status=Status.PAST_END
+                if past_end
+                else evaluate_status(history.get(p, [])[-window:], lag, now, min_stop_s=min_stop_s),
             )
         )
     return out
+
+
+def past_end_message(
+    topic: str, group: str, partition: int, position: int, end: int, what: str = "resumes at"
+) -> str:
+    """One line: a group position past the log end, what it means and the two ways out."""
+    return (
+        f"group {group!r} {what} offset {position} of partition {partition} (topic {topic!r}), "
+        f"but the log ends at {end}: {position - end} record(s) it consumed are gone from the log "
+        f"(a truncated or replaced segment), and records appended at offsets {end}..{position - 1} "
+        "would be skipped silently, so nothing was skipped. Restore the partition's segments "
+        f"from a backup, or accept the loss with `churn lag --group {group} --reset-offsets "
+        "latest` (the stream then resumes at the log end with the features it has)"
+    )
+
+
+def past_end_problem(topic: str, group: str, lags: Sequence[PartitionLag]) -> str | None:
+    """The one line to show when a committed offset lies past the log end, else None."""
+    bad = [x for x in lags if x.status is Status.PAST_END]
+    if not bad:
+        return None
+    first = bad[0]
+    assert first.current_offset is not None
+    line = past_end_message(topic, group, first.partition, first.current_offset, first.log_end_offset,
+                            "committed")  # fmt: skip
+    if len(bad) > 1:
+        line += f" (also partitions {[x.partition for x in bad[1:]]})"
+    return line
 
 
 def describe_rows(lags: Sequence[PartitionLag]) -> list[dict[str, str]]:

@@ -222,6 +222,8 @@ class PartitionReader:
             if not bases:
                 return 0, 0
             seg = self._seg(bases[-1])
+            if seg.counted_len > os.fstat(seg.fd).st_size:  # cut outside the log: recount, never
+                seg.index, seg.counted_len, self._hint = None, -1, (-1, -1, 0)  # report a stale end
             if seg.counted_len < 0:
                 if seg.index is None:
                     self._load_index(seg)

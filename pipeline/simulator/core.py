@@ -309,19 +309,32 @@ class Simulator:
 
     # -- persistence: `churn produce` continues the same population --------------------
     def save(self, directory: Path) -> None:
+        """Save atomically: the population goes to a file named by the day, then
+        ``state.json`` (replaced in one rename) points at it. A write that fails half-way
+        (a full disk, a kill) leaves the previous state whole, never a new population
+        under an old day counter."""
         directory.mkdir(parents=True, exist_ok=True)
-        self.pop.save(directory / "population.npz")
+        name = f"population-{self.day:05d}.npz"
+        for stale in directory.glob(".population-*.tmp.npz"):  # left by a failed save
+            stale.unlink(missing_ok=True)
+        tmp_pop = directory / f".{name}.tmp.npz"
+        self.pop.save(tmp_pop)
+        tmp_pop.replace(directory / name)
         cfg = asdict(self.config) | {"start": self.config.start.isoformat()}
-        meta = {"config": cfg, "day": self.day, "seq": self.seq, "rng": self.rng.bit_generator.state}
+        meta = {"config": cfg, "day": self.day, "seq": self.seq, "rng": self.rng.bit_generator.state,
+                "population": name}  # fmt: skip
         tmp = directory / "state.json.tmp"
         tmp.write_text(json.dumps(meta))
         tmp.replace(directory / "state.json")
+        for old in directory.glob("population*.npz"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, directory: Path) -> Simulator:
         try:
             meta = json.loads((directory / "state.json").read_text())
-            pop = Population.load(directory / "population.npz")
+            pop = Population.load(directory / meta.get("population", "population.npz"))
         except FileNotFoundError:
             raise SimulatorError(
                 f"no simulator state in {directory}; run `churn simulate` first"

@@ -17,10 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import SimulatorError
 from pipeline.log.base import PartitionLog
 from pipeline.log.partitioner import partition_for
 from pipeline.simulator.core import DayResult, Simulator
 from pipeline.simulator.encode import CANCEL, TYPE_NAMES
+from pipeline.simulator.lock import producer_lock
 
 Progress = Callable[[int, int], None]  # (days done, events written)
 
@@ -49,16 +51,16 @@ class Summary:
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
-    def add(self, r: DayResult, sim: Simulator, lo: int = 0, hi: int | None = None) -> None:
-        """Count lines ``lo:hi`` of a simulated day (all of it by default)."""
-        hi = len(r.lines) if hi is None else hi
-        counts = np.bincount(r.etypes[lo:hi], minlength=len(TYPE_NAMES))
+    def add(self, r: DayResult, sim: Simulator, sel: np.ndarray | None = None) -> None:
+        """Count the lines ``sel`` (line numbers) of a simulated day (all of it by default)."""
+        sel = np.arange(len(r.lines)) if sel is None else sel
+        counts = np.bincount(r.etypes[sel], minlength=len(TYPE_NAMES))
         for name, c in zip(TYPE_NAMES, counts.tolist(), strict=True):
             self.by_type[name] += c
-        self.events += hi - lo
+        self.events += len(sel)
         self.days += 1
         self.user_days += len(r.hazard_users)
-        cancel_lines = [r.lines[i] for i in np.flatnonzero(r.etypes[lo:hi] == CANCEL) + lo]
+        cancel_lines = [r.lines[i] for i in sel[r.etypes[sel] == CANCEL].tolist()]
         inv = sum(b'"involuntary"' in line for line in cancel_lines)
         self.involuntary += inv
         self.voluntary += len(cancel_lines) - inv
@@ -160,56 +162,116 @@ def produce_live(
     """Continue the saved population day after day, at ``rate`` events/s (None: flat out).
 
     Stops after ``max_events`` / ``max_days`` or when ``should_stop()`` turns true.
-    Resumable without duplicates: the simulator state is saved at each day start and
-    ``produce.json`` records how many of that day's lines are already in the log; a
-    restart regenerates the day (deterministic) and skips them.
+    One producer per state (:func:`~pipeline.simulator.lock.producer_lock`; a second one
+    is refused). Resumable without duplicates or gaps, whatever stopped the last run (a
+    signal, a crash, a full disk in the middle of a batch): the simulator state is saved
+    at each day start and ``produce.json`` records every partition's log-end offset at
+    that moment. A restart regenerates the day (deterministic) and, per partition, skips
+    the day's records the log already holds (the log is the truth, not a counter that a
+    failed write may have left behind).
     """
+    with producer_lock(sim_dir):
+        return _produce(sim_dir, log, rate, max_events, max_days, progress, sleep, monotonic, should_stop)
+
+
+def _produce(
+    sim_dir: Path,
+    log: PartitionLog,
+    rate: float | None,
+    max_events: int | None,
+    max_days: int | None,
+    progress: Progress | None,
+    sleep: Callable[[float], None],
+    monotonic: Callable[[], float],
+    should_stop: Callable[[], bool],
+) -> Summary:
     sim = Simulator.load(sim_dir)
     marker = sim_dir / "produce.json"
-    skip = 0
-    if marker.exists():
-        try:
-            mark = json.loads(marker.read_text())
-        except ValueError:
-            mark = {}
-        if mark.get("day") == sim.day:
-            skip = int(mark.get("written", 0))
+    mark = _read_mark(marker)
     summary, router = Summary(), Router(log.num_partitions)
     chunk = max(1, int(rate // 20)) if rate else 50_000
     t0, sent, finished_day = monotonic(), 0, True
     while max_days is None or summary.days < max_days:
-        sim.save(sim_dir)  # state at the start of the day
+        if mark.get("day") == sim.day and "ends" in mark:
+            ends = [int(e) for e in mark["ends"]]  # resuming this day: where it began
+        else:
+            sim.save(sim_dir)  # state at the start of the day
+            ends = [log.end_offset(p) for p in range(log.num_partitions)]
+            if "ends" not in mark and mark.get("day") == sim.day:  # marker of an older version
+                ends = None
         r = sim.step()
-        written = skip
-        while written < len(r.lines) and not should_stop():
-            room = len(r.lines) if max_events is None else max_events - sent
+        parts = router.partitions(sim, r.users)
+        if ends is None:
+            todo = np.arange(int(mark.get("written", 0)), len(r.lines))
+            ends = _day_start_ends(log, parts, len(r.lines) - len(todo), r)
+        else:
+            todo = _left_to_write(log, parts, ends, r.day)
+        mark = {"day": r.day, "ends": ends}
+        _write_mark(marker, mark)  # before the day's first record: a resume finds its start
+        skipped = len(r.lines) - len(todo)
+        done = 0
+        while done < len(todo) and not should_stop():
+            room = len(todo) if max_events is None else max_events - sent
             if room <= 0:
                 break
-            hi = min(len(r.lines), written + chunk, written + room)
-            append_day(log, router, sim, r.users[written:hi], r.lines[written:hi])
-            sent += hi - written
-            written = hi
-            _mark(marker, r.day, written)
+            sel = todo[done : min(len(todo), done + chunk, done + room)]
+            append_day(log, router, sim, r.users[sel], [r.lines[i] for i in sel.tolist()])
+            sent += len(sel)
+            done += len(sel)
             if rate:
                 ahead = sent / rate - (monotonic() - t0)
                 if ahead > 0:
                     sleep(ahead)
             if progress:
                 progress(summary.days, sent)
-        summary.add(r, sim, lo=skip, hi=written)
+        summary.add(r, sim, sel=todo[:done])
         write_hazard(sim_dir, sim, [(r.day, r.hazard_users, r.hazard)])
-        finished_day = written >= len(r.lines)
-        if not finished_day:  # stopped mid-day: saved state stays at this day's start
+        finished_day = skipped + done >= len(r.lines)
+        if not finished_day:  # stopped mid-day: saved state and marker stay at this day's start
             break
-        skip = 0
-        _mark(marker, sim.day, 0)
     if finished_day:
         sim.save(sim_dir)
     summary.seconds = monotonic() - t0
     return summary
 
 
-def _mark(path: Path, day: int, written: int) -> None:
+def _left_to_write(log: PartitionLog, parts: np.ndarray, ends: list[int], day: int) -> np.ndarray:
+    """Line numbers of the day not yet in the log: per partition, the day's lines go in
+    order, so the first ``end_offset - day_start`` of them are there and the rest not."""
+    if len(ends) != log.num_partitions:
+        raise SimulatorError(
+            f"produce.json was written for {len(ends)} partitions but the topic has "
+            f"{log.num_partitions}; re-run `churn simulate --overwrite`"
+        )
+    done = np.zeros(len(parts), bool)
+    for p, start in enumerate(ends):
+        mine = np.flatnonzero(parts == p)
+        have = log.end_offset(p) - start
+        if not 0 <= have <= len(mine):
+            raise SimulatorError(
+                f"partition {p} holds {have} records since simulated day {day} began, but that day "
+                f"has {len(mine)} for it: something else wrote to (or truncated) the topic. "
+                "Resuming would duplicate or lose events; re-run `churn simulate --overwrite`"
+            )
+        done[mine[:have]] = True
+    return np.flatnonzero(~done)
+
+
+def _day_start_ends(log: PartitionLog, parts: np.ndarray, written: int, r: DayResult) -> list[int]:
+    """Day-start offsets from an old-style marker (``written`` lines of the day, in order)."""
+    counts = np.bincount(parts[:written], minlength=log.num_partitions)
+    return [log.end_offset(p) - int(counts[p]) for p in range(log.num_partitions)]
+
+
+def _read_mark(path: Path) -> dict:
+    try:
+        mark = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return mark if isinstance(mark, dict) else {}
+
+
+def _write_mark(path: Path, mark: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"day": day, "written": written}))
+    tmp.write_text(json.dumps(mark))
     tmp.replace(path)

@@ -2,11 +2,13 @@
 
 One file per partition, ``<data_dir>/stream/<group>/checkpoints/partition-<p>.ckpt``::
 
-    MAGIC | u32 header length | JSON header | feature-state snapshot | u32 crc32
+    MAGIC | u32 header length | JSON header | feature-state snapshot | dedup window | u32 crc32
 
 The header holds the topic, group, partition, ``next_offset`` (the first record *not*
-in the state), the dead-letter partition's end offset at that moment, and the model
-version. The file is replaced atomically (temp file, fsync, ``os.replace``, fsync of the
+in the state), the dead-letter partition's end offset at that moment, the model
+version and the length of the event-id dedup window (:mod:`pipeline.stream.admission`),
+which is saved with the features so a restart decides duplicates exactly as an
+uninterrupted run. Format 1 files (no dedup window) are still read. The file is replaced atomically (temp file, fsync, ``os.replace``, fsync of the
 directory), so a worker killed at any instant leaves the old or the new checkpoint,
 never a torn one; the CRC catches a file damaged otherwise. An unreadable file is never
 skipped silently: :class:`~pipeline.errors.CheckpointCorruptError` names the file and
@@ -33,7 +35,8 @@ from pathlib import Path
 from pipeline.errors import CheckpointCorruptError
 
 MAGIC = b"CHURNCK\x01"
-FORMAT = 1
+FORMAT = 2
+READS = (1, 2)  # format 1: no dedup window
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class CheckpointMeta:
     created_at: str  # ISO time (injected clock)
     model_version: str | None = None
     format: int = FORMAT
+    last_crc: int | None = None  # crc32 of the record at next_offset - 1 (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Checkpoint:
     meta: CheckpointMeta
     state: bytes  # pipeline.features snapshot bytes (has its own versions and CRC)
     path: Path
+    dedup: bytes = b""  # pipeline.stream.admission window (empty: none saved)
 
 
 class CheckpointStore:
@@ -66,7 +71,7 @@ class CheckpointStore:
     def path(self, partition: int) -> Path:
         return self.dir / f"partition-{partition}.ckpt"
 
-    def write(self, meta: CheckpointMeta, state: bytes) -> Path:
+    def write(self, meta: CheckpointMeta, state: bytes, dedup: bytes = b"") -> Path:
         """Atomically replace the partition's checkpoint; returns its path."""
         if (meta.topic, meta.group) != (self.topic, self.group):
             raise ValueError(
@@ -74,8 +79,9 @@ class CheckpointStore:
             )
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.path(meta.partition)
-        header = json.dumps(asdict(meta), sort_keys=True).encode()
-        parts = (MAGIC, len(header).to_bytes(4, "little"), header, state)
+        doc = asdict(meta) | {"format": FORMAT, "dedup_bytes": len(dedup)}
+        header = json.dumps(doc, sort_keys=True).encode()
+        parts = (MAGIC, len(header).to_bytes(4, "little"), header, state, dedup)
         crc = 0
         for chunk in parts:
             crc = zlib.crc32(chunk, crc)
@@ -118,18 +124,22 @@ class CheckpointStore:
         start = len(MAGIC) + 4
         try:
             doc = json.loads(bytes(body[start : start + n]))
+            dedup_n = int(doc.pop("dedup_bytes", 0))
             meta = CheckpointMeta(**doc)
+            if not 0 <= dedup_n <= len(body) - start - n:
+                raise ValueError(f"dedup_bytes={dedup_n} exceeds the file")
         except (ValueError, TypeError) as exc:
             raise self.corrupt(path, partition, f"unreadable header ({exc})") from None
-        if meta.format != FORMAT:
-            raise self.corrupt(path, partition, f"format {meta.format}, this code reads {FORMAT}")
+        if meta.format not in READS:
+            raise self.corrupt(path, partition, f"format {meta.format}, this code reads {READS}")
         if (meta.topic, meta.group, meta.partition) != (self.topic, self.group, partition):
             raise self.corrupt(
                 path, partition,
                 f"it belongs to topic {meta.topic!r} group {meta.group!r} partition "
                 f"{meta.partition}, not topic {self.topic!r} group {self.group!r} partition {partition}",
             )  # fmt: skip
-        return Checkpoint(meta, bytes(body[start + n :]), path)
+        cut = len(body) - dedup_n
+        return Checkpoint(meta, bytes(body[start + n : cut]), path, bytes(body[cut:]))
 
     def delete(self, partition: int) -> None:
         self.path(partition).unlink(missing_ok=True)

@@ -47,6 +47,11 @@ class StreamConfig:
     max_events_per_s: float | None = None  # per worker; e.g. replay a long history gently
     # features (must match the lateness the champion was trained with)
     lateness_hours: float = 24.0
+    # admission (pipeline.stream.admission): events dated more than this ahead of the clock
+    # are dead-lettered as future; event ids are deduplicated over the last dedup_window to
+    # 2 x dedup_window events of each partition (saved in its checkpoint)
+    max_future_skew_hours: float = 24.0
+    dedup_window: int = 50_000
     # exactly-once: state + offsets are checkpointed together this often (and on
     # handover / shutdown / when caught up); scores are flushed at least this often
     checkpoint_interval_s: float = 5.0
@@ -85,11 +90,11 @@ class StreamConfig:
                 "not starting with '.' or '-'"
             )
         positive = ("batch_size", "max_batch_bytes", "max_pending_rows", "max_write_rows",
-                    "reasons_top_k", "predict_threads", "lag_threshold")  # fmt: skip
+                    "reasons_top_k", "predict_threads", "lag_threshold", "dedup_window")  # fmt: skip
         bad = [f"{k}={getattr(self, k)!r} (an int >= 1)" for k in positive
                if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1)]  # fmt: skip
         non_negative = ("max_wait_s", "checkpoint_interval_s", "flush_interval_s", "cooldown_s",
-                        "scale_down_stabilization_s", "lateness_hours")  # fmt: skip
+                        "scale_down_stabilization_s", "lateness_hours", "max_future_skew_hours")  # fmt: skip
         bad += [f"{k}={getattr(self, k)!r} (seconds >= 0)" for k in non_negative
                 if not getattr(self, k) >= 0]  # fmt: skip
         timed = (
@@ -142,6 +147,10 @@ class StreamConfig:
     @property
     def lateness(self) -> timedelta:
         return timedelta(hours=self.lateness_hours)
+
+    @property
+    def max_future_skew(self) -> timedelta:
+        return timedelta(hours=self.max_future_skew_hours)
 
     def replace(self, **changes: Any) -> StreamConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -100,11 +100,13 @@ class StreamMetrics:
         self._since = started  # monotonic time of the previous tick
         self.events = 0
         self.dead = 0
+        self.duplicates = 0  # duplicate event ids dropped (pipeline.stream.admission)
         self.batches = 0
         self.latencies_ms: deque[float] = deque(maxlen=KEEP_LATENCIES)
 
-    def batch(self, partition: int, events: int, dead: int, seconds: float) -> None:
+    def batch(self, partition: int, events: int, dead: int, seconds: float, duplicates: int = 0) -> None:
         w = self._window.setdefault(partition, _Window())
+        self.duplicates += duplicates
         ms = seconds * 1000.0
         w.events += events
         w.dead += dead

@@ -19,7 +19,9 @@ from pipeline.features.engine import FeatureEngine
 from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, parse_dead_letter
+from pipeline.stream.admission import Admission
 from pipeline.stream.checkpoint import CheckpointStore, PartitionLease
+from pipeline.stream.offsets import check_resume
 
 
 @dataclass
@@ -35,6 +37,7 @@ class OwnedPartition:
     last_activity: float = 0.0
     skip_dead: set[int] = field(default_factory=set)
     restored_from: str | None = None
+    last_crc: int | None = None  # fingerprint of the record at position - 1 (checkpointed)
 
 
 class DeadLetterFilter:
@@ -78,8 +81,13 @@ def open_partition(
     lateness: timedelta,
     now: float,
     spec: FeatureSpec = DEFAULT_SPEC,
+    admission: Admission | None = None,
 ) -> OwnedPartition | None:
-    """Take ``partition`` over, or None if another process still holds its lease."""
+    """Take ``partition`` over, or None if another process still holds its lease.
+
+    ``admission`` gets the partition's dedup window from the checkpoint (a fresh one
+    without). A checkpoint past the log end (the log lost records) is refused with the
+    remedy (:class:`~pipeline.stream.offsets.OffsetsPastEndError`), never skipped."""
     lease = PartitionLease(checkpoints.dir, partition)
     if not lease.try_acquire():
         return None
@@ -88,6 +96,8 @@ def open_partition(
         ck = checkpoints.read(partition)
         engine = FeatureEngine(log.num_partitions, lateness, spec)  # the topic's feature spec
         if ck is None:
+            if admission is not None:
+                admission.restore(partition, b"")
             return OwnedPartition(
                 partition, lease, engine, log.start_offset(partition), None, now, last_activity=now
             )
@@ -105,6 +115,12 @@ def open_partition(
                 f"retention already deleted the log below {start}: records were lost to this group. Delete "
                 "the checkpoint to rebuild from what the log still holds, or raise the retention."
             )
+        check_resume(log, checkpoints.group, partition, ck.meta.next_offset, ck.meta.last_crc)
+        if admission is not None:
+            try:
+                admission.restore(partition, ck.dedup)
+            except FeatureError as exc:
+                raise checkpoints.corrupt(ck.path, partition, str(exc)) from None
         skip = sent_dead_letters(dlq, log.name, partition, ck.meta.dlq_end, ck.meta.next_offset)
         return OwnedPartition(
             partition,
@@ -116,6 +132,7 @@ def open_partition(
             last_activity=now,
             skip_dead=skip,
             restored_from=str(ck.path),
+            last_crc=ck.meta.last_crc,
         )
     except BaseException:
         lease.release()

@@ -37,10 +37,12 @@ from pipeline.errors import ChurnError, LogUnavailableError, ModelMismatchError,
 from pipeline.features.spec import spec_for
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, dead_letter_log
+from pipeline.stream.admission import Admission
 from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.metrics import StreamMetrics, percentiles
 from pipeline.stream.model import ScoringModel, load_export, read_pointer
+from pipeline.stream.offsets import check_position, record_crc
 from pipeline.stream.partition import DeadLetterFilter, OwnedPartition, open_partition
 from pipeline.stream.scorer import Scorer
 from pipeline.stream.sink import Writer
@@ -96,6 +98,7 @@ class Worker:
         self.dead_letters = DeadLetters(self.dlq_log, self.clock, log.name)
         self.checkpoints = CheckpointStore(paths.checkpoints, log.name, self.cfg.group)
         self.feature_spec = spec_for(paths.data_dir, log.name)  # the topic's features (import profile)
+        self.admission = Admission(self.clock, self.cfg.max_future_skew, self.cfg.dedup_window)
         self.scorer = Scorer(
             self.cfg.high_risk_rule, self.cfg.reasons_top_k, self.cfg.reasons_method == "exact"
         )
@@ -118,6 +121,7 @@ class Worker:
         self.first_batch: float | None = None
         self.last_batch: float | None = None
         self._next_metrics = now + self.cfg.metrics_interval_s
+        self._dups_logged = 0
         self._next_model = now
         heartbeat = None if self.fixed is not None else (lambda: store.heartbeat(worker_id))
         self.drift = _drift_hook(worker_id, drift, store, paths.data_dir, self.clock, self.logger)
@@ -167,6 +171,8 @@ class Worker:
         for part in list(self.parts.values()):
             now = self.clock.monotonic()
             avail = self.log.end_offset(part.partition) - part.position
+            if avail < 0:  # the log lost records under us: never skip the reused offsets
+                check_position(self.log, cfg.group, part.partition, part.position)
             behind = behind or avail > cfg.batch_size
             if avail <= 0:
                 part.pending_since = None
@@ -201,8 +207,10 @@ class Worker:
         w0, c0, waited = time.perf_counter(), clock(), 0.0
         values, nxt = self.log.fetch_values(p, part.position, cfg.batch_size, cfg.max_batch_bytes)
         c1 = clock()
+        dups = self.admission.duplicates
         out = part.engine.process(p, values, first_offset=part.position,
-                                  dlq=DeadLetterFilter(self.dead_letters, part.skip_dead))  # fmt: skip
+                                  dlq=DeadLetterFilter(self.dead_letters, part.skip_dead), admit=self.admission)  # fmt: skip
+        dups = self.admission.duplicates - dups
         c2 = clock()
         st["fetch"] += c1 - c0
         st["features"] += c2 - c1
@@ -223,12 +231,14 @@ class Worker:
         done = time.perf_counter()
         self.batch_cpu_ms.append((clock() - c0) * 1000.0)
         part.position = nxt
+        if values:
+            part.last_crc = record_crc(values[-1])
         part.dirty = True
         part.last_activity = self.clock.monotonic()
         part.pending_since = None
         # Latency of the batch's own work; time blocked because the store writer is behind
         # is throughput (it shows as lag), counted apart in the summary.
-        self.metrics.batch(p, len(values), len(out.invalid) + len(out.late), done - w0 - waited)
+        self.metrics.batch(p, len(values), len(out.invalid) + len(out.late), done - w0 - waited, dups)
         self.batch_total_ms.append((done - w0) * 1000.0)
         if self.first_batch is None:
             self.first_batch = w0
@@ -245,16 +255,17 @@ class Worker:
             return False
         t = time.thread_time()
         state = part.engine.snapshot(part.partition)
+        dedup = self.admission.snapshot(part.partition)  # taken with the state: same offset
         dp = part.partition % self.dlq_log.num_partitions
         meta = CheckpointMeta(
             topic=self.log.name, group=self.cfg.group, partition=part.partition, next_offset=part.position,
             dlq_end=self.dlq_log.end_offset(dp), created_at=self.clock.now().isoformat(),
-            model_version=None if self.model is None else self.model.version,
+            model_version=None if self.model is None else self.model.version, last_crc=part.last_crc,
         )  # fmt: skip
         self.stage_s["snapshot"] += time.thread_time() - t
 
         def write() -> None:
-            self.checkpoints.write(meta, state)
+            self.checkpoints.write(meta, state, dedup)
             part.committed = meta.next_offset
             self.checkpoints_written += 1
             self._ckpt_done += 1  # written by this (writer) thread only
@@ -290,10 +301,13 @@ class Worker:
         for p in wanted:
             if p not in self.parts:
                 part = open_partition(
-                    p, self.log, self.dlq_log, self.checkpoints, self.cfg.lateness, now, self.feature_spec
+                    p, self.log, self.dlq_log, self.checkpoints, self.cfg.lateness, now, self.feature_spec,
+                    self.admission,
                 )
                 if part is not None:
                     self.parts[p] = part
+                    if part.restored_from:
+                        self._align_offset(part)
                     where = (
                         f"checkpoint at offset {part.position}"
                         if part.restored_from
@@ -301,12 +315,31 @@ class Worker:
                     )
                     self.logger.info("worker %s: took partition %d over from %s", self.id, p, where)
 
+    def _align_offset(self, part: OwnedPartition) -> None:
+        """The checkpoint is the truth: if the group's committed offset says otherwise (reset
+        outside `churn lag`, or a crash between checkpoint and commit), commit the checkpoint's
+        offset, so lag and `--until-caught-up` never wait for work the stream will not do."""
+        committed = self.log.committed(self.cfg.group).get(part.partition)
+        if committed == part.position:
+            return
+        if committed is not None:
+            self.logger.warning(
+                "worker %s: partition %d's committed offset %d disagreed with its checkpoint (%d); "
+                "committed the checkpoint's (reset offsets with `churn lag --reset-offsets`, which "
+                "moves the checkpoints too)", self.id, part.partition, committed, part.position,
+            )  # fmt: skip
+        try:
+            self.log.commit(self.cfg.group, {part.partition: part.position}, self.clock.now())
+        except ChurnError as exc:
+            self.logger.warning("offset commit of partition %d failed: %s", part.partition, exc)
+
     def release(self, p: int) -> None:
         part = self.parts.pop(p)
         if part.dirty:
             self.checkpoint(part)
         self.writer.flush()
         part.lease.release()
+        self.admission.drop(p)
         self.logger.info(
             "worker %s: handed partition %d over at offset %d", self.id, p, part.position
         )
@@ -366,6 +399,11 @@ class Worker:
         }
         rows = self.metrics.tick(self.clock.now(), now, self.log, self.cfg.group, positions, committed,
                                  None if self.model is None else self.model.version)  # fmt: skip
+        if self.metrics.duplicates > self._dups_logged:  # counted, never dropped silently
+            self.logger.warning("worker %s: dropped %d duplicate event(s) since the last tick (event ids "
+                                "already applied in their partition; %d in all)", self.id,
+                                self.metrics.duplicates - self._dups_logged, self.metrics.duplicates)  # fmt: skip
+            self._dups_logged = self.metrics.duplicates
         if rows:
             self.writer.after(lambda: self.store.record_metrics(rows), partitions=())
 
@@ -394,6 +432,7 @@ class Worker:
         span = (self.last_batch or 0.0) - (self.first_batch or 0.0)
         return {
             "worker": self.id, "events": self.metrics.events, "dead_letters": self.metrics.dead,
+            "duplicates": self.metrics.duplicates, "future": self.admission.future,
             "batches": self.metrics.batches, "seconds": span,
             "events_per_s": self.metrics.events / span if span > 0 else 0.0,
             "batch_p50_ms": pct[0], "batch_p95_ms": pct[1], "batch_p99_ms": pct[2],

@@ -66,3 +66,9 @@ def test_from_describe_group_rows():
     got = assess_partitions(rows, dead_letters=0, events=5_000)
     assert got == Alert(Level.WARNING, ("lag 60,100 >= warning 50,000",))
     assert assess_partitions([]).level is Level.HEALTHY
+
+
+def test_a_position_past_the_log_end_is_critical_never_healthy():
+    alert = assess(total_lag=0, lag_seconds=0.0, statuses={2: Status.PAST_END}, consumers=1)
+    assert alert.level is Level.CRITICAL
+    assert any("past the log end" in r and "partition 2" in r for r in alert.reasons)

@@ -6,6 +6,7 @@ import copy
 import csv
 import gzip
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,10 @@ def sample_rows(users: int = 5, days: int = 20) -> list[dict[str, Any]]:
     return rows
 
 
+# "now" for imports: after every fixture's dates (rows later than now + 1 day are rejected as future)
+IMPORT_NOW = datetime(2027, 1, 1, tzinfo=UTC)
+
+
 class Env:
     """A file log + ledger under ``tmp`` and a fixed clock."""
 
@@ -101,7 +106,7 @@ class Env:
         self.root = tmp
         self.log = open_log(tmp / "log", topic, partitions)
         self.ledger = Ledger(tmp / "import" / topic)
-        self.clock = FakeClock()
+        self.clock = FakeClock(IMPORT_NOW)
 
     def run(self, paths, m, **kw):
         return run_import([Path(p) for p in paths], m, self.log, self.ledger, self.clock, **kw)

@@ -13,7 +13,7 @@ from pipeline.features.state import FeatureState
 from pipeline.ingest import RejectedShareError, load_profile
 from pipeline.log.partitioner import partition_for
 
-from .helpers import T0, Env, mapping, rows_to_csv, sample_rows
+from .helpers import IMPORT_NOW, T0, Env, mapping, rows_to_csv, sample_rows
 
 DAY = 86400
 
@@ -198,7 +198,7 @@ def test_import_into_a_kafka_topic(tmp_path) -> None:
         log = KafkaLog(mock.bootstrap, "events", n, create=False, timeout_s=10)
         ledger = Ledger(tmp_path / "import" / "events")
         try:
-            s = run_import([path], mapping(), log, ledger, FakeClock())
+            s = run_import([path], mapping(), log, ledger, FakeClock(IMPORT_NOW))
             assert s.rejected_rows == 1 and s.written == sum(s.events_by_type.values())
             got = [decode(v) for p in range(n) for v in log.fetch_values(p, 0, max_records=10_000)[0]]
             assert len(got) == s.written
@@ -206,7 +206,7 @@ def test_import_into_a_kafka_topic(tmp_path) -> None:
                 evs = [decode(v) for v in log.fetch_values(p, 0, max_records=10_000)[0]]
                 assert all(partition_for(e.user_id.encode(), n) == p for e in evs)
                 assert [e.ts for e in evs] == sorted(e.ts for e in evs)
-            assert run_import([path], mapping(), log, ledger, FakeClock()).status == "already imported"
+            assert run_import([path], mapping(), log, ledger, FakeClock(IMPORT_NOW)).status == "already imported"
             dlq = log.sibling("events.dlq", create=False)
             try:
                 dead = [v for p in range(n) for v in dlq.fetch_values(p, 0, max_records=100)[0]]

@@ -43,6 +43,8 @@ def world(tmp_path, model):
     in-process worker over a copy of it."""
     log = simulated_log(tmp_path / "data" / "log", users=500, days=40, partitions=4, seed=9)
     append_bad_events(log, 2)
+    resent = [r.value for r in log.iter_records(1, log.end_offset(1) - 150)]
+    log.append(1, resent)  # a producer re-sent a batch: applied once, killed or not (issue 16 item 5)
     shutil.copytree(tmp_path / "data" / "log", tmp_path / "ref" / "log")
     ref_log = open_log(tmp_path / "ref" / "log", "events")
     ref_paths = StreamPaths(tmp_path / "ref", "test")
@@ -51,9 +53,10 @@ def world(tmp_path, model):
         cfg = StreamConfig(
             group="test", batch_size=BATCH, max_wait_s=0.0, checkpoint_interval_s=3600
         )
-        Worker("ref", ref_log, ref_store, ref_paths, cfg, partitions=range(4)).run(
+        ref = Worker("ref", ref_log, ref_store, ref_paths, cfg, partitions=range(4)).run(
             until_caught_up=True
         )
+        assert ref["duplicates"] == 150
         want = scores(ref_store)
     return log, want, states(ref_paths, ref_log)
 

@@ -1,0 +1,167 @@
+"""The stream's gate in front of the feature state: future-dated events and duplicates.
+
+* **Future-dated** (``ts`` more than ``max_skew`` ahead of the injected clock): one such
+  event would move the partition watermark years ahead, after which every real event
+  is "late" and users are scored as of that date. It is dead-lettered with the reason
+  ``future event: ...`` and never reaches the state, so it never moves the watermark.
+* **Duplicates** (an event id already applied in the partition, within a bounded
+  window): dropped and counted (:attr:`Admission.duplicates`); the first copy was
+  applied, so the second is not an error to investigate, only a number to watch.
+
+The dedup window of a partition remembers the ids of its last ``window`` to ``2 *
+window`` admitted events (two generations of ``window`` ids; the older one is dropped
+when the newer fills). Whether an event is a duplicate depends only on the records
+before it in the partition, not on how they were batched, and the window is saved in
+the partition's checkpoint with the features: a worker killed at any instant and
+restarted from its checkpoint decides exactly as an uninterrupted run.
+
+>>> gate = Admission(FakeClock(), max_skew=timedelta(days=1), window=100_000)  # doctest: +SKIP
+>>> engine.process(p, values, first_offset=offset, dlq=dlq, admit=gate)         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import msgspec
+import numpy as np
+
+from pipeline.clock import Clock
+from pipeline.errors import ConfigError, EventDecodeError, FeatureError
+from pipeline.features.columns import EventColumns
+from pipeline.features.timebase import EPOCH
+
+_US = timedelta(microseconds=1)
+_NONE = np.zeros(0, np.int64)
+
+
+class FutureEventError(EventDecodeError):
+    """A valid event dated too far ahead of the clock; dead-lettered, never applied."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.field = "$.ts"
+        self.value = None
+        Exception.__init__(self, reason)
+
+
+class _WindowDoc(msgspec.Struct, array_like=True):
+    size: int
+    current: list[str]
+    previous: list[str]
+
+
+@dataclass
+class DedupWindow:
+    """Event ids of the last ``size`` to ``2 * size`` events admitted in one partition."""
+
+    size: int
+    current: set[str] = field(default_factory=set)
+    previous: set[str] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.current) + len(self.previous)
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self.current or event_id in self.previous
+
+    def admit(self, ids: list[str]) -> list[int]:
+        """Remember ``ids`` in order; return the positions of duplicates (not remembered
+        again), each judged against the ids before it."""
+        batch = set(ids)
+        if len(batch) == len(ids) and batch.isdisjoint(self.current) and batch.isdisjoint(self.previous):
+            self._extend(ids)  # the common case: no duplicate, no per-id loop
+            return []
+        dups = []
+        for i, event_id in enumerate(ids):
+            if event_id in self.current or event_id in self.previous:
+                dups.append(i)
+            else:
+                self._extend((event_id,))
+        return dups
+
+    def _extend(self, ids: Iterable[str]) -> None:
+        if isinstance(ids, list) and len(ids) <= self.size - len(self.current):
+            self.current.update(ids)  # the common case: no rotation inside the batch
+            return
+        ids = list(ids)
+        while ids:
+            room = self.size - len(self.current)
+            if room <= 0:
+                self.previous, self.current = self.current, set()
+                continue
+            self.current.update(ids[:room])
+            ids = ids[room:]
+
+    def to_bytes(self) -> bytes:
+        return msgspec.msgpack.encode(_WindowDoc(self.size, list(self.current), list(self.previous)))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> DedupWindow:
+        try:
+            doc = msgspec.msgpack.decode(raw, type=_WindowDoc)
+        except msgspec.DecodeError as exc:
+            raise FeatureError(f"dedup window is unreadable ({exc})") from None
+        return cls(doc.size, set(doc.current), set(doc.previous))
+
+
+class Admission:
+    """The gate, for every partition of one worker (``engine.process(..., admit=gate)``)."""
+
+    def __init__(self, clock: Clock, max_skew: timedelta = timedelta(days=1), window: int = 50_000) -> None:
+        if max_skew < timedelta(0):
+            raise ConfigError(f"max_skew={max_skew} must be >= 0 (how far ahead of the clock an event may be)")
+        if window < 1:
+            raise ConfigError(f"dedup window={window} must be >= 1 (event ids remembered per partition)")
+        self.clock = clock
+        self.max_skew = max_skew
+        self.window = window
+        self.windows: dict[int, DedupWindow] = {}
+        self.duplicates = 0  # dropped duplicates, all partitions, since start
+        self.future = 0  # dead-lettered future events, all partitions, since start
+        self._error = FutureEventError(
+            f"future event: more than {max_skew} ahead of the clock; not applied to features"
+        )
+
+    def __call__(self, partition: int, cols: EventColumns) -> tuple[np.ndarray, list[tuple[int, EventDecodeError]]]:
+        limit = (self.clock.now() - EPOCH + self.max_skew) // _US
+        n = len(cols)
+        if not n:
+            return _NONE, []
+        if int(cols.ts.max()) <= limit:  # the common case: nothing from the future
+            ahead, rejected, rows = _NONE, [], np.arange(n)
+        else:
+            ahead = np.flatnonzero(cols.ts > limit)
+            rejected = [(r, self._error) for r in ahead.tolist()]
+            rows = np.setdiff1d(np.arange(n), ahead, assume_unique=True)
+        dups: list[int] = []
+        if cols.event_ids:
+            ids = cols.event_ids if not len(ahead) else [cols.event_ids[i] for i in rows.tolist()]
+            dups = self.window_of(partition).admit(ids)
+            if dups:
+                rows = np.delete(rows, dups)
+        self.future += len(ahead)
+        self.duplicates += len(dups)
+        return rows, rejected
+
+    def window_of(self, partition: int) -> DedupWindow:
+        w = self.windows.get(partition)
+        if w is None:
+            w = self.windows[partition] = DedupWindow(self.window)
+        return w
+
+    def snapshot(self, partition: int) -> bytes:
+        return self.window_of(partition).to_bytes()
+
+    def restore(self, partition: int, raw: bytes) -> None:
+        """Restore a partition's window from a checkpoint (empty bytes: a fresh window).
+        A window saved with another size is kept whole and trimmed as new ids come."""
+        w = DedupWindow.from_bytes(raw) if raw else DedupWindow(self.window)
+        w.size = self.window
+        self.windows[partition] = w
+
+    def drop(self, partition: int) -> None:
+        """Forget a partition handed over to another worker."""
+        self.windows.pop(partition, None)
