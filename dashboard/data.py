@@ -40,8 +40,8 @@ NEXT_STEPS = {
              "`churn stream` (or `make demo`) and this page fills in live.",
     "registry": "no registered model yet — run `churn train` to train, register and "
                 "promote a champion.",
-    "drift": "no drift checks yet — run the stream: it compares live features with the "
-             "champion's training reference and stores the results here.",
+    "drift": "no drift checks yet — run the stream (`churn stream`, or `make demo`): it compares "
+             "live features with the champion's training reference and stores the results here.",
 }  # fmt: skip
 
 

@@ -37,7 +37,7 @@ def live() -> None:
         }  # fmt: skip
         summary = store.score_summary(high_risk=data.HIGH_RISK)
         if now.last_tick is None:
-            st.info("No stream metrics yet — start the streaming flow to see lag and throughput.")
+            ui.empty_state("store", "The store exists but holds no stream metrics yet.")
         else:  # the stream's health and the newest drift check: one banner
             runs = store.drift_runs(since=datetime.now(UTC) - data.DRIFT_ALERT_WINDOW)
             ui.banner(data.with_drift(now.alert, runs))
