@@ -42,7 +42,7 @@ from pipeline.stream.champion import ChampionInfo, ChampionSource
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.health import alert_from_log
 from pipeline.stream.model import ModelRef, publish
-from pipeline.stream.worker import EXIT_FATAL, WorkerSpec
+from pipeline.stream.worker import EXIT_FATAL, STORE_URL_ENV, WorkerSpec
 
 # One core per worker (the group scales by processes: OpenMP threads would spin-wait on a
 # shared core), and glibc malloc tuned for a process that frees big snapshot buffers:
@@ -292,14 +292,15 @@ class Supervisor:
         self.logger.info("stream: %d worker(s) (%s) - %s", n, reason, shown)
 
     def _spawn(self, worker_id: str) -> subprocess.Popen[bytes]:
-        # librdkafka properties may hold credentials (sasl.password): they travel in the
-        # worker's environment (CHURN_KAFKA_PROPERTIES), not on its command line (`ps`)
+        # librdkafka properties (sasl.password) and the store URL may hold credentials: they
+        # travel in the worker's environment, not on its command line (`ps`)
         props = self.log_config.get("kafka_properties")
         log = {k: v for k, v in self.log_config.items() if k != "kafka_properties"}
-        spec = WorkerSpec(worker_id, str(self.data_dir), self.topic, self.store_url, asdict(self.cfg),
+        spec = WorkerSpec(worker_id, str(self.data_dir), self.topic, asdict(self.cfg),
                           supervisor_pid=os.getpid(), log=log, drift=self.drift)  # fmt: skip
         env = dict(os.environ)
         env.update(WORKER_ENV | self.worker_env)
+        env[STORE_URL_ENV] = self.store_url  # may hold a password: environment, not argv (`ps`)
         if props is not None:
             env["CHURN_KAFKA_PROPERTIES"] = json.dumps(props)
         env["PYTHONPATH"] = os.pathsep.join(
