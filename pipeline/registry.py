@@ -32,6 +32,7 @@ import pandas as pd
 
 from pipeline.errors import RegistryError
 from pipeline.evaluation import metrics as score_metrics
+from pipeline.safe_load import SKOPS_TRUSTED_TYPES
 from pipeline.training.gate import GateDecision, GatePolicy, decide
 from pipeline.training.models import ChurnModel, SklearnModel, XGBoostModel, matrix
 
@@ -111,7 +112,7 @@ def log_model(
         if isinstance(model, SklearnModel):
             sig = infer_signature(X, model.pipeline.predict_proba(X.astype(np.float32)))
             return mlflow.sklearn.log_model(model.pipeline, serialization_format="skops",
-                                            skops_trusted_types=["numpy.dtype"], pyfunc_predict_fn="predict_proba",
+                                            skops_trusted_types=list(SKOPS_TRUSTED_TYPES), pyfunc_predict_fn="predict_proba",
                                             signature=sig, **common)
     raise RegistryError(f"cannot log model of type {type(model).__name__}; expected an XGBoost or sklearn model")
 
@@ -131,9 +132,27 @@ def load_model(uri: str) -> ChurnModel:
         feats = tuple(meta.get("features") or booster.feature_names)
         return XGBoostModel(name, booster, feats, booster.num_boosted_rounds() - 1)
     if "sklearn" in info.flavors:
-        pipe = mlflow.sklearn.load_model(uri)
+        pipe = _load_sklearn(uri, info.flavors["sklearn"])
         return SklearnModel(name, meta.get("kind", "logistic"), pipe, tuple(meta["features"]))
     raise RegistryError(f"{uri} has flavours {sorted(info.flavors)}; expected xgboost or sklearn")
+
+
+def _load_sklearn(uri: str, flavor: Mapping[str, Any]) -> Any:
+    # not mlflow.sklearn.load_model: that trusts the types listed next to the model (MLmodel),
+    # which whoever can write the model can also write; our own allow-list decides instead
+    import mlflow
+
+    from pipeline.safe_load import UntrustedModelError, load_skops
+
+    if flavor.get("serialization_format") != "skops":
+        raise RegistryError(f"{uri} is a {flavor.get('serialization_format')!r} sklearn model; only skops "
+                            "models are loaded (pickle runs code on load): retrain it with `churn train`")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        try:
+            return load_skops(local / flavor.get("pickled_model", "model.skops"))
+        except UntrustedModelError as exc:
+            raise RegistryError(f"{uri} refused: {exc}") from None
 
 
 @dataclass

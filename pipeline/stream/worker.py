@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from pipeline.clock import Clock, SystemClock
-from pipeline.errors import ChurnError, ConfigError, LogUnavailableError, ModelMismatchError, StoreError
+from pipeline.errors import (
+    ChurnError,
+    ConfigError,
+    LogUnavailableError,
+    ModelMismatchError,
+    StoreError,
+)
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, dead_letter_log
 from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
