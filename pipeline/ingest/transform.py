@@ -11,7 +11,9 @@ same row always gets the same id (idempotent re-import).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +26,11 @@ import pyarrow.compute as pc
 from pipeline import events as ev
 from pipeline.features.columns import gc_paused
 from pipeline.ingest.mapping import FieldSpec, SourceMapping
+from pipeline.ingest.readers import InvalidRow
 from pipeline.ingest.timestamps import parse_timestamps
 
 TYPE_CODE = {name: i for i, name in enumerate(ev.EVENT_TYPES)}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]").search  # in a user id: a broken export, never a real id
 _enc = msgspec.json.Encoder()
 
 
@@ -55,9 +59,15 @@ class MappedBatch:
     dropped: Counter[str] = field(default_factory=Counter)
 
 
-def map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str, m: SourceMapping) -> MappedBatch:
+def map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str, m: SourceMapping,
+              rows: np.ndarray | None = None, invalid: Sequence[InvalidRow] = ()) -> MappedBatch:
+    """``rows``: the source row of each row of ``rb`` when they are not ``first_row + i`` (the
+    reader took invalid rows out); ``invalid``: those rows, rejected here as they are."""
     with gc_paused():
-        return _map_batch(rb, first_row, file_key, file_name, m)
+        mb = _map_batch(rb, first_row, file_key, file_name, m,
+                        np.arange(first_row, first_row + rb.num_rows, dtype=np.int64) if rows is None else rows)
+    mb.rejected.extend(Rejected(file_name, r.row, r.reason, "row", None, {"row": r.text}) for r in invalid)
+    return mb
 
 
 def _texts(col) -> list:
@@ -68,8 +78,10 @@ def _texts(col) -> list:
     return pc.cast(col, pa.string()).to_pylist()
 
 
-def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str, m: SourceMapping) -> MappedBatch:
+def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str, m: SourceMapping,
+               rowno: np.ndarray) -> MappedBatch:
     n = rb.num_rows
+    srow = rowno.tolist()
     users = _texts(rb.column(m.user_id))
     types = _texts(rb.column(m.type_column))
     ts_us, ts_err = parse_timestamps(rb.column(m.ts_column), m)
@@ -99,8 +111,9 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
     def reject(i: int, reason: str, key: str) -> None:
         raw = {c: column(c)[i] for c in m.columns()}
         u = users[i] if users[i] and len(users[i]) <= 128 else None
-        rejected.append(Rejected(file_name, first_row + i, reason, key, u, raw))
+        rejected.append(Rejected(file_name, srow[i], reason, key, u, raw))
 
+    plan_vals = values_of(m.signup_plan) if m.signup_plan is not None and m.signup_plan.column else None
     for i in range(n):
         u = users[i]
         if u is None or u == "":
@@ -108,6 +121,9 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
             continue
         if len(u) > 128:
             reject(i, "user_id: longer than 128 characters", "user_id")
+            continue
+        if _CONTROL(u):
+            reject(i, "user_id: contains control characters", "user_id")
             continue
         src = types[i]
         if src is None or src == "":
@@ -123,10 +139,13 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
         if ts_err[i] is not None:
             reject(i, ts_err[i], "timestamp")
             continue
+        if plan_vals is not None and plan_vals[i].__class__ is _Bad:  # e.g. `level: gold`, not in values
+            reject(i, f"{m.signup_plan.key}: {plan_vals[i].why}", m.signup_plan.key)
+            continue
         specs = specs_cache.get(src)
         if specs is None:
             specs = specs_cache[src] = [(f, spec, values_of(spec)) for f, spec in m.fields_for(src).items()]
-        d: dict[str, Any] = {"type": rule.type, "event_id": f"{file_key}-{first_row + i}", "user_id": u,
+        d: dict[str, Any] = {"type": rule.type, "event_id": f"{file_key}-{srow[i]}", "user_id": u,
                              "ts": stamps[i], "schema_version": ev.SCHEMA_VERSION}
         for f, spec, vals in specs:
             v = vals[i]
@@ -154,20 +173,20 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
     return MappedBatch(
         users=[users[i] for i in keep.tolist()], ts_us=ts_us[keep], code=np.fromiter(
             (TYPE_CODE[e.type] for e in events), np.int8, len(events)),
-        row=keep + first_row, plan=plan, buf=bytes(buf), ends=ends, rejected=rejected, dropped=dropped,
+        row=rowno[keep], plan=plan, buf=bytes(buf), ends=ends, rejected=rejected, dropped=dropped,
     )
 
 
 def _convert(dicts, rows, rejected, reject) -> list[ev._Event | None]:
     """Validate with the contract's types: one call for the batch, row by row if any fails."""
     try:
-        return list(msgspec.convert(dicts, list[ev.Event]))
+        return list(msgspec.convert(dicts, list[ev.Event], strict=False))
     except (msgspec.ValidationError, ValueError, TypeError):
         pass
     out: list[ev._Event | None] = []
     for i, d in zip(rows, dicts, strict=True):
         try:
-            out.append(msgspec.convert(d, ev.Event))
+            out.append(msgspec.convert(d, ev.Event, strict=False))
         except msgspec.ValidationError as exc:
             reason, _, path = str(exc).partition(" - at `")
             path = path.rstrip("`")
