@@ -51,7 +51,11 @@ def configure(tracking_uri: str, experiment: str = EXPERIMENT) -> str:
     otherwise MLflow fixes it relative to the working directory of the first run).
     """
     import mlflow
+    from sqlalchemy.exc import SQLAlchemyError
 
+    from pipeline.mlflow_store import check_readable
+
+    check_readable(tracking_uri)  # a file that is not an MLflow database: one line, not tracebacks
     artifact_location = None
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -66,8 +70,8 @@ def configure(tracking_uri: str, experiment: str = EXPERIMENT) -> str:
             except mlflow.exceptions.MlflowException:  # created concurrently
                 exp = mlflow.get_experiment_by_name(experiment)
         return exp.experiment_id
-    except mlflow.exceptions.MlflowException as exc:
-        raise RegistryError(f"MLflow tracking store {tracking_uri} is unusable: {exc}; "
+    except (mlflow.exceptions.MlflowException, SQLAlchemyError) as exc:
+        raise RegistryError(f"MLflow tracking store {tracking_uri} is unusable: {str(exc).splitlines()[0]}; "
                             "check CHURN_MLFLOW_TRACKING_URI") from None
 
 

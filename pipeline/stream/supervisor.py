@@ -39,7 +39,7 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.errors import ModelMismatchError, StreamError
 from pipeline.log.base import PartitionLog
 from pipeline.stream.champion import ChampionInfo, ChampionSource
-from pipeline.stream.config import StreamConfig, StreamPaths
+from pipeline.stream.config import CAUGHT_UP_CHAMPION_WAIT_S, StreamConfig, StreamPaths
 from pipeline.stream.health import alert_from_log
 from pipeline.stream.model import ModelRef, publish
 from pipeline.stream.worker import EXIT_FATAL, STORE_URL_ENV, WorkerSpec
@@ -156,7 +156,10 @@ class Supervisor:
         self._take_lock()
         start_offsets = self._committed()
         try:
-            if not self.wait_for_champion(done):
+            limit = self.cfg.champion_wait_s
+            if limit is None and until_caught_up:  # a run meant to end must not wait forever
+                limit = CAUGHT_UP_CHAMPION_WAIT_S
+            if not self.wait_for_champion(done, limit):
                 return self.summary(t0, start_offsets, "stopped before a champion was available")
             self.scale_to(self.cfg.workers, "initial size")
             next_scale = time.monotonic() + self.cfg.autoscale_interval_s
@@ -208,24 +211,31 @@ class Supervisor:
             self._lock_fd = None
 
     # -- champion ------------------------------------------------------------------------
-    def wait_for_champion(self, done: Callable[[], bool]) -> bool:
-        """Poll until the registry has a champion (True) or we are told to stop (False)."""
+    def wait_for_champion(self, done: Callable[[], bool], limit_s: float | None = None) -> bool:
+        """Poll until the registry has a champion (True) or we are told to stop (False);
+        after ``limit_s`` seconds without one, a StreamError that says why there is none."""
         said = -1e9
+        start = time.monotonic()
         while not done():
             info = self.champion.current()
             if info is not None:
                 self.adopt(info, startup=True)
                 return True
+            why = getattr(self.champion, "missing", "") or (
+                f"no version of the registered model 'churn' has the alias 'champion' in {self.champion.where}")
+            waited = time.monotonic() - start
+            if limit_s is not None and waited >= limit_s:
+                raise StreamError(f"no champion model after {waited:.0f} s: {why} (--champion-wait sets how long "
+                                  "to wait)")
             if time.monotonic() - said >= 60.0:
                 said = time.monotonic()
                 self.logger.warning(
-                    "stream: no champion model yet - no version of the registered model 'churn' has the alias "
-                    "'champion' in %s. Waiting, polling every %.0f s: train one with `churn train` (or "
-                    "`prefect deployment run train/weekly`).",
-                    self.champion.where,
-                    self.cfg.model_poll_s,
+                    "stream: no champion model yet - %s. Waiting%s, polling every %.0f s: train one with "
+                    "`churn train` (or `prefect deployment run train/weekly`).",
+                    why, "" if limit_s is None else f" up to {limit_s:.0f} s", self.cfg.model_poll_s,
                 )
-            _sleep_until(done, self.cfg.model_poll_s)
+            step = self.cfg.model_poll_s if limit_s is None else min(self.cfg.model_poll_s, max(limit_s - waited, 0.0))
+            _sleep_until(done, step)
         return False
 
     def follow_champion(self) -> None:
