@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.ingest.mapping import EPOCH_UNITS, SourceMapping
 
@@ -46,6 +47,13 @@ def parse_timestamps(col: pa.Array | pa.ChunkedArray, m: SourceMapping) -> tuple
 
 
 def _epoch(col, unit: str, errors: list[str | None]) -> np.ndarray:
+    if isinstance(col, pa.Array | pa.ChunkedArray) and pa.types.is_string(col.type):
+        for target in (pa.int64(), pa.float64()):  # read as text: the usual all-numbers column, fast
+            try:
+                col = pc.cast(col, target)
+                break
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
     s = col.to_pandas() if hasattr(col, "to_pandas") else pd.Series(col)
     num = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_integer_dtype(s.dtype):  # exact integer arithmetic (ns and large values)

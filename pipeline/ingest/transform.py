@@ -11,7 +11,6 @@ same row always gets the same id (idempotent re-import).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from pipeline.ingest.readers import InvalidRow
 from pipeline.ingest.timestamps import parse_timestamps
 
 TYPE_CODE = {name: i for i, name in enumerate(ev.EVENT_TYPES)}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]").search  # in a user id: a broken export, never a real id
+_CONTROL_RE = "[\\x00-\\x1f\\x7f-\\x9f]"  # in a user id: a broken export, never a real id
 _enc = msgspec.json.Encoder()
 
 
@@ -114,6 +113,9 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
         rejected.append(Rejected(file_name, srow[i], reason, key, u, raw))
 
     plan_vals = values_of(m.signup_plan) if m.signup_plan is not None and m.signup_plan.column else None
+    ucol = rb.column(m.user_id)
+    control = (pc.match_substring_regex(ucol, _CONTROL_RE).fill_null(False).to_pylist()
+               if pa.types.is_string(ucol.type) or pa.types.is_large_string(ucol.type) else [False] * n)
     for i in range(n):
         u = users[i]
         if u is None or u == "":
@@ -122,7 +124,7 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
         if len(u) > 128:
             reject(i, "user_id: longer than 128 characters", "user_id")
             continue
-        if _CONTROL(u):
+        if control[i]:
             reject(i, "user_id: contains control characters", "user_id")
             continue
         src = types[i]
@@ -226,6 +228,11 @@ def field_values(spec: FieldSpec, rb: pa.RecordBatch, column) -> list:
         return [empty if v is None or v == "" else mp.get(v, _NOT_IN_VALUES) for v in raw]
     if spec.scale is not None:
         k = spec.scale
+        if pa.types.is_string(col.type):  # read as text: the usual all-numbers column, converted at once
+            try:
+                return [empty if v is None else v * k for v in pc.cast(col, pa.float64()).to_pylist()]
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # some cell is not a number: value by value below
         if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
             return [empty if v is None else v * k for v in column(spec.column)]
         out = []
