@@ -127,3 +127,18 @@ def test_prefect_run_logs_show_a_churn_error_as_one_line(caplog) -> None:
         logger.error("Task run failed with exception", exc_info=True)
     expected, bug = caplog.records[-2:]
     assert expected.exc_info is None and bug.exc_info is not None  # a bug keeps its traceback
+
+
+def test_churn_train_with_a_garbage_mlflow_database_is_one_error_line(data_dir, tmp_path) -> None:
+    from flows.cli import register
+    from pipeline.cli import app
+
+    db = tmp_path / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    db.write_bytes(b"\x00garbage" * 500)
+    if "train" not in {c.name for c in app.registered_commands}:
+        register(app)
+    result = CliRunner().invoke(app, ["--data-dir", str(data_dir), "train", "--tracking-uri", f"sqlite:///{db}"])
+    assert result.exit_code == 1
+    assert result.output.count("error:") == 1 and f"{db} is not an MLflow database" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
