@@ -31,6 +31,7 @@ from pipeline.highrisk import ResolvedThreshold
 from pipeline.log.lag import Status
 
 WINDOW = timedelta(minutes=15)  # stream charts show this much of the newest metrics
+STALE_TICKS = 3  # no metrics tick for this many intervals: the stream has stopped, it is not live
 DEFAULT_MONTHLY_REVENUE = 10.0  # when a score row has no plan price
 MLFLOW_UI = "http://127.0.0.1:5000"
 PREFECT_UI = "http://127.0.0.1:4200"
@@ -40,8 +41,8 @@ NEXT_STEPS = {
              "`churn stream` (or `make demo`) and this page fills in live.",
     "registry": "no registered model yet — run `churn train` to train, register and "
                 "promote a champion.",
-    "drift": "no drift checks yet — run the stream: it compares live features with the "
-             "champion's training reference and stores the results here.",
+    "drift": "no drift checks yet — run the stream (`churn stream`, or `make demo`): it compares "
+             "live features with the champion's training reference and stores the results here.",
 }  # fmt: skip
 
 
@@ -57,6 +58,7 @@ class Sources:
     refresh_s: float = 5.0
     high_risk: str | None = None  # the stream's high-risk rule (CHURN_STREAM_HIGH_RISK; None: the default)
     stream_group: str = "churn-stream"  # whose champion export gives the base rate
+    stale_after_s: float | None = None  # None: STALE_TICKS metric intervals
 
     @classmethod
     def from_env(cls) -> Sources:
@@ -74,6 +76,7 @@ class Sources:
             or f"http://127.0.0.1:{getattr(s, 'prefect_port', 4200)}",
             refresh_s=float(os.environ.get("CHURN_DASHBOARD_REFRESH_S", "5")),
             high_risk=s.stream_high_risk,
+            stale_after_s=float(v) if (v := os.environ.get("CHURN_DASHBOARD_STALE_AFTER_S")) else None,
         )
 
 
@@ -159,12 +162,33 @@ class StreamNow:
     last_tick: datetime | None
     window_events: int
     window_dead_letters: int
+    # None: live (or no metrics yet); else how long ago the last tick was, beyond the limit:
+    # the stream has stopped, its tiles show the last known values, marked stale
+    stopped_for: timedelta | None = None
+    stale_after_s: float | None = None  # the limit that was applied
+
+    @property
+    def state(self) -> str:
+        """``"none"`` (no metrics yet), ``"live"`` or ``"stale"`` (stopped)."""
+        return "none" if self.last_tick is None else "stale" if self.stopped_for is not None else "live"
+
+    def stopped_text(self) -> str:
+        """'stream stopped 12 min ago' (for the banner); '' while live."""
+        if self.stopped_for is None or self.last_tick is None:
+            return ""
+        return f"stream stopped {age_text(self.last_tick, self.last_tick + self.stopped_for)} ago"
 
 
 def stream_now(
-    latest: pd.DataFrame, window: pd.DataFrame, assignments: pd.DataFrame | None = None
+    latest: pd.DataFrame, window: pd.DataFrame, assignments: pd.DataFrame | None = None,
+    now: datetime | None = None, stale_after_s: float | None = None,
 ) -> StreamNow:
-    """KPIs and the alert from ``latest_metrics()``, the recent window and assignments."""
+    """KPIs and the alert from ``latest_metrics()``, the recent window and assignments.
+
+    With ``now``: no tick for ``stale_after_s`` seconds (default :data:`STALE_TICKS` of the
+    workers' metric interval) means the stream stopped: throughput is 0, consumers are the
+    workers still assigned (none after a drain), the last lag stays (marked stale).
+    """
     events = int(window["events"].fillna(0).sum()) if not window.empty else 0
     dead = int(window["dead_letters"].fillna(0).sum()) if not window.empty else 0
     if latest.empty:
@@ -173,8 +197,14 @@ def stream_now(
     total_lag = int(latest["lag"].fillna(0).sum())
     secs = latest["lag_seconds"].dropna()
     lag_s = float(secs.max()) if len(secs) else None
+    last_tick = latest["time"].max().to_pydatetime()
+    limit = stale_after_s if stale_after_s is not None else STALE_TICKS * max(tick_seconds(window), 1.0)
+    stopped = None if now is None or (now - last_tick).total_seconds() <= limit else now - last_tick
     workers = assignments if assignments is not None and not assignments.empty else None
-    consumers = len(workers) if workers is not None else int(latest["worker"].nunique())
+    if stopped is not None:  # a stopped stream has only the workers still assigned, if any
+        consumers = 0 if workers is None else len(workers)
+    else:
+        consumers = len(workers) if workers is not None else int(latest["worker"].nunique())
     statuses = {
         int(p): Status(s) for p, s in zip(latest["partition"], latest["status"], strict=True)
         if isinstance(s, str)
@@ -183,22 +213,28 @@ def stream_now(
                    dead_letters=dead, events=events, consumers=consumers)  # fmt: skip
     parts = latest[["partition", "lag", "lag_seconds", "status", "worker", "time"]].copy()
     parts["status"] = parts["status"].fillna("OK")
+    if stopped is not None:
+        parts["status"] = "STALE"
     return StreamNow(
-        events_per_s=float(latest["events_per_s"].fillna(0).sum()),
+        events_per_s=0.0 if stopped is not None else float(latest["events_per_s"].fillna(0).sum()),
         total_lag=total_lag,
         lag_seconds=lag_s,
         consumers=consumers,
         partitions=parts,
         alert=alert,
-        last_tick=latest["time"].max().to_pydatetime(),
+        last_tick=last_tick,
         window_events=events,
         window_dead_letters=dead,
+        stopped_for=stopped,
+        stale_after_s=limit,
     )
 
 
-def load_stream(store: Any, window: timedelta = WINDOW) -> tuple[StreamNow, pd.DataFrame, pd.DataFrame]:
+def load_stream(store: Any, window: timedelta = WINDOW, now: datetime | None = None,
+                stale_after_s: float | None = None) -> tuple[StreamNow, pd.DataFrame, pd.DataFrame]:
     """(now, recent metric ticks, recent autoscaler decisions), anchored at the newest tick
-    (not the wall clock, so a replayed or paused stream still shows its last window)."""
+    (not the wall clock, so a replayed or paused stream still shows its last window); ``now``
+    (the wall clock, from the app) tells a stopped stream from a live one."""
     latest = store.latest_metrics()
     if latest.empty:
         empty = store.metrics_since(None).head(0)
@@ -206,7 +242,7 @@ def load_stream(store: Any, window: timedelta = WINDOW) -> tuple[StreamNow, pd.D
     since = latest["time"].max().to_pydatetime() - window
     metrics = store.metrics_since(since)
     decisions = store.decisions_since(since)
-    return stream_now(latest, metrics, store.assignments()), metrics, decisions
+    return stream_now(latest, metrics, store.assignments(), now, stale_after_s), metrics, decisions
 
 
 # -- scores ---------------------------------------------------------------------------------

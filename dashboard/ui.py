@@ -31,6 +31,7 @@ h1 { text-shadow: 0 0 14px rgba(255,43,214,.35); }
   box-shadow: 0 0 16px rgba(255,176,0,.2); }
 .churn-Critical { color: #FF4D6D; border-color: #FF4D6D; background: rgba(255,77,109,.1);
   box-shadow: 0 0 18px rgba(255,77,109,.3); }
+.churn-Stale    { color: #8C9AC4; border-color: #8C9AC4; background: rgba(140,154,196,.08); }
 .churn-muted { color: #7F8CB0; font-size: .85rem; }
 /* Evidently reports are light pages with no background of their own */
 iframe { background: #FFFFFF; border-radius: 10px; }
@@ -89,14 +90,28 @@ def chart(fig: go.Figure, key: str | None = None) -> None:
     st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})
 
 
-def banner(alert: Alert) -> None:
-    icon = {Level.HEALTHY: "●", Level.WARNING: "▲", Level.CRITICAL: "■"}[alert.level]
-    more = "".join(f"<small>{r}</small>" for r in alert.reasons)
+def banner(alert: Alert, now: data.StreamNow | None = None) -> None:
+    """The stream's level; a stopped stream (``now.state == "stale"``) is its own state,
+    "Stopped", never the last tick's (green) level."""
+    if now is not None and now.state == "stale":
+        limit = f"{now.stale_after_s:,.0f} s" if now.stale_after_s is not None else "a while"
+        reasons = (f"{now.stopped_text()} — no metrics tick for over {limit}; the figures below are its "
+                   "last known values", *(f"last known: {r}" for r in alert.reasons))
+        level, icon = "Stale", "◌"
+    else:
+        reasons, level = alert.reasons, alert.level.value
+        icon = {Level.HEALTHY: "●", Level.WARNING: "▲", Level.CRITICAL: "■"}[alert.level]
+    more = "".join(f"<small>{r}</small>" for r in reasons)
+    title = "Stopped" if level == "Stale" else level
     st.markdown(
-        f'<div class="churn-banner churn-{alert.level.value}" data-level="{alert.level.value}">'
-        f"{icon} {alert.level.value}{more}</div>",
+        f'<div class="churn-banner churn-{level}" data-level="{level}">{icon} {title}{more}</div>',
         unsafe_allow_html=True,
     )
+
+
+def stale_note(now: data.StreamNow) -> str | None:
+    """The delta text of a live tile when the stream stopped (the tile is marked stale)."""
+    return f"stale · {now.stopped_text()}" if now.state == "stale" else None
 
 
 def empty_state(what: str, extra: str = "") -> None:

@@ -85,13 +85,14 @@ def stream(
     tracking_uri: str | None = None,
     store_url: str | None = None,
     drift: bool | None = None,
+    champion_wait_s: float | None = None,
 ) -> dict[str, Any]:
     """``high_risk``: who gets reasons, a :mod:`pipeline.highrisk` rule (default
     ``CHURN_STREAM_HIGH_RISK``, else 3x the champion's training base rate; ``alert_threshold``
     t is ``absolute:t``). ``drift``: run drift checks (default: ``CHURN_DRIFT_ENABLED``, true; other
     ``CHURN_DRIFT_*`` settings configure them, see docs/drift.md).
     Returns a JSON-able summary: events, committed offsets, lag, model version, restarts."""
-    quiet_environment()
+    quiet_environment()  # also: ChurnErrors are one line in the run log (flows.logs)
     from dataclasses import asdict
 
     from flows.retrain import REQUESTER
@@ -105,7 +106,7 @@ def stream(
         s, group=group, workers=workers, min_workers=min_workers, max_workers=max_workers, autoscale=autoscale,
         batch_size=batch_size, max_wait_s=max_wait_s, checkpoint_interval_s=checkpoint_interval_s,
         flush_interval_s=flush_interval_s, high_risk=high_risk, alert_threshold=alert_threshold, reasons_method=reasons,
-        lag_threshold=lag_threshold,
+        lag_threshold=lag_threshold, champion_wait_s=champion_wait_s,
     )  # fmt: skip
     return supervise(str(s.data_dir.resolve()), s.topic, store_url or s.resolved_store_url,
                      tracking_uri or s.resolved_mlflow_uri, asdict(cfg), max_seconds, until_caught_up,

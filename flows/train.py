@@ -47,10 +47,14 @@ def _logger() -> logging.Logger | Any:
 
 
 def quiet_environment() -> None:
-    """Local-first defaults: no telemetry, no progress bars (users may override)."""
+    """Local-first defaults: no telemetry, no progress bars (users may override); expected
+    errors logged as one line."""
     for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true"}.items():
         os.environ.setdefault(k, v)
+    from flows.logs import one_line_errors
+
+    one_line_errors()  # a ChurnError is one line in the run log, not a traceback
 
 
 @dataclass

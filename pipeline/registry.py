@@ -36,6 +36,7 @@ import pandas as pd
 
 from pipeline.errors import RegistryError
 from pipeline.evaluation import metrics as score_metrics
+from pipeline.safe_load import SKOPS_TRUSTED_TYPES
 from pipeline.training.gate import GateDecision, GatePolicy, decide
 from pipeline.training.models import (
     CalibratedModel,
@@ -65,7 +66,11 @@ def configure(tracking_uri: str, experiment: str = EXPERIMENT) -> str:
     otherwise MLflow fixes it relative to the working directory of the first run).
     """
     import mlflow
+    from sqlalchemy.exc import SQLAlchemyError
 
+    from pipeline.mlflow_store import check_readable
+
+    check_readable(tracking_uri)  # a file that is not an MLflow database: one line, not tracebacks
     artifact_location = None
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -80,8 +85,8 @@ def configure(tracking_uri: str, experiment: str = EXPERIMENT) -> str:
             except mlflow.exceptions.MlflowException:  # created concurrently
                 exp = mlflow.get_experiment_by_name(experiment)
         return exp.experiment_id
-    except mlflow.exceptions.MlflowException as exc:
-        raise RegistryError(f"MLflow tracking store {tracking_uri} is unusable: {exc}; "
+    except (mlflow.exceptions.MlflowException, SQLAlchemyError) as exc:
+        raise RegistryError(f"MLflow tracking store {tracking_uri} is unusable: {str(exc).splitlines()[0]}; "
                             "check CHURN_MLFLOW_TRACKING_URI") from None
 
 
@@ -131,7 +136,7 @@ def log_model(
         if isinstance(native, SklearnModel):
             sig = infer_signature(X, native.pipeline.predict_proba(X.astype(np.float32)))
             return mlflow.sklearn.log_model(native.pipeline, serialization_format="skops",
-                                            skops_trusted_types=["numpy.dtype"], pyfunc_predict_fn="predict_proba",
+                                            skops_trusted_types=list(SKOPS_TRUSTED_TYPES), pyfunc_predict_fn="predict_proba",
                                             signature=sig, **common)
     raise RegistryError(f"cannot log model of type {type(model).__name__}; expected an XGBoost or sklearn model")
 
@@ -156,7 +161,7 @@ def load_model(uri: str) -> ChurnModel:
         feats = tuple(meta.get("features") or booster.feature_names)
         model = XGBoostModel(name, booster, feats, booster.num_boosted_rounds() - 1)
     elif "sklearn" in info.flavors:
-        pipe = mlflow.sklearn.load_model(uri)
+        pipe = _load_sklearn(uri, info.flavors["sklearn"])
         model = SklearnModel(name, meta.get("kind", "logistic"), pipe, tuple(meta["features"]))
     else:
         raise RegistryError(f"{uri} has flavours {sorted(info.flavors)}; expected xgboost or sklearn")
@@ -165,6 +170,24 @@ def load_model(uri: str) -> ChurnModel:
 
         model = CalibratedModel(model, from_dict(meta[CALIBRATION_KEY]))
     return model
+
+
+def _load_sklearn(uri: str, flavor: Mapping[str, Any]) -> Any:
+    # not mlflow.sklearn.load_model: that trusts the types listed next to the model (MLmodel),
+    # which whoever can write the model can also write; our own allow-list decides instead
+    import mlflow
+
+    from pipeline.safe_load import UntrustedModelError, load_skops
+
+    if flavor.get("serialization_format") != "skops":
+        raise RegistryError(f"{uri} is a {flavor.get('serialization_format')!r} sklearn model; only skops "
+                            "models are loaded (pickle runs code on load): retrain it with `churn train`")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        try:
+            return load_skops(local / flavor.get("pickled_model", "model.skops"))
+        except UntrustedModelError as exc:
+            raise RegistryError(f"{uri} refused: {exc}") from None
 
 
 @dataclass

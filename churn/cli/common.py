@@ -40,11 +40,12 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except ChurnError as exc:
             err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(1) from None
-        except PermissionError as exc:
-            err.print(f"[bold red]error:[/] permission denied: {exc.filename} - choose a writable --data-dir (or CHURN_DATA_DIR)")
-            raise typer.Exit(1) from None
-        except OSError as exc:
-            err.print(f"[bold red]error:[/] {exc.strerror or exc}: {exc.filename or ''} - check --data-dir (or CHURN_DATA_DIR)")
+        except OSError as exc:  # disk full, permissions, ...: the file and the remedy (pipeline.oserrors)
+            from rich.markup import escape
+
+            from pipeline.oserrors import describe
+
+            err.print(f"[bold red]error:[/] {escape(describe(exc))}", soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import subprocess
 import time
@@ -18,7 +19,8 @@ from pipeline.config import Settings
 
 
 def _export_lines(env: dict[str, str]) -> list[str]:
-    return [f"export {k}={v}" for k, v in env.items()]
+    # quoted: a value with spaces, quotes or `$` must arrive intact and never run when sourced
+    return [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
 
 
 def _say(console):  # noqa: ANN001, ANN202 - rich Console -> print function that never wraps lines

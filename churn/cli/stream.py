@@ -90,6 +90,11 @@ def register(app: typer.Typer) -> None:
                 help="MLflow tracking URI (env CHURN_MLFLOW_TRACKING_URI; default SQLite under mlruns/)."
             ),
         ] = None,
+        champion_wait: Annotated[
+            float | None,
+            typer.Option(min=0, help="Seconds to wait for a champion model before failing (default: until "
+                         "stopped; 60 with --until-caught-up)."),
+        ] = None,
         as_json: Annotated[
             bool, typer.Option("--json", help="Print the flow's summary as JSON.")
         ] = False,
@@ -103,7 +108,8 @@ def register(app: typer.Typer) -> None:
                        autoscale=autoscale, batch_size=batch_size, max_wait_s=max_wait,
                        checkpoint_interval_s=checkpoint_interval, flush_interval_s=flush_interval,
                        high_risk=high_risk, alert_threshold=alert_threshold, reasons=reasons, max_seconds=max_seconds,
-                       until_caught_up=until_caught_up, tracking_uri=tracking_uri)  # fmt: skip
+                       until_caught_up=until_caught_up, tracking_uri=tracking_uri,
+                       champion_wait_s=champion_wait)  # fmt: skip
 
 
 def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
@@ -128,9 +134,11 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
     cfg = StreamConfig.from_settings(s, reasons_method=options.get("reasons"), **fields)
     local_defaults()
     from flows.stream import stream
+    from pipeline.stream.preflight import preflight
 
     with open_configured_log(s, create=False) as log:
         before = log.committed(cfg.group)
+        preflight(s.data_dir, s.topic, cfg.group, log.num_partitions, options["tracking_uri"] or s.resolved_mlflow_uri)
     t0 = time.monotonic()
     try:
         result: dict[str, Any] | None = stream(data_dir=str(s.data_dir.resolve()), topic=s.topic, **options)
@@ -160,8 +168,9 @@ def closing_report(
     stopped = "interrupted (Ctrl-C)" if result is None else str(result["stopped"])
     version = None if result is None else result.get("model_version")
     with open_configured_log(settings, create=False) as log, Store(settings.resolved_store_url) as store:
+        # after Ctrl-C the version is read from the scores; otherwise the flow said which it loaded (or none)
         return stream_report(store, log, group, before, seconds=seconds, stopped=stopped, model_version=version,
-                             high_risk=high_risk, data_dir=settings.data_dir)
+                             high_risk=high_risk, data_dir=settings.data_dir, version_from_scores=result is None)
 
 
 def print_summary(result: dict[str, Any], console: Any) -> None:

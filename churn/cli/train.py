@@ -66,6 +66,9 @@ def _run(ctx: typer.Context, start: date | None, end: date | None, horizon: int,
     s = _settings(ctx)
     if not s.topic_dir.exists():
         raise ChurnError(f"no event log at {s.topic_dir}; run `churn simulate` first (or pass --data-dir)")
+    from pipeline.mlflow_store import check_readable
+
+    check_readable(tracking_uri or s.resolved_mlflow_uri)  # a broken MLflow db: one line before Prefect starts
     local_defaults()
     from flows.train import train
 

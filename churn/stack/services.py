@@ -112,15 +112,16 @@ def build(settings: Settings, ports: Mapping[str, int], base_env: Mapping[str, s
     uri = settings.resolved_mlflow_uri
     mlflow_url = uri if urlparse(uri).scheme in ("http", "https") else f"http://{HOST}:{ports['mlflow']}"
     if urlparse(uri).scheme not in ("http", "https"):
-        argv = [_tool("mlflow"), "server", "--backend-store-uri", uri, "--host", HOST,
-                "--port", str(ports["mlflow"]), "--workers", "1"]  # fmt: skip
+        # the backend URI may hold a database password: mlflow reads it from the environment
+        # (MLFLOW_BACKEND_STORE_URI), where `ps` does not show it
+        argv = [_tool("mlflow"), "server", "--host", HOST, "--port", str(ports["mlflow"]), "--workers", "1"]
         if root := artifact_root(uri):
             argv += ["--default-artifact-root", root]
         specs.append(
             ServiceSpec(
                 "mlflow",
                 argv,
-                {**base, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                {**base, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_BACKEND_STORE_URI": uri},
                 url=mlflow_url,
                 health=f"{mlflow_url}/health",
                 port=ports["mlflow"],

@@ -20,7 +20,7 @@ def live() -> None:
     if store is None:
         ui.empty_state("store")
     else:
-        now, metrics, _ = data.load_stream(store)
+        now, metrics, _ = data.load_stream(store, now=datetime.now(UTC), stale_after_s=src.stale_after_s)
         ts = data.stream_timeseries(metrics)
         peak = {} if ts.empty else {
             "events": f"15-min avg {ts['events_per_s'].mean():,.0f}",
@@ -38,24 +38,26 @@ def live() -> None:
         hr = data.high_risk_threshold(store, src)
         summary = store.score_summary(high_risk=hr.cut)
         if now.last_tick is None:
-            st.info("No stream metrics yet — start the streaming flow to see lag and throughput.")
+            ui.empty_state("store", "The store exists but holds no stream metrics yet.")
         else:  # the stream's health and the newest drift check: one banner
             runs = store.drift_runs(since=datetime.now(UTC) - data.DRIFT_ALERT_WINDOW)
-            ui.banner(data.with_drift(now.alert, runs))
+            ui.banner(data.with_drift(now.alert, runs), now)
+        stale = ui.stale_note(now)  # a stopped stream: its live tiles say so instead of a 15-min figure
         c = st.columns(4)
         c[0].metric("Events / s", f"{now.events_per_s:,.0f}", chart_data=spark.get("events"),
-                    chart_type="area", delta=peak.get("events"), delta_color="primary",
+                    chart_type="area", delta=stale or peak.get("events"), delta_color="off" if stale else "primary",
                     delta_arrow="off")
         c[1].metric("Total lag", ui.fmt_int(now.total_lag), chart_data=spark.get("lag"),
-                    delta=peak.get("lag"), delta_color="violet", delta_arrow="off",
+                    delta=stale or peak.get("lag"), delta_color="off" if stale else "violet", delta_arrow="off",
                     help="Sum over partitions of log-end minus committed offset")
         c[2].metric("Lag seconds", "—" if now.lag_seconds is None else f"{now.lag_seconds:,.1f} s",
-                    chart_data=spark.get("lag_s"), delta=peak.get("lag_s"),
-                    delta_color="orange", delta_arrow="off",
+                    chart_data=spark.get("lag_s"), delta=stale or peak.get("lag_s"),
+                    delta_color="off" if stale else "orange", delta_arrow="off",
                     help="Event time of the newest record minus that of the last processed one "
                          "(worst partition)")
         c[3].metric("Active consumers", now.consumers, chart_data=spark.get("consumers"),
-                    chart_type="bar", delta=peak.get("consumers"), delta_color="primary",
+                    chart_type="bar", delta=stale or peak.get("consumers"),
+                    delta_color="off" if stale else "primary",
                     delta_arrow="off")
         c = st.columns(4)
         churned = getattr(summary, "churned_users", 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import streamlit as st
 
 from dashboard import data, figures, ui
@@ -18,17 +20,19 @@ def live() -> None:
     if store is None:
         ui.empty_state("store")
         return
-    now, metrics, decisions = data.load_stream(store)
+    now, metrics, decisions = data.load_stream(store, now=datetime.now(UTC), stale_after_s=src.stale_after_s)
     if metrics.empty:
         ui.empty_state("store", "The store exists but holds no stream metrics yet.")
         return
     ts = data.stream_timeseries(metrics)
-    ui.banner(now.alert)
+    ui.banner(now.alert, now)
+    # a stopped stream: every live tile says so (the values are its last known ones)
+    stale = {"delta": ui.stale_note(now), "delta_color": "off", "delta_arrow": "off"} if now.state == "stale" else {}
     c = st.columns(5)
-    c[0].metric("Events / s", f"{now.events_per_s:,.0f}")
-    c[1].metric("Total lag", ui.fmt_int(now.total_lag))
-    c[2].metric("Lag seconds", "—" if now.lag_seconds is None else f"{now.lag_seconds:,.1f} s")
-    c[3].metric("Consumers", now.consumers)
+    c[0].metric("Events / s", f"{now.events_per_s:,.0f}", **stale)
+    c[1].metric("Total lag", ui.fmt_int(now.total_lag), **stale)
+    c[2].metric("Lag seconds", "—" if now.lag_seconds is None else f"{now.lag_seconds:,.1f} s", **stale)
+    c[3].metric("Consumers", now.consumers, **stale)
     share = now.window_dead_letters / now.window_events if now.window_events else 0.0
     c[4].metric("Dead letters (window)", ui.fmt_int(now.window_dead_letters),
                 delta=f"{share:.3%} of events", delta_color="off", delta_arrow="off")

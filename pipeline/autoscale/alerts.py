@@ -10,7 +10,8 @@ and dead letters among the events of the recent window. The level is the worst o
   went backwards) are critical -- as Burrow rates them;
 * the dead-letter share, judged only over ``min_events`` or more events (one bad event
   among three is not a 33% error rate);
-* no consumer running while there is lag (when ``consumers`` is given): critical.
+* no consumer running (when ``consumers`` is given): critical while there is lag, a
+  warning at lag 0 (nothing would score the next event).
 
 >>> assess(total_lag=70_000, lag_seconds=12.0, statuses=[Status.OK, Status.WARN])
 Alert(level=<Level.WARNING: 'Warning'>, reasons=('lag 70,000 >= warning 50,000', 'partition 1 WARN: lag keeps growing'))
@@ -134,6 +135,8 @@ def assess(
                                f"{lvl.value.lower()} {limit:.2%}"))  # fmt: skip
     if consumers == 0 and total_lag > 0:
         found.append((Level.CRITICAL, f"no consumer running while lag is {total_lag:,}"))
+    elif consumers == 0:  # lag 0 now, but nothing would score the next event: not Healthy
+        found.append((Level.WARNING, "no consumer running: new events will not be scored"))
     if not found:
         behind = "" if lag_seconds is None else f", {lag_seconds:,.0f} s behind"
         return Alert(Level.HEALTHY, (f"lag {total_lag:,}{behind}; partitions OK",))

@@ -169,12 +169,12 @@ def run_import(
     for fi, f in enumerate(todo):
         rows = 0
         for b in iter_batches(Path(f["path"]), mapping):
-            mb = map_batch(b.data, b.first_row, f["key"], f["path"], mapping, max_ts_us)
+            mb = map_batch(b.data, b.first_row, f["key"], f["path"], mapping, max_ts_us, b.rows, b.invalid)
             col.add(mb, fi)
             rejected.extend(mb.rejected)
             summary.dropped.update(mb.dropped)
-            rows += b.data.num_rows
-            summary.rows_read += b.data.num_rows
+            rows += b.source_rows
+            summary.rows_read += b.source_rows
             tick("reading", (fi + b.done) / len(todo), summary.rows_read)
         f["rows"] = rows
     summary.rejected.update(r.reason for r in rejected)

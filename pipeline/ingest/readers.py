@@ -1,22 +1,31 @@
 """Streaming readers: CSV (plain or gzip), Parquet, JSON lines -> Arrow record batches.
 
-A file is never loaded whole: CSV and JSON lines are parsed block by block
-(``pyarrow.csv.open_csv`` / ``pyarrow.json.open_json``), Parquet row group by row group
+A file is never loaded whole: CSV is parsed block by block (``pyarrow.csv.open_csv``),
+JSON lines line by line (msgspec), Parquet row group by row group
 (``ParquetFile.iter_batches``). Only the columns the mapping names are kept. Each batch
 comes with the source row number of its first row (1 = the first data row; a CSV header
 is not counted) and the fraction of the file consumed, for the progress bar.
+
+CSV and JSON mapped columns are read as text, never with types guessed from the first
+block: a bad value is one rejected row wherever it sits, not a refused file. Rows that
+cannot be rows at all (too few or too many CSV fields, not UTF-8, not a JSON object) come
+back as :class:`InvalidRow` with their row number, for the dead-letter log.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from pipeline.ingest.errors import SourceError
@@ -24,8 +33,18 @@ from pipeline.ingest.mapping import SourceMapping
 
 BLOCK_BYTES = 4 << 20
 PARQUET_BATCH_ROWS = 65_536
+JSON_BATCH_ROWS = 65_536
 _SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
              ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+
+
+@dataclass(frozen=True)
+class InvalidRow:
+    """A source row that is not a row of the mapped columns (dead-lettered as it is)."""
+
+    row: int  # source row number (1 = the first data row)
+    reason: str  # stable text: rejections are counted by reason
+    text: str  # the row as read (undecodable bytes replaced)
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,13 @@ class Batch:
     data: pa.RecordBatch
     first_row: int  # source row number of data[0] (1-based)
     done: float  # fraction of the file consumed so far (0..1)
+    rows: np.ndarray | None = None  # source row of each data row, when not first_row + i
+    invalid: list[InvalidRow] = field(default_factory=list)  # rows of this stretch that are not rows
+
+    @property
+    def source_rows(self) -> int:
+        """Source rows this batch accounts for (valid and invalid)."""
+        return self.data.num_rows + len(self.invalid)
 
 
 def detect_format(path: Path, declared: str = "auto") -> tuple[str, bool]:
@@ -73,7 +99,10 @@ def iter_batches(path: Path, mapping: SourceMapping) -> Iterator[Batch]:
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise SourceError(f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {str(exc).splitlines()[0]}") from None
+        msg = str(exc).splitlines()[0]
+        if fmt == "csv":  # Arrow counts the header as row 1; our row numbers (and the dead letters') do not
+            msg = re.sub(r"Row #(\d+)", lambda mt: f"row {int(mt.group(1)) - 1}", msg)
+        raise SourceError(f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {msg}") from None
 
 
 def _check_columns(path: Path, present: list[str], mapping: SourceMapping) -> None:
@@ -84,57 +113,179 @@ def _check_columns(path: Path, present: list[str], mapping: SourceMapping) -> No
             raise SourceError(f"{path}: column {col!r} (mapping key {key}) is not in the file; its columns: {shown}")
 
 
-def _string_types(mapping: SourceMapping) -> dict[str, pa.DataType]:
-    """Columns read as text whatever they look like: ids, type values, formatted times."""
-    cols = {mapping.user_id: pa.string(), mapping.type_column: pa.string()}
-    if mapping.ts_format is not None:
-        cols[mapping.ts_column] = pa.string()
-    return cols
-
-
 def _open_stream(path: Path, gz: bool) -> tuple[pa.NativeFile, pa.NativeFile]:
     raw = pa.OSFile(str(path), "rb")
     return raw, (pa.CompressedInputStream(raw, "gzip") if gz else raw)
 
 
-def open_csv(stream: pa.NativeFile, mapping: SourceMapping, columns: list[str] | None = None) -> pacsv.CSVStreamingReader:
-    """The streaming CSV reader the importer uses (also the benchmark's parse floor)."""
-    types = _string_types(mapping)
+def open_csv(stream: pa.NativeFile, mapping: SourceMapping, columns: list[str] | None = None,
+             invalid: list[InvalidRow] | None = None) -> pacsv.CSVStreamingReader:
+    """The streaming CSV reader the importer uses (also the benchmark's parse floor): the
+    mapped columns as raw bytes (checked for UTF-8 per row by :func:`_utf8`); rows with too
+    few or too many fields go to ``invalid`` instead of failing the file."""
+    sink = [] if invalid is None else invalid
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        number = -1 if row.number is None else row.number - 1  # Arrow counts the header as row 1
+        sink.append(InvalidRow(number, f"row: {row.actual_columns} fields, the header has {row.expected_columns}",
+                               row.text))
+        return "skip"
+
+    cols = mapping.columns() if columns is None else columns
     return pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
-        parse_options=pacsv.ParseOptions(delimiter=mapping.csv_delimiter),
-        convert_options=pacsv.ConvertOptions(
-            column_types=types if columns is None else {c: t for c, t in types.items() if c in columns},
-            strings_can_be_null=True, include_columns=columns),
+        parse_options=pacsv.ParseOptions(delimiter=mapping.csv_delimiter, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in cols},
+                                             strings_can_be_null=True, include_columns=columns),
     )
 
 
 def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Batch]:
+    if fmt != "csv":
+        yield from _jsonl(path, mapping, gz)
+        return
     size = max(path.stat().st_size, 1)
     raw, stream = _open_stream(path, gz)
     try:
-        if fmt == "csv":
-            reader = open_csv(stream, mapping)
-            _check_columns(path, reader.schema.names, mapping)
-            stream.close()
-            raw.close()
-            raw, stream = _open_stream(path, gz)  # again, now converting only the mapped columns
-            reader = open_csv(stream, mapping, mapping.columns())
-        else:
-            reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES,
-                                                                              use_threads=False),
-                                      parse_options=pajson.ParseOptions(newlines_in_values=False))
-            _check_columns(path, reader.schema.names, mapping)
+        reader = open_csv(stream, mapping)
+        _check_columns(path, reader.schema.names, mapping)
+        stream.close()
+        raw.close()
+        raw, stream = _open_stream(path, gz)  # again, now converting only the mapped columns
+        invalid: list[InvalidRow] = []
+        reader = open_csv(stream, mapping, mapping.columns(), invalid)
         cols = mapping.columns()
+        pending: dict[int, InvalidRow] = {}  # reported by the parser, maybe ahead of the batch yielded
         row = 1
         for rb in reader:
-            rb = rb.select(cols)
-            yield Batch(rb, row, min(raw.tell() / size, 1.0))
-            row += rb.num_rows
+            pending.update((r.row, r) for r in invalid)
+            invalid.clear()
+            batch, row = _placed(rb.select(cols), row, min(raw.tell() / size, 1.0), pending)
+            yield batch
+        pending.update((r.row, r) for r in invalid)
+        if pending:  # invalid rows after the last parsed one
+            empty = pa.RecordBatch.from_arrays([pa.array([], pa.string()) for _ in cols], names=cols)
+            yield Batch(empty, row, 1.0, np.empty(0, np.int64), [pending[k] for k in sorted(pending)])
     finally:
         stream.close()
         raw.close()
+
+
+def _utf8(rb: pa.RecordBatch) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:
+    """Binary columns -> text; rows with bytes that are not UTF-8 leave the batch as
+    ``(index in the batch, row text)``."""
+    try:
+        return pa.RecordBatch.from_arrays([c.cast(pa.string()) for c in rb.columns], names=rb.schema.names), []
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        pass
+    bad: dict[int, str] = {}
+    for name, col in zip(rb.schema.names, rb.columns, strict=True):
+        for i, v in enumerate(col.to_pylist()):
+            if v is not None and i not in bad:
+                try:
+                    v.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad[i] = name
+    keep = np.setdiff1d(np.arange(rb.num_rows), np.fromiter(bad, np.int64, len(bad)))
+    texts = [(i, json.dumps({n: rb.column(n)[i].as_py().decode("utf-8", "replace") if rb.column(n)[i].is_valid
+                             else None for n in rb.schema.names}, ensure_ascii=False)) for i in sorted(bad)]
+    good = rb.take(pa.array(keep))
+    return pa.RecordBatch.from_arrays([c.cast(pa.string()) for c in good.columns], names=good.schema.names), texts
+
+
+def _placed(parsed: pa.RecordBatch, first: int, done: float, pending: dict[int, InvalidRow]) -> tuple[Batch, int]:
+    """The batch of the ``parsed`` rows that start at source row ``first``, with the invalid
+    rows (``pending``: wrong field count; found here: not UTF-8) of its stretch of the file;
+    and the source row after it."""
+    rb, bad = _utf8(parsed)
+    if not pending and not bad:
+        return Batch(rb, first, done), first + rb.num_rows
+    rows: list[int] = []
+    skipped: list[InvalidRow] = []
+    r = first
+    while len(rows) < parsed.num_rows or r in pending:  # Arrow's rows, in order, around the skipped ones
+        if r in pending:
+            skipped.append(pending.pop(r))
+        else:
+            rows.append(r)
+        r += 1
+    kept = np.asarray(rows, np.int64)
+    skipped += [InvalidRow(int(kept[i]), "row: not valid UTF-8", t) for i, t in bad]
+    valid = np.delete(kept, [i for i, _ in bad]) if bad else kept
+    return Batch(rb, int(valid[0]) if len(valid) else first, done, valid, skipped), r
+
+
+_json = msgspec.json.Decoder()
+
+
+def _cell(v: object) -> str | None:
+    """A JSON value as the text a CSV cell would hold (``12.0`` -> ``"12"``, like an id)."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, (int, float)):
+        return str(v)
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _jsonl(path: Path, mapping: SourceMapping, gz: bool) -> Iterator[Batch]:
+    """JSON lines, one object per line; a line that is not a JSON object is an invalid row."""
+    size = max(path.stat().st_size, 1)
+    cols = mapping.columns()
+    with open(path, "rb") as raw:
+        f = gzip.GzipFile(fileobj=raw) if gz else raw
+        seen: set[str] = set()
+        checked = False
+        first, row = 1, 1
+        values: list[list[str | None]] = [[] for _ in cols]
+        rows: list[int] = []
+        invalid: list[InvalidRow] = []
+        read = 0
+        for line in f:
+            if not line.strip():
+                continue
+            read += len(line)
+            try:
+                obj = _json.decode(line)
+            except msgspec.DecodeError as exc:
+                reason = "row: not valid UTF-8" if "UTF-8" in str(exc) else "row: not valid JSON"
+                invalid.append(InvalidRow(row, reason, line.decode("utf-8", "replace").rstrip("\r\n")))
+                row += 1
+                continue
+            if not isinstance(obj, dict):
+                invalid.append(InvalidRow(row, "row: not a JSON object", line.decode("utf-8", "replace").rstrip()))
+                row += 1
+                continue
+            if not checked:
+                seen.update(obj)
+            for k, c in enumerate(cols):
+                values[k].append(_cell(obj.get(c)))
+            rows.append(row)
+            row += 1
+            if not checked and read >= BLOCK_BYTES:
+                _check_columns(path, sorted(seen), mapping)
+                checked = True
+            if len(rows) + len(invalid) >= JSON_BATCH_ROWS:
+                if not checked:
+                    _check_columns(path, sorted(seen), mapping)
+                    checked = True
+                yield _json_batch(cols, values, rows, invalid, first, min(raw.tell() / size, 1.0))
+                first, values, rows, invalid = row, [[] for _ in cols], [], []
+        if not checked:
+            _check_columns(path, sorted(seen), mapping)
+        if rows or invalid:
+            yield _json_batch(cols, values, rows, invalid, first, 1.0)
+
+
+def _json_batch(cols: list[str], values: list[list[str | None]], rows: list[int], invalid: list[InvalidRow],
+                first: int, done: float) -> Batch:
+    rb = pa.RecordBatch.from_arrays([pa.array(v, pa.string()) for v in values], names=cols)
+    contiguous = not invalid
+    return Batch(rb, rows[0] if rows else first, done, None if contiguous else np.asarray(rows, np.int64), invalid)
 
 
 def _parquet(path: Path, mapping: SourceMapping) -> Iterator[Batch]:

@@ -11,6 +11,7 @@ Values outside 1971..2199 are rejected: they are almost always a wrong epoch uni
 
 from __future__ import annotations
 
+import re
 import warnings
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -18,12 +19,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.ingest.mapping import EPOCH_UNITS, SourceMapping
 
 MIN_US = int(datetime(1971, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
 MAX_US = int(datetime(2200, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
 _NAT = np.iinfo(np.int64).min
+_WHOLE = re.compile(r"-?[0-9]{1,20}").fullmatch
 
 
 def parse_timestamps(col: pa.Array | pa.ChunkedArray, m: SourceMapping) -> tuple[np.ndarray, list[str | None]]:
@@ -44,6 +47,13 @@ def parse_timestamps(col: pa.Array | pa.ChunkedArray, m: SourceMapping) -> tuple
 
 
 def _epoch(col, unit: str, errors: list[str | None]) -> np.ndarray:
+    if isinstance(col, pa.Array | pa.ChunkedArray) and pa.types.is_string(col.type):
+        for target in (pa.int64(), pa.float64()):  # read as text: the usual all-numbers column, fast
+            try:
+                col = pc.cast(col, target)
+                break
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
     s = col.to_pandas() if hasattr(col, "to_pandas") else pd.Series(col)
     num = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_integer_dtype(s.dtype):  # exact integer arithmetic (ns and large values)
@@ -54,6 +64,12 @@ def _epoch(col, unit: str, errors: list[str | None]) -> np.ndarray:
             f = np.round(num * EPOCH_UNITS[unit])
             f[~np.isfinite(f) | (np.abs(f) > 9e18)] = 0
             us = f.astype(np.int64)
+    if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):  # read as text: whole numbers exactly
+        whole = s.astype(object).map(lambda v: isinstance(v, str) and _WHOLE(v) is not None).to_numpy(bool)
+        if whole.any():
+            k = int(EPOCH_UNITS[unit]) if unit != "ns" else 0
+            exact = [int(v) // 1000 if unit == "ns" else int(v) * k for v in s[whole].tolist()]
+            us[whole] = [v if abs(v) < 9e18 else 0 for v in exact]  # 0: rejected as out of range below
     missing = np.isnan(num)
     if missing.any():
         raw = s.tolist()

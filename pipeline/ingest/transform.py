@@ -12,6 +12,7 @@ same row always gets the same id (idempotent re-import).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +25,12 @@ import pyarrow.compute as pc
 from pipeline import events as ev
 from pipeline.features.columns import gc_paused
 from pipeline.ingest.mapping import CATCH_ALL, FieldSpec, SourceMapping
+from pipeline.ingest.readers import InvalidRow
 from pipeline.ingest.timestamps import parse_timestamps
 
 TYPE_CODE = {name: i for i, name in enumerate(ev.EVENT_TYPES)}
 FUTURE_REASON = "timestamp: future (later than the clock plus max_future_skew)"
+_CONTROL_RE = "[\\x00-\\x1f\\x7f-\\x9f]"  # in a user id: a broken export, never a real id
 _enc = msgspec.json.Encoder()
 
 
@@ -57,11 +60,17 @@ class MappedBatch:
 
 
 def map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str, m: SourceMapping,
-              max_ts_us: int | None = None) -> MappedBatch:  # fmt: skip
+              max_ts_us: int | None = None, rows: np.ndarray | None = None,
+              invalid: Sequence[InvalidRow] = ()) -> MappedBatch:  # fmt: skip
     """Map one batch; rows dated after ``max_ts_us`` (the clock plus the allowed skew) are
-    rejected as future: one would move its partition's watermark years ahead."""
+    rejected as future: one would move its partition's watermark years ahead. ``rows``: the
+    source row of each row of ``rb`` when they are not ``first_row + i`` (the reader took
+    invalid rows out); ``invalid``: those rows, rejected here as they are."""
     with gc_paused():
-        return _map_batch(rb, first_row, file_key, file_name, m, max_ts_us)
+        mb = _map_batch(rb, first_row, file_key, file_name, m, max_ts_us,
+                        np.arange(first_row, first_row + rb.num_rows, dtype=np.int64) if rows is None else rows)
+    mb.rejected.extend(Rejected(file_name, r.row, r.reason, "row", None, {"row": r.text}) for r in invalid)
+    return mb
 
 
 def _texts(col) -> list:
@@ -73,8 +82,9 @@ def _texts(col) -> list:
 
 
 def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str, m: SourceMapping,
-               max_ts_us: int | None = None) -> MappedBatch:  # fmt: skip
+               max_ts_us: int | None, rowno: np.ndarray) -> MappedBatch:  # fmt: skip
     n = rb.num_rows
+    srow = rowno.tolist()
     users = _texts(rb.column(m.user_id))
     types = _texts(rb.column(m.type_column))
     ts_us, ts_err = parse_timestamps(rb.column(m.ts_column), m)
@@ -105,8 +115,12 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
     def reject(i: int, reason: str, key: str) -> None:
         raw = {c: column(c)[i] for c in m.columns()}
         u = users[i] if users[i] and len(users[i]) <= 128 else None
-        rejected.append(Rejected(file_name, first_row + i, reason, key, u, raw))
+        rejected.append(Rejected(file_name, srow[i], reason, key, u, raw))
 
+    plan_vals = values_of(m.signup_plan) if m.signup_plan is not None and m.signup_plan.column else None
+    ucol = rb.column(m.user_id)
+    control = (pc.match_substring_regex(ucol, _CONTROL_RE).fill_null(False).to_pylist()
+               if pa.types.is_string(ucol.type) or pa.types.is_large_string(ucol.type) else [False] * n)
     for i in range(n):
         u = users[i]
         if u is None or u == "":
@@ -114,6 +128,9 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
             continue
         if len(u) > 128:
             reject(i, "user_id: longer than 128 characters", "user_id")
+            continue
+        if control[i]:
+            reject(i, "user_id: contains control characters", "user_id")
             continue
         src = types[i]
         if src is None or src == "":
@@ -132,10 +149,13 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
         if max_ts_us is not None and ts_us[i] > max_ts_us:
             reject(i, FUTURE_REASON, "timestamp")
             continue
+        if plan_vals is not None and plan_vals[i].__class__ is _Bad:  # e.g. `level: gold`, not in values
+            reject(i, f"{m.signup_plan.key}: {plan_vals[i].why}", m.signup_plan.key)
+            continue
         specs = specs_cache.get(src)
         if specs is None:
             specs = specs_cache[src] = [(f, spec, values_of(spec)) for f, spec in m.fields_for(src).items()]
-        d: dict[str, Any] = {"type": rule.type, "event_id": f"{file_key}-{first_row + i}", "user_id": u,
+        d: dict[str, Any] = {"type": rule.type, "event_id": f"{file_key}-{srow[i]}", "user_id": u,
                              "ts": stamps[i], "schema_version": ev.SCHEMA_VERSION}
         for f, spec, vals in specs:
             v = vals[i]
@@ -168,20 +188,20 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
     return MappedBatch(
         users=[users[i] for i in keep.tolist()], ts_us=ts_us[keep], code=np.fromiter(
             (TYPE_CODE[e.type] for e in events), np.int8, len(events)),
-        row=keep + first_row, plan=plan, buf=bytes(buf), ends=ends, rejected=rejected, dropped=dropped,
+        row=rowno[keep], plan=plan, buf=bytes(buf), ends=ends, rejected=rejected, dropped=dropped,
     )
 
 
 def _convert(dicts, rows, rejected, reject) -> list[ev._Event | None]:
     """Validate with the contract's types: one call for the batch, row by row if any fails."""
     try:
-        return list(msgspec.convert(dicts, list[ev.Event]))
+        return list(msgspec.convert(dicts, list[ev.Event], strict=False))
     except (msgspec.ValidationError, ValueError, TypeError):
         pass
     out: list[ev._Event | None] = []
     for i, d in zip(rows, dicts, strict=True):
         try:
-            out.append(msgspec.convert(d, ev.Event))
+            out.append(msgspec.convert(d, ev.Event, strict=False))
         except msgspec.ValidationError as exc:
             reason, _, path = str(exc).partition(" - at `")
             path = path.rstrip("`")
@@ -221,6 +241,11 @@ def field_values(spec: FieldSpec, rb: pa.RecordBatch, column) -> list:
         return [empty if v is None or v == "" else mp.get(v, _NOT_IN_VALUES) for v in raw]
     if spec.scale is not None:
         k = spec.scale
+        if pa.types.is_string(col.type):  # read as text: the usual all-numbers column, converted at once
+            try:
+                return [empty if v is None else v * k for v in pc.cast(col, pa.float64()).to_pylist()]
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # some cell is not a number: value by value below
         if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
             return [empty if v is None else v * k for v in column(spec.column)]
         out = []

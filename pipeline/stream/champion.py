@@ -42,17 +42,24 @@ class ChampionSource(Protocol):
 
 class RegistryChampion:
     def __init__(self, tracking_uri: str, name: str | None = None) -> None:
+        import mlflow
+
         from pipeline import registry
 
         self.name = name or registry.MODEL_NAME
         self.where = tracking_uri
-        registry.configure(tracking_uri)
+        self.missing = ""  # why current() found no champion (for the supervisor's wait message)
+        mlflow.set_tracking_uri(tracking_uri)  # reading only: no experiment or database is created
 
     def current(self) -> ChampionInfo | None:
         from pipeline import registry
+        from pipeline.mlflow_store import check_readable
 
-        mv = registry.champion_version(self.name)
+        self.missing = check_readable(self.where) or ""  # a garbage database: RegistryError, one line
+        mv = None if self.missing else registry.champion_version(self.name)
         if mv is None:
+            self.missing = self.missing or (f"no version of the registered model {self.name!r} has the alias "
+                                            f"'champion' in {self.where}; train one with `churn train`")
             return None
         from pipeline.highrisk import base_rate_from_tags
 

@@ -27,6 +27,7 @@ from pipeline.highrisk import DEFAULT_TEXT as DEFAULT_HIGH_RISK
 from pipeline.highrisk import HighRiskRule
 
 DEFAULT_GROUP = "churn-stream"  # the same default as `churn lag --group`
+CAUGHT_UP_CHAMPION_WAIT_S = 60.0  # --until-caught-up without --champion-wait: no champion after this is an error
 
 
 def default_max_workers() -> int:
@@ -71,6 +72,9 @@ class StreamConfig:
     heartbeat_interval_s: float = 1.0
     model_check_s: float = 1.0  # workers look for a new champion export this often
     model_poll_s: float = 10.0  # the supervisor polls the registry this often
+    # how long the supervisor waits for a first champion; None: until stopped, except with
+    # --until-caught-up (a run meant to end): CAUGHT_UP_CHAMPION_WAIT_S
+    champion_wait_s: float | None = None
     worker_timeout_s: float = 60.0  # a worker silent this long is killed and restarted
     drain_timeout_s: float = 20.0  # a stopping worker gets this long to checkpoint
     # consumer group size and autoscaling (pipeline.autoscale)
@@ -97,6 +101,8 @@ class StreamConfig:
                         "scale_down_stabilization_s", "lateness_hours", "max_future_skew_hours")  # fmt: skip
         bad += [f"{k}={getattr(self, k)!r} (seconds >= 0)" for k in non_negative
                 if not getattr(self, k) >= 0]  # fmt: skip
+        if self.champion_wait_s is not None and not self.champion_wait_s >= 0:
+            bad.append(f"champion_wait_s={self.champion_wait_s!r} (seconds >= 0, or None: wait until stopped)")
         timed = (
             "idle_sleep_max_s",
             "metrics_interval_s",

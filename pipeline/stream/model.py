@@ -251,11 +251,12 @@ def load_export(ref: ModelRef, threads: int = 1, spec: FeatureSpec = DEFAULT_SPE
         booster.set_param({"nthread": threads})  # one core per worker; OpenMP spin-waits otherwise
         return ScoringModel(ref, features, booster=booster, calibration=doc.get("calibration"), engine_columns=cols)
     if (path / "model.skops").exists():
-        import skops.io as sio
+        from pipeline.safe_load import UntrustedModelError, load_skops
 
-        file = path / "model.skops"
-        # The file was written by our own supervisor from the registry, so its types are ours.
-        pipe = sio.load(file, trusted=sio.get_untrusted_types(file=file))
+        try:  # only the types our logistic pipelines need: never "whatever the file names"
+            pipe = load_skops(path / "model.skops")
+        except UntrustedModelError as exc:
+            raise StreamError(f"model export refused: {exc}") from None
         return ScoringModel(ref, features, pipeline=pipe, calibration=doc.get("calibration"), engine_columns=cols)
     raise StreamError(
         f"model export {path} has no model.ubj or model.skops; delete it, the supervisor exports again"

@@ -93,7 +93,8 @@ class StreamReport:
         lag = ", ".join(f"p{p}={v:,}" for p, v in sorted(self.lag.items())) or "-"
         out = [
             f"stream {self.group}: {self.stopped} after {self.seconds:.1f} s; {self.events:,} events "
-            f"({self.events_per_s:,.0f} events/s); champion v{self.model_version or '-'}",
+            f"({self.events_per_s:,.0f} events/s); "
+            + (f"champion v{self.model_version}" if self.model_version else "no champion loaded"),
             f"final lag {self.total_lag:,} records ({lag})",
         ]
         if self.high_risk is not None:
@@ -151,6 +152,7 @@ def stream_report(
     top_k: int = 10,
     high_risk: HighRiskRule | str | None = None,
     data_dir: Path | str | None = None,
+    version_from_scores: bool = True,
 ) -> StreamReport:
     """The summary of a run that started with the group's committed offsets ``before``
     (partitions missing there count from the log's start). ``high_risk``: the stream's
@@ -164,7 +166,7 @@ def stream_report(
         events += max(end - start, 0)
         lag[p] = max(log.end_offset(p) - end, 0)
     top = top_users(store, top_k)
-    if model_version is None and top:  # e.g. after Ctrl-C: the version that scored them
+    if model_version is None and top and version_from_scores:  # after Ctrl-C: the version that scored them
         model_version = top[0].model_version
     resolved = report_threshold(store, group, high_risk, data_dir)
     summary = store.score_summary(high_risk=resolved.cut)

@@ -39,10 +39,10 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.errors import ModelMismatchError, StreamError
 from pipeline.log.base import PartitionLog
 from pipeline.stream.champion import ChampionInfo, ChampionSource
-from pipeline.stream.config import StreamConfig, StreamPaths
+from pipeline.stream.config import CAUGHT_UP_CHAMPION_WAIT_S, StreamConfig, StreamPaths
 from pipeline.stream.health import alert_from_log
 from pipeline.stream.model import ModelRef, publish
-from pipeline.stream.worker import EXIT_FATAL, WorkerSpec
+from pipeline.stream.worker import EXIT_FATAL, STORE_URL_ENV, WorkerSpec
 
 # One core per worker (the group scales by processes: OpenMP threads would spin-wait on a
 # shared core), and glibc malloc tuned for a process that frees big snapshot buffers:
@@ -158,7 +158,10 @@ class Supervisor:
         self._take_lock()
         start_offsets = self._committed()
         try:
-            if not self.wait_for_champion(done):
+            limit = self.cfg.champion_wait_s
+            if limit is None and until_caught_up:  # a run meant to end must not wait forever
+                limit = CAUGHT_UP_CHAMPION_WAIT_S
+            if not self.wait_for_champion(done, limit):
                 return self.summary(t0, start_offsets, "stopped before a champion was available")
             self.scale_to(self.cfg.workers, "initial size")
             next_scale = time.monotonic() + self.cfg.autoscale_interval_s
@@ -210,24 +213,31 @@ class Supervisor:
             self._lock_fd = None
 
     # -- champion ------------------------------------------------------------------------
-    def wait_for_champion(self, done: Callable[[], bool]) -> bool:
-        """Poll until the registry has a champion (True) or we are told to stop (False)."""
+    def wait_for_champion(self, done: Callable[[], bool], limit_s: float | None = None) -> bool:
+        """Poll until the registry has a champion (True) or we are told to stop (False);
+        after ``limit_s`` seconds without one, a StreamError that says why there is none."""
         said = -1e9
+        start = time.monotonic()
         while not done():
             info = self.champion.current()
             if info is not None:
                 self.adopt(info, startup=True)
                 return True
+            why = getattr(self.champion, "missing", "") or (
+                f"no version of the registered model 'churn' has the alias 'champion' in {self.champion.where}")
+            waited = time.monotonic() - start
+            if limit_s is not None and waited >= limit_s:
+                raise StreamError(f"no champion model after {waited:.0f} s: {why} (--champion-wait sets how long "
+                                  "to wait)")
             if time.monotonic() - said >= 60.0:
                 said = time.monotonic()
                 self.logger.warning(
-                    "stream: no champion model yet - no version of the registered model 'churn' has the alias "
-                    "'champion' in %s. Waiting, polling every %.0f s: train one with `churn train` (or "
-                    "`prefect deployment run train/weekly`).",
-                    self.champion.where,
-                    self.cfg.model_poll_s,
+                    "stream: no champion model yet - %s. Waiting%s, polling every %.0f s: train one with "
+                    "`churn train` (or `prefect deployment run train/weekly`).",
+                    why, "" if limit_s is None else f" up to {limit_s:.0f} s", self.cfg.model_poll_s,
                 )
-            _sleep_until(done, self.cfg.model_poll_s)
+            step = self.cfg.model_poll_s if limit_s is None else min(self.cfg.model_poll_s, max(limit_s - waited, 0.0))
+            _sleep_until(done, step)
         return False
 
     def follow_champion(self) -> None:
@@ -300,14 +310,15 @@ class Supervisor:
         self.logger.info("stream: %d worker(s) (%s) - %s", n, reason, shown)
 
     def _spawn(self, worker_id: str) -> subprocess.Popen[bytes]:
-        # librdkafka properties may hold credentials (sasl.password): they travel in the
-        # worker's environment (CHURN_KAFKA_PROPERTIES), not on its command line (`ps`)
+        # librdkafka properties (sasl.password) and the store URL may hold credentials: they
+        # travel in the worker's environment, not on its command line (`ps`)
         props = self.log_config.get("kafka_properties")
         log = {k: v for k, v in self.log_config.items() if k != "kafka_properties"}
-        spec = WorkerSpec(worker_id, str(self.data_dir), self.topic, self.store_url, asdict(self.cfg),
+        spec = WorkerSpec(worker_id, str(self.data_dir), self.topic, asdict(self.cfg),
                           supervisor_pid=os.getpid(), log=log, drift=self.drift)  # fmt: skip
         env = dict(os.environ)
         env.update(WORKER_ENV | self.worker_env)
+        env[STORE_URL_ENV] = self.store_url  # may hold a password: environment, not argv (`ps`)
         if props is not None:
             env["CHURN_KAFKA_PROPERTIES"] = json.dumps(props)
         env["PYTHONPATH"] = os.pathsep.join(

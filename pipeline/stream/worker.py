@@ -30,10 +30,16 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pipeline.clock import Clock, SystemClock
-from pipeline.errors import ChurnError, LogUnavailableError, ModelMismatchError, StoreError
+from pipeline.errors import (
+    ChurnError,
+    ConfigError,
+    LogUnavailableError,
+    ModelMismatchError,
+    StoreError,
+)
 from pipeline.features.spec import spec_for
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, dead_letter_log
@@ -51,14 +57,18 @@ EXIT_FATAL = 3
 STAGES = ("fetch", "features", "read", "predict", "reasons", "rows", "handoff", "snapshot")
 
 
+STORE_URL_ENV: Final = "CHURN_WORKER_STORE_URL"  # the store URL travels here, never in argv
+
+
 @dataclass
 class WorkerSpec:
-    """Everything a worker process needs, passed as JSON on its command line."""
+    """Everything a worker process needs, passed as JSON on its command line - except secrets:
+    the store URL (it may hold a password) comes in env ``CHURN_WORKER_STORE_URL``, librdkafka
+    properties in ``CHURN_KAFKA_PROPERTIES``, both invisible to ``ps``."""
 
     worker_id: str
     data_dir: str
     topic: str
-    store_url: str
     config: dict[str, Any]
     partitions: list[int] | None = None  # None: follow the store's assignment
     until_caught_up: bool = False
@@ -490,7 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     worker = None
     try:
         log = open_log_config(spec.data_dir, spec.topic, spec.log)
-        store = Store(spec.store_url)
+        if not (store_url := os.environ.get(STORE_URL_ENV)):
+            raise ConfigError(f"{STORE_URL_ENV} is not set: start workers through the stream "
+                              "supervisor (`churn stream`), which passes the store URL there")
+        store = Store(store_url)
         worker = Worker(
             spec.worker_id, log, store, paths, cfg, partitions=spec.partitions, logger=logger, drift=spec.drift
         )

@@ -34,7 +34,8 @@ CASES = [
      ("lag 0; partitions OK",)),  # too few events to judge a share
     (dict(total_lag=5, lag_seconds=None, consumers=0), Level.CRITICAL,
      ("no consumer running while lag is 5",)),
-    (dict(total_lag=0, lag_seconds=None, consumers=0), Level.HEALTHY, ("lag 0; partitions OK",)),
+    (dict(total_lag=0, lag_seconds=None, consumers=0), Level.WARNING,  # nothing would score the next event
+     ("no consumer running: new events will not be scored",)),
     (dict(total_lag=70_000, lag_seconds=700.0, statuses=[WARN]), Level.CRITICAL,
      ("700 s behind >= critical 600 s", "lag 70,000 >= warning 50,000",
       "partition 0 WARN: lag keeps growing")),  # worst first

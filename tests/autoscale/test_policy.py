@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline.autoscale import (
@@ -264,12 +265,12 @@ def test_policy_properties(config, steps, start):
 
 
 @settings(max_examples=200, deadline=None)
-@given(config=configs(), lags=st.lists(st.integers(0, 100_000), min_size=1, max_size=12),
-       current=st.integers(1, 10))  # fmt: skip
-def test_scale_up_is_immediate_without_up_window(config, lags, current):
+@given(config=configs().map(lambda c: replace(c, scale_up_stabilization_s=0.0)),
+       lags=st.lists(st.integers(0, 100_000), min_size=1, max_size=12), data=st.data())  # fmt: skip
+def test_scale_up_is_immediate_without_up_window(config, lags, data):
     low, high = bounds(config, len(lags))
-    if config.scale_up_stabilization_s or not (low <= current <= high):
-        return
+    current = data.draw(st.integers(max(1, low), max(1, high)))
+    assume(low <= current <= high)
     d = AutoscalePolicy(config).decide(T0, current, dict(enumerate(lags)))
-    if d.recommended > current:
-        assert d.desired == d.recommended and d.action is Action.SCALE_UP
+    assume(d.recommended > current)
+    assert d.desired == d.recommended and d.action is Action.SCALE_UP

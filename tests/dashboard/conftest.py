@@ -26,7 +26,10 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
     try:
         run = build(root)
         print(f"dashboard fixture: real run built in {time.monotonic() - t0:.1f} s")
-        env = {"CHURN_DATA_DIR": str(run["data_dir"]), "CHURN_MLFLOW_TRACKING_URI": run["uri"]}
+        # the real run ended before the pages are read: judge it as a live stream here (what the
+        # pages show of a live one); test_stale.py covers a stopped stream
+        env = {"CHURN_DATA_DIR": str(run["data_dir"]), "CHURN_MLFLOW_TRACKING_URI": run["uri"],
+               "CHURN_DASHBOARD_STALE_AFTER_S": "1e9"}
         yield {"env": env, "root": root, **run}
     finally:
         for k, v in old.items():

@@ -13,6 +13,8 @@ from dashboard import data
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGES = ["overview", "stream", "risk", "revenue", "drift", "model"]
+SOURCE = {"overview": "store", "stream": "store", "risk": "store", "revenue": "store", "drift": "drift",
+          "model": "registry"}  # what each page reads first: its empty state names that source's next step
 
 
 def run_page(page: str) -> AppTest:
@@ -185,7 +187,8 @@ def test_fresh_install_shows_next_steps(page, empty, use_env) -> None:
     use_env(empty["env"])
     at = run_page(page)
     infos = " ".join(i.value for i in at.info)
-    assert "run" in infos  # says what to run next
+    assert data.NEXT_STEPS[SOURCE[page]] in infos  # says which command to run next
+    assert "`churn " in infos
     assert not list(Path(empty["root"]).iterdir())  # nothing was created
 
 
@@ -193,4 +196,5 @@ def test_fresh_install_shows_next_steps(page, empty, use_env) -> None:
 def test_blank_store_shows_next_steps(page, blank, use_env) -> None:
     use_env(blank["env"])
     at = run_page(page)
-    assert "run" in " ".join(i.value for i in at.info)  # an explanation instead of empty charts
+    infos = " ".join(i.value for i in at.info)  # an explanation instead of empty charts
+    assert data.NEXT_STEPS[SOURCE[page]] in infos and "`churn " in infos

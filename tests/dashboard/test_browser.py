@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import need_chromium
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("CHURN_SCREENSHOTS_DIR") or Path(__file__).parent / "artifacts")
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 # page url path -> (selector that must show with data, minimum count)
@@ -94,6 +95,12 @@ def serve(app_env: dict[str, str], log_path: Path) -> Iterator[str]:
         log.close()
 
 
+@pytest.fixture(scope="session")
+def chromium_exe() -> str:
+    """Checked before the (slow) real run starts: a skip on a laptop, a failure under CI=true."""
+    return need_chromium()
+
+
 @pytest.fixture
 def server(populated, tmp_path) -> Iterator[tuple[str, Path]]:
     """The app on a private copy of the populated data dir (the test writes to it)."""
@@ -123,7 +130,7 @@ def chromium() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=need_chromium(), args=CHROMIUM_ARGS)
         try:
             yield browser.new_page(viewport={"width": 1440, "height": 900})
         finally:
@@ -147,9 +154,7 @@ def _screenshot(page: object, name: str) -> None:
     page.set_viewport_size({"width": 1440, "height": 900})
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                    reason=f"{CHROMIUM} is missing: apt-get install -y chromium")  # fmt: skip
-def test_every_page_renders_in_chromium(server, populated) -> None:
+def test_every_page_renders_in_chromium(chromium_exe, server, populated) -> None:
     server, data_dir = server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with chromium() as page:
@@ -215,9 +220,7 @@ def test_every_page_renders_in_chromium(server, populated) -> None:
         assert page.evaluate("window.__sameDocument") == 42  # no reload happened
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                    reason=f"{CHROMIUM} is missing: apt-get install -y chromium")  # fmt: skip
-def test_fresh_install_says_what_to_run(empty, tmp_path) -> None:
+def test_fresh_install_says_what_to_run(chromium_exe, empty, tmp_path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with serve(empty["env"], tmp_path / "streamlit.log") as url, chromium() as page:
         for path in PAGES:
@@ -225,6 +228,6 @@ def test_fresh_install_says_what_to_run(empty, tmp_path) -> None:
             page.wait_for_selector('[data-testid="stAlert"]', timeout=60_000)
             _settle(page)
             assert page.locator('[data-testid="stException"]').count() == 0, path
-            assert "run" in page.inner_text('[data-testid="stAlert"] >> nth=0'), path
+            assert "churn " in page.inner_text('[data-testid="stAlert"] >> nth=0'), path  # the command to run
             _screenshot(page, f"empty-{path or 'overview'}")
     assert not list(Path(empty["root"]).iterdir())  # the dashboard created nothing

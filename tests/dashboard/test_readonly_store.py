@@ -13,7 +13,8 @@ from sqlalchemy.exc import DBAPIError
 
 from pipeline.errors import StoreError, StoreSchemaError
 from pipeline.store import SCHEMA_VERSION, Store, schema
-from tests.store.conftest import drop_schema, pg_url
+from tests.needs import pg_unavailable
+from tests.store.conftest import PG_URLS, drop_schema, pg_url
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
 ROW = {"user_id": "u1", "risk": 0.8, "model_version": "1", "features_time": T}
@@ -26,7 +27,7 @@ def location(request, tmp_path):
         return
     url = pg_url()
     if url is None:
-        pytest.skip("no PostgreSQL server answers at 127.0.0.1:5432")
+        pg_unavailable(PG_URLS)
     schema = f"ro_{uuid.uuid4().hex[:12]}"
     try:
         yield {"url": url, "schema": schema}

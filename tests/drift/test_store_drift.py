@@ -16,7 +16,8 @@ from pipeline.store import SCHEMA_VERSION, Store
 from pipeline.store import schema as s
 from pipeline.store.migrations import MIGRATIONS
 from tests.drift.helpers import T0
-from tests.store.conftest import drop_schema, pg_url
+from tests.needs import pg_unavailable
+from tests.store.conftest import PG_URLS, drop_schema, pg_url
 
 W = "Wasserstein distance (normed)"
 
@@ -30,7 +31,7 @@ def store(request, tmp_path):
         return
     url = pg_url()
     if url is None:
-        pytest.skip("no PostgreSQL server answers (set CHURN_TEST_PG_URL)")
+        pg_unavailable(PG_URLS)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     st = Store(url, schema=schema, clock=FakeClock(T0))
     try:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -32,8 +35,17 @@ def test_the_issue_s_features_are_all_there():
     assert wanted <= set(FEATURE_NAMES)
 
 
+def test_version_is_the_same_in_every_process():
+    # a model trained in one process is checked against a stream in another: the version must
+    # not depend on hash seeds, dict order or anything else of the process that computed it
+    code = "from pipeline.features.registry import FEATURE_SET_VERSION as v; print(v)"
+    seen = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                           capture_output=True, text=True, check=True).stdout.strip() for seed in ("0", "1", "987")}
+    assert seen == {FEATURE_SET_VERSION}
+    assert re.fullmatch(r"[0-9a-f]{16}", FEATURE_SET_VERSION)
+
+
 def test_version_hash_changes_with_any_definition(monkeypatch):
-    assert registry._version() == FEATURE_SET_VERSION
     changed = (replace(FEATURES[0], window_days=8), *FEATURES[1:])
     monkeypatch.setattr(registry, "FEATURES", changed)
     assert registry._version() != FEATURE_SET_VERSION

@@ -59,7 +59,7 @@ def test_summary_accounts_for_every_row(env, tmp_path) -> None:
     assert sorted(dl) == [n + 1, n + 2, n + 3, n + 4, n + 5]  # data row numbers (header not counted)
     assert {d["source_topic"] for d in dl.values()} == {f"file:{path}"}
     assert dl[n + 1]["reason"] == "user_id: empty" and dl[n + 1]["field"] == "user_id"
-    assert dl[n + 3]["field"] == "fields.session.watch_minutes" and '"minutes": 5000' in dl[n + 3]["value"]
+    assert dl[n + 3]["field"] == "fields.session.watch_minutes" and '"minutes": "5000"' in dl[n + 3]["value"]  # as read: text
     assert dl[n + 4]["field"] == "fields.payment.plan"
     assert dl[n + 2]["source_partition"] == partition_for(b"u1", 2)
 

@@ -41,7 +41,6 @@ def test_readme_walkthrough_commands_exist() -> None:
 
 
 def test_model_name_matches_the_registry() -> None:
-    import re
+    from pipeline import registry
 
-    src = (PROJECT_ROOT / "pipeline" / "registry.py").read_text()
-    assert re.search(rf'^MODEL_NAME: Final = "{MODEL_NAME}"$', src, re.M)
+    assert MODEL_NAME == registry.MODEL_NAME

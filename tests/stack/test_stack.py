@@ -215,6 +215,9 @@ def test_real_service_list_wires_ports_home_and_urls(tmp_path) -> None:
     assert specs["serve"].env["CHURN_MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path}/m/mlflow.db"
     assert specs["serve"].health.endswith("/deployments/name/train/weekly")
     assert "--default-artifact-root" in specs["mlflow"].argv and "15000" in specs["mlflow"].argv
+    # no secret on a command line (`ps` shows it): the backend URI travels in the environment
+    assert not any("mlflow.db" in a for sp in specs.values() for a in sp.argv)
+    assert specs["mlflow"].env["MLFLOW_BACKEND_STORE_URI"] == f"sqlite:///{tmp_path}/m/mlflow.db"
     assert specs["dashboard"].health == "http://127.0.0.1:18501/_stcore/health"
     assert specs["dashboard"].env["CHURN_MLFLOW_UI_URL"] == "http://127.0.0.1:15000"
     # an MLflow tracking *server* is used as it is, not started

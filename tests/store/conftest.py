@@ -16,10 +16,12 @@ from sqlalchemy.exc import OperationalError
 
 from pipeline.clock import FakeClock
 from pipeline.store import Store
+from tests.needs import pg_unavailable
 from tests.store.helpers import T0
 
-PG_URLS = [
-    os.environ.get("CHURN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+# CHURN_TEST_PG_URL, when set, is the only server tried
+PG_URLS = [os.environ["CHURN_TEST_PG_URL"]] if os.environ.get("CHURN_TEST_PG_URL") else [
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test",
     "postgresql+psycopg://root@127.0.0.1:5432/test",
 ]
 BACKENDS = ["sqlite", "postgresql"]
@@ -62,7 +64,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str
         return
     url = pg_url()
     if url is None:
-        pytest.skip(f"no PostgreSQL server answers at {PG_URLS} (set CHURN_TEST_PG_URL)")
+        pg_unavailable(PG_URLS)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     try:
         yield {"url": url, "schema": schema}

@@ -15,7 +15,8 @@ from pipeline.errors import ConfigError, StoreError, StoreSchemaError
 from pipeline.store import SCHEMA_VERSION, Store
 from pipeline.store import schema as s
 from pipeline.store.migrations import migrate
-from tests.store.conftest import pg_url
+from tests.needs import pg_unavailable
+from tests.store.conftest import PG_URLS, pg_url
 from tests.store.helpers import score
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,9 +48,10 @@ def test_sqlite_url_errors(tmp_path):
     with pytest.raises(ConfigError, match="schemas are for PostgreSQL"):
         Store(f"sqlite:///{tmp_path / 'x.db'}", schema="s1")
     url = pg_url()
-    if url is not None:
-        with pytest.raises(ConfigError, match="store schema 'a;b'"):
-            Store(url, schema="a;b")
+    if url is None:
+        pg_unavailable(PG_URLS)
+    with pytest.raises(ConfigError, match="store schema 'a;b'"):
+        Store(url, schema="a;b")
     (tmp_path / "file").write_text("")
     with pytest.raises(StoreError, match="cannot create the folder"):
         Store(f"sqlite:///{tmp_path / 'file' / 'sub' / 'x.db'}")
@@ -70,7 +72,7 @@ def test_sqlite_default_from_settings_uses_wal(tmp_path, clock):
 def test_postgresql_url_without_driver_means_psycopg(tmp_path):
     url = pg_url()
     if url is None:
-        pytest.skip("no PostgreSQL server answers on 127.0.0.1:5432")
+        pg_unavailable(PG_URLS)
     from tests.store.conftest import drop_schema
 
     try:
