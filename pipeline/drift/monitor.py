@@ -67,10 +67,21 @@ DAY_US = 86_400_000_000
 
 
 @dataclass(frozen=True)
+class Failed:
+    """A check that raised (the worker process died, Evidently failed, ...): stored with
+    status "failed" and the exception as its reason."""
+
+    time: datetime
+    model_version: str
+    rows: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class DriftOutcome:
     """One finished check as the monitor handled it."""
 
-    result: DriftResult | Skipped
+    result: DriftResult | Skipped | Failed
     alert: Alert
     run_id: str | None  # the store row, when a store was given and the check ran
     retrain_requested: bool  # critical, outside the cooldown: the event was emitted
@@ -144,6 +155,7 @@ class DriftMonitor:
         self.window = DriftWindow(self.columns, self.cfg.window_rows)
         self._executor = executor or (make_executor(self.cfg.executor) if self.cfg.enabled else _Inline())
         self._pending: Future | None = None
+        self._pending_at: tuple[datetime, str, int] | None = None  # (asked at, model version, rows)
         self.checks = 0  # checks submitted
         self.set_model(reference, model_version, reference_risk)
 
@@ -224,6 +236,7 @@ class DriftMonitor:
                  self.cadence.reason or "asked", len(self.window))
         args = (self.window.snapshot(), self.reference, self.reference_risk, self.model_version, self.cfg, at, None, path)
         self.checks += 1
+        self._pending_at = (at, self.model_version, len(self.window))
         self.cadence.checked(self.clock.monotonic())
         try:
             self._pending = self._executor.submit(self._check, *args)
@@ -250,14 +263,30 @@ class DriftMonitor:
             result = fut.result()
         except Exception as exc:  # noqa: BLE001 - a failed check must not stop the stream
             log.error("drift check of model %s failed: %s: %s", self.model_version, type(exc).__name__, exc)
-            return []
+            at, version, rows = self._pending_at or (self.clock.now(), self.model_version, 0)
+            reason = f"{type(exc).__name__}: {exc}".strip()
+            self._record_status(at, version, "failed", reason, rows)
+            failed = Failed(at, version, rows, reason)
+            return [DriftOutcome(failed, Alert(Level.HEALTHY, (f"drift check failed: {reason}",)), None, False)]
         return [self._handle(result)]
+
+    def _record_status(self, at: datetime, version: str, status: str, reason: str, rows: int) -> str | None:
+        """A check that came due but gave no metrics is a store row too (with its reason)."""
+        if self.store is None or not hasattr(self.store, "record_drift_status"):
+            return None
+        try:
+            return self.store.record_drift_status(time=at, model_version=version, status=status, reason=reason,
+                                                  rows=rows, source=self.source)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - scoring goes on; logged with its reason
+            log.error("could not store the %s drift check: %s: %s", status, type(exc).__name__, exc)
+            return None
 
     def _handle(self, result: DriftResult | Skipped) -> DriftOutcome:
         alert = assess_drift(result, self.cfg)
         if isinstance(result, Skipped):
             log.warning("drift check skipped: %s", result.reason)
-            return DriftOutcome(result, alert, None, False)
+            rid = self._record_status(result.time, result.model_version, "skipped", result.reason, result.rows)
+            return DriftOutcome(result, alert, rid, False)
         # The retrain decision first, so the stored run says whether this check asked for one
         # (the dashboard's retrain events are the runs with RETRAIN_REQUESTED among the reasons).
         requested, note = False, None
