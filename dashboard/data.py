@@ -11,6 +11,7 @@ unit-tested; the ``load_*`` functions do the I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -438,6 +439,44 @@ class DriftView:
     report: Path | None  # the newest full Evidently HTML report, if any
     warning: float  # drifted-share alert levels (pipeline.drift.config.DriftConfig)
     critical: float
+    # every check that came due in the window, whatever its status (checked / skipped / failed)
+    checks: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+
+
+@dataclass(frozen=True)
+class ChecksState:
+    """What the Drift page says about its checks: ``kind`` is "none" (no check came due
+    yet), "checked" (the newest check ran), "skipped" or "failing" (the newest one did
+    not run); ``text`` says why; ``skipped``/``failed`` count them in the window."""
+
+    kind: str
+    text: str
+    skipped: int = 0
+    failed: int = 0
+
+
+def checks_state(checks: pd.DataFrame) -> ChecksState:
+    """From every check of the window (``store.drift_runs(status=None)``), oldest first.
+
+    >>> checks_state(pd.DataFrame()).kind
+    'none'
+    >>> df = pd.DataFrame({"time": pd.to_datetime(["2026-03-01", "2026-03-02"], utc=True),
+    ...                    "status": ["checked", "skipped"], "status_reason": [None, "window has 458 rows"]})
+    >>> checks_state(df)
+    ChecksState(kind='skipped', text='the newest check (2026-03-02 00:00 UTC) was skipped: window has 458 rows', skipped=1, failed=0)
+    """
+    if checks is None or checks.empty:
+        return ChecksState("none", NEXT_STEPS["drift"])
+    status = checks["status"] if "status" in checks else pd.Series(["checked"] * len(checks))
+    skipped, failed = int((status == "skipped").sum()), int((status == "failed").sum())
+    last = checks.iloc[-1]
+    kind = str(last.get("status", "checked"))
+    when = pd.Timestamp(last["time"]).strftime("%Y-%m-%d %H:%M UTC")
+    if kind == "skipped":
+        return ChecksState("skipped", f"the newest check ({when}) was skipped: {last['status_reason']}", skipped, failed)
+    if kind == "failed":
+        return ChecksState("failing", f"the newest check ({when}) failed: {last['status_reason']}", skipped, failed)
+    return ChecksState("checked", f"the newest check ran at {when}", skipped, failed)
 
 
 def _existing(path: object) -> Path | None:
@@ -463,18 +502,21 @@ def load_drift(store: Any, data_dir: Path, window: timedelta = timedelta(days=7)
     cfg = DriftConfig()
     runs = pd.DataFrame(columns=["time", "share", "level", "reasons", "report_path"])
     feats = pd.DataFrame(columns=["time", "feature", "score", "threshold", "drifted"])
+    checks = pd.DataFrame(columns=["time", "status", "status_reason", "model_version", "rows"])
     if store is not None and hasattr(store, "drift_runs"):
-        newest = store.drift_runs()
-        if not newest.empty:
-            since = newest["time"].max().to_pydatetime() - window
-            runs = newest[newest["time"] >= since].assign(share=lambda d: d["drifted_share"])
+        every = store.drift_runs(status=None)
+        if not every.empty:
+            since = every["time"].max().to_pydatetime() - window
+            checks = every[every["time"] >= since].reset_index(drop=True)
+            newest = checks[checks["status"] == "checked"]
+            runs = newest.assign(share=lambda d: d["drifted_share"])
             feats = store.drift_features(since)
     report = None
     if not runs.empty:
         report = next((p for p in map(_existing, runs["report_path"][::-1]) if p), None)
     report = report or latest_drift_report(data_dir)
     return DriftView(runs.reset_index(drop=True), feats, report, cfg.share_warning,
-                     cfg.share_critical)  # fmt: skip
+                     cfg.share_critical, checks)  # fmt: skip
 
 
 RETRAIN_REQUESTED = "retrain requested"  # pipeline.drift.loop: the note a check stores
