@@ -47,6 +47,12 @@ class DriftConfig:
     share_critical: float = 0.4
     prediction_warning: float = 0.1  # score of the prediction drift (distance methods)
     prediction_critical: float = 0.2
+    # with the champion's feature importance (pipeline.drift.alerts): Critical when the
+    # drifted features carry this share of the importance, or when one of the top_k
+    # features drifted by at least this distance score (Evidently's threshold is 0.1)
+    importance_critical: float = 0.5
+    top_k: int = 3
+    top_feature_critical: float = 0.3
     # closed loop
     retrain_cooldown_hours: float = 24.0
     executor: Literal["process", "thread", "inline"] = "process"
@@ -82,6 +88,12 @@ class DriftConfig:
             if not 0 < w <= c <= (1 if name == "share" else float("inf")):
                 bad.append(f"{name}_warning={w!r}, {name}_critical={c!r} (need 0 < warning <= critical"
                            f"{' <= 1' if name == 'share' else ''})")
+        if not 0 < self.importance_critical <= 1:
+            bad.append(f"importance_critical={self.importance_critical!r} (a share in (0, 1])")
+        if not (isinstance(self.top_k, int) and self.top_k >= 0):
+            bad.append(f"top_k={self.top_k!r} (an int >= 0; 0 = no top-feature rule)")
+        if not self.top_feature_critical > 0:
+            bad.append(f"top_feature_critical={self.top_feature_critical!r} (a distance score > 0)")
         if self.threshold is not None and not self.threshold > 0:
             bad.append(f"threshold={self.threshold!r} (> 0, or None for Evidently's default)")
         if self.observe not in ("day_snapshot", "scored"):

@@ -27,7 +27,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import (
     BrokenExecutor,
     Executor,
@@ -46,7 +46,7 @@ import pandas as pd
 from pipeline.autoscale.alerts import Alert, Level
 from pipeline.clock import Clock, SystemClock
 from pipeline.drift import reports
-from pipeline.drift.alerts import assess_drift
+from pipeline.drift.alerts import assess_drift, weighted_share
 from pipeline.drift.cadence import Cadence
 from pipeline.drift.check import DriftResult, Skipped, run_check
 from pipeline.drift.config import DriftConfig
@@ -138,7 +138,7 @@ class DriftMonitor:
         columns: Sequence[str] = FEATURE_NAMES, config: DriftConfig | None = None, store: Any | None = None,
         report_dir: Path | None = None, clock: Clock | None = None, cooldown: RetrainCooldown | None = None,
         requester: RetrainRequester | Callable[[RetrainRequest], Any] | None = None, source: str = "stream", executor: Executor | None = None,
-        check: Callable[..., DriftResult | Skipped] = run_check,
+        check: Callable[..., DriftResult | Skipped] = run_check, importance: Mapping[str, float] | None = None,
     ) -> None:
         self.cfg = config or DriftConfig()
         self.clock = clock or SystemClock()
@@ -157,18 +157,25 @@ class DriftMonitor:
         self._pending: Future | None = None
         self._pending_at: tuple[datetime, str, int] | None = None  # (asked at, model version, rows)
         self.checks = 0  # checks submitted
-        self.set_model(reference, model_version, reference_risk)
+        self.set_model(reference, model_version, reference_risk, importance)
 
     @classmethod
     def from_bundle(cls, bundle: Any, model_version: str, **kwargs: Any) -> DriftMonitor:
-        """From :func:`pipeline.registry.load_bundle`: the reference sample and the
-        model's predictions on it (the prediction-drift reference)."""
+        """From :func:`pipeline.registry.load_bundle`: the reference sample, the
+        model's predictions on it (the prediction-drift reference) and its feature
+        importance on it (the alert weights)."""
+        from pipeline.drift.importance import churn_model_importance
+
         risk = np.asarray(bundle.model.predict_proba(bundle.reference), np.float64)
+        kwargs.setdefault("importance", churn_model_importance(bundle.model, bundle.reference))
         return cls(bundle.reference, model_version, reference_risk=risk, **kwargs)
 
-    def set_model(self, reference: pd.DataFrame, model_version: str, reference_risk: np.ndarray | None = None) -> None:
-        """A new champion: its reference, and an empty window (risks of the old model
-        are not comparable with the new one's reference predictions)."""
+    def set_model(self, reference: pd.DataFrame, model_version: str, reference_risk: np.ndarray | None = None,
+                  importance: Mapping[str, float] | None = None) -> None:
+        """A new champion: its reference, its feature importance (None: alerts weigh
+        every feature alike), and an empty window (risks of the old model are not
+        comparable with the new one's reference predictions)."""
+        self.importance = dict(importance or {})
         if not isinstance(reference, pd.DataFrame):
             raise ConfigError(f"drift reference must be a DataFrame of feature columns, got {type(reference).__name__}")
         self.reference = reference.reset_index(drop=True)
@@ -282,7 +289,7 @@ class DriftMonitor:
             return None
 
     def _handle(self, result: DriftResult | Skipped) -> DriftOutcome:
-        alert = assess_drift(result, self.cfg)
+        alert = assess_drift(result, self.cfg, self.importance)
         if isinstance(result, Skipped):
             log.warning("drift check skipped: %s", result.reason)
             rid = self._record_status(result.time, result.model_version, "skipped", result.reason, result.rows)
@@ -311,7 +318,8 @@ class DriftMonitor:
         if self.report_dir is not None:
             name = reports.report_name(result.time, result.model_version)
             summary = result.summary() | {"level": alert.level.value, "reasons": list(reasons),
-                                          "retrain_requested": requested}
+                                          "retrain_requested": requested, "importance": self.importance,
+                                          "importance_weighted_share": weighted_share(result.features, self.importance)}
             reports.write_summary(self.report_dir, name, summary)
             reports.prune(self.report_dir, self.cfg.report_retention)
         if requested:

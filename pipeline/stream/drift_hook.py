@@ -84,6 +84,19 @@ def reference_risk(model: Any, reference: pd.DataFrame) -> np.ndarray:
     return np.asarray(model.predict(values), np.float64)
 
 
+def model_importance(model: Any, reference: pd.DataFrame) -> dict[str, float]:
+    """The champion's feature importance on its reference sample: the weights of its drift
+    alerts (:mod:`pipeline.drift.importance`); {} (every feature alike) if it cannot be had."""
+    from pipeline.drift.importance import scoring_model_importance
+
+    try:
+        return scoring_model_importance(model, reference, FEATURE_NAMES)
+    except Exception as exc:  # noqa: BLE001 - drift checks go on, unweighted; the reason is logged
+        log.warning("no feature importance for model %s (%s: %s): drift alerts weigh every feature alike",
+                    getattr(model, "version", "?"), type(exc).__name__, exc)
+        return {}
+
+
 def _first_activity_us(log_: Any, partition: int, head_limit: int = 1_000_000) -> int | None:
     """Event time of the partition's first non-signup record (a simulated or imported
     history starts with back-dated signups), the rule of :func:`pipeline.labels.activity_range`."""
@@ -152,17 +165,18 @@ class DriftHook:
                 self.close()
             return False
         risk = reference_risk(worker.model, reference)
+        importance = model_importance(worker.model, reference)
         if self.monitor is None:
             from pipeline.drift.monitor import DriftMonitor
 
             self.monitor = DriftMonitor(reference, version, reference_risk=risk, config=self.cfg, store=self.store,
                                         report_dir=self.report_dir, clock=self.clock, source=self.worker_id,
-                                        **self.monitor_kwargs)  # fmt: skip
+                                        importance=importance, **self.monitor_kwargs)  # fmt: skip
             self.logger.info("worker %s: drift leader (owns partition %d); monitoring v%s against %d reference rows",
                              self.worker_id, self.cfg.leader_partition, version, len(reference))  # fmt: skip
         else:
             self._collect(self.monitor.poll())
-            self.monitor.set_model(reference, version, risk)
+            self.monitor.set_model(reference, version, risk, importance)
             self.logger.info("worker %s: drift checks now use v%s's reference (%d rows)", self.worker_id, version,
                              len(reference))  # fmt: skip
         self.version = version
