@@ -65,9 +65,10 @@ class Settings(BaseSettings):
     drift_prediction_critical: float | None = Field(None, gt=0, description="...for Critical (0.2).")
     drift_importance_critical: float | None = Field(
         None, gt=0, le=1, description="Share of the champion's feature importance drifted for Critical (0.5).")
-    drift_top_k: int | None = Field(None, ge=0, description="Most important features watched one by one (3).")
-    drift_top_feature_critical: float | None = Field(
-        None, gt=0, description="Drift score of a top-k feature for Critical (0.3).")
+    drift_feature_critical: float | None = Field(
+        None, gt=0, description="Drift score of one important feature for Critical (0.25).")
+    drift_feature_min_importance: float | None = Field(
+        None, ge=0, le=1, description="...a feature carrying at least this share of the importance (0.03).")
     drift_retrain_cooldown_hours: float | None = Field(None, ge=0, description="Min hours between drift retrains (24).")
     drift_report_retention: int | None = Field(None, ge=1, description="HTML reports kept (48).")
     drift_min_rows: int | None = Field(None, gt=0, description="Smaller windows are skipped, logged (500).")

@@ -11,11 +11,12 @@ alerts, so the dashboard can show the worst of both. Inputs:
   summing to 1), what the share misses: one or two features the model leans on can move
   strongly while most features stay put (a price increase moves ``plan_price`` only).
   Critical when the *importance-weighted* drifted share reaches
-  ``importance_critical``, or when one of the ``top_k`` most important features drifted
-  by a distance score of at least ``top_feature_critical`` (a size of change, so p-value
-  methods do not count). These rules only raise a level to Critical; they add no
-  Warnings, so they cannot add the no-drift Warnings that slow ageing of the population
-  gives (docs/drift.md measures both rates).
+  ``importance_critical``, or when a feature carrying at least ``feature_min_importance``
+  of the importance drifted by a distance score of at least ``feature_critical`` (a size
+  of change, so p-value methods do not count; a feature the model ignores cannot raise
+  it). These rules only raise a level to Critical; they add no Warnings, so they cannot
+  add the no-drift Warnings that slow ageing of the population gives (docs/drift.md
+  measures both rates).
 
 >>> from pipeline.drift.check import FeatureDrift
 >>> grade(0.45, FeatureDrift("risk", "Wasserstein distance (normed)", 0.05, 0.1, False), drifted=["a", "b"])
@@ -23,7 +24,7 @@ Alert(level=<Level.CRITICAL: 'Critical'>, reasons=('45% of features drifted >= c
 >>> W = "Wasserstein distance (normed)"
 >>> feats = [FeatureDrift("plan_price", W, 0.38, 0.1, True), FeatureDrift("tenure", W, 0.01, 0.1, False)]
 >>> grade(0.5 / 10, None, ["plan_price"], features=feats, importance={"plan_price": 0.3, "tenure": 0.7}).reasons
-('plan_price (top-3 feature, 30% of importance) drifted 0.380 >= critical 0.3',)
+('plan_price (30% of the importance, #2) drifted 0.380 >= critical 0.25',)
 """
 
 from __future__ import annotations
@@ -59,12 +60,13 @@ def _importance_findings(features: Sequence[FeatureDrift], importance: Mapping[s
         found.append((Level.CRITICAL, f"drifted features carry {ws:.0%} of the model's importance "
                                       f">= critical {cfg.importance_critical:.0%}"))
     checked = {f.feature: f for f in features}
-    top = [name for name, _ in sorted(importance.items(), key=lambda kv: -kv[1]) if name in checked][: cfg.top_k]
-    for rank, name in enumerate(top, 1):
-        f = checked[name]
-        if f.drifted and not _is_pvalue(f.method) and f.score >= cfg.top_feature_critical:
-            found.append((Level.CRITICAL, f"{name} (top-{cfg.top_k} feature, {importance[name]:.0%} of importance) "
-                                          f"drifted {f.score:.3f} >= critical {cfg.top_feature_critical:g}"))
+    ranked = [name for name, _ in sorted(importance.items(), key=lambda kv: -kv[1]) if name in checked]
+    for rank, name in enumerate(ranked, 1):
+        f, w = checked[name], importance[name]
+        if (w >= cfg.feature_min_importance and f.drifted and not _is_pvalue(f.method)
+                and f.score >= cfg.feature_critical):
+            found.append((Level.CRITICAL, f"{name} ({w:.0%} of the importance, #{rank}) drifted {f.score:.3f} "
+                                          f">= critical {cfg.feature_critical:g}"))
     return found
 
 

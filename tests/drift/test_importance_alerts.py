@@ -46,18 +46,20 @@ def test_one_strongly_drifted_top_feature_is_critical_though_few_features_moved(
     assert level(feats).level is Level.HEALTHY
     alert = level(feats, importance("f00"))
     assert alert.level is Level.CRITICAL
-    assert any("f00 (top-3 feature, 50% of importance) drifted 0.380 >= critical 0.3" in r for r in alert.reasons)
+    assert any("f00 (50% of the importance, #1) drifted 0.380 >= critical 0.25" in r for r in alert.reasons)
 
 
 def test_the_same_move_of_an_unimportant_feature_stays_healthy():
     feats = features({"f20": 0.38, "f05": 0.12})
-    alert = level(feats, importance("f00"))
+    weights = importance("f00") | {"f20": 0.02}  # below feature_min_importance (3 %)
+    alert = level(feats, weights)
     assert alert.level is Level.HEALTHY and "of importance" in alert.reasons[0]
+    assert level(feats, importance("f00") | {"f20": 0.05}).level is Level.CRITICAL  # a feature it does use
 
 
 def test_a_weak_drift_of_the_top_feature_or_a_p_value_method_is_not_critical():
     top40 = {n: (0.4 if n == "f00" else 0.6 / 28) for n in NAMES}
-    assert level(features({"f00": 0.15}), top40).level is Level.HEALTHY  # drifted, but by less than 0.3
+    assert level(features({"f00": 0.2}), top40).level is Level.HEALTHY  # drifted, but by less than 0.25
     pvals = [FeatureDrift(n, "K-S p_value", 0.001 if n == "f00" else 0.6, 0.05, n == "f00") for n in NAMES]
     cfg = DriftConfig(importance_critical=0.9)
     assert level(pvals, importance(), cfg).level is Level.HEALTHY  # a p-value is no size of change
@@ -67,7 +69,7 @@ def test_importance_weighted_share_reaches_critical():
     imp_ = {n: (0.2 if n in ("f01", "f02", "f03") else 0.4 / 26) for n in NAMES}
     feats = features({"f01": 0.15, "f02": 0.12, "f03": 0.11})  # three features, 60 % of the importance
     assert weighted_share(feats, imp_) == pytest.approx(0.6)
-    alert = level(feats, imp_, DriftConfig(top_k=0))
+    alert = level(feats, imp_, DriftConfig(feature_critical=1.0))
     assert alert.level is Level.CRITICAL and "carry 60% of the model's importance" in alert.reasons[0]
 
 
@@ -75,7 +77,7 @@ def test_importance_rules_add_no_warnings():
     """Below the critical rules the level is exactly the unweighted one (no new Warnings)."""
     rng = np.random.default_rng(0)
     for _ in range(200):
-        moved = {n: float(rng.uniform(0.1, 0.29)) for n in rng.choice(NAMES, rng.integers(0, 14), replace=False)}
+        moved = {n: float(rng.uniform(0.1, 0.249)) for n in rng.choice(NAMES, rng.integers(0, 14), replace=False)}
         feats = features(moved)
         w = imp.normalise(dict(zip(NAMES, rng.random(len(NAMES)).tolist(), strict=True)))
         plain, weighted = level(feats), level(feats, w, DriftConfig(importance_critical=1.0))
@@ -85,8 +87,8 @@ def test_importance_rules_add_no_warnings():
 def test_config_validates_the_importance_thresholds():
     with pytest.raises(ConfigError, match=r"importance_critical=1.5"):
         DriftConfig(importance_critical=1.5)
-    with pytest.raises(ConfigError, match=r"top_k=-1"):
-        DriftConfig(top_k=-1)
+    with pytest.raises(ConfigError, match=r"feature_min_importance=2"):
+        DriftConfig(feature_min_importance=2)
 
 
 def test_importance_from_contributions_matches_a_plain_loop():
