@@ -57,7 +57,7 @@ def test_matured_days_are_computed_once_and_read_back(tmp_path):
     assert len(stored) == len(first.rows) and set(stored.model_version) == {"1", "2"}
     assert (stored.horizon_days == 5).all() and (stored.matured_at == pd.Timestamp(_dt(T0 + 20 * DAY_US))).all()
     good = stored.dropna(subset=["roc_auc"])
-    assert len(good) >= 10 and (good.roc_auc > 0.75).all()  # the scores do rank the cancels that followed
+    assert len(good) >= 10 and good.roc_auc.mean() > 0.8 and (good.roc_auc > 0.6).all()  # the scores do rank the cancels that followed
     assert (good.roc_auc_low <= good.roc_auc).all() and (good.roc_auc <= good.roc_auc_high).all()
     again = update_realised(store, None, 5, FakeClock(NOW), n_boot=20, lifecycle=lc)
     assert again.rows.empty and "0 scoring day(s)" in again.note  # nothing new matured
