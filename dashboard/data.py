@@ -372,6 +372,7 @@ def load_registry(uri: str) -> RegistryView | None:
             "decision": tags.get("gate.decision", ""),
             "reason": tags.get("gate.reason", ""),
             "by": tags.get("gate.by", ""),
+            "horizon_days": _float(tags.get("horizon_days")),
         }
         # test-window metrics: those the train flow tags (test_*), then the gate's own
         for k, v in sorted(tags.items(), key=lambda kv: kv[0].startswith("gate.")):
@@ -429,6 +430,48 @@ def age_text(since: datetime | None, now: datetime) -> str:
     if s >= 60:
         return f"{int(s // 60)} min"
     return f"{int(s)} s"
+
+
+# -- realised performance -------------------------------------------------------------------
+REALISED_METRICS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "lift_10": "lift @10 %", "ece": "ECE (calibration)",
+                    "base_rate": "base rate (churned within the horizon)"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RealisedView:
+    rows: pd.DataFrame  # store.realised_performance(): day, model_version, metrics with _low/_high, n, ...
+    note: str | None  # why there is nothing to show (no store, nothing matured yet, unreadable store)
+
+
+def realised_note(horizon_days: int | None) -> str:
+    """What the Model page says before any scoring day has matured."""
+    h = f"{horizon_days} days" if horizon_days else "N days, the champion's label horizon"
+    return (f"No realised performance yet: labels mature after the horizon ({h}). A score published at a "
+            "day's midnight is judged by the cancels of the following horizon; the `realised/daily` "
+            "deployment (or `python -c 'from flows.realised import realised; realised()'`) computes each "
+            "day once it has matured.")
+
+
+def load_realised(store: Any, horizon_days: int | None = None) -> RealisedView:
+    """The realised-performance rows, or a note saying why there are none."""
+    if store is None or not hasattr(store, "realised_performance"):
+        return RealisedView(pd.DataFrame(), realised_note(horizon_days))
+    try:
+        rows = store.realised_performance()
+    except Exception as exc:  # noqa: BLE001 - shown on the page instead of a traceback
+        return RealisedView(pd.DataFrame(), f"cannot read realised performance: {type(exc).__name__}: {exc}")
+    return RealisedView(rows, None if len(rows) else realised_note(horizon_days))
+
+
+def horizon_of(versions: pd.DataFrame, version: str | None) -> int | None:
+    """The ``horizon_days`` tag of a registry version (None if absent)."""
+    if version is None or versions.empty or "horizon_days" not in versions:
+        return None
+    v = versions.loc[versions["version"] == version, "horizon_days"]
+    try:
+        return int(float(v.iloc[0])) if len(v) and v.iloc[0] == v.iloc[0] else None
+    except (TypeError, ValueError):
+        return None
 
 
 # -- drift ----------------------------------------------------------------------------------
