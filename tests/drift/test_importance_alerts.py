@@ -133,3 +133,38 @@ def test_the_monitor_weighs_its_champions_importance(tmp_path):
     assert outs["weighted"].alert.level is Level.CRITICAL and len(outs["weighted_sent"]) == 1
     m.set_model(ref, "4")  # a champion without importance: unweighted again
     assert m.importance == {}
+
+
+@pytest.mark.slow  # ~1 min: two simulations + replays + Evidently
+def test_price_increase_is_critical_for_a_champion_that_leans_on_price():
+    """``price_increase`` moves plan_price only (a few of 29 features drift: Healthy or
+    Warning by share). Weighted by a champion's importance in which plan_price is the top
+    feature (as measured for the logistic candidate of ``stream_checks``: 14 %, #1) the
+    same real Evidently check is Critical; the no-drift control of the same size and seed
+    stays below Critical with the same weights."""
+    from datetime import UTC, datetime
+
+    from pipeline.drift.alerts import assess_drift
+    from pipeline.drift.check import run_check
+    from pipeline.drift.window import DriftWindow
+    from pipeline.features.registry import FEATURE_NAMES
+    from pipeline.testing.drift import scenario_frames
+
+    weights = {n: 0.86 / (len(FEATURE_NAMES) - 1) for n in FEATURE_NAMES if n != "plan_price"} | {"plan_price": 0.14}
+    cfg = DriftConfig()
+    out = {}
+    for drift in ("price_increase", None):
+        f = scenario_frames(drift, drift_day=45, users=3_000, seed=11, after_days=18)
+        w = DriftWindow(FEATURE_NAMES, cfg.window_rows)
+        cur = f.current
+        w.observe(cur[list(FEATURE_NAMES)].to_numpy(), np.full(len(cur), 0.1), f.current_time.to_pydatetime(),
+                  users=cur.user_id.tolist())
+        r = run_check(w.snapshot(), f.reference, None, "1", cfg, datetime(2026, 3, 1, tzinfo=UTC))
+        out[drift] = (r, assess_drift(r, cfg), assess_drift(r, cfg, weights))
+    r, plain, weighted = out["price_increase"]
+    price = next(x for x in r.features if x.feature == "plan_price")
+    assert price.drifted and price.score >= cfg.feature_critical and r.drifted_share < cfg.share_critical
+    assert plain.level is not Level.CRITICAL
+    assert weighted.level is Level.CRITICAL and any(x.startswith("plan_price (14% of the importance, #1)")
+                                                    for x in weighted.reasons)
+    assert out[None][2].level is not Level.CRITICAL, out[None][2].reasons
