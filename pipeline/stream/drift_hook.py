@@ -161,6 +161,7 @@ class DriftHook:
             self.unmonitored = version
             self.logger.warning("worker %s: champion v%s was exported without a reference sample (%s): scoring "
                                 "it without drift checks", self.worker_id, version, REFERENCE_FILE)  # fmt: skip
+            self._record_unmonitored(version)
             if self.monitor is not None:
                 self.close()
             return False
@@ -182,6 +183,19 @@ class DriftHook:
         self.version = version
         self._pending.clear()
         return True
+
+    def _record_unmonitored(self, version: str) -> None:
+        """A version that cannot be monitored is one "skipped" drift run with the reason
+        (the Drift page shows why no checks come), not only a log line."""
+        if self.store is None or not hasattr(self.store, "record_drift_status"):
+            return
+        try:
+            self.store.record_drift_status(
+                time=self.clock.now(), model_version=version, status="skipped", source=self.worker_id,
+                reason=f"champion v{version} was exported without a reference sample ({REFERENCE_FILE}): no drift "
+                       "checks for it; retrain with `churn train` (it logs a reference with the model)")  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - scoring goes on
+            self.logger.error("could not store the skipped drift checks of v%s: %s", version, exc)
 
     # -- the worker's calls -------------------------------------------------------------------
     def after_batch(self, worker: Any, part: Any, watermark: datetime | None, frame: Any = None,
