@@ -310,6 +310,8 @@ class DriftHook:
         for o in outcomes:
             self.outcomes.append(o)
             lvl = o.alert.level.value
+            ran = hasattr(o.result, "features")  # skipped and failed checks are no "Healthy" verdict
+            lvl = lvl if ran else type(o.result).__name__.lower()
             self.logger.log(logging.INFO if lvl == "Healthy" else logging.WARNING, "worker %s: drift %s for v%s: %s%s",
                             self.worker_id, lvl, getattr(o.result, "model_version", "?"), "; ".join(o.alert.reasons),
                             " - retrain requested" if o.retrain_requested else "")  # fmt: skip
