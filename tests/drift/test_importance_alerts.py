@@ -35,7 +35,10 @@ def importance(top: str = "f00") -> dict[str, float]:
     return {top: 0.5, **w}
 
 
-def level(feats, imp_=None, cfg=DriftConfig()):
+CFG = DriftConfig()
+
+
+def level(feats, imp_=None, cfg=CFG):
     share = sum(f.drifted for f in feats) / len(feats)
     drifted = [f.feature for f in feats if f.drifted]
     return grade(share, None, drifted, cfg, features=feats, importance=imp_)
