@@ -89,8 +89,8 @@ def model_importance(model: Any, reference: pd.DataFrame) -> dict[str, float]:
     alerts (:mod:`pipeline.drift.importance`); {} (every feature alike) if it cannot be had."""
     from pipeline.drift.importance import scoring_model_importance
 
-    try:
-        return scoring_model_importance(model, reference, FEATURE_NAMES)
+    try:  # the model's engine columns (a topic's feature spec may have its own), else the built-in set
+        return scoring_model_importance(model, reference, getattr(model, "engine_columns", FEATURE_NAMES))
     except Exception as exc:  # noqa: BLE001 - drift checks go on, unweighted; the reason is logged
         log.warning("no feature importance for model %s (%s: %s): drift alerts weigh every feature alike",
                     getattr(model, "version", "?"), type(exc).__name__, exc)
