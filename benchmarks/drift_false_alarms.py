@@ -3,49 +3,130 @@
 For each seed: simulate ``--users`` x ``--days`` with no scenario, train the logistic
 candidate as ``train`` does (its reference: 5,000 training rows), stream the whole log
 through one worker with drift checks on (``pipeline.testing.drift.stream_checks``), and
-count checks at Warning or worse. Both window modes are measured: ``day_snapshot`` (the
-default: every active user at each midnight, like the reference) and ``scored`` (the
-users the stream scores, as of their latest event).
+count checks at Warning or worse. Both window modes can be measured: ``day_snapshot``
+(the default: every active user at each midnight, like the reference) and ``scored``
+(the users the stream scores, as of their latest event).
 
-    python -m benchmarks.drift_false_alarms [--seeds 1 2 3] [--users 3000] [--days 100]
-    python -m benchmarks.drift_false_alarms --scenario device_shift --drift-day 70
+Levels are graded from the stored checks (``drift_runs`` + ``drift_features``) with the
+champion's feature importance (:mod:`pipeline.drift.importance`, as the stream's drift
+leader computes it) by :func:`pipeline.drift.alerts.grade` -- the monitor's own rule, so
+the count equals what the stream decided. ``--keep DIR`` keeps each run's store and
+model; ``--regrade DIR`` grades kept runs again (other thresholds: ``--set k=v``) without
+simulating anything.
 
-Takes ~1 min per seed and mode on one core. Results: docs/drift.md.
+    python -m benchmarks.drift_false_alarms [--seeds 1 2 3 4 5] [--modes day_snapshot] [--keep DIR]
+    python -m benchmarks.drift_false_alarms --regrade DIR --set top_feature_critical=0.25
+    python -m benchmarks.drift_false_alarms --scenario price_increase --drift-day 102 --days 112 --train-end-day 100
+
+Takes ~1-4 min per seed and mode on one (shared) core. Writes
+``drift_false_alarm_warning_share`` and ``drift_false_alarm_critical`` (day_snapshot mode,
+no scenario) into ``benchmarks/results.json``. Results: docs/drift.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Graded:
+    day: int
+    level: str
+    drifted: tuple[str, ...]
+    drifted_share: float
+    reasons: tuple[str, ...]
+
+
+def regrade(work: Path, cfg, start_day_us: int) -> list[Graded]:
+    """Every stored check of a kept run, graded with ``cfg`` and the run's champion importance."""
+    from pipeline.drift.alerts import grade
+    from pipeline.drift.check import FeatureDrift
+    from pipeline.features.timebase import DAY_US
+    from pipeline.store import Store
+    from pipeline.stream.config import StreamPaths
+    from pipeline.stream.drift_hook import model_importance, read_reference
+    from pipeline.stream.model import load_export, read_pointer
+
+    ref = read_pointer(StreamPaths(work, "drift-sim").champion)
+    model = load_export(ref)
+    importance = model_importance(model, read_reference(Path(ref.path)))
+    store = Store(f"sqlite:///{work / 'churn.db'}")
+    try:
+        runs, feats = store.drift_runs(), store.drift_features()
+    finally:
+        store.close()
+    out = []
+    for run in runs.itertuples(index=False):
+        fs = [FeatureDrift(f.feature, f.method, f.score, f.threshold, bool(f.drifted))
+              for f in feats[feats.run_id == run.run_id].itertuples(index=False)]
+        pred = None if run.prediction_method is None else FeatureDrift(
+            "risk", run.prediction_method, run.prediction_score, run.prediction_threshold, bool(run.prediction_drift))
+        drifted = [f.feature for f in sorted(fs, key=lambda f: -f.score) if f.drifted]
+        alert = grade(run.drifted_share, pred, drifted, cfg, features=fs, importance=importance)
+        day = int((run.window_end.value // 1_000 - start_day_us) // DAY_US)
+        out.append(Graded(day, alert.level.value, tuple(drifted), float(run.drifted_share), alert.reasons))
+    return out
+
+
+def _write(figures: dict[str, float]) -> None:
+    out = HERE / "results.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.update(figures)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {sorted(figures)} to {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.drift_false_alarms")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--users", type=int, default=3_000)
     ap.add_argument("--days", type=int, default=100)
-    ap.add_argument("--modes", nargs="+", default=["day_snapshot", "scored"])
+    ap.add_argument("--modes", nargs="+", default=["day_snapshot"])
     ap.add_argument("--scenario", default=None)
     ap.add_argument("--drift-day", type=int, default=None)
+    ap.add_argument("--train-end-day", type=int, default=None, help="default: the drift day")
+    ap.add_argument("--candidate", default="logistic")
+    ap.add_argument("--keep", type=Path, default=None, help="keep each run (store, model) under this folder")
+    ap.add_argument("--regrade", type=Path, default=None, help="grade the runs kept under this folder again")
+    ap.add_argument("--set", nargs="*", default=[], help="DriftConfig overrides for grading, e.g. top_k=5")
+    ap.add_argument("--no-write", action="store_true", help="do not write benchmarks/results.json")
     args = ap.parse_args(argv)
 
+    from pipeline.drift.config import DriftConfig
+    from pipeline.features.timebase import to_us
+    from pipeline.simulator import SimConfig
     from pipeline.testing.drift import stream_checks
 
+    overrides = {k: (int(v) if v.isdigit() else float(v)) for k, v in (s.split("=", 1) for s in args.set)}
+    cfg = DriftConfig(**overrides)
     totals: dict[str, Counter] = {m: Counter() for m in args.modes}
     for seed in args.seeds:
         for mode in args.modes:
-            work = Path(tempfile.mkdtemp(prefix="churn-drift-fa-"))
+            name = f"seed{seed}-{mode}-{args.scenario or 'none'}-{args.candidate}"
+            kept = (args.regrade or args.keep or Path()) / name
+            work = kept if (args.regrade or args.keep) else Path(tempfile.mkdtemp(prefix="churn-drift-fa-"))
             t = time.perf_counter()
+            start = to_us(SimConfig(users=args.users, days=args.days, seed=seed).start)
             try:
-                checks = stream_checks(work, args.scenario, args.drift_day, users=args.users, days=args.days,
-                                       seed=seed, observe=mode, train_end_day=args.drift_day)  # fmt: skip
+                if args.regrade is None:
+                    shutil.rmtree(work, ignore_errors=True)
+                    stream_checks(work, args.scenario, args.drift_day, users=args.users, days=args.days, seed=seed,
+                                  observe=mode, train_end_day=args.train_end_day or args.drift_day,
+                                  candidate=args.candidate)  # fmt: skip
+                checks = regrade(work, cfg, start)
             finally:
-                shutil.rmtree(work, ignore_errors=True)
+                if not (args.regrade or args.keep):
+                    shutil.rmtree(work, ignore_errors=True)
             before = [c for c in checks if args.drift_day is None or c.day < args.drift_day]
             after = [c for c in checks if args.drift_day is not None and c.day >= args.drift_day]
             alarms = [c for c in before if c.level != "Healthy"]
@@ -56,15 +137,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed} {mode:12s}: {len(alarms)}/{len(before)} checks Warning+ "
                   f"({sum(c.level == 'Critical' for c in before)} Critical), mean drifted share {mean_share:.1%}, "
                   f"most drifted in alarms {top} [{time.perf_counter() - t:.0f} s]", flush=True)
+            for c in before:
+                if c.level == "Critical":
+                    print(f"    day {c.day} Critical: {'; '.join(c.reasons)}")
             if after:
-                first = next((c for c in after if c.level != "Healthy"), None)
+                first = next((c for c in after if c.level == "Critical"), None)
                 print(f"    after day {args.drift_day}: {sum(c.level != 'Healthy' for c in after)}/{len(after)} Warning+, "
-                      f"{sum(c.level == 'Critical' for c in after)} Critical; first alarm on day "
-                      f"{None if first is None else first.day}", flush=True)
+                      f"{sum(c.level == 'Critical' for c in after)} Critical; first Critical on day "
+                      f"{None if first is None else first.day}"
+                      f"{'' if first is None else ': ' + '; '.join(first.reasons)}", flush=True)
     for mode, c in totals.items():
         rate = c["alarms"] / max(1, c["checks"])
         print(f"{mode:12s}: false-alarm rate {c['alarms']}/{c['checks']} = {rate:.1%} of checks "
               f"({c['critical']} Critical) over seeds {args.seeds}")
+    snap = totals.get("day_snapshot")
+    if snap and args.scenario is None and not args.no_write and not overrides:
+        _write({"drift_false_alarm_warning_share": snap["alarms"] / max(1, snap["checks"]),
+                "drift_false_alarm_critical": float(snap["critical"]), "drift_false_alarm_checks": float(snap["checks"])})
     return 0
 
 

@@ -11,6 +11,7 @@ unit-tested; the ``load_*`` functions do the I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -429,6 +430,7 @@ def load_registry(uri: str) -> RegistryView | None:
             "decision": tags.get("gate.decision", ""),
             "reason": tags.get("gate.reason", ""),
             "by": tags.get("gate.by", ""),
+            "horizon_days": _float(tags.get("horizon_days")),
         }
         # test-window metrics: those the train flow tags (test_*), then the gate's own
         for k, v in sorted(tags.items(), key=lambda kv: kv[0].startswith("gate.")):
@@ -488,6 +490,48 @@ def age_text(since: datetime | None, now: datetime) -> str:
     return f"{int(s)} s"
 
 
+# -- realised performance -------------------------------------------------------------------
+REALISED_METRICS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "lift_10": "lift @10 %", "ece": "ECE (calibration)",
+                    "base_rate": "base rate (churned within the horizon)"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RealisedView:
+    rows: pd.DataFrame  # store.realised_performance(): day, model_version, metrics with _low/_high, n, ...
+    note: str | None  # why there is nothing to show (no store, nothing matured yet, unreadable store)
+
+
+def realised_note(horizon_days: int | None) -> str:
+    """What the Model page says before any scoring day has matured."""
+    h = f"{horizon_days} days" if horizon_days else "N days, the champion's label horizon"
+    return (f"No realised performance yet: labels mature after the horizon ({h}). A score published at a "
+            "day's midnight is judged by the cancels of the following horizon; the `realised/daily` "
+            "deployment (or `python -c 'from flows.realised import realised; realised()'`) computes each "
+            "day once it has matured.")
+
+
+def load_realised(store: Any, horizon_days: int | None = None) -> RealisedView:
+    """The realised-performance rows, or a note saying why there are none."""
+    if store is None or not hasattr(store, "realised_performance"):
+        return RealisedView(pd.DataFrame(), realised_note(horizon_days))
+    try:
+        rows = store.realised_performance()
+    except Exception as exc:  # noqa: BLE001 - shown on the page instead of a traceback
+        return RealisedView(pd.DataFrame(), f"cannot read realised performance: {type(exc).__name__}: {exc}")
+    return RealisedView(rows, None if len(rows) else realised_note(horizon_days))
+
+
+def horizon_of(versions: pd.DataFrame, version: str | None) -> int | None:
+    """The ``horizon_days`` tag of a registry version (None if absent)."""
+    if version is None or versions.empty or "horizon_days" not in versions:
+        return None
+    v = versions.loc[versions["version"] == version, "horizon_days"]
+    try:
+        return int(float(v.iloc[0])) if len(v) and v.iloc[0] == v.iloc[0] else None
+    except (TypeError, ValueError):
+        return None
+
+
 # -- drift ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DriftView:
@@ -496,6 +540,44 @@ class DriftView:
     report: Path | None  # the newest full Evidently HTML report, if any
     warning: float  # drifted-share alert levels (pipeline.drift.config.DriftConfig)
     critical: float
+    # every check that came due in the window, whatever its status (checked / skipped / failed)
+    checks: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+
+
+@dataclass(frozen=True)
+class ChecksState:
+    """What the Drift page says about its checks: ``kind`` is "none" (no check came due
+    yet), "checked" (the newest check ran), "skipped" or "failing" (the newest one did
+    not run); ``text`` says why; ``skipped``/``failed`` count them in the window."""
+
+    kind: str
+    text: str
+    skipped: int = 0
+    failed: int = 0
+
+
+def checks_state(checks: pd.DataFrame) -> ChecksState:
+    """From every check of the window (``store.drift_runs(status=None)``), oldest first.
+
+    >>> checks_state(pd.DataFrame()).kind
+    'none'
+    >>> df = pd.DataFrame({"time": pd.to_datetime(["2026-03-01", "2026-03-02"], utc=True),
+    ...                    "status": ["checked", "skipped"], "status_reason": [None, "window has 458 rows"]})
+    >>> checks_state(df)
+    ChecksState(kind='skipped', text='the newest check (2026-03-02 00:00 UTC) was skipped: window has 458 rows', skipped=1, failed=0)
+    """
+    if checks is None or checks.empty:
+        return ChecksState("none", NEXT_STEPS["drift"])
+    status = checks["status"] if "status" in checks else pd.Series(["checked"] * len(checks))
+    skipped, failed = int((status == "skipped").sum()), int((status == "failed").sum())
+    last = checks.iloc[-1]
+    kind = str(last.get("status", "checked"))
+    when = pd.Timestamp(last["time"]).strftime("%Y-%m-%d %H:%M UTC")
+    if kind == "skipped":
+        return ChecksState("skipped", f"the newest check ({when}) was skipped: {last['status_reason']}", skipped, failed)
+    if kind == "failed":
+        return ChecksState("failing", f"the newest check ({when}) failed: {last['status_reason']}", skipped, failed)
+    return ChecksState("checked", f"the newest check ran at {when}", skipped, failed)
 
 
 def _existing(path: object) -> Path | None:
@@ -521,18 +603,21 @@ def load_drift(store: Any, data_dir: Path, window: timedelta = timedelta(days=7)
     cfg = DriftConfig()
     runs = pd.DataFrame(columns=["time", "share", "level", "reasons", "report_path"])
     feats = pd.DataFrame(columns=["time", "feature", "score", "threshold", "drifted"])
+    checks = pd.DataFrame(columns=["time", "status", "status_reason", "model_version", "rows"])
     if store is not None and hasattr(store, "drift_runs"):
-        newest = store.drift_runs()
-        if not newest.empty:
-            since = newest["time"].max().to_pydatetime() - window
-            runs = newest[newest["time"] >= since].assign(share=lambda d: d["drifted_share"])
+        every = store.drift_runs(status=None)
+        if not every.empty:
+            since = every["time"].max().to_pydatetime() - window
+            checks = every[every["time"] >= since].reset_index(drop=True)
+            newest = checks[checks["status"] == "checked"]
+            runs = newest.assign(share=lambda d: d["drifted_share"])
             feats = store.drift_features(since)
     report = None
     if not runs.empty:
         report = next((p for p in map(_existing, runs["report_path"][::-1]) if p), None)
     report = report or latest_drift_report(data_dir)
     return DriftView(runs.reset_index(drop=True), feats, report, cfg.share_warning,
-                     cfg.share_critical)  # fmt: skip
+                     cfg.share_critical, checks)  # fmt: skip
 
 
 RETRAIN_REQUESTED = "retrain requested"  # pipeline.drift.loop: the note a check stores

@@ -278,6 +278,46 @@ def roi_curve_figure(table: pd.DataFrame, chosen_share: float | None = None) -> 
     return fig
 
 
+# -- realised performance -----------------------------------------------------------------
+def realised_figure(rows: pd.DataFrame, metric: str, label: str, test_value: float | None = None,
+                    champion: str | None = None) -> go.Figure:
+    """One realised metric per scoring day and model version, its bootstrap 95 % band,
+    and (dashed) the champion's training-time test figure for comparison.
+
+    >>> rows = pd.DataFrame({"day": pd.to_datetime(["2026-03-01", "2026-03-02"], utc=True),
+    ...     "model_version": ["2", "2"], "roc_auc": [0.8, 0.78], "roc_auc_low": [0.75, 0.7],
+    ...     "roc_auc_high": [0.85, 0.84], "n": [900, 910], "positives": [40, 38]})
+    >>> [t.name for t in realised_figure(rows, "roc_auc", "ROC-AUC", 0.81, "2").data]
+    ['v2 95% interval', 'v2 realised', 'v2 at training (test window)']
+    """
+    title = f"Realised {label} by scoring day"
+    if rows is None or rows.empty or metric not in rows:
+        return empty_figure(title, "no scoring day has matured yet")
+    fig = go.Figure()
+    colors = [CYAN, MAGENTA, LIME, AMBER, VIOLET, RED]
+    versions = sorted(rows["model_version"].astype(str).unique(), key=lambda v: (len(v), v))
+    for i, version in enumerate(versions):
+        part = rows[rows["model_version"].astype(str) == version].sort_values("day")
+        color = colors[i % len(colors)]
+        lo, hi = part.get(f"{metric}_low"), part.get(f"{metric}_high")
+        if lo is not None and hi is not None and lo.notna().any():
+            fig.add_trace(go.Scatter(
+                x=pd.concat([part["day"], part["day"][::-1]]), y=pd.concat([hi, lo[::-1]]), fill="toself",
+                fillcolor=_alpha(color, 0.15), line={"width": 0}, name=f"v{version} 95% interval",
+                hoverinfo="skip", showlegend=False))  # fmt: skip
+        fig.add_trace(_glow_line(
+            part["day"], part[metric], f"v{version} realised", color, mode="lines+markers",
+            customdata=part[["n", "positives"]].to_numpy(),
+            hovertemplate="%{x|%Y-%m-%d}<br>%{y:.3f} · %{customdata[0]:,} users, %{customdata[1]:,} churned"
+                          "<extra></extra>"))  # fmt: skip
+        if test_value is not None and test_value == test_value and version == champion:
+            fig.add_trace(go.Scatter(x=[part["day"].min(), part["day"].max()], y=[test_value] * 2, mode="lines",
+                                     line={"color": color, "dash": "dash", "width": 1.5},
+                                     name=f"v{version} at training (test window)"))  # fmt: skip
+    _layout(fig, title)
+    return fig
+
+
 # -- drift ----------------------------------------------------------------------------------
 def drift_share_figure(runs: pd.DataFrame, warning: float, critical: float) -> go.Figure:
     """Share of drifted features per check, over warning / critical bands."""

@@ -50,6 +50,9 @@ def deployments(schedule_active: bool = False, data_dir: str | None = None,
                 train_params: dict[str, Any] | None = None) -> list[Any]:
     params = dict(train_params or {}) | ({"data_dir": data_dir} if data_dir else {})
     out = [train_deployment(schedule_active, params)]
+    from flows.realised import deployment as realised_deployment
+
+    out.append(realised_deployment(data_dir))  # realised performance as labels mature (daily)
     try:  # the stream flow's module adds its own deployments when it exists
         stream = importlib.import_module("flows.stream")
     except ModuleNotFoundError:

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     drift_share_critical: float | None = Field(None, gt=0, le=1, description="...for Critical (0.4).")
     drift_prediction_warning: float | None = Field(None, gt=0, description="Prediction drift score for Warning (0.1).")
     drift_prediction_critical: float | None = Field(None, gt=0, description="...for Critical (0.2).")
+    drift_importance_critical: float | None = Field(
+        None, gt=0, le=1, description="Share of the champion's feature importance drifted for Critical (0.5).")
+    drift_feature_critical: float | None = Field(
+        None, gt=0, description="Drift score of one important feature for Critical (0.25).")
+    drift_feature_min_importance: float | None = Field(
+        None, ge=0, le=1, description="...a feature carrying at least this share of the importance (0.03).")
     drift_retrain_cooldown_hours: float | None = Field(None, ge=0, description="Min hours between drift retrains (24).")
     drift_report_retention: int | None = Field(None, ge=1, description="HTML reports kept (48).")
     drift_min_rows: int | None = Field(None, gt=0, description="Smaller windows are skipped, logged (500).")

@@ -17,8 +17,18 @@ st.caption("Live feature vectors against the champion's training reference (Evid
 def live() -> None:
     view = data.load_drift(ui.store(src), src.data_dir)
     runs = view.runs
+    state = data.checks_state(view.checks)
+    if state.kind == "skipped":
+        st.warning(f"Drift check skipped — {state.text}", icon=":material/skip_next:")
+    elif state.kind == "failing":
+        st.error(f"Drift check failing — {state.text}", icon=":material/error:")
     if runs.empty and view.report is None:
-        ui.empty_state("drift")
+        if state.kind == "none":
+            ui.empty_state("drift")
+        else:
+            st.info("No drift check has run yet: every check that came due was skipped or failed "
+                    "(below, with the reasons).")
+            _not_run(view.checks)
         return
     if not runs.empty:
         last = runs.iloc[-1]
@@ -49,12 +59,30 @@ def live() -> None:
                 "reasons": st.column_config.TextColumn("why", width="large"),
                 "report_path": st.column_config.TextColumn("report"),
             })  # fmt: skip
+    _not_run(view.checks)
     if view.report is not None:
         st.subheader("Latest Evidently report")
         st.caption(str(view.report))
         st.iframe(view.report, height=900)
     else:
         st.caption("No full HTML report rendered yet (every N-th check renders one).")
+
+
+def _not_run(checks) -> None:
+    """The checks that came due but did not run, with why (skipped: e.g. too few rows;
+    failed: the exception)."""
+    missed = checks[checks["status"] != "checked"] if not checks.empty else checks
+    if missed.empty:
+        return
+    st.subheader("Checks that did not run")
+    st.dataframe(missed.sort_values("time", ascending=False), hide_index=True,
+                 column_order=["time", "status", "status_reason", "model_version", "rows"], column_config={
+        "time": st.column_config.DatetimeColumn("due", format="YYYY-MM-DD HH:mm:ss"),
+        "status": st.column_config.TextColumn("status"),
+        "status_reason": st.column_config.TextColumn("why", width="large"),
+        "model_version": st.column_config.TextColumn("model"),
+        "rows": st.column_config.NumberColumn("window rows"),
+    })  # fmt: skip
 
 
 live()

@@ -15,7 +15,7 @@ links = st.columns([1, 1, 6])
 links[0].link_button("MLflow UI", src.mlflow_ui, icon=":material/open_in_new:")
 links[1].link_button("Prefect UI", src.prefect_ui, icon=":material/open_in_new:")
 
-INFO = ("version", "aliases", "created", "candidate", "decision", "reason", "by")
+INFO = ("version", "aliases", "created", "candidate", "decision", "reason", "by", "horizon_days")
 KEY_METRICS = ("roc_auc", "pr_auc", "lift_10", "brier", "log_loss")
 
 @st.fragment(run_every=max(src.refresh_s, 30))  # a retrain or promotion shows up live
@@ -53,6 +53,7 @@ def live() -> None:
             if row["decision"]:
                 line = f"Gate: **{row['decision']}** — {row['reason']} · " + line
             st.markdown(line)
+        _realised(reg)
         st.subheader("Alias history")
         st.caption("Who was champion when, and why (from the registry's promotion tags).")
         hist = reg.history.copy()
@@ -76,6 +77,36 @@ def live() -> None:
             "created": st.column_config.DatetimeColumn("registered", format="YYYY-MM-DD HH:mm"),
             **{c: st.column_config.NumberColumn(c, format="%.4f") for c in metric_cols},
         })  # fmt: skip
+
+
+def _realised(reg) -> None:
+    """Realised performance beside the training-time test figures (issue 18)."""
+    from dashboard import figures
+
+    st.subheader("Realised performance")
+    horizon = data.horizon_of(reg.versions, reg.champion)
+    store = None if data._sqlite_missing(src.store_url) else _store_or_none()
+    view = data.load_realised(store, horizon)
+    if view.note:
+        st.info(view.note, icon=":material/hourglass_top:")
+        return
+    names = list(data.REALISED_METRICS)
+    metric = st.selectbox("metric", names, format_func=data.REALISED_METRICS.get, key="realised_metric")
+    champ = reg.versions[reg.versions["version"] == reg.champion] if reg.champion else reg.versions.iloc[0:0]
+    test = float(champ[metric].iloc[0]) if len(champ) and metric in champ and champ[metric].notna().iloc[0] else None
+    ui.chart(figures.realised_figure(view.rows, metric, data.REALISED_METRICS[metric], test, reg.champion))
+    h = int(view.rows["horizon_days"].iloc[-1])
+    st.caption(f"Each point: the scores the stream had published at that day's midnight (active subscribers), "
+               f"judged by the cancels of the following {h} days; band: bootstrap 95 % interval; dashed: the "
+               "champion's figure on its training test window. A day appears once its horizon has passed.")
+
+
+def _store_or_none():
+    try:
+        return ui._store(src.store_url)
+    except Exception as exc:  # noqa: BLE001 - the registry part of the page still shows
+        st.caption(f"store not readable: {exc}")
+        return None
 
 
 live()

@@ -47,6 +47,14 @@ class DriftConfig:
     share_critical: float = 0.4
     prediction_warning: float = 0.1  # score of the prediction drift (distance methods)
     prediction_critical: float = 0.2
+    # with the champion's feature importance (pipeline.drift.alerts): Critical when the
+    # drifted features carry this share of the importance, or when a feature carrying at
+    # least feature_min_importance of it drifted by a distance score of at least
+    # feature_critical (Evidently's drift threshold is 0.1; weekly rhythms of a no-drift
+    # simulation reach ~0.2, see docs/drift.md)
+    importance_critical: float = 0.5
+    feature_critical: float = 0.25
+    feature_min_importance: float = 0.03
     # closed loop
     retrain_cooldown_hours: float = 24.0
     executor: Literal["process", "thread", "inline"] = "process"
@@ -82,6 +90,12 @@ class DriftConfig:
             if not 0 < w <= c <= (1 if name == "share" else float("inf")):
                 bad.append(f"{name}_warning={w!r}, {name}_critical={c!r} (need 0 < warning <= critical"
                            f"{' <= 1' if name == 'share' else ''})")
+        if not 0 < self.importance_critical <= 1:
+            bad.append(f"importance_critical={self.importance_critical!r} (a share in (0, 1])")
+        if not 0 <= self.feature_min_importance <= 1:
+            bad.append(f"feature_min_importance={self.feature_min_importance!r} (a share in [0, 1])")
+        if not self.feature_critical > 0:
+            bad.append(f"feature_critical={self.feature_critical!r} (a distance score > 0)")
         if self.threshold is not None and not self.threshold > 0:
             bad.append(f"threshold={self.threshold!r} (> 0, or None for Evidently's default)")
         if self.observe not in ("day_snapshot", "scored"):

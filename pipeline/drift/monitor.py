@@ -27,7 +27,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import (
     BrokenExecutor,
     Executor,
@@ -46,7 +46,7 @@ import pandas as pd
 from pipeline.autoscale.alerts import Alert, Level
 from pipeline.clock import Clock, SystemClock
 from pipeline.drift import reports
-from pipeline.drift.alerts import assess_drift
+from pipeline.drift.alerts import assess_drift, weighted_share
 from pipeline.drift.cadence import Cadence
 from pipeline.drift.check import DriftResult, Skipped, run_check
 from pipeline.drift.config import DriftConfig
@@ -67,10 +67,21 @@ DAY_US = 86_400_000_000
 
 
 @dataclass(frozen=True)
+class Failed:
+    """A check that raised (the worker process died, Evidently failed, ...): stored with
+    status "failed" and the exception as its reason."""
+
+    time: datetime
+    model_version: str
+    rows: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class DriftOutcome:
     """One finished check as the monitor handled it."""
 
-    result: DriftResult | Skipped
+    result: DriftResult | Skipped | Failed
     alert: Alert
     run_id: str | None  # the store row, when a store was given and the check ran
     retrain_requested: bool  # critical, outside the cooldown: the event was emitted
@@ -127,7 +138,7 @@ class DriftMonitor:
         columns: Sequence[str] = FEATURE_NAMES, config: DriftConfig | None = None, store: Any | None = None,
         report_dir: Path | None = None, clock: Clock | None = None, cooldown: RetrainCooldown | None = None,
         requester: RetrainRequester | Callable[[RetrainRequest], Any] | None = None, source: str = "stream", executor: Executor | None = None,
-        check: Callable[..., DriftResult | Skipped] = run_check,
+        check: Callable[..., DriftResult | Skipped] = run_check, importance: Mapping[str, float] | None = None,
     ) -> None:
         self.cfg = config or DriftConfig()
         self.clock = clock or SystemClock()
@@ -144,19 +155,27 @@ class DriftMonitor:
         self.window = DriftWindow(self.columns, self.cfg.window_rows)
         self._executor = executor or (make_executor(self.cfg.executor) if self.cfg.enabled else _Inline())
         self._pending: Future | None = None
+        self._pending_at: tuple[datetime, str, int] | None = None  # (asked at, model version, rows)
         self.checks = 0  # checks submitted
-        self.set_model(reference, model_version, reference_risk)
+        self.set_model(reference, model_version, reference_risk, importance)
 
     @classmethod
     def from_bundle(cls, bundle: Any, model_version: str, **kwargs: Any) -> DriftMonitor:
-        """From :func:`pipeline.registry.load_bundle`: the reference sample and the
-        model's predictions on it (the prediction-drift reference)."""
+        """From :func:`pipeline.registry.load_bundle`: the reference sample, the
+        model's predictions on it (the prediction-drift reference) and its feature
+        importance on it (the alert weights)."""
+        from pipeline.drift.importance import churn_model_importance
+
         risk = np.asarray(bundle.model.predict_proba(bundle.reference), np.float64)
+        kwargs.setdefault("importance", churn_model_importance(bundle.model, bundle.reference))
         return cls(bundle.reference, model_version, reference_risk=risk, **kwargs)
 
-    def set_model(self, reference: pd.DataFrame, model_version: str, reference_risk: np.ndarray | None = None) -> None:
-        """A new champion: its reference, and an empty window (risks of the old model
-        are not comparable with the new one's reference predictions)."""
+    def set_model(self, reference: pd.DataFrame, model_version: str, reference_risk: np.ndarray | None = None,
+                  importance: Mapping[str, float] | None = None) -> None:
+        """A new champion: its reference, its feature importance (None: alerts weigh
+        every feature alike), and an empty window (risks of the old model are not
+        comparable with the new one's reference predictions)."""
+        self.importance = dict(importance or {})
         if not isinstance(reference, pd.DataFrame):
             raise ConfigError(f"drift reference must be a DataFrame of feature columns, got {type(reference).__name__}")
         self.reference = reference.reset_index(drop=True)
@@ -224,6 +243,7 @@ class DriftMonitor:
                  self.cadence.reason or "asked", len(self.window))
         args = (self.window.snapshot(), self.reference, self.reference_risk, self.model_version, self.cfg, at, None, path)
         self.checks += 1
+        self._pending_at = (at, self.model_version, len(self.window))
         self.cadence.checked(self.clock.monotonic())
         try:
             self._pending = self._executor.submit(self._check, *args)
@@ -250,14 +270,30 @@ class DriftMonitor:
             result = fut.result()
         except Exception as exc:  # noqa: BLE001 - a failed check must not stop the stream
             log.error("drift check of model %s failed: %s: %s", self.model_version, type(exc).__name__, exc)
-            return []
+            at, version, rows = self._pending_at or (self.clock.now(), self.model_version, 0)
+            reason = f"{type(exc).__name__}: {exc}".strip()
+            self._record_status(at, version, "failed", reason, rows)
+            failed = Failed(at, version, rows, reason)
+            return [DriftOutcome(failed, Alert(Level.HEALTHY, (f"drift check failed: {reason}",)), None, False)]
         return [self._handle(result)]
 
+    def _record_status(self, at: datetime, version: str, status: str, reason: str, rows: int) -> str | None:
+        """A check that came due but gave no metrics is a store row too (with its reason)."""
+        if self.store is None or not hasattr(self.store, "record_drift_status"):
+            return None
+        try:
+            return self.store.record_drift_status(time=at, model_version=version, status=status, reason=reason,
+                                                  rows=rows, source=self.source)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - scoring goes on; logged with its reason
+            log.error("could not store the %s drift check: %s: %s", status, type(exc).__name__, exc)
+            return None
+
     def _handle(self, result: DriftResult | Skipped) -> DriftOutcome:
-        alert = assess_drift(result, self.cfg)
+        alert = assess_drift(result, self.cfg, self.importance)
         if isinstance(result, Skipped):
             log.warning("drift check skipped: %s", result.reason)
-            return DriftOutcome(result, alert, None, False)
+            rid = self._record_status(result.time, result.model_version, "skipped", result.reason, result.rows)
+            return DriftOutcome(result, alert, rid, False)
         # The retrain decision first, so the stored run says whether this check asked for one
         # (the dashboard's retrain events are the runs with RETRAIN_REQUESTED among the reasons).
         requested, note = False, None
@@ -282,7 +318,8 @@ class DriftMonitor:
         if self.report_dir is not None:
             name = reports.report_name(result.time, result.model_version)
             summary = result.summary() | {"level": alert.level.value, "reasons": list(reasons),
-                                          "retrain_requested": requested}
+                                          "retrain_requested": requested, "importance": self.importance,
+                                          "importance_weighted_share": weighted_share(result.features, self.importance)}
             reports.write_summary(self.report_dir, name, summary)
             reports.prune(self.report_dir, self.cfg.report_retention)
         if requested:

@@ -24,6 +24,8 @@ from pipeline.store import schema as s
 from pipeline.store.rows import TimeCodec, check_time
 
 LEVELS = ("Healthy", "Warning", "Critical")
+CHECKED, SKIPPED, FAILED = "checked", "skipped", "failed"
+STATUSES = (CHECKED, SKIPPED, FAILED)
 
 
 def _finite(value: Any, what: str) -> float:
@@ -76,7 +78,7 @@ class DriftRuns:
             "prediction_threshold": None if pred is None else float(pred.threshold),
             "prediction_drift": None if pred is None else bool(pred.drifted),
             "level": level, "reasons": list(reasons), "report_path": run.report_path,
-            "seconds": None if run.seconds is None else float(run.seconds),
+            "seconds": None if run.seconds is None else float(run.seconds), "status": CHECKED,
         }  # fmt: skip
         feats = [{"run_id": rid, "feature": str(f.feature), "time": when, "method": str(f.method),
                   "score": _finite(f.score, f"score of {f.feature}"), "threshold": float(f.threshold),
@@ -87,10 +89,46 @@ class DriftRuns:
                 conn.execute(self._upsert(s.drift_features, ("run_id", "feature"), ()), feats)
         return rid
 
-    def drift_runs(self, since: datetime | None = None, *, model_version: str | None = None) -> pd.DataFrame:
-        """Runs at or after ``since`` (all if None), oldest first: one row per check."""
+    def record_drift_status(
+        self, *, time: datetime, model_version: str, status: str, reason: str, rows: int = 0,
+        source: str = "stream", window_start: datetime | None = None, window_end: datetime | None = None,
+    ) -> str:
+        """Store a check that came due but did not produce metrics: ``status`` "skipped"
+        (it could not run, e.g. too few rows) or "failed" (it raised), with ``reason``."""
+        if status not in (SKIPPED, FAILED):
+            raise InvalidRowError(f"drift run status {status!r}: use {SKIPPED!r} or {FAILED!r} "
+                                  "(a checked run is stored with record_drift_run)")  # fmt: skip
+        if not (isinstance(reason, str) and reason.strip()):
+            raise InvalidRowError(f"a {status} drift run needs its reason (got {reason!r}): say why, with the remedy")
+        if not (isinstance(source, str) and source):
+            raise InvalidRowError(f"drift run source {source!r}: use a non-empty name (e.g. the worker id)")
+        at = check_time(time, "drift run time")
+        rid = run_id(source, str(model_version), at)
+        opt = lambda t: None if t is None else self.codec.one(check_time(t, "drift window bound"))  # noqa: E731
+        row = {
+            "run_id": rid, "time": self.codec.one(at), "window_start": opt(window_start), "window_end": opt(window_end),
+            "model_version": str(model_version), "source": source, "rows": int(rows), "reference_rows": 0,
+            "features": 0, "drifted_count": 0, "drifted_share": 0.0, "dataset_drift": False,
+            "level": status.capitalize(), "reasons": [reason], "status": status, "status_reason": reason,
+        }  # fmt: skip
+        with self._write() as conn:
+            conn.execute(self._upsert(s.drift_runs, ("run_id",), ()), [row])
+        return rid
+
+    def drift_runs(self, since: datetime | None = None, *, model_version: str | None = None,
+                   status: str | Sequence[str] | None = CHECKED) -> pd.DataFrame:
+        """Runs at or after ``since`` (all if None), oldest first: one row per check.
+
+        ``status``: the checks that ran ("checked", the default), "skipped", "failed", a
+        list of them, or None for every check that came due."""
         c = s.drift_runs.c
         q = select(s.drift_runs).order_by(c.time, c.run_id)
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            bad = [x for x in wanted if x not in STATUSES]
+            if bad:
+                raise InvalidRowError(f"drift run status {bad}: use {', '.join(STATUSES)} or None for all")
+            q = q.where(c.status.in_(wanted))
         if since is not None:
             q = q.where(c.time >= self._since(since, "since"))
         if model_version is not None:

@@ -41,7 +41,7 @@ from pipeline.errors import StoreSchemaError
 from pipeline.store import schema
 from pipeline.store.rows import TimeCodec
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Migration = Callable[[Connection], None]
 
@@ -73,8 +73,23 @@ def _v3_scores_active(conn: Connection) -> None:
     )
 
 
+def _v4_check_status_and_realised(conn: Connection) -> None:
+    """Version 4: ``drift_runs.status``/``status_reason`` (skipped and failed checks are
+    rows too; older rows are "checked") and the ``realised_performance`` table."""
+    table = schema.drift_runs
+    owner = conn.schema_for_object(table)
+    names = {c["name"] for c in inspect(conn).get_columns(table.name, schema=owner)}
+    q = conn.dialect.identifier_preparer.quote
+    name = f"{q(owner)}.{q(table.name)}" if owner else q(table.name)
+    if "status" not in names:
+        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN status VARCHAR(16) NOT NULL DEFAULT 'checked'"))
+    if "status_reason" not in names:
+        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN status_reason TEXT"))
+    schema.realised_performance.create(conn, checkfirst=True)
+
+
 # target version -> upgrade from the version before
-MIGRATIONS: dict[int, Migration] = {2: _v2_drift_runs, 3: _v3_scores_active}
+MIGRATIONS: dict[int, Migration] = {2: _v2_drift_runs, 3: _v3_scores_active, 4: _v4_check_status_and_realised}
 
 
 def current_version(conn: Connection) -> int:

@@ -173,6 +173,13 @@ drift_runs = Table(
     Column("reasons", Json, nullable=True),
     Column("report_path", Text, nullable=True),  # the full HTML report, when rendered
     Column("seconds", Float, nullable=True),
+    # Every check that came due is a row (schema version 4): "checked" (the columns above
+    # hold its metrics), "skipped" (it could not run: too few rows, no usable reference)
+    # or "failed" (an exception); ``status_reason`` says why. Skipped and failed rows have
+    # zero counts and level "Skipped" / "Failed"; ``Store.drift_runs()`` returns the
+    # checked ones unless asked for every status.
+    Column("status", String(16), nullable=False, server_default="checked"),
+    Column("status_reason", Text, nullable=True),
     Index("ix_drift_runs_time", "time"),
 )
 
@@ -189,6 +196,27 @@ drift_features = Table(
     Index("ix_drift_features_time", "time"),
 )
 
+# Realised performance of the published scores (schema version 4): per scoring day (a
+# UTC midnight) and model version, the scores the stream had published at that instant
+# joined with the cancels of the following ``horizon_days`` (see
+# ``pipeline.monitoring.realised``). Written once the horizon has passed; recomputing a
+# day rewrites its row.
+realised_performance = Table(
+    "realised_performance",
+    metadata,
+    Column("day", Time, primary_key=True),  # the scoring instant (UTC midnight)
+    Column("model_version", String(100), primary_key=True),
+    Column("horizon_days", Integer, nullable=False),
+    Column("n", Integer, nullable=False),  # active users with a published score
+    Column("positives", Integer, nullable=False),  # of them, cancelled within the horizon
+    *(Column(f"{m}{suffix}", Float, nullable=True)
+      for m in ("base_rate", "roc_auc", "pr_auc", "lift_10", "ece")
+      for suffix in ("", "_low", "_high")),
+    Column("mean_risk", Float, nullable=True),
+    Column("matured_at", Time, nullable=False),  # event time the horizon had passed by
+    Column("computed_at", Time, nullable=False),  # wall clock of the computation
+)
+
 TIME_COLUMNS = {
     "scores": ("features_time", "updated_at", "history_time"),
     "score_history": ("time",),
@@ -198,6 +226,7 @@ TIME_COLUMNS = {
     "partition_owners": ("assigned_at",),
     "drift_runs": ("time", "window_start", "window_end"),
     "drift_features": ("time",),
+    "realised_performance": ("day", "matured_at", "computed_at"),
 }
 
 # SQLite: a new score row, or an update that moved ``history_time`` (the sampling rule in

@@ -41,6 +41,7 @@ from pipeline.store.bulk import Bulk
 from pipeline.store.drift import DriftRuns
 from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, open_engine, shown
 from pipeline.store.migrations import SCHEMA_VERSION, current_version, migrate
+from pipeline.store.realised import RealisedRuns
 from pipeline.store.records import HistorySampling, StreamMetric, WriteResult
 from pipeline.store.rows import ScoreBatch, ScoreRow, TimeCodec, check_time, score_batch, to_utc_us
 
@@ -48,7 +49,7 @@ DEFAULT_SAMPLING = HistorySampling()
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-class Store(queries.Readers, Assignments, DriftRuns):
+class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
     """``Store(url)``: open (and create or migrate) the store at a SQLAlchemy URL.
 
     ``schema`` (PostgreSQL only) puts the tables in that schema, created if missing.

@@ -85,6 +85,19 @@ def reference_risk(model: Any, reference: pd.DataFrame) -> np.ndarray:
     return np.asarray(model.predict(values), np.float64)
 
 
+def model_importance(model: Any, reference: pd.DataFrame) -> dict[str, float]:
+    """The champion's feature importance on its reference sample: the weights of its drift
+    alerts (:mod:`pipeline.drift.importance`); {} (every feature alike) if it cannot be had."""
+    from pipeline.drift.importance import scoring_model_importance
+
+    try:  # the model's engine columns (a topic's feature spec may have its own), else the built-in set
+        return scoring_model_importance(model, reference, getattr(model, "engine_columns", FEATURE_NAMES))
+    except Exception as exc:  # noqa: BLE001 - drift checks go on, unweighted; the reason is logged
+        log.warning("no feature importance for model %s (%s: %s): drift alerts weigh every feature alike",
+                    getattr(model, "version", "?"), type(exc).__name__, exc)
+        return {}
+
+
 def _first_activity_us(log_: Any, partition: int, head_limit: int = 1_000_000) -> int | None:
     """Event time of the partition's first non-signup record (a simulated or imported
     history starts with back-dated signups), the rule of :func:`pipeline.labels.activity_range`."""
@@ -149,15 +162,18 @@ class DriftHook:
             self.unmonitored = version
             self.logger.warning("worker %s: champion v%s was exported without a reference sample (%s): scoring "
                                 "it without drift checks", self.worker_id, version, REFERENCE_FILE)  # fmt: skip
+            self._record_unmonitored(version)
             if self.monitor is not None:
                 self.close()
             return False
         risk = reference_risk(worker.model, reference)
+        importance = model_importance(worker.model, reference)
         if self.monitor is None:
             from pipeline.drift.monitor import DriftMonitor
 
             self.monitor = DriftMonitor(reference, version, reference_risk=risk, config=self.cfg, store=self.store,
                                         report_dir=self.report_dir, clock=self.clock, source=self.worker_id,
+                                        importance=importance,
                                         # the engine's columns for this topic's feature spec
                                         **{"columns": getattr(worker.model, "engine_columns", FEATURE_NAMES)}
                                         | self.monitor_kwargs)  # fmt: skip
@@ -165,12 +181,25 @@ class DriftHook:
                              self.worker_id, self.cfg.leader_partition, version, len(reference))  # fmt: skip
         else:
             self._collect(self.monitor.poll())
-            self.monitor.set_model(reference, version, risk)
+            self.monitor.set_model(reference, version, risk, importance)
             self.logger.info("worker %s: drift checks now use v%s's reference (%d rows)", self.worker_id, version,
                              len(reference))  # fmt: skip
         self.version = version
         self._pending.clear()
         return True
+
+    def _record_unmonitored(self, version: str) -> None:
+        """A version that cannot be monitored is one "skipped" drift run with the reason
+        (the Drift page shows why no checks come), not only a log line."""
+        if self.store is None or not hasattr(self.store, "record_drift_status"):
+            return
+        try:
+            self.store.record_drift_status(
+                time=self.clock.now(), model_version=version, status="skipped", source=self.worker_id,
+                reason=f"champion v{version} was exported without a reference sample ({REFERENCE_FILE}): no drift "
+                       "checks for it; retrain with `churn train` (it logs a reference with the model)")  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - scoring goes on
+            self.logger.error("could not store the skipped drift checks of v%s: %s", version, exc)
 
     # -- the worker's calls -------------------------------------------------------------------
     def after_batch(self, worker: Any, part: Any, watermark: datetime | None, frame: Any = None,
@@ -285,6 +314,8 @@ class DriftHook:
         for o in outcomes:
             self.outcomes.append(o)
             lvl = o.alert.level.value
+            ran = hasattr(o.result, "features")  # skipped and failed checks are no "Healthy" verdict
+            lvl = lvl if ran else type(o.result).__name__.lower()
             self.logger.log(logging.INFO if lvl == "Healthy" else logging.WARNING, "worker %s: drift %s for v%s: %s%s",
                             self.worker_id, lvl, getattr(o.result, "model_version", "?"), "; ".join(o.alert.reasons),
                             " - retrain requested" if o.retrain_requested else "")  # fmt: skip

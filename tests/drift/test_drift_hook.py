@@ -198,6 +198,9 @@ def test_a_champion_without_reference_is_scored_but_not_monitored(env, caplog):
     assert summary["events"] > 0 and w.drift.outcomes == []
     msgs = [r.getMessage() for r in caplog.records if REFERENCE_FILE in r.getMessage()]
     assert len(msgs) == 1 and "without drift checks" in msgs[0]
+    skipped = store.drift_runs(status=None)  # stored once, with the reason, for the Drift page
+    assert skipped.status.tolist() == ["skipped"] and "without a reference sample" in skipped.status_reason.iloc[0]
+    assert store.drift_runs().empty
 
 
 def test_bad_drift_settings_are_one_clear_line():

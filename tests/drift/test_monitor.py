@@ -14,7 +14,7 @@ from pipeline.autoscale.alerts import Level
 from pipeline.clock import FakeClock
 from pipeline.drift.check import DriftResult, Skipped, run_check
 from pipeline.drift.config import DriftConfig
-from pipeline.drift.monitor import DriftMonitor, make_executor
+from pipeline.drift.monitor import DriftMonitor, Failed, make_executor
 from pipeline.store import Store
 from tests.drift.helpers import COLS, T0, fake_check, frame
 
@@ -154,7 +154,9 @@ def test_a_dead_worker_is_replaced_without_raising_into_the_stream(tmp_path, cap
     m = monitor(tmp_path, clock, sent, executor=Dead())
     feed(m, frame(500, seed=2))
     m.submit()
-    assert m.poll() == [] and "drift worker is gone" in caplog.text
+    (failed,) = m.poll()  # the check that could not run is an outcome (and a store row), not silence
+    assert isinstance(failed.result, Failed) and "BrokenExecutor: worker killed" in failed.result.reason
+    assert "drift worker is gone" in caplog.text and not failed.retrain_requested
     clock.advance(3600)
     feed(m, frame(500, seed=3))
     m.submit()  # the replacement (inline, as configured) runs it
@@ -176,3 +178,38 @@ def test_with_no_requester_critical_drift_is_recorded_as_not_requested_and_start
     assert out.alert.level is Level.CRITICAL and not out.retrain_requested
     assert any(r.startswith(f"{RETRAIN_SKIPPED}: no retrain requester") for r in store.drift_runs().iloc[-1]["reasons"])
     assert not (tmp_path / "drift" / "retrain-cooldown.json").exists()
+
+
+def test_skipped_and_failed_checks_are_stored_with_their_reason(tmp_path):
+    """Every check that came due is a drift_runs row: skipped (too few rows) and failed
+    (the check raised) with their reasons; the default reader still returns checked runs."""
+    clock, sent = FakeClock(T0), []
+    store = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=clock)
+
+    def broken(*args, **kwargs):
+        raise ValueError("Evidently could not read column 'b': all values are NaN")
+
+    m = monitor(tmp_path, clock, sent, store=store)
+    feed(m, frame(50, seed=2))
+    m.submit()
+    (skipped,) = m.poll()
+    assert isinstance(skipped.result, Skipped) and skipped.run_id is not None
+    clock.advance(60)
+    m._check = broken
+    feed(m, frame(300, seed=3))
+    m.submit()
+    (failed,) = m.poll()
+    assert isinstance(failed.result, Failed)
+    clock.advance(60)
+    m._check = fake_check
+    feed(m, frame(300, seed=4))
+    m.submit()
+    (ok,) = m.poll()
+    every = store.drift_runs(status=None)
+    assert every.status.tolist() == ["skipped", "failed", "checked"]
+    assert "window has 50 rows" in every.status_reason.iloc[0] and "lower CHURN_DRIFT_MIN_ROWS" in every.status_reason.iloc[0]
+    assert every.status_reason.iloc[1] == "ValueError: Evidently could not read column 'b': all values are NaN"
+    assert every.rows.tolist()[:2] == [50, 350] and every.level.tolist()[:2] == ["Skipped", "Failed"]
+    assert store.drift_runs().run_id.tolist() == [ok.run_id]  # default: the checks that ran
+    assert store.drift_runs(status="failed").status_reason.tolist() == [every.status_reason.iloc[1]]
+    store.close()

@@ -95,3 +95,49 @@ def test_a_version_1_store_migrates_to_version_2(tmp_path):
         assert len(st.drift_runs()) == 1
     finally:
         st.close()
+
+
+def test_skipped_and_failed_runs_have_a_status_and_a_reason(store):
+    store.record_drift_run(result(0, 0.5), level="Critical", source="w-0")
+    rid = store.record_drift_status(time=T0 + timedelta(minutes=1), model_version="3", status="skipped",
+                                    reason="window has 458 rows, fewer than min_rows=500", rows=458, source="w-0")
+    store.record_drift_status(time=T0 + timedelta(minutes=2), model_version="3", status="failed",
+                              reason="BrokenProcessPool: the check process died", source="w-0")
+    assert store.drift_runs().status.tolist() == ["checked"]
+    every = store.drift_runs(status=None)
+    assert every.status.tolist() == ["checked", "skipped", "failed"] and every.run_id.iloc[1] == rid
+    assert every.status_reason.tolist()[1:] == ["window has 458 rows, fewer than min_rows=500",
+                                                "BrokenProcessPool: the check process died"]
+    assert every.rows.tolist() == [9_000, 458, 0] and every.level.tolist() == ["Critical", "Skipped", "Failed"]
+    assert len(store.drift_runs(status=["skipped", "failed"])) == 2
+    with pytest.raises(InvalidRowError, match="needs its reason"):
+        store.record_drift_status(time=T0, model_version="3", status="skipped", reason=" ")
+    with pytest.raises(InvalidRowError, match="use 'skipped' or 'failed'"):
+        store.record_drift_status(time=T0, model_version="3", status="checked", reason="x")
+    with pytest.raises(InvalidRowError, match="status"):
+        store.drift_runs(status="pending")
+
+
+def test_a_version_3_store_migrates_keeping_its_runs_as_checked(tmp_path):
+    """Schema version 4 adds drift_runs.status/status_reason and realised_performance to
+    an existing database; the runs recorded before are 'checked'."""
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    st = Store(url, clock=FakeClock(T0))
+    st.record_drift_run(result(0, 0.5), level="Critical")
+    with st.engine.begin() as conn:  # make it look like a version-3 database
+        s.realised_performance.drop(conn)
+        conn.execute(text("ALTER TABLE drift_runs DROP COLUMN status_reason"))
+        conn.execute(text("ALTER TABLE drift_runs DROP COLUMN status"))
+        conn.execute(s.schema_version.update().values(version=3))
+    st.close()
+    assert SCHEMA_VERSION >= 4 and 4 in MIGRATIONS
+    st = Store(url, clock=FakeClock(T0))
+    try:
+        assert st.schema_version() == SCHEMA_VERSION
+        assert "realised_performance" in inspect(st.engine).get_table_names()
+        runs = st.drift_runs(status=None)
+        assert runs.status.tolist() == ["checked"] and runs.status_reason.isna().all()
+    finally:
+        st.close()

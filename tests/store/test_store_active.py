@@ -70,10 +70,10 @@ def test_version_2_store_migrates_marking_cancelled_rows_inactive(make_store):
         conn.execute(update(s.schema_version).values(version=2))
     assert old.schema_version() == 2
     new = make_store()
-    assert new.schema_version() == SCHEMA_VERSION == 3
+    assert new.schema_version() == SCHEMA_VERSION >= 3
     with new.engine.connect() as conn:
         owner = conn.schema_for_object(s.score_history)
         assert inspect(conn).get_indexes("score_history", schema=owner) == []  # dropped in v3
     rows = new.current_scores(top_k=None, active_only=False).set_index("user_id").active
     assert rows.to_dict() == {"gone": False, "paying": True, "unknown": True}
-    assert make_store().schema_version() == 3  # reopening: nothing more to do
+    assert make_store().schema_version() == SCHEMA_VERSION  # reopening: nothing more to do
