@@ -182,3 +182,17 @@ def test_prefect_project_is_the_served_train_deployment() -> None:
     (trigger,) = _initialize_deployment_triggers(d.name, d.triggers)
     assert trigger == train_trigger()
     assert model.pull[0]["prefect.deployments.steps.set_working_directory"]["directory"] == "/app"
+
+
+def test_scale_out_doc_shows_the_generated_values() -> None:
+    """docs/scale-out.md's mapping table says what the generator really writes."""
+    doc = (ROOT / "docs" / "scale-out.md").read_text()
+    fields = [
+        part
+        for _, _, field in keda_mapping(StreamConfig(max_workers=4), 4)
+        if ": " in field and not field.startswith("none")
+        for part in field.split(", ")
+    ]
+    assert len(fields) >= 8
+    missing = [f for f in fields if f not in doc]
+    assert missing == [], f"docs/scale-out.md lacks {missing}"
