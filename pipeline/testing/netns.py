@@ -22,9 +22,15 @@ for ``pytest.skip``::
     with HostNetwork(hosts=2) as net, TcpForwarder(net.host_address, ("127.0.0.1", 5432)) as pg:
         out = net.hosts[0].run([sys.executable, "-c", "..."], timeout=60)
 
-Known limit: librdkafka's mock cluster advertises its brokers as ``127.0.0.1:<port>``, so
-a Kafka client inside a namespace follows the metadata to its own loopback; a forwarder
-*inside* each namespace (to the same port) is needed for it.
+:meth:`HostNetwork.mirror_loopback` goes further: the machine's ``127.0.0.1:<port>`` becomes
+reachable as ``127.0.0.1:<port>`` *inside* every namespace too (a forwarder process in
+each namespace -> the bridge -> a forwarder here). That is what librdkafka's mock
+cluster needs -- it advertises its brokers as ``127.0.0.1:<port>``, so a client in a
+namespace follows the metadata to its own loopback -- and it lets a worker in a
+namespace use the very same Kafka and PostgreSQL URLs as the rest of the test.
+
+``python -m pipeline.testing.netns forward LISTEN_HOST LISTEN_PORT TARGET_HOST TARGET_PORT``
+is the forwarder process (prints ``ready <port>``, runs until stdin closes or SIGTERM).
 """
 
 from __future__ import annotations
@@ -35,8 +41,10 @@ import ipaddress
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Sequence
@@ -44,6 +52,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import ChurnError
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class NetnsError(ChurnError):
@@ -78,6 +88,7 @@ class NetnsHost:
     name: str
     address: str
     procs: list[subprocess.Popen[Any]] = field(default_factory=list)
+    infra: list[subprocess.Popen[Any]] = field(default_factory=list)  # forwarders: survive kill()
 
     def argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
@@ -122,6 +133,7 @@ class HostNetwork:
         self.host_address = str(net[0])
         self.hosts = [NetnsHost(f"churn-{self.tag}-{i}", str(net[i + 1])) for i in range(hosts)]
         self._veths: list[str] = []
+        self._forwarders: list[TcpForwarder] = []
         self._closed = False
         self._atexit = atexit.register(self.close)
         try:
@@ -147,6 +159,27 @@ class HostNetwork:
             _ip("-n", h.name, "link", "set", inner, "up")
             _ip("-n", h.name, "link", "set", "lo", "up")
 
+    def mirror_loopback(self, ports: Sequence[int]) -> None:
+        """Make the machine's ``127.0.0.1:<port>`` answer at ``127.0.0.1:<port>`` inside every
+        namespace, for each of ``ports`` (PostgreSQL, the mock cluster's brokers)."""
+        for port in ports:
+            fwd = TcpForwarder(self.host_address, ("127.0.0.1", int(port)))
+            self._forwarders.append(fwd)
+            for h in self.hosts:
+                proc = subprocess.Popen(
+                    h.argv([sys.executable, "-m", "pipeline.testing.netns", "forward",
+                            "127.0.0.1", str(port), self.host_address, str(fwd.port)]),
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                    start_new_session=True, cwd=_ROOT,
+                )  # fmt: skip
+                h.infra.append(proc)
+                line = proc.stdout.readline() if proc.stdout else ""
+                if not line.startswith("ready"):
+                    raise NetnsError(
+                        f"the forwarder of port {port} in namespace {h.name} did not start "
+                        f"(exit {proc.poll()}): is port {port} free there?"
+                    )
+
     def __enter__(self) -> HostNetwork:
         return self
 
@@ -161,10 +194,14 @@ class HostNetwork:
         atexit.unregister(self.close)
         for h in self.hosts:
             h.kill()
+            h.procs, h.infra = h.infra, []
+            h.kill()
             _ip("netns", "del", h.name, check=False)  # takes its veth end (and the peer) along
         for v in self._veths:
             _ip("link", "del", v, check=False)  # already gone unless the move failed
         _ip("link", "del", self.bridge, check=False)
+        for f in self._forwarders:
+            f.close()
 
     def leftovers(self) -> list[str]:
         """Namespaces or links of this network that still exist (for tests)."""
@@ -256,3 +293,27 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
     finally:
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``forward LISTEN_HOST LISTEN_PORT TARGET_HOST TARGET_PORT``: relay until stdin closes."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 5 or args[0] != "forward":
+        print(__doc__.splitlines()[0], file=sys.stderr)
+        print(
+            "usage: python -m pipeline.testing.netns forward LHOST LPORT THOST TPORT",
+            file=sys.stderr,
+        )
+        return 2
+    fwd = TcpForwarder(args[1], (args[3], int(args[4])), listen_port=int(args[2]))
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    print(f"ready {fwd.port}", flush=True)
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    done.wait()
+    fwd.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -109,3 +109,43 @@ def test_kill_ends_a_hosts_processes_and_close_removes_everything() -> None:
         n.close()
     assert q.returncode is not None
     assert n.leftovers() == []
+
+
+MIRROR_PROBE = r"""
+import json, sys
+import psycopg
+from pipeline.log.kafka import KafkaLog
+bootstrap, pg_user = sys.argv[1], sys.argv[2]
+log = KafkaLog(bootstrap, "events", 2)
+counts = {p: len(log.fetch_values(p, 0)[0]) for p in range(2)}
+log.close()
+with psycopg.connect(host="127.0.0.1", port=5432, user=pg_user, dbname="test", connect_timeout=10) as c:
+    pg = c.execute("SELECT 1").fetchone()[0]
+print(json.dumps({"counts": counts, "pg": pg}))
+"""
+
+
+def test_mirrored_loopback_gives_namespaces_the_mock_cluster_and_postgres(net) -> None:
+    """Inside each namespace the same URLs work: the mock cluster's advertised
+    127.0.0.1:<port> brokers and PostgreSQL on 127.0.0.1:5432."""
+    from pipeline.log.kafka import KafkaLog
+    from pipeline.testing import MockCluster
+
+    url = pg_url()
+    if url is None:
+        pytest.skip(f"no PostgreSQL server answers at {PG_URLS}")
+    user = url.split("//", 1)[1].split("@", 1)[0]
+    with MockCluster() as mock:
+        mock.create_topic("events", 2)
+        log = KafkaLog(mock.bootstrap, "events", 2)
+        written = log.produce([(f"u{i}".encode(), b'{"n": %d}' % i) for i in range(50)])
+        log.close()
+        expect = {str(p): end - first for p, (first, end) in written.items()}
+        ports = [int(b.rsplit(":", 1)[1]) for b in mock.bootstrap.split(",")]
+        net.mirror_loopback([*ports, 5432])
+        for h in net.hosts:
+            res = h.run([sys.executable, "-c", MIRROR_PROBE, mock.bootstrap, user], timeout=120)
+            assert res.returncode == 0, res.stderr[-2000:]
+            out = json.loads(res.stdout)
+            assert out == {"counts": {p: expect.get(p, 0) for p in ("0", "1")}, "pg": 1}
+        assert sum(expect.values()) == 50
