@@ -103,6 +103,18 @@ checkpoints = Table(
     Column("written_at", Time, nullable=False),
 )
 
+# live workers of a group (pipeline.stream.membership): a row per worker, kept alive by
+# heartbeats; a worker is a member while expires_at is in the future
+members = Table(
+    "stream_members",
+    metadata,
+    Column("topic", String(200), primary_key=True),
+    Column("group_id", String(200), primary_key=True),
+    Column("member", String(300), primary_key=True),
+    Column("joined_at", Time, nullable=False),
+    Column("expires_at", Time, nullable=False),
+)
+
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _CREATE_LOCK = 0x43485552_4E535431  # pg_advisory_xact_lock key: "CHURNST1"
 _META_FIELDS = {f.name for f in fields(CheckpointMeta)}
