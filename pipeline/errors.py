@@ -121,6 +121,12 @@ class CheckpointCorruptError(StreamError):
     recover (delete it to rebuild the partition's features by replaying the log)."""
 
 
+class FencedError(StreamError):
+    """A checkpoint write by an owner whose partition lease is gone or older than the
+    current one (another worker took the partition over): refused, nothing written.
+    The writer must stop processing the partition; the message names both epochs."""
+
+
 class ModelMismatchError(RegistryError):
     """The champion was trained on another feature set than the running engine computes;
     the message names both feature-set versions."""

@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from pipeline.autoscale.policy import PolicyConfig
 from pipeline.errors import ConfigError
 from pipeline.highrisk import DEFAULT_TEXT as DEFAULT_HIGH_RISK
 from pipeline.highrisk import HighRiskRule
@@ -34,6 +35,8 @@ def default_max_workers() -> int:
     """Up to 4, but no more workers than cores: scoring is CPU-bound, so more processes
     than cores only add contention (measured on 2 cores: 2 workers 1.3x of one)."""
     return max(1, min(4, os.cpu_count() or 1))
+
+
 _GROUP_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
 
 
@@ -184,6 +187,18 @@ class StreamConfig:
         if "max_workers" not in given:
             values["max_workers"] = max(values.get("max_workers", default_max_workers()), n)
         return cls(**values)
+
+    def policy(self) -> PolicyConfig:
+        """The autoscaler settings these stream settings imply: the one mapping used by the
+        local supervisor and by the Kubernetes/KEDA manifest generator (pipeline.deploy.k8s),
+        so the two cannot drift apart."""
+        return PolicyConfig(
+            lag_threshold=self.lag_threshold,
+            min_consumers=self.min_workers,
+            max_consumers=self.max_workers,
+            scale_down_stabilization_s=self.scale_down_stabilization_s,
+            cooldown_s=self.cooldown_s,
+        )
 
     def clamp_workers(self, partitions: int) -> StreamConfig:
         """Never more consumers than partitions (Kafka would leave the rest idle)."""

@@ -16,6 +16,8 @@ helper                                    what it gives you
 :func:`scenario_frames`,                  feature frames before/after a drift scenario; a
 :func:`stream_checks`                     whole simulate -> train -> stream-with-drift run
 :class:`MockCluster`                      librdkafka's in-process Kafka broker (127.0.0.1)
+:class:`HostNetwork`,                     "hosts" as network namespaces on a bridge (root),
+:class:`TcpForwarder`                     a 127.0.0.1 service exposed on the bridge address
 ========================================= ================================================
 
 >>> from pipeline.testing import FakeClock, MemoryLog
@@ -45,6 +47,8 @@ _EXPORTS = {
     "StreamedCheck": "pipeline.testing.drift",
     "MockCluster": "pipeline.testing.kafka",
     "MOCK_AUTO_PARTITIONS": "pipeline.testing.kafka",
+    "HostNetwork": "pipeline.testing.netns",
+    "TcpForwarder": "pipeline.testing.netns",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,0 +1,1 @@
+"""Deployment artefacts generated from the library's settings (Kubernetes + KEDA)."""
