@@ -269,11 +269,13 @@ def _flags(values: Any, n: int, users: list[str]) -> list[bool]:
     return out
 
 
-def score_batch(
-    rows: pd.DataFrame | Sequence[Mapping[str, Any]], *, points: bool = False
-) -> ScoreBatch:
-    """Validate score rows; keep one row per user (latest ``features_time``, then last),
-    or with ``points`` (history) one per (user, features_time)."""
+def score_batch(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> ScoreBatch:
+    """Validate score rows; keep one row per user (latest ``features_time``, then last)."""
+    return latest(validate_scores(rows))
+
+
+def validate_scores(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> ScoreBatch:
+    """Validate score rows, all of them, in the order given."""
     cols, n = _columns(rows)
     users: list[Any] = cols["user_id"]
     _check_text(users, "user_id", users)
@@ -293,7 +295,7 @@ def score_batch(
     active = _flags(cols.get("active"), n, users)
     _check_text(cols["plan"], "plan", users, nullable=True)
     partition = [None if p is None or p != p else int(p) for p in cols["partition"]]
-    batch = ScoreBatch(
+    return ScoreBatch(
         users,
         risk,
         cols["model_version"],
@@ -304,16 +306,17 @@ def score_batch(
         partition,
         active,
     )
-    return _dedupe_sorted(batch, points)
 
 
-def _dedupe_sorted(batch: ScoreBatch, points: bool = False) -> ScoreBatch:
-    """One row per user (latest ``features_time``, then last given) -- or with ``points``
-    one per (user, time), the last given -- in key order: writing in key order touches
-    B-tree pages in order (SQLite: ~2x faster on big tables)."""
+def latest(batch: ScoreBatch, buckets: np.ndarray | None = None) -> ScoreBatch:
+    """One row per user (latest ``features_time``, then last given) -- or, given each
+    row's ``buckets``, one per (user, bucket) -- in key order: writing in key order
+    touches B-tree pages in order (SQLite: ~2x faster on big tables)."""
     users = batch.user_id
     t = batch.features_time.view("int64").tolist()
-    keys: list[Any] = list(zip(users, t, strict=True)) if points else users
+    keys: list[Any] = (
+        users if buckets is None else list(zip(users, buckets.view("int64").tolist(), strict=True))
+    )
     if len(set(keys)) == len(keys):
         order = sorted(range(len(keys)), key=keys.__getitem__)
     else:

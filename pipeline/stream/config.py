@@ -51,6 +51,9 @@ class StreamConfig:
     flush_interval_s: float = 2.0
     max_pending_rows: int = 500_000  # score rows buffered before the worker waits
     max_write_rows: int = 20_000  # rows per store transaction (keeps the write lock short)
+    # score_history: one point per user per this much event time (its newest score);
+    # 0: no history (pipeline.store.HistoryPolicy)
+    history_interval_s: float = 86_400.0
     # scoring
     alert_threshold: float = 0.5  # store reasons for users at or above this risk
     reasons_top_k: int = 3
@@ -84,7 +87,7 @@ class StreamConfig:
         bad = [f"{k}={getattr(self, k)!r} (an int >= 1)" for k in positive
                if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1)]  # fmt: skip
         non_negative = ("max_wait_s", "checkpoint_interval_s", "flush_interval_s", "cooldown_s",
-                        "scale_down_stabilization_s", "lateness_hours")  # fmt: skip
+                        "scale_down_stabilization_s", "lateness_hours", "history_interval_s")  # fmt: skip
         bad += [f"{k}={getattr(self, k)!r} (seconds >= 0)" for k in non_negative
                 if not getattr(self, k) >= 0]  # fmt: skip
         timed = (

@@ -19,7 +19,7 @@ from pipeline.stream.config import StreamPaths
 from pipeline.stream.testing import publish_tiny_champion
 from pipeline.stream.worker import Worker
 
-from .helpers import append_bad_events, crash, scores, states
+from .helpers import append_bad_events, crash, history, scores, states
 
 
 def _users(log) -> set[str]:
@@ -132,7 +132,7 @@ def test_killed_at_random_batches_ends_equal_to_an_uninterrupted_run(
         Worker("ref", ref_log, ref_store, ref_paths, small, partitions=[0, 1]).run(
             until_caught_up=True
         )
-        want_scores = scores(ref_store)
+        want_scores, want_history = scores(ref_store), history(ref_store)
     rng = random.Random(3)
     crashes = 0
     while True:
@@ -155,6 +155,7 @@ def test_killed_at_random_batches_ends_equal_to_an_uninterrupted_run(
         crashes += 1
     assert crashes >= 5
     pd.testing.assert_frame_equal(scores(store), want_scores)
+    pd.testing.assert_frame_equal(history(store), want_history)  # issue 16.11
     assert states(paths, log) == states(ref_paths, ref_log)  # feature state byte for byte
     dead = [
         parse_dead_letter(r.value).source_offset for r in dead_letter_log(log).iter_records(1, 0)
