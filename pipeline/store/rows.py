@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -135,17 +136,24 @@ class ScoreBatch:
 
     def take(self, idx: Sequence[int] | np.ndarray) -> ScoreBatch:
         ix = np.asarray(idx, dtype=np.int64)
-        pick = ix.tolist()
+        if len(ix) == 0:
+            return ScoreBatch([], self.risk[ix], [], self.features_time[ix], [], [], [], [], [])
+        pick = operator.itemgetter(*ix.tolist())  # C-speed gather (a tuple; one row: a value)
+
+        def get(values: list[Any]) -> list[Any]:
+            got = pick(values)
+            return list(got) if len(ix) > 1 else [got]
+
         return ScoreBatch(
-            [self.user_id[i] for i in pick],
+            get(self.user_id),
             self.risk[ix],
-            [self.model_version[i] for i in pick],
+            get(self.model_version),
             self.features_time[ix],
-            [self.reasons[i] for i in pick],
-            [self.plan[i] for i in pick],
-            [self.monthly_revenue[i] for i in pick],
-            [self.partition[i] for i in pick],
-            [self.active[i] for i in pick],
+            get(self.reasons),
+            get(self.plan),
+            get(self.monthly_revenue),
+            get(self.partition),
+            get(self.active),
         )
 
 
@@ -216,14 +224,15 @@ def _check_text(values: list[Any], what: str, users: list[Any], nullable: bool =
 
 
 def _reasons(values: list[Any], users: list[str]) -> list[str | None]:
-    """Serialise reasons to JSON text once (validating them on the way)."""
-    out: list[str | None] = []
-    for i, v in enumerate(values):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            out.append(None)
+    """Serialise reasons to JSON text once (validating them on the way); most rows have
+    none (only high-risk users are explained), so those cost one comparison."""
+    out: list[str | None] = [None] * len(values)
+    for i in [i for i, v in enumerate(values) if v is not None]:
+        v = values[i]
+        if isinstance(v, float) and math.isnan(v):
             continue
         try:
-            out.append(_JSON.encode(v))
+            out[i] = _JSON.encode(v)
         except (TypeError, ValueError) as exc:
             raise InvalidRowError(
                 f"reasons of score row {i} (user {users[i]!r}) are not JSON ({exc}): use a "

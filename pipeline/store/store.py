@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -51,6 +52,7 @@ from pipeline.store.rows import (
     to_utc_us,
     validate_scores,
 )
+from pipeline.store.walcheckpoint import Checkpointer
 
 DEFAULT_HISTORY = HistoryPolicy()
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -77,8 +79,11 @@ class Store(queries.Readers, Assignments, DriftRuns):
     ) -> None:
         self.clock = clock or SystemClock()
         self.read_only = read_only
-        engine = open_engine(url, busy_timeout_s=busy_timeout_s, read_only=read_only)
+        engine = open_engine(
+            url, busy_timeout_s=busy_timeout_s, read_only=read_only, background_checkpoints=True
+        )
         self.dialect = engine.dialect.name
+        self._checkpointer: Checkpointer | None = None
         if schema is not None:
             if self.dialect != "postgresql":
                 engine.dispose()
@@ -107,6 +112,9 @@ class Store(queries.Readers, Assignments, DriftRuns):
         if read_only:
             self._check_version()
             return
+        db = engine.url.database or ""
+        if self.dialect == "sqlite" and db not in ("", ":memory:") and "memory" not in db:
+            self._checkpointer = Checkpointer(Path(db))
         with self._write() as conn:
             migrate(conn, now=self.clock.now())
 
@@ -149,6 +157,8 @@ class Store(queries.Readers, Assignments, DriftRuns):
         return f"Store({self.url!r}{schema})"
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -172,6 +182,8 @@ class Store(queries.Readers, Assignments, DriftRuns):
                 conn.execution_options(**{WRITE_OPTION: True})
                 with conn.begin():
                     yield conn
+                if self._checkpointer is not None:
+                    self._checkpointer.after_commit(conn.connection.driver_connection)
         except OperationalError as exc:
             raise StoreError(f"store {self.url!r}: write failed: {exc.orig or exc}") from exc
 
