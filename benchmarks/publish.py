@@ -93,9 +93,13 @@ def _stream(pub: Mapping[str, Any]) -> str:
         f"a per-user-dict incremental baseline ({f.k('stream_incremental_eps')}) and "
         f"{f.n('stream_speedup_vs_naive', 0)}x the naive per-event one; "
         f"{f.n('stream_rss_mb_per_100k_users', 0)} MB per 100k users. Store upserts of 10,000 "
-        f"distinct users, wall-clock: SQLite {f.k('store_sqlite_upsert_rows_per_s')} rows/s with the "
-        f"daily history point ({f.k('store_sqlite_upsert_scores_only_rows_per_s')} scores only), "
-        f"PostgreSQL {f.k('store_pg_upsert_rows_per_s')} ({f.k('store_pg_upsert_scores_only_rows_per_s')}).\n"
+        f"distinct users with the daily history point (scores only in brackets), rows per CPU "
+        f"second: SQLite {f.k('store_sqlite_upsert_rows_per_cpu_s')} "
+        f"({f.k('store_sqlite_upsert_scores_only_rows_per_cpu_s')}), PostgreSQL client + backend "
+        f"{f.k('store_pg_upsert_rows_per_cpu_s')} ({f.k('store_pg_upsert_scores_only_rows_per_cpu_s')}); "
+        f"wall-clock SQLite {f.k('store_sqlite_upsert_rows_per_s')} "
+        f"({f.k('store_sqlite_upsert_scores_only_rows_per_s')}), PostgreSQL "
+        f"{f.k('store_pg_upsert_rows_per_s')} ({f.k('store_pg_upsert_scores_only_rows_per_s')}).\n"
         f"Source: `benchmarks/published.json` ({_source(pub, ('bench_stream', 'bench_store'))})."
     )
 
