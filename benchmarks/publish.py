@@ -169,8 +169,19 @@ def publish(root: Path = ROOT, quick: bool = False) -> dict[str, Any]:
         )
     prov_file = root / "benchmarks" / "provenance.json"
     mode = "quick" if quick else "full"
-    prov = json.loads(prov_file.read_text()).get(mode, {}) if prov_file.exists() else {}
-    pub = {"figures": json.loads(results.read_text()), "provenance": prov}
+    every = json.loads(prov_file.read_text()) if prov_file.exists() else {}
+    prov = every.get(mode, {})
+    figures = json.loads(results.read_text())
+    quick_file = root / "benchmarks" / "results-quick.json"
+    if not quick and quick_file.exists():
+        # modules the full run did not cover: their quick figures, marked quick per module
+        quick_figures = json.loads(quick_file.read_text())
+        for name, entry in every.get("quick", {}).get("modules", {}).items():
+            if name in prov.get("modules", {}):
+                continue
+            prov.setdefault("modules", {})[name] = entry
+            figures |= {k: quick_figures[k] for k in entry["figures"] if k in quick_figures}
+    pub = {"figures": figures, "provenance": prov}
     (root / "benchmarks" / "published.json").write_text(json.dumps(pub, indent=2, sort_keys=True) + "\n")
     return pub
 

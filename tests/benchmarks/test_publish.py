@@ -98,3 +98,26 @@ def test_quick_runs_never_touch_results_json_and_provenance_is_recorded(tmp_path
     assert entry["started_utc"].endswith("+00:00") and entry["commit"]
     assert prov["full"]["machine"]["cpu_model"] and prov["full"]["machine"]["cpus"] >= 1
     assert run.main(["nosuch"], root=tmp_path) == 2
+
+
+def test_a_full_publication_fills_modules_it_lacks_from_the_quick_run_marked_quick(tmp_path):
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    (bench / "results.json").write_text('{"stream_eps": 80000.0}')
+    (bench / "results-quick.json").write_text('{"stream_eps": 1.0, "import_rows_per_s": 135000.0}')
+    entry = {"commit": "abc123", "started_utc": "2026-12-03T10:00:00+00:00",
+             "load_before": [3.0, 2.0, 1.0], "load_after": [4.0, 2.0, 1.0]}  # fmt: skip
+    prov = {
+        "full": {"modules": {"bench_stream": entry | {"quick": False, "figures": ["stream_eps"]}}},
+        "quick": {"modules": {
+            "bench_stream": entry | {"quick": True, "figures": ["stream_eps"]},
+            "bench_import": entry | {"quick": True, "figures": ["import_rows_per_s"]},
+        }},
+    }  # fmt: skip
+    (bench / "provenance.json").write_text(json.dumps(prov))
+    pub = publish.publish(tmp_path)
+    assert pub["figures"] == {"stream_eps": 80000.0, "import_rows_per_s": 135000.0}
+    flat = " ".join(publish.render("<!-- bench:import -->\n<!-- /bench:import -->", pub).split())
+    assert "135k rows/s" in flat and "quick run of abc123" in flat
+    flat = " ".join(publish.render("<!-- bench:stream -->\n<!-- /bench:stream -->", pub).split())
+    assert "80k events per CPU-second" in flat and "full run of abc123" in flat
