@@ -147,7 +147,8 @@ def child(spec: dict) -> dict:
     from benchmarks.cpu import tree_cpu_s
     from pipeline.drift.config import DriftConfig
 
-    cfg = StreamConfig(group=spec["group"], batch_size=spec["batch"], max_wait_s=0.0)
+    cfg = StreamConfig(group=spec["group"], batch_size=spec["batch"], max_wait_s=0.0,
+                       **spec.get("config", {}))  # fmt: skip
     parts = spec.get("partitions") or list(range(log.num_partitions))
     drift = DriftConfig() if spec.get("drift", True) else None  # the production default: on
     worker = Worker(spec.get("id", "w0"), log, store, paths, cfg, partitions=parts, model=model,
@@ -211,8 +212,8 @@ def _env() -> dict[str, str]:
     return os.environ | WORKER_ENV | {"PYTHONPATH": str(ROOT)}
 
 
-def run_child(data: Path, group: str, batch: int) -> dict:
-    spec = {"data": str(data), "group": group, "batch": batch}
+def run_child(data: Path, group: str, batch: int, **config: object) -> dict:
+    spec = {"data": str(data), "group": group, "batch": batch, "config": config}
     out = subprocess.run(_child_cmd(spec), check=True, capture_output=True, text=True, env=_env(),
                          cwd=ROOT)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
