@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA ?= data
 
-.PHONY: install test test-fast demo up status down dashboard bench lint clean
+.PHONY: install test test-fast demo up status down dashboard bench bench-publish lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,8 +44,12 @@ dashboard: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
+# after a full `make bench`: copy results.json to the committed published.json, re-render README/docs
+bench-publish: $(STAMP)
+	$(BIN)/python -m benchmarks.publish
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(DATA) .pytest_cache .ruff_cache benchmarks/results.json
+	rm -rf $(DATA) .pytest_cache .ruff_cache benchmarks/results.json benchmarks/results-quick.json benchmarks/provenance.json

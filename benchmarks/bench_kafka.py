@@ -8,8 +8,10 @@
   in the same process and run, so ``kafka/file`` is a like-for-like ratio.
 * ``kafka_consume_eps`` / ``file_consume_eps_same_run``: a fresh log object fetches every
   partition sequentially with ``fetch_values`` and decodes through the dead-letter helper.
-* ``kafka_stream_eps`` / ``file_stream_eps``: the stream end to end - one in-process
-  scoring worker (batches of 1,000, a tiny XGBoost champion, SQLite store, checkpoints
+* ``kafka_stream_tiny_model_eps`` / ``file_stream_tiny_model_eps``: the stream end to end -
+  one in-process scoring worker (batches of 1,000, a **toy 20-tree XGBoost champion fitted
+  on random data** (``publish_tiny_champion``), no drift: a backend comparison, not a
+  scoring figure - ``stream_eps`` in bench_stream is that), SQLite store, checkpoints
   every second, offsets committed to the group) over a simulated history (2,000 users x
   45 days, ~98k events; quick: 800 x 30) until caught up, the same records on the mock
   topic and in a file topic, alternating in the same run; ``kafka/file`` is printed.
@@ -133,7 +135,7 @@ def run_stream(mock: MockCluster, quick: bool, repeats: int) -> dict[str, float]
           f"(batches of 1,000, tiny XGBoost champion, SQLite store), median of {repeats}")  # fmt: skip
     print(f"  stream   kafka(mock) {ks:>10,.0f} ev/s   file {fs:>10,.0f} ev/s"
           f"   kafka/file {ks / fs:.2f}   (wall clock, fetch to scores stored + checkpoints)")  # fmt: skip
-    return {"kafka_stream_eps": ks, "file_stream_eps": fs}
+    return {"kafka_stream_tiny_model_eps": ks, "file_stream_tiny_model_eps": fs}
 
 
 def run(quick: bool = False) -> dict[str, float]:

@@ -5,18 +5,18 @@ PostgreSQL by URL. See :mod:`pipeline.store.store` for the write rules and
 >>> from pipeline.clock import FakeClock
 >>> store = Store("sqlite://", clock=FakeClock())
 >>> store.schema_version()
-4
+5
 """
 
 from pipeline.store.engine import open_engine, parse_url
 from pipeline.store.migrations import SCHEMA_VERSION
-from pipeline.store.records import HistorySampling, ScoreSummary, StreamMetric, WriteResult
+from pipeline.store.records import HistoryPolicy, ScoreSummary, StreamMetric, WriteResult
 from pipeline.store.rows import ScoreRow
 from pipeline.store.store import Store
 
 __all__ = [
     "SCHEMA_VERSION",
-    "HistorySampling",
+    "HistoryPolicy",
     "ScoreRow",
     "ScoreSummary",
     "Store",

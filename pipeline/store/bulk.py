@@ -14,12 +14,10 @@ Columns come as lists of bind-ready values: times as ISO text (``TimeCodec.iso``
 JSON already serialised. Statements are built from the table definitions in
 :mod:`pipeline.store.schema` and cached.
 
-**Score history sampling happens inside the score upsert**, with no extra lookup: the
-``DO UPDATE`` sets ``history_time``/``history_risk`` to the new values when the sampling
-rule fires (compared with the stored row), else keeps them; a row whose
-``history_time`` became its ``features_time`` is a new history point. SQLite inserts
-those points with a trigger on ``scores`` (``schema.SQLITE_HISTORY_TRIGGERS``),
-PostgreSQL with a data-modifying CTE over ``RETURNING`` in the same statement.
+**Score history** (one point per user per event-time interval, ``records.HistoryPolicy``)
+is a second upsert in the same transaction, keyed by (user_id, bucket), that replaces a
+point only with a newer (or equal-time, different) score: rewriting the same rows
+changes nothing, so replays after a crash dirty no page.
 """
 
 from __future__ import annotations
@@ -35,8 +33,6 @@ _NULL = r"\N"
 _SPECIAL = ("\\", "\t", "\n", "\r")
 SCORE_UPDATE = ("risk", "model_version", "features_time", "reasons", "plan", "monthly_revenue",
                 "partition", "updated_at", "active")  # fmt: skip
-# SQLite compares times through julianday() (a double: ~50 µs resolution), hence 1 ms slack.
-_SQLITE_SLACK_S = 0.001
 
 
 class Bulk:
@@ -110,77 +106,45 @@ class Bulk:
         return max(self._run(conn, sql, columns).rowcount, 0)
 
     # -- scores --------------------------------------------------------------------------
-    def upsert_scores(
-        self,
-        conn: Connection,
-        columns: Mapping[str, list[Any]],
-        min_change: float | None,
-        max_interval_s: float | None,
-    ) -> tuple[int, int]:
-        """Upsert score rows (never replacing newer features); with a sampling rule
-        (``min_change`` not None) also write history points. Returns (rows written,
-        history points written). ``columns`` must hold ``history_time``/``history_risk``
-        (equal to ``features_time``/``risk``) when sampling."""
+    def upsert_scores(self, conn: Connection, columns: Mapping[str, list[Any]]) -> int:
+        """Upsert current scores, never replacing newer features. Returns rows written."""
         names = tuple(columns)
-        sampling = min_change is not None and max_interval_s is not None
         source = self._source(conn, s.scores, columns)
-        key = ("scores", names, min_change, max_interval_s)
-        sql = self._cached(key, lambda: self._scores_sql(names, source, min_change, max_interval_s))
-        if self.pg:
-            written, points = self._run(conn, sql, columns).one()
-            return int(written), int(points or 0)
-        raw = conn.connection.driver_connection
-        before = raw.total_changes  # counts trigger inserts too; rowcount does not
-        written = max(self._run(conn, sql, columns).rowcount, 0)
-        return written, (raw.total_changes - before - written) if sampling else 0
 
-    def _sample_condition(self, min_change: float, max_interval_s: float) -> str:
-        if self.pg:
-            old = (
-                f"excluded.features_time - t.history_time >= interval '{max_interval_s!r} seconds'"
+        def build() -> str:
+            q = self.q
+            sets = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in SCORE_UPDATE)
+            return (
+                f"INSERT INTO {self.table(s.scores)} AS t ({', '.join(q(c) for c in names)}) "
+                f"{source} ON CONFLICT (user_id) DO UPDATE SET {sets} "
+                "WHERE excluded.features_time >= t.features_time"
             )
-        else:
-            slack = max_interval_s - _SQLITE_SLACK_S
-            old = (
-                "(julianday(excluded.features_time) - julianday(t.history_time)) * 86400.0 "
-                f">= {slack!r}"
-            )
-        return (
-            f"t.history_time IS NULL OR abs(excluded.risk - t.history_risk) > {min_change!r} "
-            f"OR excluded.model_version <> t.model_version OR {old}"
-        )
 
-    def _scores_sql(
-        self, names: Sequence[str], source: str, min_change: float | None,
-        max_interval_s: float | None,
-    ) -> str:  # fmt: skip
-        q = self.q
-        cols = ", ".join(q(c) for c in names)
-        sets = [f"{q(c)} = excluded.{q(c)}" for c in SCORE_UPDATE]
-        if min_change is not None and max_interval_s is not None:
-            cond = self._sample_condition(float(min_change), float(max_interval_s))
-            sets.append(f"history_time = CASE WHEN {cond} THEN excluded.features_time "
-                        "ELSE t.history_time END")  # fmt: skip
-            sets.append(
-                f"history_risk = CASE WHEN {cond} THEN excluded.risk ELSE t.history_risk END"
+        sql = self._cached(("scores", names), build)
+        return max(self._run(conn, sql, columns).rowcount, 0)
+
+    def upsert_history(self, conn: Connection, columns: Mapping[str, list[Any]]) -> int:
+        """Upsert history points (``user_id``, ``bucket``, ``time``, ``risk``,
+        ``model_version``): a point is replaced by a newer one of the same bucket, or by an
+        equal-time one that differs. Returns points inserted or changed."""
+        if not columns or not len(columns["user_id"]):
+            return 0
+        names = tuple(columns)
+        source = self._source(conn, s.score_history, columns)
+
+        def build() -> str:
+            q = self.q
+            return (
+                f"INSERT INTO {self.table(s.score_history)} AS t "
+                f"({', '.join(q(c) for c in names)}) {source} "
+                "ON CONFLICT (user_id, bucket) DO UPDATE SET time = excluded.time, "
+                "risk = excluded.risk, model_version = excluded.model_version "
+                "WHERE excluded.time > t.time OR (excluded.time = t.time AND "
+                "(excluded.risk <> t.risk OR excluded.model_version <> t.model_version))"
             )
-        sql = (
-            f"INSERT INTO {self.table(s.scores)} AS t ({cols}) {source} "
-            f"ON CONFLICT (user_id) DO UPDATE SET {', '.join(sets)} "
-            "WHERE excluded.features_time >= t.features_time"
-        )
-        if not self.pg:
-            return sql
-        if min_change is None:
-            return f"WITH u AS ({sql} RETURNING 1) SELECT count(*), 0 FROM u"
-        hist = self.table(s.score_history)
-        return (
-            f"WITH u AS ({sql} RETURNING user_id, features_time, history_time, history_risk, "
-            f"model_version), h AS (INSERT INTO {hist} (user_id, time, risk, model_version) "
-            "SELECT user_id, history_time, history_risk, model_version FROM u "
-            "WHERE history_time = features_time ON CONFLICT (user_id, time) DO NOTHING "
-            "RETURNING 1) SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM h)"
-        )
+
+        sql = self._cached(("score_history", names), build)
+        return max(self._run(conn, sql, columns).rowcount, 0)
 
 
 def copy_text(table: Table, columns: Mapping[str, list[Any]]) -> str:

@@ -72,7 +72,9 @@ def parse_url(url: str | URL) -> URL:
     return parsed
 
 
-def _sqlite_engine(url: URL, busy_timeout_s: float, read_only: bool = False) -> Engine:
+def _sqlite_engine(
+    url: URL, busy_timeout_s: float, read_only: bool = False, background_checkpoints: bool = False
+) -> Engine:
     db = url.database or ""
     memory = db in ("", ":memory:") or db.startswith("file::memory:")
     kwargs: dict[str, Any] = {
@@ -128,6 +130,8 @@ def _sqlite_engine(url: URL, busy_timeout_s: float, read_only: bool = False) -> 
                     )
             if not read_only:
                 cur.execute("PRAGMA synchronous = NORMAL")
+            if background_checkpoints and not read_only and not memory:
+                cur.execute("PRAGMA wal_autocheckpoint = 0")  # see walcheckpoint
             # 64 MiB page cache per connection (default 2 MiB): a batch updates rows all
             # over the scores B-tree; with 200k users this halves the upsert time.
             cur.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
@@ -144,15 +148,21 @@ def _sqlite_engine(url: URL, busy_timeout_s: float, read_only: bool = False) -> 
 
 
 def open_engine(
-    url: str | URL, *, busy_timeout_s: float = BUSY_TIMEOUT_S, read_only: bool = False
+    url: str | URL,
+    *,
+    busy_timeout_s: float = BUSY_TIMEOUT_S,
+    read_only: bool = False,
+    background_checkpoints: bool = False,
 ) -> Engine:
     """An engine for ``url``, checked by connecting once. Raises ConfigError/StoreError.
 
-    ``read_only``: never create or change anything (see the module doc)."""
+    ``read_only``: never create or change anything (see the module doc).
+    ``background_checkpoints`` (SQLite files): commits never checkpoint the WAL; the
+    caller runs a :class:`pipeline.store.walcheckpoint.Checkpointer`."""
     parsed = parse_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
-            engine = _sqlite_engine(parsed, busy_timeout_s, read_only)
+            engine = _sqlite_engine(parsed, busy_timeout_s, read_only, background_checkpoints)
         else:
             connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
             if read_only:

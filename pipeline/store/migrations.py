@@ -41,7 +41,7 @@ from pipeline.errors import StoreSchemaError
 from pipeline.store import schema
 from pipeline.store.rows import TimeCodec
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 Migration = Callable[[Connection], None]
 
@@ -66,15 +66,49 @@ def _v3_scores_active(conn: Connection) -> None:
     conn.execute(text(f"DROP INDEX IF EXISTS {q(owner) + '.' if owner else ''}{index}"))
     if "active" not in names:
         default = "true" if conn.dialect.name == "postgresql" else "1"
-        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN active BOOLEAN NOT NULL DEFAULT {default}"))
+        conn.execute(
+            text(f"ALTER TABLE {name} ADD COLUMN active BOOLEAN NOT NULL DEFAULT {default}")
+        )
     conn.execute(
         text(f"UPDATE {name} SET active = :no WHERE plan IS NULL AND monthly_revenue = 0"),
         {"no": False},
     )
 
 
-def _v4_check_status_and_realised(conn: Connection) -> None:
-    """Version 4: ``drift_runs.status``/``status_reason`` (skipped and failed checks are
+def _v4_history_per_interval(conn: Connection) -> None:
+    """Version 4: ``score_history`` keyed by (user_id, bucket) -- one point per user per
+    event-time interval (``records.HistoryPolicy``) -- and ``scores`` without the sampling
+    columns and triggers. Old points are kept, each in a bucket of its own time."""
+    q = conn.dialect.identifier_preparer.quote
+    hist = schema.score_history
+    owner = conn.schema_for_object(hist)
+
+    def name(table: str) -> str:
+        return f"{q(owner)}.{q(table)}" if owner else q(table)
+
+    if conn.dialect.name == "sqlite":
+        for trigger in schema.OLD_SQLITE_TRIGGERS:
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {q(trigger)}"))
+    found = {c["name"] for c in inspect(conn).get_columns("scores", schema=owner)}
+    for column in ("history_time", "history_risk"):
+        if column in found:
+            conn.execute(text(f"ALTER TABLE {name('scores')} DROP COLUMN {q(column)}"))
+    have = inspect(conn).has_table(hist.name, schema=owner)
+    if have and "bucket" in {c["name"] for c in inspect(conn).get_columns(hist.name, schema=owner)}:
+        return
+    if have:
+        conn.execute(text(f"ALTER TABLE {name(hist.name)} RENAME TO {q('score_history_v3')}"))
+    hist.create(conn, checkfirst=True)
+    if have:
+        conn.execute(text(
+            f"INSERT INTO {name(hist.name)} (user_id, bucket, time, risk, model_version) "
+            f"SELECT user_id, time, time, risk, model_version FROM {name('score_history_v3')}"
+        ))  # fmt: skip
+        conn.execute(text(f"DROP TABLE {name('score_history_v3')}"))
+
+
+def _v5_check_status_and_realised(conn: Connection) -> None:
+    """Version 5: ``drift_runs.status``/``status_reason`` (skipped and failed checks are
     rows too; older rows are "checked") and the ``realised_performance`` table."""
     table = schema.drift_runs
     owner = conn.schema_for_object(table)
@@ -89,7 +123,12 @@ def _v4_check_status_and_realised(conn: Connection) -> None:
 
 
 # target version -> upgrade from the version before
-MIGRATIONS: dict[int, Migration] = {2: _v2_drift_runs, 3: _v3_scores_active, 4: _v4_check_status_and_realised}
+MIGRATIONS: dict[int, Migration] = {
+    2: _v2_drift_runs,
+    3: _v3_scores_active,
+    4: _v4_history_per_interval,
+    5: _v5_check_status_and_realised,
+}
 
 
 def current_version(conn: Connection) -> int:

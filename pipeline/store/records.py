@@ -7,34 +7,45 @@ import numbers
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+import numpy as np
+
 from pipeline.errors import ConfigError, InvalidRowError
 from pipeline.log.lag import Status
 from pipeline.store.rows import check_time
 
 
 @dataclass(frozen=True, slots=True)
-class HistorySampling:
-    """When an upsert also appends a point to ``score_history`` for a user.
+class HistoryPolicy:
+    """What ``score_history`` keeps: **one point per user per event-time interval**, the
+    user's newest score whose ``features_time`` falls in that interval.
 
-    A point is written when the user has none yet, when risk moved by more than
-    ``min_change`` since the user's last point, when the model version changed, or when
-    the last point is ``max_interval_s`` or more of *event time* older. Deterministic in
-    the scores alone, so a replay after a crash writes the same points (and the key
-    ``(user_id, time)`` makes rewriting one a no-op).
+    Intervals are UTC-epoch aligned: ``[k * interval_s, (k + 1) * interval_s)`` (the
+    default, one day, gives each user a daily risk line). A point is keyed by
+    ``(user_id, bucket)`` (the interval's start) and replaced only by a score with a newer
+    or equal ``features_time`` in the same interval. The points therefore depend on the
+    scores alone, not on how the writer grouped them into transactions nor on crashes: a
+    replay after a SIGKILL rewrites the same points, and a killed run ends with exactly
+    the points of an uninterrupted one (``tests/stream/test_processes.py``).
+
+    >>> HistoryPolicy(3600).bucket_us(np.array(["2026-01-01T10:59:59"], "datetime64[us]"))
+    array(['2026-01-01T10:00:00.000000'], dtype='datetime64[us]')
     """
 
-    min_change: float = 0.05
-    max_interval_s: float = 3600.0
+    interval_s: float = 86_400.0
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.min_change <= 1.0):
+        ok = isinstance(self.interval_s, numbers.Real) and not isinstance(self.interval_s, bool)
+        if not (ok and math.isfinite(self.interval_s) and self.interval_s >= 0.001):
             raise ConfigError(
-                f"HistorySampling.min_change={self.min_change!r}: use a value in [0, 1]"
+                f"HistoryPolicy.interval_s={self.interval_s!r}: use seconds >= 0.001 (e.g. "
+                "86400 for one point per user per day), or history=None for no history"
             )
-        if not (self.max_interval_s > 0 and math.isfinite(self.max_interval_s)):
-            raise ConfigError(
-                f"HistorySampling.max_interval_s={self.max_interval_s!r}: use seconds > 0"
-            )
+
+    def bucket_us(self, times_us: np.ndarray) -> np.ndarray:
+        """``datetime64[us]`` times -> the start of their interval (``datetime64[us]``)."""
+        step = int(round(self.interval_s * 1e6))
+        t = times_us.astype("datetime64[us]").view("int64")
+        return (t - t % step).view("datetime64[us]")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,9 @@ worker must not commit offsets for a batch whose scores were not written.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -135,17 +135,24 @@ class ScoreBatch:
 
     def take(self, idx: Sequence[int] | np.ndarray) -> ScoreBatch:
         ix = np.asarray(idx, dtype=np.int64)
-        pick = ix.tolist()
+        if len(ix) == 0:
+            return ScoreBatch([], self.risk[ix], [], self.features_time[ix], [], [], [], [], [])
+        pick = operator.itemgetter(*ix.tolist())  # C-speed gather (a tuple; one row: a value)
+
+        def get(values: list[Any]) -> list[Any]:
+            got = pick(values)
+            return list(got) if len(ix) > 1 else [got]
+
         return ScoreBatch(
-            [self.user_id[i] for i in pick],
+            get(self.user_id),
             self.risk[ix],
-            [self.model_version[i] for i in pick],
+            get(self.model_version),
             self.features_time[ix],
-            [self.reasons[i] for i in pick],
-            [self.plan[i] for i in pick],
-            [self.monthly_revenue[i] for i in pick],
-            [self.partition[i] for i in pick],
-            [self.active[i] for i in pick],
+            get(self.reasons),
+            get(self.plan),
+            get(self.monthly_revenue),
+            get(self.partition),
+            get(self.active),
         )
 
 
@@ -216,14 +223,15 @@ def _check_text(values: list[Any], what: str, users: list[Any], nullable: bool =
 
 
 def _reasons(values: list[Any], users: list[str]) -> list[str | None]:
-    """Serialise reasons to JSON text once (validating them on the way)."""
-    out: list[str | None] = []
-    for i, v in enumerate(values):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            out.append(None)
+    """Serialise reasons to JSON text once (validating them on the way); most rows have
+    none (only high-risk users are explained), so those cost one comparison."""
+    out: list[str | None] = [None] * len(values)
+    for i in [i for i, v in enumerate(values) if v is not None]:
+        v = values[i]
+        if isinstance(v, float) and math.isnan(v):
             continue
         try:
-            out.append(_JSON.encode(v))
+            out[i] = _JSON.encode(v)
         except (TypeError, ValueError) as exc:
             raise InvalidRowError(
                 f"reasons of score row {i} (user {users[i]!r}) are not JSON ({exc}): use a "
@@ -269,11 +277,13 @@ def _flags(values: Any, n: int, users: list[str]) -> list[bool]:
     return out
 
 
-def score_batch(
-    rows: pd.DataFrame | Sequence[Mapping[str, Any]], *, points: bool = False
-) -> ScoreBatch:
-    """Validate score rows; keep one row per user (latest ``features_time``, then last),
-    or with ``points`` (history) one per (user, features_time)."""
+def score_batch(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> ScoreBatch:
+    """Validate score rows; keep one row per user (latest ``features_time``, then last)."""
+    return latest(validate_scores(rows))
+
+
+def validate_scores(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> ScoreBatch:
+    """Validate score rows, all of them, in the order given."""
     cols, n = _columns(rows)
     users: list[Any] = cols["user_id"]
     _check_text(users, "user_id", users)
@@ -293,7 +303,7 @@ def score_batch(
     active = _flags(cols.get("active"), n, users)
     _check_text(cols["plan"], "plan", users, nullable=True)
     partition = [None if p is None or p != p else int(p) for p in cols["partition"]]
-    batch = ScoreBatch(
+    return ScoreBatch(
         users,
         risk,
         cols["model_version"],
@@ -304,28 +314,34 @@ def score_batch(
         partition,
         active,
     )
-    return _dedupe_sorted(batch, points)
 
 
-def _dedupe_sorted(batch: ScoreBatch, points: bool = False) -> ScoreBatch:
-    """One row per user (latest ``features_time``, then last given) -- or with ``points``
-    one per (user, time), the last given -- in key order: writing in key order touches
-    B-tree pages in order (SQLite: ~2x faster on big tables)."""
-    users = batch.user_id
-    t = batch.features_time.view("int64").tolist()
-    keys: list[Any] = list(zip(users, t, strict=True)) if points else users
-    if len(set(keys)) == len(keys):
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-    else:
-        keep: dict[Any, int] = {}
-        for i, k in enumerate(keys):
-            j = keep.get(k)
-            if j is None or t[i] >= t[j]:
-                keep[k] = i
-        order = sorted(keep.values(), key=keys.__getitem__)
-    if len(order) == len(keys) and all(a < b for a, b in itertools.pairwise(order)):  # as given
+def latest(batch: ScoreBatch, buckets: np.ndarray | None = None) -> ScoreBatch:
+    """One row per user (latest ``features_time``, then last given) -- or, given each
+    row's ``buckets``, one per (user, bucket) -- in key order: writing in key order
+    touches B-tree pages in order (SQLite: ~2x faster on big tables).
+
+    One ``np.lexsort`` (C) instead of a dict and a Python sort: ~4x less writer-thread
+    CPU on a 30,000-row flush. Code-point order of the ids is SQLite's and PostgreSQL
+    ``COLLATE "C"`` order of their UTF-8 bytes."""
+    n = len(batch)
+    if n <= 1:
         return batch
-    return batch.take(order)
+    users = np.asarray(batch.user_id, dtype=str)
+    t = batch.features_time.view("int64")
+    keys = (np.arange(n), t) + (() if buckets is None else (buckets.view("int64"),)) + (users,)
+    order = np.lexsort(keys)  # by user, (bucket,) time, position
+    u = users[order]
+    last = np.empty(n, dtype=bool)
+    last[-1] = True
+    last[:-1] = u[1:] != u[:-1]
+    if buckets is not None:
+        b = buckets.view("int64")[order]
+        last[:-1] |= b[1:] != b[:-1]
+    pick = order[last]
+    if len(pick) == n and bool((pick[1:] > pick[:-1]).all()):  # unique and as given
+        return batch
+    return batch.take(pick)
 
 
 def check_time(value: datetime, what: str) -> datetime:

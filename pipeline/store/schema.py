@@ -14,7 +14,6 @@ doc shows how). Changing a column of an existing table needs a migration too.
 from __future__ import annotations
 
 from sqlalchemy import (
-    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -26,7 +25,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    event,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
@@ -45,8 +43,9 @@ schema_version = Table(
     Column("migrated_at", Time, nullable=False),
 )
 
-# Current risk per user: the dashboard's main table. ``history_time``/``history_risk``
-# remember the user's last point in ``score_history`` so sampling needs no extra query.
+# Current risk per user: the dashboard's main table. Kept narrow on purpose (schema
+# version 4 dropped the sampling columns ``history_time``/``history_risk``): a batch of
+# distinct users dirties most pages of this B-tree, so bytes per row are write cost.
 scores = Table(
     "scores",
     metadata,
@@ -59,8 +58,6 @@ scores = Table(
     Column("monthly_revenue", Float, nullable=True),
     Column("partition", Integer, nullable=True),
     Column("updated_at", Time, nullable=False),  # wall clock of the write
-    Column("history_time", Time, nullable=True),
-    Column("history_risk", Float, nullable=True),
     # False once the user has no active subscription (cancelled, voluntarily or not):
     # a churned user is no longer "at risk", so every reader of current scores counts
     # active rows only; the row (and its history) is kept, and a re-subscription sets it
@@ -75,16 +72,19 @@ scores = Table(
     postgresql_with={"fillfactor": 70},
 )
 
-# Sampled risk per user over event time, for charts. Key (user_id, time): rewriting the
-# same point is a no-op, so a re-processed batch adds nothing. No index on time (schema
-# version 3 dropped ``ix_score_history_time``): its upkeep cost ~4 us per point, a third of
-# the stream's SQLite write per score row, for readers that scan anyway (``prune``, and
-# ``score_history(since=...)`` without users); charts read one user's points by the key.
+# Risk per user over event time, for charts: one point per user per event-time interval
+# (``records.HistoryPolicy``, default one day), the user's newest score in it. Key
+# (user_id, bucket): a replayed or regrouped batch rewrites the same point, so the table
+# is the same after crashes (schema version 4; before, points were sampled by a rule
+# that depended on which rows a flush happened to hold). No index on time: its upkeep
+# cost ~4 us per point for readers that scan anyway (``prune``, ``since=`` without
+# users); charts read one user's points by the key.
 score_history = Table(
     "score_history",
     metadata,
     Column("user_id", Id, primary_key=True),
-    Column("time", Time, primary_key=True),  # the score's features_time
+    Column("bucket", Time, primary_key=True),  # start of the point's interval
+    Column("time", Time, nullable=False),  # the score's features_time
     Column("risk", Float, nullable=False),
     Column("model_version", String(100), nullable=False),
     sqlite_with_rowid=False,
@@ -218,8 +218,8 @@ realised_performance = Table(
 )
 
 TIME_COLUMNS = {
-    "scores": ("features_time", "updated_at", "history_time"),
-    "score_history": ("time",),
+    "scores": ("features_time", "updated_at"),
+    "score_history": ("bucket", "time"),
     "stream_metrics": ("time",),
     "autoscale_decisions": ("time",),
     "workers": ("started_at", "heartbeat_at"),
@@ -229,22 +229,6 @@ TIME_COLUMNS = {
     "realised_performance": ("day", "matured_at", "computed_at"),
 }
 
-# SQLite: a new score row, or an update that moved ``history_time`` (the sampling rule in
-# ``bulk.Bulk.upsert_scores`` fired), appends that point. PostgreSQL does the same in the
-# upsert statement itself (a CTE), so it needs no trigger.
-SQLITE_HISTORY_TRIGGERS = (
-    """CREATE TRIGGER IF NOT EXISTS scores_history_on_insert AFTER INSERT ON scores
-    WHEN NEW.history_time IS NOT NULL
-    BEGIN
-        INSERT OR IGNORE INTO score_history (user_id, time, risk, model_version)
-        VALUES (NEW.user_id, NEW.history_time, NEW.history_risk, NEW.model_version);
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS scores_history_on_update AFTER UPDATE OF history_time ON scores
-    WHEN NEW.history_time IS NOT NULL AND NEW.history_time IS NOT OLD.history_time
-    BEGIN
-        INSERT OR IGNORE INTO score_history (user_id, time, risk, model_version)
-        VALUES (NEW.user_id, NEW.history_time, NEW.history_risk, NEW.model_version);
-    END""",
-)
-for _ddl in SQLITE_HISTORY_TRIGGERS:
-    event.listen(scores, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))
+# Schema versions 1-3 appended sampled history points with these triggers; version 4
+# drops them (``migrations._v4_history_per_interval``).
+OLD_SQLITE_TRIGGERS = ("scores_history_on_insert", "scores_history_on_update")

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -42,10 +43,19 @@ from pipeline.store.drift import DriftRuns
 from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, open_engine, shown
 from pipeline.store.migrations import SCHEMA_VERSION, current_version, migrate
 from pipeline.store.realised import RealisedRuns
-from pipeline.store.records import HistorySampling, StreamMetric, WriteResult
-from pipeline.store.rows import ScoreBatch, ScoreRow, TimeCodec, check_time, score_batch, to_utc_us
+from pipeline.store.records import HistoryPolicy, StreamMetric, WriteResult
+from pipeline.store.rows import (
+    ScoreBatch,
+    ScoreRow,
+    TimeCodec,
+    check_time,
+    latest,
+    to_utc_us,
+    validate_scores,
+)
+from pipeline.store.walcheckpoint import Checkpointer
 
-DEFAULT_SAMPLING = HistorySampling()
+DEFAULT_HISTORY = HistoryPolicy()
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -70,8 +80,11 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
     ) -> None:
         self.clock = clock or SystemClock()
         self.read_only = read_only
-        engine = open_engine(url, busy_timeout_s=busy_timeout_s, read_only=read_only)
+        engine = open_engine(
+            url, busy_timeout_s=busy_timeout_s, read_only=read_only, background_checkpoints=True
+        )
         self.dialect = engine.dialect.name
+        self._checkpointer: Checkpointer | None = None
         if schema is not None:
             if self.dialect != "postgresql":
                 engine.dispose()
@@ -100,6 +113,9 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         if read_only:
             self._check_version()
             return
+        db = engine.url.database or ""
+        if self.dialect == "sqlite" and db not in ("", ":memory:") and "memory" not in db:
+            self._checkpointer = Checkpointer(Path(db))
         with self._write() as conn:
             migrate(conn, now=self.clock.now())
 
@@ -142,6 +158,8 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         return f"Store({self.url!r}{schema})"
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -165,6 +183,8 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
                 conn.execution_options(**{WRITE_OPTION: True})
                 with conn.begin():
                     yield conn
+                if self._checkpointer is not None:
+                    self._checkpointer.after_commit(conn.connection.driver_connection)
         except OperationalError as exc:
             raise StoreError(f"store {self.url!r}: write failed: {exc.orig or exc}") from exc
 
@@ -186,44 +206,55 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         self,
         rows: pd.DataFrame | Sequence[ScoreRow] | Sequence[Mapping[str, Any]],
         *,
-        history: HistorySampling | None = DEFAULT_SAMPLING,
+        history: HistoryPolicy | None = DEFAULT_HISTORY,
     ) -> WriteResult:
         """Write the current score of each user in ``rows`` (see :class:`ScoreRow`) and,
-        unless ``history`` is None, its sampled history points, in one statement.
+        unless ``history`` is None, its history points (one per user per event-time
+        interval, :class:`HistoryPolicy`), in one transaction.
 
-        A row older (``features_time``) than the user's stored score is skipped
-        (``WriteResult.stale``); a user twice in ``rows`` keeps the newest row.
+        ``rows`` may hold a user several times (e.g. the scores of several micro-batches):
+        the newest row is its current score, and each interval's newest row its point
+        there. A row older (``features_time``) than the user's stored score is not a
+        current score (``WriteResult.stale``), though it may still be an interval's point.
         """
         given = len(rows)
-        batch = score_batch(rows)
+        every = validate_scores(rows)
+        batch = latest(every)
         dupes = given - len(batch)
         if not len(batch):
             return WriteResult(0, 0, 0, dupes)
         cols = self._score_columns(batch)
-        if history is not None:
-            cols["history_time"] = cols["features_time"]
-            cols["history_risk"] = cols["risk"]
-        rule = (None, None) if history is None else (history.min_change, history.max_interval_s)
+        points = None if history is None else self._points(every, history)
         with self._write() as conn:
-            written, points = self._bulk.upsert_scores(conn, cols, *rule)
-        return WriteResult(written, points, len(batch) - written, dupes)
+            written = self._bulk.upsert_scores(conn, cols)
+            changed = 0 if points is None else self._bulk.upsert_history(conn, points)
+        return WriteResult(written, changed, len(batch) - written, dupes)
 
     def append_score_history(
-        self, rows: pd.DataFrame | Sequence[ScoreRow] | Sequence[Mapping[str, Any]]
+        self,
+        rows: pd.DataFrame | Sequence[ScoreRow] | Sequence[Mapping[str, Any]],
+        *,
+        history: HistoryPolicy = DEFAULT_HISTORY,
     ) -> int:
-        """Append history points as given (no sampling); an existing (user, time) is kept.
-        Returns the number of rows handed over (after de-duplication)."""
-        batch = score_batch(rows, points=True)
-        if len(batch):
-            cols = {
-                "user_id": batch.user_id,
-                "time": self.codec.iso(batch.features_time),
-                "risk": batch.risk.tolist(),
-                "model_version": batch.model_version,
-            }
-            with self._write() as conn:
-                self._bulk.upsert(conn, s.score_history, cols, ("user_id", "time"))
-        return len(batch)
+        """Write history points only (current scores untouched), by the same rule as
+        :meth:`upsert_scores`. Returns the points inserted or changed."""
+        every = validate_scores(rows)
+        if not len(every):
+            return 0
+        points = self._points(every, history)
+        with self._write() as conn:
+            return self._bulk.upsert_history(conn, points)
+
+    def _points(self, every: ScoreBatch, history: HistoryPolicy) -> dict[str, list[Any]]:
+        """Each (user, interval)'s newest row, as ``score_history`` columns."""
+        p = latest(every, history.bucket_us(every.features_time))
+        return {
+            "user_id": p.user_id,
+            "bucket": self.codec.iso(history.bucket_us(p.features_time)),
+            "time": self.codec.iso(p.features_time),
+            "risk": p.risk.tolist(),
+            "model_version": p.model_version,
+        }
 
     def _score_columns(self, b: ScoreBatch) -> dict[str, list[Any]]:
         return {

@@ -62,6 +62,9 @@ class StreamConfig:
     flush_interval_s: float = 2.0
     max_pending_rows: int = 500_000  # score rows buffered before the worker waits
     max_write_rows: int = 20_000  # rows per store transaction (keeps the write lock short)
+    # score_history: one point per user per this much event time (its newest score);
+    # 0: no history (pipeline.store.HistoryPolicy)
+    history_interval_s: float = 86_400.0
     # scoring
     # who is "high risk" (reasons are stored for them): a pipeline.highrisk rule in text form,
     # default 3x the champion's training base rate; alert_threshold t is absolute:t (kept)
@@ -101,7 +104,7 @@ class StreamConfig:
         bad = [f"{k}={getattr(self, k)!r} (an int >= 1)" for k in positive
                if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1)]  # fmt: skip
         non_negative = ("max_wait_s", "checkpoint_interval_s", "flush_interval_s", "cooldown_s",
-                        "scale_down_stabilization_s", "lateness_hours", "max_future_skew_hours")  # fmt: skip
+                        "scale_down_stabilization_s", "lateness_hours", "max_future_skew_hours", "history_interval_s")  # fmt: skip
         bad += [f"{k}={getattr(self, k)!r} (seconds >= 0)" for k in non_negative
                 if not getattr(self, k) >= 0]  # fmt: skip
         if self.champion_wait_s is not None and not self.champion_wait_s >= 0:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,7 @@ from pipeline.events import PLANS
 from pipeline.features.registry import FEATURE_INDEX
 from pipeline.features.state import FeatureFrame
 from pipeline.highrisk import HighRiskRule, ResolvedThreshold
+from pipeline.store.records import HistoryPolicy
 from pipeline.stream.model import ScoringModel
 
 _TIER = FEATURE_INDEX["plan_tier"]
@@ -65,16 +67,18 @@ class ScoreChunk:
                           self.monthly_revenue[idx], self.active[idx])  # fmt: skip
 
 
-def coalesce(chunks: list[ScoreChunk]) -> list[ScoreChunk]:
-    """Only each user's last row (its newest score), chunks kept in order.
+def coalesce(chunks: list[ScoreChunk], history: HistoryPolicy | None = None) -> list[ScoreChunk]:
+    """Only each user's last row (its newest score) -- or, with ``history``, its last row
+    in each history interval (the rows ``score_history`` keeps) --, chunks kept in order.
 
     A plain Python loop on purpose: it runs in the writer thread, and the batch loop gets
     the GIL back every switch interval, where one big vectorised call would hold it.
     """
-    seen: set[str] = set()
-    add = seen.add
+    seen_in: dict[Any, set[str]] = {}
     out = []
     for c in reversed(chunks):
+        seen = seen_in.setdefault(None if history is None else _bucket(c, history), set())
+        add = seen.add
         ids = c.user_id
         keep = [i for i in range(len(ids) - 1, -1, -1) if not (ids[i] in seen or add(ids[i]))]
         if len(keep) == len(ids):
@@ -86,14 +90,20 @@ def coalesce(chunks: list[ScoreChunk]) -> list[ScoreChunk]:
     return out
 
 
+def _bucket(chunk: ScoreChunk, history: HistoryPolicy) -> int:
+    t = np.array([np.datetime64(chunk.features_time.replace(tzinfo=None), "us")])
+    return int(history.bucket_us(t).view("int64")[0])
+
+
 def to_frame(chunks: list[ScoreChunk]) -> pd.DataFrame:
-    """Concatenate chunks into the frame ``Store.upsert_scores`` takes, keeping each
-    user's last row (chunks are in processing order, so that is its newest score)."""
+    """Concatenate chunks (in processing order) into the frame ``Store.upsert_scores``
+    takes; a user may be in it several times (the store keeps the newest as the current
+    score, and the newest per history interval as points)."""
     sizes = [len(c) for c in chunks]
     times = np.repeat(
         np.array([np.datetime64(c.features_time.replace(tzinfo=None), "us") for c in chunks]), sizes
     )
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "user_id": [u for c in chunks for u in c.user_id],
             "risk": np.concatenate([c.risk for c in chunks]) if chunks else np.zeros(0),
@@ -110,9 +120,6 @@ def to_frame(chunks: list[ScoreChunk]) -> pd.DataFrame:
             "active": np.concatenate([c.active for c in chunks]) if chunks else np.zeros(0, bool),
         }
     )
-    if len(chunks) > 1:
-        frame = frame.drop_duplicates("user_id", keep="last", ignore_index=True)
-    return frame
 
 
 class Scorer:

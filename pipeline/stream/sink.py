@@ -3,10 +3,12 @@
 The batch loop never waits for the database. It hands each micro-batch's score rows to
 :class:`Writer` and goes on; one background thread writes them. Like Kafka Streams'
 record cache, rows that accumulate while a write is running are *coalesced*: the next
-write sends all of them in one upsert, and a user scored by several of those batches is
-written once, with its newest score (the store keeps the newest ``features_time`` per
-user anyway). So the store costs one row per user per flush, not one per event, and the
-scores are at most ``flush_interval_s`` (plus one write) behind the batches.
+write sends all of them in one transaction, and a user scored by several of those
+batches is written once per history interval (``HistoryPolicy``: its newest score in
+each interval, the rows ``score_history`` keeps; the newest of them is its current
+score). So the store costs about one row per user per flush, not one per event, the
+history does not depend on how rows happened to group into flushes, and the scores are
+at most ``flush_interval_s`` (plus one write) behind the batches.
 
 Ordering is what makes checkpoints safe: an action queued with :meth:`Writer.after`
 (a checkpoint of partition p, its offset commit) runs only after every row of p handed
@@ -34,9 +36,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pipeline.store.records import HistoryPolicy
 from pipeline.stream.scorer import ScoreChunk, coalesce, to_frame
 
 log = logging.getLogger("pipeline.stream")
+DEFAULT_HISTORY = HistoryPolicy()
 
 
 class _Barrier:
@@ -58,8 +62,10 @@ class Writer:
         heartbeat: Callable[[], Any] | None = None,
         heartbeat_interval_s: float = 1.0,
         name: str = "writer",
+        history: HistoryPolicy | None = DEFAULT_HISTORY,
     ) -> None:
         self.store = store
+        self.history = history
         self.flush_interval_s = flush_interval_s
         self.max_pending_rows = max_pending_rows
         self.max_write_rows = max_write_rows
@@ -223,7 +229,7 @@ class Writer:
         t = time.thread_time()
         group: list[ScoreChunk] = []
         size = 0
-        for c in coalesce(chunks):
+        for c in coalesce(chunks, self.history):
             while len(c):
                 room = self.max_write_rows - size
                 if len(c) > room:
@@ -240,7 +246,7 @@ class Writer:
         self.stats["write_s"] += time.thread_time() - t
 
     def _upsert(self, chunks: list[ScoreChunk]) -> None:
-        res = self.store.upsert_scores(to_frame(chunks))
+        res = self.store.upsert_scores(to_frame(chunks), history=self.history)
         self.stats["rows"] += res.scores
         self.stats["history"] += res.history
         self.stats["stale"] += res.stale

@@ -43,6 +43,7 @@ from pipeline.errors import (
 from pipeline.features.spec import spec_for
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetters, dead_letter_log
+from pipeline.store.records import HistoryPolicy
 from pipeline.stream.admission import Admission
 from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
 from pipeline.stream.config import StreamConfig, StreamPaths
@@ -138,7 +139,7 @@ class Worker:
         self.writer = Writer(store, flush_interval_s=self.cfg.flush_interval_s,
                              max_pending_rows=self.cfg.max_pending_rows, max_write_rows=self.cfg.max_write_rows,
                              heartbeat=heartbeat, heartbeat_interval_s=self.cfg.heartbeat_interval_s,
-                             name=f"{worker_id}-writer")  # fmt: skip
+                             name=f"{worker_id}-writer", history=history_policy(self.cfg))  # fmt: skip
 
     # -- the loop --------------------------------------------------------------------------
     def run(
@@ -454,6 +455,11 @@ class Worker:
             "model_version": None if self.model is None else self.model.version,
             "first_batch": self.first_batch, "last_batch": self.last_batch,
         }  # fmt: skip
+
+
+def history_policy(cfg: StreamConfig) -> HistoryPolicy | None:
+    """The score-history rule of a stream config (``history_interval_s`` 0: none)."""
+    return HistoryPolicy(cfg.history_interval_s) if cfg.history_interval_s else None
 
 
 def _drift_hook(worker_id: str, drift: Any, store: Any, data_dir: Path, clock: Clock, logger: logging.Logger) -> Any:

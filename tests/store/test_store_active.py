@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from sqlalchemy import inspect, text, update
 
@@ -77,3 +78,38 @@ def test_version_2_store_migrates_marking_cancelled_rows_inactive(make_store):
     rows = new.current_scores(top_k=None, active_only=False).set_index("user_id").active
     assert rows.to_dict() == {"gone": False, "paying": True, "unknown": True}
     assert make_store().schema_version() == SCHEMA_VERSION  # reopening: nothing more to do
+
+
+def test_version_3_store_migrates_history_to_one_point_per_interval(make_store):
+    """Version 3 sampled history by a rule and kept ``history_time``/``history_risk`` on
+    ``scores`` (SQLite: triggers appended the points). Version 4 keyed points by interval:
+    old points are kept (each in a bucket of its own time), the columns and triggers go."""
+    old = make_store()
+    old.upsert_scores([score("a", 0.4, 5), score("b", 0.6, 6)])
+    with old._write() as conn:  # back to what version 3 looked like
+        scores_t, hist = old._bulk.table(s.scores), old._bulk.table(s.score_history)
+        conn.execute(text(f"DROP TABLE {hist}"))
+        conn.execute(text(f"CREATE TABLE {hist} (user_id VARCHAR(200) NOT NULL, "
+                          f"time {'TIMESTAMPTZ' if old.dialect == 'postgresql' else 'VARCHAR(32)'} "
+                          "NOT NULL, risk FLOAT NOT NULL, model_version VARCHAR(100) NOT NULL, "
+                          "PRIMARY KEY (user_id, time))"))  # fmt: skip
+        conn.execute(text(f"INSERT INTO {hist} SELECT user_id, features_time, risk, model_version "
+                          f"FROM {scores_t}"))  # fmt: skip
+        for col in ("history_time VARCHAR(32)", "history_risk FLOAT"):
+            conn.execute(text(f"ALTER TABLE {scores_t} ADD COLUMN {col}"))
+        if old.dialect == "sqlite":
+            conn.execute(text("CREATE TRIGGER scores_history_on_insert AFTER INSERT ON scores "
+                              "WHEN NEW.history_time IS NOT NULL BEGIN SELECT 1; END"))  # fmt: skip
+        conn.execute(update(s.schema_version).values(version=3))
+    before = old.score_history()
+    new = make_store()
+    assert new.schema_version() == SCHEMA_VERSION >= 4
+    pd.testing.assert_frame_equal(new.score_history(), before)
+    with new.engine.connect() as conn:
+        owner = conn.schema_for_object(s.scores)
+        cols = {c["name"] for c in inspect(conn).get_columns("scores", schema=owner)}
+        assert not cols & {"history_time", "history_risk"}
+        if new.dialect == "sqlite":
+            assert conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")).scalar() == 0
+    new.upsert_scores([score("a", 0.5, 7)])  # a newer score of the same day replaces a's point
+    assert list(new.score_history(["a"]).risk) == [0.4, 0.5]  # the old point is its own bucket

@@ -1,4 +1,4 @@
-"""Current scores and sampled history: idempotent bulk upserts, on SQLite and PostgreSQL."""
+"""Current scores and their history (one point per user per interval): idempotent bulk upserts, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InvalidRowError
-from pipeline.store import HistorySampling, Store, WriteResult
+from pipeline.store import HistoryPolicy, Store, WriteResult
 from tests.store.helpers import T0, reference_history, score
 
 REASONS = [{"feature": "failed_payments_30d", "contribution": 0.41}]
@@ -133,43 +133,73 @@ def test_nan_risk_in_a_frame_names_the_count(store: Store):
         store.upsert_scores(naive)
 
 
-def test_history_sampling_rules_step_by_step(store: Store):
-    rule = HistorySampling(min_change=0.05, max_interval_s=3600)
-    steps = [  # (minutes, risk, model, point written?)
-        (0, 0.50, "1", True),  # first score of the user
-        (1, 0.53, "1", False),  # moved 0.03 <= 0.05 since the last point
-        (2, 0.56, "1", True),  # moved 0.06 since the last point (0.50), not since 0.53
-        (2, 0.56, "1", False),  # the same row again (a replay)
-        (30, 0.58, "1", False),
-        (62, 0.59, "1", True),  # an hour of event time since the last point (minute 2)
-        (63, 0.59, "2", True),  # a new model version
-        (64, 0.40, "2", True),  # a drop counts as much as a rise
+def test_history_keeps_each_users_newest_score_per_interval_step_by_step(store: Store):
+    hourly = HistoryPolicy(interval_s=3600)
+    steps = [  # (minutes, risk, model, points inserted or changed)
+        (0, 0.50, "1", 1),  # first score in hour 0
+        (1, 0.53, "1", 1),  # newer in hour 0: replaces the point
+        (1, 0.53, "1", 0),  # the same row again (a replay): nothing changes
+        (0, 0.99, "1", 0),  # older than hour 0's point: kept out
+        (59, 0.58, "1", 1),
+        (60, 0.59, "1", 1),  # hour 1: a new point
+        (61, 0.59, "2", 1),  # a new model version, same hour
+        (125, 0.40, "2", 1),  # hour 2
     ]
-    for m, risk, model, point in steps:
-        res = store.upsert_scores([score("u1", risk, m, model)], history=rule)
-        assert res.history == int(point), (m, risk, model)
+    for m, risk, model, changed in steps:
+        res = store.upsert_scores([score("u1", risk, m, model)], history=hourly)
+        assert res.history == changed, (m, risk, model)
     hist = store.score_history(["u1"])
-    assert list(hist.risk) == [0.50, 0.56, 0.59, 0.59, 0.40]
-    assert list(hist.model_version) == ["1", "1", "1", "2", "2"]
-    assert list(hist.time) == [pd.Timestamp(T0 + timedelta(minutes=m)) for m in (0, 2, 62, 63, 64)]
-    assert store.upsert_scores([score("u1", 0.9, 65)], history=None).history == 0
-    assert len(store.score_history()) == 5
+    assert list(hist.risk) == [0.58, 0.59, 0.40]
+    assert list(hist.model_version) == ["1", "2", "2"]
+    assert list(hist.time) == [pd.Timestamp(T0 + timedelta(minutes=m)) for m in (59, 61, 125)]
+    assert store.upsert_scores([score("u1", 0.9, 185)], history=None).history == 0
+    assert len(store.score_history()) == 3
+
+
+def test_history_does_not_depend_on_how_rows_are_grouped(store: Store):
+    """A killed-and-replayed stream writes the same rows grouped differently (and some
+    twice): the points must be those of one clean pass."""
+    rng = np.random.default_rng(5)
+    rows = [
+        score(f"g{u}", float(rng.random()), float(m))
+        for m in range(0, 3 * 24 * 60, 37)
+        for u in rng.choice(20, 5, replace=False)
+    ]
+    hourly = HistoryPolicy(interval_s=3600)
+    store.upsert_scores(rows, history=hourly)
+    clean = store.score_history().sort_values(["user_id", "time"], ignore_index=True)
+    # regroup: random cut points, every group replayed once more, in processing order
+    cuts = sorted(rng.choice(len(rows), 12, replace=False).tolist())
+    for a, b in zip([0, *cuts], [*cuts, len(rows)], strict=True):
+        store.upsert_scores(rows[a:b], history=hourly)
+        store.upsert_scores(rows[max(0, a - 7) : b], history=hourly)
+    again = store.score_history().sort_values(["user_id", "time"], ignore_index=True)
+    pd.testing.assert_frame_equal(again, clean)
 
 
 def test_history_filters_and_explicit_appends(store: Store):
     store.upsert_scores([score("a", 0.2, 0), score("b", 0.3, 10)])
-    assert store.append_score_history([score("a", 0.25, 5), score("a", 0.2, 0)]) == 2
-    assert store.append_score_history([score("a", 0.99, 5)]) == 1  # existing point kept
+    daily = HistoryPolicy()
+    assert store.append_score_history([score("a", 0.25, 5), score("a", 0.2, 0)]) == 1
+    assert store.append_score_history([score("a", 0.99, 4)]) == 0  # older than the point
+    assert store.append_score_history([score("a", 0.3, 24 * 60)], history=daily) == 1
     hist = store.score_history(["a"])
     assert list(zip(hist.risk, hist.time, strict=True)) == [
-        (0.2, pd.Timestamp(T0)), (0.25, pd.Timestamp(T0 + timedelta(minutes=5)))
+        (0.25, pd.Timestamp(T0 + timedelta(minutes=5))), (0.3, pd.Timestamp(T0 + timedelta(days=1)))
     ]  # fmt: skip
-    assert list(store.score_history(since=T0 + timedelta(minutes=5)).user_id) == ["a", "b"]
+    assert list(store.score_history(since=T0 + timedelta(minutes=5)).user_id) == ["a", "b", "a"]
+
+
+def test_bad_history_interval_says_how_to_fix():
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="86400 for one point per user per day"):
+        HistoryPolicy(interval_s=0)
 
 
 _row = st.tuples(
     st.sampled_from(["u1", "u2", "u3"]),
-    st.integers(0, 24 * 60),  # minutes: whole seconds keep the interval rule exact
+    st.integers(0, 24 * 60),  # minutes
     st.sampled_from([0.0, 0.04, 0.05, 0.1, 0.11, 0.5, 0.9, 1.0]),
     st.sampled_from(["1", "2"]),
 )
@@ -179,16 +209,15 @@ _row = st.tuples(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(batches=st.lists(st.lists(_row, min_size=1, max_size=6), min_size=1, max_size=6),
-       min_change=st.sampled_from([0.0, 0.05, 0.1]), interval=st.sampled_from([60.0, 3600.0]))  # fmt: skip
-def test_store_matches_a_plain_reference_of_the_rules(store: Store, batches, min_change, interval):
-    prefix = f"x{abs(hash((str(batches), min_change, interval))) % 10**9}-"  # fresh users
+       interval=st.sampled_from([60.0, 3600.0, 86400.0]))  # fmt: skip
+def test_store_matches_a_plain_reference_of_the_rules(store: Store, batches, interval):
+    prefix = f"x{abs(hash((str(batches), interval))) % 10**9}-"  # fresh users
     as_rows = [
         [score(prefix + u, risk, m, model) for u, m, risk, model in batch] for batch in batches
     ]
-    rule = HistorySampling(min_change=min_change, max_interval_s=interval)
     for batch in as_rows:
-        store.upsert_scores(batch, history=rule)
-    want_state, want_points = reference_history(as_rows, min_change, interval)
+        store.upsert_scores(batch, history=HistoryPolicy(interval))
+    want_state, want_points = reference_history(as_rows, interval)
     users = sorted(want_state)
     cur = store.current_scores(top_k=None).set_index("user_id").loc[users]
     assert list(cur.risk) == [want_state[u]["risk"] for u in users]

@@ -34,6 +34,11 @@ def scores(store) -> pd.DataFrame:
     return df.sort_values("user_id").reset_index(drop=True)
 
 
+def history(store) -> pd.DataFrame:
+    """Every ``score_history`` point (one per user per event-time interval), in key order."""
+    return store.score_history().sort_values(["user_id", "time"]).reset_index(drop=True)
+
+
 def states(paths: StreamPaths, log: PartitionLog) -> dict[int, tuple[int, bytes]]:
     """Per partition: (checkpointed next offset, feature-state snapshot bytes)."""
     ck = CheckpointStore(paths.checkpoints, log.name, paths.group)

@@ -40,3 +40,15 @@ def test_settings_fields_are_picked_up_when_present() -> None:
 
     assert StreamConfig.from_settings(WithStream()).batch_size == 250
     assert StreamConfig.from_settings(WithStream(), batch_size=10).batch_size == 10
+
+
+def test_history_interval_sets_the_writers_history_policy() -> None:
+    from pipeline.errors import ConfigError
+    from pipeline.store import HistoryPolicy
+    from pipeline.stream.worker import history_policy
+
+    assert history_policy(StreamConfig()) == HistoryPolicy(86_400.0)  # one point per user per day
+    assert history_policy(StreamConfig(history_interval_s=3600)) == HistoryPolicy(3600.0)
+    assert history_policy(StreamConfig(history_interval_s=0)) is None  # no history
+    with pytest.raises(ConfigError, match="history_interval_s"):
+        StreamConfig(history_interval_s=-1)

@@ -73,7 +73,7 @@ def test_inactive_users_get_no_plan_and_no_revenue(model) -> None:
             assert chunk.monthly_revenue[i] == frame.values[i, FEATURE_INDEX["plan_price"]]
 
 
-def test_to_frame_keeps_each_users_newest_row(model) -> None:
+def test_to_frame_keeps_every_row_and_the_store_keeps_each_users_newest(model) -> None:
     s = Scorer()
     a = s.score(0, _frame(5, seed=1), model)
     b = s.score(
@@ -87,11 +87,37 @@ def test_to_frame_keeps_each_users_newest_row(model) -> None:
         model,
     )
     df = to_frame([a, b])
-    assert sorted(df["user_id"]) == ["u0", "u1", "u2", "u3", "u4", "u9"]
-    assert df.set_index("user_id").loc["u1", "features_time"] == b.features_time
-    assert str(df["features_time"].dt.tz) == "UTC"
-    assert df["active"].dtype == bool and df.set_index("user_id").loc["u9", "active"]
+    assert sorted(df["user_id"]) == ["u0", "u1", "u1", "u2", "u3", "u4", "u9"]  # u1's two days
+    assert str(df["features_time"].dt.tz) == "UTC" and df["active"].dtype == bool
+    from pipeline.store import Store
+
+    with Store("sqlite://") as store:
+        store.upsert_scores(df)
+        cur = store.current_scores(top_k=None, active_only=False).set_index("user_id")
+        assert sorted(cur.index) == ["u0", "u1", "u2", "u3", "u4", "u9"]
+        assert cur.loc["u1", "features_time"] == b.features_time and cur.loc["u9", "active"]
+        assert len(store.score_history(["u1"])) == 2  # one point per day: a's and b's
 
 
 def test_export_records_the_feature_set(model) -> None:
     assert model.ref.feature_set_version == FEATURE_SET_VERSION and model.features == FEATURE_NAMES
+
+
+def test_coalesce_keeps_each_users_newest_row_per_history_interval(model) -> None:
+    """The writer's coalescing may drop a row only if the store would not keep it: not
+    the newest of its user in its history interval."""
+    from datetime import timedelta
+
+    from pipeline.store import HistoryPolicy
+    from pipeline.stream.scorer import coalesce
+
+    s = Scorer()
+    chunks = []
+    for k, hours in enumerate((0, 1, 25, 26)):
+        f = _frame(3, seed=k)
+        chunks.append(s.score(0, FeatureFrame(T + timedelta(hours=hours), f.users, f.values, f.active), model))
+    daily = coalesce(chunks, HistoryPolicy(86_400))
+    assert [(c.features_time - T, c.user_id) for c in daily] == [
+        (timedelta(hours=1), ["u0", "u1", "u2"]), (timedelta(hours=26), ["u0", "u1", "u2"])
+    ]  # fmt: skip
+    assert [c.features_time - T for c in coalesce(chunks)] == [timedelta(hours=26)]

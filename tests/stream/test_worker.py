@@ -19,7 +19,7 @@ from pipeline.stream.config import StreamPaths
 from pipeline.stream.worker import Worker
 from pipeline.testing.stream import publish_tiny_champion
 
-from .helpers import append_bad_events, crash, scores, states
+from .helpers import append_bad_events, crash, history, scores, states
 
 
 def _users(log) -> set[str]:
@@ -118,9 +118,34 @@ def test_bad_events_go_to_dead_letters_once_even_after_a_crash(
     assert store.metrics_since()["dead_letters"].sum() == 4
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def crash_store(request, tmp_path):
+    """The store of the crash test: SQLite, and PostgreSQL (a throw-away schema)."""
+    import uuid
+
+    from tests.store.conftest import drop_schema, pg_url
+
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'churn.db'}")
+        yield s
+        s.close()
+        return
+    url = pg_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    schema = f"crash_{uuid.uuid4().hex[:10]}"
+    s = Store(url, schema=schema)
+    try:
+        yield s
+    finally:
+        s.close()
+        drop_schema(url, schema)
+
+
 def test_killed_at_random_batches_ends_equal_to_an_uninterrupted_run(
-    tmp_path, data_dir, log, store, paths, cfg
+    tmp_path, data_dir, log, crash_store, paths, cfg
 ) -> None:
+    store = crash_store
     append_bad_events(log, 1)
     shutil.copytree(data_dir / "log", tmp_path / "ref" / "log")
     ref_log = open_log(tmp_path / "ref" / "log", "events")
@@ -132,7 +157,7 @@ def test_killed_at_random_batches_ends_equal_to_an_uninterrupted_run(
         Worker("ref", ref_log, ref_store, ref_paths, small, partitions=[0, 1]).run(
             until_caught_up=True
         )
-        want_scores = scores(ref_store)
+        want_scores, want_history = scores(ref_store), history(ref_store)
     rng = random.Random(3)
     crashes = 0
     while True:
@@ -155,6 +180,7 @@ def test_killed_at_random_batches_ends_equal_to_an_uninterrupted_run(
         crashes += 1
     assert crashes >= 5
     pd.testing.assert_frame_equal(scores(store), want_scores)
+    pd.testing.assert_frame_equal(history(store), want_history)  # issue 16.11
     assert states(paths, log) == states(ref_paths, ref_log)  # feature state byte for byte
     dead = [
         parse_dead_letter(r.value).source_offset for r in dead_letter_log(log).iter_records(1, 0)
