@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Table, delete, select
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy import delete, select
 
 from pipeline.errors import InvalidRowError
 from pipeline.store import schema as s
-from pipeline.store.rows import TimeCodec, check_time
+from pipeline.store.internals import StoreInternals
+from pipeline.store.rows import check_time
 
 LEVELS = ("Healthy", "Warning", "Critical")
 CHECKED, SKIPPED, FAILED = "checked", "skipped", "failed"
@@ -39,22 +38,8 @@ def run_id(source: str, model_version: str, at: datetime) -> str:
     return f"{source}/{model_version}/{check_time(at, 'drift run time').isoformat()}"
 
 
-class DriftRuns:
+class DriftRuns(StoreInternals):
     """Mixin of :class:`pipeline.store.Store` (needs ``codec``, ``_write``, ``_read``, ``_upsert``, ``_frame``)."""
-
-    codec: TimeCodec
-
-    def _write(self) -> AbstractContextManager[Connection]:  # provided by Store
-        raise NotImplementedError
-
-    def _upsert(self, table: Table, keys: Sequence[str], update_cols: Sequence[str]) -> Insert:
-        raise NotImplementedError
-
-    def _frame(self, query: Any, times: Sequence[str] = ()) -> pd.DataFrame:
-        raise NotImplementedError
-
-    def _since(self, since: datetime | None, what: str) -> Any:
-        raise NotImplementedError
 
     def record_drift_run(self, run: Any, *, level: str, reasons: Sequence[str] = (), source: str = "stream") -> str:
         """Store one check (its per-feature rows too) in one transaction; return its ``run_id``."""

@@ -8,18 +8,16 @@ recomputation after late events is allowed to change it).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Table, select
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy import select
 
 from pipeline.errors import InvalidRowError
 from pipeline.store import schema as s
-from pipeline.store.rows import TimeCodec, check_time
+from pipeline.store.internals import StoreInternals
+from pipeline.store.rows import check_time
 
 _KEY = ("day", "model_version")
 _FLOATS = tuple(c.name for c in s.realised_performance.columns if c.type.python_type is float)
@@ -32,22 +30,8 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-class RealisedRuns:
+class RealisedRuns(StoreInternals):
     """Mixin of :class:`pipeline.store.Store` (needs ``codec``, ``_write``, ``_upsert``, ``_frame``)."""
-
-    codec: TimeCodec
-
-    def _write(self) -> AbstractContextManager[Connection]:  # provided by Store
-        raise NotImplementedError
-
-    def _upsert(self, table: Table, keys: Sequence[str], update_cols: Sequence[str]) -> Insert:
-        raise NotImplementedError
-
-    def _frame(self, query: Any, times: Sequence[str] = ()) -> pd.DataFrame:
-        raise NotImplementedError
-
-    def _since(self, since: datetime | None, what: str) -> Any:
-        raise NotImplementedError
 
     def record_realised(self, rows: pd.DataFrame, *, matured_at: datetime, computed_at: datetime) -> int:
         """Upsert realised-performance rows (columns of
