@@ -22,3 +22,12 @@ def local_defaults() -> None:
     """Set each default unless the environment already has a value."""
     for k, v in DEFAULTS.items():
         os.environ.setdefault(k, v)
+
+
+def quiet_environment() -> None:
+    """Inside a flow run: the local defaults above, and expected errors (ChurnError) as one
+    line in the run log instead of a traceback."""
+    local_defaults()
+    from flows.logs import one_line_errors
+
+    one_line_errors()

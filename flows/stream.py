@@ -23,7 +23,7 @@ from typing import Any, Literal
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.train import quiet_environment
+from flows.env import quiet_environment
 
 TASK: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 LIVE_DEPLOYMENT = "live"

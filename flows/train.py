@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.env import quiet_environment
 from pipeline.config import PROJECT_ROOT, load_settings
 
 TASK: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -44,17 +44,6 @@ def _logger() -> logging.Logger | Any:
         return get_run_logger()
     except MissingContextError:  # called through .fn() outside a run
         return logging.getLogger("flows.train")
-
-
-def quiet_environment() -> None:
-    """Local-first defaults: no telemetry, no progress bars (users may override); expected
-    errors logged as one line."""
-    for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true"}.items():
-        os.environ.setdefault(k, v)
-    from flows.logs import one_line_errors
-
-    one_line_errors()  # a ChurnError is one line in the run log, not a traceback
 
 
 @dataclass

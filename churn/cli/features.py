@@ -19,7 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from churn.cli.common import console, err  # noqa: E402
+from churn.cli.common import console, err
 from pipeline.errors import ChurnError
 from pipeline.features.registry import FEATURES
 from pipeline.features.spec import spec_for

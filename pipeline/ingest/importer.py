@@ -41,7 +41,7 @@ import pyarrow as pa
 from pipeline.clock import Clock
 from pipeline.events import EVENT_TYPES
 from pipeline.features.timebase import EPOCH, from_us
-from pipeline.ingest.errors import RejectedShareError
+from pipeline.ingest.errors import RejectedShareError, SourceError
 from pipeline.ingest.ledger import Ledger, ids_in_log
 from pipeline.ingest.mapping import SourceMapping
 from pipeline.ingest.profile import source_profile
@@ -119,6 +119,45 @@ class _Collected:
         self.file_idx.append(np.full(len(b.ts_us), file_idx, np.int16))
 
 
+@dataclass
+class _Events:
+    """Every event to append, as columns: user code, time, type, which batch and position
+    holds its encoded bytes, and the tie-breakers (seq, prio) for the order."""
+
+    uniques: list[str]
+    ucode: np.ndarray
+    ts: np.ndarray
+    code: np.ndarray
+    bidx: np.ndarray
+    local: np.ndarray
+    seq: np.ndarray
+    prio: np.ndarray
+
+    @classmethod
+    def of(cls, col: _Collected) -> _Events:
+        n = sum(len(b.ts_us) for b in col.batches)
+        return cls(
+            uniques=list(col.user_index),
+            ucode=_cat(col.ucodes, np.int64),
+            ts=_cat([b.ts_us for b in col.batches], np.int64),
+            code=_cat([b.code for b in col.batches], np.int8),
+            bidx=_cat([np.full(len(b.ts_us), i, np.int32) for i, b in enumerate(col.batches)], np.int32),
+            local=_cat([np.arange(len(b.ts_us), dtype=np.int32) for b in col.batches], np.int32),
+            seq=np.arange(n, dtype=np.int64),
+            prio=np.ones(n, np.int8),
+        )
+
+    def extend(self, batch_index: int, syn) -> None:
+        n = len(syn.ts)
+        self.ucode = np.concatenate([self.ucode, syn.ucode])
+        self.ts = np.concatenate([self.ts, syn.ts])
+        self.code = np.concatenate([self.code, syn.code])
+        self.bidx = np.concatenate([self.bidx, np.full(n, batch_index, np.int32)])
+        self.local = np.concatenate([self.local, np.arange(n, dtype=np.int32)])
+        self.seq = np.concatenate([self.seq, syn.seq])
+        self.prio = np.concatenate([self.prio, syn.prio])
+
+
 def run_import(
     paths: Sequence[Path],
     mapping: SourceMapping,
@@ -134,38 +173,69 @@ def run_import(
     t0 = time.perf_counter()
     tick = progress or (lambda *_: None)
     threshold = mapping.max_rejected_share if max_rejected_share is None else max_rejected_share
-    paths = [Path(p) for p in paths]
-    keys = []
-    for i, p in enumerate(paths):
-        tick("hashing", i / len(paths), 0)
-        if not p.is_file():
-            from pipeline.ingest.errors import SourceError
-
-            raise SourceError(f"{p}: no such file")
-        keys.append(file_key(p))
-    import_id = hashlib.sha256((mapping.digest + "|" + ",".join(keys)).encode()).hexdigest()[:16]
-    files = [{"path": str(p), "key": k} for p, k in zip(paths, keys, strict=True)]
+    import_id, files = _identify([Path(p) for p in paths], mapping, tick)
     entry = ledger.entry(import_id)
     if entry is not None and entry.get("state") == "done":
         s = ImportSummary(import_id, "already imported", files, max_rejected_share=threshold)
         s.already_present = int(entry.get("events", 0))
         s.seconds = time.perf_counter() - t0
         return s
+    todo = _files_to_read(files, ledger)
+    summary = ImportSummary(import_id, "resumed" if entry else "imported", files, max_rejected_share=threshold)
+    max_ts_us = (clock.now() - EPOCH + max_future_skew) // timedelta(microseconds=1)
+    col, rejected = _read_and_map(todo, mapping, max_ts_us, summary, tick)
+    _refuse_if_too_many_rejected(summary, threshold, t0)
+    events, syn = _with_synthesized(col, mapping, todo, ledger, summary)
+    part, upart, order = _route_and_order(events, log.num_partitions)
+    if entry is None:
+        entry = ledger.update(import_id, state="writing", mapping=mapping.name, mapping_digest=mapping.digest,
+                              files=todo, started=clock.now().isoformat(),
+                              base_offsets={str(p): log.end_offset(p) for p in range(log.num_partitions)})
+    _append(log, col.batches, events, part, order, entry, tuple(f["key"] + "-" for f in todo), summary, tick)
+    if rejected and not entry.get("dlq_written"):
+        _dead_letter(log, rejected, clock, events.uniques, upart)
+        ledger.update(import_id, dlq_written=True)
+    ledger.add_signed_up(list(syn.signed_up))
+    _record_profile(mapping, log, ledger, import_id, summary)
+    summary.seconds = time.perf_counter() - t0
+    ledger.update(import_id, state="done", finished=clock.now().isoformat(), events=len(order),
+                  summary=summary.as_dict())
+    return summary
+
+
+def _identify(paths: list[Path], mapping: SourceMapping, tick: Progress) -> tuple[str, list[dict[str, Any]]]:
+    """Hash every file: the import's id is the mapping's digest plus the files' contents."""
+    keys = []
+    for i, p in enumerate(paths):
+        tick("hashing", i / len(paths), 0)
+        if not p.is_file():
+            raise SourceError(f"{p}: no such file")
+        keys.append(file_key(p))
+    import_id = hashlib.sha256((mapping.digest + "|" + ",".join(keys)).encode()).hexdigest()[:16]
+    return import_id, [{"path": str(p), "key": k} for p, k in zip(paths, keys, strict=True)]
+
+
+def _files_to_read(files: list[dict[str, Any]], ledger: Ledger) -> list[dict[str, Any]]:
+    """The files this import reads; the others get a ``skipped`` reason (already imported by
+    another import, or the same content as an earlier file of this one)."""
     done_files = ledger.imported_files()
-    todo = []
+    todo: list[dict[str, Any]] = []
     for f in files:
-        if f["key"] in done_files and f["key"] not in {g["key"] for g in todo}:
-            f["skipped"] = f"already imported (import {done_files[f['key']]})"
-        elif f["key"] in {g["key"] for g in todo}:
+        if f["key"] in {g["key"] for g in todo}:
             f["skipped"] = "same content as another file of this import"
+        elif f["key"] in done_files:
+            f["skipped"] = f"already imported (import {done_files[f['key']]})"
         else:
             todo.append(f)
-    summary = ImportSummary(import_id, "resumed" if entry else "imported", files, max_rejected_share=threshold)
+    return todo
 
-    # -- read and map --------------------------------------------------------------
+
+def _read_and_map(todo: list[dict[str, Any]], mapping: SourceMapping, max_ts_us: int, summary: ImportSummary,
+                  tick: Progress) -> tuple[_Collected, list[Rejected]]:
+    """Every row of every file through the mapping: valid events kept compactly, rejected rows
+    and rows dropped by the mapping's rule counted."""
     col = _Collected()
     rejected: list[Rejected] = []
-    max_ts_us = (clock.now() - EPOCH + max_future_skew) // timedelta(microseconds=1)
     for fi, f in enumerate(todo):
         rows = 0
         for b in iter_batches(Path(f["path"]), mapping):
@@ -178,64 +248,58 @@ def run_import(
             tick("reading", (fi + b.done) / len(todo), summary.rows_read)
         f["rows"] = rows
     summary.rejected.update(r.reason for r in rejected)
-    if summary.rows_read and summary.rejected_share > threshold:
-        summary.status = "refused"
-        summary.seconds = time.perf_counter() - t0
-        top = summary.rejected.most_common(1)[0]
-        raise RejectedShareError(
-            f"{summary.rejected_rows:,} of {summary.rows_read:,} rows rejected ({summary.rejected_share:.1%} > "
-            f"max_rejected_share {threshold:.1%}); most common: {top[0]!r} ({top[1]:,}); nothing was written - "
-            "fix the mapping, or raise the threshold (--max-rejected-share)",
-            summary,
-        )
-
-    # -- columns of every event, then synthesized ones -------------------------------
     pa.default_memory_pool().release_unused()  # Arrow's freed read buffers
-    ucode = _cat(col.ucodes, np.int64)
-    uniques = list(col.user_index)
-    ts = _cat([b.ts_us for b in col.batches], np.int64)
-    code = _cat([b.code for b in col.batches], np.int8)
+    return col, rejected
+
+
+def _refuse_if_too_many_rejected(summary: ImportSummary, threshold: float, t0: float) -> None:
+    if not summary.rows_read or summary.rejected_share <= threshold:
+        return
+    summary.status = "refused"
+    summary.seconds = time.perf_counter() - t0
+    top = summary.rejected.most_common(1)[0]
+    raise RejectedShareError(
+        f"{summary.rejected_rows:,} of {summary.rows_read:,} rows rejected ({summary.rejected_share:.1%} > "
+        f"max_rejected_share {threshold:.1%}); most common: {top[0]!r} ({top[1]:,}); nothing was written - "
+        "fix the mapping, or raise the threshold (--max-rejected-share)",
+        summary,
+    )
+
+
+def _with_synthesized(col: _Collected, mapping: SourceMapping, todo: list[dict[str, Any]], ledger: Ledger,
+                      summary: ImportSummary):
+    """The events' columns plus what the source lacks (signups, inactivity churn); counts them."""
+    events = _Events.of(col)
     row = _cat([b.row for b in col.batches], np.int64)
     plan = _cat([b.plan for b in col.batches], np.int8)
     fidx = _cat(col.file_idx, np.int16)
-    bidx = np.concatenate([np.full(len(b.ts_us), i, np.int32) for i, b in enumerate(col.batches)]) \
-        if col.batches else np.zeros(0, np.int32)
-    local = np.concatenate([np.arange(len(b.ts_us), dtype=np.int32) for b in col.batches]) \
-        if col.batches else np.zeros(0, np.int32)
-    seq = np.arange(len(ts), dtype=np.int64)
-    prio = np.ones(len(ts), np.int8)
-
-    syn = synthesize(mapping, ucode, list(uniques), ts, code, row, plan, fidx,
+    syn = synthesize(mapping, events.ucode, list(events.uniques), events.ts, events.code, row, plan, fidx,
                      [f["key"] for f in todo], ledger.signed_up())
     summary.synthesized.update(syn.counts)
     if len(syn.ts):
-        syn_batch = len(col.batches)
         col.batches.append(MappedBatch([], syn.ts, syn.code, syn.anchor, syn.code, syn.buf, syn.ends))
-        ucode = np.concatenate([ucode, syn.ucode])
-        ts = np.concatenate([ts, syn.ts])
-        code = np.concatenate([code, syn.code])
-        bidx = np.concatenate([bidx, np.full(len(syn.ts), syn_batch, np.int32)])
-        local = np.concatenate([local, np.arange(len(syn.ts), dtype=np.int32)])
-        seq = np.concatenate([seq, syn.seq])
-        prio = np.concatenate([prio, syn.prio])
-    for c, n in zip(*np.unique(code, return_counts=True), strict=True):
+        events.extend(len(col.batches) - 1, syn)
+    for c, n in zip(*np.unique(events.code, return_counts=True), strict=True):
         summary.events_by_type[TYPE_NAMES[int(c)]] = int(n)
-    summary.users = len(uniques)
-    if len(ts):
-        summary.first_ts, summary.last_ts = from_us(int(ts.min())).isoformat(), from_us(int(ts.max())).isoformat()
+    summary.users = len(events.uniques)
+    if len(events.ts):
+        summary.first_ts = from_us(int(events.ts.min())).isoformat()
+        summary.last_ts = from_us(int(events.ts.max())).isoformat()
+    return events, syn
 
-    # -- route and order ------------------------------------------------------------
+
+def _route_and_order(events: _Events, n_parts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each event's partition (by user) and the append order: partition, then event time."""
+    uniques = events.uniques
+    upart = partition_for_many([str(u).encode() for u in uniques], n_parts) if uniques else np.zeros(0, np.int64)
+    part = upart[events.ucode] if len(events.ucode) else np.zeros(0, np.int64)
+    return part, upart, np.lexsort((events.seq, events.prio, events.ts, part))
+
+
+def _append(log: PartitionLog, batches: list[MappedBatch], events: _Events, part: np.ndarray, order: np.ndarray,
+            entry: dict[str, Any], prefixes: tuple[str, ...], summary: ImportSummary, tick: Progress) -> None:
+    """Append per partition in chunks; a resumed import skips event ids already in the log."""
     n_parts = log.num_partitions
-    upart = partition_for_many([str(u).encode() for u in uniques], n_parts) if len(uniques) else np.zeros(0, np.int64)
-    part = upart[ucode] if len(ucode) else np.zeros(0, np.int64)
-    order = np.lexsort((seq, prio, ts, part))
-
-    # -- write (resumable) --------------------------------------------------------------
-    if entry is None:
-        entry = ledger.update(import_id, state="writing", mapping=mapping.name, mapping_digest=mapping.digest,
-                              files=todo, started=clock.now().isoformat(),
-                              base_offsets={str(p): log.end_offset(p) for p in range(n_parts)})
-    prefixes = tuple(f["key"] + "-" for f in todo)
     total = len(order)
     bounds = np.searchsorted(part[order], np.arange(n_parts + 1)) if total else np.zeros(n_parts + 1, np.int64)
     done_events = 0
@@ -247,7 +311,7 @@ def run_import(
             else set()
         for c0 in range(lo, hi, CHUNK):
             idx = order[c0:min(c0 + CHUNK, hi)]
-            values = _values(col.batches, bidx[idx], local[idx])
+            values = _values(batches, events.bidx[idx], events.local[idx])
             if present:
                 kept = [v for v in values if _event_id(v) not in present]
                 summary.already_present += len(values) - len(kept)
@@ -258,21 +322,15 @@ def run_import(
             done_events += len(idx)
             tick("writing", done_events / total, done_events)
 
-    # -- dead letters, then done -----------------------------------------------------
-    if rejected and not entry.get("dlq_written"):
-        _dead_letter(log, rejected, clock, uniques, upart)
-        ledger.update(import_id, dlq_written=True)
-    signed = list(syn.signed_up)
-    ledger.add_signed_up(signed)
+
+def _record_profile(mapping: SourceMapping, log: PartitionLog, ledger: Ledger, import_id: str,
+                    summary: ImportSummary) -> None:
+    """The source's profile (its feature spec: built-ins plus its own actions) for training."""
     profile = source_profile(mapping)
     ledger.save_profile(profile | {"topic": log.name, "last_import": import_id})
     spec = profile["feature_spec"]
     summary.feature_spec = {"version": spec["version"], "features": len(spec["names"]),
                             "built_in": len(spec["builtin"]), "actions": [a["name"] for a in spec["actions"]]}
-    summary.seconds = time.perf_counter() - t0
-    ledger.update(import_id, state="done", finished=clock.now().isoformat(), events=total,
-                  summary=summary.as_dict())
-    return summary
 
 
 def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:

@@ -154,13 +154,36 @@ def load_mapping(path: Path) -> SourceMapping:
 
 
 def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> SourceMapping:
-    """Validate a mapping given as plain data (what YAML produced)."""
+    """Validate a mapping given as plain data (what YAML produced), section by section."""
 
     def fail(key: str, msg: str) -> MappingError:
         return MappingError(f"{where}: {key}: {msg}")
 
     if not isinstance(raw, dict):
         raise MappingError(f"{where}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    fmt, delim = _file_format(raw, fail)
+    user_id = _column(raw.get("user_id", _MISSING), "user_id", fail)
+    ts_col, unit, fmt_s, tz = _timestamp(raw.get("timestamp", _MISSING), fail)
+    type_col, unmapped, values = _event_type(raw.get("event_type", _MISSING), fail)
+    fields = _type_fields(raw.get("fields") or {}, fail)
+    rules = _type_rules(values, fail)
+    synth, plan = _signup(raw.get("signup") or {}, fail)
+    definition, days = _churn(raw.get("churn", _MISSING), rules, fail)
+    _check_users_can_start(rules, synth, plan, definition, fail)
+    actions, undeclared = _actions(raw.get("actions", _MISSING), rules, fail)
+    _resolve_actions(rules, fields, actions, undeclared, fail)
+    _check_required_fields(rules, fields, fail)
+    share = _share(raw.get("max_rejected_share", 0.01), fail)
+    m = SourceMapping(str(raw.get("name") or name), fmt, delim, user_id, ts_col, unit, fmt_s,
+                      str(tz) if tz is not None else None, type_col, rules, unmapped, fields, synth == "first_event",
+                      plan, definition, days, share, "", actions, undeclared)
+    digest = hashlib.sha256(json.dumps(_canonical(raw), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    object.__setattr__(m, "digest", digest)
+    return m
+
+
+def _file_format(raw: dict, fail) -> tuple[str, str]:
+    """Top-level keys, version, ``format`` and ``csv.delimiter``."""
     unknown = sorted(set(map(str, raw)) - _TOP)
     if unknown:
         raise fail(unknown[0], f"unknown key; allowed: {sorted(_TOP)}")
@@ -175,10 +198,11 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     delim = str(csv_opts.get("delimiter", ","))
     if len(delim) != 1:
         raise fail("csv.delimiter", f"must be one character, got {delim!r}")
+    return fmt, delim
 
-    user_id = _column(raw.get("user_id", _MISSING), "user_id", fail)
 
-    ts = raw.get("timestamp", _MISSING)
+def _timestamp(ts: Any, fail) -> tuple[str, str | None, str | None, Any]:
+    """``timestamp``: (column, epoch unit, text format, time zone)."""
     if ts is _MISSING:
         raise fail("timestamp", "required: {column: ..., epoch_unit: s|ms|us|ns} or {column: ..., format: ..., timezone: ...}")
     if isinstance(ts, str):
@@ -206,8 +230,11 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
             ZoneInfo(str(tz))
         except (ZoneInfoNotFoundError, ValueError):
             raise fail("timestamp.timezone", f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin or UTC)") from None
+    return ts_col, unit, fmt_s, tz
 
-    et = raw.get("event_type", _MISSING)
+
+def _event_type(et: Any, fail) -> tuple[str, str, dict]:
+    """``event_type``: (column, unmapped rule, the raw values table)."""
     if not isinstance(et, dict):
         raise fail("event_type", "required: {column: ..., values: {source value: event type}, unmapped: drop|reject}")
     bad = sorted(set(et) - {"column", "values", "unmapped"})
@@ -221,8 +248,11 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     values = et.get("values")
     if not isinstance(values, dict) or not values:
         raise fail("event_type.values", "expected a non-empty mapping {source value: event type}")
+    return type_col, unmapped, values
 
-    fields_raw = raw.get("fields") or {}
+
+def _type_fields(fields_raw: Any, fail) -> dict[str, dict[str, FieldSpec]]:
+    """``fields``: per event type, where each field comes from."""
     if not isinstance(fields_raw, dict):
         raise fail("fields", "expected {event type: {field: spec}}")
     fields: dict[str, dict[str, FieldSpec]] = {}
@@ -230,7 +260,11 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
         if t not in EVENT_TYPES:
             raise fail(f"fields.{t}", f"unknown event type; one of {sorted(EVENT_TYPES)}")
         fields[t] = _fields(per, t, f"fields.{t}", fail)
+    return fields
 
+
+def _type_rules(values: dict, fail) -> dict[str, TypeRule]:
+    """``event_type.values``: source value (as text) -> target type and its field overrides."""
     rules: dict[str, TypeRule] = {}
     for src, target in values.items():
         key = f"event_type.values.{src}"
@@ -242,8 +276,11 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
         if t not in EVENT_TYPES:
             raise fail(key, f"{t!r} is not an event type; one of {sorted(EVENT_TYPES)}")
         rules[_text(src)] = TypeRule(t, _fields(target.get("fields") or {}, t, f"{key}.fields", fail))
+    return rules
 
-    signup = raw.get("signup") or {}
+
+def _signup(signup: Any, fail) -> tuple[str, FieldSpec | None]:
+    """``signup``: (synthesize rule, plan field)."""
     if not isinstance(signup, dict) or set(signup) - {"synthesize", "plan"}:
         raise fail("signup", "expected {synthesize: first_event|none, plan: <field>}")
     synth = signup.get("synthesize", "none")
@@ -252,8 +289,11 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     plan = _spec(signup["plan"], "signup.plan", fail) if "plan" in signup else None
     if plan is not None and plan.from_column and plan.default is None:
         raise fail("signup.plan", "a column-based plan needs a `default` (for users whose first row has no plan)")
+    return synth, plan
 
-    churn = raw.get("churn", _MISSING)
+
+def _churn(churn: Any, rules: Mapping[str, TypeRule], fail) -> tuple[str, int | None]:
+    """``churn``: (definition, inactive days), consistent with what the values map to cancel."""
     if not isinstance(churn, dict) or churn.get("definition") not in ("cancel", "inactivity"):
         raise fail("churn.definition", "required: `cancel` (explicit cancel events) or `inactivity` "
                    "(no activity for churn.inactive_days days)")
@@ -275,7 +315,12 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
         if "cancel" not in {r.type for r in rules.values()}:
             raise fail("churn.definition", "is cancel, but no event_type.values entry maps to cancel; map the "
                        "source's cancellation value or use definition: inactivity")
+    return definition, days
 
+
+def _check_users_can_start(rules: Mapping[str, TypeRule], synth: str, plan: FieldSpec | None, definition: str,
+                           fail) -> None:
+    """Users become active by a mapped signup or a synthesized one (which needs a plan)."""
     has_signup = any(r.type == "signup" for r in rules.values())
     if synth == "none" and not has_signup:
         raise fail("signup.synthesize", "no event_type.values entry maps to signup, so users would never be "
@@ -283,12 +328,16 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     if (synth == "first_event" or definition == "inactivity") and plan is None:
         raise fail("signup.plan", "required to synthesize signups (first_event or inactivity reactivation)")
 
-    actions, undeclared = _actions(raw.get("actions", _MISSING), rules, fail)
-    for src, rule in rules.items():  # activity without an action field: the action is the source value
+
+def _resolve_actions(rules: dict[str, TypeRule], fields: Mapping[str, Mapping[str, FieldSpec]],
+                     actions: tuple[Action, ...], undeclared: str, fail) -> None:
+    """Activity values without an action field take the source value as their action; a constant
+    action must be declared (a column's actions are checked per row)."""
+    for src, rule in rules.items():
         if rule.type == "activity" and "action" not in {**fields.get("activity", {}), **rule.fields}:
             rules[src] = TypeRule("activity", {**rule.fields, "action": FieldSpec(
                 f"event_type.values.{src}", const=src)})
-    for src, rule in rules.items():  # constant actions must be declared (a column's are checked per row)
+    for src, rule in rules.items():
         spec = {**fields.get("activity", {}), **rule.fields}.get("action") if rule.type == "activity" else None
         if spec is not None and spec.const is not None and spec.const not in {a.name for a in actions} \
                 and undeclared == "reject":
@@ -296,7 +345,10 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
                        f"action {spec.const!r} is not in actions.declare; declare it (or set actions.undeclared: "
                        "other to count it as the catch-all `other`)")
 
-    # every field of every target type must be provided (by the type's fields or the value's overrides)
+
+def _check_required_fields(rules: Mapping[str, TypeRule], fields: Mapping[str, Mapping[str, FieldSpec]],
+                           fail) -> None:
+    """Every field of every target type is provided, by the type's fields or the value's overrides."""
     for src, rule in rules.items():
         have = {**fields.get(rule.type, {}), **rule.fields}
         missing = [f for f in EVENT_FIELDS[rule.type] if f not in have and f not in OPTIONAL_FIELDS[rule.type]]
@@ -304,16 +356,11 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
             raise fail(f"fields.{rule.type}.{missing[0]}", f"required for event type {rule.type} "
                        f"(mapped from {src!r}); give a column or a const")
 
-    share = raw.get("max_rejected_share", 0.01)
+
+def _share(share: Any, fail) -> float:
     if not isinstance(share, int | float) or isinstance(share, bool) or not 0 <= share <= 1:
         raise fail("max_rejected_share", f"a fraction 0..1 is required, got {share!r}")
-
-    m = SourceMapping(str(raw.get("name") or name), fmt, delim, user_id, ts_col, unit, fmt_s,
-                 str(tz) if tz is not None else None, type_col, rules, unmapped, fields, synth == "first_event",
-                 plan, definition, days, float(share), "", actions, undeclared)
-    digest = hashlib.sha256(json.dumps(_canonical(raw), sort_keys=True, default=str).encode()).hexdigest()[:16]
-    object.__setattr__(m, "digest", digest)
-    return m
+    return float(share)
 
 
 def _actions(raw: Any, rules: Mapping[str, TypeRule], fail) -> tuple[tuple[Action, ...], str]:
