@@ -23,8 +23,6 @@ assignment table says in between.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import uuid
@@ -33,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.errors import CheckpointCorruptError
+from pipeline.pidlock import PidLock
 
 MAGIC = b"CHURNCK\x01"
 FORMAT = 2
@@ -158,35 +157,9 @@ class CheckpointStore:
         )
 
 
-class PartitionLease:
+class PartitionLease(PidLock):
     """An exclusive, non-blocking ``flock`` on one partition's lock file."""
 
     def __init__(self, directory: Path, partition: int) -> None:
-        self.path = Path(directory) / f"partition-{partition}.lock"
+        super().__init__(Path(directory) / f"partition-{partition}.lock")
         self.partition = partition
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def try_acquire(self) -> bool:
-        if self._fd is not None:
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        with contextlib.suppress(OSError):  # who holds it, for people reading the file
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None

@@ -23,8 +23,6 @@ written together); the group's committed offsets are derived from it, for lag an
 
 from __future__ import annotations
 
-import fcntl
-import os
 import zlib
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -33,6 +31,7 @@ from pathlib import Path
 from pipeline.errors import StreamError
 from pipeline.log.base import PartitionLog, ResetTo
 from pipeline.log.lag import past_end_message
+from pipeline.pidlock import holder_if_locked
 from pipeline.stream.checkpoint import CheckpointStore, PartitionLease
 from pipeline.stream.config import StreamPaths
 
@@ -174,17 +173,9 @@ def reset_group(
 
 
 def _refuse_if_supervised(paths: StreamPaths, group: str) -> None:
-    try:
-        fd = os.open(paths.supervisor_lock, os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    holder = holder_if_locked(paths.supervisor_lock)
+    if holder is not None:
         raise StreamError(
             f"cannot reset group {group!r}: its stream is running (supervisor pid {holder}, "
             f"{paths.supervisor_lock}); stop the stream first, then reset"
-        ) from None
-    finally:
-        os.close(fd)
+        )

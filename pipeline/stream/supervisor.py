@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from pipeline.clock import Clock, SystemClock
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import ModelMismatchError, StreamError
 from pipeline.log.base import PartitionLog
+from pipeline.pidlock import PidLock
 from pipeline.stream.champion import ChampionInfo, ChampionSource
 from pipeline.stream.config import CAUGHT_UP_CHAMPION_WAIT_S, StreamConfig, StreamPaths
 from pipeline.stream.health import alert_from_log
@@ -134,7 +134,7 @@ class Supervisor:
         self.decisions: list[dict[str, Any]] = []
         self.restarts = 0
         self.alert_level: str | None = None
-        self._lock_fd: int | None = None
+        self._lock: PidLock | None = None
         self._stop = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -192,25 +192,18 @@ class Supervisor:
         self._stop = True
 
     def _take_lock(self) -> None:
-        self.paths.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.paths.supervisor_lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = Path(self.paths.supervisor_lock).read_text().strip() or "?"
-            os.close(fd)
+        lock = PidLock(self.paths.supervisor_lock)
+        if not lock.try_acquire():
             raise StreamError(
-                f"consumer group {self.cfg.group!r} is already supervised (pid {holder}, lock "
+                f"consumer group {self.cfg.group!r} is already supervised (pid {lock.holder()}, lock "
                 f"{self.paths.supervisor_lock}); stop that stream first or use another --group"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+            )
+        self._lock = lock
 
     def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- champion ------------------------------------------------------------------------
     def wait_for_champion(self, done: Callable[[], bool], limit_s: float | None = None) -> bool:
