@@ -66,6 +66,26 @@ def test_simulate_refuses_to_overwrite_without_flag(tmp_path, capsys):
     assert code == 0 and json.loads(out)["users"] == 60
 
 
+def test_simulate_overwrite_refuses_while_a_producer_runs(tmp_path, capsys):
+    data = tmp_path / "d"
+    assert churn(capsys, "--data-dir", str(data), "simulate", "--users", "50", "--days", "3")[0] == 0
+    before = all_values(data)
+    producer = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from pipeline.simulator.lock import producer_lock\n"
+        f"with producer_lock({str(data / 'sim')!r}):\n    print('held', flush=True); sys.stdin.readline()")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert producer.stdout.readline().strip() == "held"
+        code, _, err = churn(capsys, "--data-dir", str(data), "simulate", "--users", "60", "--days", "3", "--overwrite")
+        assert code == 1 and f"pid {producer.pid}" in err and "Traceback" not in err
+        assert all_values(data) == before and (data / "sim" / "state.json").exists()  # nothing deleted
+    finally:
+        producer.kill()
+        producer.wait()
+    code, out, _ = churn(capsys, "--data-dir", str(data), "simulate", "--users", "60", "--days", "3", "--overwrite", "--json")
+    assert code == 0 and json.loads(out)["users"] == 60
+
+
 def test_produce_resumes_without_duplicates(tmp_path, capsys):
     one, two = tmp_path / "one", tmp_path / "two"
     for d in (one, two):

@@ -65,8 +65,10 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Generate a history of subscriber events into the partition log."""
+    from pipeline.pidlock import PidLock
     from pipeline.simulator import SimConfig, Simulator
     from pipeline.simulator.history import simulate_history
+    from pipeline.simulator.lock import LOCK_NAME
 
     s = _settings(ctx)
     try:
@@ -74,30 +76,40 @@ def simulate(
     except ValueError:
         raise typer.BadParameter(f"{start!r} is not a date like 2026-01-01", param_hint="--start") from None
     config = SimConfig(users=users, days=days, seed=s.seed if seed is None else seed, start=start_dt, drift=drift, drift_day=drift_day)
-    if s.topic_dir.exists() or (s.sim_dir / "state.json").exists():
-        if not overwrite:
-            raise ChurnError(
-                f"{s.topic_dir} or {s.sim_dir} already holds a history; pass --overwrite to replace it "
-                "or use another --data-dir"
-            )
-        shutil.rmtree(s.topic_dir, ignore_errors=True)
-        shutil.rmtree(s.topic_dir.with_name(s.topic + ".dlq"), ignore_errors=True)
-        shutil.rmtree(s.sim_dir, ignore_errors=True)
-    s.sim_dir.mkdir(parents=True, exist_ok=True)
-    log = open_log(s)
+    lock = PidLock(s.sim_dir / LOCK_NAME)  # a live producer on this state would write into what we replace
+    if not lock.try_acquire():
+        raise ChurnError(
+            f"a producer (pid {lock.holder()}) is producing from {s.sim_dir}; stop it (churn down, or Ctrl-C "
+            "in its terminal) before simulating a new history there, or use another --data-dir"
+        )
     try:
-        with Progress(
-            TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
-            TextColumn("{task.fields[events]:,} events"), TimeElapsedColumn(),
-            console=err, transient=True, disable=as_json,
-        ) as bar:
-            task = bar.add_task("sim", total=days, events=0)
-            summary = simulate_history(
-                Simulator(config), log, s.sim_dir,
-                progress=lambda d, n: bar.update(task, completed=d, events=n),
-            )
+        if s.topic_dir.exists() or (s.sim_dir / "state.json").exists():
+            if not overwrite:
+                raise ChurnError(
+                    f"{s.topic_dir} or {s.sim_dir} already holds a history; pass --overwrite to replace it "
+                    "or use another --data-dir"
+                )
+            shutil.rmtree(s.topic_dir, ignore_errors=True)
+            shutil.rmtree(s.topic_dir.with_name(s.topic + ".dlq"), ignore_errors=True)
+            for child in s.sim_dir.iterdir():  # all but the lock we hold
+                if child.name != LOCK_NAME:
+                    shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+        log = open_log(s)
+        try:
+            with Progress(
+                TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
+                TextColumn("{task.fields[events]:,} events"), TimeElapsedColumn(),
+                console=err, transient=True, disable=as_json,
+            ) as bar:
+                task = bar.add_task("sim", total=days, events=0)
+                summary = simulate_history(
+                    Simulator(config), log, s.sim_dir,
+                    progress=lambda d, n: bar.update(task, completed=d, events=n),
+                )
+        finally:
+            log.close()
     finally:
-        log.close()
+        lock.release()
     _print_summary(summary, f"history written to {s.topic_dir} ({log.num_partitions} partitions)", as_json)
 
 
