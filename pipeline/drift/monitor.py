@@ -347,6 +347,9 @@ class DriftMonitor:
             for proc in procs:
                 with contextlib.suppress(Exception):
                     proc.join(timeout=5)
+                    if proc.is_alive():  # ignored SIGTERM (e.g. stuck in native code): it must not outlive us
+                        proc.kill()
+                        proc.join(timeout=5)
         return out
 
     def __enter__(self) -> DriftMonitor:
