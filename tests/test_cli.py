@@ -191,3 +191,11 @@ def test_piped_tables_never_wrap_or_cut_cells(tmp_path):
     out += subprocess.run([*cmd, "topics"], env=env, check=True, capture_output=True, text=True).stdout
     assert "…" not in out
     assert any(topic in line for line in out.splitlines())
+
+
+def test_help_shows_defaults_in_brackets(capsys):
+    """Help texts are plain text: '[env CHURN_DATA_DIR; default ./data]' is printed, not eaten as markup."""
+    code, out, _ = churn(capsys, "--help")
+    assert code == 0 and "[env CHURN_DATA_DIR; default ./data]" in out
+    code, out, _ = churn(capsys, "simulate", "--help")
+    assert code == 0 and "[default: settings seed, 42]" in out

@@ -26,10 +26,11 @@ def build_app() -> typer.Typer:
     """The ``churn`` Typer app with every command group registered."""
     app = typer.Typer(
         name="churn",
-        help="Streaming churn intelligence: simulate, produce and inspect subscriber events.",
+        help="Streaming churn intelligence: simulate, import, train, stream, monitor drift, run the local stack.",
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # help texts are plain: "[default: ./data]" must print, not vanish as a tag
     )
     app.callback()(_main)
     for group in GROUPS:
