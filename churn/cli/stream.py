@@ -142,6 +142,16 @@ def register(app: typer.Typer) -> None:
         member: Annotated[
             str | None, typer.Option(help="This worker's id in the group (default host:pid:random).")
         ] = None,
+        batch_size: Annotated[int | None, typer.Option(min=1, help="Records per micro-batch (default 1000).")] = None,
+        checkpoint_interval: Annotated[
+            float | None, typer.Option(min=0, help="Seconds between checkpoints (default 5).")
+        ] = None,
+        heartbeat_interval: Annotated[
+            float | None, typer.Option(min=0.05, help="Seconds between lease renewals/heartbeats (default 1).")
+        ] = None,
+        max_events_per_s: Annotated[
+            float | None, typer.Option(min=1, help="Throttle: at most this many events/s (replays, tests).")
+        ] = None,
         max_seconds: Annotated[float | None, typer.Option(min=0, help="Stop (drain) after this many seconds.")] = None,
         until_caught_up: Annotated[
             bool, typer.Option(help="Stop once every partition this worker owns is caught up.")
@@ -156,7 +166,10 @@ def register(app: typer.Typer) -> None:
         friendly(_run_worker)(ctx, as_json, kafka_bootstrap=kafka_bootstrap, store_url=store_url,
                               tracking_uri=tracking_uri, group=group, lease_ttl_s=lease_ttl,
                               champion_wait_s=champion_wait, cache_dir=cache_dir, member=member,
-                              max_seconds=max_seconds, until_caught_up=until_caught_up)  # fmt: skip
+                              max_seconds=max_seconds, until_caught_up=until_caught_up,
+                              stream={"batch_size": batch_size, "checkpoint_interval_s": checkpoint_interval,
+                                      "heartbeat_interval_s": heartbeat_interval,
+                                      "max_events_per_s": max_events_per_s})  # fmt: skip
 
 
 def _run_worker(ctx: typer.Context, as_json: bool, **o: Any) -> None:
@@ -177,7 +190,7 @@ def _run_worker(ctx: typer.Context, as_json: bool, **o: Any) -> None:
     host = HostSettings(
         topic=s.topic, kafka_bootstrap=o["kafka_bootstrap"] or s.kafka_bootstrap,
         store_url=o["store_url"] or s.store_url, tracking_uri=o["tracking_uri"] or s.mlflow_tracking_uri,
-        stream=StreamConfig.from_settings(s, group=o["group"]), log=log,
+        stream=StreamConfig.from_settings(s, group=o["group"], **o["stream"]), log=log,
         cache_dir=Path(o["cache_dir"]) if o["cache_dir"] else None, lease_ttl_s=o["lease_ttl_s"],
         champion_wait_s=o["champion_wait_s"], member=o["member"],
     )  # fmt: skip
