@@ -4,7 +4,10 @@ However it ends (``--until-caught-up``, ``--max-seconds``, Ctrl-C), the command 
 closing report: events, events/s, final lag per partition and the top 10 at-risk
 active users with their reasons (:func:`closing_report`; ``--json`` adds it as ``report``).
 
-``churn/cli/app.py`` calls :func:`register` once to add the command to the ``churn`` app.
+``churn stream-worker`` runs ONE stand-alone worker (any host; Kafka + PostgreSQL + MLflow
+settings only, no shared data dir): :mod:`pipeline.stream.host`.
+
+``churn/cli/app.py`` calls :func:`register` once to add the commands to the ``churn`` app.
 Ctrl-C (or SIGTERM) drains: every worker checkpoints, then the command exits.
 """
 
@@ -110,6 +113,103 @@ def register(app: typer.Typer) -> None:
                        high_risk=high_risk, alert_threshold=alert_threshold, reasons=reasons, max_seconds=max_seconds,
                        until_caught_up=until_caught_up, tracking_uri=tracking_uri,
                        champion_wait_s=champion_wait)  # fmt: skip
+
+
+    @app.command("stream-worker")
+    def stream_worker_command(
+        ctx: typer.Context,
+        kafka_bootstrap: Annotated[
+            str | None, typer.Option(help="Kafka bootstrap servers host:port[,...] (env CHURN_KAFKA_BOOTSTRAP).")
+        ] = None,
+        store_url: Annotated[
+            str | None,
+            typer.Option(help="PostgreSQL store: checkpoints, leases, scores (env CHURN_STORE_URL)."),
+        ] = None,
+        tracking_uri: Annotated[
+            str | None,
+            typer.Option(help="MLflow tracking URI holding the champion (env CHURN_MLFLOW_TRACKING_URI)."),
+        ] = None,
+        group: Annotated[str | None, typer.Option(help="Consumer group (default churn-stream).")] = None,
+        lease_ttl: Annotated[
+            float, typer.Option(min=0.1, help="Seconds before a dead worker's partitions move (default 15).")
+        ] = 15.0,
+        champion_wait: Annotated[
+            float, typer.Option(min=0, help="Seconds to wait for a champion before failing (default 0).")
+        ] = 0.0,
+        cache_dir: Annotated[
+            str | None, typer.Option(help="Private directory for the champion export (default: a temporary one).")
+        ] = None,
+        member: Annotated[
+            str | None, typer.Option(help="This worker's id in the group (default host:pid:random).")
+        ] = None,
+        batch_size: Annotated[int | None, typer.Option(min=1, help="Records per micro-batch (default 1000).")] = None,
+        checkpoint_interval: Annotated[
+            float | None, typer.Option(min=0, help="Seconds between checkpoints (default 5).")
+        ] = None,
+        heartbeat_interval: Annotated[
+            float | None, typer.Option(min=0.05, help="Seconds between lease renewals/heartbeats (default 1).")
+        ] = None,
+        max_events_per_s: Annotated[
+            float | None, typer.Option(min=1, help="Throttle: at most this many events/s (replays, tests).")
+        ] = None,
+        max_seconds: Annotated[float | None, typer.Option(min=0, help="Stop (drain) after this many seconds.")] = None,
+        until_caught_up: Annotated[
+            bool, typer.Option(help="Stop once every partition this worker owns is caught up.")
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the worker's summary as JSON.")] = False,
+    ) -> None:
+        """Run ONE scoring worker on this host: joins the group in PostgreSQL, takes its fair share of
+        the Kafka partitions, restores their state and scores with the registry's champion. SIGTERM
+        checkpoints, releases the leases and exits."""
+        from churn.cli.common import friendly
+
+        friendly(_run_worker)(ctx, as_json, kafka_bootstrap=kafka_bootstrap, store_url=store_url,
+                              tracking_uri=tracking_uri, group=group, lease_ttl_s=lease_ttl,
+                              champion_wait_s=champion_wait, cache_dir=cache_dir, member=member,
+                              max_seconds=max_seconds, until_caught_up=until_caught_up,
+                              stream={"batch_size": batch_size, "checkpoint_interval_s": checkpoint_interval,
+                                      "heartbeat_interval_s": heartbeat_interval,
+                                      "max_events_per_s": max_events_per_s})  # fmt: skip
+
+
+def _run_worker(ctx: typer.Context, as_json: bool, **o: Any) -> None:
+    import logging
+    import os
+    import signal
+    from pathlib import Path
+
+    from churn.cli.common import console
+    from churn.cli.common import settings_of as _settings
+    from pipeline.log.kafka_config import log_config
+    from pipeline.stream.config import StreamConfig
+    from pipeline.stream.host import HostSettings, run_host
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker: scale by processes
+    s = _settings(ctx)
+    log = {k: v for k, v in log_config(s).items() if k not in ("log_backend", "kafka_bootstrap")}
+    host = HostSettings(
+        topic=s.topic, kafka_bootstrap=o["kafka_bootstrap"] or s.kafka_bootstrap,
+        store_url=o["store_url"] or s.store_url, tracking_uri=o["tracking_uri"] or s.mlflow_tracking_uri,
+        stream=StreamConfig.from_settings(s, group=o["group"], **o["stream"]), log=log,
+        cache_dir=Path(o["cache_dir"]) if o["cache_dir"] else None, lease_ttl_s=o["lease_ttl_s"],
+        champion_wait_s=o["champion_wait_s"], member=o["member"],
+    )  # fmt: skip
+    host.check()  # one line before anything connects
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = {"now": False}
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    summary = run_host(host, lambda: stop["now"], until_caught_up=o["until_caught_up"], max_seconds=o["max_seconds"])
+    if as_json:
+        console.print_json(json.dumps(summary, default=str))
+    else:
+        console.print(f"worker {summary.get('member')}: {summary.get('events', 0)} events scored; "
+                      f"checkpoints {summary.get('checkpoints', 0)}; partitions lost to fencing "
+                      f"{summary.get('lost') or 'none'}", soft_wrap=True, highlight=False, markup=False)  # fmt: skip
 
 
 def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:

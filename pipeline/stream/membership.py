@@ -11,8 +11,7 @@ group converges in a few heartbeats: surplus is released, freed partitions are t
 A member that dies stops heartbeating: after ``member_ttl_s`` it no longer counts, and
 after the lease TTL its partitions are free for the survivors.
 
-This is the assignment half of issue 20's standalone worker; the worker loop that acts
-on the plan is not wired yet (it runs under the supervisor today).
+``churn stream-worker`` (:mod:`pipeline.stream.host`) acts on the plan every heartbeat.
 
 >>> fair_share(8, ["a", "b", "c"], "a"), fair_share(8, ["a", "b", "c"], "c")
 (3, 2)

@@ -88,7 +88,8 @@ def open_partition(
     ``admission`` gets the partition's dedup window from the checkpoint (a fresh one
     without). A checkpoint past the log end (the log lost records) is refused with the
     remedy (:class:`~pipeline.stream.offsets.OffsetsPastEndError`), never skipped."""
-    lease = PartitionLease(checkpoints.dir, partition)
+    # the backend's lease (PostgreSQL: epoch-fenced), else the file backend's flock
+    lease = checkpoints.lease(partition) if hasattr(checkpoints, "lease") else PartitionLease(checkpoints.dir, partition)
     if not lease.try_acquire():
         return None
     try:

@@ -16,8 +16,9 @@ Two implementations:
   carry an epoch and a checkpoint write by a stale owner is refused
   (:class:`~pipeline.errors.FencedError`).
 
-The worker still constructs the file classes directly (wiring the backend choice into
-the worker is the next step of issue 20); this module is the seam that makes it a swap.
+The worker takes a backend (``Worker(..., state=...)``; files under the data dir when
+none is given); ``churn stream-worker`` (:mod:`pipeline.stream.host`) passes the
+PostgreSQL one.
 """
 
 from __future__ import annotations

@@ -115,6 +115,20 @@ members = Table(
     Column("expires_at", Time, nullable=False),
 )
 
+# what a stand-alone worker host refused to do, where an operator looks (pipeline.stream.host):
+# e.g. "no champion in the registry: nothing scored"
+host_events = Table(
+    "stream_host_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("topic", String(200), nullable=False),
+    Column("group_id", String(200), nullable=False),
+    Column("member", String(300), nullable=False),
+    Column("at", Time, nullable=False),
+    Column("level", String(20), nullable=False),
+    Column("message", String(4000), nullable=False),
+)
+
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _CREATE_LOCK = 0x43485552_4E535431  # pg_advisory_xact_lock key: "CHURNST1"
 _META_FIELDS = {f.name for f in fields(CheckpointMeta)}
@@ -427,6 +441,51 @@ class PgStateBackend:
                     f"epoch {mine}. Release the lease and take it again (a new epoch above {newer})"
                 )
         return self.path(p)
+
+    def renew_all(self) -> list[int]:
+        """Extend every lease this process holds, in one statement; the partitions whose lease
+        was lost meanwhile (taken over, or expired and taken) are marked lost and returned."""
+        held = {p: lease.epoch for p, lease in self._leases.items() if lease.epoch is not None}
+        if not held:
+            return []
+        c = leases.c
+        with self.engine.begin() as conn:
+            now = self.now(conn)
+            expires = now + timedelta(seconds=self.lease_ttl_s)
+            rows = conn.execute(
+                update(leases)
+                .where(c.topic == self.topic, c.group_id == self.group, c.owner == self.owner)
+                .values(expires_at=expires)
+                .returning(c.partition, c.epoch)
+            ).all()
+        still = {int(r.partition): int(r.epoch) for r in rows}
+        lost = sorted(p for p, epoch in held.items() if still.get(p) != epoch)
+        for p in lost:
+            self._leases[p].lost()
+        for p in held.keys() - set(lost):
+            self._leases[p].expires_at = expires
+        return lost
+
+    def record_event(self, level: str, message: str) -> None:
+        """Record what this worker refused or could not do (``stream_host_events``)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                host_events.insert().values(
+                    topic=self.topic, group_id=self.group, member=self.owner, at=self.now(conn),
+                    level=level, message=message[:4000],
+                )  # fmt: skip
+            )
+
+    def events(self) -> list[tuple[str, str, str]]:
+        """``(member, level, message)`` of the group's recorded events, oldest first."""
+        e = host_events.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(e.member, e.level, e.message)
+                .where(e.topic == self.topic, e.group_id == self.group)
+                .order_by(e.id)
+            ).all()
+        return [(r.member, r.level, r.message) for r in rows]
 
     def delete(self, partition: int) -> None:
         """Drop the partition's checkpoint (an operator's reset; the lease keeps its

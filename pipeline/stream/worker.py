@@ -36,6 +36,7 @@ from pipeline.clock import Clock, SystemClock
 from pipeline.errors import (
     ChurnError,
     ConfigError,
+    FencedError,
     LogUnavailableError,
     ModelMismatchError,
     StoreError,
@@ -96,6 +97,9 @@ class Worker:
         dlq: PartitionLog | None = None,
         logger: logging.Logger | None = None,
         drift: Any = None,  # a DriftConfig (or its dict): the drift leader runs checks (drift_hook)
+        state: Any = None,  # a CheckpointBackend (pipeline.stream.state); None: files under paths
+        assignment: Callable[[], Any] | None = None,  # heartbeat -> owned partitions (host.py)
+        feature_spec: Any = None,  # the topic's FeatureSpec; None: from the data dir (spec_for)
     ) -> None:
         self.id = worker_id
         self.log = log
@@ -107,8 +111,9 @@ class Worker:
         self.fixed = None if partitions is None else tuple(sorted(partitions))
         self.dlq_log = dlq or dead_letter_log(log)
         self.dead_letters = DeadLetters(self.dlq_log, self.clock, log.name)
-        self.checkpoints = CheckpointStore(paths.checkpoints, log.name, self.cfg.group)
-        self.feature_spec = spec_for(paths.data_dir, log.name)  # the topic's features (import profile)
+        # files under the data dir (one host), or PgStateBackend (leases fenced by epoch)
+        self.checkpoints = state or CheckpointStore(paths.checkpoints, log.name, self.cfg.group)
+        self.feature_spec = feature_spec or spec_for(paths.data_dir, log.name)  # the topic's features
         self.admission = Admission(self.clock, self.cfg.max_future_skew, self.cfg.dedup_window)
         self.scorer = Scorer(
             self.cfg.high_risk_rule, self.cfg.reasons_top_k, self.cfg.reasons_method == "exact"
@@ -134,7 +139,7 @@ class Worker:
         self._next_metrics = now + self.cfg.metrics_interval_s
         self._dups_logged = 0
         self._next_model = now
-        heartbeat = None if self.fixed is not None else (lambda: store.heartbeat(worker_id))
+        heartbeat = None if self.fixed is not None else (assignment or (lambda: store.heartbeat(worker_id)))
         self.drift = _drift_hook(worker_id, drift, store, paths.data_dir, self.clock, self.logger)
         self.writer = Writer(store, flush_interval_s=self.cfg.flush_interval_s,
                              max_pending_rows=self.cfg.max_pending_rows, max_write_rows=self.cfg.max_write_rows,
@@ -276,7 +281,11 @@ class Worker:
         self.stage_s["snapshot"] += time.thread_time() - t
 
         def write() -> None:
-            self.checkpoints.write(meta, state, dedup)
+            try:
+                self.checkpoints.write(meta, state, dedup)
+            except FencedError as exc:  # the lease was lost: the new owner resumes from its checkpoint
+                self.logger.warning("worker %s: %s", self.id, exc)
+                return
             part.committed = meta.next_offset
             self.checkpoints_written += 1
             self._ckpt_done += 1  # written by this (writer) thread only
@@ -346,6 +355,11 @@ class Worker:
 
     def release(self, p: int) -> None:
         part = self.parts.pop(p)
+        if not part.lease.held:  # fenced (lease lost, PostgreSQL state): write nothing more
+            self.admission.drop(p)
+            self.logger.warning("worker %s: lost partition %d's lease; dropped it at offset %d without a "
+                                "checkpoint (its new owner resumes from the last one)", self.id, p, part.position)
+            return
         if part.dirty:
             self.checkpoint(part)
         self.writer.flush()

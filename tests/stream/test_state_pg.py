@@ -227,3 +227,23 @@ def test_two_processes_racing_for_a_partition_lose_no_update(pg, tmp_path) -> No
     assert w1["accepted"] > 0 and w2["accepted"] > 0
     assert w1["refused"] + w2["refused"] > 0
     assert w1["takeovers"] + w2["takeovers"] >= 3
+
+
+def test_renew_all_extends_held_leases_and_reports_the_lost_ones(backend, clock) -> None:
+    a, b = backend("a", ttl=5), backend("b", ttl=5)
+    assert a.lease(0).try_acquire() and a.lease(1).try_acquire()
+    clock.advance(6)  # a paused past its TTL; b takes partition 1 meanwhile
+    assert b.lease(1).try_acquire()
+    assert a.renew_all() == [1]
+    assert a.lease(0).held and not a.lease(1).held
+    clock.advance(4)  # partition 0 was renewed, so it is still a's
+    assert not b.lease(0).try_acquire()
+    with pytest.raises(FencedError):
+        a.write(meta(1, 10), b"stale")
+    assert a.renew_all() == []
+
+
+def test_host_events_are_recorded_per_group(backend) -> None:
+    a = backend("a")
+    a.record_event("error", "no champion model: nothing scored")
+    assert a.events() == [("a", "error", "no champion model: nothing scored")]

@@ -1,0 +1,175 @@
+"""Stand-alone worker hosts (`churn stream-worker`, pipeline.stream.host) on Kafka (the mock
+cluster) + PostgreSQL (a fresh database per test) + an MLflow registry, in this process:
+
+* two hosts share the group by membership and leases and end equal to one uninterrupted
+  single-host run, row for row, with no data directory shared;
+* a host whose lease was taken over is fenced: its checkpoint is refused, it drops the
+  partition, and the new owner's checkpoint stands;
+* no champion: fail closed, one line, recorded in ``stream_host_events``, nothing scored;
+* missing or wrong settings: one clear line each.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.clock import FakeClock
+from pipeline.errors import ConfigError, StreamError
+from pipeline.log.kafka import KafkaLog
+from pipeline.store import Store
+from pipeline.stream.config import StreamConfig, StreamPaths
+from pipeline.stream.host import HostSettings, RegistryFeed, run_host
+from pipeline.stream.state_pg import PgStateBackend
+from pipeline.stream.worker import Worker
+from tests.stream.helpers import scores
+
+from .conftest import PARTITIONS, kafka_topic
+
+FAST = {"group": "test", "batch_size": 100, "max_wait_s": 0.05, "flush_interval_s": 0.1,
+        "heartbeat_interval_s": 0.3, "metrics_interval_s": 1.0, "checkpoint_interval_s": 0.5}
+
+
+def host_settings(mock, topic: str, store_url: str, registry_uri: str, tmp_path, name: str, **kw) -> HostSettings:
+    return HostSettings(topic=topic, kafka_bootstrap=mock.bootstrap, store_url=store_url, tracking_uri=registry_uri,
+                        stream=StreamConfig(**FAST), log={"kafka_timeout_s": 10.0}, cache_dir=tmp_path / name,
+                        lease_ttl_s=kw.pop("lease_ttl_s", 3.0), member=name, **kw)  # fmt: skip
+
+
+def test_two_hosts_share_the_group_and_equal_one_uninterrupted_run(tmp_path, mock, pg_db, registry_uri, history):
+    values, want, offsets = history
+    topic = kafka_topic(mock, values)
+    out: dict[str, object] = {}
+    stop = threading.Event()
+
+    def run(name: str) -> None:
+        try:
+            s = host_settings(mock, topic, pg_db, registry_uri, tmp_path, name)
+            out[name] = run_host(s, stop.is_set, max_seconds=120)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            out[name] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("host-a", "host-b")]
+    for t in threads:
+        t.start()
+    state = PgStateBackend(pg_db, topic, "test", owner="observer")
+    try:
+        with KafkaLog(mock.bootstrap, topic, PARTITIONS, create=False) as log:
+            deadline = datetime.now(UTC) + timedelta(seconds=120)
+            while datetime.now(UTC) < deadline and log.committed("test") != offsets:
+                threading.Event().wait(0.3)
+            owners = {p: o for p, (o, _e, _x) in state.owners().items()}
+            committed = log.committed("test")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    for name in ("host-a", "host-b"):
+        assert not isinstance(out[name], BaseException), out[name]
+    assert committed == offsets
+    assert sorted(owners.values()) == ["host-a", "host-a", "host-b", "host-b"]  # fair shares
+    ck = {p: state.read(p).meta.next_offset for p in range(PARTITIONS)}
+    assert ck == offsets
+    assert all(o is None for o, _e, _x in state.owners().values())  # released on the way out
+    state.close()
+    with Store(pg_db) as store:
+        pd.testing.assert_frame_equal(scores(store), want)
+    assert not any((tmp_path / n / "stream" / "test" / "checkpoints").exists() for n in ("host-a", "host-b"))
+
+
+def test_a_fenced_worker_drops_the_partition_and_its_checkpoint_is_refused(tmp_path, mock, pg_db, registry_uri,
+                                                                          history, caplog):
+    values, _want, _offsets = history
+    topic = kafka_topic(mock, values)
+    clock = FakeClock(datetime(2026, 1, 2, tzinfo=UTC))
+    cfg = StreamConfig(group="test", batch_size=100, max_wait_s=0.0, checkpoint_interval_s=3600)
+    paths = StreamPaths(tmp_path / "a", "test")
+    RegistryFeed(registry_uri, paths, cfg, logging.getLogger("test")).fetch()
+    pb = StreamPaths(tmp_path / "b", "test")
+    RegistryFeed(registry_uri, pb, cfg, logging.getLogger("test")).fetch()
+    sa = PgStateBackend(pg_db, topic, "test", owner="a", lease_ttl_s=5, clock=clock)
+    sb = PgStateBackend(pg_db, topic, "test", owner="b", lease_ttl_s=5, clock=clock)
+    with KafkaLog(mock.bootstrap, topic, PARTITIONS, create=False) as log, Store(pg_db) as store:
+        a = Worker("a", log, store, paths, cfg, partitions=[0], state=sa)
+        a.run(max_seconds=0.0)  # takes partition 0 at epoch 1 ... and shuts down: released
+        a = Worker("a", log, store, paths, cfg, partitions=[0], state=sa)
+        a.check_model()
+        a.sync_assignment()
+        assert a.parts[0].lease.held
+        while a.step():
+            if a.parts[0].position > 500:
+                break
+        a.checkpoint(a.parts[0])
+        a.writer.flush()
+        first = sa.read(0).meta.next_offset
+        assert first > 0
+        epoch_a = a.parts[0].lease.epoch
+        clock.advance(6)  # a's lease expired (a paused: GC, network)
+        b = Worker("b", log, store, pb, cfg, partitions=[0], state=sb)
+        b.check_model()
+        b.sync_assignment()
+        assert b.parts[0].position == first  # restored from a's checkpoint, in PostgreSQL
+        a.step()  # a still believes it owns partition 0
+        with caplog.at_level(logging.WARNING, logger="pipeline.stream"):
+            a.checkpoint(a.parts[0])
+            a.writer.flush()
+        assert "refused" in caplog.text
+        assert sb.read(0).epoch == epoch_a and sb.read(0).meta.next_offset == first  # a's stale write did not land
+        assert not a.parts[0].lease.held
+        a.release(0)  # gives it up without a checkpoint
+        assert "lost partition 0's lease" in caplog.text
+        b.run(until_caught_up=True)
+        assert sb.read(0).epoch == epoch_a + 1 and sb.read(0).meta.next_offset == len(values[0])
+        a.shutdown()
+    sa.close()
+    sb.close()
+
+
+def test_no_champion_fails_closed_and_is_recorded(tmp_path, mock, pg_db, history):
+    values, _want, _offsets = history
+    topic = kafka_topic(mock, {p: v[:50] for p, v in values.items()})
+    empty = f"sqlite:///{tmp_path / 'empty' / 'mlflow.db'}"
+    from pipeline import registry
+
+    registry.configure(empty)
+    s = host_settings(mock, topic, pg_db, empty, tmp_path, "host-a")
+    with pytest.raises(StreamError, match="no champion model.*Nothing was scored"):
+        run_host(s)
+    state = PgStateBackend(pg_db, topic, "test", owner="observer")
+    events = state.events()
+    state.close()
+    assert len(events) == 1 and events[0][0] == "host-a" and "no champion model" in events[0][2]
+    with Store(pg_db) as store:
+        assert len(store.current_scores(top_k=None, active_only=False)) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        ([], {}, "needs the Kafka cluster: set CHURN_KAFKA_BOOTSTRAP"),
+        (["--kafka-bootstrap", "127.0.0.1:9"], {}, "needs the PostgreSQL store: set CHURN_STORE_URL"),
+        (["--kafka-bootstrap", "127.0.0.1:9", "--store-url", "sqlite:///x.db"], {}, "needs a PostgreSQL store URL"),
+        ([], {"CHURN_KAFKA_BOOTSTRAP": "127.0.0.1:9", "CHURN_STORE_URL": "postgresql+psycopg://u@127.0.0.1:9/x"},
+         "needs the MLflow tracking server"),
+        (["--kafka-bootstrap", "h:9", "--store-url", "postgresql://h/x", "--tracking-uri", "http://h",
+          "--lease-ttl", "0.5"], {}, "must exceed twice the heartbeat interval"),
+    ],
+)
+def test_stream_worker_says_which_setting_is_missing_or_wrong(tmp_path, args, env, says):
+    from churn.cli.app import app
+
+    base = {"CHURN_KAFKA_BOOTSTRAP": "", "CHURN_STORE_URL": "", "CHURN_MLFLOW_TRACKING_URI": ""}
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "stream-worker", *args], env=base | env)
+    assert result.exit_code == 1, result.output
+    assert says in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_host_settings_check_is_one_line_config_error():
+    with pytest.raises(ConfigError, match="lease-ttl"):
+        HostSettings("t", "h:9", "postgresql://h/x", "http://h", lease_ttl_s=0).check()
