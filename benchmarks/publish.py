@@ -30,7 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = ROOT / "benchmarks" / "published.json"
-DOCS = ("README.md", "docs/drift.md")
+DOCS = ("README.md", "docs/drift.md", "docs/scale-out.md")
 _BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.S)
 
 
@@ -131,7 +131,23 @@ def _drift(pub: Mapping[str, Any]) -> str:
     )
 
 
+def _multihost(pub: Mapping[str, Any]) -> str:
+    f = _Figures(pub["figures"])
+    return (
+        "| figure | value | definition |\n|---|---|---|\n"
+        f"| `multihost_failover_seconds` | {f.n('multihost_failover_seconds', 1, unit=' s')} (default lease TTL 15 s) "
+        "| SIGKILL -> the survivor owns the dead host's partitions **and** has committed progress on them; "
+        "bounded by the TTL + a heartbeat + a checkpoint |\n"
+        f"| `multihost_stream_eps` | {f.n('multihost_stream_eps', 0)} events/s | 2 hosts, one worker each, wall clock "
+        "from the first produce to every offset committed at its end |\n"
+        f"| `multihost_stream_eps_1_host` | {f.n('multihost_stream_eps_1_host', 0)} events/s | the same with one host, "
+        f"same forwarders, same run (ratio {f.ratio('multihost_stream_eps', 'multihost_stream_eps_1_host')}) |\n"
+        "\n" + _wrap(f"Source: `benchmarks/published.json` ({_source(pub, ('bench_multihost',))}).")
+    )
+
+
 TEMPLATES: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "multihost": _multihost,
     "stream": _stream,
     "import": _import,
     "drift": _drift,
