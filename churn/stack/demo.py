@@ -301,13 +301,15 @@ def train(demo: _Demo) -> None:
         serve_log = Path(state.service("serve").log)  # type: ignore[union-attr]
         raise StackError(f"training run {fr.get('name')} ended {prefect_api.state_of(fr)[1]}; last lines of "
                          f"{serve_log}:\n{procs.tail(serve_log, 25)}")  # fmt: skip
-    for line in prefect_api.log_lines(api, fr["id"]):
+    echoed = prefect_api.log_lines(api, fr["id"])
+    for line in echoed:
         demo.say(f"  | {line}")
     demo.say(f"trained and registered in {duration(demo.timings['train'])} (run {fr.get('name')})")
     demo.narrator = narrator(demo.settings, api)
     demo.narrator.mark_said([f"run:{fr['id']}"])  # this run was narrated above; drift-triggered ones will be
-    for line in demo.narrator.poll():  # the gate's decision, with both scores, from the registry
-        demo.say(line)
+    for line in demo.narrator.poll():  # the gate's decision, from the registry, unless the log just said it
+        if line not in echoed:
+            demo.say(line)
 
 
 def start_stream(demo: _Demo) -> None:
