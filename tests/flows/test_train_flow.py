@@ -73,6 +73,36 @@ def test_flow_logs_one_child_run_per_model_under_one_parent(first_run, tracking_
             "summary/cv_folds.csv", "summary/selection.txt"} <= summary
 
 
+def test_every_candidate_run_is_comparable_in_mlflow(first_run, tracking_uri) -> None:
+    """Issue 19: model training experiment; each candidate with a description, its datasets and
+    a model with signature and input example; the parent with its candidates table; the
+    registered version's description says what the gate decided, on which window."""
+    from pipeline import registry
+
+    mlflow.set_tracking_uri(tracking_uri)
+    exp = mlflow.get_experiment(first_run["experiment_id"])
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    client = mlflow.MlflowClient()
+    parent = first_run["parent_run_id"]
+    children = mlflow.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    window = "..".join(first_run["windows"]["test"])
+    for _, row in children[children["tags.role"] == "candidate"].iterrows():
+        run = client.get_run(row["run_id"])
+        assert window in run.data.tags["mlflow.note.content"]
+        contexts = {next(t.value for t in i.tags if t.key == "mlflow.data.context") for i in run.inputs.dataset_inputs}
+        assert contexts == {"training", "test"}
+        models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id],
+                                             filter_string=f"source_run_id = '{row['run_id']}'", output_format="list")
+        assert len(models) == 1
+        info = mlflow.models.get_model_info(models[0].model_uri)
+        assert info.signature is not None and info.saved_input_example_info is not None
+    assert "candidates.json" in {a.path for a in client.list_artifacts(parent)}
+    assert f"Registered as churn v{first_run['registered_version']}" in client.get_run(parent).data.tags[
+        "mlflow.note.content"]
+    mv = client.get_model_version(registry.MODEL_NAME, first_run["registered_version"])
+    assert mv.description.startswith("**PROMOTED**") and window in mv.description and mv.tags["gate.window"] == window
+
+
 def test_first_model_becomes_champion_with_its_feature_set(first_run, tracking_uri, small_history) -> None:
     from pipeline import registry
 
@@ -103,8 +133,12 @@ def test_a_worse_retrain_is_rejected_and_history_kept(first_run, prefect_harness
     assert str(registry.champion_version().version) == "1"
     hist = registry.alias_history()
     assert hist["version"].tolist() == ["1"]
-    tags = mlflow.MlflowClient().get_model_version("churn", "2").tags
+    mv = mlflow.MlflowClient().get_model_version("churn", "2")
+    tags = mv.tags
     assert tags["gate.decision"] == "rejected" and "gate.champion.roc_auc" in tags
+    window = "..".join(second["windows"]["test"])  # both scores on the challenger's test window, said so
+    assert mv.description.startswith("**REJECTED**") and f"the test window **{window}**" in mv.description
+    assert "| challenger v2 | champion v1 |" in mv.description
 
 
 def test_a_retrain_with_another_horizon_is_refused_unless_forced(first_run, prefect_harness, small_history,
