@@ -3,9 +3,12 @@ line is the gate's decision with both scores and the window they were measured o
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import io
 import re
 
+import pytest
 from rich.console import Console
 
 from churn.cli.train import print_summary
@@ -71,3 +74,9 @@ def test_without_registering_the_last_line_says_so() -> None:
     buf = io.StringIO()
     print_summary(RESULT | {"gate": None}, Console(file=buf, width=1_000, color_system=None))
     assert buf.getvalue().rstrip().splitlines()[-1] == "not registered (--no-register); best candidate xgboost"
+
+
+@pytest.mark.parametrize("name", ["pipeline.training.report", "churn.stack.narrate", "pipeline.humanize"])
+def test_docstring_examples_run(name) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
