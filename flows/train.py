@@ -140,12 +140,13 @@ def select(results, metric: str):
 
 @task(name="refit-calibrate", task_run_name="refit-{spec.name}", **TASK)
 def refit(spec, ds, cv, seed: int, directions: dict[str, int] | None):
+    from pipeline.humanize import duration
     from pipeline.training.compare import refit_and_calibrate
 
     ev = refit_and_calibrate(spec, ds, cv, seed, directions)
     t = ev.metrics["test"]
-    _logger().info("%s: refit in %.1f s on %s pretest rows; %s calibration (fold log loss %s); test ROC-AUC %.4f, "
-                   "lift@10%% %.2f, ECE %.4f (uncalibrated %.4f)", spec.name, ev.fit_seconds,
+    _logger().info("%s: refit in %s on %s pretest rows; %s calibration (fold log loss %s); test ROC-AUC %.4f, "
+                   "lift@10%% %.2f, ECE %.4f (uncalibrated %.4f)", spec.name, duration(ev.fit_seconds),
                    f"{len(ds.part('train')):,}", ev.calibration.calibrator.method,
                    ", ".join(f"{k} {v:.4f}" for k, v in ev.calibration.fold_log_loss.items()), t["roc_auc"],
                    t["lift_10"], t["ece"], t["ece_uncalibrated"])
@@ -193,8 +194,10 @@ def explain(ev, ds, out_dir: str, sample: int, seed: int):
     test = ds.part("test")
     rep = write_report(ev.model, test, ev.test_scores, Path(out_dir), ids=test[["user_id", "cutoff"]],
                        sample=sample, seed=seed)
-    _logger().info("SHAP for %s: %d rows in %.1f s (%.0f rows/s); top features %s", ev.name, rep.sample_rows,
-                   rep.seconds, rep.rows_per_second, ", ".join(rep.importance["feature"].head(3)))
+    from pipeline.humanize import duration
+
+    _logger().info("SHAP for %s: %d rows in %s (%.0f rows/s); top features %s", ev.name, rep.sample_rows,
+                   duration(rep.seconds), rep.rows_per_second, ", ".join(rep.importance["feature"].head(3)))
     return rep
 
 
@@ -208,11 +211,13 @@ def revenue(ev, ds, campaign, default_revenue: float):
     rev, how = monthly_revenue(test, default_revenue)
     summary = business_summary(ev.test_scores, test["label"], rev, campaign)
     table = sweep(ev.test_scores, test["label"], rev, campaign)
-    _logger().info("revenue (%s, test window): %d churners, %.0f lost over %.0f months; contacting top %.0f%% at "
-                   "%.0f%% effectiveness prevents %.1f, saves %.0f, net %.0f; best K %.0f%%", ev.name,
-                   summary["baseline_churners"], summary["revenue_lost"], campaign.months, campaign.top_share * 100,
-                   campaign.effectiveness * 100, summary["churners_prevented"], summary["revenue_saved"],
-                   summary["net_value"], summary["best_top_share"] * 100)
+    from pipeline.humanize import count, money
+
+    _logger().info("revenue (%s, test window): %s churners, %s lost over %g months; contacting the top %.0f%% at "
+                   "%.0f%% effectiveness prevents %s churners, saves %s, net %s; best K %.0f%%", ev.name,
+                   count(summary["baseline_churners"]), money(summary["revenue_lost"]), campaign.months,
+                   campaign.top_share * 100, campaign.effectiveness * 100, count(summary["churners_prevented"]),
+                   money(summary["revenue_saved"]), money(summary["net_value"]), summary["best_top_share"] * 100)
     return summary, table, how
 
 
@@ -228,25 +233,42 @@ def start_tracking(tracking_uri: str, params: dict[str, Any], tags: dict[str, st
 
 
 @task(name="log-run", task_run_name="log-{ev.name}", **MLFLOW_RETRIES, **TASK)
-def log_run(exp: str, parent: str, ev, params: dict[str, Any], shap_dir: str | None = None):
+def log_run(exp: str, parent: str, ev, params: dict[str, Any], ds, seed: int, description: str,
+            shap_dir: str | None = None) -> dict[str, str | None]:
+    """One child run; a candidate's calibrated model is logged into it (signature, input
+    example), so every candidate can be compared and the chosen one registered from its run."""
+    import mlflow
+
+    from pipeline import registry
     from pipeline.training.report import candidate_curves
-    from pipeline.training.tracking import log_artifacts, log_candidate
+    from pipeline.training.tracking import DatasetInput, log_artifacts, log_candidate
 
     imp = ev.model.importance() if ev.model is not None else None
     extra = {k: float(v) for k, v in ev.info.items() if k in ("predict_seconds", "best_iteration", "shap_seconds",
                                                                 "shap_rows_per_second")}
+    cols = [*ds.features, "label"]
+    inputs = [DatasetInput(ds.part("train")[cols], "training", ds.window("train")),
+              DatasetInput(ds.part("test")[cols], "test", ds.window("test"))]
     run_id = log_candidate(exp, parent, ev.name, params, ev.metrics, candidate_curves(ev), imp,
                            tags={"role": ev.role, "kind": ev.kind, "calibration": str(ev.info.get("calibration", "-"))},
                            extra_metrics=extra | {"fit_seconds": ev.fit_seconds},
-                           folds=ev.cv.table() if ev.cv is not None else None)
+                           folds=ev.cv.table() if ev.cv is not None else None, description=description,
+                           datasets=inputs)
     if shap_dir:
         log_artifacts(run_id, Path(shap_dir), "shap")
-    return run_id
+    model_uri = None
+    if ev.role == "candidate" and ev.model is not None:
+        train = ds.part("train")
+        reference = train.sample(min(5_000, len(train)), random_state=seed)
+        with mlflow.start_run(run_id=run_id):
+            model_uri = registry.log_model(ev.model, train.head(5), reference, ds.registry_doc,
+                                           ds.feature_set_version).model_uri
+    return {"run_id": run_id, "model_uri": model_uri}
 
 
 @task(name="register", **MLFLOW_RETRIES, **TASK)
-def register(ev, ds, run_id: str, parent: str, seed: int, topic: str, selection):
-    """Log the chosen candidate's calibrated model into its run and register it (once per training run)."""
+def register(ev, ds, logged: dict[str, str | None], parent: str, topic: str, selection):
+    """Register the chosen candidate's model, logged in its run (once per training run)."""
     import mlflow
 
     from pipeline import registry
@@ -256,11 +278,7 @@ def register(ev, ds, run_id: str, parent: str, seed: int, topic: str, selection)
         f"name='{registry.MODEL_NAME}' and tags.train_run_id='{parent}'")
     if existing:  # a retry after a registered version: do not add another
         return str(existing[0].version)
-    train = ds.part("train")
-    reference = train.sample(min(5_000, len(train)), random_state=seed)
-    with mlflow.start_run(run_id=run_id):
-        info = registry.log_model(ev.model, train.head(5), reference, ds.registry_doc, ds.feature_set_version)
-    version = registry.register(info.model_uri, version_tags(ev, ds, parent, run_id, topic, selection))
+    version = registry.register(logged["model_uri"], version_tags(ev, ds, parent, logged["run_id"], topic, selection))
     _logger().info("registered %s as %s version %s (alias %s)", ev.name, registry.MODEL_NAME, version,
                    registry.CHALLENGER)
     return version
@@ -272,14 +290,23 @@ def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int):
 
     from pipeline import registry
     from pipeline.training.gate import GateDecision
+    from pipeline.training.report import version_description
 
-    mv = mlflow.MlflowClient().get_model_version(registry.MODEL_NAME, version)
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(registry.MODEL_NAME, version)
     if "gate.decision" in mv.tags:  # a retry after the decision was recorded
         return GateDecision(mv.tags["gate.decision"] == "promoted", mv.tags.get("gate.reason", ""),
                             {m: float(mv.tags.get(f"gate.challenger.{m}", "nan")) for m in policy.metrics})
     test = ds.part("test")
+    window = "..".join(ds.window("test"))
+    now = datetime.now(UTC)
     d = registry.run_gate(version, ev.metrics["test"], test, test["label"].to_numpy(), ds.feature_set_version,
-                          datetime.now(UTC), by, policy, challenger_scores=ev.test_scores, force=force, seed=seed)
+                          now, by, policy, challenger_scores=ev.test_scores, force=force, seed=seed, window=window)
+    champ_tags = (client.get_model_version(registry.MODEL_NAME, d.champion_version).tags
+                  if d.champion_version else None)
+    registry.describe_version(version, version_description(
+        d, version, ev.name, window, len(test), int(test["label"].sum()), f"{now:%Y-%m-%d %H:%M} UTC", policy,
+        champ_tags))
     (_logger().info if d.promoted else _logger().warning)("gate: version %s %s (%s)", version, d.decision.upper(),
                                                           d.reason)
     return d
@@ -287,7 +314,7 @@ def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int):
 
 @task(name="log-summary", **MLFLOW_RETRIES, **TASK)
 def log_summary(parent: str, evals, selection, rev, versus, decision, version, seconds: dict[str, float],
-                register_model: bool) -> None:
+                register_model: bool, window: str | None = None) -> None:
     from pipeline import registry
     from pipeline.training.compare import comparison_table, cv_table
     from pipeline.training.plots import revenue_sweep
@@ -300,7 +327,7 @@ def log_summary(parent: str, evals, selection, rev, versus, decision, version, s
         tables["alias_history"] = registry.alias_history()
     write(parent, comparison_table(evals), {e.name: (e.info["y_test"], e.test_scores) for e in evals},
           summary_metrics(rev_summary, versus, selection, seconds, evals), tables=tables,
-          figures={"revenue_sweep": revenue_sweep(rev_table)}, tags=summary_tags(selection, version, decision),
+          figures={"revenue_sweep": revenue_sweep(rev_table)}, tags=summary_tags(selection, version, decision, window),
           text={"summary/revenue_note.txt": f"monthly revenue per user: {rev_how}\n",
                 "summary/selection.txt": selection.message + "\n"})
 
@@ -349,7 +376,13 @@ def train(
     quiet_environment()
     from pipeline.revenue import Campaign
     from pipeline.training.gate import GatePolicy
-    from pipeline.training.report import feature_directions, run_params, run_tags, summarize
+    from pipeline.training.report import (
+        candidate_description,
+        feature_directions,
+        run_params,
+        run_tags,
+        summarize,
+    )
     from pipeline.training.specs import load_specs
 
     s = load_settings(data_dir=data_dir, topic=topic)
@@ -392,13 +425,16 @@ def train(
         if shap is not None:
             main_xgb.info |= {"shap_seconds": shap.seconds, "shap_rows_per_second": shap.rows_per_second}
         with timer.stage("logging"):
-            run_ids = {e.name: log_run(exp, parent, e, candidate_params(e, specs),
-                                       str(shap.directory) if shap and e is main_xgb else None) for e in evals}
+            logged = {e.name: log_run(exp, parent, e, candidate_params(e, specs), ds, seed,
+                                      candidate_description(e, ds, _about(e, specs), e.name == selection.chosen,
+                                                            selection.message),
+                                      str(shap.directory) if shap and e is main_xgb else None) for e in evals}
             version, decision = None, None
             if register_model:
-                version = register(best, ds, run_ids[best.name], parent, seed, s.topic, selection)
+                version = register(best, ds, logged[best.name], parent, s.topic, selection)
                 decision = gate(version, best, ds, policy, _who(), force, seed)
-            log_summary(parent, evals, selection, rev, versus, decision, version, timer.seconds, register_model)
+            log_summary(parent, evals, selection, rev, versus, decision, version, timer.seconds, register_model,
+                        "..".join(ds.window("test")))
     except BaseException:
         from pipeline.training.tracking import end_run
 
@@ -406,15 +442,31 @@ def train(
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return summarize(ds, evals, selection, rev, campaign, versus, main_xgb, shap, version, decision, timer.seconds,
-                     parent_run_id=parent, experiment_id=exp, tracking_uri=uri)
+    result = summarize(ds, evals, selection, rev, campaign, versus, main_xgb, shap, version, decision, timer.seconds,
+                       parent_run_id=parent, experiment_id=exp, tracking_uri=uri)
+    from pipeline.training.report import final_line
+
+    _logger().info("%s", final_line(result))  # the run log ends with what the gate decided
+    return result
 
 
 def candidate_params(ev, specs) -> dict[str, Any]:
+    """The run's parameters: model kind, feature count, the spec's hyperparameters (the
+    description is the run's note, the feature list is in the logged model's signature)."""
     sp = next((x for x in specs if x.name == ev.name), None)
-    return {"kind": ev.kind, "role": ev.role, "description": sp.description if sp else "",
-            "features": list(ev.model.features) if ev.model is not None else "-",
-            **(dict(sp.params) if sp else {}), **{f"adapted.{k}": v for k, v in ev.info.get("adapted", {}).items()}}
+    # hyperparameters under spec.: MLflow's compare view plots the first three differing
+    # parameters by name, which are then calibration, candidate and kind
+    return {"candidate": ev.name, "kind": ev.kind, "role": ev.role, "calibration": ev.info.get("calibration", "-"),
+            "n_features": len(ev.model.features) if ev.model is not None else "-",
+            **{f"spec.{k}": v for k, v in (sp.params if sp else {}).items()},
+            **{f"spec.adapted.{k}": v for k, v in ev.info.get("adapted", {}).items()}}
+
+
+def _about(ev, specs) -> str:
+    sp = next((x for x in specs if x.name == ev.name), None)
+    return sp.description if sp else {"oracle": "the simulator's true hazard: the best any model could do",
+                                      "leaky": "control fitted on features after the label window: must look "
+                                               "too good"}.get(ev.name, "")
 
 
 def _who() -> str:

@@ -57,6 +57,18 @@ HORIZON_TAG: Final = "horizon_days"
 TOPIC_TAG: Final = "topic"
 BASE_RATE_TAG: Final = "train.base_rate"  # churn rate of the training rows: "high risk" is relative to it
 CALIBRATION_KEY: Final = "calibration"  # model metadata: the calibration map (pipeline.training.calibrate)
+# MLflow 3's UI opens an experiment on the GenAI overview (traces) unless it is marked as model
+# training (the UI's enum: custom_model_development / genai_development); the primary metric
+# is what its run list and charts lead with.
+EXPERIMENT_TAGS: Final = {
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.experiment.primaryMetric.name": "test_roc_auc",
+    "mlflow.experiment.primaryMetric.greaterIsBetter": "true",
+    "mlflow.note.content": "Churn model training: one parent run per `churn train` / train deployment run, one "
+                           "child run per candidate (and the oracle / leaky references). Compare the child runs: "
+                           "test_roc_auc, test_pr_auc and test_lift_at_10pct are measured on the same held-out test "
+                           "window. The registered version's description says what the champion gate decided.",
+}
 
 
 def configure(tracking_uri: str, experiment: str = EXPERIMENT) -> str:
@@ -81,9 +93,13 @@ def configure(tracking_uri: str, experiment: str = EXPERIMENT) -> str:
         exp = mlflow.get_experiment_by_name(experiment)
         if exp is None:
             try:
-                return mlflow.create_experiment(experiment, artifact_location=artifact_location)
+                return mlflow.create_experiment(experiment, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
             except mlflow.exceptions.MlflowException:  # created concurrently
                 exp = mlflow.get_experiment_by_name(experiment)
+        client = mlflow.MlflowClient()
+        for k, v in EXPERIMENT_TAGS.items():  # an experiment made before these tags existed gets them too
+            if exp.tags.get(k) != v:
+                client.set_experiment_tag(exp.experiment_id, k, v)
         return exp.experiment_id
     except (mlflow.exceptions.MlflowException, SQLAlchemyError) as exc:
         raise RegistryError(f"MLflow tracking store {tracking_uri} is unusable: {str(exc).splitlines()[0]}; "
@@ -224,6 +240,13 @@ def register(model_uri: str, tags: Mapping[str, Any], name: str = MODEL_NAME) ->
     return str(mv.version)
 
 
+def describe_version(version: str, description: str, name: str = MODEL_NAME) -> None:
+    """Set a version's description (Markdown in the MLflow UI): what the gate decided and why."""
+    from mlflow import MlflowClient
+
+    MlflowClient().update_model_version(name, str(version), description=description[:60_000])
+
+
 def champion_version(name: str = MODEL_NAME) -> Any | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -249,6 +272,7 @@ def run_gate(
     force: bool = False,
     seed: int = 0,
     n_boot: int = 200,
+    window: str | None = None,
 ) -> GateDecision:
     """Compare the challenger with the champion like with like, decide, record, move the alias.
 
@@ -258,6 +282,8 @@ def run_gate(
     (``X_test``: the most recent labelled window); with ``challenger_scores`` the paired
     bootstrap difference of every gate metric is recorded (``gate.diff.<metric>`` tags).
     Any error loading or scoring the champion rejects the challenger (fails closed).
+    ``window`` (e.g. ``2026-04-20..2026-05-18``) names the rows both were scored on
+    (``gate.window``), so every champion number beside the decision says where it came from.
     """
     from mlflow import MlflowClient
 
@@ -285,7 +311,8 @@ def run_gate(
 
     tags = {"gate.decision": result.decision, "gate.reason": result.reason, "gate.at": now.isoformat(),
             "gate.by": by, "gate.policy": json.dumps({"metrics": list(policy.metrics), "tolerance": policy.tolerance}),
-            "gate.champion_version": champ_v or "", "gate.forced": str(result.forced).lower()}
+            "gate.champion_version": champ_v or "", "gate.forced": str(result.forced).lower(),
+            "gate.window": window or ""}
     for m, v in result.challenger.items():
         tags[f"gate.challenger.{m}"] = f"{v:.6f}"
     for m, v in (result.champion or {}).items():
@@ -341,3 +368,16 @@ def alias_history(name: str = MODEL_NAME) -> pd.DataFrame:
         df.loc[len(df)] = {"version": str(champ.version), "since": None, "until": None, "by": None,
                            "reason": "alias set outside the gate", "previous": None, "scores": "{}"}
     return df[cols]
+
+
+def gated_versions(tracking_uri: str, name: str = MODEL_NAME) -> list[tuple[str, dict[str, str]]]:
+    """``(version, tags)`` of every version the gate decided on, oldest first (read-only)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = MlflowClient(tracking_uri=tracking_uri).search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return []  # no registered model yet
+    out = [(str(v.version), dict(v.tags)) for v in found if "gate.decision" in (v.tags or {})]
+    return sorted(out, key=lambda x: int(x[0]))

@@ -10,6 +10,7 @@ import typer
 from churn.stack.demo import live_status, run
 from churn.stack.state import StackError
 from pipeline.config import Settings
+from pipeline.humanize import duration
 
 
 def register(app: typer.Typer) -> None:
@@ -38,7 +39,8 @@ def register(app: typer.Typer) -> None:
             try:
                 res = run(s, ports_of(s, prefect=prefect_port, mlflow=mlflow_port, dashboard=dashboard_port), quick,
                           overwrite, _say(console),
-                          lambda st, ch: foreground(s, st, ch, console, err, status=lambda: live_status(s)),
+                          lambda st, ch, narrate: foreground(s, st, ch, console, err, status=lambda: live_status(s),
+                                                             narrate=narrate),
                           lambda st: print_ready(st, _Console(_say(console)), s))  # fmt: skip
             except subprocess.CalledProcessError as exc:
                 raise StackError(f"step failed: {' '.join(map(str, exc.cmd[2:]))} exited {exc.returncode}") from None
@@ -49,6 +51,6 @@ def register(app: typer.Typer) -> None:
                 down(s, out=_say(console))
                 raise typer.Exit(130) from None
             t = res["timings"]
-            console.print("demo timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()))
+            console.print("demo timings: " + ", ".join(f"{k} {duration(v)}" for k, v in t.items()))
 
         friendly(go)()

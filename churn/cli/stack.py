@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,24 @@ from typing import Annotated
 import typer
 
 from pipeline.config import Settings
+from pipeline.humanize import duration
 
 
 def _export_lines(env: dict[str, str]) -> list[str]:
     # quoted: a value with spaces, quotes or `$` must arrive intact and never run when sourced
     return [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+
+
+def path_line(prefix: str | None = None) -> str:
+    """``export PATH=<venv>/bin:"$PATH"``: the venv of the running python first on PATH, so
+    `prefect` and `churn` work in a shell that sourced env.sh without activating the venv."""
+    venv_bin = Path(prefix or sys.prefix) / "bin"
+    return f'export PATH={shlex.quote(str(venv_bin))}:"$PATH"'
+
+
+def env_file_lines(env: dict[str, str], prefix: str | None = None) -> list[str]:
+    """The lines of env.sh: every value quoted, then the venv's bin on PATH."""
+    return [*_export_lines(env), path_line(prefix)]
 
 
 def _say(console):  # noqa: ANN001, ANN202 - rich Console -> print function that never wraps lines
@@ -49,10 +63,10 @@ def print_ready(state, console, settings: Settings) -> None:  # noqa: ANN001
 
     print_table(state, console)
     env_file = state_path(settings.data_dir).parent / "env.sh"
-    env_file.write_text("\n".join(_export_lines(state.env)) + "\n")
+    env_file.write_text("\n".join(env_file_lines(state.env)) + "\n")
     console.print(f"state: {state_path(settings.data_dir)}")
-    console.print(f"in another terminal (or `source {env_file}`):", soft_wrap=True)
-    for line in _export_lines(state.env):
+    console.print(f"in another terminal (or `source {shlex.quote(str(env_file))}`):", soft_wrap=True)
+    for line in env_file_lines(state.env):
         console.print(f"  {line}", soft_wrap=True, markup=False)
     say = _say(console)
     say("  prefect deployment run 'train/weekly' --watch     # train, compare, register, gate")
@@ -73,9 +87,11 @@ def interruptible() -> None:
 
 
 def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]], console, err,  # noqa: ANN001
-               status: Callable[[], str | None] | None = None, status_every_s: float = 30.0) -> None:
+               status: Callable[[], str | None] | None = None, status_every_s: float = 30.0,
+               narrate: Callable[[], None] | None = None, narrate_every_s: float = 5.0) -> None:
     """Stay until Ctrl-C / SIGTERM; report a service that dies; print ``status()`` every
-    ``status_every_s`` (when it has something to say); then stop everything."""
+    ``status_every_s`` (when it has something to say) and call ``narrate()`` (it prints what
+    the loop did: drift -> retrain -> gate) every ``narrate_every_s``; then stop everything."""
     from churn.stack import procs
     from churn.stack.stack import down
 
@@ -89,7 +105,15 @@ def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]
     try:
         console.print("running; Ctrl-C stops everything")
         next_status = time.monotonic() + 10.0
+        next_narrate = time.monotonic()
         while True:
+            if narrate is not None and time.monotonic() >= next_narrate:
+                next_narrate = time.monotonic() + narrate_every_s
+                try:
+                    narrate()
+                except Exception as exc:  # noqa: BLE001 - narration must never stop the stack
+                    console.print(f"(loop narration unavailable: {type(exc).__name__}: {exc})", soft_wrap=True,
+                                  markup=False)
             if status is not None and time.monotonic() >= next_status:
                 next_status = time.monotonic() + status_every_s
                 try:
@@ -157,7 +181,7 @@ def register(app: typer.Typer) -> None:
             except KeyboardInterrupt:
                 err.print("aborted; everything started was stopped")
                 raise typer.Exit(130) from None
-            console.print(f"stack up in {time.monotonic() - t0:.1f} s")
+            console.print(f"stack up in {duration(time.monotonic() - t0)}")
             print_ready(state, console, s)
             if detach:
                 console.print("detached; `churn status` checks it, `churn down` stops it")

@@ -85,14 +85,18 @@ def _run(ctx: typer.Context, start: date | None, end: date | None, horizon: int,
 
 
 def print_summary(result: dict[str, Any], console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from pipeline.training.report import summary_table_rows
+    from pipeline.humanize import count, money
+    from pipeline.training.report import final_line, summary_table_rows
 
     w = result["windows"]
-    t = Table(title=f"candidates on the test window {w['test'][0]}..{w['test'][1]} "
-                    f"(cross-validated and refitted on {w['pretest'][0]}..{w['pretest'][1]})", title_justify="left")
-    for col in ("model", "role", "CV AUC", "test AUC", "PR-AUC", "lift@10%", "ECE", "calib.", "fit s"):
+    # the title on its own line: a table title wraps at the table's width
+    console.print(f"candidates on the test window {w['test'][0]}..{w['test'][1]} "
+                  f"(cross-validated and refitted on {w['pretest'][0]}..{w['pretest'][1]})", soft_wrap=True)
+    t = Table()
+    for col in ("model", "role", "CV AUC", "test AUC", "PR-AUC", "lift@10%", "ECE", "calib.", "fit"):
         t.add_column(col, justify="left" if col in ("model", "role", "calib.") else "right")
     for row in summary_table_rows(result):
         t.add_row(*row)
@@ -102,19 +106,19 @@ def print_summary(result: dict[str, Any], console: Any) -> None:
                   "ECE on calibrated test probabilities")
     rv, c = result["revenue"], result["campaign"]
     console.print(
-        f"revenue ({result['best']}, test window, {c['months']:g} months): {rv['baseline_churners']:,.0f} "
-        f"churners, {rv['revenue_lost']:,.0f} revenue lost; contacting the top {c['top_share']:.0%} "
-        f"({rv['contacted']:,.0f} users) at {c['effectiveness']:.0%} effectiveness prevents "
-        f"{rv['churners_prevented']:,.0f} and saves {rv['revenue_saved']:,.0f} (net {rv['net_value']:,.0f} "
-        f"after {rv['campaign_cost']:,.0f} cost); best K {rv['best_top_share']:.0%}", soft_wrap=True,
+        f"revenue ({result['best']}, test window, {c['months']:g} months): {count(rv['baseline_churners'])} "
+        f"churners, {money(rv['revenue_lost'])} revenue lost; contacting the top {c['top_share']:.0%} "
+        f"({count(rv['contacted'])} users) at {c['effectiveness']:.0%} effectiveness prevents "
+        f"{count(rv['churners_prevented'])} and saves {money(rv['revenue_saved'])} (net {money(rv['net_value'])} "
+        f"after {money(rv['campaign_cost'])} cost); best K {rv['best_top_share']:.0%}", soft_wrap=True,
     )
     for pair, d in result.get("auc_differences", {}).items():
         console.print(f"test ROC-AUC {pair}: {d['diff']:+.4f} (95% bootstrap CI {d['ci_low']:+.4f} .. {d['ci_high']:+.4f})")
-    g = result["gate"]
-    if g is None:
-        console.print("not registered (--no-register)")
-    else:
-        colour = "green" if g["decision"] == "promoted" else "yellow"
-        console.print(f"registered churn v{result['registered_version']} (alias challenger): "
-                      f"[bold {colour}]{g['decision']}[/] - {g['reason']}", soft_wrap=True)
     console.print(f"MLflow parent run {result['parent_run_id']} in {result['tracking_uri']}", soft_wrap=True)
+    g = result["gate"]
+    if g is not None:
+        console.print(f"registered churn v{result['registered_version']} (alias challenger); gate reason: {g['reason']}",
+                      soft_wrap=True, markup=False)
+    # the last line: what the gate decided, both scores and the window they were measured on
+    colour = "yellow" if g is None or g["decision"] != "promoted" else "green"
+    console.print(f"[bold {colour}]{escape(final_line(result))}[/]", soft_wrap=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from churn.stack import prefect_api, procs
+from churn.stack.narrate import Narrator
 from churn.stack.state import StackError, StackState, state_dir
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.humanize import count, duration, money
@@ -126,6 +127,32 @@ def live_status(settings: Settings) -> str | None:
             f"{money(s.expected_monthly_loss)}/month at risk; drift: {level}")  # fmt: skip
 
 
+def narrator(settings: Settings, api: str) -> Narrator:
+    """The loop's narrator on this stack: the store's drift runs, Prefect's train runs, the registry."""
+
+    def drift() -> list[dict[str, Any]]:
+        from pipeline.errors import ChurnError
+        from pipeline.store import Store
+
+        try:
+            store = Store(settings.resolved_store_url, read_only=True)
+        except ChurnError:
+            return []  # no store yet (the stream creates it)
+        try:
+            return store.drift_runs().to_dict(orient="records")
+        except ChurnError:
+            return []
+        finally:
+            store.close()
+
+    def gated() -> list[tuple[str, dict[str, str]]]:
+        from pipeline.registry import gated_versions
+
+        return gated_versions(settings.resolved_mlflow_uri)
+
+    return Narrator(drift, lambda: prefect_api.flow_runs(api, "train"), gated)
+
+
 def final_report(settings: Settings, seconds: float) -> list[str]:
     """The quick demo's closing lines: events, lag, the top at-risk active users."""
     from pipeline.log import open_configured_log
@@ -144,7 +171,24 @@ def final_report(settings: Settings, seconds: float) -> list[str]:
         log.close()
 
 
-def what_to_look_at(state: StackState, plan: DemoPlan) -> list[str]:
+def mlflow_runs_url(base: str | None, experiment_id: str | None) -> str | None:
+    """The experiment's run list in MLflow's "Model training" view (its UI otherwise opens on
+    the GenAI overview, whatever the experiment's kind)."""
+    if not base or not experiment_id:
+        return base
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def experiment_id(settings: Settings) -> str | None:
+    from mlflow import MlflowClient
+
+    from pipeline.registry import EXPERIMENT
+
+    exp = MlflowClient(tracking_uri=settings.resolved_mlflow_uri).get_experiment_by_name(EXPERIMENT)
+    return None if exp is None else exp.experiment_id
+
+
+def what_to_look_at(state: StackState, plan: DemoPlan, experiment: str | None = None) -> list[str]:
     url = {s.name: s.url for s in state.services}
     drift_s = plan.drift_after_days * 18.5 * plan.users / 20_000 * 1_000 / plan.rate
     return [
@@ -153,12 +197,14 @@ def what_to_look_at(state: StackState, plan: DemoPlan) -> list[str]:
         f"  dashboard  {url.get('dashboard')}  Overview: events/s, lag, users scored, high risk, revenue at risk;",
         "             Stream: throughput and per-partition lag; Risk: top users with their reasons;",
         f"             Drift: the catalogue loses titles {plan.drift_after_days} simulated days into the live stream "
-        f"(~{f'{drift_s / 60:.0f} min' if drift_s >= 120 else f'{drift_s:.0f} s'} at {plan.rate:,.0f} events/s) - "
+        f"(~{duration(drift_s)} at {count(plan.rate)} events/s) - "
         "watch the drifted share climb to Critical;",
         "             a Critical check emits churn.drift.detected and the train deployment retrains (Prefect: a "
         "second train/weekly run; Model page: the gate's decision)",
-        f"  MLflow     {url.get('mlflow', state.env.get('CHURN_MLFLOW_TRACKING_URI'))}  experiment 'churn-train': "
-        "the candidates run by run; Models: churn@champion",
+        f"  MLflow     {mlflow_runs_url(url.get('mlflow'), experiment) or state.env.get('CHURN_MLFLOW_TRACKING_URI')}",
+        "             experiment 'churn-train': expand the newest train-... run, tick its candidates, Compare "
+        "(test_roc_auc, test_lift_at_10pct on one test window); Models: churn, each version's description says what "
+        "the gate decided and why",
         f"  Prefect    {url.get('prefect')}  the train run and the running stream/live run with their logs",
         "",
     ]
@@ -174,6 +220,13 @@ class _Demo:
     timings: dict[str, float]
     children: list[subprocess.Popen[bytes]]
     state: StackState | None = None
+    narrator: Narrator | None = None
+
+    def narrate(self) -> None:
+        """Say what the loop did since the last call (drift -> retrain -> gate)."""
+        if self.narrator is not None:
+            for line in self.narrator.poll():
+                self.say(f"{time.strftime('%H:%M:%S')} {line}")
 
     def timed(self, name: str, t0: float) -> float:
         self.timings[name] = time.monotonic() - t0
@@ -181,7 +234,7 @@ class _Demo:
 
 
 def run(settings: Settings, ports: dict[str, int], quick: bool, overwrite: bool, say: Callable[[str], None],
-        foreground: Callable[[StackState, list[subprocess.Popen[bytes]]], None],
+        foreground: Callable[[StackState, list[subprocess.Popen[bytes]], Callable[[], None]], None],
         ready: Callable[[StackState], None] = lambda _state: None) -> dict[str, Any]:  # fmt: skip
     """The demo as its steps; ``ready`` prints the stack's addresses once everything runs."""
     from churn.stack.stack import down
@@ -200,10 +253,10 @@ def run(settings: Settings, ports: dict[str, int], quick: bool, overwrite: bool,
         start_stream(demo)
         producer = start_producer(demo)
         ready(demo.state)  # type: ignore[arg-type]
-        for line in what_to_look_at(demo.state, plan):  # type: ignore[arg-type]
+        for line in what_to_look_at(demo.state, plan, experiment_id(demo.settings)):  # type: ignore[arg-type]
             say(line)
         if not quick:
-            foreground(demo.state, demo.children)  # type: ignore[arg-type]
+            foreground(demo.state, demo.children, demo.narrate)  # type: ignore[arg-type]
             return {"timings": demo.timings}
         summary = finish_quick(demo, producer, t_stream)
         demo.timed("total", t_all)
@@ -248,9 +301,15 @@ def train(demo: _Demo) -> None:
         serve_log = Path(state.service("serve").log)  # type: ignore[union-attr]
         raise StackError(f"training run {fr.get('name')} ended {prefect_api.state_of(fr)[1]}; last lines of "
                          f"{serve_log}:\n{procs.tail(serve_log, 25)}")  # fmt: skip
-    for line in prefect_api.log_lines(api, fr["id"]):
+    echoed = prefect_api.log_lines(api, fr["id"])
+    for line in echoed:
         demo.say(f"  | {line}")
-    demo.say(f"trained and registered in {demo.timings['train']:.0f} s (run {fr.get('name')})")
+    demo.say(f"trained and registered in {duration(demo.timings['train'])} (run {fr.get('name')})")
+    demo.narrator = narrator(demo.settings, api)
+    demo.narrator.mark_said([f"run:{fr['id']}"])  # this run was narrated above; drift-triggered ones will be
+    for line in demo.narrator.poll():  # the gate's decision, from the registry, unless the log just said it
+        if line not in echoed:
+            demo.say(line)
 
 
 def start_stream(demo: _Demo) -> None:
@@ -288,6 +347,7 @@ def finish_quick(demo: _Demo, producer: subprocess.Popen[bytes], t_stream: float
     demo.say("producer done; waiting for the stream to catch up ...")
     end = time.monotonic() + 300
     while (lag := group_lag(settings)) > 0:
+        demo.narrate()
         if time.monotonic() > end:
             raise StackError(f"the stream still lags {lag:,} records after 300 s; see {serve_log}")
         time.sleep(2)
@@ -296,6 +356,7 @@ def finish_quick(demo: _Demo, producer: subprocess.Popen[bytes], t_stream: float
         time.sleep(3)
     time.sleep(3)  # let the last metrics flush
     summary = store_summary(settings)
+    demo.narrate()
     for line in final_report(settings, time.monotonic() - t_stream):
         demo.say(line)
     demo.say(f"store: {summary}")

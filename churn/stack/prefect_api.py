@@ -12,6 +12,7 @@ from typing import Any
 
 from churn.stack import http
 from churn.stack.state import StackError
+from pipeline.humanize import duration
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 ACTIVE = ["RUNNING", "PENDING", "CANCELLING"]
@@ -56,7 +57,7 @@ def wait(api: str, run_id: str, until: set[str], timeout_s: float, progress: Cal
             return run
         elapsed = time.monotonic() - t0
         if progress and (name != last[0] or elapsed - last[1] >= every_s):
-            progress(f"  {run.get('name', run_id)}: {name} ({elapsed:.0f} s)")
+            progress(f"  {run.get('name', run_id)}: {name} ({duration(elapsed)})")
             last = (name, elapsed)
         if elapsed > timeout_s:
             raise StackError(f"flow run {run.get('name', run_id)} still {name} after {timeout_s:.0f} s; "
@@ -94,3 +95,10 @@ def log_lines(api: str, run_id: str, limit: int = 200) -> list[str]:
         return []
     noise = ("Finished in state", "Downloading flow code", "Beginning flow run", "View at ", "Created task run", "Executing ")
     return [lg["message"] for lg in logs if not any(n in lg.get("message", "") for n in noise)]
+
+
+def flow_runs(api: str, flow_name: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest runs of flow ``flow_name`` (state, name, ``created_by``); [] if the API does not answer."""
+    status, runs = http.request(f"{api}/flow_runs/filter", {"flows": {"name": {"any_": [flow_name]}},
+                                                            "sort": "EXPECTED_START_TIME_DESC", "limit": limit})  # fmt: skip
+    return list(runs) if status == 200 and isinstance(runs, list) else []

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.humanize import duration
 from pipeline.training.compare import Evaluation, comparison_table, cv_table
 from pipeline.training.cv import Selection
 from pipeline.training.data import Dataset
@@ -110,11 +111,28 @@ def selection_regret(evals: Sequence[Evaluation], selection: Selection) -> float
     return float(max(cands.values()) - cands[selection.chosen])
 
 
-def summary_tags(selection: Selection, version: str | None, decision: Any) -> dict[str, str]:
+def summary_tags(selection: Selection, version: str | None, decision: Any, window: str | None = None) -> dict[str, str]:
+    """The parent run's tags, its description (``mlflow.note.content``) among them."""
     tags = {"best_candidate": selection.chosen, "selection": selection.message[:5000]}
+    note = f"Chosen: {selection.message}"
     if decision is not None:
         tags |= {"registered_version": str(version), "gate.decision": decision.decision, "gate.reason": decision.reason}
-    return tags
+        note += "\n\nRegistered as churn v{}. {}".format(version, gate_line(
+            version, decision.decision, decision.reason, decision.challenger, decision.champion,
+            decision.champion_version, window))
+    note += ("\n\nCompare the child runs (one per candidate; oracle and leaky are references): test_roc_auc, "
+             "test_pr_auc and test_lift_at_10pct are on the same held-out test window. Candidates table: "
+             "Artifacts > candidates.json; all candidates on one chart: plots/test_*.png.")
+    return tags | {"mlflow.note.content": note[:5000]}
+
+
+def final_line(result: Mapping[str, Any]) -> str:
+    """The last line of a training (CLI and run log): the gate's decision with both scores."""
+    g = result.get("gate")
+    if g is None:
+        return f"not registered (--no-register); best candidate {result['best']}"
+    return gate_line(result["registered_version"], g["decision"], g["reason"], g["challenger"], g["champion"] or None,
+                     g["champion_version"], g.get("window"))
 
 
 def summarize(ds: Dataset, evals: Sequence[Evaluation], selection: Selection, rev: tuple, campaign: Any,
@@ -145,6 +163,7 @@ def summarize(ds: Dataset, evals: Sequence[Evaluation], selection: Selection, re
         "revenue_basis": rev_how,
         "registered_version": version,
         "gate": None if decision is None else {"decision": decision.decision, "reason": decision.reason,
+                                                "window": "..".join(ds.window("test")),
                                                 "challenger": dict(decision.challenger),
                                                 "champion": dict(decision.champion or {}),
                                                 "champion_version": decision.champion_version,
@@ -170,5 +189,100 @@ def summary_table_rows(result: Mapping[str, Any]) -> list[tuple[str, ...]]:
         rows.append((r["name"] + star, r["role"], cv, num(r["test_roc_auc"], ".3f"), num(r["test_pr_auc"], ".3f"),
                      f"{num(r['test_lift_10'], '.2f')} / {num(r['test_lift_10_ceiling'], '.1f')}",
                      num(r.get("test_ece"), ".4f"), r.get("calibration") or "",
-                     f"{r['fit_seconds']:.1f}" if r["role"] == "candidate" else ""))
+                     duration(r["fit_seconds"]) if r["role"] == "candidate" else ""))
     return rows
+
+
+# -- the gate in words: one terminal line, one registry description ---------------------
+GATE_LABELS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "lift_10": "lift@10%", "log_loss": "log loss",
+               "ece": "ECE"}
+
+
+def _score(metric: str, v: float | None) -> str:
+    if v is None or not np.isfinite(v):
+        return "-"
+    return f"{v:.2f}" if metric.startswith("lift") else f"{v:.4f}"
+
+
+def gate_line(version: str | None, decision: str, reason: str, challenger: Mapping[str, float],
+              champion: Mapping[str, float] | None, champion_version: str | None, window: str | None) -> str:
+    """The gate's decision with both scores and the window they were measured on, one line.
+
+    >>> gate_line("3", "rejected", "lift_10 4.5 < champion 4.7", {"roc_auc": 0.81, "lift_10": 4.5},
+    ...           {"roc_auc": 0.80, "lift_10": 4.71}, "2", "2026-04-20..2026-05-18")
+    'gate: churn v3 REJECTED against champion v2, both scored on the test window 2026-04-20..2026-05-18: ROC-AUC 0.8100 vs 0.8000 (ok), lift@10% 4.50 vs 4.71 (worse)'
+    """
+    head = f"gate: churn v{version} {decision.upper()}"
+    where = f"the test window {window}" if window else "the challenger's test window"
+    if champion:
+        parts = [f"{GATE_LABELS.get(m, m)} {_score(m, v)} vs {_score(m, champion.get(m))} "
+                 f"({'ok' if m in champion and v >= champion[m] else 'worse'})" for m, v in challenger.items()]
+        line = f"{head} against champion v{champion_version}, both scored on {where}: " + ", ".join(parts)
+        if "tolerance" in reason:
+            line += f" ({reason.rsplit('(', 1)[-1].rstrip(')')})"
+        return line
+    scores = ", ".join(f"{GATE_LABELS.get(m, m)} {_score(m, v)}" for m, v in challenger.items())
+    return f"{head}: {reason} (challenger {scores} on {where})"
+
+
+def gate_line_from_tags(version: str, tags: Mapping[str, str]) -> str | None:
+    """:func:`gate_line` from what the registry recorded on a version (None: not gated yet)."""
+    if "gate.decision" not in tags:
+        return None
+
+    def scores(prefix: str) -> dict[str, float]:
+        return {k.removeprefix(prefix): float(v) for k, v in tags.items() if k.startswith(prefix)}
+
+    return gate_line(version, tags["gate.decision"], tags.get("gate.reason", ""), scores("gate.challenger."),
+                     scores("gate.champion.") or None, tags.get("gate.champion_version") or None,
+                     tags.get("gate.window") or tags.get("test_window"))
+
+
+def version_description(decision: Any, version: str, candidate: str, window: str, rows: int, churners: int,
+                        at: str, policy: Any, champion_tags: Mapping[str, str] | None = None) -> str:
+    """The registered version's description (Markdown): what the gate decided and why, both
+    scores on the same window, and the champion's own registration-time scores on *its* window
+    so the two sets of champion numbers are never confused."""
+    verdict = decision.decision.upper()
+    lines = [f"**{verdict}** by the champion gate at {at}: {candidate} as churn v{version}.", ""]
+    rule = (f"Promoted iff at least as good as the champion on every gate metric "
+            f"({', '.join(GATE_LABELS.get(m, m) for m in policy.metrics)}"
+            + (f", tolerance {policy.tolerance}" if policy.tolerance else "") + ").")
+    if decision.champion:
+        cv = decision.champion_version
+        lines += [f"Both models scored on the same rows: the test window **{window}** ({rows:,} rows, "
+                  f"{churners:,} churners). {rule}", "",
+                  f"| metric | challenger v{version} | champion v{cv} | difference (95% CI) |", "|---|---|---|---|"]
+        for m, v in decision.challenger.items():
+            d = decision.differences.get(m)
+            diff = f"{d['diff']:+.4f} ({d['ci_low']:+.4f}..{d['ci_high']:+.4f})" if d else "-"
+            lines.append(f"| {GATE_LABELS.get(m, m)} | {_score(m, v)} | {_score(m, decision.champion.get(m))} | {diff} |")
+        lines += ["", f"Why: {decision.reason}."]
+        own = {m: champion_tags.get(f"test_{m}") for m in decision.challenger} if champion_tags else {}
+        if any(v is not None for v in own.values()):
+            theirs = ", ".join(f"{GATE_LABELS.get(m, m)} {_score(m, float(v))}" for m, v in own.items() if v is not None)
+            lines += ["", f"Champion v{cv}'s own scores when it was registered were measured on its test window "
+                          f"{champion_tags.get('test_window', '(unknown)')}: {theirs}. They differ from the table "
+                          "because the window differs; the gate compares the two on the same window above."]
+    else:
+        scores = ", ".join(f"{GATE_LABELS.get(m, m)} {_score(m, v)}" for m, v in decision.challenger.items())
+        lines += [f"Why: {decision.reason}.", "", f"Challenger scores on the test window **{window}** ({rows:,} rows, "
+                                                   f"{churners:,} churners): {scores}. {rule}"]
+    return "\n".join(lines)
+
+
+def candidate_description(ev: Evaluation, ds: Dataset, about: str, chosen: bool, selection_message: str) -> str:
+    """A child run's note: what the model is, where it was measured, how it did."""
+    t = ev.metrics["test"]
+    w = ds.window("test")
+    text = (f"{ev.name} ({ev.kind}, {ev.role}){': ' + about.strip() if about else ''}\n\n"
+            f"On the held-out test window {w[0]}..{w[1]} ({int(t['n']):,} rows, {int(t['positives']):,} churners): "
+            f"ROC-AUC {t['roc_auc']:.4f}, PR-AUC {t['pr_auc']:.4f}, lift at the top 10% {t['lift_10']:.2f} "
+            f"(ceiling {t['lift_10_ceiling']:.2f}), ECE {t['ece']:.4f}.")
+    cv = ev.metrics.get("cv", {})
+    if cv.get("roc_auc") is not None and np.isfinite(cv["roc_auc"]):
+        text += (f" Cross-validated ROC-AUC {cv['roc_auc']:.4f} ± {ev.metrics['cv_std'].get('roc_auc', float('nan')):.4f} "
+                 f"over {len(ev.cv.folds) if ev.cv else 0} fold(s) before the test window.")
+    if chosen:
+        text += f"\n\n**Chosen**: {selection_message}"
+    return text

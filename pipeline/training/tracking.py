@@ -1,10 +1,12 @@
 """MLflow run layout of one training: a parent run, one child run per candidate/reference.
 
-Every child run logs the same metric names (``valid_roc_auc``, ``test_lift_10``, ...)
-and the same plot paths (``plots/test_roc.png``, ...), so MLflow's compare view lines
-the candidates up side by side. The parent run holds the comparison table and the
-overlay charts (candidates, oracle, leaky control on one set of axes), the revenue
-simulation and the gate decision.
+Every child run logs the same metric names (``test_roc_auc``, ``test_lift_at_10pct``,
+``cv_roc_auc``, ... see :func:`metric_name`), a description (the run's note), the rows it
+was trained and tested on as MLflow dataset inputs, and the same plot paths
+(``plots/test_roc.png``, ...), so MLflow's compare view lines the candidates up side by
+side. The parent run holds the candidates table (``candidates.json``, MLflow's table
+artifact), the overlay charts (candidates, oracle, leaky control on one set of axes), the
+revenue simulation and the gate decision, with counts and money rounded.
 
 Runs are addressed by id (``start_run(run_id=...)``), never through a run left active
 between calls, so the calls may come from different Prefect task threads.
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +30,44 @@ from pipeline.training import plots
 
 Curve = tuple[np.ndarray, np.ndarray]
 PLOTS = {"roc": plots.roc, "pr": plots.pr, "calibration": plots.calibration, "gains": plots.gains}
+# metric names as MLflow shows them: what was measured, not an internal abbreviation
+RENAMED = {"n": "rows", "positives": "churners", "lift_5": "lift_at_5pct", "lift_10": "lift_at_10pct",
+           "lift_20": "lift_at_20pct", "precision_10": "precision_at_10pct", "recall_10": "recall_at_10pct",
+           "lift_10_ceiling": "lift_at_10pct_ceiling", "eval_positives": "eval_churners"}
+HEADLINE = ("test_roc_auc", "test_pr_auc", "test_lift_at_10pct", "test_log_loss", "test_brier", "test_ece",
+            "cv_roc_auc", "cv_roc_auc_std", "fit_seconds")
+COUNTS = {"rows", "churners", "train_rows", "eval_churners", "best_iteration", "cv_folds", "cv_positives"}
 
 
-def start_parent(experiment_id: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+def metric_name(name: str) -> str:
+    """``lift_10`` -> ``lift_at_10pct``, ``n`` -> ``rows`` (other names unchanged)."""
+    return RENAMED.get(name, name)
+
+
+def rounded(name: str, value: float) -> float:
+    """Counts as whole numbers, money to the cent, seconds to 0.01 s, scores to 6 decimals
+    (no ``278.09999999999997`` in the UI)."""
+    v = float(value)
+    if name in COUNTS or name.endswith(("_rows", "_churners", "_users", "_contacted", "_prevented")):
+        return float(round(v))
+    if any(w in name for w in ("revenue", "cost", "net_value", "saved")):
+        return round(v, 2)
+    if name.endswith("seconds"):
+        return round(v, 2)
+    return round(v, 6)
+
+
+def clean_metrics(values: Mapping[str, float]) -> dict[str, float]:
+    """Finite values only, each rounded for its kind (:func:`rounded`)."""
+    return {k: rounded(k, v) for k, v in values.items() if v is not None and np.isfinite(v)}
+
+
+def start_parent(experiment_id: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str],
+                 description: str | None = None) -> str:
     import mlflow
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags),
+                          description=description) as run:
         mlflow.log_params({k: _param(v) for k, v in params.items()})
         return run.info.run_id
 
@@ -53,34 +88,79 @@ def log_candidate(
     tags: Mapping[str, str] | None = None,
     extra_metrics: Mapping[str, float] | None = None,
     folds: pd.DataFrame | None = None,
+    description: str | None = None,
+    datasets: Sequence[DatasetInput] = (),
 ) -> str:
     """One child run: params, ``<split>_<metric>`` metrics, per-split plots and tables.
 
-    ``folds`` (one row per cross-validation fold) is logged as ``fold_<metric>`` series
-    (step = fold index, so MLflow charts them) and as ``tables/cv_folds.csv``.
+    Run metrics are the headline ones (``HEADLINE``); all of them, and the rest, are in
+    ``tables/metrics.csv``. ``folds`` (one row per cross-validation fold) is ``tables/cv_folds.csv``;
+    ``description`` is the run's note; ``datasets`` are logged as the run's inputs.
     """
     import mlflow
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent_run_id,
-                          nested=True, tags={"candidate": name, **(tags or {})}) as run:
+                          nested=True, tags={"candidate": name, **(tags or {})}, description=description) as run:
         mlflow.log_params({k: _param(v) for k, v in params.items()})
-        mlflow.log_metrics({f"{split}_{k}": float(v) for split, m in metrics.items() for k, v in m.items()
-                            if v is not None and np.isfinite(v)} | dict(extra_metrics or {}))
+        named = {_split_metric(split, k): v for split, m in metrics.items() for k, v in m.items()}
+        named |= dict(extra_metrics or {})
+        # Only the headline metrics are run metrics, test_roc_auc first: MLflow's compare view
+        # plots the first metric it was given and lists them all alphabetically in a short
+        # box, so a few clear rows answer "which model is better". Every other number (lift at
+        # 5/20 %, rows, churners, fold metrics, timings) is in tables/metrics.csv.
+        mlflow.log_metrics(clean_metrics({k: named[k] for k in HEADLINE if k in named}))
+        mlflow.log_text(pd.DataFrame({"metric": list(clean_metrics(named)), "value": list(clean_metrics(named).values())})
+                        .to_csv(index=False), "tables/metrics.csv")
+        for d in datasets:
+            log_dataset(d)
         for split, (y, p) in curves.items():
             for kind, build in PLOTS.items():
                 mlflow.log_figure(build({name: (y, p)}, title=f"{name}: {kind} ({split})"), f"plots/{split}_{kind}.png")
             mlflow.log_text(calibration_table(y, p).to_csv(index=False), f"tables/{split}_calibration.csv")
             mlflow.log_text(gains_table(y, p).to_csv(index=False), f"tables/{split}_gains.csv")
         if folds is not None and not folds.empty:
-            for _, row in folds.iterrows():
-                for k in ("roc_auc", "pr_auc", "log_loss", "lift_10", "eval_positives", "train_rows"):
-                    if k in row and row[k] is not None and np.isfinite(float(row[k])):
-                        mlflow.log_metric(f"fold_{k}", float(row[k]), step=int(row["fold"]))
-            mlflow.log_text(folds.to_csv(index=False), "tables/cv_folds.csv")
+            mlflow.log_text(folds.rename(columns=metric_name).to_csv(index=False), "tables/cv_folds.csv")
         if importance is not None:
             mlflow.log_figure(plots.importance(importance, title=f"{name}: feature importance"), "plots/importance.png")
             mlflow.log_text(importance.rename("importance").to_frame().to_csv(), "tables/importance.csv")
         return run.info.run_id
+
+
+def _split_metric(split: str, k: str) -> str:
+    if split == "cv_std":  # the spread beside its mean: cv_roc_auc, cv_roc_auc_std
+        return f"cv_{metric_name(k)}_std"
+    return f"{split}_{metric_name(k)}"
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """Rows a run used, logged as an MLflow dataset input (``context``: training / test)."""
+
+    frame: pd.DataFrame  # features and the label column
+    context: str
+    window: tuple[str, str]
+    label: str = "label"
+
+    @property
+    def churners(self) -> int:
+        return int(self.frame[self.label].sum())
+
+    def tags(self) -> dict[str, str]:
+        return {"window": f"{self.window[0]}..{self.window[1]}", "rows": str(len(self.frame)),
+                "churners": str(self.churners)}
+
+
+def log_dataset(d: DatasetInput) -> None:
+    """``mlflow.log_input`` of ``d`` into the active run: name says the window, tags the sizes."""
+    import mlflow
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    name = f"churn snapshots {d.window[0]}..{d.window[1]} ({d.context})"
+    source = CodeDatasetSource({"built_by": "pipeline.training.data.build_dataset (replay of the event log)",
+                                "cutoffs": f"{d.window[0]}..{d.window[1]}"})
+    # float columns: the schema MLflow infers then matches the model's signature (no int/NaN hint)
+    ds = mlflow.data.from_pandas(d.frame.astype("float64"), source=source, targets=d.label, name=name)
+    mlflow.log_input(ds, context=d.context, tags=d.tags())
 
 
 def log_artifacts(run_id: str, local_dir: Path, artifact_path: str) -> None:
@@ -100,13 +180,14 @@ def log_summary(
     tags: Mapping[str, str] | None = None,
     text: Mapping[str, str] | None = None,
 ) -> None:
-    """Parent-run artifacts: the comparison table, overlay charts, extra tables/metrics."""
+    """Parent-run artifacts: the candidates table, overlay charts, extra tables/metrics."""
     import mlflow
 
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+        mlflow.log_metrics(clean_metrics(metrics))
         if tags:
             mlflow.set_tags(dict(tags))
+        mlflow.log_table(candidates_table(table), "candidates.json")
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp)
             table.to_csv(p / "comparison.csv", index=False)
@@ -120,6 +201,20 @@ def log_summary(
             mlflow.log_figure(fig, f"plots/{name}.png")
         for name, body in (text or {}).items():
             mlflow.log_text(body, name)
+
+
+def candidates_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison table as MLflow shows it: headline columns first, MLflow's metric names,
+    scores to 4 decimals, seconds to 0.1 s."""
+    t = table.rename(columns={c: "test_" + metric_name(c.removeprefix("test_")) for c in table.columns
+                              if c.startswith("test_")})
+    first = ["name", "role", "kind", "test_roc_auc", "test_pr_auc", "test_lift_at_10pct", "test_ece", "cv_roc_auc",
+             "cv_roc_auc_std", "calibration"]
+    t = t[[c for c in first if c in t.columns] + [c for c in t.columns if c not in first]]
+    for c in t.columns:
+        if pd.api.types.is_float_dtype(t[c]):
+            t[c] = t[c].round(1 if c.endswith("seconds") else 4)
+    return t.astype(object).where(t.notna(), None)
 
 
 def end_run(run_id: str, status: str = "FINISHED") -> None:

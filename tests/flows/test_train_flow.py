@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.features.registry import FEATURE_SET_VERSION
@@ -57,18 +58,49 @@ def test_flow_logs_one_child_run_per_model_under_one_parent(first_run, tracking_
     assert {"xgboost", "logistic", "rule", "oracle", "leaky"} <= names
     assert children["metrics.test_roc_auc"].notna().all() and children["metrics.test_ece"].notna().all()
     scored = children[children["tags.mlflow.runName"] != "leaky"]
-    assert scored["metrics.cv_roc_auc"].notna().all() and scored["metrics.cv_lift_10"].notna().all()
+    assert scored["metrics.cv_roc_auc"].notna().all() and scored["metrics.cv_roc_auc_std"].notna().all()
     client = mlflow.MlflowClient()
     xgb = children[children["tags.mlflow.runName"] == "xgboost"]["run_id"].iloc[0]
     assert {"plots", "tables", "shap"} <= {a.path for a in client.list_artifacts(xgb)}
     assert "tables/cv_folds.csv" in {a.path for a in client.list_artifacts(xgb, "tables")}
-    assert len(client.get_metric_history(xgb, "fold_roc_auc")) == first_run["selection"]["folds"]
+    folds = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=xgb, artifact_path="tables/cv_folds.csv"))
+    assert len(folds) == first_run["selection"]["folds"]
     shap_files = {a.path for a in client.list_artifacts(xgb, "shap")}
     assert {"shap/report.html", "shap/shap_beeswarm.png", "shap/top_risk_reasons.parquet"} <= shap_files
     assert "plots/test_roc.png" in {a.path for a in client.list_artifacts(parent, "plots")}
     summary = {a.path for a in client.list_artifacts(parent, "summary")}
     assert {"summary/comparison.csv", "summary/revenue_sweep.csv", "summary/alias_history.csv",
             "summary/cv_folds.csv", "summary/selection.txt"} <= summary
+
+
+def test_every_candidate_run_is_comparable_in_mlflow(first_run, tracking_uri) -> None:
+    """Issue 19: model training experiment; each candidate with a description, its datasets and
+    a model with signature and input example; the parent with its candidates table; the
+    registered version's description says what the gate decided, on which window."""
+    from pipeline import registry
+
+    mlflow.set_tracking_uri(tracking_uri)
+    exp = mlflow.get_experiment(first_run["experiment_id"])
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    client = mlflow.MlflowClient()
+    parent = first_run["parent_run_id"]
+    children = mlflow.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    window = "..".join(first_run["windows"]["test"])
+    for _, row in children[children["tags.role"] == "candidate"].iterrows():
+        run = client.get_run(row["run_id"])
+        assert window in run.data.tags["mlflow.note.content"]
+        contexts = {next(t.value for t in i.tags if t.key == "mlflow.data.context") for i in run.inputs.dataset_inputs}
+        assert contexts == {"training", "test"}
+        models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id],
+                                             filter_string=f"source_run_id = '{row['run_id']}'", output_format="list")
+        assert len(models) == 1
+        info = mlflow.models.get_model_info(models[0].model_uri)
+        assert info.signature is not None and info.saved_input_example_info is not None
+    assert "candidates.json" in {a.path for a in client.list_artifacts(parent)}
+    assert f"Registered as churn v{first_run['registered_version']}" in client.get_run(parent).data.tags[
+        "mlflow.note.content"]
+    mv = client.get_model_version(registry.MODEL_NAME, first_run["registered_version"])
+    assert mv.description.startswith("**PROMOTED**") and window in mv.description and mv.tags["gate.window"] == window
 
 
 def test_first_model_becomes_champion_with_its_feature_set(first_run, tracking_uri, small_history) -> None:
@@ -101,8 +133,12 @@ def test_a_worse_retrain_is_rejected_and_history_kept(first_run, prefect_harness
     assert str(registry.champion_version().version) == "1"
     hist = registry.alias_history()
     assert hist["version"].tolist() == ["1"]
-    tags = mlflow.MlflowClient().get_model_version("churn", "2").tags
+    mv = mlflow.MlflowClient().get_model_version("churn", "2")
+    tags = mv.tags
     assert tags["gate.decision"] == "rejected" and "gate.champion.roc_auc" in tags
+    window = "..".join(second["windows"]["test"])  # both scores on the challenger's test window, said so
+    assert mv.description.startswith("**REJECTED**") and f"the test window **{window}**" in mv.description
+    assert "| challenger v2 | champion v1 |" in mv.description
 
 
 def test_a_retrain_with_another_horizon_is_refused_unless_forced(first_run, prefect_harness, small_history,

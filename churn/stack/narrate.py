@@ -1,0 +1,84 @@
+"""The closed loop in words: one line when drift requests a retrain, one when that training
+run starts (or ends badly), one with the gate's decision and both scores.
+
+Every line is read from what the systems record -- the store's drift runs, Prefect's flow
+runs, the registry's gate tags -- never inferred, and each is said once.
+
+>>> n = Narrator(drift=lambda: [], train_runs=lambda: [], gated=lambda: [("1", {"gate.decision": "promoted",
+...     "gate.reason": "first model: no champion yet", "gate.challenger.roc_auc": "0.81",
+...     "gate.window": "2026-04-20..2026-05-18"})])
+>>> n.poll()
+['gate: churn v1 PROMOTED: first model: no champion yet (challenger ROC-AUC 0.8100 on the test window 2026-04-20..2026-05-18)']
+>>> n.poll()
+[]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+STARTED = {"RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+BAD = {"FAILED", "CRASHED", "CANCELLED"}
+
+
+class Narrator:
+    """Polls three sources; :meth:`poll` returns the lines not said yet (oldest first).
+
+    ``drift()``: the store's checked drift runs (rows with ``run_id``, ``time``, ``level``,
+    ``model_version``, ``drifted_count``, ``features``, ``reasons``); ``train_runs()``: the
+    train flow's runs from Prefect's API; ``gated()``: ``(version, tags)`` from the registry.
+    """
+
+    def __init__(self, drift: Callable[[], Iterable[Mapping[str, Any]]],
+                 train_runs: Callable[[], Iterable[Mapping[str, Any]]],
+                 gated: Callable[[], Iterable[tuple[str, Mapping[str, str]]]]) -> None:
+        self.sources = (drift, train_runs, gated)
+        self.said: set[str] = set()
+
+    def mark_said(self, keys: Iterable[str]) -> None:
+        """What was already reported another way (the demo's first training)."""
+        self.said |= set(keys)
+
+    def _once(self, key: str, line: str, out: list[str]) -> None:
+        if key not in self.said:
+            self.said.add(key)
+            out.append(line)
+
+    def poll(self) -> list[str]:
+        from pipeline.drift.loop import (
+            RETRAIN_REQUESTED,  # here, not at import: `churn --help` stays fast
+        )
+        from pipeline.training.report import gate_line_from_tags
+
+        drift, train_runs, gated = self.sources
+        out: list[str] = []
+        for r in drift():
+            reasons = list(r.get("reasons") or [])
+            asked = next((x for x in reasons if str(x).startswith(RETRAIN_REQUESTED)), None)
+            if asked is None:
+                continue
+            why = "; ".join(str(x) for x in reasons if x != asked) or "(no reason stored)"
+            self._once(f"drift:{r['run_id']}", f"drift: {r['level']} on champion v{r['model_version']} "
+                       f"({int(r['drifted_count'])} of {int(r['features'])} features drifted: {why}) - retrain "
+                       f"requested (check at {_hhmm(r['time'])})", out)
+        for fr in train_runs():
+            state = (fr.get("state") or {}).get("type", "")
+            key = f"run:{fr.get('id')}"
+            if state in STARTED and key not in self.said:
+                by = (fr.get("created_by") or {}).get("display_value") or "a user"
+                self._once(key, f"retrain started: train run {fr.get('name')} (created by {by}, "
+                                f"deployment train/weekly)", out)
+            if state in BAD:
+                msg = (fr.get("state") or {}).get("message") or ""
+                self._once(f"end:{fr.get('id')}", f"train run {fr.get('name')} ended {state.lower()}: {msg}".rstrip(": "),
+                           out)
+        for version, tags in gated():
+            line = gate_line_from_tags(version, tags)
+            if line:
+                self._once(f"gate:{version}", line, out)
+        return out
+
+
+def _hhmm(t: Any) -> str:
+    return t.strftime("%Y-%m-%d %H:%M UTC") if hasattr(t, "strftime") else str(t)
