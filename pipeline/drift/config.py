@@ -55,6 +55,10 @@ class DriftConfig:
     importance_critical: float = 0.5
     feature_critical: float = 0.25
     feature_min_importance: float = 0.03
+    # any feature, whatever its importance, drifted by at least this distance: Critical
+    # (no-drift simulations give at most ~0.22, docs/drift.md; a 25 % price increase moves
+    # plan_price past 0.3 about two weeks after the onset)
+    any_feature_critical: float = 0.3
     # closed loop
     retrain_cooldown_hours: float = 24.0
     executor: Literal["process", "thread", "inline"] = "process"
@@ -96,6 +100,9 @@ class DriftConfig:
             bad.append(f"feature_min_importance={self.feature_min_importance!r} (a share in [0, 1])")
         if not self.feature_critical > 0:
             bad.append(f"feature_critical={self.feature_critical!r} (a distance score > 0)")
+        if not (isinstance(self.any_feature_critical, (int, float)) and self.any_feature_critical > 0):
+            bad.append(f"any_feature_critical={self.any_feature_critical!r} (a distance score > 0; no-drift "
+                       "simulations reach ~0.22, so keep it above that)")
         if self.threshold is not None and not self.threshold > 0:
             bad.append(f"threshold={self.threshold!r} (> 0, or None for Evidently's default)")
         if self.observe not in ("day_snapshot", "scored"):
