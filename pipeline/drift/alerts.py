@@ -80,12 +80,15 @@ def _importance_findings(features: Sequence[FeatureDrift], importance: Mapping[s
 def _world_findings(features: Sequence[FeatureDrift], importance: Mapping[str, float] | None,
                     cfg: DriftConfig) -> list[tuple[Level, str]]:
     found = []
-    for f in sorted(features, key=lambda f: -f.score):
-        if f.drifted and not _is_pvalue(f.method) and f.score >= cfg.any_feature_critical:
-            w = (importance or {}).get(f.feature)
-            share = "" if w is None else f", {w:.0%} of the importance"
-            found.append((Level.CRITICAL, f"{f.feature} drifted {f.score:.3f} >= critical {cfg.any_feature_critical:g} "
-                                          f"for any feature (the world changed{share})"))
+    moved = [f for f in sorted(features, key=lambda f: -f.score)
+             if f.drifted and not _is_pvalue(f.method) and f.score >= cfg.any_feature_critical]
+    for f in moved[:3]:  # the largest moves name it; the rest are counted
+        w = (importance or {}).get(f.feature)
+        share = "" if w is None else f", {w:.0%} of the importance"
+        found.append((Level.CRITICAL, f"{f.feature} drifted {f.score:.3f} >= critical {cfg.any_feature_critical:g} "
+                                      f"for any feature (the world changed{share})"))
+    if len(moved) > 3:
+        found.append((Level.CRITICAL, f"{len(moved) - 3} more feature(s) drifted >= {cfg.any_feature_critical:g}"))
     return found
 
 

@@ -41,9 +41,13 @@ class RetrainRequest:
 
 @runtime_checkable
 class RetrainRequester(Protocol):
-    """Delivers a :class:`RetrainRequest`; raises if it could not (the caller records why)."""
+    """Delivers a :class:`RetrainRequest`; raises if it could not (the caller records why).
 
-    def request(self, req: RetrainRequest) -> None: ...
+    Returns a reference to the run it created (e.g. a Prefect flow run id) when it knows
+    one was created -- only then does the retrain cooldown start -- or None when it only
+    handed the request on (an event a trigger may or may not turn into a run)."""
+
+    def request(self, req: RetrainRequest) -> str | None: ...
 
 
 class LogOnly:
@@ -61,8 +65,9 @@ class _FunctionRequester:
     def __init__(self, fn: Callable[[RetrainRequest], Any]) -> None:
         self.fn = fn
 
-    def request(self, req: RetrainRequest) -> None:
-        self.fn(req)
+    def request(self, req: RetrainRequest) -> str | None:
+        out = self.fn(req)
+        return out if isinstance(out, str) and out else None
 
 
 def as_requester(obj: RetrainRequester | Callable[[RetrainRequest], Any] | None) -> RetrainRequester:

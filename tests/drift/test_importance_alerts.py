@@ -147,7 +147,7 @@ def test_the_monitor_weighs_its_champions_importance(tmp_path):
     """Only column "a" moves (1 of 5 = 20 %: Warning by share); weighted by a champion that
     leans on "a" the same check is Critical and asks for a retrain."""
     cfg = DriftConfig(window_rows=1_000, min_rows=200, every_rows=500, per_event_day=False, full_report_every=0,
-                      executor="inline", any_feature_critical=5.0)  # the fake check's mean shift is no distance
+                      executor="inline", any_feature_critical=5.0, retrain_policy="immediate")  # the fake check's mean shift is no distance
     ref = frame(1_000, seed=1)
     cur = frame(500, seed=2)
     cur["a"] += 2.0
@@ -199,3 +199,31 @@ def test_price_increase_is_critical_for_a_champion_that_leans_on_price():
     assert weighted.level is Level.CRITICAL and any(x.startswith("plan_price (14% of the importance, #1)")
                                                     for x in weighted.reasons)
     assert out[None][2].level is not Level.CRITICAL, out[None][2].reasons
+
+
+@pytest.mark.slow  # ~2-3 min: two simulations, XGBoost, replays + Evidently checks
+def test_price_increase_is_critical_with_an_xgboost_champion_and_no_drift_is_not(tmp_path):
+    """The demo's champion kind (XGBoost) hardly uses plan_price (it splits on plan_tier),
+    so the importance rules cannot see a price increase; the any-feature rule does, about
+    two weeks after the onset. The no-drift control of the same size and seed stays below
+    Critical throughout (both through the stream's own drift leader)."""
+    from pipeline.testing.drift import stream_checks
+
+    drift_day = 75
+    cfg = DriftConfig(executor="inline", full_report_every=0, warmup_days=66)  # checks from day ~67
+    out = {}
+    for drift in ("price_increase", None):
+        out[drift] = stream_checks(tmp_path / str(drift), drift, drift_day if drift else None, users=2_500, days=95,
+                                   seed=1, horizon_days=14, every_days=7, candidate="xgboost",
+                                   train_end_day=drift_day, config=cfg)  # fmt: skip
+    print("\n".join(f"day {c.day}: {c.level} {c.drifted_share:.0%} {c.drifted[:4]}" for c in out["price_increase"]))
+    after = [c for c in out["price_increase"] if c.day > drift_day]
+    before = [c for c in out["price_increase"] if c.day <= drift_day]
+    assert len(before) >= 4 and len(after) >= 12
+    assert all(c.level != "Critical" for c in before)
+    first = next((c for c in after if c.level == "Critical"), None)
+    assert first is not None and first.day <= drift_day + 18 and "plan_price" in first.drifted
+    assert sum(c.level == "Critical" for c in after if c.day >= first.day) >= 0.8 * len(
+        [c for c in after if c.day >= first.day])  # it stays Critical: the price stays up
+    control = out[None]
+    assert len(control) >= 20 and all(c.level != "Critical" for c in control), [c.level for c in control]
