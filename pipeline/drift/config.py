@@ -70,6 +70,7 @@ class DriftConfig:
     retrain_auc_drop: float = 0.05  # realised ROC-AUC this far below its pre-onset level: retrain early
     retrain_realised_days: int = 3  # newest matured scoring days averaged for that comparison
     retrain_post_onset: bool = True  # the retrain's cutoffs (and the gate's test window) from the onset on
+    retrain_lookback_days: int = 0  # ... or from this many days before it (more rows; the gate stays post-onset)
     retrain_every_days: int = 1  # cutoff spacing of that retrain (post-onset data is short: daily)
     executor: Literal["process", "thread", "inline"] = "process"
     # in the stream (pipeline.stream.drift_hook): what the window holds. "day_snapshot":
@@ -124,6 +125,8 @@ class DriftConfig:
             bad.append(f"executor={self.executor!r} ('process', 'thread' or 'inline')")
         if self.retrain_policy not in ("episode", "immediate"):
             bad.append(f"retrain_policy={self.retrain_policy!r} ('episode' or 'immediate')")
+        if not (isinstance(self.retrain_lookback_days, int) and self.retrain_lookback_days >= 0):
+            bad.append(f"retrain_lookback_days={self.retrain_lookback_days!r} (an int >= 0 days)")
         for k in ("retrain_after_days", "retrain_realised_days", "retrain_every_days"):
             if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1):
                 bad.append(f"{k}={getattr(self, k)!r} (an int >= 1 day)")

@@ -103,26 +103,30 @@ def decide(onset: datetime, ev: Evidence, cfg: DriftConfig) -> PolicyDecision:
 
 def train_parameters(onset: datetime, cfg: DriftConfig) -> dict[str, Any]:
     """The train flow's parameters for a retrain on post-onset data: cutoffs from the
-    onset on (features still see the full history), daily so there are enough of them,
-    and the gate on the cutoffs from the onset on. ``retrain_post_onset=False``: {} (the
-    deployment's usual window)."""
+    onset on (``retrain_lookback_days`` before it: more rows when data are few; features
+    still see the full history), daily so there are enough of them, and the gate on the
+    cutoffs from the onset on. ``retrain_post_onset=False``: {} (the deployment's usual window)."""
     if not cfg.retrain_post_onset:
         return {}
     day: date = onset.date()
-    return {"start": day.isoformat(), "warmup_days": 0, "every_days": cfg.retrain_every_days,
+    start = day - timedelta(days=cfg.retrain_lookback_days)
+    return {"start": start.isoformat(), "warmup_days": 0, "every_days": cfg.retrain_every_days,
             "gate_from": day.isoformat()}
 
 
-def estimate_onset(current: datetime, drifted: list[str], runs: pd.DataFrame, features: pd.DataFrame) -> datetime:
+def estimate_onset(current: datetime, drifted: list[str], runs: pd.DataFrame, features: pd.DataFrame,
+                   min_score: float = 0.0) -> datetime:
     """The first day of the streak of stored checks (newest back) in which any of the
-    ``drifted`` features (those behind the alert) had drifted; ``current`` if none.
+    ``drifted`` features (those behind the alert) had drifted by a score of at least
+    ``min_score``; ``current`` if none.
 
     ``runs``: ``Store.drift_runs()`` of the model version (oldest first); ``features``:
     ``Store.drift_features()`` rows of those runs."""
     onset = current
     if runs.empty or not drifted:
         return onset
-    flagged = features[features["feature"].isin(drifted) & features["drifted"].astype(bool)]
+    flagged = features[features["feature"].isin(drifted) & features["drifted"].astype(bool)
+                       & (features["score"] >= min_score if "score" in features else True)]
     hit = set(flagged["run_id"])
     for r in runs.sort_values("time", ascending=False).itertuples(index=False):
         start = r.window_start if r.window_start is not None and not pd.isna(r.window_start) else r.time

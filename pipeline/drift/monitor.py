@@ -390,11 +390,17 @@ class DriftMonitor:
             if cur is None:
                 if alert.level is not Level.CRITICAL:
                     return False, None
-                drifted = [f.feature for f in sorted(result.features, key=lambda f: -f.score) if f.drifted][:3]
+                # the features behind the alert: those that moved strongly (>= feature_critical; a
+                # no-drift week's day-of-week rhythm stays below it), else the top drifted ones
+                ranked = [f for f in sorted(result.features, key=lambda f: -f.score) if f.drifted]
+                strong = [f.feature for f in ranked if f.score >= self.cfg.feature_critical and "p_value" not in
+                          f.method.lower().replace("-", "_")]  # fmt: skip
+                drifted = (strong or [f.feature for f in ranked])[:3]
                 runs = store.drift_runs(model_version=version)
                 feats = store.drift_features(since=runs["time"].min()) if not runs.empty else pd.DataFrame(
-                    columns=["run_id", "feature", "drifted"])
-                onset = ep.estimate_onset(result.window_start or now, drifted, runs, feats)
+                    columns=["run_id", "feature", "drifted", "score"])
+                onset = ep.estimate_onset(result.window_start or now, drifted, runs, feats,
+                                          min_score=self.cfg.feature_critical if strong else 0.0)
                 eid = store.open_episode(model_version=version, onset=onset, opened_at=now,
                                          reason="; ".join(alert.reasons), now=self.clock.now())
                 self._decision(now, version, ep.OPENED, f"Critical drift since {onset.date()} "
