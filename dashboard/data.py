@@ -698,7 +698,7 @@ def with_drift(alert: Alert, runs: pd.DataFrame) -> Alert:
 
 # -- retrain decisions (drift episodes, issue 18) --------------------------------------------
 DECISION_OUTCOMES = ("requested", "sent", "failed to send", "skipped: cooldown", "skipped: no requester",
-                     "episode closed")  # pipeline.drift.episodes.OUTCOMES
+                     "episode closed", "gate promoted", "gate rejected")  # pipeline.drift.episodes.OUTCOMES + the gate
 
 
 def decision_table(decisions: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataFrame:

@@ -48,8 +48,9 @@ OPENED, DEFERRED, REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED =
     "episode opened", "deferred", "requested", "sent", "failed to send", "skipped: cooldown",
     "skipped: no requester", "episode closed")
 DECISIONS = (OPENED, DEFERRED, REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED)
+GATE_PROMOTED, GATE_REJECTED = "gate promoted", "gate rejected"  # recorded by whoever ran the retrain's gate
 # what the decision table lists first: what reached (or tried to reach) the orchestrator, and outcomes
-OUTCOMES = (REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED)
+OUTCOMES = (REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED, GATE_PROMOTED, GATE_REJECTED)
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,8 @@ def decide(onset: datetime, ev: Evidence, cfg: DriftConfig) -> PolicyDecision:
                                              f"{cfg.retrain_min_churners}")
         return PolicyDecision("defer", f"{cfg.retrain_after_days} days since the onset, but only {ev.churners} "
                                        f"churners < {cfg.retrain_min_churners}: deferred until there are more")
-    return PolicyDecision("defer", f"labels of post-onset users mature on {due.date()} (horizon "
-                                   f"{cfg.retrain_after_days} d after the onset {onset.date()}); "
+    return PolicyDecision("defer", f"labels of post-onset users mature on {due.date()} "
+                                   f"({cfg.retrain_after_days} d after the onset {onset.date()}); "
                                    f"{ev.churners} churners so far", due)
 
 

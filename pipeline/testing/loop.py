@@ -126,7 +126,7 @@ class InlineRetrain:
                                        f"gate {d.decision.upper()}: {d.reason}"))
         self.store.record_retrain_decision(time=now, model_version=str(self.version), decision=f"gate {d.decision}",
                                            reason=d.reason, episode_id=req.payload.get("episode_id"),
-                                           run=f"inline-{self.version + 1}", now=now)  # fmt: skip
+                                           run=f"inline-{self.version + 1}", now=datetime.now().astimezone())
         if d.promoted and self.tracking_uri:
             table = ds.table
             register(self.tracking_uri, model, ds, test, table.sample(min(2_000, len(table)), random_state=self.seed),

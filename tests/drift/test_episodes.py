@@ -208,3 +208,14 @@ def test_onset_is_the_first_day_of_the_streak_of_the_alerting_features():
     assert ep.estimate_onset(t[4], ["x"], runs, feats) == t[2]  # r1 broke the streak
     assert ep.estimate_onset(t[4], ["y"], runs, feats) == t[4]
     assert ep.estimate_onset(t[4], [], runs, feats) == t[4]
+
+
+def test_the_compressed_timeline_must_fit_the_loop():
+    from pipeline.errors import SimulatorError
+    from pipeline.simulator.scenarios import COMPRESSED, CompressedTimeline
+
+    assert COMPRESSED.horizon_days == 7 and COMPRESSED.drift_day + COMPRESSED.retrain_after_days < COMPRESSED.days
+    with pytest.raises(SimulatorError, match="cannot fit the drift on day 60, a retrain 21 days later"):
+        CompressedTimeline(days=80)
+    with pytest.raises(SimulatorError, match="unknown drift scenario 'flood'"):
+        CompressedTimeline(drift="flood")
