@@ -1,10 +1,11 @@
 """The ground-truth loop end to end in compressed time (``pipeline.testing.loop.closed_loop``).
 
-A simulated history (quick and full: 2,000 users x 100 days, 7-day label horizon) in
-which the catalogue loses titles on day 60 (``content_outage``); a logistic champion
+A simulated history (quick and full: ``pipeline.simulator.scenarios.COMPRESSED``, 3,000
+users x 100 days, 7-day label horizon) in which the catalogue loses titles on day 60
+(``content_outage``); a logistic champion
 trained on the days before; the log streamed through one worker with drift checks and
 the episode retrain policy (retrain 21 days after the onset with >= 30 churners, on
-cutoffs from the onset, gated on post-onset labels); then the realised performance of
+cutoffs from 28 days before the onset, gated on post-onset labels); then the realised performance of
 every matured scoring day.
 
 * ``realised_auc_recovery``: mean realised ROC-AUC (per scoring day) of the days after the
@@ -15,7 +16,7 @@ every matured scoring day.
 * ``loop_retrain_days_after_onset``: days from the (simulated) drift to the promotion.
 
 Figures are NaN when the gate rejected the retrain (then nothing was promoted): the
-timeline printed says why. ~1.5-3 min on a shared 2-core machine.
+timeline printed says why. ~3-6 min on a shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from pathlib import Path
 
 
 def run(quick: bool = False) -> dict[str, float]:
+    from pipeline.simulator.scenarios import COMPRESSED as T
     from pipeline.testing.loop import closed_loop, describe
 
     work = Path(tempfile.mkdtemp(prefix="churn-loop-"))
     try:
-        r = closed_loop(work, "content_outage", 60, users=2_000, days=100, seed=3)
+        r = closed_loop(work, T.drift, T.drift_day, users=T.users, days=T.days, seed=3, horizon_days=T.horizon_days,
+                        retrain_after_days=T.retrain_after_days, min_churners=T.min_churners)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(describe(r))

@@ -76,7 +76,7 @@ class CompressedTimeline:
     drift: str = "content_outage"
     drift_day: int = 60
     days: int = 100
-    users: int = 2_000
+    users: int = 3_000  # 2,000 give ~60 churners in the gate's post-onset test window: too noisy
     horizon_days: int = 7
     retrain_after_days: int = 21  # labelled post-onset cutoffs for a daily retrain with its gaps
     min_churners: int = 30

@@ -136,7 +136,10 @@ class InlineRetrain:
             train = ds.part("train")
             ref = export_model(model, str(self.version), FEATURE_SET_VERSION, self.paths.models,
                                base_rate=float(train["label"].mean()))
-            table = ds.table  # its reference: the post-onset world it was trained for (all cutoffs)
+            table = ds.table  # its reference: the post-onset world it was trained for
+            if params.get("gate_from"):
+                post = table[table["cutoff"] >= pd.Timestamp(params["gate_from"], tz="UTC")]
+                table = post if len(post) >= 500 else table
             write_reference(Path(ref.path), table.sample(min(5_000, len(table)), random_state=self.seed)[
                 list(model.features)])
             publish(self.paths.champion, ref)
@@ -178,7 +181,7 @@ def _score(scoring_model: Any, frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(scoring_model.predict(values), np.float64)
 
 
-def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, *, users: int = 2_000,
+def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, *, users: int = 3_000,
                 days: int = 100, seed: int = 3, horizon_days: int = 7, candidate: str = "logistic",
                 retrain_after_days: int = 21, min_churners: int = 30, lookback_days: int = 28, partitions: int = 2,
                 drift_config: Any = None, tracking_uri: str | None = None) -> LoopRun:

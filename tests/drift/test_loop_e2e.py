@@ -14,11 +14,14 @@ import pytest
 from pipeline.drift import episodes as ep
 from pipeline.testing.loop import closed_loop, describe
 
-pytestmark = pytest.mark.slow  # ~2-4 min on a shared 2-core machine
+pytestmark = pytest.mark.slow  # ~3-6 min on a shared 2-core machine (3,000 users x 100 days)
 
 
 def test_drift_episode_deferred_retrain_promoted_and_realised_performance_recovers(tmp_path):
-    run = closed_loop(tmp_path, "content_outage", 60, users=2_000, days=100, seed=3)
+    from pipeline.simulator.scenarios import COMPRESSED as T
+
+    run = closed_loop(tmp_path, T.drift, T.drift_day, users=T.users, days=T.days, seed=3, horizon_days=T.horizon_days,
+                      retrain_after_days=T.retrain_after_days, min_churners=T.min_churners)
     print("\n" + describe(run))
     d = run.decisions
     kinds = d["decision"].tolist()
