@@ -81,7 +81,7 @@ class DriftConfig:
     warmup_days: int = 30  # no checks until a partition has this many days of events (feature windows fill)
     leader_partition: int = 0  # the worker owning this partition runs the (one) monitor
     # who is told "retrain wanted, because ..." ("module:Factory", see pipeline.drift.retrain);
-    # "" logs it only. The stream flow sets flows.retrain:PrefectEventRequester.
+    # "" logs it only. The stream flow sets flows.retrain:PrefectRunRequester.
     retrain_requester: str = ""
 
     def __post_init__(self) -> None:

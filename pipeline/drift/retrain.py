@@ -1,8 +1,11 @@
 """How the drift library says "retrain wanted, because ...": an interface the caller supplies.
 
-The library decides *whether* a retrain is wanted (a Critical check outside the cooldown,
-see :mod:`pipeline.drift.loop`); *how* it is requested belongs to whoever runs the library.
-``flows/`` supplies :class:`flows.retrain.PrefectEventRequester` (a Prefect event that the train
+The library decides *whether* a retrain is wanted (the retrain policy of
+:mod:`pipeline.drift.episodes`, outside the cooldown of :mod:`pipeline.drift.loop`); *how* it
+is requested belongs to whoever runs the library.
+``flows/`` supplies :class:`flows.retrain.PrefectRunRequester` (a ``train/weekly`` run with the
+post-onset window; the run id comes back, so the cooldown starts only once a run exists) and
+:class:`flows.retrain.PrefectEventRequester` (a Prefect event that the train
 deployment's trigger turns into a run); tests and other orchestrators supply their own.
 
 Stream workers are separate processes, so the requester travels as an import path
