@@ -18,15 +18,15 @@ simulating anything.
     python -m benchmarks.drift_false_alarms --regrade DIR --set top_feature_critical=0.25
     python -m benchmarks.drift_false_alarms --scenario price_increase --drift-day 102 --days 112 --train-end-day 100
 
-Takes ~1-4 min per seed and mode on one (shared) core. Writes
+Takes ~1-4 min per seed and mode on one (shared) core. ``python -m benchmarks.run
+drift_alarms`` (``benchmarks/bench_drift_alarms.py``) runs it and writes
 ``drift_false_alarm_warning_share`` and ``drift_false_alarm_critical`` (day_snapshot mode,
-no scenario) into ``benchmarks/results.json``. Results: docs/drift.md.
+no scenario) into ``benchmarks/results.json`` like every benchmark. Results: docs/drift.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+LAST: dict[str, float] = {}  # the figures of the newest main() without a scenario
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,6 @@ def regrade(work: Path, cfg, start_day_us: int) -> list[Graded]:
     return out
 
 
-def _write(figures: dict[str, float]) -> None:
-    out = HERE / "results.json"
-    results = json.loads(out.read_text()) if out.exists() else {}
-    results.update(figures)
-    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print(f"wrote {sorted(figures)} to {out}")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.drift_false_alarms")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
@@ -99,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, default=None, help="keep each run (store, model) under this folder")
     ap.add_argument("--regrade", type=Path, default=None, help="grade the runs kept under this folder again")
     ap.add_argument("--set", nargs="*", default=[], help="DriftConfig overrides for grading, e.g. top_k=5")
-    ap.add_argument("--no-write", action="store_true", help="do not write benchmarks/results.json")
+    ap.add_argument("--no-write", action="store_true", help="(kept for old command lines; figures go to results.json "
+                    "through `python -m benchmarks.run drift_alarms`)")
     args = ap.parse_args(argv)
 
     from pipeline.drift.config import DriftConfig
@@ -151,10 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{mode:12s}: false-alarm rate {c['alarms']}/{c['checks']} = {rate:.1%} of checks "
               f"({c['critical']} Critical) over seeds {args.seeds}")
     snap = totals.get("day_snapshot")
-    if snap and args.scenario is None and not args.no_write and not overrides:
-        _write({"drift_false_alarm_warning_share": snap["alarms"] / max(1, snap["checks"]),
-                "drift_false_alarm_critical": float(snap["critical"]), "drift_false_alarm_checks": float(snap["checks"])})
+    if snap and args.scenario is None and not overrides:
+        LAST.clear()
+        LAST.update(figures(snap))  # what bench_drift_alarms.run returns
     return 0
+
+
+def figures(totals: Counter) -> dict[str, float]:
+    """The false-alarm figures of ``day_snapshot`` totals (no scenario)."""
+    return {"drift_false_alarm_warning_share": totals["alarms"] / max(1, totals["checks"]),
+            "drift_false_alarm_critical": float(totals["critical"]), "drift_false_alarm_checks": float(totals["checks"])}
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python docs/screenshot.py http://127.0.0.1:8501 docs/dashboard.png            # overview
     python docs/screenshot.py http://127.0.0.1:8501/drift docs/dashboard-drift.png
+    python docs/screenshot.py http://127.0.0.1:8501/drift docs/x.png --scroll-to "Retrain decisions"
 
 Used for the README's images against a running `make demo`.
 """
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=1000)
     ap.add_argument("--settle", type=float, default=8.0, help="seconds to let charts render after load")
     ap.add_argument("--wait-for", default='[data-testid="stMetric"], .js-plotly-plot', help="CSS selector to wait for")
+    ap.add_argument("--scroll-to", default=None, help="text of a heading to scroll to the top before the shot")
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
@@ -34,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             page.goto(args.url, wait_until="networkidle", timeout=90_000)
             page.wait_for_selector(args.wait_for, timeout=90_000)
             page.wait_for_timeout(args.settle * 1000)
+            if args.scroll_to:
+                page.get_by_text(args.scroll_to, exact=True).first.evaluate("e => e.scrollIntoView()")
+                page.wait_for_timeout(1500)
             page.screenshot(path=args.out, full_page=False)
         finally:
             browser.close()

@@ -285,7 +285,7 @@ def register(ev, ds, logged: dict[str, str | None], parent: str, topic: str, sel
 
 
 @task(name="gate", **MLFLOW_RETRIES, **TASK)
-def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int):
+def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int, gate_from: date | None = None):
     import mlflow
 
     from pipeline import registry
@@ -297,11 +297,21 @@ def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int):
     if "gate.decision" in mv.tags:  # a retry after the decision was recorded
         return GateDecision(mv.tags["gate.decision"] == "promoted", mv.tags.get("gate.reason", ""),
                             {m: float(mv.tags.get(f"gate.challenger.{m}", "nan")) for m in policy.metrics})
+    from pipeline.evaluation import metrics as score_metrics
+    from pipeline.training.gate import post_onset_rows
+
     test = ds.part("test")
     window = "..".join(ds.window("test"))
+    metrics, scores = ev.metrics["test"], ev.test_scores
+    if gate_from is not None:  # after a drift episode: challenger and champion on post-onset labels only
+        keep = post_onset_rows(test["cutoff"], gate_from, test["label"].to_numpy())
+        test, scores = test[keep], scores[keep]
+        metrics = score_metrics(test["label"].to_numpy(), scores)
+        window = f"{gate_from}..{ds.window('test')[1]} (post-onset cutoffs)"
+        _logger().info("gate on %d post-onset test rows (cutoffs from %s)", len(test), gate_from)
     now = datetime.now(UTC)
-    d = registry.run_gate(version, ev.metrics["test"], test, test["label"].to_numpy(), ds.feature_set_version,
-                          now, by, policy, challenger_scores=ev.test_scores, force=force, seed=seed, window=window)
+    d = registry.run_gate(version, metrics, test, test["label"].to_numpy(), ds.feature_set_version,
+                          now, by, policy, challenger_scores=scores, force=force, seed=seed, window=window)
     champ_tags = (client.get_model_version(registry.MODEL_NAME, d.champion_version).tags
                   if d.champion_version else None)
     registry.describe_version(version, version_description(
@@ -352,6 +362,7 @@ def train(
     directions: dict[str, int] | None = None,
     gate_metrics: tuple[str, ...] = ("roc_auc", "lift_10"),
     gate_tolerance: float = 0.0,
+    gate_from: date | None = None,
     force: bool = False,
     effectiveness: float = 0.30,
     top_share: float = 0.10,
@@ -432,7 +443,7 @@ def train(
             version, decision = None, None
             if register_model:
                 version = register(best, ds, logged[best.name], parent, s.topic, selection)
-                decision = gate(version, best, ds, policy, _who(), force, seed)
+                decision = gate(version, best, ds, policy, _who(), force, seed, gate_from)
             log_summary(parent, evals, selection, rev, versus, decision, version, timer.seconds, register_model,
                         "..".join(ds.window("test")))
     except BaseException:

@@ -59,6 +59,7 @@ def live() -> None:
                 "reasons": st.column_config.TextColumn("why", width="large"),
                 "report_path": st.column_config.TextColumn("report"),
             })  # fmt: skip
+    _decisions(data.load_decisions(ui.store(src)))
     _not_run(view.checks)
     if view.report is not None:
         st.subheader("Latest Evidently report")
@@ -66,6 +67,27 @@ def live() -> None:
         st.iframe(view.report, height=900)
     else:
         st.caption("No full HTML report rendered yet (every N-th check renders one).")
+
+
+def _decisions(table) -> None:
+    """Drift episodes' retrain decisions: requested / deferred until / sent / failed / skipped."""
+    st.subheader("Retrain decisions")
+    if table.empty:
+        st.caption("No drift episode yet: a Critical check opens one, and the retrain waits for labelled "
+                   "post-onset data (the label horizon after the onset, enough churners) or a realised-AUC drop.")
+        return
+    st.caption("Requests and their outcomes first, newest first; then deferrals. The cooldown starts only "
+               "when a retrain run was created.")
+    st.dataframe(table, hide_index=True, column_config={
+        "time": st.column_config.DatetimeColumn("event time", format="YYYY-MM-DD"),
+        "decision": st.column_config.TextColumn("decision"),
+        "reason": st.column_config.TextColumn("why", width="large"),
+        "due": st.column_config.DatetimeColumn("deferred until", format="YYYY-MM-DD"),
+        "run": st.column_config.TextColumn("train run"),
+        "model_version": st.column_config.TextColumn("model"),
+        "onset": st.column_config.DatetimeColumn("drift onset", format="YYYY-MM-DD"),
+        "episode": st.column_config.TextColumn("episode"),
+    })  # fmt: skip
 
 
 def _not_run(checks) -> None:

@@ -16,7 +16,14 @@ alerts, so the dashboard can show the worst of both. Inputs:
   of change, so p-value methods do not count; a feature the model ignores cannot raise
   it). These rules only raise a level to Critical; they add no Warnings, so they cannot
   add the no-drift Warnings that slow ageing of the population gives (docs/drift.md
-  measures both rates).
+  measures both rates);
+* whatever the importance, a feature that drifted by a distance score of at least
+  ``any_feature_critical`` (far beyond what a no-drift world gives any feature, see
+  docs/drift.md): the world itself changed. A price increase moves ``plan_price``,
+  which an XGBoost champion hardly uses (it splits on ``plan_tier``, which carried the
+  price until then), yet the price drives churn: the model's inputs look the same while
+  the churn rate moves (concept drift, visible in the realised performance only a
+  horizon later). Also Critical only.
 
 >>> from pipeline.drift.check import FeatureDrift
 >>> grade(0.45, FeatureDrift("risk", "Wasserstein distance (normed)", 0.05, 0.1, False), drifted=["a", "b"])
@@ -70,6 +77,21 @@ def _importance_findings(features: Sequence[FeatureDrift], importance: Mapping[s
     return found
 
 
+def _world_findings(features: Sequence[FeatureDrift], importance: Mapping[str, float] | None,
+                    cfg: DriftConfig) -> list[tuple[Level, str]]:
+    found = []
+    moved = [f for f in sorted(features, key=lambda f: -f.score)
+             if f.drifted and not _is_pvalue(f.method) and f.score >= cfg.any_feature_critical]
+    for f in moved[:3]:  # the largest moves name it; the rest are counted
+        w = (importance or {}).get(f.feature)
+        share = "" if w is None else f", {w:.0%} of the importance"
+        found.append((Level.CRITICAL, f"{f.feature} drifted {f.score:.3f} >= critical {cfg.any_feature_critical:g} "
+                                      f"for any feature (the world changed{share})"))
+    if len(moved) > 3:
+        found.append((Level.CRITICAL, f"{len(moved) - 3} more feature(s) drifted >= {cfg.any_feature_critical:g}"))
+    return found
+
+
 def grade(
     share: float, prediction: FeatureDrift | None, drifted: Sequence[str] = (), cfg: DriftConfig = _DEFAULT,
     *, features: Sequence[FeatureDrift] = (), importance: Mapping[str, float] | None = None,
@@ -95,6 +117,9 @@ def grade(
                 found.append((lvl, f"risk drift {p.score:.3f} ({p.method}) >= {lvl.value.lower()} {limit:g}"))
     if importance:
         found.extend(_importance_findings(features, importance, cfg))
+    world = _world_findings(features, importance, cfg)
+    found.extend(w for w in world if w[1].split(" ", 1)[0] not in
+                 {t.split(" ", 1)[0] for lv, t in found if lv is Level.CRITICAL})  # one reason per feature
     if not found:
         pred = "" if prediction is None else f"; risk drift {prediction.score:.3f}"
         ws = weighted_share(features, importance) if importance else None

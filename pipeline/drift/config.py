@@ -55,8 +55,23 @@ class DriftConfig:
     importance_critical: float = 0.5
     feature_critical: float = 0.25
     feature_min_importance: float = 0.03
+    # any feature, whatever its importance, drifted by at least this distance: Critical
+    # (no-drift simulations give at most ~0.22, docs/drift.md; a 25 % price increase moves
+    # plan_price past 0.3 about two weeks after the onset)
+    any_feature_critical: float = 0.3
     # closed loop
-    retrain_cooldown_hours: float = 24.0
+    retrain_cooldown_hours: float = 24.0  # from a run actually created to the next request
+    # the retrain policy (pipeline.drift.episodes): "episode" -- Critical drift opens an
+    # episode and the retrain waits for labelled post-onset data (or a realised-AUC drop);
+    # "immediate" -- every Critical check outside the cooldown asks at once (the old rule)
+    retrain_policy: Literal["episode", "immediate"] = "episode"
+    retrain_after_days: int = 30  # days after the onset: the champion's label horizon
+    retrain_min_churners: int = 50  # cancels since the onset before a retrain can learn anything
+    retrain_auc_drop: float = 0.05  # realised ROC-AUC this far below its pre-onset level: retrain early
+    retrain_realised_days: int = 3  # newest matured scoring days averaged for that comparison
+    retrain_post_onset: bool = True  # the retrain's cutoffs (and the gate's test window) from the onset on
+    retrain_lookback_days: int = 0  # ... or from this many days before it (more rows; the gate stays post-onset)
+    retrain_every_days: int = 1  # cutoff spacing of that retrain (post-onset data is short: daily)
     executor: Literal["process", "thread", "inline"] = "process"
     # in the stream (pipeline.stream.drift_hook): what the window holds. "day_snapshot":
     # at each UTC midnight of event time, every active user's vector (like the training
@@ -66,7 +81,7 @@ class DriftConfig:
     warmup_days: int = 30  # no checks until a partition has this many days of events (feature windows fill)
     leader_partition: int = 0  # the worker owning this partition runs the (one) monitor
     # who is told "retrain wanted, because ..." ("module:Factory", see pipeline.drift.retrain);
-    # "" logs it only. The stream flow sets flows.retrain:PrefectEventRequester.
+    # "" logs it only. The stream flow sets flows.retrain:PrefectRunRequester.
     retrain_requester: str = ""
 
     def __post_init__(self) -> None:
@@ -96,6 +111,9 @@ class DriftConfig:
             bad.append(f"feature_min_importance={self.feature_min_importance!r} (a share in [0, 1])")
         if not self.feature_critical > 0:
             bad.append(f"feature_critical={self.feature_critical!r} (a distance score > 0)")
+        if not (isinstance(self.any_feature_critical, (int, float)) and self.any_feature_critical > 0):
+            bad.append(f"any_feature_critical={self.any_feature_critical!r} (a distance score > 0; no-drift "
+                       "simulations reach ~0.22, so keep it above that)")
         if self.threshold is not None and not self.threshold > 0:
             bad.append(f"threshold={self.threshold!r} (> 0, or None for Evidently's default)")
         if self.observe not in ("day_snapshot", "scored"):
@@ -105,6 +123,18 @@ class DriftConfig:
                 bad.append(f"{k}={getattr(self, k)!r} (an int >= 0)")
         if self.executor not in ("process", "thread", "inline"):
             bad.append(f"executor={self.executor!r} ('process', 'thread' or 'inline')")
+        if self.retrain_policy not in ("episode", "immediate"):
+            bad.append(f"retrain_policy={self.retrain_policy!r} ('episode' or 'immediate')")
+        if not (isinstance(self.retrain_lookback_days, int) and self.retrain_lookback_days >= 0):
+            bad.append(f"retrain_lookback_days={self.retrain_lookback_days!r} (an int >= 0 days)")
+        for k in ("retrain_after_days", "retrain_realised_days", "retrain_every_days"):
+            if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1):
+                bad.append(f"{k}={getattr(self, k)!r} (an int >= 1 day)")
+        if not (isinstance(self.retrain_min_churners, int) and self.retrain_min_churners >= 1):
+            bad.append(f"retrain_min_churners={self.retrain_min_churners!r} (an int >= 1: a retrain needs churners "
+                       "to learn from)")
+        if not 0 < self.retrain_auc_drop < 1:
+            bad.append(f"retrain_auc_drop={self.retrain_auc_drop!r} (a ROC-AUC difference in (0, 1), e.g. 0.05)")
         if self.retrain_requester and ":" not in self.retrain_requester:
             bad.append(f"retrain_requester={self.retrain_requester!r} ('package.module:Factory', or '' for none)")
         if bad:

@@ -61,8 +61,13 @@ class RetrainCooldown:
         """True (and the cooldown restarts now) if no request was made within the window."""
         if self.remaining() > timedelta(0):
             return False
+        self.start(model_version)
+        return True
+
+    def start(self, model_version: str, run: str | None = None) -> None:
+        """The cooldown restarts now: call it once a retrain run was actually created."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"requested_at": self.clock.now().isoformat(), "model_version": model_version}))
+        tmp.write_text(json.dumps({"requested_at": self.clock.now().isoformat(), "model_version": model_version,
+                                   "run": run}))
         tmp.replace(self.path)
-        return True

@@ -36,7 +36,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
 )
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ import pandas as pd
 
 from pipeline.autoscale.alerts import Alert, Level
 from pipeline.clock import Clock, SystemClock
+from pipeline.drift import episodes as ep
 from pipeline.drift import reports
 from pipeline.drift.alerts import assess_drift, weighted_share
 from pipeline.drift.cadence import Cadence
@@ -157,6 +158,8 @@ class DriftMonitor:
         self._pending: Future | None = None
         self._pending_at: tuple[datetime, str, int] | None = None  # (asked at, model version, rows)
         self.checks = 0  # checks submitted
+        self._pending_request: tuple | None = None  # decided in _handle, sent once the run is stored
+        self._event_now: datetime | None = None  # event time of the newest check (decisions are in event time)
         self.set_model(reference, model_version, reference_risk, importance)
 
     @classmethod
@@ -176,6 +179,9 @@ class DriftMonitor:
         every feature alike), and an empty window (risks of the old model are not
         comparable with the new one's reference predictions)."""
         self.importance = dict(importance or {})
+        old = getattr(self, "model_version", None)
+        if old is not None and old != str(model_version):
+            self._close_episode(old, str(model_version))
         if not isinstance(reference, pd.DataFrame):
             raise ConfigError(f"drift reference must be a DataFrame of feature columns, got {type(reference).__name__}")
         self.reference = reference.reset_index(drop=True)
@@ -296,17 +302,12 @@ class DriftMonitor:
             return DriftOutcome(result, alert, rid, False)
         # The retrain decision first, so the stored run says whether this check asked for one
         # (the dashboard's retrain events are the runs with RETRAIN_REQUESTED among the reasons).
-        requested, note = False, None
         if alert.level is Level.CRITICAL:
             log.warning("critical drift of model %s: %s", result.model_version, "; ".join(alert.reasons))
-            if isinstance(self.requester, LogOnly):  # nobody to tell: say so, start no cooldown
-                self.requester.request(RetrainRequest(result.model_version, tuple(alert.reasons)))
-                note = f"{RETRAIN_SKIPPED}: no retrain requester configured (see DriftConfig.retrain_requester)"
-            elif self.cooldown is None or self.cooldown.try_acquire(result.model_version):
-                requested, note = True, f"{RETRAIN_REQUESTED} ({type(self.requester).__name__})"
-            else:
-                note = f"{RETRAIN_SKIPPED}: cooldown {str(self.cooldown.remaining()).split('.')[0]} left"
-                log.info("retrain not requested: cooldown %s left", self.cooldown.remaining())
+        if self.cfg.retrain_policy == "immediate":
+            requested, note = self._immediate(result, alert)
+        else:
+            requested, note = self._episode(result, alert)
         reasons = (*alert.reasons, *([note] if note else []))
         run_id = None
         if self.store is not None:
@@ -322,18 +323,156 @@ class DriftMonitor:
                                           "importance_weighted_share": weighted_share(result.features, self.importance)}
             reports.write_summary(self.report_dir, name, summary)
             reports.prune(self.report_dir, self.cfg.report_retention)
-        if requested:
-            payload = {"model_version": result.model_version, "level": alert.level.value,
-                       "reasons": list(alert.reasons), "drifted_share": result.drifted_share,
-                       "prediction_drift": None if result.prediction is None else result.prediction.score,
-                       "window_start": result.window_start.isoformat(), "window_end": result.window_end.isoformat(),
-                       "run_id": run_id, "report": result.report_path, "source": self.source}
-            try:
-                self.requester.request(RetrainRequest(result.model_version, tuple(alert.reasons), payload))
-            except Exception as exc:  # noqa: BLE001 - scoring goes on; the failure is logged with its reason
-                log.error("retrain wanted for model %s but the request failed: %s: %s", result.model_version,
-                          type(exc).__name__, exc)  # fmt: skip
+        if self._pending_request is not None:
+            self._send(*self._pending_request, run_id=run_id)
+            self._pending_request = None
         return DriftOutcome(result, alert, run_id, requested)
+
+    # -- retrain policy ------------------------------------------------------------------
+    def _payload(self, result: DriftResult, alert: Alert, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return {"model_version": result.model_version, "level": alert.level.value, "reasons": list(alert.reasons),
+                "drifted_share": result.drifted_share,
+                "prediction_drift": None if result.prediction is None else result.prediction.score,
+                "window_start": result.window_start.isoformat(), "window_end": result.window_end.isoformat(),
+                "report": result.report_path, "source": self.source, **dict(extra or {})}
+
+    def _immediate(self, result: DriftResult, alert: Alert) -> tuple[bool, str | None]:
+        """The old rule: every Critical check outside the cooldown asks at once."""
+        if alert.level is not Level.CRITICAL:
+            return False, None
+        if isinstance(self.requester, LogOnly):  # nobody to tell: say so, start no cooldown
+            self.requester.request(RetrainRequest(result.model_version, tuple(alert.reasons)))
+            return False, f"{RETRAIN_SKIPPED}: no retrain requester configured (see DriftConfig.retrain_requester)"
+        if self.cooldown is not None and self.cooldown.remaining() > timedelta(0):
+            log.info("retrain not requested: cooldown %s left", self.cooldown.remaining())
+            return False, f"{RETRAIN_SKIPPED}: cooldown {str(self.cooldown.remaining()).split('.')[0]} left"
+        self._pending_request = (result, alert, None, tuple(alert.reasons), {})
+        return True, f"{RETRAIN_REQUESTED} ({type(self.requester).__name__})"
+
+    def _decision(self, at: datetime, version: str, decision: str, reason: str, episode: str | None = None,
+                  due: datetime | None = None, run: str | None = None) -> None:
+        log.info("retrain decision for model %s: %s: %s", version, decision, reason)
+        if self.store is None or not hasattr(self.store, "record_retrain_decision"):
+            return
+        try:
+            self.store.record_retrain_decision(time=at, model_version=version, decision=decision, reason=reason,
+                                               episode_id=episode, due=due, run=run, source=self.source,
+                                               now=self.clock.now())  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - scoring goes on; logged with its reason
+            log.error("could not store the retrain decision %r: %s: %s", decision, type(exc).__name__, exc)
+
+    def _evidence(self, now: datetime, onset: datetime, version: str) -> ep.Evidence:
+        churners = int(self.store.cancels_since(onset))
+        rows = self.store.realised_performance(model_version=version) if hasattr(
+            self.store, "realised_performance") else pd.DataFrame()
+        auc = base = day = None
+        if not rows.empty:
+            rows = rows.dropna(subset=["roc_auc"])
+            before = rows[rows["day"] < onset]
+            newest = rows.tail(self.cfg.retrain_realised_days)
+            if not before.empty and not newest.empty and newest["day"].iloc[-1] > before["day"].iloc[-1]:
+                auc, base = float(newest["roc_auc"].mean()), float(before["roc_auc"].mean())
+                day = newest["day"].iloc[-1].to_pydatetime()
+        return ep.Evidence(now, churners, auc, base, day)
+
+    def _episode(self, result: DriftResult, alert: Alert) -> tuple[bool, str | None]:
+        """Critical drift opens an episode; the retrain waits for labelled post-onset data
+        (:mod:`pipeline.drift.episodes`). Every decision is stored with its reason."""
+        version, now = str(result.model_version), result.window_end or result.time
+        self._event_now = now
+        store = self.store
+        if store is None or not hasattr(store, "open_episode"):
+            if alert.level is Level.CRITICAL:
+                return False, f"{RETRAIN_SKIPPED}: no store to keep the drift episode in (retrain_policy='episode')"
+            return False, None
+        try:
+            cur = store.current_episode(version)
+            if cur is None:
+                if alert.level is not Level.CRITICAL:
+                    return False, None
+                # the features behind the alert: those that moved strongly (>= feature_critical; a
+                # no-drift week's day-of-week rhythm stays below it), else the top drifted ones
+                ranked = [f for f in sorted(result.features, key=lambda f: -f.score) if f.drifted]
+                strong = [f.feature for f in ranked if f.score >= self.cfg.feature_critical and "p_value" not in
+                          f.method.lower().replace("-", "_")]  # fmt: skip
+                drifted = (strong or [f.feature for f in ranked])[:3]
+                runs = store.drift_runs(model_version=version)
+                feats = store.drift_features(since=runs["time"].min()) if not runs.empty else pd.DataFrame(
+                    columns=["run_id", "feature", "drifted", "score"])
+                onset = ep.estimate_onset(result.window_start or now, drifted, runs, feats,
+                                          min_score=self.cfg.feature_critical if strong else 0.0)
+                eid = store.open_episode(model_version=version, onset=onset, opened_at=now,
+                                         reason="; ".join(alert.reasons), now=self.clock.now())
+                self._decision(now, version, ep.OPENED, f"Critical drift since {onset.date()} "
+                               f"({', '.join(drifted) or 'risk'} drifted): {alert.reasons[0]}", eid)
+                cur = store.current_episode(version)
+            eid, onset = str(cur["episode_id"]), pd.Timestamp(cur["onset"]).to_pydatetime()
+            if cur["status"] == "retraining":
+                sent = pd.Timestamp(cur["updated_at"]).to_pydatetime()
+                wait = timedelta(hours=self.cfg.retrain_cooldown_hours)
+                if self.clock.now() < sent + wait:
+                    return False, f"{RETRAIN_SKIPPED}: the retrain sent at {sent:%Y-%m-%d %H:%M} is pending"
+            evidence = self._evidence(now, onset, version)
+            d = ep.decide(onset, evidence, self.cfg)
+        except Exception as exc:  # noqa: BLE001 - scoring goes on; the next check decides again
+            log.error("retrain policy failed for model %s: %s: %s", version, type(exc).__name__, exc)
+            return False, f"{RETRAIN_SKIPPED}: retrain policy failed ({type(exc).__name__}: {exc})"
+        if d.action == "defer":
+            self._decision(now, version, ep.DEFERRED, d.reason, eid, d.due)
+            return False, f"{RETRAIN_SKIPPED}: deferred" + (f" until {d.due.date()}" if d.due else "") + f" ({d.reason})"
+        again = "" if cur["status"] == "open" else f"the retrain sent earlier did not replace v{version}; "
+        if isinstance(self.requester, LogOnly):
+            self.requester.request(RetrainRequest(version, (d.reason,)))
+            self._decision(now, version, ep.NO_REQUESTER, f"{again}{d.reason}; no retrain requester configured "
+                           "(see DriftConfig.retrain_requester): nobody was told", eid)
+            return False, f"{RETRAIN_SKIPPED}: no retrain requester configured (see DriftConfig.retrain_requester)"
+        if self.cooldown is not None and self.cooldown.remaining() > timedelta(0):
+            left = str(self.cooldown.remaining()).split(".")[0]
+            self._decision(now, version, ep.COOLDOWN, f"{again}{d.reason}; cooldown {left} left since the last "
+                           "retrain run was created", eid)
+            return False, f"{RETRAIN_SKIPPED}: cooldown {left} left"
+        params = ep.train_parameters(onset, self.cfg)
+        self._decision(now, version, ep.REQUESTED, f"{again}{d.reason}" + (
+            f"; train on cutoffs from {params['start']}, gate on them" if params else ""), eid)
+        self._pending_request = (result, alert, eid, (d.reason, *alert.reasons),
+                                 {"episode_id": eid, "onset": onset.isoformat(), "train_parameters": params})
+        return True, f"{RETRAIN_REQUESTED} ({type(self.requester).__name__}): {d.reason}"
+
+    def _send(self, result: DriftResult, alert: Alert, eid: str | None, because: tuple[str, ...],
+              extra: Mapping[str, Any], run_id: str | None) -> None:
+        version, now = str(result.model_version), result.window_end or result.time
+        req = RetrainRequest(version, because, self._payload(result, alert, {**extra, "run_id": run_id}))
+        try:
+            run = self.requester.request(req)
+        except Exception as exc:  # noqa: BLE001 - scoring goes on; the failure is recorded with its reason
+            log.error("retrain wanted for model %s but the request failed: %s: %s", version, type(exc).__name__, exc)
+            self._decision(now, version, ep.SEND_FAILED, f"{type(exc).__name__}: {exc}; no cooldown started, the "
+                           "next check asks again", eid)  # fmt: skip
+            return
+        if self.cooldown is not None:  # delivered: a run exists (or the orchestrator took it on)
+            self.cooldown.start(version, run)
+        what = f"run {run} created" if run else f"delivered by {type(self.requester).__name__}"
+        self._decision(now, version, ep.SENT, f"{what}; cooldown {self.cfg.retrain_cooldown_hours:g} h started", eid,
+                       run=run)
+        if eid is not None and self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.set_episode_status(eid, "retraining", what, now=self.clock.now())
+
+    def _close_episode(self, old: str, new: str) -> None:
+        """A new champion ends the old one's episode (the gate promoted a retrain, or a person did)."""
+        if self.store is None or not hasattr(self.store, "current_episode"):
+            return
+        try:
+            cur = self.store.current_episode(old)
+            if cur is None:
+                return
+            reason = f"v{new} became the champion (gate promoted it): episode of v{old} closed"
+            at = self._event_now or self.clock.now()  # decisions are in event time
+            self.store.set_episode_status(str(cur["episode_id"]), "closed", reason, now=self.clock.now(),
+                                          closed_at=at)
+            self._decision(at, old, ep.CLOSED, reason, str(cur["episode_id"]))
+        except Exception as exc:  # noqa: BLE001 - scoring goes on
+            log.error("could not close the drift episode of v%s: %s: %s", old, type(exc).__name__, exc)
 
     def close(self, wait: bool = False) -> list[DriftOutcome]:
         """Stop the executor; with ``wait`` finish (and handle) the running check first."""

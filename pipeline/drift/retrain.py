@@ -1,8 +1,11 @@
 """How the drift library says "retrain wanted, because ...": an interface the caller supplies.
 
-The library decides *whether* a retrain is wanted (a Critical check outside the cooldown,
-see :mod:`pipeline.drift.loop`); *how* it is requested belongs to whoever runs the library.
-``flows/`` supplies :class:`flows.retrain.PrefectEventRequester` (a Prefect event that the train
+The library decides *whether* a retrain is wanted (the retrain policy of
+:mod:`pipeline.drift.episodes`, outside the cooldown of :mod:`pipeline.drift.loop`); *how* it
+is requested belongs to whoever runs the library.
+``flows/`` supplies :class:`flows.retrain.PrefectRunRequester` (a ``train/weekly`` run with the
+post-onset window; the run id comes back, so the cooldown starts only once a run exists) and
+:class:`flows.retrain.PrefectEventRequester` (a Prefect event that the train
 deployment's trigger turns into a run); tests and other orchestrators supply their own.
 
 Stream workers are separate processes, so the requester travels as an import path
@@ -41,9 +44,13 @@ class RetrainRequest:
 
 @runtime_checkable
 class RetrainRequester(Protocol):
-    """Delivers a :class:`RetrainRequest`; raises if it could not (the caller records why)."""
+    """Delivers a :class:`RetrainRequest`; raises if it could not (the caller records why).
 
-    def request(self, req: RetrainRequest) -> None: ...
+    Returns a reference to the run it created (e.g. a Prefect flow run id) when it knows
+    one was created -- only then does the retrain cooldown start -- or None when it only
+    handed the request on (an event a trigger may or may not turn into a run)."""
+
+    def request(self, req: RetrainRequest) -> str | None: ...
 
 
 class LogOnly:
@@ -61,8 +68,9 @@ class _FunctionRequester:
     def __init__(self, fn: Callable[[RetrainRequest], Any]) -> None:
         self.fn = fn
 
-    def request(self, req: RetrainRequest) -> None:
-        self.fn(req)
+    def request(self, req: RetrainRequest) -> str | None:
+        out = self.fn(req)
+        return out if isinstance(out, str) and out else None
 
 
 def as_requester(obj: RetrainRequester | Callable[[RetrainRequest], Any] | None) -> RetrainRequester:

@@ -1,5 +1,6 @@
-"""Drift runs in the store (schema version 2): the writer the drift monitor calls and
-the readers the dashboard and ``churn drift`` use.
+"""Drift runs (schema version 2), drift episodes and retrain decisions (version 6) in
+the store: the writers the drift monitor calls and the readers the dashboard and
+``churn drift`` use.
 
 A run is recorded from any object with the attributes of
 :class:`pipeline.drift.check.DriftResult` (duck-typed: the store does not import the
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from pipeline.errors import InvalidRowError
 from pipeline.store import schema as s
@@ -38,8 +39,102 @@ def run_id(source: str, model_version: str, at: datetime) -> str:
     return f"{source}/{model_version}/{check_time(at, 'drift run time').isoformat()}"
 
 
-class DriftRuns(StoreInternals):
-    """Mixin of :class:`pipeline.store.Store` (needs ``codec``, ``_write``, ``_read``, ``_upsert``, ``_frame``)."""
+EPISODE_STATUSES = ("open", "retraining", "closed")
+# pipeline.drift.episodes.DECISIONS in the order one check takes them (the store does not import drift)
+DECISION_ORDER = ("episode opened", "deferred", "requested", "skipped: cooldown", "skipped: no requester", "sent",
+                  "failed to send", "episode closed")
+
+
+class DriftEpisodes(StoreInternals):
+    """Mixin of :class:`pipeline.store.Store`: drift episodes and retrain decisions
+    (schema version 6, :mod:`pipeline.drift.episodes`)."""
+
+    def open_episode(self, *, model_version: str, onset: datetime, opened_at: datetime, reason: str,
+                     now: datetime) -> str:
+        """Store a new open episode (or return the one already open for ``model_version``)."""
+        have = self.current_episode(str(model_version))
+        if have is not None:
+            return str(have["episode_id"])
+        onset_t, opened_t = check_time(onset, "episode onset"), check_time(opened_at, "episode opened_at")
+        if onset_t > opened_t:
+            raise InvalidRowError(f"episode onset {onset_t} is after the check that opened it ({opened_t})")
+        eid = f"{model_version}/{onset_t.date().isoformat()}/{opened_t.isoformat()}"
+        row = {"episode_id": eid, "model_version": str(model_version), "onset": self.codec.one(onset_t),
+               "opened_at": self.codec.one(opened_t), "status": "open", "status_reason": reason,
+               "closed_at": None, "updated_at": self.codec.one(check_time(now, "now"))}
+        with self._write() as conn:
+            conn.execute(self._upsert(s.drift_episodes, ("episode_id",), ()), [row])
+        return eid
+
+    def set_episode_status(self, episode_id: str, status: str, reason: str, *, now: datetime,
+                           closed_at: datetime | None = None) -> None:
+        if status not in EPISODE_STATUSES:
+            raise InvalidRowError(f"episode status {status!r}: use one of {', '.join(EPISODE_STATUSES)}")
+        values = {"status": status, "status_reason": reason, "updated_at": self.codec.one(check_time(now, "now"))}
+        if closed_at is not None:
+            values["closed_at"] = self.codec.one(check_time(closed_at, "closed_at"))
+        with self._write() as conn:
+            conn.execute(s.drift_episodes.update().where(s.drift_episodes.c.episode_id == episode_id).values(**values))
+
+    def drift_episodes(self, *, model_version: str | None = None) -> pd.DataFrame:
+        """Every episode, oldest onset first."""
+        c = s.drift_episodes.c
+        q = select(s.drift_episodes).order_by(c.onset, c.episode_id)
+        if model_version is not None:
+            q = q.where(c.model_version == str(model_version))
+        return self._frame(q, ("onset", "opened_at", "closed_at", "updated_at"))
+
+    def current_episode(self, model_version: str) -> dict[str, Any] | None:
+        """The newest episode of ``model_version`` that is not closed (None: none)."""
+        eps = self.drift_episodes(model_version=model_version)
+        eps = eps[eps["status"] != "closed"]
+        return None if eps.empty else eps.iloc[-1].to_dict()
+
+    def record_retrain_decision(self, *, time: datetime, model_version: str, decision: str, reason: str,
+                                episode_id: str | None = None, due: datetime | None = None, run: str | None = None,
+                                source: str = "stream", now: datetime) -> str:
+        """One retrain decision (requested / deferred until ``due`` / sent / failed to send /
+        skipped ...) with its reason; the same decision at the same time is stored once."""
+        if not (isinstance(reason, str) and reason.strip()):
+            raise InvalidRowError(f"retrain decision {decision!r} needs its reason (got {reason!r})")
+        if not (isinstance(decision, str) and decision):
+            raise InvalidRowError(f"retrain decision {decision!r}: name it (pipeline.drift.episodes.DECISIONS)")
+        at = check_time(time, "decision time")
+        did = f"{episode_id or model_version}/{at.isoformat()}/{decision}"
+        row = {"decision_id": did, "time": self.codec.one(at), "episode_id": episode_id,
+               "model_version": str(model_version), "decision": decision, "reason": reason,
+               "due": None if due is None else self.codec.one(check_time(due, "due")), "run": run, "source": source,
+               "recorded_at": self.codec.one(check_time(now, "now"))}
+        with self._write() as conn:
+            conn.execute(self._upsert(s.retrain_decisions, ("decision_id",), ("reason", "due", "run", "recorded_at")),
+                         [row])
+        return did
+
+    def retrain_decisions(self, *, episode_id: str | None = None) -> pd.DataFrame:
+        """Every retrain decision, oldest first."""
+        c = s.retrain_decisions.c
+        q = select(s.retrain_decisions).order_by(c.time, c.recorded_at, c.decision_id)
+        if episode_id is not None:
+            q = q.where(c.episode_id == episode_id)
+        df = self._frame(q, ("time", "due", "recorded_at"))
+        if df.empty:
+            return df
+        # decisions of one check in the order they were taken (opened, then deferred/requested, then sent)
+        step = df["decision"].map({d: i for i, d in enumerate(DECISION_ORDER)}).fillna(len(DECISION_ORDER))
+        return df.assign(_step=step).sort_values(["time", "recorded_at", "_step"], kind="stable").drop(
+            columns="_step").reset_index(drop=True)
+
+    def cancels_since(self, since: datetime) -> int:
+        """Users whose newest score row marks a cancel (``active`` false) with features
+        time after ``since``: the churners since then (a user who came back is not counted)."""
+        c = s.scores.c
+        q = select(func.count()).select_from(s.scores).where(c.active.is_(False)).where(
+            c.features_time > self._since(since, "since"))
+        return int(self._frame(q).iloc[0, 0])
+
+
+class DriftRuns(DriftEpisodes):
+    """Mixin of :class:`pipeline.store.Store` (needs ``codec``, ``_write``, ``_read``, ``_upsert``, ``_frame``); with the episodes."""
 
     def record_drift_run(self, run: Any, *, level: str, reasons: Sequence[str] = (), source: str = "stream") -> str:
         """Store one check (its per-feature rows too) in one transaction; return its ``run_id``."""

@@ -41,7 +41,7 @@ from pipeline.errors import StoreSchemaError
 from pipeline.store import schema
 from pipeline.store.rows import TimeCodec
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 Migration = Callable[[Connection], None]
 
@@ -122,12 +122,19 @@ def _v5_check_status_and_realised(conn: Connection) -> None:
     schema.realised_performance.create(conn, checkfirst=True)
 
 
+def _v6_drift_episodes(conn: Connection) -> None:
+    """Version 6: ``drift_episodes`` and ``retrain_decisions`` (pipeline.drift.episodes)."""
+    schema.drift_episodes.create(conn, checkfirst=True)
+    schema.retrain_decisions.create(conn, checkfirst=True)
+
+
 # target version -> upgrade from the version before
 MIGRATIONS: dict[int, Migration] = {
     2: _v2_drift_runs,
     3: _v3_scores_active,
     4: _v4_history_per_interval,
     5: _v5_check_status_and_realised,
+    6: _v6_drift_episodes,
 }
 
 

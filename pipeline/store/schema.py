@@ -217,6 +217,36 @@ realised_performance = Table(
     Column("computed_at", Time, nullable=False),  # wall clock of the computation
 )
 
+# Drift episodes and the retrain decisions taken for them (schema version 6,
+# pipeline.drift.episodes): one episode per run of Critical drift of a model version.
+drift_episodes = Table(
+    "drift_episodes",
+    metadata,
+    Column("episode_id", Id, primary_key=True),
+    Column("model_version", String(100), nullable=False),
+    Column("onset", Time, nullable=False),  # event time: first day of the drifted streak
+    Column("opened_at", Time, nullable=False),  # event time of the Critical check that opened it
+    Column("status", String(16), nullable=False),  # open, retraining, closed
+    Column("status_reason", Text, nullable=True),
+    Column("closed_at", Time, nullable=True),
+    Column("updated_at", Time, nullable=False),
+)
+retrain_decisions = Table(
+    "retrain_decisions",
+    metadata,
+    Column("decision_id", Id, primary_key=True),
+    Column("time", Time, nullable=False),  # event time of the check that decided
+    Column("episode_id", Id, nullable=True),
+    Column("model_version", String(100), nullable=False),
+    Column("decision", String(32), nullable=False),  # pipeline.drift.episodes.DECISIONS
+    Column("reason", Text, nullable=False),
+    Column("due", Time, nullable=True),  # deferred until
+    Column("run", Text, nullable=True),  # the orchestrator's run, once one was created
+    Column("source", Id, nullable=False),
+    Column("recorded_at", Time, nullable=False),  # the monitor's clock
+    Index("ix_retrain_decisions_time", "time"),
+)
+
 TIME_COLUMNS = {
     "scores": ("features_time", "updated_at"),
     "score_history": ("bucket", "time"),
@@ -227,6 +257,8 @@ TIME_COLUMNS = {
     "drift_runs": ("time", "window_start", "window_end"),
     "drift_features": ("time",),
     "realised_performance": ("day", "matured_at", "computed_at"),
+    "drift_episodes": ("onset", "opened_at", "closed_at", "updated_at"),
+    "retrain_decisions": ("time", "due", "recorded_at"),
 }
 
 # Schema versions 1-3 appended sampled history points with these triggers; version 4

@@ -13,6 +13,9 @@ Order of the checks:
    at the top 10 %), within an optional tolerance; the paired-bootstrap difference and its
    95 % interval are recorded beside each metric.
 
+After a drift episode (:mod:`pipeline.drift.episodes`) both are compared on labelled data
+from the onset on only (:func:`post_onset_rows`): the world the challenger must serve.
+
 >>> decide({"roc_auc": 0.80, "lift_10": 3.1}, {"roc_auc": 0.79, "lift_10": 3.0}).promoted
 True
 >>> decide({"roc_auc": 0.80, "lift_10": 2.9}, {"roc_auc": 0.79, "lift_10": 3.0}).reason
@@ -26,6 +29,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -139,3 +146,31 @@ def decide(
     if policy.tolerance:
         reason += f" (tolerance {policy.tolerance})"
     return GateDecision(True, reason, chal, champ, champion_version, diffs)
+
+
+def post_onset_rows(cutoffs: Any, since: date | str | None, labels: Any, *, min_rows: int = 200,
+                    min_positives: int = 10) -> np.ndarray:
+    """Mask of the test rows with a cutoff on or after ``since`` (all rows if None).
+
+    Refuses (``ValueError`` naming the counts and the remedy) when that leaves fewer than
+    ``min_rows`` rows or ``min_positives`` churners: a gate on too little post-onset data
+    would decide by noise.
+
+    >>> import pandas as pd
+    >>> cut = pd.to_datetime(["2026-07-01", "2026-07-08", "2026-07-15"], utc=True)
+    >>> post_onset_rows(cut, "2026-07-05", [0, 1, 1], min_rows=1, min_positives=1).tolist()
+    [False, True, True]
+    """
+    import pandas as pd
+
+    c = pd.DatetimeIndex(pd.to_datetime(np.asarray(cutoffs), utc=True))
+    if since is None:
+        return np.ones(len(c), bool)
+    start = pd.Timestamp(since).tz_localize("UTC") if pd.Timestamp(since).tzinfo is None else pd.Timestamp(since)
+    mask = np.asarray(c >= start)
+    y = np.asarray(labels)[mask]
+    if mask.sum() < min_rows or y.sum() < min_positives:
+        raise ValueError(f"the gate needs labelled data from {start.date()} on: the test window has {int(mask.sum())} "
+                         f"row(s) with {int(y.sum())} churner(s) there (need >= {min_rows} and >= {min_positives}); "
+                         "retrain later, when more post-onset labels have matured, or drop gate_from")
+    return mask

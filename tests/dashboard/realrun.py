@@ -179,7 +179,8 @@ def drift_checks(
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10 * len(cuts)))
     sent: list[dict[str, Any]] = []
     cfg = DriftConfig(
-        executor="inline", min_rows=200, full_report_every=0, retrain_cooldown_hours=0.0
+        executor="inline", min_rows=200, full_report_every=0, retrain_cooldown_hours=0.0,
+        retrain_policy="immediate",
     )
     outcomes = []
     with Store(store_url) as store:

@@ -36,7 +36,7 @@ DRIFT_DAY = 70
 
 def test_stream_detects_the_outage_after_it_starts_and_asks_for_one_retrain(tmp_path):
     events: list = []
-    cfg = DriftConfig(executor="inline", full_report_every=0, warmup_days=58)  # checks from day ~59: fewer, same rule
+    cfg = DriftConfig(executor="inline", full_report_every=0, warmup_days=58, retrain_policy="immediate")  # checks from day ~59: fewer, same rule
     checks = stream_checks(tmp_path, "content_outage", DRIFT_DAY, users=2_000, days=85, seed=3, horizon_days=7,
                            every_days=3, train_end_day=DRIFT_DAY, config=cfg, requester=events.append)
     before = [c for c in checks if c.day <= DRIFT_DAY]  # the window of day d holds users at its midnight
@@ -65,7 +65,8 @@ from pipeline.features.registry import FEATURE_NAMES
 from tests.drift.helpers import fake_check
 ref = pd.DataFrame(np.zeros((300, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
 from flows.retrain import REQUESTER  # what the stream flow configures
-cfg = DriftConfig(executor="inline", min_rows=10, full_report_every=0, retrain_requester=REQUESTER)
+cfg = DriftConfig(executor="inline", min_rows=10, full_report_every=0, retrain_requester=REQUESTER,
+                  retrain_policy="immediate")
 m = DriftMonitor(ref, "1", config=cfg, report_dir=__import__("pathlib").Path(sys.argv[1]), check=fake_check)
 for day in range(2):  # two critical checks: the cooldown lets one event through
     m.observe(np.full((50, len(FEATURE_NAMES)), 5.0), np.full(50, 0.5), pd.Timestamp(2026, 3, 1 + day, tz="UTC"))

@@ -50,7 +50,7 @@ def env(tmp_path, template):
 CFG = StreamConfig(group="test", batch_size=200, max_wait_s=0.0, checkpoint_interval_s=3600.0,
                    flush_interval_s=0.05, metrics_interval_s=3600.0)  # fmt: skip
 DRIFT = DriftConfig(executor="inline", warmup_days=5, min_rows=20, window_rows=5_000, every_rows=1_000_000,
-                    full_report_every=0)  # fmt: skip
+                    full_report_every=0, retrain_policy="immediate")  # fmt: skip
 
 
 def champion(paths, version="1", reference=None, **kw):

@@ -45,19 +45,45 @@ def level(feats, imp_=None, cfg=CFG):
 
 
 def test_one_strongly_drifted_top_feature_is_critical_though_few_features_moved():
-    feats = features({"f00": 0.38, "f05": 0.12, "f07": 0.11})  # 3 of 29 = 10 %: Healthy by share
-    assert level(feats).level is Level.HEALTHY
+    feats = features({"f00": 0.28, "f05": 0.12, "f07": 0.11})  # 3 of 29 = 10 %: Healthy by share
+    assert level(feats).level is Level.HEALTHY  # and below any_feature_critical
     alert = level(feats, importance("f00"))
     assert alert.level is Level.CRITICAL
-    assert any("f00 (50% of the importance, #1) drifted 0.380 >= critical 0.25" in r for r in alert.reasons)
+    assert any("f00 (50% of the importance, #1) drifted 0.280 >= critical 0.25" in r for r in alert.reasons)
 
 
 def test_the_same_move_of_an_unimportant_feature_stays_healthy():
-    feats = features({"f20": 0.38, "f05": 0.12})
+    feats = features({"f20": 0.28, "f05": 0.12})
     weights = importance("f00") | {"f20": 0.02}  # below feature_min_importance (3 %)
     alert = level(feats, weights)
     assert alert.level is Level.HEALTHY and "of importance" in alert.reasons[0]
     assert level(feats, importance("f00") | {"f20": 0.05}).level is Level.CRITICAL  # a feature it does use
+
+
+def test_a_feature_the_model_ignores_is_critical_once_it_moved_beyond_any_no_drift_score():
+    """The XGBoost champion barely uses plan_price; a price increase moves it far (0.3+):
+    Critical with or without importance, and only once the move exceeds any_feature_critical."""
+    weights = importance("f00") | {"f20": 0.002}
+    for w in (None, weights):
+        assert level(features({"f20": 0.29}), w).level is not Level.CRITICAL
+        alert = level(features({"f20": 0.34}), w)
+        assert alert.level is Level.CRITICAL
+        assert any(r.startswith("f20 drifted 0.340 >= critical 0.3 for any feature") for r in alert.reasons)
+    # a p-value is no size of change
+    pvals = [FeatureDrift(n, "K-S p_value", 0.4 if n == "f20" else 0.6, 0.05, n == "f20") for n in NAMES]
+    assert level(pvals).level is not Level.CRITICAL
+    # one reason per feature when the importance rule fires too
+    alert = level(features({"f00": 0.4}), importance("f00"))
+    assert sum(r.startswith("f00") for r in alert.reasons) == 1
+
+
+def test_prediction_drift_counts_on_its_own():
+    """A risk distribution that moved is Warning / Critical by its score although no feature drifted."""
+    feats = features({})
+    for score, lvl in ((0.05, Level.HEALTHY), (0.12, Level.WARNING), (0.25, Level.CRITICAL)):
+        alert = grade(0.0, FeatureDrift("risk", W, score, 0.1, score >= 0.1), [], CFG, features=feats,
+                      importance=importance())
+        assert alert.level is lvl, alert.reasons
 
 
 def test_a_weak_drift_of_the_top_feature_or_a_p_value_method_is_not_critical():
@@ -92,6 +118,8 @@ def test_config_validates_the_importance_thresholds():
         DriftConfig(importance_critical=1.5)
     with pytest.raises(ConfigError, match=r"feature_min_importance=2"):
         DriftConfig(feature_min_importance=2)
+    with pytest.raises(ConfigError, match=r"any_feature_critical=0 \(a distance score > 0"):
+        DriftConfig(any_feature_critical=0)
 
 
 def test_importance_from_contributions_matches_a_plain_loop():
@@ -119,7 +147,7 @@ def test_the_monitor_weighs_its_champions_importance(tmp_path):
     """Only column "a" moves (1 of 5 = 20 %: Warning by share); weighted by a champion that
     leans on "a" the same check is Critical and asks for a retrain."""
     cfg = DriftConfig(window_rows=1_000, min_rows=200, every_rows=500, per_event_day=False, full_report_every=0,
-                      executor="inline")
+                      executor="inline", any_feature_critical=5.0, retrain_policy="immediate")  # the fake check's mean shift is no distance
     ref = frame(1_000, seed=1)
     cur = frame(500, seed=2)
     cur["a"] += 2.0
@@ -171,3 +199,31 @@ def test_price_increase_is_critical_for_a_champion_that_leans_on_price():
     assert weighted.level is Level.CRITICAL and any(x.startswith("plan_price (14% of the importance, #1)")
                                                     for x in weighted.reasons)
     assert out[None][2].level is not Level.CRITICAL, out[None][2].reasons
+
+
+@pytest.mark.slow  # ~2-3 min: two simulations, XGBoost, replays + Evidently checks
+def test_price_increase_is_critical_with_an_xgboost_champion_and_no_drift_is_not(tmp_path):
+    """The demo's champion kind (XGBoost) hardly uses plan_price (it splits on plan_tier),
+    so the importance rules cannot see a price increase; the any-feature rule does, about
+    two weeks after the onset. The no-drift control of the same size and seed stays below
+    Critical throughout (both through the stream's own drift leader)."""
+    from pipeline.testing.drift import stream_checks
+
+    drift_day = 75
+    cfg = DriftConfig(executor="inline", full_report_every=0, warmup_days=66)  # checks from day ~67
+    out = {}
+    for drift in ("price_increase", None):
+        out[drift] = stream_checks(tmp_path / str(drift), drift, drift_day if drift else None, users=2_500, days=95,
+                                   seed=1, horizon_days=14, every_days=7, candidate="xgboost",
+                                   train_end_day=drift_day, config=cfg)  # fmt: skip
+    print("\n".join(f"day {c.day}: {c.level} {c.drifted_share:.0%} {c.drifted[:4]}" for c in out["price_increase"]))
+    after = [c for c in out["price_increase"] if c.day > drift_day]
+    before = [c for c in out["price_increase"] if c.day <= drift_day]
+    assert len(before) >= 4 and len(after) >= 12
+    assert all(c.level != "Critical" for c in before)
+    first = next((c for c in after if c.level == "Critical"), None)
+    assert first is not None and first.day <= drift_day + 18 and "plan_price" in first.drifted
+    assert sum(c.level == "Critical" for c in after if c.day >= first.day) >= 0.8 * len(
+        [c for c in after if c.day >= first.day])  # it stays Critical: the price stays up
+    control = out[None]
+    assert len(control) >= 20 and all(c.level != "Critical" for c in control), [c.level for c in control]

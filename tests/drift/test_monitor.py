@@ -19,7 +19,8 @@ from pipeline.store import Store
 from tests.drift.helpers import COLS, T0, fake_check, frame
 
 CFG = DriftConfig(window_rows=1_000, min_rows=200, every_rows=500, every_minutes=60, per_event_day=False,
-                  full_report_every=2, report_retention=2, executor="inline", retrain_cooldown_hours=24)
+                  full_report_every=2, report_retention=2, executor="inline", retrain_cooldown_hours=24,
+                  retrain_policy="immediate")  # the request mechanics; the episode policy: test_episodes.py
 
 
 def monitor(tmp_path, clock, sent, store=None, check=fake_check, cfg=CFG, **kw):

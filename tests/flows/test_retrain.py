@@ -15,6 +15,7 @@ from flows.retrain import (
     REQUESTER,
     NotDelivered,
     PrefectEventRequester,
+    PrefectRunRequester,
     resource,
     train_trigger,
 )
@@ -42,7 +43,8 @@ def test_the_event_carries_the_model_resource_the_payload_and_the_reasons():
 
 
 def test_the_stream_flow_configures_the_prefect_requester_by_import_path():
-    assert isinstance(load_requester(REQUESTER), PrefectEventRequester)
+    assert isinstance(load_requester(REQUESTER), PrefectRunRequester)
+    assert isinstance(load_requester("flows.retrain:PrefectEventRequester"), PrefectEventRequester)
     assert isinstance(load_requester(""), LogOnly)
     with pytest.raises(ConfigError, match="cannot be loaded"):
         load_requester("flows.retrain:Nope")
@@ -79,3 +81,20 @@ def test_train_trigger_matches_the_drift_event_and_fits_the_train_deployment():
 def test_an_event_prefect_did_not_accept_is_reported():
     with pytest.raises(NotDelivered, match="did not accept"):
         PrefectEventRequester(emit=lambda **kw: None, api_url=lambda: "http://127.0.0.1:1/api").request(REQ)
+
+
+def test_the_run_requester_creates_a_train_run_with_the_post_onset_window_and_returns_its_id():
+    from types import SimpleNamespace
+
+    made = []
+    req = RetrainRequest("7", ("labelled post-onset data",), {"train_parameters": {"start": "2026-07-03",
+                                                                                   "gate_from": "2026-07-03"}})
+    ask = PrefectRunRequester(run=lambda name, params: made.append((name, params)) or SimpleNamespace(id="abc", name="x"),
+                              api_url=lambda: "http://127.0.0.1:1/api")  # fmt: skip
+    assert ask.request(req) == "abc"
+    assert made == [("train/weekly", {"start": "2026-07-03", "gate_from": "2026-07-03"})]
+    with pytest.raises(NotDelivered, match="no PREFECT_API_URL: no train/weekly run created for model 7"):
+        PrefectRunRequester(run=lambda *a: made.append(a), api_url=lambda: None).request(req)
+    with pytest.raises(NotDelivered, match="created no train/weekly run"):
+        PrefectRunRequester(run=lambda *a: None, api_url=lambda: "http://x/api").request(req)
+    assert len(made) == 1

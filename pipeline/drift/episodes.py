@@ -1,0 +1,139 @@
+"""Drift episodes and the retrain policy: retrain when there is something to learn from.
+
+A Critical check opens an **episode** for the champion (stored with its *onset*: the
+first day of the streak of checks in which the features behind the alert had drifted).
+Labels need the horizon to mature, so a retrain right away would learn from pre-drift
+data only (and the gate would rightly reject it). The policy (:func:`decide`) therefore
+**defers** the retrain until
+
+* the label horizon has elapsed since the onset (``retrain_after_days``): snapshots at
+  cutoffs from the onset on have labels, and
+* at least ``retrain_min_churners`` subscribers cancelled since the onset,
+
+or asks **earlier** when the champion's *realised* ROC-AUC (newest matured scoring days,
+:mod:`pipeline.monitoring.realised`) fell ``retrain_auc_drop`` below its level before
+the onset. The request carries the training window: cutoffs from the onset on (daily:
+``retrain_every_days``), so the retrain learns the new world and its test window -- on
+which the gate compares challenger and champion -- is post-onset labelled data.
+
+Every decision is a row (:data:`DECISIONS`, with its reason) beside the episode, written
+by :class:`pipeline.drift.monitor.DriftMonitor`; the cooldown starts only once the
+requester says a run was created.
+
+>>> from datetime import UTC, datetime, timedelta
+>>> from pipeline.drift.config import DriftConfig
+>>> onset = datetime(2026, 7, 9, tzinfo=UTC)
+>>> d = decide(onset, Evidence(onset + timedelta(days=3), churners=12), DriftConfig())
+>>> d.action, d.due.date()
+('defer', datetime.date(2026, 8, 8))
+>>> decide(onset, Evidence(onset + timedelta(days=31), churners=300), DriftConfig()).action
+'request'
+>>> decide(onset, Evidence(onset + timedelta(days=9), 80, realised_auc=0.66, baseline_auc=0.78), DriftConfig()).reason
+'realised ROC-AUC 0.660 < 0.780 before the onset - 0.05: retrain now'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+
+from pipeline.drift.config import DriftConfig
+
+# decision kinds, as stored (retrain_decisions.decision) and shown on the Drift page
+OPENED, DEFERRED, REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED = (
+    "episode opened", "deferred", "requested", "sent", "failed to send", "skipped: cooldown",
+    "skipped: no requester", "episode closed")
+DECISIONS = (OPENED, DEFERRED, REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED)
+GATE_PROMOTED, GATE_REJECTED = "gate promoted", "gate rejected"  # recorded by whoever ran the retrain's gate
+# what the decision table lists first: what reached (or tried to reach) the orchestrator, and outcomes
+OUTCOMES = (REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED, GATE_PROMOTED, GATE_REJECTED)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the policy knows at event time ``now``: cancels since the onset, and the
+    champion's realised ROC-AUC on the newest matured days vs before the onset (None: unknown)."""
+
+    now: datetime
+    churners: int
+    realised_auc: float | None = None
+    baseline_auc: float | None = None
+    realised_day: datetime | None = None  # the newest matured scoring day behind realised_auc
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    action: Literal["defer", "request"]
+    reason: str
+    due: datetime | None = None  # defer: when the horizon has elapsed since the onset
+
+
+def _auc_dropped(ev: Evidence, cfg: DriftConfig) -> bool:
+    if ev.realised_auc is None or ev.baseline_auc is None:
+        return False
+    if math.isnan(ev.realised_auc) or math.isnan(ev.baseline_auc):
+        return False
+    return ev.realised_auc < ev.baseline_auc - cfg.retrain_auc_drop
+
+
+def decide(onset: datetime, ev: Evidence, cfg: DriftConfig) -> PolicyDecision:
+    """Retrain now, or defer (until when, and why)."""
+    due = onset + timedelta(days=cfg.retrain_after_days)
+    enough = ev.churners >= cfg.retrain_min_churners
+    if _auc_dropped(ev, cfg):
+        if enough:
+            return PolicyDecision("request", f"realised ROC-AUC {ev.realised_auc:.3f} < {ev.baseline_auc:.3f} "
+                                             f"before the onset - {cfg.retrain_auc_drop:g}: retrain now")
+        return PolicyDecision("defer", f"realised ROC-AUC {ev.realised_auc:.3f} dropped, but only {ev.churners} "
+                                       f"churners since the onset < {cfg.retrain_min_churners}", due)
+    if ev.now >= due:
+        if enough:
+            return PolicyDecision("request", f"labelled post-onset data: {cfg.retrain_after_days} days since the "
+                                             f"onset {onset.date()}, {ev.churners} churners >= "
+                                             f"{cfg.retrain_min_churners}")
+        return PolicyDecision("defer", f"{cfg.retrain_after_days} days since the onset, but only {ev.churners} "
+                                       f"churners < {cfg.retrain_min_churners}: deferred until there are more")
+    return PolicyDecision("defer", f"labels of post-onset users mature on {due.date()} "
+                                   f"({cfg.retrain_after_days} d after the onset {onset.date()}); "
+                                   f"{ev.churners} churners so far", due)
+
+
+def train_parameters(onset: datetime, cfg: DriftConfig) -> dict[str, Any]:
+    """The train flow's parameters for a retrain on post-onset data: cutoffs from the
+    onset on (``retrain_lookback_days`` before it: more rows when data are few; features
+    still see the full history), daily so there are enough of them, and the gate on the
+    cutoffs from the onset on. ``retrain_post_onset=False``: {} (the deployment's usual window)."""
+    if not cfg.retrain_post_onset:
+        return {}
+    day: date = onset.date()
+    start = day - timedelta(days=cfg.retrain_lookback_days)
+    return {"start": start.isoformat(), "warmup_days": 0, "every_days": cfg.retrain_every_days,
+            "gate_from": day.isoformat()}
+
+
+def estimate_onset(current: datetime, drifted: list[str], runs: pd.DataFrame, features: pd.DataFrame,
+                   min_score: float = 0.0) -> datetime:
+    """The first day of the streak of stored checks (newest back) in which any of the
+    ``drifted`` features (those behind the alert) had drifted by a score of at least
+    ``min_score``; ``current`` if none.
+
+    ``runs``: ``Store.drift_runs()`` of the model version (oldest first); ``features``:
+    ``Store.drift_features()`` rows of those runs."""
+    onset = current
+    if runs.empty or not drifted:
+        return onset
+    flagged = features[features["feature"].isin(drifted) & features["drifted"].astype(bool)
+                       & (features["score"] >= min_score if "score" in features else True)]
+    hit = set(flagged["run_id"])
+    for r in runs.sort_values("time", ascending=False).itertuples(index=False):
+        start = r.window_start if r.window_start is not None and not pd.isna(r.window_start) else r.time
+        if start > current:
+            continue
+        if r.run_id not in hit:
+            break
+        onset = pd.Timestamp(start).to_pydatetime()
+    return onset

@@ -1,0 +1,270 @@
+"""The whole ground-truth loop in compressed time, in one process (issue 18).
+
+:func:`closed_loop` simulates a history in which the world changes on ``drift_day``
+(a scenario of :mod:`pipeline.simulator.scenarios`; time is compressed by a short label
+horizon, :data:`pipeline.simulator.scenarios.COMPRESSED`, and by replaying the log as fast
+as the worker scores it), trains a champion on the days before the drift, then streams
+the log through one worker with drift checks and the episode retrain policy on:
+
+1. a Critical check opens a drift episode (onset estimated from the drifted streak);
+2. the retrain is deferred until the horizon has passed since the onset (and churners);
+3. the requester -- here in-process, as the train deployment would -- retrains on cutoffs
+   from the onset on, gates challenger against champion on the post-onset test rows
+   (:func:`pipeline.training.gate.decide`), and if promoted publishes it to the workers;
+4. the worker switches; the episode closes;
+5. afterwards the realised performance (:mod:`pipeline.monitoring.update`) per scoring
+   day and model version shows the drop during the episode and the recovery after it.
+
+The Prefect version of steps 3-4 is ``flows.retrain.PrefectRunRequester`` + the served
+``train/weekly`` deployment (``gate_from``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.features.timebase import to_us
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopRun:
+    """What happened, with event-time dates (``timeline``) and the realised rows."""
+
+    timeline: list[tuple[str, str]] = field(default_factory=list)  # (event date, what)
+    realised: pd.DataFrame = field(default_factory=pd.DataFrame)
+    decisions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    episodes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    gate: dict[str, Any] = field(default_factory=dict)
+    drift_day: date | None = None
+    promoted_on: date | None = None
+    promoted_version: str | None = None
+
+    def auc(self, since: date | None = None, until: date | None = None, version: str | None = None) -> float:
+        """Mean realised ROC-AUC of the scoring days in [since, until) (of ``version``)."""
+        r = self.realised.dropna(subset=["roc_auc"])
+        if version is not None:
+            r = r[r["model_version"] == version]
+        d = r["day"].dt.date
+        if since is not None:
+            r = r[d >= since]
+            d = r["day"].dt.date
+        if until is not None:
+            r = r[d < until]
+        return float(r["roc_auc"].mean()) if len(r) else float("nan")
+
+    def after(self, share: float = 0.8) -> float:
+        """Mean realised ROC-AUC of the days after the promotion on which the retrained
+        version had published the scores of at least ``share`` of the users (right after a
+        promotion, users the stream has not rescored yet still carry the old version's score)."""
+        if self.promoted_on is None:
+            return float("nan")
+        r = self.realised[self.realised["day"].dt.date >= self.promoted_on]
+        total = r.groupby("day")["n"].transform("sum")
+        new = r[(r["model_version"] == self.promoted_version) & (r["n"] >= share * total)].dropna(subset=["roc_auc"])
+        return float(new["roc_auc"].mean()) if len(new) else float("nan")
+
+    def during(self) -> float:
+        """Mean realised ROC-AUC of the scoring days from the drift to the promotion."""
+        return self.auc(since=self.drift_day, until=self.promoted_on) if self.promoted_on else float("nan")
+
+    def recovery(self) -> float:
+        """Realised ROC-AUC after the retrain minus during the drift episode."""
+        return self.after() - self.during()
+
+
+class InlineRetrain:
+    """The requester of :func:`closed_loop`: what the train deployment does, in-process."""
+
+    def __init__(self, log_: Any, paths: Any, store: Any, candidate: str, horizon_days: int, seed: int,
+                 run: LoopRun, start_us: int, tracking_uri: str | None = None) -> None:
+        self.log, self.paths, self.store, self.run = log_, paths, store, run
+        self.tracking_uri = tracking_uri
+        self.candidate, self.horizon, self.seed, self.start_us = candidate, horizon_days, seed, start_us
+        self.version = 1
+
+    def request(self, req: Any) -> str:
+        from pipeline.config import PROJECT_ROOT
+        from pipeline.evaluation import metrics
+        from pipeline.features.registry import FEATURE_SET_VERSION
+        from pipeline.stream.drift_hook import write_reference
+        from pipeline.stream.model import export_model, load_export, publish, read_pointer
+        from pipeline.training.data import build_dataset
+        from pipeline.training.fit import fit_candidate
+        from pipeline.training.gate import decide, post_onset_rows
+        from pipeline.training.specs import load_spec
+
+        params = dict(req.payload.get("train_parameters") or {})
+        now = datetime.fromisoformat(req.payload["window_end"])
+        start = date.fromisoformat(params["start"]) if params.get("start") else None
+        ds = build_dataset(self.log, self.horizon, int(params.get("every_days", 1)), start, now.date(),
+                           warmup_days=params.get("warmup_days"))  # fmt: skip
+        model = fit_candidate(load_spec(PROJECT_ROOT / "models" / f"{self.candidate}.yaml"), ds.part("train"),
+                              ds.part("val"), ds.features, seed=self.seed)  # fmt: skip
+        test = ds.part("test")
+        keep = post_onset_rows(test["cutoff"], params.get("gate_from"), test["label"].to_numpy(), min_rows=100,
+                               min_positives=5)  # fmt: skip
+        test = test[keep]
+        y = test["label"].to_numpy()
+        champion = load_export(read_pointer(self.paths.champion))
+        chal = metrics(y, model.predict_proba(test))
+        champ = metrics(y, _score(champion, test))
+        d = decide(chal, champ, champion_version=str(self.version))
+        self.run.gate = {"decision": d.decision, "reason": d.reason, "challenger": dict(d.challenger),
+                         "champion": dict(d.champion or {}), "test_rows": int(len(test)),
+                         "train_rows": int(len(ds.part("train")))}  # fmt: skip
+        day = now.date().isoformat()
+        self.run.timeline.append((day, f"retrain on cutoffs from {params.get('start')} ({len(ds.table):,} rows); "
+                                       f"gate {d.decision.upper()}: {d.reason}"))
+        self.store.record_retrain_decision(time=now, model_version=str(self.version), decision=f"gate {d.decision}",
+                                           reason=d.reason, episode_id=req.payload.get("episode_id"),
+                                           run=f"inline-{self.version + 1}", now=datetime.now().astimezone())
+        if d.promoted and self.tracking_uri:
+            table = ds.table
+            register(self.tracking_uri, model, ds, test, table.sample(min(2_000, len(table)), random_state=self.seed),
+                     self.horizon)  # fmt: skip
+        if d.promoted:
+            self.version += 1
+            train = ds.part("train")
+            ref = export_model(model, str(self.version), FEATURE_SET_VERSION, self.paths.models,
+                               base_rate=float(train["label"].mean()))
+            table = ds.table  # its reference: the post-onset world it was trained for
+            if params.get("gate_from"):
+                post = table[table["cutoff"] >= pd.Timestamp(params["gate_from"], tz="UTC")]
+                table = post if len(post) >= 500 else table
+            write_reference(Path(ref.path), table.sample(min(5_000, len(table)), random_state=self.seed)[
+                list(model.features)])
+            publish(self.paths.champion, ref)
+            self.run.promoted_on = now.date() + timedelta(days=1)  # scored with it from the next midnight
+            self.run.promoted_version = str(self.version)
+        return f"inline-{self.version}"
+
+
+def register(uri: str, model: Any, ds: Any, test: pd.DataFrame, reference: pd.DataFrame, horizon_days: int,
+             by: str = "closed_loop") -> tuple[str, Any]:
+    """Log ``model`` to the MLflow registry at ``uri`` and gate it on ``test`` (as the
+    train flow does), so the dashboard's Model page has versions, tags and the champion."""
+    import mlflow
+
+    from pipeline import registry
+    from pipeline.evaluation import metrics
+
+    experiment = registry.configure(uri)
+    y = test["label"].to_numpy()
+    test_metrics = metrics(y, model.predict_proba(test))
+    with mlflow.start_run(experiment_id=experiment, run_name=f"loop-{len(ds.table)}"):
+        info = registry.log_model(model, ds.part("train").head(5), reference, ds.registry_doc, ds.feature_set_version)
+    tags = {"candidate": model.name if hasattr(model, "name") else "model", "horizon_days": str(horizon_days),
+            registry.FEATURE_SET_TAG: ds.feature_set_version,
+            **{f"test_{m}": f"{v:.6f}" for m, v in test_metrics.items()}}  # fmt: skip
+    version = registry.register(info.model_uri, tags)
+    decision = registry.run_gate(version, test_metrics, test, y, ds.feature_set_version, datetime.now().astimezone(),
+                                 by, challenger_scores=model.predict_proba(test))  # fmt: skip
+    return str(version), decision
+
+
+def _score(scoring_model: Any, frame: pd.DataFrame) -> np.ndarray:
+    from pipeline.features.registry import FEATURE_NAMES
+
+    values = np.zeros((len(frame), len(FEATURE_NAMES)), np.float64)
+    for j, name in enumerate(FEATURE_NAMES):
+        if name in frame.columns:
+            values[:, j] = frame[name].to_numpy(np.float64)
+    return np.asarray(scoring_model.predict(values), np.float64)
+
+
+def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, *, users: int = 3_000,
+                days: int = 100, seed: int = 3, horizon_days: int = 7, candidate: str = "logistic",
+                retrain_after_days: int = 21, min_churners: int = 30, lookback_days: int = 28, partitions: int = 2,
+                drift_config: Any = None, tracking_uri: str | None = None) -> LoopRun:
+    """Run the loop (see the module doc); returns the timeline and the realised rows.
+    ``tracking_uri``: also register the champion and the retrain in that MLflow registry
+    (the dashboard's Model page reads it) and log the realised metrics to their runs."""
+    from pipeline.clock import SystemClock
+    from pipeline.config import PROJECT_ROOT
+    from pipeline.drift.config import DriftConfig
+    from pipeline.features.registry import FEATURE_SET_VERSION
+    from pipeline.log import open_log
+    from pipeline.monitoring.update import update_realised
+    from pipeline.simulator import SimConfig, Simulator
+    from pipeline.simulator.history import simulate_history
+    from pipeline.store import Store
+    from pipeline.stream.config import StreamConfig, StreamPaths
+    from pipeline.stream.drift_hook import DriftHook, write_reference
+    from pipeline.stream.model import export_model, publish
+    from pipeline.stream.worker import Worker
+    from pipeline.training.data import build_dataset
+    from pipeline.training.fit import fit_candidate
+    from pipeline.training.specs import load_spec
+
+    work = Path(work)
+    sim = SimConfig(users=users, days=days, seed=seed, drift=drift, drift_day=drift_day)
+    log_ = open_log(work / "log", "events", num_partitions=partitions)
+    simulate_history(Simulator(sim), log_, work / "sim")
+    start = sim.start.date() if hasattr(sim.start, "date") else sim.start
+    t0 = to_us(sim.start)
+    run = LoopRun(drift_day=start + timedelta(days=drift_day))
+    run.timeline.append((run.drift_day.isoformat(), f"the world changes: scenario {drift!r} (simulated)"))
+    ds = build_dataset(log_, horizon_days, 3, end=start + timedelta(days=drift_day))
+    model = fit_candidate(load_spec(PROJECT_ROOT / "models" / f"{candidate}.yaml"), ds.part("train"), ds.part("val"),
+                          ds.features, seed=seed)  # fmt: skip
+    train = ds.part("train")
+    paths = StreamPaths(work, "loop")
+    ref = export_model(model, "1", FEATURE_SET_VERSION, paths.models, base_rate=float(train["label"].mean()))
+    write_reference(Path(ref.path), train.sample(min(5_000, len(train)), random_state=seed)[list(model.features)])
+    publish(paths.champion, ref)
+    if tracking_uri:
+        register(tracking_uri, model, ds, ds.part("test"), train.sample(min(2_000, len(train)), random_state=seed),
+                 horizon_days)  # fmt: skip
+    cfg = drift_config or DriftConfig(executor="inline", full_report_every=0, warmup_days=drift_day - 8,
+                                      retrain_after_days=retrain_after_days, retrain_min_churners=min_churners,
+                                      retrain_lookback_days=lookback_days, retrain_cooldown_hours=24)  # fmt: skip
+    store = Store(f"sqlite:///{work / 'churn.db'}")
+    try:
+        requester = InlineRetrain(log_, paths, store, candidate, horizon_days, seed, run, t0, tracking_uri)
+        w = Worker("w0", log_, store, paths, StreamConfig(group="loop", batch_size=1_000, max_wait_s=0.0,
+                                                           checkpoint_interval_s=0.2, flush_interval_s=0.1,
+                                                           model_check_s=0.001),
+                   partitions=range(partitions))  # fmt: skip
+        w.drift = DriftHook("w0", cfg, store, work, w.clock, requester=requester)
+        w.run(until_caught_up=True)
+        w.drift.close()
+        upd = update_realised(store, log_, horizon_days, SystemClock(), n_boot=0)
+        run.realised = upd.rows
+        if tracking_uri and len(upd.rows):
+            from pipeline.monitoring.update import log_to_mlflow
+
+            log_to_mlflow(upd.rows)
+        run.decisions = store.retrain_decisions()
+        run.episodes = store.drift_episodes()
+        for r in run.decisions.itertuples(index=False):
+            if not r.decision.startswith("gate"):
+                due = "" if pd.isna(r.due) else f" (until {pd.Timestamp(r.due).date()})"
+                run.timeline.append((pd.Timestamp(r.time).date().isoformat(), f"{r.decision}{due}: {r.reason}"))
+        if run.promoted_on is not None:
+            run.timeline.append((run.promoted_on.isoformat(), "the stream scores with the retrained champion"))
+        run.timeline.sort(key=lambda x: x[0])
+        return run
+    finally:
+        store.close()
+        log_.close()
+
+
+def describe(run: LoopRun) -> str:
+    lines = [f"{d}  {what}" for d, what in run.timeline]
+    if run.promoted_on is not None and run.drift_day is not None:
+        before = run.auc(since=run.drift_day - timedelta(days=21), until=run.drift_day)
+        lines.append(f"realised ROC-AUC (mean per scoring day): 21 days before the drift {before:.3f}, during the "
+                     f"episode {run.during():.3f}, after the retrain {run.after():.3f} "
+                     f"(recovery {run.recovery():+.3f})")
+    return "\n".join(lines)
+
+
