@@ -150,7 +150,22 @@ def narrator(settings: Settings, api: str) -> Narrator:
 
         return gated_versions(settings.resolved_mlflow_uri)
 
-    return Narrator(drift, lambda: prefect_api.flow_runs(api, "train"), gated)
+    def decisions() -> list[dict[str, Any]]:
+        from pipeline.errors import ChurnError
+        from pipeline.store import Store
+
+        try:
+            store = Store(settings.resolved_store_url, read_only=True)
+        except ChurnError:
+            return []
+        try:
+            return store.retrain_decisions().to_dict(orient="records")
+        except ChurnError:
+            return []
+        finally:
+            store.close()
+
+    return Narrator(drift, lambda: prefect_api.flow_runs(api, "train"), gated, decisions)
 
 
 def final_report(settings: Settings, seconds: float) -> list[str]:

@@ -64,3 +64,38 @@ def test_a_failed_training_run_is_said_with_its_message() -> None:
     assert n.poll() == ["retrain started: train run sad-cat (created by retrain-on-drift, deployment train/weekly)",
                         "train run sad-cat ended failed: boom"]
     assert n.poll() == []
+
+
+def test_episode_deferral_and_request_are_said_once_per_episode_and_due_date(tmp_path) -> None:
+    """A deferral is recorded at every check; the demo says it once per due date."""
+    from datetime import UTC, datetime, timedelta
+
+    from churn.stack.demo import narrator
+    from pipeline.drift.episodes import DEFERRED, GATE_PROMOTED, OPENED, SENT
+    from pipeline.store import Store
+
+    settings = Settings(data_dir=tmp_path / "data")
+    t0 = datetime(2026, 3, 3, tzinfo=UTC)
+    due = datetime(2026, 3, 24, tzinfo=UTC)
+    with Store(settings.resolved_store_url) as st:
+        ep = st.open_episode(model_version="1", onset=t0, opened_at=t0, reason="plan_price drifted 0.41", now=t0)
+        st.record_retrain_decision(time=t0, model_version="1", decision=OPENED, reason="plan_price drifted 0.41",
+                                   episode_id=ep, now=t0)
+        for day in range(3):  # three checks, the same due date
+            st.record_retrain_decision(time=t0 + timedelta(days=day), model_version="1", decision=DEFERRED,
+                                       reason="labels mature on 2026-03-24", episode_id=ep, due=due,
+                                       now=t0 + timedelta(days=day))
+    n = narrator(settings, "http://127.0.0.1:9/api")
+    drift_src, _, gated_src = n.sources
+    n.sources = (drift_src, lambda: [], lambda: [])
+    assert n.poll() == ["drift episode opened on champion v1 (event time 2026-03-03): plan_price drifted 0.41",
+                        "retrain deferred until 2026-03-24 (event time): labels mature on 2026-03-24"]
+    with Store(settings.resolved_store_url) as st:
+        st.record_retrain_decision(time=t0 + timedelta(days=5), model_version="1", decision=DEFERRED,
+                                   reason="labels mature on 2026-03-24", episode_id=ep, due=due, now=t0)
+        st.record_retrain_decision(time=due, model_version="1", decision=SENT, reason="122 churners since onset",
+                                   episode_id=ep, run="brisk-otter", now=due)
+        st.record_retrain_decision(time=due, model_version="1", decision=GATE_PROMOTED, reason="v2 promoted",
+                                   episode_id=ep, now=due)  # said from the registry's tags instead
+    assert n.poll() == ["retrain sent (run brisk-otter): 122 churners since onset"]
+    assert n.poll() == []
