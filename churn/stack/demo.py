@@ -2,7 +2,8 @@
 
 simulate a history whose *live* continuation drifts (``content_outage`` a few simulated days
 after the history ends: fewer, shorter sessions and more tickets -- a drift that moves many
-features at once, so the checks go Critical and the retrain trigger fires) → `churn up` → run the ``train/weekly`` deployment and wait →
+features at once, so the checks go Critical and open a drift episode, whose retrain waits until
+post-onset labels mature) → `churn up` → run the ``train/weekly`` deployment and wait →
 run ``stream/live`` → a live producer (``churn produce``) → print the URLs and what to look
 at → stay until Ctrl-C, then stop everything. ``--quick`` uses a small population, bounds
 the producer, waits until the stream has caught up, prints what the store holds, and stops
@@ -203,9 +204,16 @@ def experiment_id(settings: Settings) -> str | None:
     return None if exp is None else exp.experiment_id
 
 
-def what_to_look_at(state: StackState, plan: DemoPlan, experiment: str | None = None) -> list[str]:
+def what_to_look_at(state: StackState, plan: DemoPlan, experiment: str | None = None,
+                    retrain_after_days: int | None = None) -> list[str]:
+    if retrain_after_days is None:
+        from pipeline.drift.config import DriftConfig
+
+        retrain_after_days = DriftConfig().retrain_after_days
     url = {s.name: s.url for s in state.services}
-    drift_s = plan.drift_after_days * 18.5 * plan.users / 20_000 * 1_000 / plan.rate
+    day_s = 18.5 * plan.users / 20_000 * 1_000 / plan.rate  # wall seconds per simulated day at this rate
+    drift_s = plan.drift_after_days * day_s
+    retrain_s = retrain_after_days * day_s
     return [
         "",
         "what to look at:",
@@ -214,8 +222,9 @@ def what_to_look_at(state: StackState, plan: DemoPlan, experiment: str | None = 
         f"             Drift: the catalogue loses titles {plan.drift_after_days} simulated days into the live stream "
         f"(~{duration(drift_s)} at {count(plan.rate)} events/s) - "
         "watch the drifted share climb to Critical;",
-        "             a Critical check emits churn.drift.detected and the train deployment retrains (Prefect: a "
-        "second train/weekly run; Model page: the gate's decision)",
+        "             a Critical check opens a drift episode; its retrain waits until post-onset labels mature "
+        f"({retrain_after_days} simulated days, ~{duration(retrain_s)} more), then train/weekly retrains and the "
+        "gate judges on post-onset labels (Drift page: the decision table; Model page: realised performance)",
         f"  MLflow     {mlflow_runs_url(url.get('mlflow'), experiment) or state.env.get('CHURN_MLFLOW_TRACKING_URI')}",
         "             experiment 'churn-train': expand the newest train-... run, tick its candidates, Compare "
         "(test_roc_auc, test_lift_at_10pct on one test window); Models: churn, each version's description says what "
@@ -268,7 +277,10 @@ def run(settings: Settings, ports: dict[str, int], quick: bool, overwrite: bool,
         start_stream(demo)
         producer = start_producer(demo)
         ready(demo.state)  # type: ignore[arg-type]
-        for line in what_to_look_at(demo.state, plan, experiment_id(demo.settings)):  # type: ignore[arg-type]
+        from pipeline.drift.config import DriftConfig
+
+        after = DriftConfig.from_settings(demo.settings).retrain_after_days  # what the stream's policy will use
+        for line in what_to_look_at(demo.state, plan, experiment_id(demo.settings), after):  # type: ignore[arg-type]
             say(line)
         if not quick:
             foreground(demo.state, demo.children, demo.narrate)  # type: ignore[arg-type]
