@@ -68,10 +68,10 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> No
 
 
 @contextmanager
-def serve(app_env: dict[str, str], log_path: Path) -> Iterator[str]:
+def serve(app_env: dict[str, str], log_path: Path, refresh_s: float = 3) -> Iterator[str]:
     """``streamlit run`` on a free port with ``app_env``; stopped (by pid) on exit."""
     port = _free_port()
-    env = {**os.environ, **app_env, "CHURN_DASHBOARD_REFRESH_S": "3",
+    env = {**os.environ, **app_env, "CHURN_DASHBOARD_REFRESH_S": str(refresh_s),
            "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
     env.pop("CHURN_STORE_URL", None)
     log = log_path.open("w")
