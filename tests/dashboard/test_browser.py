@@ -95,12 +95,6 @@ def serve(app_env: dict[str, str], log_path: Path, refresh_s: float = 3) -> Iter
         log.close()
 
 
-@pytest.fixture(scope="session")
-def chromium_exe() -> str:
-    """Checked before the (slow) real run starts: a skip on a laptop, a failure under CI=true."""
-    return need_chromium()
-
-
 @pytest.fixture
 def server(populated, tmp_path) -> Iterator[tuple[str, Path]]:
     """The app on a private copy of the populated data dir (the test writes to it)."""

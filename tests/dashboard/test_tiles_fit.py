@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.dashboard.test_browser import ARTIFACTS, _screenshot, _settle, chromium, chromium_exe, serve  # noqa: F401 - a fixture
+from tests.dashboard.test_browser import ARTIFACTS, _screenshot, _settle, chromium, serve
 
 pytestmark = pytest.mark.slow
 
