@@ -276,7 +276,7 @@ def user_history_figure(history: pd.DataFrame, user_id: str, threshold: float | 
 
 
 # -- revenue --------------------------------------------------------------------------------
-def roi_curve_figure(table: pd.DataFrame, chosen_share: float | None = None) -> go.Figure:
+def roi_curve_figure(table: pd.DataFrame, chosen_share: float | None = None, currency: str = "USD") -> go.Figure:
     """Net value and ROI against the share contacted (``pipeline.revenue.sweep`` rows)."""
     title = "Net value and ROI vs share contacted"
     if table.empty:
@@ -299,7 +299,7 @@ def roi_curve_figure(table: pd.DataFrame, chosen_share: float | None = None) -> 
     _layout(fig, title, height=380)
     fig.update_layout(
         xaxis={"title": "top-K contacted (% of users by risk)"},
-        yaxis={"title": "net value", "zeroline": True, "zerolinecolor": "rgba(215,227,255,0.35)"},
+        yaxis={"title": f"net value ({currency})", "zeroline": True, "zerolinecolor": "rgba(215,227,255,0.35)"},
         yaxis2={"title": "ROI", "overlaying": "y", "side": "right", "showgrid": False,
                 "zeroline": False, "tickformat": ".0%"},
     )  # fmt: skip

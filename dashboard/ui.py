@@ -21,7 +21,8 @@ CSS = """
   border: 1px solid rgba(0,240,255,.22); border-radius: 14px; padding: 14px 18px;
   box-shadow: 0 0 18px rgba(0,240,255,.07), inset 0 0 12px rgba(255,43,214,.04);
 }
-[data-testid="stMetricValue"] { color: #00F0FF; text-shadow: 0 0 10px rgba(0,240,255,.45); }
+[data-testid="stMetricValue"] { color: #00F0FF; text-shadow: 0 0 10px rgba(0,240,255,.45);
+  font-size: clamp(1.25rem, 2.1vw, 2.25rem); }  /* narrower window, smaller figure: it still fits */
 [data-testid="stMetricLabel"] p { letter-spacing: .06em; text-transform: uppercase;
   font-size: .74rem; color: #8C9AC4; }
 h1, h2, h3 { letter-spacing: .02em; }
@@ -38,10 +39,13 @@ h1 { text-shadow: 0 0 14px rgba(255,43,214,.35); }
 .churn-Stale    { color: #8C9AC4; border-color: #8C9AC4; background: rgba(140,154,196,.08); }
 .churn-CatchingUp { color: #00F0FF; border-color: #00F0FF; background: rgba(0,240,255,.07);
   box-shadow: 0 0 16px rgba(0,240,255,.16); }
-/* a tile's value and its delta line stay inside the tile at any width (compact units make
-   them short; an ellipsis, never a cut, if a narrow window still squeezes them) */
-[data-testid="stMetricValue"] > div, [data-testid="stMetricDelta"] > div {
-  overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+/* a tile's text stays inside the tile at any width: the value is short (compact units);
+   its label and delta line wrap onto a second line instead of being cut with an ellipsis */
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *,
+[data-testid="stMetricDelta"], [data-testid="stMetricDelta"] * {
+  white-space: normal !important; text-overflow: clip !important; overflow-wrap: anywhere;
+  max-width: 100%; height: auto; }
+[data-testid="stMetricDelta"] { height: auto !important; }
 .churn-muted { color: #7F8CB0; font-size: .85rem; }
 /* Evidently reports are light pages with no background of their own */
 iframe { background: #FFFFFF; border-radius: 10px; }
@@ -163,7 +167,8 @@ def report_caption(view: data.DriftView) -> str:
                 "no full report: only every N-th check does (CHURN_DRIFT_FULL_REPORT_EVERY). ")
     else:
         note = "the newest check, as in the tiles above. "
-    return f"Report of {when}{note}File: {view.report}"
+    return (f"Report of {when}{note}Evidently counts the risk score as one more column (the prediction "
+            f"drift tile), so its column and drifted counts can exceed the features' by one. File: {view.report}")
 
 
 _SECONDS = re.compile(r"(\d[\d,]*(?:\.\d+)?) s\b")

@@ -41,7 +41,7 @@ def results(campaign: Campaign, months: int) -> None:
                 delta_color="off", delta_arrow="off")
     m[4].metric("ROI", "—" if np.isnan(res.roi) else f"{res.roi:.0%}")
     table = _sweep(risk, rev, campaign)
-    ui.chart(figures.roi_curve_figure(table, campaign.top_share))
+    ui.chart(figures.roi_curve_figure(table, campaign.top_share, src.currency))
     best = table.loc[table["net_value"].idxmax()]
     st.caption(f"Best K on this grid: {best['top_share']:.0%} (net value "
                f"{ui.fmt_money(best['net_value'], src.currency)}, ROI {best['roi']:.0%}). Revenue at risk: "

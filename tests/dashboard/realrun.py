@@ -182,7 +182,7 @@ def stream(
     )
     if live_events <= 0:
         try:
-            return sup.run(until_caught_up=True, max_seconds=120)
+            return sup.run(until_caught_up=True, max_seconds=600)
         finally:
             sup.store.close()
     done, stop = threading.Event(), threading.Event()
@@ -197,7 +197,7 @@ def stream(
         return bool(ended) and time.monotonic() - ended[0] > 1.0 and sup.caught_up()
 
     try:
-        return sup.run(should_stop=finished, max_seconds=150)
+        return sup.run(should_stop=finished, max_seconds=600)  # ends when finished(); the limit is for a wedged run
     finally:
         stop.set()
         producer.join()
