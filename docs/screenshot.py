@@ -20,7 +20,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 # page -> the text its script writes last
 LAST = {"overview": "Last metrics tick", "stream": "Partitions", "risk": "Risk history",
-        "revenue": "Best K on this grid", "drift": "Checks", "model": "All versions"}  # fmt: skip
+        "revenue": "Best K on this grid", "drift": "Latest Evidently report", "model": "All versions"}  # fmt: skip
 OVERFLOW_JS = """
 () => [...document.querySelectorAll('[data-testid="stMetric"] *')]
   .filter(e => e.innerText && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
@@ -43,6 +43,19 @@ def shoot(page: object, url: str, out: str, last: str | None, full: bool, width:
         tall = page.evaluate("() => Math.max(...[...document.querySelectorAll('section, div')].map(e => e.scrollHeight))")
         page.set_viewport_size({"width": width, "height": min(max(tall, height), 6000)})
     page.wait_for_timeout(1500)  # Plotly re-lays out to the new size
+    # tables draw on a canvas and iframes (the Evidently report) load after the resize
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stDataFrame]')].every(d => d.querySelector('canvas'))"
+        " && [...document.querySelectorAll('iframe')].every(f => f.contentDocument"
+        " && f.contentDocument.readyState === 'complete' && f.contentDocument.body"
+        " && f.contentDocument.body.innerText.length > 50)",
+        timeout=90_000,
+    )  # fmt: skip
+    page.wait_for_timeout(3000)
+    if full:  # the loaded tables and iframes made the page taller: measure again
+        tall = page.evaluate("() => Math.max(...[...document.querySelectorAll('section, div')].map(e => e.scrollHeight))")
+        page.set_viewport_size({"width": width, "height": min(max(tall, height), 6000)})
+        page.wait_for_timeout(2000)
     page.screenshot(path=out, full_page=full)
     return page.evaluate(OVERFLOW_JS)
 

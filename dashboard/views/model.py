@@ -18,7 +18,7 @@ for col, (key, name, url) in zip(links, (("mlflow", "MLflow UI", src.mlflow_ui),
     if UP[key]:
         col.link_button(name, url, icon=":material/open_in_new:")
 if not all(UP.values()):
-    down = [n for k, n in (("mlflow", f"MLflow ({src.mlflow_ui})"), ("prefect", f"Prefect ({src.prefect_ui})"))
+    down = [n for k, n in (("mlflow", f"MLflow (`{src.mlflow_ui}`)"), ("prefect", f"Prefect (`{src.prefect_ui}`)"))
             if not UP[k]]
     (links[2] if any(UP.values()) else st).caption(f"Not running: {', '.join(down)} — `churn up` (or `make demo`) starts the stack; "
                      "links to it appear once it answers.")
