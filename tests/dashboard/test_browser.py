@@ -235,8 +235,12 @@ def test_every_page_renders_in_chromium(chromium_exe, server, populated) -> None
         _new_tick(data_dir)
         # the banner is the worse of the stream's health (now Healthy) and the newest drift check
         level = populated["drift_level"]
+        from pipeline.humanize import count
+        from tests.dashboard.realrun import PARTITIONS
+
+        rate = count(999.0 * PARTITIONS)  # the tile's compact figure of the new tick ("4.00k")
         page.wait_for_function(
-            "() => document.body.innerText.includes('3,996')"
+            f"() => [...document.querySelectorAll('[data-testid=stMetricValue]')].some(e => e.innerText === '{rate}')"
             f" && document.querySelector('[data-level]')?.dataset.level === '{level}'",
             timeout=30_000,
         )  # fmt: skip
