@@ -45,6 +45,25 @@ NEXT_STEPS = {
     "drift": "no drift checks yet — run the stream (`churn stream`, or `make demo`): it compares "
              "live features with the champion's training reference and stores the results here.",
 }  # fmt: skip
+# ... once the data dir holds an event log (simulated, e.g. by a running `make demo`): the
+# next steps are under way, so the page says what it waits for, not what to run again
+UNDER_WAY = {
+    "store": "waiting for the stream — the event log exists; the page fills in live once training has "
+             "registered a champion and the stream writes its first metrics (`make demo` prints each step "
+             "in its terminal; by hand: `churn train`, then `churn stream`).",
+    "registry": "no registered model yet — training comes next or is running (`make demo` runs the "
+                "`train/weekly` deployment; by hand: `churn train`); the champion appears here once the gate "
+                "promotes one.",
+    "drift": "no drift checks yet — the stream compares live features with the champion's training "
+             "reference every few minutes once it runs; the results appear here.",
+}  # fmt: skip
+
+
+def next_step(what: str, data_dir: Path | None = None) -> str:
+    """What the empty page says: what to run on a fresh install, what it waits for once an
+    event log exists (a demo or a by-hand run under way)."""
+    started = data_dir is not None and (Path(data_dir) / "log").is_dir()
+    return UNDER_WAY[what] if started else NEXT_STEPS[what]
 
 
 @dataclass(frozen=True)
@@ -60,13 +79,31 @@ class Sources:
     high_risk: str | None = None  # the stream's high-risk rule (CHURN_STREAM_HIGH_RISK; None: the default)
     stream_group: str = "churn-stream"  # whose champion export gives the base rate
     stale_after_s: float | None = None  # None: STALE_TICKS metric intervals
+    currency: str = "USD"  # of the plan prices (CHURN_CURRENCY)
+    # the stream's drift alert levels and retrain cooldown (CHURN_DRIFT_*), as the stream reads them
+    drift_warning: float = 0.2
+    drift_critical: float = 0.4
+    retrain_cooldown_hours: float = 24.0
+    problem: str | None = None  # a drift setting the stream would refuse: shown, defaults drawn
 
     @classmethod
     def from_env(cls) -> Sources:
         from pipeline.config import load_settings
+        from pipeline.drift.config import DriftConfig
+        from pipeline.errors import ConfigError
 
         s = load_settings()
+        problem = None
+        try:
+            drift = DriftConfig.from_settings(s)
+        except ConfigError as exc:  # the stream refuses to start on these: say so, draw the defaults
+            drift, problem = DriftConfig(), str(exc)
         return cls(
+            currency=s.currency,
+            drift_warning=drift.share_warning,
+            drift_critical=drift.share_critical,
+            retrain_cooldown_hours=drift.retrain_cooldown_hours,
+            problem=problem,
             store_url=s.resolved_store_url,
             mlflow_uri=s.resolved_mlflow_uri,
             data_dir=s.data_dir,
@@ -134,11 +171,20 @@ def stream_timeseries(metrics: pd.DataFrame, points: int = 150) -> pd.DataFrame:
     bucket = tick * max(1, int(np.ceil(span / points / tick)))  # whole ticks: no aliasing
     freq = pd.Timedelta(seconds=round(bucket, 3))
     m = m.assign(bucket=m["time"].dt.floor(freq))
-    last = m.groupby(["bucket", "partition"]).last(skipna=False).reset_index()
-    per = last.groupby("bucket").agg(lag=("lag", "sum"), lag_seconds=("lag_seconds", "max"))
+    last = m.groupby(["bucket", "partition"]).last(skipna=False)
+    # as of each bucket's end, every partition's newest tick (carried forward while it has not
+    # ticked again): a bucket still filling in (the newest one) sums all partitions, and the
+    # chart's last point is exactly what the tiles and the partition table show
+    def as_of(col: str) -> pd.DataFrame:
+        return last[col].unstack("partition").ffill()
+
+    per = pd.DataFrame({
+        "lag": as_of("lag").sum(axis=1, min_count=1),
+        "lag_seconds": as_of("lag_seconds").max(axis=1),
+        "consumers": as_of("worker").nunique(axis=1).astype(int),  # workers holding a partition
+    })  # fmt: skip
     g = m.groupby("bucket").agg(
         events=("events", "sum"),
-        consumers=("worker", "nunique"),
         batch_p50_ms=("batch_p50_ms", "mean"),
         batch_p95_ms=("batch_p95_ms", "max"),
         batch_p99_ms=("batch_p99_ms", "max"),
@@ -167,6 +213,12 @@ class StreamNow:
     # the stream has stopped, its tiles show the last known values, marked stale
     stopped_for: timedelta | None = None
     stale_after_s: float | None = None  # the limit that was applied
+
+    @property
+    def holding(self) -> int:
+        """Workers holding a partition by the newest ticks (what the partition table lists
+        and the consumers chart ends on); ``consumers`` may add workers still starting."""
+        return int(self.partitions["worker"].nunique()) if len(self.partitions) else 0
 
     @property
     def state(self) -> str:
@@ -229,6 +281,93 @@ def stream_now(
         stopped_for=stopped,
         stale_after_s=limit,
     )
+
+
+CATCHUP_MIN_LAG = 1_000  # records: below, it is a batch or two in flight, whatever else holds
+CATCHUP_BACKLOG_S = 30.0  # a backlog that takes longer than this to work off at the current rate...
+CATCHUP_EVENT_S = 600.0  # ...or this far behind in event time (the alerts' critical lag seconds)
+
+
+def catching_up(lag: pd.Series | float, events_per_s: pd.Series | float,
+                lag_seconds: pd.Series | float | None = None) -> pd.Series | bool:
+    """Working off a backlog (a replay of history, a restart after downtime) rather than
+    keeping up with live events: more than :data:`CATCHUP_MIN_LAG` records behind, and
+    either :data:`CATCHUP_BACKLOG_S` of work at the current throughput or
+    :data:`CATCHUP_EVENT_S` of event time.
+
+    >>> catching_up(2_786_444, 59_924), catching_up(800, 1_000, 9e6), catching_up(20_000, 1_000, 2.0)
+    (True, False, False)
+    >>> catching_up(97_630, 21_000, 4_814_864.0)  # fast, but 56 days of history still to replay
+    True
+    """
+    behind = lag > CATCHUP_BACKLOG_S * events_per_s
+    if lag_seconds is not None:
+        far = lag_seconds > CATCHUP_EVENT_S
+        behind = behind | (far.fillna(False) if isinstance(far, pd.Series) else bool(far))
+    return (lag > CATCHUP_MIN_LAG) & behind
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Where the stream is: ``kind`` "catching_up" / "steady" / "stopped" / "none".
+
+    ``window`` is the part of the time series the tiles' sparklines and averages use: the
+    steady buckets after the newest catch-up (so a catch-up spike does not flatten them), or
+    the catch-up's own buckets while it lasts. ``label`` names that span for the tiles."""
+
+    kind: str
+    window: pd.DataFrame
+    label: str
+    text: str
+    eta_s: float | None = None
+    caught_up_at: datetime | None = None
+
+
+def _drain_rate(ts: pd.DataFrame) -> float | None:
+    """Records/s by which the lag fell since its peak in ``ts`` (None unless falling)."""
+    lag = ts.dropna(subset=["lag"])
+    if len(lag) < 2:
+        return None
+    peak = lag.loc[lag["lag"].idxmax()]
+    dt = (lag["time"].iloc[-1] - peak["time"]).total_seconds()
+    fall = float(peak["lag"] - lag["lag"].iloc[-1])
+    return fall / dt if dt > 0 and fall > 0 else None
+
+
+def stream_phase(now: StreamNow, ts: pd.DataFrame) -> Phase:
+    """Catching up or steady, from the newest ticks (``now``) and the window's buckets (``ts``)."""
+    from pipeline.humanize import count, duration
+
+    if now.state == "none" or ts.empty:
+        return Phase("none", ts, "", "")
+    span_min = max(1, round((ts["time"].iloc[-1] - ts["time"].iloc[0]).total_seconds() / 60))
+    whole = f"{span_min}-min"
+    if now.state == "stale":
+        return Phase("stopped", ts, whole, "")
+    behind = ts["lag"].notna() & catching_up(ts["lag"], ts["events_per_s"], ts["lag_seconds"])
+    if catching_up(now.total_lag, now.events_per_s, now.lag_seconds):
+        start = ts.index[~behind][-1] + 1 if (~behind).any() else ts.index[0]
+        window = ts.loc[start:]
+        rate = _drain_rate(window)
+        eta = now.total_lag / rate if rate else None
+        lag_s = f", {duration(now.lag_seconds)} of event time" if now.lag_seconds else ""
+        text = (f"Catching up: {count(now.total_lag)} records behind{lag_s}; "
+                + (f"the lag falls by {count(rate)}/s, about {duration(eta)} to go." if eta
+                   else "the lag is not falling yet."))
+        return Phase("catching_up", window, "catch-up", text, eta_s=eta)
+    if not behind.any():
+        return Phase("steady", ts, whole, "")
+    last_behind = ts.index[behind][-1]
+    window = ts.loc[last_behind + 1:]
+    at = ts.loc[window.index[0], "time"] if len(window) else ts["time"].iloc[-1]
+    peak = ts.loc[behind, "lag_seconds"].max()
+    steady_min = (ts["time"].iloc[-1] - at).total_seconds() / 60
+    label = f"{steady_min:.0f}-min steady" if steady_min >= 1 else "steady"
+    text = (f"Caught up at {at:%H:%M:%S} UTC after a catch-up (peak {count(ts.loc[behind, 'lag'].max())} "
+            f"records{'' if pd.isna(peak) else ', ' + duration(peak)} behind); the tiles' sparklines and "
+            "averages cover the steady part since.")
+    return Phase("steady", window if len(window) else ts.tail(1), label, text,
+                 caught_up_at=pd.Timestamp(at).to_pydatetime())
 
 
 def load_stream(store: Any, window: timedelta = WINDOW, now: datetime | None = None,
@@ -431,6 +570,9 @@ def load_registry(uri: str) -> RegistryView | None:
             "reason": tags.get("gate.reason", ""),
             "by": tags.get("gate.by", ""),
             "horizon_days": _float(tags.get("horizon_days")),
+            "test_window": tags.get("test_window", ""),
+            "gate_champion": tags.get("gate.champion_version", ""),
+            "_tags": tags,
         }
         # test-window metrics: those the train flow tags (test_*), then the gate's own
         for k, v in sorted(tags.items(), key=lambda kv: kv[0].startswith("gate.")):
@@ -439,6 +581,10 @@ def load_registry(uri: str) -> RegistryView | None:
                 if k.startswith(prefix) and name not in ("window", "n", "positives"):
                     row[name] = _float(v)
         rows.append(row)
+    windows = {r["version"]: r["test_window"] for r in rows}
+    for r in rows:  # which window each gate number was measured on needs the champion's own window
+        r["gate_windows"] = gate_windows(r["version"], r["_tags"], windows.get(r["gate_champion"]))
+    rows = [{k: v for k, v in r.items() if k != "_tags"} for r in rows]
     versions = pd.DataFrame(rows).sort_values("version", key=lambda s: s.astype(int), ascending=False)
     champ = next((r["version"] for r in rows if "champion" in r["aliases"].split(", ")), None)
     chall = next((r["version"] for r in rows if "challenger" in r["aliases"].split(", ")), None)
@@ -452,7 +598,63 @@ def load_registry(uri: str) -> RegistryView | None:
     return RegistryView(versions.reset_index(drop=True), history, champ, chall, since)
 
 
+def _window_text(tags: dict[str, str]) -> str:
+    w = tags.get("test_window", "")
+    n, pos = _float(tags.get("test_n")), _float(tags.get("test_positives"))
+    size = f" ({n:,.0f} users, {pos:,.0f} churners)" if n == n and pos == pos else ""
+    return (f"test window {w.replace('..', ' to ')}" if w else "its training run's test window") + size
+
+
+def gate_windows(version: str, tags: dict[str, str], champion_window: str | None = None) -> str:
+    """Which window each of the gate's numbers was measured on (a version's tags): the
+    challenger's test window, with the champion re-scored on the same rows -- so the
+    champion's figure here differs from its own card (measured on *its* older test window).
+
+    >>> print(gate_windows("3", {"gate.decision": "rejected", "gate.champion_version": "2",
+    ...     "test_window": "2026-05-01..2026-05-20", "gate.challenger.lift_10": "4.89", "gate.champion.lift_10": "4.714"},
+    ...     champion_window="2026-03-01..2026-03-20"))
+    Both measured on v3's test window 2026-05-01 to 2026-05-20: v3 lift_10 4.890 vs champion v2 4.714 re-scored on the same rows (v2's own card shows its figures on its own test window 2026-03-01 to 2026-03-20, hence different numbers).
+    """
+    champ = tags.get("gate.champion_version", "")
+    if not tags.get("gate.decision") or not champ:  # no comparison: its own card says its window
+        return ""
+    window = _window_text(tags)
+    mine = tags.get("test_window", "")
+    if champion_window and champion_window == mine:
+        own = f"the same window as v{champ}'s own card"
+    elif champion_window:
+        own = (f"v{champ}'s own card shows its figures on its own test window "
+               f"{champion_window.replace('..', ' to ')}, hence different numbers")
+    else:
+        own = f"v{champ}'s own card shows its figures on its own training test window"
+    pairs = []
+    for k, v in sorted(tags.items()):
+        if k.startswith("gate.challenger."):
+            m = k.removeprefix("gate.challenger.")
+            other = tags.get(f"gate.champion.{m}")
+            if other is not None:
+                pairs.append(f"v{version} {m} {_float(v):.3f} vs champion v{champ} {_float(other):.3f}")
+    if not pairs:  # refused or unscorable: nothing was measured for the champion
+        return f"v{version}'s figures: on its {window}; the champion v{champ} was not scored (see the reason)."
+    return f"Both measured on v{version}'s {window}: {'; '.join(pairs)} re-scored on the same rows ({own})."
+
+
 _FLOW_RUN = re.compile(r"prefect flow run .*\(([0-9a-f-]{36})\)")
+
+
+def service_answers(url: str, timeout_s: float = 0.5) -> bool:
+    """True when an HTTP server answers at ``url`` (any status: it is up) within ``timeout_s``."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1: never via a proxy
+    try:
+        with opener.open(url, timeout=timeout_s):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, with an error page: the service runs
+    except (OSError, ValueError):
+        return False
 
 
 def mlflow_version_url(mlflow_ui: str, version: str, name: str = "churn") -> str:
@@ -465,6 +667,29 @@ def prefect_run_url(prefect_ui: str, by: object) -> str | None:
     version's ``gate.by``/promotion ``by`` names one ('... via prefect flow run x (id)')."""
     m = _FLOW_RUN.search(by) if isinstance(by, str) else None
     return None if m is None else f"{prefect_ui.rstrip('/')}/runs/flow-run/{m.group(1)}"
+
+
+def alias_history_table(hist: pd.DataFrame) -> pd.DataFrame:
+    """The alias history for people: no ``None`` (a first model has no previous champion; a
+    promotion without a recorded actor says so).
+
+    >>> alias_history_table(pd.DataFrame({"version": ["1"], "by": [None], "previous": [None]})).iloc[0].tolist()
+    ['1', 'not recorded', 'none (first champion)']
+    """
+    out = hist.copy()
+    if "previous" in out:
+        out["previous"] = [f"v{p}" if isinstance(p, str | int) and str(p) not in ("", "None") else
+                           "none (first champion)" for p in out["previous"]]
+    if "by" in out:
+        out["by"] = out["by"].map(lambda b: b if isinstance(b, str) and b else "not recorded")
+    for col, missing in (("since", "not recorded"), ("until", "now (current)")):
+        if col in out:  # Streamlit draws a missing time as "None": text instead
+            t = pd.to_datetime(out[col], utc=True, errors="coerce", format="ISO8601")
+            out[col] = [missing if pd.isna(x) else f"{x:%Y-%m-%d %H:%M}" for x in t]
+    for col in ("reason", "scores"):
+        if col in out:
+            out[col] = out[col].map(lambda x: "" if x is None or (isinstance(x, float) and x != x) else x)
+    return out
 
 
 def scores_text(raw: object) -> str:
@@ -595,12 +820,27 @@ def latest_drift_report(data_dir: Path) -> Path | None:
     return latest(folder) if folder.is_dir() else None
 
 
-def load_drift(store: Any, data_dir: Path, window: timedelta = timedelta(days=7)) -> DriftView:
+_REPORT_TIME = re.compile(r"drift-(\d{8}T\d{6}Z)")
+
+
+def report_time(path: Path | None) -> pd.Timestamp | None:
+    """The check time in a report's name (``drift-20260301T120005Z-v7.html``), None if absent.
+
+    >>> report_time(Path("drift-20260301T120005Z-v7.html"))
+    Timestamp('2026-03-01 12:00:05+0000', tz='UTC')
+    """
+    m = _REPORT_TIME.search(path.name) if path is not None else None
+    return None if m is None else pd.Timestamp(datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ"), tz=UTC)
+
+
+def load_drift(store: Any, data_dir: Path, window: timedelta = timedelta(days=7),
+               bands: tuple[float, float] | None = None) -> DriftView:
     """The drift checks of the newest ``window`` (anchored at the newest check) and the
-    report to embed: the newest run's report if it rendered one, else the newest file."""
+    report to embed: the newest run's report if it rendered one, else the newest file.
+    ``bands``: (warning, critical) drifted shares, those the stream uses (``Sources``)."""
     from pipeline.drift.config import DriftConfig
 
-    cfg = DriftConfig()
+    warning, critical = bands or (DriftConfig().share_warning, DriftConfig().share_critical)
     runs = pd.DataFrame(columns=["time", "share", "level", "reasons", "report_path"])
     feats = pd.DataFrame(columns=["time", "feature", "score", "threshold", "drifted"])
     checks = pd.DataFrame(columns=["time", "status", "status_reason", "model_version", "rows"])
@@ -612,12 +852,12 @@ def load_drift(store: Any, data_dir: Path, window: timedelta = timedelta(days=7)
             newest = checks[checks["status"] == "checked"]
             runs = newest.assign(share=lambda d: d["drifted_share"])
             feats = store.drift_features(since)
-    report = None
-    if not runs.empty:
-        report = next((p for p in map(_existing, runs["report_path"][::-1]) if p), None)
-    report = report or latest_drift_report(data_dir)
-    return DriftView(runs.reset_index(drop=True), feats, report, cfg.share_warning,
-                     cfg.share_critical, checks)  # fmt: skip
+    # the newest report on disk or named by a check, whichever is newer (a check that names
+    # none, or names a pruned file, never pins the page to an old one)
+    named = [p for p in map(_existing, runs["report_path"]) if p] if not runs.empty else []
+    found = [p for p in (latest_drift_report(data_dir), *named) if p is not None]
+    report = max(found, key=lambda p: (p.name, p.stat().st_mtime)) if found else None
+    return DriftView(runs.reset_index(drop=True), feats, report, warning, critical, checks)
 
 
 RETRAIN_REQUESTED = "retrain requested"  # pipeline.drift.loop: the note a check stores
@@ -643,10 +883,12 @@ def _retrain_status(row: pd.Series) -> str | None:
     return "requested" if row.get("level") == "Critical" else None
 
 
-def retrain_events(runs: pd.DataFrame) -> pd.DataFrame:
-    """The drift checks that asked for a retrain (or would have, but for the cooldown),
-    newest first: time, model version, status, drifted share, reasons, report."""
-    cols = ["time", "model_version", "status", "share", "reasons", "report_path"]
+def retrain_events(runs: pd.DataFrame, versions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The drift checks that asked for a retrain (or would have, but for the cooldown):
+    the requests first, newest first, each with the gate's outcome of the version trained
+    after it (``versions``: ``RegistryView.versions``); then the skipped ones, newest first.
+    Columns: time, model version, status, outcome, drifted share, reasons, report."""
+    cols = ["time", "model_version", "status", "outcome", "share", "reasons", "report_path"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
     status = runs.apply(_retrain_status, axis=1) if len(runs) else pd.Series(dtype=object)
@@ -655,7 +897,33 @@ def retrain_events(runs: pd.DataFrame) -> pd.DataFrame:
         lambda r: "; ".join(x for x in map(str, r) if not x.startswith((RETRAIN_REQUESTED, RETRAIN_SKIPPED)))
         if isinstance(r, list | tuple | np.ndarray) else r
     )
-    return out[cols].sort_values("time", ascending=False).reset_index(drop=True)
+    out["outcome"] = [gate_outcome(t, versions) if st == "requested" else ""
+                      for t, st in zip(out["time"], out["status"], strict=True)]  # fmt: skip
+    out["_skipped"] = out["status"] != "requested"
+    out = out.sort_values(["_skipped", "time"], ascending=[True, False])
+    return out[cols].reset_index(drop=True)
+
+
+def gate_outcome(requested_at: pd.Timestamp, versions: pd.DataFrame | None) -> str:
+    """What came of a retrain request: the first version registered after it and the gate's
+    decision ('v3 rejected: lift_10 4.89 < champion 4.71'), or that none is registered yet.
+
+    >>> v = pd.DataFrame({"version": ["2", "3"], "created": pd.to_datetime(["2026-03-01", "2026-03-05"], utc=True),
+    ...                   "decision": ["promoted", "rejected"], "reason": ["first model", "lift_10 4.89 < champion 4.71"]})
+    >>> gate_outcome(pd.Timestamp("2026-03-04", tz="UTC"), v)
+    'v3 rejected: lift_10 4.89 < champion 4.71'
+    >>> gate_outcome(pd.Timestamp("2026-03-06", tz="UTC"), v)
+    'no version registered since (training runs, or did not start)'
+    """
+    if versions is None or versions is LOADING:
+        return "…"
+    if versions.empty or "created" not in versions:
+        return "no version registered since (training runs, or did not start)"
+    after = versions[versions["created"] >= requested_at].sort_values("created")
+    if after.empty:
+        return "no version registered since (training runs, or did not start)"
+    v = after.iloc[0]
+    return f"v{v['version']} {v['decision'] or 'not gated yet'}" + (f": {v['reason']}" if v["reason"] else "")
 
 
 DRIFT_ALERT_WINDOW = timedelta(hours=24)  # an older drift check no longer colours the banner

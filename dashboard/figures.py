@@ -68,27 +68,50 @@ def _alpha(hex_color: str, a: float) -> str:
 
 
 # -- stream ---------------------------------------------------------------------------------
-def throughput_figure(ts: pd.DataFrame) -> go.Figure:
-    """Events/s of the whole consumer group over time (``stream_timeseries`` rows)."""
+def _shade_catch_up(fig: go.Figure, ts: pd.DataFrame, catch_up: pd.Series | None) -> None:
+    """Shade the buckets where the stream was catching up (``dashboard.data.catching_up``)."""
+    if catch_up is None or not bool(catch_up.any()):
+        return
+    flags = catch_up.fillna(False).astype(bool).to_numpy()
+    times = ts["time"].to_numpy()
+    step = times[1] - times[0] if len(times) > 1 else np.timedelta64(1, "s")
+    start = None
+    for i, on in enumerate([*flags, False]):
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            fig.add_vrect(x0=times[start], x1=times[i - 1] + step, fillcolor=VIOLET, opacity=0.10, line_width=0,
+                          annotation_text="catching up", annotation_position="top left",
+                          annotation_font={"size": 10, "color": VIOLET})  # fmt: skip
+            start = None
+
+
+def throughput_figure(ts: pd.DataFrame, catch_up: pd.Series | None = None) -> go.Figure:
+    """Events/s of the whole consumer group over time (``stream_timeseries`` rows); the
+    buckets flagged in ``catch_up`` are shaded."""
     title = "Throughput (events/s)"
     if ts.empty:
         return empty_figure(title)
     fig = go.Figure(_glow_line(ts["time"], ts["events_per_s"], "events/s", CYAN, fill=True))
-    return _layout(fig, title, showlegend=False)
+    _shade_catch_up(fig, ts, catch_up)
+    _layout(fig, title, showlegend=False)
+    fig.update_yaxes(tickformat=".3~s")
+    return fig
 
 
-def lag_figure(ts: pd.DataFrame) -> go.Figure:
+def lag_figure(ts: pd.DataFrame, catch_up: pd.Series | None = None) -> go.Figure:
     """Total lag in records (left axis) and the worst partition's lag seconds (right)."""
     title = "Consumer lag"
     if ts.empty:
         return empty_figure(title)
     fig = go.Figure()
+    _shade_catch_up(fig, ts, catch_up)
     fig.add_trace(_glow_line(ts["time"], ts["lag"], "lag (records)", MAGENTA, fill=True))
-    fig.add_trace(_glow_line(ts["time"], ts["lag_seconds"], "lag (s)", AMBER, yaxis="y2"))
+    fig.add_trace(_glow_line(ts["time"], ts["lag_seconds"], "lag (event-time s)", AMBER, yaxis="y2"))
     _layout(fig, title)
     fig.update_layout(
-        yaxis={"title": "records", "rangemode": "tozero"},
-        yaxis2={"title": "seconds", "overlaying": "y", "side": "right", "showgrid": False,
+        yaxis={"title": "records", "rangemode": "tozero", "tickformat": ".3~s"},
+        yaxis2={"title": "seconds behind", "overlaying": "y", "side": "right", "showgrid": False,
                 "rangemode": "tozero", "tickformat": ".3~s"},
     )
     fig.update_xaxes(tickangle=0, nticks=5)  # two y axes leave less room: no slanted labels
@@ -149,11 +172,16 @@ def consumers_figure(ts: pd.DataFrame, decisions: pd.DataFrame) -> go.Figure:
                               + "</extra>",
             ))  # fmt: skip
         moves = decisions[decisions["action"] != "hold"].tail(6)
+        times = pd.concat([ts["time"] if not ts.empty else decisions["time"], decisions["time"]])
+        t0, t1 = times.min(), times.max()
         for _, d in moves.iterrows():
+            # a label near the right (left) edge extends leftwards (rightwards): never cut off
+            pos = (d["time"] - t0) / (t1 - t0) if t1 > t0 else 0.5
+            anchor = "right" if pos > 0.6 else "left" if pos < 0.4 else "center"
             fig.add_annotation(
-                x=d["time"], y=d["desired"], text=f"{d['current']}→{d['desired']}: {_short(d['reason'])}",
+                x=d["time"], y=d["desired"], text=f"{d['current']}→{d['desired']}: {_short(d['reason'], 30)}",
                 showarrow=True, arrowhead=2, arrowcolor=ACTION_COLORS.get(d["action"], AMBER),
-                ax=0, ay=-34, font={"size": 10, "color": TEXT},
+                ax=0, ay=-34, xanchor=anchor, font={"size": 10, "color": TEXT},
                 bgcolor="rgba(11,15,26,0.85)", bordercolor=ACTION_COLORS.get(d["action"], AMBER),
             )  # fmt: skip
     _layout(fig, title, hovermode="closest")
@@ -248,7 +276,7 @@ def user_history_figure(history: pd.DataFrame, user_id: str, threshold: float | 
 
 
 # -- revenue --------------------------------------------------------------------------------
-def roi_curve_figure(table: pd.DataFrame, chosen_share: float | None = None) -> go.Figure:
+def roi_curve_figure(table: pd.DataFrame, chosen_share: float | None = None, currency: str = "USD") -> go.Figure:
     """Net value and ROI against the share contacted (``pipeline.revenue.sweep`` rows)."""
     title = "Net value and ROI vs share contacted"
     if table.empty:
@@ -271,7 +299,7 @@ def roi_curve_figure(table: pd.DataFrame, chosen_share: float | None = None) -> 
     _layout(fig, title, height=380)
     fig.update_layout(
         xaxis={"title": "top-K contacted (% of users by risk)"},
-        yaxis={"title": "net value", "zeroline": True, "zerolinecolor": "rgba(215,227,255,0.35)"},
+        yaxis={"title": f"net value ({currency})", "zeroline": True, "zerolinecolor": "rgba(215,227,255,0.35)"},
         yaxis2={"title": "ROI", "overlaying": "y", "side": "right", "showgrid": False,
                 "zeroline": False, "tickformat": ".0%"},
     )  # fmt: skip

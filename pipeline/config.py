@@ -88,6 +88,9 @@ class Settings(BaseSettings):
         None, description="High-risk rule: multiple_of_base_rate:3 (3x), top_percent:5 (top5%), absolute:0.2."
     )
 
+    # money: the currency of the plan prices (monthly_revenue); the dashboard's and reports' formatting
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code of plan prices, e.g. USD, EUR.")
+
     # local stack (`churn up`): everything binds 127.0.0.1 on these ports
     prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect server (API + UI) port for `churn up`.")
     mlflow_port: int = Field(5000, ge=1, le=65535, description="MLflow UI port for `churn up`.")
@@ -98,6 +101,11 @@ class Settings(BaseSettings):
     # stores
     store_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
     mlflow_tracking_uri: str | None = Field(None, description="Default: SQLite under mlruns/.")
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency_code(cls, v: object) -> object:
+        return v.strip().upper() if isinstance(v, str) else v  # "eur" is EUR; "euro" still fails
 
     @field_validator("data_dir")
     @classmethod

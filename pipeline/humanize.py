@@ -28,8 +28,10 @@ def count(n: float | None, digits: int = 3) -> str:
             v = a / factor
             decimals = max(0, digits - len(str(int(v))))
             return f"{sign}{v:.{decimals}f}{suffix}"
-    if a >= 10:
+    if a >= 100:
         return f"{sign}{a:,.0f}"
+    if a >= 10:  # one decimal keeps it within 1 % ("10.5", not "10")
+        return f"{sign}{f'{a:.1f}'.rstrip('0').rstrip('.')}"
     text = f"{a:.{max(0, digits - 1)}f}".rstrip("0").rstrip(".")
     return f"{sign}{text}" if text != "0" else "0"
 

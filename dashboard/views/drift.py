@@ -15,7 +15,10 @@ st.caption("Live feature vectors against the champion's training reference (Evid
 
 @st.fragment(run_every=max(src.refresh_s, 30))
 def live() -> None:
-    view = data.load_drift(ui.store(src), src.data_dir)
+    view = data.load_drift(ui.store(src), src.data_dir, bands=(src.drift_warning, src.drift_critical))
+    if src.problem:
+        st.error(f"{src.problem} — the stream refuses these settings; the bands below are the defaults.",
+                 icon=":material/settings:")
     runs = view.runs
     state = data.checks_state(view.checks)
     if state.kind == "skipped":
@@ -44,17 +47,22 @@ def live() -> None:
         ui.chart(figures.drift_share_figure(runs, view.warning, view.critical))
         ui.chart(figures.drift_heatmap_figure(view.features))
         st.subheader("Retrain requests")
-        events = data.retrain_events(runs)
+        reg = ui.registry(src.mlflow_uri, wait=False)
+        events = data.retrain_events(runs, reg.versions if isinstance(reg, data.RegistryView) else
+                                     data.LOADING if reg is data.LOADING else None)
         if events.empty:
             st.caption("No critical check yet: no retrain was requested.")
         else:
-            st.caption("A critical check emits `churn.drift.detected`, which starts the train "
-                       "deployment — at most once per cooldown (24 h by default); checks inside "
-                       "the cooldown show as skipped.")
+            asked = int((events["status"] == "requested").sum())
+            st.caption(f"{asked} request(s) first, each with what the gate decided on the version trained after "
+                       f"it; then {len(events) - asked} check(s) inside the cooldown. A critical check emits "
+                       "`churn.drift.detected`, which starts the train deployment — at most once per "
+                       f"{ui.fmt_duration(src.retrain_cooldown_hours * 3600)} (CHURN_DRIFT_RETRAIN_COOLDOWN_HOURS).")
             st.dataframe(events, hide_index=True, column_config={
                 "time": st.column_config.DatetimeColumn("checked", format="YYYY-MM-DD HH:mm:ss"),
                 "model_version": st.column_config.TextColumn("model"),
                 "status": st.column_config.TextColumn("retrain"),
+                "outcome": st.column_config.TextColumn("gate outcome", width="large"),
                 "share": st.column_config.NumberColumn("drifted share", format="percent"),
                 "reasons": st.column_config.TextColumn("why", width="large"),
                 "report_path": st.column_config.TextColumn("report"),
@@ -63,8 +71,8 @@ def live() -> None:
     _not_run(view.checks)
     if view.report is not None:
         st.subheader("Latest Evidently report")
-        st.caption(str(view.report))
-        st.iframe(view.report, height=900)
+        st.caption(ui.report_caption(view))
+        st.iframe(ui.themed_report(view.report), height=900)
     else:
         st.caption("No full HTML report rendered yet (every N-th check renders one).")
 

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import data, ui
 
 src = ui.sources()
 st.title("Model")
+# links only to the services that answer (probed with a short timeout, cached)
+UP = {"mlflow": ui.answers(src.mlflow_ui), "prefect": ui.answers(src.prefect_ui)}
 links = st.columns([1, 1, 6])
-links[0].link_button("MLflow UI", src.mlflow_ui, icon=":material/open_in_new:")
-links[1].link_button("Prefect UI", src.prefect_ui, icon=":material/open_in_new:")
+for col, (key, name, url) in zip(links, (("mlflow", "MLflow UI", src.mlflow_ui),
+                                         ("prefect", "Prefect UI", src.prefect_ui)), strict=False):
+    if UP[key]:
+        col.link_button(name, url, icon=":material/open_in_new:")
+if not all(UP.values()):
+    down = [n for k, n in (("mlflow", f"MLflow (`{src.mlflow_ui}`)"), ("prefect", f"Prefect (`{src.prefect_ui}`)"))
+            if not UP[k]]
+    (links[2] if any(UP.values()) else st).caption(f"Not running: {', '.join(down)} — `churn up` (or `make demo`) starts the stack; "
+                     "links to it appear once it answers.")
 
-INFO = ("version", "aliases", "created", "candidate", "decision", "reason", "by", "horizon_days")
+INFO = ("version", "aliases", "created", "candidate", "decision", "reason", "by", "horizon_days",
+        "test_window", "gate_champion", "gate_windows")
 KEY_METRICS = ("roc_auc", "pr_auc", "lift_10", "brier", "log_loss")
 
 @st.fragment(run_every=max(src.refresh_s, 30))  # a retrain or promotion shows up live
@@ -38,45 +47,74 @@ def live() -> None:
             row = reg.versions[reg.versions["version"] == version].iloc[0]
             shown = [c for c in metric_cols if row.notna()[c]][:5]
             cols = st.columns(max(len(shown), 1) + 1)
+            own = data._window_text({"test_window": row.get("test_window", "")})
             for col, name in zip(cols, shown, strict=False):
-                col.metric(name, f"{row[name]:.4f}", help="On the test window of its training run "
-                           "(the gate compares champion and challenger on the same rows)")
+                col.metric(name, f"{row[name]:.4f}", help=f"On v{version}'s own {own}, at its training "
+                           "(a later gate re-scores it on the challenger's newer window)")
             age = data.age_text(reg.champion_since if role == "Champion" else row["created"]
                                 .to_pydatetime(), datetime.now(UTC))
             cols[-1].metric("Age", age, delta=row["candidate"] or None, delta_color="off", delta_arrow="off")
             if not shown:
                 st.caption("No gate metrics recorded on this version (registered outside `churn train`).")
-            line = f"[v{version} in the MLflow UI]({data.mlflow_version_url(src.mlflow_ui, version)})"
+            if shown:
+                st.caption(f"These figures: v{version} on its own {own}, measured at its training.")
+            links_ = []
+            if UP["mlflow"]:
+                links_.append(f"[v{version} in the MLflow UI]({data.mlflow_version_url(src.mlflow_ui, version)})")
             run = data.prefect_run_url(src.prefect_ui, row.get("by"))
-            if run:
-                line += f" · [its Prefect flow run]({run})"
+            if run and UP["prefect"]:
+                links_.append(f"[its Prefect flow run]({run})")
+            line = " · ".join(links_)
             if row["decision"]:
-                line = f"Gate: **{row['decision']}** — {row['reason']} · " + line
-            st.markdown(line)
+                line = f"Gate: **{row['decision']}** — {row['reason']}" + (f" · {line}" if line else "")
+            if line:
+                st.markdown(line)
+            if row.get("gate_windows"):
+                st.caption(row["gate_windows"])
+            _later_gates(reg, version)
         _realised(reg)
         st.subheader("Alias history")
         st.caption("Who was champion when, and why (from the registry's promotion tags).")
         hist = reg.history.copy()
-        for col in ("since", "until"):
-            hist[col] = pd.to_datetime(hist[col], utc=True, errors="coerce", format="ISO8601")
-        hist["flow run"] = [data.prefect_run_url(src.prefect_ui, b) for b in hist["by"]]
+        hist["flow run"] = [data.prefect_run_url(src.prefect_ui, b) if UP["prefect"] else None
+                            for b in hist["by"]]
         hist["scores"] = hist["scores"].map(data.scores_text)
+        hist = data.alias_history_table(hist)
+        if not UP["prefect"]:
+            hist = hist.drop(columns=["flow run"])
         st.dataframe(hist, hide_index=True, column_config={
-            "since": st.column_config.DatetimeColumn("since", format="YYYY-MM-DD HH:mm"),
-            "until": st.column_config.DatetimeColumn("until", format="YYYY-MM-DD HH:mm"),
+            "since": st.column_config.TextColumn("since (UTC)"),
+            "until": st.column_config.TextColumn("until (UTC)"),
             "flow run": st.column_config.LinkColumn("flow run", display_text="Prefect"),
-            "scores": st.column_config.TextColumn("scores at promotion", width="medium"),
+            "scores": st.column_config.TextColumn("scores at promotion (its test window)", width="medium"),
         })  # fmt: skip
         st.subheader("All versions")
         versions = reg.versions.assign(
-            mlflow=[data.mlflow_version_url(src.mlflow_ui, v) for v in reg.versions["version"]])
+            mlflow=[data.mlflow_version_url(src.mlflow_ui, v) if UP["mlflow"] else None
+                    for v in reg.versions["version"]])
         key = [c for c in metric_cols if c in KEY_METRICS]
+        st.caption("Metrics: each version on its own test window (column `test window`); the gate's "
+                   "comparison, champion re-scored on the challenger's window, is in `gate: windows`.")
         st.dataframe(versions, hide_index=True, column_order=["version", "aliases", "candidate", "decision",
-                     *key, "created", "mlflow", "reason"], column_config={
+                     *key, "test_window", "created", *(["mlflow"] if UP["mlflow"] else []), "reason",
+                     "gate_windows"], column_config={
+            "test_window": st.column_config.TextColumn("test window"),
+            "gate_windows": st.column_config.TextColumn("gate: windows", width="large"),
             "mlflow": st.column_config.LinkColumn("MLflow", display_text="open"),
             "created": st.column_config.DatetimeColumn("registered", format="YYYY-MM-DD HH:mm"),
             **{c: st.column_config.NumberColumn(c, format="%.4f") for c in metric_cols},
         })  # fmt: skip
+
+
+def _later_gates(reg, version: str) -> None:
+    """Where a later gate scored this (champion) version on a newer window: say so beside
+    its card, so the two figures do not read as a contradiction."""
+    v = reg.versions
+    if "gate_champion" not in v:
+        return
+    later = v[(v["gate_champion"] == version) & (v["version"] != version) & (v["gate_windows"] != "")]
+    for _, r in later.iterrows():
+        st.caption(f"Gate of v{r['version']} ({r['decision']}): {r['gate_windows']}")
 
 
 def _realised(reg) -> None:

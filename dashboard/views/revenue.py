@@ -31,21 +31,22 @@ def results(campaign: Campaign, months: int) -> None:
     risk, rev = _inputs(src.store_url)
     res = simulate_campaign(risk, risk, rev, campaign)
     m = st.columns(5)
-    m[0].metric("Users contacted", f"{res.contacted:,.0f}", delta=f"of {res.users:,}",
+    m[0].metric("Users contacted", ui.fmt_int(res.contacted), delta=f"of {ui.fmt_int(res.users)}",
                 delta_color="off", delta_arrow="off")
-    m[1].metric("Churners prevented", f"{res.churners_prevented:,.1f}",
-                delta=f"of {res.baseline_churners:,.0f} expected", delta_color="off", delta_arrow="off")
-    m[2].metric("Revenue saved", ui.fmt_money(res.revenue_saved),
+    m[1].metric("Churners prevented", ui.fmt_int(res.churners_prevented),
+                delta=f"of {ui.fmt_int(res.baseline_churners)} expected", delta_color="off", delta_arrow="off")
+    m[2].metric("Revenue saved", ui.fmt_money(res.revenue_saved, src.currency),
                 delta=f"over {months} months", delta_color="off", delta_arrow="off")
-    m[3].metric("Net value", ui.fmt_money(res.net_value), delta=f"cost {res.cost:,.0f}",
+    m[3].metric("Net value", ui.fmt_money(res.net_value, src.currency), delta=f"cost {ui.fmt_money(res.cost, src.currency)}",
                 delta_color="off", delta_arrow="off")
     m[4].metric("ROI", "—" if np.isnan(res.roi) else f"{res.roi:.0%}")
     table = _sweep(risk, rev, campaign)
-    ui.chart(figures.roi_curve_figure(table, campaign.top_share))
+    ui.chart(figures.roi_curve_figure(table, campaign.top_share, src.currency))
     best = table.loc[table["net_value"].idxmax()]
     st.caption(f"Best K on this grid: {best['top_share']:.0%} (net value "
-               f"{best['net_value']:,.0f}, ROI {best['roi']:.0%}). Revenue at risk: "
-               f"{res.revenue_at_risk_monthly:,.0f} per month.")
+               f"{ui.fmt_money(best['net_value'], src.currency)}, ROI {best['roi']:.0%}). Revenue at risk: "
+               f"{ui.fmt_money(res.revenue_at_risk_monthly, src.currency)} per month (money in {src.currency}, "
+               "CHURN_CURRENCY).")
 
 
 store = ui.store(src)
@@ -57,8 +58,8 @@ else:
         k = c[0].slider("Top-K contacted (%)", 1, 100, 10, key="k")
         eff = c[1].slider("Effectiveness (%)", 0, 100, 30, key="eff",
                           help="Share of contacted would-be churners the campaign keeps")
-        cost = c[2].slider("Cost per contact", 0.0, 20.0, 2.0, 0.5, key="cost")
-        incentive = c[3].slider("Incentive per retained user", 0.0, 50.0, 10.0, 1.0,
+        cost = c[2].slider(f"Cost per contact ({src.currency})", 0.0, 20.0, 2.0, 0.5, key="cost")
+        incentive = c[3].slider(f"Incentive per retained user ({src.currency})", 0.0, 50.0, 10.0, 1.0,
                                 key="incentive")
         months = c[4].slider("Months of revenue saved", 1, 24, 6, key="months")
     campaign = Campaign(top_share=k / 100, effectiveness=eff / 100, cost_per_contact=cost,

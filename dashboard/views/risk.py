@@ -25,7 +25,7 @@ def live() -> None:
     c[0].metric("Users scored", ui.fmt_int(summary.users))
     c[1].metric(data.high_risk_label(hr), ui.fmt_int(summary.high_risk_users), help=hr.text())
     c[2].metric("Mean risk", f"{summary.mean_risk:.3f}")
-    c[3].metric("High-risk revenue / month", ui.fmt_money(summary.high_risk_monthly_revenue))
+    c[3].metric("High-risk revenue / month", ui.fmt_money(summary.high_risk_monthly_revenue, src.currency))
     ui.chart(figures.risk_histogram_figure(store.risk_histogram(40), hr.threshold))
     st.caption(hr.text())
     st.subheader("Top at-risk users")
@@ -38,7 +38,7 @@ def live() -> None:
                                                     format="%.3f"),
             "reasons": st.column_config.TextColumn("top reasons (SHAP contribution)",
                                                    width="large"),
-            "monthly_revenue": st.column_config.NumberColumn("monthly revenue", format="%.2f"),
+            "monthly_revenue": st.column_config.NumberColumn(f"monthly revenue ({src.currency})", format="%.2f"),
             "model_version": st.column_config.TextColumn("model"),
         },
     )  # fmt: skip
@@ -70,8 +70,7 @@ def lookup() -> None:
                     delta="cancelled: not counted" if gone else None, delta_color="off",
                     delta_arrow="off")
         c[1].metric("Plan", r["plan"] or "—")
-        c[2].metric("Monthly revenue", "—" if r["monthly_revenue"] is None
-                    else f"{r['monthly_revenue']:,.2f}")
+        c[2].metric("Monthly revenue", ui.fmt_money(r["monthly_revenue"], src.currency))
         c[3].metric("Model", f"v{r['model_version']}")
         reasons = data.format_reasons(r["reasons"], top=5)
         if reasons:

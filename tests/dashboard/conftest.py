@@ -40,6 +40,14 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
 
 
 @pytest.fixture(scope="session")
+def chromium_exe() -> str:
+    """Checked before the (slow) real run starts: a skip on a laptop, a failure under CI=true."""
+    from tests.needs import need_chromium
+
+    return need_chromium()
+
+
+@pytest.fixture(scope="session")
 def empty(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A fresh install: no data dir, no store, no registry (none of them get created)."""
     root = tmp_path_factory.mktemp("dash-empty")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -95,8 +96,10 @@ def train_and_register(data_dir: Path, uri: str) -> dict[str, str]:
             info = registry.log_model(
                 model, train.head(5), reference, ds.registry_doc, ds.feature_set_version
             )
+        test_from, test_to = ds.window("test")
         tags = {
             "candidate": name,
+            "test_window": f"{test_from}..{test_to}",
             registry.FEATURE_SET_TAG: ds.feature_set_version,
             **{f"test_{m}": f"{v:.6f}" for m, v in test_metrics.items()},
         }  # as flows.train does
@@ -114,9 +117,44 @@ def train_and_register(data_dir: Path, uri: str) -> dict[str, str]:
     return out
 
 
+CHECK_STEP_S = 15  # seconds between the drift checks' (fake) clock stamps
+LIVE_EVENTS = 12_000  # produced once the replay caught up: the steady part of the run
+LIVE_RATE = 1_500.0  # events/s (the demo's live producer runs at 1,000-2,000)
+
+
+def _produce_when_caught_up(data_dir: Path, store_url: str, done: threading.Event,
+                            stop: threading.Event, events: int, rate: float) -> None:
+    """The live producer (``churn produce``), started once the stream has caught up with the
+    replayed history (every partition reports lag 0), as in ``make demo``."""
+    from pipeline.log import open_log
+    from pipeline.simulator.history import produce_live
+    from pipeline.store import Store
+
+    try:
+        while not stop.is_set():
+            if Path(store_url.removeprefix("sqlite:///")).exists():
+                with Store(store_url, read_only=True) as store:
+                    latest = store.latest_metrics()
+                if len(latest) == PARTITIONS and int(latest["lag"].fillna(1).sum()) == 0:
+                    break
+            stop.wait(0.2)
+        if stop.is_set():
+            return
+        log = open_log(data_dir / "log", TOPIC, create=False)
+        try:
+            produce_live(data_dir / "sim", log, rate, max_events=events, should_stop=stop.is_set)
+        finally:
+            log.close()
+    finally:
+        done.set()
+
+
 def stream(
-    data_dir: Path, store_url: str, uri: str, rate: float | None = 15_000.0
+    data_dir: Path, store_url: str, uri: str, rate: float | None = 15_000.0,
+    live_events: int = LIVE_EVENTS, live_rate: float = LIVE_RATE,
 ) -> dict[str, Any]:
+    """Replay the history until caught up; then (``live_events`` > 0) a live producer adds
+    events at ``live_rate`` while the stream keeps up, and the run ends a few ticks after it."""
     from pipeline.stream.champion import RegistryChampion
     from pipeline.stream.config import StreamConfig
     from pipeline.stream.supervisor import Supervisor
@@ -142,9 +180,27 @@ def stream(
         cfg,
         logger=logging.getLogger("tests.dashboard.realrun"),
     )
+    if live_events <= 0:
+        try:
+            return sup.run(until_caught_up=True, max_seconds=600)
+        finally:
+            sup.store.close()
+    done, stop = threading.Event(), threading.Event()
+    producer = threading.Thread(target=_produce_when_caught_up, name="producer",
+                                args=(data_dir, store_url, done, stop, live_events, live_rate))
+    producer.start()
+    ended: list[float] = []
+
+    def finished() -> bool:  # the producer is done and the stream has ticked at lag 0 since
+        if done.is_set() and not ended:
+            ended.append(time.monotonic())
+        return bool(ended) and time.monotonic() - ended[0] > 1.0 and sup.caught_up()
+
     try:
-        return sup.run(until_caught_up=True, max_seconds=120)
+        return sup.run(should_stop=finished, max_seconds=600)  # ends when finished(); the limit is for a wedged run
     finally:
+        stop.set()
+        producer.join()
         sup.store.close()
 
 
@@ -175,8 +231,9 @@ def drift_checks(
         table = build_snapshots(log, horizon_days=1, cutoffs_us=cuts).table
     finally:
         log.close()
-    # the checks ran every 10 minutes, up to now (wall clock: what the stream stamps)
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10 * len(cuts)))
+    # the checks ran every STEP_S seconds, up to now (wall clock: what the stream stamps), all
+    # after the models were registered (as in a real run: a retrain request precedes its gate)
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=CHECK_STEP_S * len(cuts)))
     sent: list[dict[str, Any]] = []
     cfg = DriftConfig(
         executor="inline", min_rows=200, full_report_every=0, retrain_cooldown_hours=0.0,
@@ -196,7 +253,7 @@ def drift_checks(
         )
         try:
             for i, cut in enumerate(cuts):
-                clock.advance(600)
+                clock.advance(CHECK_STEP_S)
                 rows = table[table["cutoff"] == pd.Timestamp(cut, unit="us", tz="UTC")]
                 values = rows[list(FEATURE_NAMES)].to_numpy(np.float64)
                 risk = np.asarray(bundle.model.predict_proba(rows[list(FEATURE_NAMES)]), np.float64)

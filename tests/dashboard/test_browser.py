@@ -68,10 +68,10 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> No
 
 
 @contextmanager
-def serve(app_env: dict[str, str], log_path: Path) -> Iterator[str]:
+def serve(app_env: dict[str, str], log_path: Path, refresh_s: float = 3) -> Iterator[str]:
     """``streamlit run`` on a free port with ``app_env``; stopped (by pid) on exit."""
     port = _free_port()
-    env = {**os.environ, **app_env, "CHURN_DASHBOARD_REFRESH_S": "3",
+    env = {**os.environ, **app_env, "CHURN_DASHBOARD_REFRESH_S": str(refresh_s),
            "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
     env.pop("CHURN_STORE_URL", None)
     log = log_path.open("w")
@@ -95,20 +95,43 @@ def serve(app_env: dict[str, str], log_path: Path) -> Iterator[str]:
         log.close()
 
 
-@pytest.fixture(scope="session")
-def chromium_exe() -> str:
-    """Checked before the (slow) real run starts: a skip on a laptop, a failure under CI=true."""
-    return need_chromium()
+@contextmanager
+def answering() -> Iterator[str]:
+    """A local HTTP server standing in for the MLflow UI (the Model page links only to a
+    service that answers); stopped on exit."""
+    import http.server
+    import threading
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Ok)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join()
 
 
 @pytest.fixture
 def server(populated, tmp_path) -> Iterator[tuple[str, Path]]:
-    """The app on a private copy of the populated data dir (the test writes to it)."""
+    """The app on a private copy of the populated data dir (the test writes to it); an
+    answering "MLflow UI", and a Prefect UI URL where nothing listens."""
     data_dir = tmp_path / "data"
     shutil.copytree(populated["env"]["CHURN_DATA_DIR"], data_dir)
-    env = {**populated["env"], "CHURN_DATA_DIR": str(data_dir)}
-    with serve(env, tmp_path / "streamlit.log") as url:
-        yield url, data_dir
+    with answering() as mlflow_ui:
+        env = {**populated["env"], "CHURN_DATA_DIR": str(data_dir), "CHURN_MLFLOW_UI_URL": mlflow_ui,
+               "CHURN_PREFECT_UI_URL": f"http://127.0.0.1:{_free_port()}"}
+        with serve(env, tmp_path / "streamlit.log") as url:
+            yield url, data_dir
 
 
 def _new_tick(data_dir: Path) -> None:
@@ -200,7 +223,9 @@ def test_every_page_renders_in_chromium(chromium_exe, server, populated) -> None
                 assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the events
             if path == "model":
                 assert f"Champion: v{populated['champion']}" in body
-                assert page.locator('a[href*="#/models/churn/versions/"]').count() >= 1
+                assert page.locator('a[href*="#/models/churn/versions/"]').count() >= 1  # MLflow answers
+                assert page.locator('a[href*="/runs/flow-run/"]').count() == 0  # Prefect does not: no link
+                assert "Not running: Prefect" in body
             _screenshot(page, path or "overview")
         # live refresh: a new metrics tick shows up on the Overview without a page reload
         page.goto(server, wait_until="domcontentloaded")
@@ -210,8 +235,12 @@ def test_every_page_renders_in_chromium(chromium_exe, server, populated) -> None
         _new_tick(data_dir)
         # the banner is the worse of the stream's health (now Healthy) and the newest drift check
         level = populated["drift_level"]
+        from pipeline.humanize import count
+        from tests.dashboard.realrun import PARTITIONS
+
+        rate = count(999.0 * PARTITIONS)  # the tile's compact figure of the new tick ("4.00k")
         page.wait_for_function(
-            "() => document.body.innerText.includes('3,996')"
+            f"() => [...document.querySelectorAll('[data-testid=stMetricValue]')].some(e => e.innerText === '{rate}')"
             f" && document.querySelector('[data-level]')?.dataset.level === '{level}'",
             timeout=30_000,
         )  # fmt: skip
