@@ -969,24 +969,27 @@ DECISION_OUTCOMES = ("requested", "sent", "failed to send", "skipped: cooldown",
                      "episode closed", "gate promoted", "gate rejected")  # pipeline.drift.episodes.OUTCOMES + the gate
 
 
-def decision_table(decisions: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataFrame:
+def decision_table(decisions: pd.DataFrame, episodes: pd.DataFrame, versions: Any = None) -> pd.DataFrame:
     """The Drift page's decision table: what reached (or tried to reach) the orchestrator and
     the outcomes first, then deferrals and openings; newest first within each; with the
-    episode's onset and status beside each decision."""
-    cols = ["time", "decision", "reason", "due", "run", "model_version", "onset", "episode"]
+    episode's onset and status beside each decision. A sent request carries the gate's outcome
+    of the first version registered after it (``versions``: ``RegistryView.versions``)."""
+    cols = ["time", "decision", "outcome", "reason", "due", "run", "model_version", "onset", "episode"]
     if decisions is None or decisions.empty:
         return pd.DataFrame(columns=cols)
     d = decisions.copy()
     eps = episodes.set_index("episode_id") if episodes is not None and not episodes.empty else None
     d["onset"] = d["episode_id"].map(eps["onset"]) if eps is not None else pd.NaT
     d["episode"] = d["episode_id"].map(eps["status"]) if eps is not None else None
+    d["outcome"] = [gate_outcome(pd.Timestamp(at), versions) if kind == "sent" else ""
+                    for kind, at in zip(d["decision"], d["recorded_at"], strict=True)]  # fmt: skip
     d["_outcome"] = ~d["decision"].isin(DECISION_OUTCOMES)  # False (outcomes) sorts first
     d = d.sort_values(["_outcome", "time", "recorded_at"], ascending=[True, False, False], kind="stable")
     return d[cols].reset_index(drop=True)
 
 
-def load_decisions(store: Any) -> pd.DataFrame:
+def load_decisions(store: Any, versions: Any = None) -> pd.DataFrame:
     """:func:`decision_table` from the store (empty for a store without the tables)."""
     if store is None or not hasattr(store, "retrain_decisions"):
         return decision_table(pd.DataFrame(), pd.DataFrame())
-    return decision_table(store.retrain_decisions(), store.drift_episodes())
+    return decision_table(store.retrain_decisions(), store.drift_episodes(), versions)

@@ -46,28 +46,13 @@ def live() -> None:
                     else f"{pred:.3f}")
         ui.chart(figures.drift_share_figure(runs, view.warning, view.critical))
         ui.chart(figures.drift_heatmap_figure(view.features))
-        st.subheader("Retrain requests")
-        reg = ui.registry(src.mlflow_uri, wait=False)
-        events = data.retrain_events(runs, reg.versions if isinstance(reg, data.RegistryView) else
-                                     data.LOADING if reg is data.LOADING else None)
-        if events.empty:
-            st.caption("No critical check yet: no retrain was requested.")
-        else:
-            asked = int((events["status"] == "requested").sum())
-            st.caption(f"{asked} request(s) first, each with what the gate decided on the version trained after "
-                       f"it; then {len(events) - asked} check(s) inside the cooldown. A critical check emits "
-                       "`churn.drift.detected`, which starts the train deployment — at most once per "
-                       f"{ui.fmt_duration(src.retrain_cooldown_hours * 3600)} (CHURN_DRIFT_RETRAIN_COOLDOWN_HOURS).")
-            st.dataframe(events, hide_index=True, column_config={
-                "time": st.column_config.DatetimeColumn("checked", format="YYYY-MM-DD HH:mm:ss"),
-                "model_version": st.column_config.TextColumn("model"),
-                "status": st.column_config.TextColumn("retrain"),
-                "outcome": st.column_config.TextColumn("gate outcome", width="large"),
-                "share": st.column_config.NumberColumn("drifted share", format="percent"),
-                "reasons": st.column_config.TextColumn("why", width="large"),
-                "report_path": st.column_config.TextColumn("report"),
-            })  # fmt: skip
-    _decisions(data.load_decisions(ui.store(src)))
+    reg = ui.registry(src.mlflow_uri, wait=False)
+    versions = reg.versions if isinstance(reg, data.RegistryView) else data.LOADING if reg is data.LOADING else None
+    decisions = data.load_decisions(ui.store(src), versions)
+    if decisions.empty and not runs.empty:  # retrain_policy='immediate': the checks' own requests
+        _requests(data.retrain_events(runs, versions))
+    else:
+        _decisions(decisions)
     _not_run(view.checks)
     if view.report is not None:
         st.subheader("Latest Evidently report")
@@ -75,6 +60,28 @@ def live() -> None:
         st.iframe(ui.themed_report(view.report), height=900)
     else:
         st.caption("No full HTML report rendered yet (every N-th check renders one).")
+
+
+def _requests(events) -> None:
+    """Retrain requests of the checks themselves (retrain_policy='immediate')."""
+    st.subheader("Retrain requests")
+    if events.empty:
+        st.caption("No critical check yet: no retrain was requested.")
+        return
+    asked = int((events["status"] == "requested").sum())
+    st.caption(f"{asked} request(s) first, each with what the gate decided on the version trained after "
+               f"it; then {len(events) - asked} check(s) inside the cooldown. A critical check starts the "
+               "train deployment — at most once per "
+               f"{ui.fmt_duration(src.retrain_cooldown_hours * 3600)} (CHURN_DRIFT_RETRAIN_COOLDOWN_HOURS).")
+    st.dataframe(events, hide_index=True, column_config={
+        "time": st.column_config.DatetimeColumn("checked", format="YYYY-MM-DD HH:mm:ss"),
+        "model_version": st.column_config.TextColumn("model"),
+        "status": st.column_config.TextColumn("retrain"),
+        "outcome": st.column_config.TextColumn("gate outcome", width="large"),
+        "share": st.column_config.NumberColumn("drifted share", format="percent"),
+        "reasons": st.column_config.TextColumn("why", width="large"),
+        "report_path": st.column_config.TextColumn("report"),
+    })  # fmt: skip
 
 
 def _decisions(table) -> None:
@@ -89,6 +96,7 @@ def _decisions(table) -> None:
     st.dataframe(table, hide_index=True, column_config={
         "time": st.column_config.DatetimeColumn("event time", format="YYYY-MM-DD"),
         "decision": st.column_config.TextColumn("decision"),
+        "outcome": st.column_config.TextColumn("gate outcome", width="medium"),
         "reason": st.column_config.TextColumn("why", width="large"),
         "due": st.column_config.DatetimeColumn("deferred until", format="YYYY-MM-DD"),
         "run": st.column_config.TextColumn("train run"),
