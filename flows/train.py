@@ -317,9 +317,7 @@ def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int, gate_fro
     registry.describe_version(version, version_description(
         d, version, ev.name, window, len(test), int(test["label"].sum()), f"{now:%Y-%m-%d %H:%M} UTC", policy,
         champ_tags))
-    (_logger().info if d.promoted else _logger().warning)("gate: version %s %s (%s)", version, d.decision.upper(),
-                                                          d.reason)
-    return d
+    return d  # the run log ends with the gate line (both scores, one window): see train()
 
 
 @task(name="log-summary", **MLFLOW_RETRIES, **TASK)

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         from click import exceptions as cx
 
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = app(args=argv, prog_name="churn", standalone_mode=False)
     except cx.NoArgsIsHelpError:  # typer has already printed the help
         sys.exit(0)
     except cx.UsageError as exc:

@@ -63,7 +63,7 @@ def prepare_data_dir(data: Path, overwrite: bool) -> None:
 
 
 def _churn(settings: Settings, *args: str) -> list[str]:
-    return [sys.executable, "-m", "churn.cli.app", "--data-dir", str(settings.data_dir.resolve()),
+    return [sys.executable, "-m", "churn.cli", "--data-dir", str(settings.data_dir.resolve()),
             "--topic", settings.topic, "--partitions", str(settings.partitions), *args]  # fmt: skip
 
 

@@ -50,7 +50,7 @@ def test_sigterm_to_churn_dashboard_stops_streamlit_too(tmp_path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "CHURN_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([sys.executable, "-m", "churn.cli.app", "dashboard", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "churn.cli", "dashboard", "--port", str(port)],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 90

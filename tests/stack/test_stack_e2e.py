@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 def churn(data, env, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "churn.cli.app", "--data-dir", str(data), *args], cwd=PROJECT_ROOT,
+    return subprocess.run([sys.executable, "-m", "churn.cli", "--data-dir", str(data), *args], cwd=PROJECT_ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 

@@ -1,0 +1,5 @@
+"""``python -m churn.cli``: the ``churn`` command without its console script."""
+
+from churn.cli.app import main
+
+main()
