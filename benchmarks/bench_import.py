@@ -103,8 +103,9 @@ def _imports(path: Path, tmp: Path, rows: int, tag: str) -> dict[str, float]:
     imports, peaks, bases, walls, written = [], [], [], [], 0
     for i in range(3):
         out = subprocess.run([sys.executable, "-m", "benchmarks.bench_import", "--child", str(path),
-                              str(tmp / f"data-{tag}{i}")], capture_output=True, text=True, cwd=ROOT,
-                             check=True)  # fmt: skip
+                              str(tmp / f"data-{tag}{i}")], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"import child exited with {out.returncode}:\n{out.stderr[-4000:]}")
         d = json.loads(out.stdout.strip().splitlines()[-1])
         assert d["rows"] == rows
         imports.append(d["rows"] / d["cpu"])

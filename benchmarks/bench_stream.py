@@ -155,7 +155,7 @@ def child(spec: dict) -> dict:
     worker = Worker(spec.get("id", "w0"), log, store, paths, cfg, partitions=parts, model=model,
                     drift=drift)  # fmt: skip
     if worker.drift is not None:
-        worker.drift.monitor_kwargs["emitter"] = lambda *a: None  # no Prefect (retrain) here
+        worker.drift.monitor_kwargs["requester"] = lambda *a: None  # no Prefect (retrain) here
         # the check process and its Evidently import are paid once per worker lifetime
         # (bench_drift's drift_import_seconds), so before the clock; its checks are inside
         worker.sync_assignment()
@@ -215,8 +215,9 @@ def _env() -> dict[str, str]:
 
 def run_child(data: Path, group: str, batch: int, **config: object) -> dict:
     spec = {"data": str(data), "group": group, "batch": batch, "config": config}
-    out = subprocess.run(_child_cmd(spec), check=True, capture_output=True, text=True, env=_env(),
-                         cwd=ROOT)  # fmt: skip
+    out = subprocess.run(_child_cmd(spec), capture_output=True, text=True, env=_env(), cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark worker {group} exited with {out.returncode}:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

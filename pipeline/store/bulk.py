@@ -15,7 +15,7 @@ JSON already serialised. Statements are built from the table definitions in
 :mod:`pipeline.store.schema` and cached.
 
 **Score history** (one point per user per event-time interval, ``records.HistoryPolicy``)
-is a second upsert in the same transaction, keyed by (user_id, bucket), that replaces a
+is a second upsert in the same transaction, keyed by (bucket, user_id), that replaces a
 point only with a newer (or equal-time, different) score: rewriting the same rows
 changes nothing, so replays after a crash dirty no page.
 """
@@ -137,7 +137,7 @@ class Bulk:
             return (
                 f"INSERT INTO {self.table(s.score_history)} AS t "
                 f"({', '.join(q(c) for c in names)}) {source} "
-                "ON CONFLICT (user_id, bucket) DO UPDATE SET time = excluded.time, "
+                "ON CONFLICT (bucket, user_id) DO UPDATE SET time = excluded.time, "
                 "risk = excluded.risk, model_version = excluded.model_version "
                 "WHERE excluded.time > t.time OR (excluded.time = t.time AND "
                 "(excluded.risk <> t.risk OR excluded.model_version <> t.model_version))"

@@ -34,6 +34,7 @@ from pipeline.errors import ConfigError, StoreError
 
 BUSY_TIMEOUT_S = 30.0
 CACHE_KIB = 65536
+PAGE_SIZE = 65536  # bytes, new SQLite files (see _on_connect)
 CONNECT_TIMEOUT_S = 10
 WRITE_OPTION = "churn_write"  # execution option: this transaction writes (BEGIN IMMEDIATE)
 EXAMPLES = "sqlite:///data/churn.db or postgresql+psycopg://postgres@127.0.0.1:5432/churn"
@@ -122,6 +123,12 @@ def _sqlite_engine(
             if read_only:  # the writer chose WAL; a reader must not try to change the file
                 cur.execute("PRAGMA query_only = ON")
             elif not memory:
+                # A new file only (an existing WAL database keeps its page size): 64 KiB
+                # pages. A batch of distinct users dirties most leaf pages of the scores
+                # and history B-trees whatever their size, and a commit writes every
+                # dirty page to the WAL: with 16x fewer, larger pages that commit and the
+                # B-tree descents cost far less (bench_store: 2-4x the rows/s of 4 KiB).
+                cur.execute(f"PRAGMA page_size = {PAGE_SIZE}")
                 mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise StoreError(

@@ -41,7 +41,7 @@ from pipeline.errors import StoreSchemaError
 from pipeline.store import schema
 from pipeline.store.rows import TimeCodec
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 Migration = Callable[[Connection], None]
 
@@ -128,6 +128,35 @@ def _v6_drift_episodes(conn: Connection) -> None:
     schema.retrain_decisions.create(conn, checkfirst=True)
 
 
+def _v7_history_bucket_first(conn: Connection) -> None:
+    """Version 7: ``score_history`` keyed (bucket, user_id) instead of (user_id, bucket)
+    (see ``schema.score_history``: a commit then dirties pages in proportion to its new
+    points, not to the whole history). Same rows; only the key order changes."""
+    hist = schema.score_history
+    owner = conn.schema_for_object(hist)
+    pk = inspect(conn).get_pk_constraint(hist.name, schema=owner)
+    if pk["constrained_columns"] == ["bucket", "user_id"]:
+        return
+    q = conn.dialect.identifier_preparer.quote
+
+    def name(table: str) -> str:
+        return f"{q(owner)}.{q(table)}" if owner else q(table)
+
+    if conn.dialect.name == "postgresql":
+        old = pk.get("name") or "score_history_pkey"
+        conn.execute(text(f"ALTER TABLE {name(hist.name)} DROP CONSTRAINT {q(old)}, "
+                          f"ADD CONSTRAINT {q(old)} PRIMARY KEY (bucket, user_id)"))  # fmt: skip
+        return
+    conn.execute(text(f"ALTER TABLE {name(hist.name)} RENAME TO {q('score_history_v6')}"))
+    hist.create(conn, checkfirst=True)
+    conn.execute(text(
+        f"INSERT INTO {name(hist.name)} (bucket, user_id, time, risk, model_version) "
+        f"SELECT bucket, user_id, time, risk, model_version FROM {name('score_history_v6')} "
+        "ORDER BY bucket, user_id"
+    ))  # fmt: skip
+    conn.execute(text(f"DROP TABLE {name('score_history_v6')}"))
+
+
 # target version -> upgrade from the version before
 MIGRATIONS: dict[int, Migration] = {
     2: _v2_drift_runs,
@@ -135,6 +164,7 @@ MIGRATIONS: dict[int, Migration] = {
     4: _v4_history_per_interval,
     5: _v5_check_status_and_realised,
     6: _v6_drift_episodes,
+    7: _v7_history_bucket_first,
 }
 
 

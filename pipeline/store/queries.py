@@ -135,10 +135,17 @@ class Readers:
         self, user_ids: Sequence[str] | None = None, *, since: datetime | None = None
     ) -> pd.DataFrame:
         """Sampled risk points (``user_id``, ``time``, ``risk``, ``model_version``), by time."""
-        c = s.score_history.c
+        h = s.score_history
+        c = h.c
         q = select(c.user_id, c.time, c.risk, c.model_version).order_by(c.time, c.user_id)
         if user_ids is not None:
-            q = q.where(c.user_id.in_(list(user_ids)))
+            # The key is (bucket, user_id): seek (bucket, user) per interval, the intervals
+            # found by a recursive "next bucket" walk (one B-tree seek each; a loose index
+            # scan on both SQLite and PostgreSQL) instead of scanning every point.
+            first = select(func.min(c.bucket).label("b")).cte("buckets", recursive=True)
+            after = select(func.min(c.bucket)).where(c.bucket > first.c.b).scalar_subquery()
+            buckets = first.union_all(select(after).where(first.c.b.is_not(None)))
+            q = q.join(buckets, c.bucket == buckets.c.b).where(c.user_id.in_(list(user_ids)))
         if since is not None:
             q = q.where(c.time >= self._since(since, "since"))
         return self._frame(q, ("time",))

@@ -12,7 +12,10 @@ at most ``flush_interval_s`` (plus one write) behind the batches.
 
 Ordering is what makes checkpoints safe: an action queued with :meth:`Writer.after`
 (a checkpoint of partition p, its offset commit) runs only after every row of p handed
-over before it is written. A checkpoint therefore never covers a batch whose scores are
+over before it is written, and made durable (:meth:`Store.sync`: SQLite commits with
+``synchronous=NORMAL`` reach the disk at its next WAL checkpoint, so the writer fsyncs
+the WAL once before running the actions; a power cut then cannot keep a checkpoint
+whose scores it lost). A checkpoint therefore never covers a batch whose scores are
 not in the store; a crash replays at most the batches after the last checkpoint, and
 rewriting their scores is idempotent. A barrier flushes only its own partition's rows
 (partitions never share a user), so the other partitions keep coalescing.
@@ -81,7 +84,8 @@ class Writer:
         self.heartbeat_at = 0.0
         # CPU seconds of this thread (write_s, actions_s, heartbeat_s); backpressure_s is wall
         self.stats = {"write_s": 0.0, "rows": 0, "history": 0, "writes": 0, "stale": 0, "actions_s": 0.0,
-                      "backpressure_s": 0.0, "heartbeat_s": 0.0}  # fmt: skip
+                      "backpressure_s": 0.0, "heartbeat_s": 0.0, "syncs": 0}  # fmt: skip
+        self._unsynced = False  # rows committed since the last Store.sync()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -194,10 +198,13 @@ class Writer:
                     chunks, barriers = self._take()
                 if chunks:
                     self._write(chunks)
+                    self._unsynced = True
                     with self._cond:
                         self._pending_rows -= sum(len(c) for c in chunks)
                         self._cond.notify_all()
                 t = time.thread_time()
+                if barriers and self._unsynced:
+                    self._sync()  # rows durable before a checkpoint can claim them
                 for b in barriers:
                     b.action()
                 self.stats["actions_s"] += time.thread_time() - t
@@ -211,6 +218,13 @@ class Writer:
             with self._cond:
                 self.error = exc
                 self._cond.notify_all()
+
+    def _sync(self) -> None:
+        sync = getattr(self.store, "sync", None)  # test doubles may not have one
+        if sync is not None:
+            sync()
+            self.stats["syncs"] += 1
+        self._unsynced = False
 
     def beat(self) -> None:
         t = time.thread_time()

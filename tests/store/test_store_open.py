@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import text, update
 
@@ -143,3 +144,42 @@ def test_two_processes_write_at_once_without_lock_errors(backend, tmp_path):
     assert sorted(store.assignments().partitions) == [(0,), (1,)]
     assert len(store.metrics_since()) == 50
     store.close()
+
+
+def test_v5_history_keyed_by_user_first_is_rekeyed_bucket_first(make_store, clock):
+    """Schema 7 keys score_history (bucket, user_id); a version-6 store (user_id, bucket)
+    keeps every point, and one user's points still read back alone."""
+    from sqlalchemy import inspect
+
+    store = make_store()
+    store.upsert_scores([score(f"u{i}", i / 10, m) for i in range(4) for m in (0, 1440, 2880)])
+    before = store.score_history()
+    owner = store.schema
+    name = f'"{owner}".score_history' if owner else "score_history"
+    with store.engine.begin() as conn:  # rebuild the version-6 layout
+        conn.execute(update(s.schema_version).values(version=6))
+        if store.dialect == "postgresql":
+            conn.execute(text(f"ALTER TABLE {name} DROP CONSTRAINT score_history_pkey, "
+                              "ADD CONSTRAINT score_history_pkey PRIMARY KEY (user_id, bucket)"))  # fmt: skip
+        else:
+            conn.execute(text("CREATE TABLE h5 (user_id VARCHAR(200) NOT NULL, bucket VARCHAR(32) NOT NULL, "
+                              "time VARCHAR(32) NOT NULL, risk FLOAT NOT NULL, model_version VARCHAR(100) "
+                              "NOT NULL, PRIMARY KEY (user_id, bucket)) WITHOUT ROWID"))  # fmt: skip
+            conn.execute(text("INSERT INTO h5 SELECT user_id, bucket, time, risk, model_version FROM score_history"))
+            conn.execute(text("DROP TABLE score_history"))
+            conn.execute(text("ALTER TABLE h5 RENAME TO score_history"))
+    with store.engine.connect() as conn:
+        pk = inspect(conn).get_pk_constraint("score_history", schema=owner)["constrained_columns"]
+    assert pk == ["user_id", "bucket"]
+    store.close()
+    again = make_store()
+    assert again.schema_version() == SCHEMA_VERSION == 7
+    with again.engine.connect() as conn:
+        pk = inspect(conn).get_pk_constraint("score_history", schema=owner)["constrained_columns"]
+    assert pk == ["bucket", "user_id"]
+    pd.testing.assert_frame_equal(again.score_history(), before)
+    one = again.score_history(["u2"])
+    assert list(one["user_id"]) == ["u2"] * 3 and list(one["risk"]) == [0.2] * 3
+    assert again.score_history(["nobody"]).empty
+    again.upsert_scores([score("u2", 0.9, 2881)])  # the upsert's conflict target is the new key
+    assert again.score_history(["u2"])["risk"].tolist() == [0.2, 0.2, 0.9]

@@ -40,3 +40,23 @@ def test_past_the_hard_limit_the_writer_checkpoints_itself(tmp_path, clock):
     store.upsert_scores([score(f"u{i}", 0.5) for i in range(3000)])
     assert stuck.checkpoints == 1  # inline, by the committing writer
     store.close()
+
+
+def test_new_files_get_large_pages_and_sync_fsyncs_the_wal(tmp_path, clock, monkeypatch):
+    import os
+
+    from pipeline.store.engine import PAGE_SIZE
+
+    store = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=clock)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA page_size")).scalar() == PAGE_SIZE == 65536
+    store.upsert_scores([score("u1", 0.5)])
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
+    store.sync()
+    assert synced == [str(tmp_path / "churn.db-wal")]
+    store.close()
+    memory = Store("sqlite://", clock=clock)
+    memory.sync()  # nothing to make durable: no error, no file
+    memory.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import threading
@@ -106,7 +105,9 @@ def sigkill_workers_mid_run(sup: Any, th: threading.Thread, log: PartitionLog, g
             lagging = any(committed.get(p, 0) < end(p) for p in mine)
             if progressing and lagging:  # past its startup, mid-run: kill it at a random moment
                 time.sleep(rng.uniform(0.0, 0.6))
-                os.kill(pid, signal.SIGKILL)
+                if proc.popen.poll() is not None:  # it finished meanwhile: pick again
+                    break
+                proc.popen.send_signal(signal.SIGKILL)  # never a reaped (reused) pid
                 done += 1
                 break
     return done
