@@ -64,7 +64,9 @@ class Narrator:
             asked = next((x for x in reasons if str(x).startswith(RETRAIN_REQUESTED)), None)
             if asked is None:
                 continue
-            why = "; ".join(str(x) for x in reasons if x != asked) or "(no reason stored)"
+            rest = [str(x) for x in reasons if x != asked]
+            why = (rest[0] + (f"; {len(rest) - 1} more reason(s) on the Drift page" if len(rest) > 1 else "")
+                   if rest else "(no reason stored)")
             self._once(f"drift:{r['run_id']}", f"drift: {r['level']} on champion v{r['model_version']} "
                        f"({int(r['drifted_count'])} of {int(r['features'])} features drifted: {why}) - retrain "
                        f"requested (check at {_hhmm(r['time'])})", out)
