@@ -70,8 +70,12 @@ class DriftConfig:
     retrain_auc_drop: float = 0.05  # realised ROC-AUC this far below its pre-onset level: retrain early
     retrain_realised_days: int = 3  # newest matured scoring days averaged for that comparison
     retrain_post_onset: bool = True  # the retrain's cutoffs (and the gate's test window) from the onset on
-    retrain_lookback_days: int = 0  # ... or from this many days before it (more rows; the gate stays post-onset)
-    retrain_every_days: int = 1  # cutoff spacing of that retrain (post-onset data is short: daily)
+    # ... from this many days before it: with a 30-day horizon the post-onset cutoffs whose labels have
+    # matured are few, and the train flow's rolling-origin CV needs cutoffs a horizon apart, so keep it
+    # >= 2x the label horizon (0 made the demo's retrain fail: "no cross-validation fold fits"); the gate
+    # stays post-onset
+    retrain_lookback_days: int = 60
+    retrain_every_days: int = 3  # cutoff spacing of that retrain
     executor: Literal["process", "thread", "inline"] = "process"
     # in the stream (pipeline.stream.drift_hook): what the window holds. "day_snapshot":
     # at each UTC midnight of event time, every active user's vector (like the training

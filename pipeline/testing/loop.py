@@ -226,7 +226,8 @@ def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, 
                  horizon_days)  # fmt: skip
     cfg = drift_config or DriftConfig(executor="inline", full_report_every=0, warmup_days=drift_day - 8,
                                       retrain_after_days=retrain_after_days, retrain_min_churners=min_churners,
-                                      retrain_lookback_days=lookback_days, retrain_cooldown_hours=24)  # fmt: skip
+                                      retrain_lookback_days=lookback_days, retrain_every_days=1,
+                                      retrain_cooldown_hours=24)  # fmt: skip
     store = Store(f"sqlite:///{work / 'churn.db'}")
     try:
         requester = InlineRetrain(log_, paths, store, candidate, horizon_days, seed, run, t0, tracking_uri)
