@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     drift_feature_min_importance: float | None = Field(
         None, ge=0, le=1, description="...a feature carrying at least this share of the importance (0.03).")
     drift_retrain_cooldown_hours: float | None = Field(None, ge=0, description="Min hours between drift retrains (24).")
+    drift_any_feature_critical: float | None = Field(
+        None, gt=0, description="Any feature drifted by this distance is Critical, whatever its importance (0.3).")
+    drift_retrain_policy: Literal["episode", "immediate"] | None = Field(
+        None, description="episode: a retrain waits for labelled post-onset data (default); immediate: at once.")
+    drift_retrain_after_days: int | None = Field(None, ge=1, description="Days after the drift onset before a retrain (30).")
+    drift_retrain_min_churners: int | None = Field(None, ge=1, description="Cancels since the onset before a retrain (50).")
+    drift_retrain_lookback_days: int | None = Field(
+        None, ge=0, description="The retrain's cutoffs start this many days before the onset (60; >= 2x the horizon).")
+    drift_retrain_every_days: int | None = Field(None, ge=1, description="Cutoff spacing of a drift retrain (3).")
     drift_report_retention: int | None = Field(None, ge=1, description="HTML reports kept (48).")
     drift_min_rows: int | None = Field(None, gt=0, description="Smaller windows are skipped, logged (500).")
     drift_full_report_every: int | None = Field(None, ge=0, description="Full HTML report every N-th check (6; 0 never).")

@@ -47,3 +47,17 @@ def test_wrong_values_are_one_clear_error(monkeypatch, env, value, needle):
 
 def test_settings_is_the_single_object():
     assert Settings(data_dir="/tmp/x").sim_dir == Path("/tmp/x/sim")
+
+
+def test_retrain_policy_settings_reach_the_drift_config(monkeypatch):
+    """The episode policy's knobs are CHURN_DRIFT_* settings like the rest of drift's."""
+    from pipeline.config import load_settings
+    from pipeline.drift.config import DriftConfig
+
+    monkeypatch.setenv("CHURN_DRIFT_RETRAIN_LOOKBACK_DAYS", "45")
+    monkeypatch.setenv("CHURN_DRIFT_RETRAIN_POLICY", "immediate")
+    cfg = DriftConfig.from_settings(load_settings())
+    assert (cfg.retrain_lookback_days, cfg.retrain_policy) == (45, "immediate")
+    monkeypatch.setenv("CHURN_DRIFT_RETRAIN_POLICY", "sometimes")
+    with pytest.raises(Exception, match="CHURN_DRIFT_RETRAIN_POLICY|drift_retrain_policy"):
+        load_settings()
