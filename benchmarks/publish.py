@@ -64,7 +64,7 @@ def _source(pub: Mapping[str, Any], modules: tuple[str, ...]) -> str:
     e = entries[0]
     load = f"load average {e['load_before'][0]:.1f} -> {e['load_after'][0]:.1f}"
     mode = "quick run" if e.get("quick") else "full run"
-    cpu = prov.get("machine", {}).get("cpu_model", "unknown CPU")
+    cpu = (e.get("machine") or prov.get("machine", {})).get("cpu_model", "unknown CPU")  # modules may come from other runs
     commit = e["commit"][:10] + (" with uncommitted changes" if e["commit"].endswith("+dirty") else "")
     return f"{mode} of {commit}, {e['started_utc'][:10]}, {cpu}, {load}"
 
@@ -146,7 +146,31 @@ def _multihost(pub: Mapping[str, Any]) -> str:
     )
 
 
+def _alarms(pub: Mapping[str, Any]) -> str:
+    f = _Figures(pub["figures"])
+    return _wrap(
+        f"No-drift false alarms (`python -m benchmarks.run drift_alarms`, 5 seeds): "
+        f"`drift_false_alarm_warning_share` {f.n('drift_false_alarm_warning_share', 4)} of "
+        f"{f.n('drift_false_alarm_checks', 0)} daily checks at Warning (target <= 0.071), "
+        f"`drift_false_alarm_critical` {f.n('drift_false_alarm_critical', 0)} Critical "
+        f"({_source(pub, ('bench_drift_alarms',))})."
+    )
+
+
+def _loop(pub: Mapping[str, Any]) -> str:
+    f = _Figures(pub["figures"])
+    return _wrap(
+        f"`realised_auc_recovery` (realised ROC-AUC after the retrain minus during the drift episode, "
+        f"`python -m benchmarks.run drift_loop`): {f.n('realised_auc_recovery', 3)}; the old model's "
+        f"realised ROC-AUC fell by {f.n('realised_auc_drift_drop', 3)} during the episode; the retrain "
+        f"came {f.n('loop_retrain_days_after_onset', 0)} days after the onset "
+        f"({_source(pub, ('bench_drift_loop',))})."
+    )
+
+
 TEMPLATES: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "alarms": _alarms,
+    "loop": _loop,
     "multihost": _multihost,
     "stream": _stream,
     "import": _import,
@@ -197,6 +221,8 @@ def publish(root: Path = ROOT, quick: bool = False) -> dict[str, Any]:
                 continue
             prov.setdefault("modules", {})[name] = entry
             figures |= {k: quick_figures[k] for k in entry["figures"] if k in quick_figures}
+    for entry in prov.get("modules", {}).values():  # each module names the machine it ran on
+        entry.setdefault("machine", prov.get("machine", {}))
     pub = {"figures": figures, "provenance": prov}
     (root / "benchmarks" / "published.json").write_text(json.dumps(pub, indent=2, sort_keys=True) + "\n")
     return pub

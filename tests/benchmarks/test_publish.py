@@ -38,10 +38,13 @@ def test_documents_quote_exactly_the_published_figures():
 
 def test_the_figures_blocks_are_where_the_docs_quote_figures():
     assert publish.blocks((ROOT / "README.md").read_text()) == ["stream", "import"]
-    assert publish.blocks((ROOT / "docs/drift.md").read_text()) == ["drift"]
+    assert publish.blocks((ROOT / "docs/drift.md").read_text()) == ["alarms", "loop", "drift"]
+    assert publish.blocks((ROOT / "docs/scale-out.md").read_text()) == ["multihost"]
     figures = publish.load()["figures"]
     for key in ("stream_eps", "stream_p99_batch_ms_1k", "stream_incremental_eps",
-                "store_sqlite_upsert_rows_per_s", "import_rows_per_s", "stream_eps_drift_on"):
+                "store_sqlite_upsert_rows_per_s", "import_rows_per_s", "stream_eps_drift_on",
+                "multihost_failover_seconds", "multihost_stream_eps", "drift_false_alarm_warning_share",
+                "realised_auc_recovery"):
         assert key in figures
 
 
