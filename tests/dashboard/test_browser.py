@@ -219,7 +219,7 @@ def test_every_page_renders_in_chromium(chromium_exe, server, populated) -> None
             if path == "risk":
                 assert populated["top_user"] in body
             if path == "drift":  # (table cells are drawn on a canvas: not in innerText)
-                assert "Critical" in body and "Retrain requests" in body
+                assert "Critical" in body and "Retrain decisions" in body
                 assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the events
             if path == "model":
                 assert f"Champion: v{populated['champion']}" in body
