@@ -77,8 +77,8 @@ class Settings(BaseSettings):
     drift_retrain_after_days: int | None = Field(None, ge=1, description="Days after the drift onset before a retrain (30).")
     drift_retrain_min_churners: int | None = Field(None, ge=1, description="Cancels since the onset before a retrain (50).")
     drift_retrain_lookback_days: int | None = Field(
-        None, ge=0, description="The retrain's cutoffs start this many days before the onset (60; >= 2x the horizon).")
-    drift_retrain_every_days: int | None = Field(None, ge=1, description="Cutoff spacing of a drift retrain (3).")
+        None, ge=0, description="Restrict a drift retrain's cutoffs to this many days before the onset on (unset: usual window).")
+    drift_retrain_every_days: int | None = Field(None, ge=1, description="Cutoff spacing of a lookback retrain (3).")
     drift_report_retention: int | None = Field(None, ge=1, description="HTML reports kept (48).")
     drift_min_rows: int | None = Field(None, gt=0, description="Smaller windows are skipped, logged (500).")
     drift_full_report_every: int | None = Field(None, ge=0, description="Full HTML report every N-th check (6; 0 never).")

@@ -70,12 +70,14 @@ class DriftConfig:
     retrain_auc_drop: float = 0.05  # realised ROC-AUC this far below its pre-onset level: retrain early
     retrain_realised_days: int = 3  # newest matured scoring days averaged for that comparison
     retrain_post_onset: bool = True  # the retrain's cutoffs (and the gate's test window) from the onset on
-    # ... from this many days before it: with a 30-day horizon the post-onset cutoffs whose labels have
-    # matured are few, and the train flow's rolling-origin CV needs cutoffs a horizon apart, so keep it
-    # >= 2x the label horizon (0 made the demo's retrain fail: "no cross-validation fold fits"); the gate
-    # stays post-onset
-    retrain_lookback_days: int = 60
-    retrain_every_days: int = 3  # cutoff spacing of that retrain
+    # ... None (default): the deployment's usual training window (its cutoffs, spacing and
+    # warm-up), the gate still on post-onset rows. A number restricts the cutoffs to that many
+    # days before the onset on; it must leave the train flow's rolling-origin CV a fold (cutoffs
+    # before the test window spanning more than the horizon): with a 30-day horizon, >= ~120.
+    # (From the onset only, or 60 days before it, the demo's retrain failed: "no
+    # cross-validation fold fits".)
+    retrain_lookback_days: int | None = None
+    retrain_every_days: int = 3  # cutoff spacing of that retrain (with retrain_lookback_days set)
     executor: Literal["process", "thread", "inline"] = "process"
     # in the stream (pipeline.stream.drift_hook): what the window holds. "day_snapshot":
     # at each UTC midnight of event time, every active user's vector (like the training
@@ -129,8 +131,9 @@ class DriftConfig:
             bad.append(f"executor={self.executor!r} ('process', 'thread' or 'inline')")
         if self.retrain_policy not in ("episode", "immediate"):
             bad.append(f"retrain_policy={self.retrain_policy!r} ('episode' or 'immediate')")
-        if not (isinstance(self.retrain_lookback_days, int) and self.retrain_lookback_days >= 0):
-            bad.append(f"retrain_lookback_days={self.retrain_lookback_days!r} (an int >= 0 days)")
+        if self.retrain_lookback_days is not None and not (
+                isinstance(self.retrain_lookback_days, int) and self.retrain_lookback_days >= 0):
+            bad.append(f"retrain_lookback_days={self.retrain_lookback_days!r} (an int >= 0 days, or unset)")
         for k in ("retrain_after_days", "retrain_realised_days", "retrain_every_days"):
             if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1):
                 bad.append(f"{k}={getattr(self, k)!r} (an int >= 1 day)")

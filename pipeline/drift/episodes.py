@@ -103,13 +103,16 @@ def decide(onset: datetime, ev: Evidence, cfg: DriftConfig) -> PolicyDecision:
 
 
 def train_parameters(onset: datetime, cfg: DriftConfig) -> dict[str, Any]:
-    """The train flow's parameters for a retrain on post-onset data: cutoffs from the
-    onset on (``retrain_lookback_days`` before it: more rows when data are few; features
-    still see the full history), daily so there are enough of them, and the gate on the
-    cutoffs from the onset on. ``retrain_post_onset=False``: {} (the deployment's usual window)."""
+    """The train flow's parameters for a retrain after a drift: ``gate_from`` = the onset, so
+    challenger and champion are judged on post-onset labelled rows only. The training window
+    is the deployment's usual one, or, with ``retrain_lookback_days``, cutoffs from that many
+    days before the onset every ``retrain_every_days`` (features still see the full history).
+    ``retrain_post_onset=False``: {} (the deployment's usual window and gate)."""
     if not cfg.retrain_post_onset:
         return {}
     day: date = onset.date()
+    if cfg.retrain_lookback_days is None:
+        return {"gate_from": day.isoformat()}
     start = day - timedelta(days=cfg.retrain_lookback_days)
     return {"start": start.isoformat(), "warmup_days": 0, "every_days": cfg.retrain_every_days,
             "gate_from": day.isoformat()}

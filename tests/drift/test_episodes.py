@@ -47,8 +47,7 @@ def test_policy_defers_until_the_horizon_has_passed_and_there_are_churners():
 
 def test_training_window_and_gate_start_at_the_onset():
     p = ep.train_parameters(T0 + timedelta(hours=7), CFG)
-    assert p == {"start": "2026-05-02", "warmup_days": 0, "every_days": 3, "gate_from": "2026-07-01"}
-    # the lookback leaves room for a CV fold a horizon apart; the gate stays on post-onset rows
+    assert p == {"gate_from": "2026-07-01"}  # the deployment's usual window; the gate on post-onset rows
     assert ep.train_parameters(T0, CFG.replace(retrain_lookback_days=0, retrain_every_days=1)) == {
         "start": "2026-07-01", "warmup_days": 0, "every_days": 1, "gate_from": "2026-07-01"}
     assert ep.train_parameters(T0, CFG.replace(retrain_post_onset=False)) == {}
@@ -123,7 +122,7 @@ def test_critical_drift_opens_an_episode_and_the_retrain_waits_for_post_onset_la
         out = check(m, 33, 3.0)
         assert out.retrain_requested and len(runs.requests) == 1
         req = runs.requests[0]
-        assert req.payload["train_parameters"]["start"] == "2026-05-04" and req.payload["episode_id"]  # onset - 60 d
+        assert req.payload["train_parameters"] == {"gate_from": "2026-07-03"} and req.payload["episode_id"]
         assert decisions(store)[-2:] == [ep.REQUESTED, ep.SENT]
         sent = store.retrain_decisions().iloc[-1]
         assert sent["run"] == "run-1" and "cooldown 24 h started" in sent["reason"]
