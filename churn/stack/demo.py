@@ -128,23 +128,28 @@ def live_status(settings: Settings) -> str | None:
             f"{money(s.expected_monthly_loss)}/month at risk; drift: {level}")  # fmt: skip
 
 
+def _store_records(settings: Settings, table: str) -> list[dict[str, Any]]:
+    """One of the store's tables as records (read-only); [] before the stream created the store."""
+    from pipeline.errors import ChurnError
+    from pipeline.store import Store
+
+    try:
+        store = Store(settings.resolved_store_url, read_only=True)
+    except ChurnError:
+        return []  # no store yet (the stream creates it)
+    try:
+        return getattr(store, table)().to_dict(orient="records")
+    except ChurnError:
+        return []
+    finally:
+        store.close()
+
+
 def narrator(settings: Settings, api: str) -> Narrator:
     """The loop's narrator on this stack: the store's drift runs, Prefect's train runs, the registry."""
 
     def drift() -> list[dict[str, Any]]:
-        from pipeline.errors import ChurnError
-        from pipeline.store import Store
-
-        try:
-            store = Store(settings.resolved_store_url, read_only=True)
-        except ChurnError:
-            return []  # no store yet (the stream creates it)
-        try:
-            return store.drift_runs().to_dict(orient="records")
-        except ChurnError:
-            return []
-        finally:
-            store.close()
+        return _store_records(settings, "drift_runs")
 
     def gated() -> list[tuple[str, dict[str, str]]]:
         from pipeline.registry import gated_versions
@@ -152,19 +157,7 @@ def narrator(settings: Settings, api: str) -> Narrator:
         return gated_versions(settings.resolved_mlflow_uri)
 
     def decisions() -> list[dict[str, Any]]:
-        from pipeline.errors import ChurnError
-        from pipeline.store import Store
-
-        try:
-            store = Store(settings.resolved_store_url, read_only=True)
-        except ChurnError:
-            return []
-        try:
-            return store.retrain_decisions().to_dict(orient="records")
-        except ChurnError:
-            return []
-        finally:
-            store.close()
+        return _store_records(settings, "retrain_decisions")
 
     return Narrator(drift, lambda: prefect_api.flow_runs(api, "train"), gated, decisions)
 
