@@ -30,6 +30,7 @@ DRIFT_EVENT = "churn.drift.detected"
 RESOURCE_PREFIX = "churn.model."
 REQUESTER = "flows.retrain:PrefectRunRequester"  # DriftConfig.retrain_requester of the stream flow
 TRAIN_DEPLOYMENT = "train/weekly"
+DRIFT_RETRAIN_TAG = "drift-retrain"  # on the runs PrefectRunRequester creates
 
 
 class NotDelivered(RuntimeError):
@@ -74,7 +75,7 @@ class PrefectEventRequester:
 def _run_deployment(name: str, parameters: dict[str, Any]) -> Any:
     from prefect.deployments import run_deployment
 
-    return run_deployment(name=name, parameters=parameters, timeout=0, tags=["churn", "drift-retrain"])
+    return run_deployment(name=name, parameters=parameters, timeout=0, tags=["churn", DRIFT_RETRAIN_TAG])
 
 
 class PrefectRunRequester:

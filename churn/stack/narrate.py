@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from flows.retrain import DRIFT_RETRAIN_TAG
+
 STARTED = {"RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 BAD = {"FAILED", "CRASHED", "CANCELLED"}
 
@@ -80,7 +82,8 @@ class Narrator:
             state = (fr.get("state") or {}).get("type", "")
             key = f"run:{fr.get('id')}"
             if state in STARTED and key not in self.said:
-                by = (fr.get("created_by") or {}).get("display_value") or "a user"
+                by = ("the drift retrain policy" if DRIFT_RETRAIN_TAG in (fr.get("tags") or [])
+                      else (fr.get("created_by") or {}).get("display_value") or "a user")
                 self._once(key, f"retrain started: train run {fr.get('name')} (created by {by}, "
                                 f"deployment train/weekly)", out)
             if state in BAD:

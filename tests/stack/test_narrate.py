@@ -99,3 +99,14 @@ def test_episode_deferral_and_request_are_said_once_per_episode_and_due_date(tmp
                                    episode_id=ep, now=due)  # said from the registry's tags instead
     assert n.poll() == ["retrain sent (run brisk-otter): 122 churners since onset"]
     assert n.poll() == []
+
+
+def test_a_run_the_drift_retrain_policy_created_says_so_not_a_user() -> None:
+    from flows.retrain import DRIFT_RETRAIN_TAG
+
+    policy = {**_run("p", "RUNNING"), "tags": ["churn", DRIFT_RETRAIN_TAG]}  # created by PrefectRunRequester
+    manual = _run("m", "RUNNING", name="calm-fox")  # `prefect deployment run`, no automation
+    n = Narrator(lambda: [], lambda: [policy, manual], lambda: [])
+    assert n.poll() == ["retrain started: train run brisk-otter (created by the drift retrain policy, deployment "
+                        "train/weekly)", "retrain started: train run calm-fox (created by a user, deployment "
+                        "train/weekly)"]  # fmt: skip
