@@ -119,6 +119,7 @@ class Snapshots:
     stats: list[ReplayStats]
     states: dict[int, FeatureState] = field(default_factory=dict)  # final state per partition
     spec: FeatureSpec = DEFAULT_SPEC  # the topic's feature spec (columns: its engine_columns)
+    latest: pd.DataFrame | None = None  # unlabelled features of the active users at ``latest_us``
 
     @property
     def records(self) -> int:
@@ -134,14 +135,18 @@ def build_snapshots(
     cutoffs_us: Sequence[int] | None = None,
     progress: Progress | None = None,
     spec: FeatureSpec = DEFAULT_SPEC,
+    latest_us: int | None = None,
 ) -> Snapshots:
     """Replay every partition, read active users at each cutoff, attach forward labels.
 
     ``spec``: the topic's feature spec (:func:`pipeline.features.spec.spec_for`); the table
-    has every column the engine computes for it (``spec.engine_columns``)."""
+    has every column the engine computes for it (``spec.engine_columns``).
+    ``latest_us``: also read the active users' features at that time, unlabelled
+    (``Snapshots.latest``; the same replay, so it costs one more read)."""
     if cutoffs_us is None:
         cutoffs_us = cutoff_schedule(*activity_range(log), horizon_days, every_days, warmup_days)
-    cut = sorted(int(c) for c in cutoffs_us)
+    scheduled = sorted(int(c) for c in cutoffs_us)
+    cut = sorted(set(scheduled) | ({int(latest_us)} if latest_us is not None else set()))
     users: list[str] = []
     blocks: list[np.ndarray] = []  # feature values of the active users, one block per (partition, cutoff)
     row_cut: list[np.ndarray] = []
@@ -169,9 +174,17 @@ def build_snapshots(
         stats.append(replay_partition(log, p, state, cut, read_cutoff, keep_cancels, progress=progress))
         states[p] = state
     data_end = max((s.max_ts_us for s in stats), default=NONE_US)
-    labelled = [t for t in cut if t + horizon_days * DAY_US <= data_end]
+    labelled = [t for t in scheduled if t + horizon_days * DAY_US <= data_end]
     cutoff = np.concatenate(row_cut) if row_cut else np.zeros(0, np.int64)
     ids = np.asarray(users, dtype=object)
+    latest = None
+    if latest_us is not None:
+        at = np.flatnonzero(cutoff == int(latest_us))
+        at = at[np.argsort(ids[at], kind="stable")]
+        latest = pd.DataFrame(np.concatenate(blocks)[at] if blocks else np.zeros((0, len(spec.engine_columns))),
+                              columns=list(spec.engine_columns))  # fmt: skip
+        latest.insert(0, "user_id", ids[at])
+        latest.insert(1, "cutoff", pd.to_datetime(np.full(len(at), int(latest_us)), unit="us", utc=True))
     keep = np.flatnonzero(np.isin(cutoff, labelled))
     order = keep[np.lexsort((ids[keep], cutoff[keep]))] if len(keep) else keep  # by cutoff, then user
     columns = list(spec.engine_columns)
@@ -183,7 +196,7 @@ def build_snapshots(
     table.insert(2, "partition", np.concatenate(row_part)[order] if row_part else np.zeros(0, np.int16))
     cts = np.concatenate(cancel_ts) if cancel_ts else np.zeros(0, np.int64)
     table["label"] = forward_labels(table.user_id.tolist(), cutoff[order], cancel_users, cts, horizon_days)
-    return Snapshots(table, labelled, horizon_days, data_end, stats, states, spec)
+    return Snapshots(table, labelled, horizon_days, data_end, stats, states, spec, latest)
 
 
 def write_snapshots(snap: Snapshots, path: Path, extra: dict[str, str] | None = None) -> Path:

@@ -119,3 +119,28 @@ def test_write_snapshots_is_parquet_with_the_feature_set_version(tmp_path):
     assert meta[b"feature_set_version"] == FEATURE_SET_VERSION.encode() and meta[b"note"] == b"x"
     back = pd.read_parquet(path)
     assert back.cutoff.iloc[0] == datetime(2026, 2, 1, tzinfo=UTC) and not (tmp_path / "s" / "snapshots.tmp").exists()
+
+
+def test_latest_features_come_from_the_same_replay_and_leave_the_labelled_table_alone(tmp_path):
+    """``latest_us``: the active users' features at that time, unlabelled; at a labelled
+    cutoff they equal that cutoff's rows, and asking for them changes nothing else."""
+    from pipeline.labels import activity_range, build_snapshots
+    from pipeline.testing.stream import simulated_log
+
+    log = simulated_log(tmp_path, users=300, days=40)
+    try:
+        cut = cutoff_schedule(*activity_range(log), horizon_days=7, every_days=3, warmup_days=7)
+        plain = build_snapshots(log, 7, 3, cutoffs_us=cut)
+        at_cutoff = build_snapshots(log, 7, 3, cutoffs_us=cut, latest_us=cut[-2])
+        pd.testing.assert_frame_equal(plain.table, at_cutoff.table)
+        assert plain.cutoffs == at_cutoff.cutoffs and plain.latest is None
+        rows = plain.table[plain.table["cutoff"] == from_us(cut[-2])].drop(columns=["partition", "label"])
+        pd.testing.assert_frame_equal(at_cutoff.latest, rows.sort_values("user_id").reset_index(drop=True))
+        # past the last labelled cutoff (where no label can exist yet): not in the table
+        end = activity_range(log)[1] // DAY_US * DAY_US
+        after = build_snapshots(log, 7, 3, cutoffs_us=cut, latest_us=end)
+        pd.testing.assert_frame_equal(plain.table, after.table)
+        assert plain.cutoffs == after.cutoffs and end > cut[-1] and len(after.latest) > 0
+        assert set(after.latest["cutoff"]) == {from_us(end)} and after.latest["user_id"].is_unique
+    finally:
+        log.close()

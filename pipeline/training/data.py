@@ -54,6 +54,9 @@ class Dataset:
     split_report: dict[str, Any] = field(default_factory=dict)
     cv: CVPlan | None = None
     spec: FeatureSpec = DEFAULT_SPEC  # the topic's feature spec; features == list(spec.names) when built here
+    # unlabelled features of the users active at the data's last midnight (build_dataset(latest=True)):
+    # the world as it is now, e.g. the drift reference of a model retrained after a drift
+    latest: pd.DataFrame | None = None
 
     def part(self, name: str) -> pd.DataFrame:
         return self.table[self.table["split"] == name]
@@ -86,8 +89,12 @@ def build_dataset(
     gap_days: int | None = None,
     warmup_days: int | None = None,
     spec: FeatureSpec | None = None,
+    latest: bool = False,
 ) -> Dataset:
     """Replay ``log`` into labelled snapshots within [start, end] and split them by time.
+
+    ``latest``: also keep the active users' unlabelled features at the last midnight of
+    the window (``Dataset.latest``).
 
     ``folds=None``: train / val / test (:func:`pipeline.split.temporal_split`). ``folds=k``:
     a test window and up to k rolling-origin folds before it (:func:`pipeline.split.rolling_origin`).
@@ -100,9 +107,12 @@ def build_dataset(
     hi = min(a_end, midnight_us(end + timedelta(days=1)) - 1) if end else a_end
     warm = {} if warmup_days is None else {"warmup_days": warmup_days}
     cutoffs = cutoff_schedule(lo, hi, horizon_days, every_days, **warm)
-    snap = build_snapshots(log, horizon_days, every_days, cutoffs_us=cutoffs, progress=progress, spec=spec)
-    return split_snapshots(snap.table, list(spec.names), horizon_days, snap.cutoffs, folds=folds,
-                           val_frac=val_frac, test_frac=test_frac, gap_days=gap_days, spec=spec)
+    snap = build_snapshots(log, horizon_days, every_days, cutoffs_us=cutoffs, progress=progress, spec=spec,
+                           latest_us=hi // DAY_US * DAY_US if latest else None)  # fmt: skip
+    ds = split_snapshots(snap.table, list(spec.names), horizon_days, snap.cutoffs, folds=folds,
+                         val_frac=val_frac, test_frac=test_frac, gap_days=gap_days, spec=spec)
+    ds.latest = snap.latest
+    return ds
 
 
 def split_snapshots(table: pd.DataFrame, features: list[str], horizon_days: int, cutoffs_us: list[int] | None = None,
