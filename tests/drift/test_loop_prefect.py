@@ -89,6 +89,7 @@ def test_a_drift_retrain_is_a_real_train_run_that_is_promoted_adopted_and_recove
     assert gate["decision"].tolist() == [ep.GATE_PROMOTED]
     assert gate["episode_id"].iloc[0] == eid and gate["run"].iloc[0] == flow_run["id"]
     assert gate["source"].iloc[0] == "train" and gate["model_version"].iloc[0] == "1"
+    assert run.gate["decision"] == "promoted" and run.gate["run"] == flow_run["id"]
     # the registry's champion moved; the stream adopted it: its later scores carry the new version
     assert run.promoted_version == "2" == RegistryChampion(uri).current().version
     later = run.realised[run.realised["day"].dt.date >= run.promoted_on]
