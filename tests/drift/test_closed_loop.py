@@ -92,6 +92,7 @@ def test_drift_event_triggers_one_train_run_on_a_real_server_and_the_alias_moves
     with LocalPrefect(tmp_path / "prefect", env) as pf:
         params = {"horizon_days": 7, "every_days": 3, "candidates": ["logistic"], "leaky_control": False,
                   "shap_sample": 200, "tracking_uri": uri}  # fmt: skip
+        pf.wait_ready()  # serve exits if the server does not answer yet
         pf.start([sys.executable, "-m", "flows.serve", "--data-dir", str(data), "--train-params",
                   __import__("json").dumps(params)], cwd=ROOT)  # fmt: skip
         pf.wait_deployment("train/weekly", timeout=210)
