@@ -296,7 +296,8 @@ def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int, gate_fro
     mv = client.get_model_version(registry.MODEL_NAME, version)
     if "gate.decision" in mv.tags:  # a retry after the decision was recorded
         return GateDecision(mv.tags["gate.decision"] == "promoted", mv.tags.get("gate.reason", ""),
-                            {m: float(mv.tags.get(f"gate.challenger.{m}", "nan")) for m in policy.metrics})
+                            {m: float(mv.tags.get(f"gate.challenger.{m}", "nan")) for m in policy.metrics},
+                            champion_version=mv.tags.get("gate.champion_version") or None)
     from pipeline.evaluation import metrics as score_metrics
     from pipeline.training.gate import post_onset_rows
 
@@ -318,6 +319,52 @@ def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int, gate_fro
         d, version, ev.name, window, len(test), int(test["label"].sum()), f"{now:%Y-%m-%d %H:%M} UTC", policy,
         champ_tags))
     return d  # the run log ends with the gate line (both scores, one window): see train()
+
+
+@task(name="record-gate-outcome", **TASK)
+def record_gate_outcome(store_url: str, episode_id: str, version: str, decision, end: date | None,
+                        run: str) -> str | None:
+    """After a drift retrain (``episode_id``): the gate's outcome as one retrain decision
+    (``gate promoted`` / ``gate rejected``, with its reason and this run) beside the
+    episode's decisions in the stream's store, so the Drift page shows how the episode
+    ended. Event time: the midnight after ``end`` (the data the gate judged ended there),
+    now if the window was open. A failure to write is logged, never fails the training:
+    the model is registered and the alias moved (or not) either way. Returns the decision id."""
+    from datetime import timedelta
+
+    from pipeline.drift.episodes import GATE_PROMOTED, GATE_REJECTED
+
+    now = datetime.now(UTC)
+    at = now if end is None else datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC)
+    champion = decision.champion_version or version  # the episode belongs to the champion it was compared with
+    store = None
+    try:
+        from pipeline.store import Store
+
+        store = Store(store_url)
+        did = store.record_retrain_decision(
+            time=at, model_version=str(champion), decision=GATE_PROMOTED if decision.promoted else GATE_REJECTED,
+            reason=f"churn v{version}: {decision.reason}", episode_id=str(episode_id), run=run, source="train",
+            now=now)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - recording the outcome must not fail a finished training
+        _logger().error("could not record the gate outcome of v%s for drift episode %s in %s: %s: %s", version,
+                        episode_id, store_url, type(exc).__name__, exc)
+        return None
+    finally:
+        if store is not None:
+            store.close()
+    _logger().info("drift episode %s: gate %s recorded in %s", episode_id, decision.decision, store_url)
+    return did
+
+
+def _run_ref(parent: str) -> str:
+    """This training as the retrain decisions name it: the Prefect flow run id, else the MLflow run."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is not None and ctx.flow_run is not None:
+        return str(ctx.flow_run.id)
+    return f"mlflow:{parent}"
 
 
 @task(name="log-summary", **MLFLOW_RETRIES, **TASK)
@@ -373,6 +420,7 @@ def train(
     register_model: bool = True,
     tracking_uri: str | None = None,
     models_dir: str | None = None,
+    episode_id: str | None = None,
 ) -> dict[str, Any]:
     """Returns a JSON-able summary: the CV and comparison tables, revenue, registry version, gate.
 
@@ -380,7 +428,9 @@ def train(
     rolling-origin folds over every cutoff before it (``gap_days`` >= the horizon between a
     fold's training labels and its evaluation cutoffs). ``directions``: monotone directions
     of source-defined features (a topic's feature spec); ``force``: replace a champion of
-    another horizon / feature spec / topic, or one that cannot be scored.
+    another horizon / feature spec / topic, or one that cannot be scored. ``episode_id``: the
+    drift episode this retrain is for (the episode policy passes it with ``gate_from``); the
+    gate's outcome is recorded beside the episode's decisions in the data dir's store.
     """
     quiet_environment()
     from pipeline.revenue import Campaign
@@ -442,6 +492,8 @@ def train(
             if register_model:
                 version = register(best, ds, logged[best.name], parent, s.topic, selection)
                 decision = gate(version, best, ds, policy, _who(), force, seed, gate_from)
+                if episode_id:
+                    record_gate_outcome(s.resolved_store_url, episode_id, version, decision, end, _run_ref(parent))
             log_summary(parent, evals, selection, rev, versus, decision, version, timer.seconds, register_model,
                         "..".join(ds.window("test")))
     except BaseException:

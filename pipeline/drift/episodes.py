@@ -102,20 +102,23 @@ def decide(onset: datetime, ev: Evidence, cfg: DriftConfig) -> PolicyDecision:
                                    f"{ev.churners} churners so far", due)
 
 
-def train_parameters(onset: datetime, cfg: DriftConfig) -> dict[str, Any]:
+def train_parameters(onset: datetime, cfg: DriftConfig, episode_id: str | None = None) -> dict[str, Any]:
     """The train flow's parameters for a retrain after a drift: ``gate_from`` = the onset, so
     challenger and champion are judged on post-onset labelled rows only. The training window
     is the deployment's usual one, or, with ``retrain_lookback_days``, cutoffs from that many
     days before the onset every ``retrain_every_days`` (features still see the full history).
-    ``retrain_post_onset=False``: {} (the deployment's usual window and gate)."""
+    ``retrain_post_onset=False``: no window or gate parameters (the deployment's usual ones).
+    ``episode_id``: the episode the retrain is for; the train flow records its gate outcome
+    (:data:`GATE_PROMOTED` / :data:`GATE_REJECTED`) beside the episode's decisions."""
+    episode = {} if episode_id is None else {"episode_id": str(episode_id)}
     if not cfg.retrain_post_onset:
-        return {}
+        return episode
     day: date = onset.date()
     if cfg.retrain_lookback_days is None:
-        return {"gate_from": day.isoformat()}
+        return {"gate_from": day.isoformat(), **episode}
     start = day - timedelta(days=cfg.retrain_lookback_days)
     return {"start": start.isoformat(), "warmup_days": 0, "every_days": cfg.retrain_every_days,
-            "gate_from": day.isoformat()}
+            "gate_from": day.isoformat(), **episode}
 
 
 def estimate_onset(current: datetime, drifted: list[str], runs: pd.DataFrame, features: pd.DataFrame,

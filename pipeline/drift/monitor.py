@@ -431,10 +431,10 @@ class DriftMonitor:
             self._decision(now, version, ep.COOLDOWN, f"{again}{d.reason}; cooldown {left} left since the last "
                            "retrain run was created", eid)
             return False, f"{RETRAIN_SKIPPED}: cooldown {left} left"
-        params = ep.train_parameters(onset, self.cfg)
+        params = ep.train_parameters(onset, self.cfg, eid)
         self._decision(now, version, ep.REQUESTED, f"{again}{d.reason}" + (
             (f"; train on cutoffs from {params['start']}" if "start" in params else "; train on the usual window")
-            + f", gate on post-onset rows (cutoffs from {params['gate_from']})" if params else ""), eid)
+            + f", gate on post-onset rows (cutoffs from {params['gate_from']})" if "gate_from" in params else ""), eid)
         self._pending_request = (result, alert, eid, (d.reason, *alert.reasons),
                                  {"episode_id": eid, "onset": onset.isoformat(), "train_parameters": params})
         return True, f"{RETRAIN_REQUESTED} ({type(self.requester).__name__}): {d.reason}"

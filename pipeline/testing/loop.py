@@ -8,20 +8,33 @@ the log through one worker with drift checks and the episode retrain policy on:
 
 1. a Critical check opens a drift episode (onset estimated from the drifted streak);
 2. the retrain is deferred until the horizon has passed since the onset (and churners);
-3. the requester -- here in-process, as the train deployment would -- retrains on cutoffs
-   from the onset on, gates challenger against champion on the post-onset test rows
-   (:func:`pipeline.training.gate.decide`), and if promoted publishes it to the workers;
+3. the requester retrains on cutoffs from the onset on, gates challenger against champion
+   on the post-onset test rows and, if promoted, the workers get the new version:
+
+   * in-process (:class:`InlineRetrain`, the default): what the train deployment does,
+     published straight to the workers' pointer file;
+   * through an orchestrator (``retrain=`` :class:`Orchestrated`, e.g. a real Prefect
+     server: ``flows.retrain.PrefectRunRequester`` creates a ``train/weekly`` run, the real
+     train flow trains, gates -- recording its outcome beside the episode -- and moves the
+     registry's champion alias), with the worker's champion coming from the registry
+     (``champion=`` a :class:`pipeline.stream.champion.RegistryChampion`), as in production;
+
 4. the worker switches; the episode closes;
 5. afterwards the realised performance (:mod:`pipeline.monitoring.update`) per scoring
    day and model version shows the drop during the episode and the recovery after it.
 
-The Prefect version of steps 3-4 is ``flows.retrain.PrefectRunRequester`` + the served
-``train/weekly`` deployment (``gate_from``).
+Compressed time and an orchestrator: the log holds the whole simulated history, so the run
+gets ``end`` = the last day the stream has seen (it must not train on the future), and the
+replay pauses while the run trains -- event time stands still, as if training took no
+time: the request returns once the run is terminal, after one poll of the champion source
+(the supervisor's poll), so the worker's next model check switches to a promoted version.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -47,6 +60,8 @@ class LoopRun:
     drift_day: date | None = None
     promoted_on: date | None = None
     promoted_version: str | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)  # orchestrator runs: id, state, seconds, parameters
+    versions: list[str] = field(default_factory=list)  # model versions of the stored scores, oldest first
 
     def auc(self, since: date | None = None, until: date | None = None, version: str | None = None) -> float:
         """Mean realised ROC-AUC of the scoring days in [since, until) (of ``version``)."""
@@ -122,8 +137,8 @@ class InlineRetrain:
                          "champion": dict(d.champion or {}), "test_rows": int(len(test)),
                          "train_rows": int(len(ds.part("train")))}  # fmt: skip
         day = now.date().isoformat()
-        self.run.timeline.append((day, f"retrain on cutoffs from {params.get('start')} ({len(ds.table):,} rows); "
-                                       f"gate {d.decision.upper()}: {d.reason}"))
+        self.run.timeline.append((day, f"retrain (in-process) on cutoffs from {params.get('start')} "
+                                       f"({len(ds.table):,} rows)"))
         self.store.record_retrain_decision(time=now, model_version=str(self.version), decision=f"gate {d.decision}",
                                            reason=d.reason, episode_id=req.payload.get("episode_id"),
                                            run=f"inline-{self.version + 1}", now=datetime.now().astimezone())
@@ -148,6 +163,82 @@ class InlineRetrain:
         return f"inline-{self.version}"
 
 
+@dataclass(frozen=True)
+class Orchestrated:
+    """Retrain through an orchestrator, for :func:`closed_loop`: ``create`` is the retrain
+    requester that creates the train run and returns its id (``flows.retrain.PrefectRunRequester``);
+    ``wait(run_id)`` blocks until that run is terminal and returns its final state type
+    (``COMPLETED``, ``FAILED``, ...; :meth:`pipeline.testing.prefect_server.LocalPrefect.wait_run`)."""
+
+    create: Any
+    wait: Callable[[str], str]
+    name: str = "train/weekly"
+    ready: Callable[[], Any] | None = None  # blocks until the deployment can take runs (e.g. served)
+
+
+class AwaitRun:
+    """The requester of :func:`closed_loop` with an orchestrator (see the module doc): the
+    run trains on data up to the stream's event time, the replay waits for it, then the
+    champion source is polled once (``follow``: the version the workers now score with)."""
+
+    def __init__(self, orch: Orchestrated, follow: Callable[[], str | None], run: LoopRun) -> None:
+        self.orch, self.follow, self.run = orch, follow, run
+
+    def request(self, req: Any) -> str:
+        from pipeline.drift.retrain import RetrainRequest
+
+        now = datetime.fromisoformat(req.payload["window_end"])
+        day = now.date().isoformat()
+        params = dict(req.payload.get("train_parameters") or {})
+        params.setdefault("end", (now - timedelta(microseconds=1)).date().isoformat())  # the last day seen
+        before = self.follow()
+        if self.orch.ready is not None:
+            self.orch.ready()
+        t0 = time.monotonic()
+        run_id = self.orch.create.request(RetrainRequest(req.model_version, tuple(req.because),
+                                                         {**req.payload, "train_parameters": params}))  # fmt: skip
+        if not run_id:
+            raise RuntimeError(f"{type(self.orch.create).__name__} created no {self.orch.name} run to wait for")
+        window = f"cutoffs {params.get('start', '(usual)')}..{params['end']}"
+        self.run.timeline.append((day, f"retrain: {self.orch.name} run {run_id} created ({window}, gate from "
+                                       f"{params.get('gate_from', '-')}); the replay waits for it"))
+        state = self.orch.wait(str(run_id))
+        seconds = time.monotonic() - t0
+        self.run.runs.append({"id": str(run_id), "state": state, "seconds": seconds, "parameters": params,
+                              "time": now})  # fmt: skip
+        after = self.follow()
+        self.run.timeline.append((day, f"retrain: {self.orch.name} run {run_id} {state} after {seconds:.0f} s wall "
+                                       "time; "
+                                       f"the champion is v{after}" + (f" (was v{before})" if after != before else "")))
+        if after != before:
+            self.run.promoted_on = now.date() + timedelta(days=1)  # scored with it from the next midnight
+            self.run.promoted_version = after
+        return str(run_id)
+
+
+class FollowChampion:
+    """The supervisor's job for :func:`closed_loop`'s worker: export the version the
+    champion source points at (with its reference) and publish it to the worker's pointer."""
+
+    def __init__(self, source: Any, paths: Any) -> None:
+        self.source, self.paths = source, paths
+        self.version: str | None = None
+
+    def __call__(self) -> str | None:
+        from pipeline.stream.model import publish
+
+        info = self.source.current()
+        if info is not None and info.version != self.version:
+            publish(self.paths.champion, self.source.export(info, self.paths.models))
+            self.version = info.version
+        return self.version
+
+
+def store_url(work: Path) -> str:
+    """The store :func:`closed_loop` streams into (a train run records its gate outcome there)."""
+    return f"sqlite:///{Path(work).resolve() / 'churn.db'}"
+
+
 def register(uri: str, model: Any, ds: Any, test: pd.DataFrame, reference: pd.DataFrame, horizon_days: int,
              by: str = "closed_loop") -> tuple[str, Any]:
     """Log ``model`` to the MLflow registry at ``uri`` and gate it on ``test`` (as the
@@ -164,6 +255,7 @@ def register(uri: str, model: Any, ds: Any, test: pd.DataFrame, reference: pd.Da
         info = registry.log_model(model, ds.part("train").head(5), reference, ds.registry_doc, ds.feature_set_version)
     tags = {"candidate": model.name if hasattr(model, "name") else "model", "horizon_days": str(horizon_days),
             registry.FEATURE_SET_TAG: ds.feature_set_version,
+            registry.BASE_RATE_TAG: f"{float(ds.part('train')['label'].mean()):.6f}",
             **{f"test_{m}": f"{v:.6f}" for m, v in test_metrics.items()}}  # fmt: skip
     version = registry.register(info.model_uri, tags)
     decision = registry.run_gate(version, test_metrics, test, y, ds.feature_set_version, datetime.now().astimezone(),
@@ -184,13 +276,19 @@ def _score(scoring_model: Any, frame: pd.DataFrame) -> np.ndarray:
 def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, *, users: int = 3_000,
                 days: int = 100, seed: int = 3, horizon_days: int = 7, candidate: str = "logistic",
                 retrain_after_days: int = 21, min_churners: int = 30, lookback_days: int = 28, partitions: int = 2,
-                drift_config: Any = None, tracking_uri: str | None = None) -> LoopRun:
+                drift_config: Any = None, tracking_uri: str | None = None, retrain: Orchestrated | None = None,
+                champion: Any = None) -> LoopRun:
     """Run the loop (see the module doc); returns the timeline and the realised rows.
     ``tracking_uri``: also register the champion and the retrain in that MLflow registry
-    (the dashboard's Model page reads it) and log the realised metrics to their runs."""
+    (the dashboard's Model page reads it) and log the realised metrics to their runs.
+    ``retrain``: retrain through an orchestrator (:class:`Orchestrated`) instead of in-process.
+    ``champion``: where the worker's champion comes from (a ChampionSource, e.g.
+    ``RegistryChampion(tracking_uri)``; the first one is registered there), instead of the
+    in-process export; followed after every orchestrated retrain."""
     from pipeline.clock import SystemClock
     from pipeline.config import PROJECT_ROOT
     from pipeline.drift.config import DriftConfig
+    from pipeline.errors import ConfigError, StreamError
     from pipeline.features.registry import FEATURE_SET_VERSION
     from pipeline.log import open_log
     from pipeline.monitoring.update import update_realised
@@ -205,6 +303,8 @@ def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, 
     from pipeline.training.fit import fit_candidate
     from pipeline.training.specs import load_spec
 
+    if champion is not None and not tracking_uri:
+        raise ConfigError("closed_loop(champion=...) needs tracking_uri: the first champion is registered there")
     work = Path(work)
     sim = SimConfig(users=users, days=days, seed=seed, drift=drift, drift_day=drift_day)
     log_ = open_log(work / "log", "events", num_partitions=partitions)
@@ -218,19 +318,30 @@ def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, 
                           ds.features, seed=seed)  # fmt: skip
     train = ds.part("train")
     paths = StreamPaths(work, "loop")
-    ref = export_model(model, "1", FEATURE_SET_VERSION, paths.models, base_rate=float(train["label"].mean()))
-    write_reference(Path(ref.path), train.sample(min(5_000, len(train)), random_state=seed)[list(model.features)])
-    publish(paths.champion, ref)
-    if tracking_uri:
-        register(tracking_uri, model, ds, ds.part("test"), train.sample(min(2_000, len(train)), random_state=seed),
-                 horizon_days)  # fmt: skip
+    reference = train.sample(min(5_000, len(train)), random_state=seed)[list(model.features)]
+    follow = None
+    if champion is None:
+        ref = export_model(model, "1", FEATURE_SET_VERSION, paths.models, base_rate=float(train["label"].mean()))
+        write_reference(Path(ref.path), reference)
+        publish(paths.champion, ref)
+    if tracking_uri:  # the reference logged with it is the one the drift checks use
+        register(tracking_uri, model, ds, ds.part("test"), reference, horizon_days)
+    if champion is not None:
+        follow = FollowChampion(champion, paths)
+        if follow() is None:
+            raise StreamError(f"no champion to stream with: {getattr(champion, 'missing', '') or champion.where}")
+        run.timeline.append((start.isoformat(), f"the stream scores with v{follow.version} (trained on the days before "
+                                                f"the drift) from {champion.where}"))
     cfg = drift_config or DriftConfig(executor="inline", full_report_every=0, warmup_days=drift_day - 8,
                                       retrain_after_days=retrain_after_days, retrain_min_churners=min_churners,
                                       retrain_lookback_days=lookback_days, retrain_every_days=1,
                                       retrain_cooldown_hours=24)  # fmt: skip
-    store = Store(f"sqlite:///{work / 'churn.db'}")
+    store = Store(store_url(work))
     try:
-        requester = InlineRetrain(log_, paths, store, candidate, horizon_days, seed, run, t0, tracking_uri)
+        if retrain is None:
+            requester: Any = InlineRetrain(log_, paths, store, candidate, horizon_days, seed, run, t0, tracking_uri)
+        else:
+            requester = AwaitRun(retrain, follow or (lambda: None), run)
         w = Worker("w0", log_, store, paths, StreamConfig(group="loop", batch_size=1_000, max_wait_s=0.0,
                                                            checkpoint_interval_s=0.2, flush_interval_s=0.1,
                                                            model_check_s=0.001),
@@ -246,17 +357,34 @@ def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, 
             log_to_mlflow(upd.rows)
         run.decisions = store.retrain_decisions()
         run.episodes = store.drift_episodes()
+        run.versions = list(dict.fromkeys(upd.rows["model_version"].astype(str))) if len(upd.rows) else []
         for r in run.decisions.itertuples(index=False):
-            if not r.decision.startswith("gate"):
-                due = "" if pd.isna(r.due) else f" (until {pd.Timestamp(r.due).date()})"
-                run.timeline.append((pd.Timestamp(r.time).date().isoformat(), f"{r.decision}{due}: {r.reason}"))
+            due = "" if pd.isna(r.due) else f" (until {pd.Timestamp(r.due).date()})"
+            by = f" [{r.source} run {r.run}]" if r.decision.startswith("gate") else ""
+            run.timeline.append((pd.Timestamp(r.time).date().isoformat(), f"{r.decision}{due}: {r.reason}{by}"))
+            if r.decision.startswith("gate") and not run.gate:  # an orchestrated run recorded it
+                run.gate = {"decision": r.decision.removeprefix("gate "), "reason": r.reason, "run": r.run,
+                            "source": r.source}  # fmt: skip
         if run.promoted_on is not None:
-            run.timeline.append((run.promoted_on.isoformat(), "the stream scores with the retrained champion"))
-        run.timeline.sort(key=lambda x: x[0])
+            run.timeline.append((run.promoted_on.isoformat(), f"the stream scores with the retrained champion "
+                                                              f"v{run.promoted_version}"))
+        run.timeline.sort(key=lambda x: (x[0], _rank(x[1])))
         return run
     finally:
         store.close()
         log_.close()
+
+
+# the order of one day's timeline entries: what happened first
+_ORDER = ("the stream scores with v", "the world changes", "episode opened", "deferred", "requested",
+          "retrain (in-process)", "retrain: created", "sent", "failed to send", "skipped", "retrain: finished",
+          "gate ", "episode closed", "the stream scores with the retrained")
+
+
+def _rank(what: str) -> int:
+    if what.startswith("retrain: "):
+        what = "retrain: created" if " created " in what else "retrain: finished"
+    return next((i for i, p in enumerate(_ORDER) if what.startswith(p)), len(_ORDER))
 
 
 def describe(run: LoopRun) -> str:

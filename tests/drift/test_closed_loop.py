@@ -1,5 +1,6 @@
-"""The closed loop end to end, in two halves (the whole loop on a real server does not fit
-the ~2 min a test may take here):
+"""The event-driven closed loop (``retrain_policy="immediate"``, the ``churn.drift.detected``
+event and the deployment's trigger), in two halves; the ground-truth loop with the episode
+policy on a real server, whole, is ``test_loop_prefect.py``:
 
 1. stream + drift + event: simulate a history with the ``content_outage`` scenario from a
    known day, train the logistic candidate on the days before it (as ``train`` does; its
@@ -17,8 +18,6 @@ The switch of a running worker to a new champion and its reference is tested in
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -75,103 +74,39 @@ for day in range(2):  # two critical checks: the cooldown lets one event through
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(what: str, ok, timeout: float, procs=()):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for p in procs:
-            assert p.poll() is None, f"{p.args[:4]} exited ({p.returncode}) while waiting for {what}"
-        got = ok()
-        if got:
-            return got
-        time.sleep(1.0)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_drift_event_triggers_one_train_run_on_a_real_server_and_the_alias_moves(tmp_path):
-    import httpx
-
     from pipeline.log import open_log
     from pipeline.simulator import SimConfig, Simulator
     from pipeline.simulator.history import simulate_history
     from pipeline.stream.champion import RegistryChampion
     from pipeline.stream.drift_hook import read_reference
+    from pipeline.testing.prefect_server import LocalPrefect, wait_for
 
     data = tmp_path / "data"
     log = open_log(data / "log", "events", num_partitions=2)
     simulate_history(Simulator(SimConfig(users=1_500, days=70, seed=5)), log, data / "sim")
     log.close()
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     (tmp_path / "mlruns").mkdir()
-    (tmp_path / "prefect").mkdir()
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=api,
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="true", MLFLOW_DISABLE_TELEMETRY="true",
-               CHURN_DATA_DIR=str(data), CHURN_MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(ROOT))  # fmt: skip
-    bin_ = Path(sys.executable).parent
-    out = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed at the end
-    server = subprocess.Popen([str(bin_ / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)  # fmt: skip
-    serve = None
-    try:
-        _wait("the Prefect server", lambda: _get(f"{api}/health"), 120, [server])
+    env = {"CHURN_DATA_DIR": str(data), "CHURN_MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}
+    with LocalPrefect(tmp_path / "prefect", env) as pf:
         params = {"horizon_days": 7, "every_days": 3, "candidates": ["logistic"], "leaky_control": False,
                   "shap_sample": 200, "tracking_uri": uri}  # fmt: skip
-        serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--data-dir", str(data), "--train-params",
-                                  __import__("json").dumps(params)], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                 cwd=ROOT)  # fmt: skip
-        with httpx.Client(base_url=api, timeout=10) as client:
-            _wait("the served train/weekly deployment",
-                  lambda: client.get("/deployments/name/train/weekly").status_code == 200, 90, [server, serve])
-            emit = subprocess.run([sys.executable, "-c", EMIT, str(tmp_path / "drift")], env=env, cwd=ROOT,
-                                  capture_output=True, text=True, timeout=120)  # fmt: skip
-            assert emit.returncode == 0, emit.stderr[-2000:]
-            assert emit.stdout.split() == ["Critical", "True", "Critical", "False"]
-
-            def runs():
-                r = client.post("/flow_runs/filter", json={"deployments": {"name": {"any_": ["weekly"]}}})
-                return r.json() if r.status_code == 200 else []
-
-            _wait("the triggered train run", runs, 60, [server, serve])
-            done = _wait("the train run to finish",
-                         lambda: [x for x in runs() if x["state_type"] in ("COMPLETED", "FAILED", "CRASHED")], 240,
-                         [server, serve])  # fmt: skip
-            assert done[0]["state_type"] == "COMPLETED", (tmp_path / "server.log").read_text()[-3000:]
-            time.sleep(3)  # one event, one run: nothing else was started
-            assert len(runs()) == 1
-        champ = RegistryChampion(uri)
-        info = champ.current()
-        assert info is not None and info.version == "1"  # the gate promoted it: the alias moved
-        ref = champ.export(info, tmp_path / "models")
-        reference = read_reference(Path(ref.path))
-        assert reference is not None and len(reference) > 500  # the next drift checks use its reference
-    finally:
-        if serve is not None:
-            _stop(serve)
-        _stop(server)
-        out.close()
-
-
-def _get(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        pf.wait_ready()  # serve exits if the server does not answer yet
+        pf.start([sys.executable, "-m", "flows.serve", "--data-dir", str(data), "--train-params",
+                  __import__("json").dumps(params)], cwd=ROOT)  # fmt: skip
+        pf.wait_deployment("train/weekly", timeout=210)
+        emit = subprocess.run([sys.executable, "-c", EMIT, str(tmp_path / "drift")], env=pf.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert emit.returncode == 0, emit.stderr[-2000:]
+        assert emit.stdout.split() == ["Critical", "True", "Critical", "False"]
+        (run,) = wait_for("the triggered train run", lambda: pf.runs("weekly"), 60, pf.procs, log=pf.log_tail)
+        assert pf.wait_run(run["id"], timeout=240) == "COMPLETED", pf.log_tail(3000)
+        time.sleep(3)  # one event, one run: nothing else was started
+        assert len(pf.runs("weekly")) == 1
+    champ = RegistryChampion(uri)
+    info = champ.current()
+    assert info is not None and info.version == "1"  # the gate promoted it: the alias moved
+    ref = champ.export(info, tmp_path / "models")
+    reference = read_reference(Path(ref.path))
+    assert reference is not None and len(reference) > 500  # the next drift checks use its reference

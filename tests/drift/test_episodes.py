@@ -51,6 +51,9 @@ def test_training_window_and_gate_start_at_the_onset():
     assert ep.train_parameters(T0, CFG.replace(retrain_lookback_days=0, retrain_every_days=1)) == {
         "start": "2026-07-01", "warmup_days": 0, "every_days": 1, "gate_from": "2026-07-01"}
     assert ep.train_parameters(T0, CFG.replace(retrain_post_onset=False)) == {}
+    # the episode goes with the request, so the train flow can record its gate outcome beside it
+    assert ep.train_parameters(T0, CFG, "e1") == {"gate_from": "2026-07-01", "episode_id": "e1"}
+    assert ep.train_parameters(T0, CFG.replace(retrain_post_onset=False), "e1") == {"episode_id": "e1"}
 
 
 def test_policy_settings_are_validated_with_the_remedy():
@@ -122,7 +125,8 @@ def test_critical_drift_opens_an_episode_and_the_retrain_waits_for_post_onset_la
         out = check(m, 33, 3.0)
         assert out.retrain_requested and len(runs.requests) == 1
         req = runs.requests[0]
-        assert req.payload["train_parameters"] == {"gate_from": "2026-07-03"} and req.payload["episode_id"]
+        assert req.payload["episode_id"]  # the train flow records its gate outcome beside the episode
+        assert req.payload["train_parameters"] == {"gate_from": "2026-07-03", "episode_id": req.payload["episode_id"]}
         assert decisions(store)[-2:] == [ep.REQUESTED, ep.SENT]
         sent = store.retrain_decisions().iloc[-1]
         assert sent["run"] == "run-1" and "cooldown 24 h started" in sent["reason"]
