@@ -62,7 +62,8 @@ class Timer:
 # -- tasks -------------------------------------------------------------------------------
 @task(name="build-snapshots", retries=1, retry_delay_seconds=5, **TASK)
 def build_snapshots(data_dir: str, topic: str, horizon_days: int, every_days: int, start: date | None,
-                    end: date | None, folds: int, test_frac: float, gap_days: int | None, warmup_days: int | None):
+                    end: date | None, folds: int, test_frac: float, gap_days: int | None, warmup_days: int | None,
+                    latest: bool = False):
     from pipeline.errors import TrainingError
     from pipeline.ingest.ledger import load_profile
     from pipeline.ingest.profile import annotate_dataset
@@ -76,7 +77,7 @@ def build_snapshots(data_dir: str, topic: str, horizon_days: int, every_days: in
     log = open_log(log_dir, topic)
     try:
         ds = build_dataset(log, horizon_days, every_days, start, end, test_frac=test_frac, folds=folds,
-                           gap_days=gap_days, warmup_days=warmup_days)
+                           gap_days=gap_days, warmup_days=warmup_days, latest=latest)
     finally:
         log.close()
     annotate_dataset(ds, load_profile(Path(data_dir), topic))  # imported data: which features are defaults
@@ -258,8 +259,10 @@ def log_run(exp: str, parent: str, ev, params: dict[str, Any], ds, seed: int, de
         log_artifacts(run_id, Path(shap_dir), "shap")
     model_uri = None
     if ev.role == "candidate" and ev.model is not None:
+        from pipeline.training.data import reference_sample
+
         train = ds.part("train")
-        reference = train.sample(min(5_000, len(train)), random_state=seed)
+        reference = reference_sample(ds, seed)  # after a drift: the world as it is now
         with mlflow.start_run(run_id=run_id):
             model_uri = registry.log_model(ev.model, train.head(5), reference, ds.registry_doc,
                                            ds.feature_set_version).model_uri
@@ -284,6 +287,12 @@ def register(ev, ds, logged: dict[str, str | None], parent: str, topic: str, sel
     return version
 
 
+def gate_window(ds, gate_from: date | None) -> str:
+    """The cutoffs the gate judges on: the test window, or its post-onset part after a drift."""
+    first, last = ds.window("test")
+    return f"{first}..{last}" if gate_from is None else f"{max(str(gate_from)[:10], first)}..{last} (post-onset cutoffs)"
+
+
 @task(name="gate", **MLFLOW_RETRIES, **TASK)
 def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int, gate_from: date | None = None):
     import mlflow
@@ -302,13 +311,12 @@ def gate(version: str, ev, ds, policy, by: str, force: bool, seed: int, gate_fro
     from pipeline.training.gate import post_onset_rows
 
     test = ds.part("test")
-    window = "..".join(ds.window("test"))
+    window = gate_window(ds, gate_from)
     metrics, scores = ev.metrics["test"], ev.test_scores
     if gate_from is not None:  # after a drift episode: challenger and champion on post-onset labels only
         keep = post_onset_rows(test["cutoff"], gate_from, test["label"].to_numpy())
         test, scores = test[keep], scores[keep]
         metrics = score_metrics(test["label"].to_numpy(), scores)
-        window = f"{gate_from}..{ds.window('test')[1]} (post-onset cutoffs)"
         _logger().info("gate on %d post-onset test rows (cutoffs from %s)", len(test), gate_from)
     now = datetime.now(UTC)
     d = registry.run_gate(version, metrics, test, test["label"].to_numpy(), ds.feature_set_version,
@@ -454,7 +462,7 @@ def train(
 
     with timer.stage("snapshots"):
         ds = build_snapshots(str(s.data_dir), s.topic, horizon_days, every_days, start, end, folds, test_frac,
-                             gap_days, warmup_days)
+                             gap_days, warmup_days, latest=gate_from is not None)  # fmt: skip
         specs = _applicable(specs, ds.features)  # the topic's feature spec decides which candidates apply
         oracle, leaky_frame = references(ds, str(s.data_dir), s.topic, leaky_control)
         dirs = feature_directions(ds, directions)
@@ -495,7 +503,7 @@ def train(
                 if episode_id:
                     record_gate_outcome(s.resolved_store_url, episode_id, version, decision, end, _run_ref(parent))
             log_summary(parent, evals, selection, rev, versus, decision, version, timer.seconds, register_model,
-                        "..".join(ds.window("test")))
+                        gate_window(ds, gate_from))
     except BaseException:
         from pipeline.training.tracking import end_run
 
@@ -504,7 +512,7 @@ def train(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = summarize(ds, evals, selection, rev, campaign, versus, main_xgb, shap, version, decision, timer.seconds,
-                       parent_run_id=parent, experiment_id=exp, tracking_uri=uri)
+                       gate_window=gate_window(ds, gate_from), parent_run_id=parent, experiment_id=exp, tracking_uri=uri)
     from pipeline.training.report import final_line
 
     _logger().info("%s", final_line(result))  # the run log ends with what the gate decided

@@ -112,7 +112,7 @@ class InlineRetrain:
         from pipeline.features.registry import FEATURE_SET_VERSION
         from pipeline.stream.drift_hook import write_reference
         from pipeline.stream.model import export_model, load_export, publish, read_pointer
-        from pipeline.training.data import build_dataset
+        from pipeline.training.data import build_dataset, reference_sample
         from pipeline.training.fit import fit_candidate
         from pipeline.training.gate import decide, post_onset_rows
         from pipeline.training.specs import load_spec
@@ -121,7 +121,8 @@ class InlineRetrain:
         now = datetime.fromisoformat(req.payload["window_end"])
         start = date.fromisoformat(params["start"]) if params.get("start") else None
         ds = build_dataset(self.log, self.horizon, int(params.get("every_days", 1)), start, now.date(),
-                           warmup_days=params.get("warmup_days"))  # fmt: skip
+                           warmup_days=params.get("warmup_days"), latest=bool(params.get("gate_from")))  # fmt: skip
+        reference = reference_sample(ds, self.seed)[list(ds.features)]  # the post-onset world as it is now
         model = fit_candidate(load_spec(PROJECT_ROOT / "models" / f"{self.candidate}.yaml"), ds.part("train"),
                               ds.part("val"), ds.features, seed=self.seed)  # fmt: skip
         test = ds.part("test")
@@ -143,20 +144,13 @@ class InlineRetrain:
                                            reason=d.reason, episode_id=req.payload.get("episode_id"),
                                            run=f"inline-{self.version + 1}", now=datetime.now().astimezone())
         if d.promoted and self.tracking_uri:
-            table = ds.table
-            register(self.tracking_uri, model, ds, test, table.sample(min(2_000, len(table)), random_state=self.seed),
-                     self.horizon)  # fmt: skip
+            register(self.tracking_uri, model, ds, test, reference, self.horizon)
         if d.promoted:
             self.version += 1
             train = ds.part("train")
             ref = export_model(model, str(self.version), FEATURE_SET_VERSION, self.paths.models,
                                base_rate=float(train["label"].mean()))
-            table = ds.table  # its reference: the post-onset world it was trained for
-            if params.get("gate_from"):
-                post = table[table["cutoff"] >= pd.Timestamp(params["gate_from"], tz="UTC")]
-                table = post if len(post) >= 500 else table
-            write_reference(Path(ref.path), table.sample(min(5_000, len(table)), random_state=self.seed)[
-                list(model.features)])
+            write_reference(Path(ref.path), reference[list(model.features)])
             publish(self.paths.champion, ref)
             self.run.promoted_on = now.date() + timedelta(days=1)  # scored with it from the next midnight
             self.run.promoted_version = str(self.version)

@@ -115,6 +115,18 @@ def build_dataset(
     return ds
 
 
+def reference_sample(ds: Dataset, seed: int, n: int = 5_000, min_rows: int = 500) -> pd.DataFrame:
+    """The sample a model's drift checks compare the stream with (logged with the model).
+
+    Normally the training part. When the dataset holds the users' features at its last
+    midnight (``build_dataset(latest=True)``, a retrain after a drift) and at least
+    ``min_rows`` of them, those: the training window straddles the change, so its rows
+    describe a world half gone, and a promoted model checked against them would be
+    "drifted" from the day it starts (slow 30-day features keep moving for a month)."""
+    rows = ds.latest if ds.latest is not None and len(ds.latest) >= min_rows else ds.part("train")
+    return rows.sample(min(n, len(rows)), random_state=seed)
+
+
 def split_snapshots(table: pd.DataFrame, features: list[str], horizon_days: int, cutoffs_us: list[int] | None = None,
                     folds: int | None = None, val_frac: float = 0.2, test_frac: float = 0.2,
                     gap_days: int | None = None, spec: FeatureSpec | None = None) -> Dataset:

@@ -137,8 +137,9 @@ def final_line(result: Mapping[str, Any]) -> str:
 
 def summarize(ds: Dataset, evals: Sequence[Evaluation], selection: Selection, rev: tuple, campaign: Any,
               versus: Mapping[str, Mapping[str, float]], main: Evaluation | None, shap: Any, version: str | None,
-              decision: Any, seconds: Mapping[str, float], **ids: Any) -> dict[str, Any]:
-    """The flow's JSON-able return value."""
+              decision: Any, seconds: Mapping[str, float], gate_window: str | None = None,
+              **ids: Any) -> dict[str, Any]:
+    """The flow's JSON-able return value (``gate_window``: the rows the gate judged on, default the test window)."""
     rev_summary, _, rev_how = rev
     best = next(e for e in evals if e.name == selection.chosen)
     table = comparison_table(evals)
@@ -163,7 +164,7 @@ def summarize(ds: Dataset, evals: Sequence[Evaluation], selection: Selection, re
         "revenue_basis": rev_how,
         "registered_version": version,
         "gate": None if decision is None else {"decision": decision.decision, "reason": decision.reason,
-                                                "window": "..".join(ds.window("test")),
+                                                "window": gate_window or "..".join(ds.window("test")),
                                                 "challenger": dict(decision.challenger),
                                                 "champion": dict(decision.champion or {}),
                                                 "champion_version": decision.champion_version,
