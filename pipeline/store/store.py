@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, Table, delete, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -250,7 +251,12 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         if not len(batch):
             return WriteResult(0, 0, 0, dupes)
         cols = self._score_columns(batch)
-        points = None if history is None else self._points(every, history)
+        points = None
+        if history is not None:
+            # Each user once: the batch rows are the (user, interval) points already
+            # (same rows, same order as ``latest`` by (user, bucket) would give).
+            points = self._points(batch if len(batch) == len(every) else every, history,
+                                  cols if len(batch) == len(every) else None)  # fmt: skip
         with self._write() as conn:
             written = self._bulk.upsert_scores(conn, cols)
             changed = 0 if points is None else self._bulk.upsert_history(conn, points)
@@ -271,14 +277,25 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         with self._write() as conn:
             return self._bulk.upsert_history(conn, points)
 
-    def _points(self, every: ScoreBatch, history: HistoryPolicy) -> dict[str, list[Any]]:
-        """Each (user, interval)'s newest row, as ``score_history`` columns."""
-        p = latest(every, history.bucket_us(every.features_time))
+    def _points(
+        self,
+        every: ScoreBatch,
+        history: HistoryPolicy,
+        scored: Mapping[str, list[Any]] | None = None,
+    ) -> dict[str, list[Any]]:
+        """Each (user, interval)'s newest row, as ``score_history`` columns. ``scored``:
+        ``every`` holds each user once and these are its ``scores`` columns (their time
+        and risk values are reused instead of converted again)."""
+        p = every if scored is not None else latest(every, history.bucket_us(every.features_time))
+        buckets = history.bucket_us(p.features_time)
+        # A flush spans few intervals: format each distinct bucket once, then gather.
+        uniq, inverse = np.unique(buckets, return_inverse=True)
+        names = self.codec.iso(uniq)
         return {
             "user_id": p.user_id,
-            "bucket": self.codec.iso(history.bucket_us(p.features_time)),
-            "time": self.codec.iso(p.features_time),
-            "risk": p.risk.tolist(),
+            "bucket": [names[0]] * len(p) if len(uniq) == 1 else [names[i] for i in inverse.tolist()],
+            "time": scored["features_time"] if scored is not None else self.codec.iso(p.features_time),
+            "risk": scored["risk"] if scored is not None else p.risk.tolist(),
             "model_version": p.model_version,
         }
 
