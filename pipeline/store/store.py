@@ -286,16 +286,20 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         """Each (user, interval)'s newest row, as ``score_history`` columns. ``scored``:
         ``every`` holds each user once and these are its ``scores`` columns (their time
         and risk values are reused instead of converted again)."""
-        p = every if scored is not None else latest(every, history.bucket_us(every.features_time))
-        buckets = history.bucket_us(p.features_time)
+        if scored is None:
+            p = latest(every, history.bucket_us(every.features_time))
+            times, risks = self.codec.iso(p.features_time), p.risk.tolist()
+        else:
+            p, times, risks = every, scored["features_time"], scored["risk"]
         # A flush spans few intervals: format each distinct bucket once, then gather.
-        uniq, inverse = np.unique(buckets, return_inverse=True)
+        uniq, inverse = np.unique(history.bucket_us(p.features_time), return_inverse=True)
         names = self.codec.iso(uniq)
+        buckets = [names[0]] * len(p) if len(uniq) == 1 else [names[i] for i in inverse.tolist()]
         return {
             "user_id": p.user_id,
-            "bucket": [names[0]] * len(p) if len(uniq) == 1 else [names[i] for i in inverse.tolist()],
-            "time": scored["features_time"] if scored is not None else self.codec.iso(p.features_time),
-            "risk": scored["risk"] if scored is not None else p.risk.tolist(),
+            "bucket": buckets,
+            "time": times,
+            "risk": risks,
             "model_version": p.model_version,
         }
 
