@@ -40,7 +40,7 @@ from pipeline.errors import ConfigError, InvalidRowError, StoreError, StoreSchem
 from pipeline.store import queries
 from pipeline.store import schema as s
 from pipeline.store.assignments import Assignments
-from pipeline.store.bulk import Bulk
+from pipeline.store.bulk import Bulk, Memo
 from pipeline.store.drift import DriftRuns
 from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, open_engine, shown
 from pipeline.store.migrations import SCHEMA_VERSION, current_version, migrate
@@ -258,8 +258,9 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
             points = self._points(batch if len(batch) == len(every) else every, history,
                                   cols if len(batch) == len(every) else None)  # fmt: skip
         with self._write() as conn:
-            written = self._bulk.upsert_scores(conn, cols)
-            changed = 0 if points is None else self._bulk.upsert_history(conn, points)
+            memo: Memo = {}  # PostgreSQL: risks and times converted once for both tables
+            written = self._bulk.upsert_scores(conn, cols, memo)
+            changed = 0 if points is None else self._bulk.upsert_history(conn, points, memo)
         return WriteResult(written, changed, len(batch) - written, dupes)
 
     def append_score_history(
