@@ -31,6 +31,7 @@ from pipeline.store import schema as s
 
 _NULL = r"\N"
 _SPECIAL = ("\\", "\t", "\n", "\r")
+Memo = dict[tuple[int, type], tuple[list[Any], list[str]]]
 SCORE_UPDATE = ("risk", "model_version", "features_time", "reasons", "plan", "monthly_revenue",
                 "partition", "updated_at", "active")  # fmt: skip
 
@@ -55,9 +56,16 @@ class Bulk:
             sql = self._sql[key] = build()
         return sql
 
-    def _source(self, conn: Connection, table: Table, columns: Mapping[str, list[Any]]) -> str:
+    def _source(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Mapping[str, list[Any]],
+        memo: Memo | None = None,
+    ) -> str:
         """``VALUES (?, ...)`` (SQLite, for executemany) or ``SELECT ... FROM <staged>``
-        (PostgreSQL: the rows are copied into a temporary table first)."""
+        (PostgreSQL: the rows are copied into a temporary table first; ``memo``, see
+        :func:`copy_text`)."""
         names = list(columns)
         if not self.pg:
             return f"VALUES ({', '.join('?' for _ in names)})"
@@ -70,7 +78,7 @@ class Bulk:
             )
             cur.execute(f"DELETE FROM {tmp}")
             with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as copy:
-                copy.write(copy_text(table, columns))
+                copy.write(copy_text(table, columns, memo))
         return f"SELECT {cols} FROM {tmp}"
 
     def _run(self, conn: Connection, sql: str, columns: Mapping[str, list[Any]]) -> Any:
@@ -106,10 +114,12 @@ class Bulk:
         return max(self._run(conn, sql, columns).rowcount, 0)
 
     # -- scores --------------------------------------------------------------------------
-    def upsert_scores(self, conn: Connection, columns: Mapping[str, list[Any]]) -> int:
+    def upsert_scores(
+        self, conn: Connection, columns: Mapping[str, list[Any]], memo: Memo | None = None
+    ) -> int:
         """Upsert current scores, never replacing newer features. Returns rows written."""
         names = tuple(columns)
-        source = self._source(conn, s.scores, columns)
+        source = self._source(conn, s.scores, columns, memo)
 
         def build() -> str:
             q = self.q
@@ -123,14 +133,16 @@ class Bulk:
         sql = self._cached(("scores", names), build)
         return max(self._run(conn, sql, columns).rowcount, 0)
 
-    def upsert_history(self, conn: Connection, columns: Mapping[str, list[Any]]) -> int:
+    def upsert_history(
+        self, conn: Connection, columns: Mapping[str, list[Any]], memo: Memo | None = None
+    ) -> int:
         """Upsert history points (``user_id``, ``bucket``, ``time``, ``risk``,
         ``model_version``): a point is replaced by a newer one of the same bucket, or by an
         equal-time one that differs. Returns points inserted or changed."""
         if not columns or not len(columns["user_id"]):
             return 0
         names = tuple(columns)
-        source = self._source(conn, s.score_history, columns)
+        source = self._source(conn, s.score_history, columns, memo)
 
         def build() -> str:
             q = self.q
@@ -147,24 +159,69 @@ class Bulk:
         return max(self._run(conn, sql, columns).rowcount, 0)
 
 
-def copy_text(table: Table, columns: Mapping[str, list[Any]]) -> str:
-    """Rows as PostgreSQL ``COPY`` text: tab-separated, ``\\N`` for NULL, escaped text."""
+def copy_text(table: Table, columns: Mapping[str, list[Any]], memo: Memo | None = None) -> str:
+    """Rows as PostgreSQL ``COPY`` text: tab-separated, ``\\N`` for NULL, escaped text.
+
+    ``memo`` (one per write): converted non-text columns by list identity, so a column
+    list shared by two tables' payloads (the risks and times of scores and of their
+    history points) is converted once.
+
+    Built column by column with C-level ``map``/``join``; columns of few distinct values
+    convert each once. The float ``repr`` of the risks is the largest remaining part
+    (~1 us a value): 10,000 scores + history points went from 56 to ~35 ms."""
     out = []
     for name, values in columns.items():
         kind = type(table.c[name].type)
+        done = None if memo is None else memo.get((id(values), kind))
+        if done is not None and done[0] is values:
+            out.append(done[1])
+            continue
+        nulls = None in values
         if issubclass(kind, Float):
-            out.append([_NULL if v is None else repr(float(v)) for v in values])
+            conv: Any = _float_text
         elif issubclass(kind, Boolean):
-            out.append([_NULL if v is None else ("t" if v else "f") for v in values])
+            conv = _bool_text
         elif issubclass(kind, Integer | BigInteger):
-            out.append([_NULL if v is None else str(int(v)) for v in values])
+            conv = _int_text
         else:
-            text = [_NULL if v is None else v for v in values]
-            joined = "".join(v for v in values if v is not None)
+            present = [v for v in values if v is not None] if nulls else values
+            joined = "".join(present)
             if any(c in joined for c in _SPECIAL):
-                text = [_NULL if v is None else _escape(v) for v in values]
-            out.append(text)
-    return "".join(f"{line}\n" for line in map("\t".join, zip(*out, strict=True)))
+                out.append([_NULL if v is None else _escape(v) for v in values])
+            else:
+                out.append([_NULL if v is None else v for v in values] if nulls else values)
+            continue
+        out.append(_convert(values, conv, nulls))
+        if memo is not None:
+            memo[id(values), kind] = (values, out[-1])  # holds ``values``: its id stays unique
+    if not out or not out[0]:
+        return ""
+    return "\n".join(map("\t".join, zip(*out, strict=True))) + "\n"
+
+
+def _convert(values: list[Any], conv: Any, nulls: bool) -> list[str]:
+    """``conv`` over ``values`` (None -> ``\\N``). Columns of few distinct values (plan
+    prices, partitions) convert each distinct value once and look the rest up."""
+    if len(values) >= 256 and len(set(values[:256])) <= 32:
+        distinct = set(values)
+        if len(distinct) <= len(values) // 8:
+            text = {v: _NULL if v is None else conv(v) for v in distinct}
+            return list(map(text.__getitem__, values))
+    if nulls:
+        return [_NULL if v is None else conv(v) for v in values]
+    return list(map(conv, values))
+
+
+def _float_text(v: Any) -> str:
+    return repr(float(v))
+
+
+def _int_text(v: Any) -> str:
+    return str(int(v))
+
+
+def _bool_text(v: Any) -> str:
+    return "t" if v else "f"
 
 
 def _escape(v: str) -> str:

@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, Table, delete, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -39,7 +40,7 @@ from pipeline.errors import ConfigError, InvalidRowError, StoreError, StoreSchem
 from pipeline.store import queries
 from pipeline.store import schema as s
 from pipeline.store.assignments import Assignments
-from pipeline.store.bulk import Bulk
+from pipeline.store.bulk import Bulk, Memo
 from pipeline.store.drift import DriftRuns
 from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, open_engine, shown
 from pipeline.store.migrations import SCHEMA_VERSION, current_version, migrate
@@ -250,10 +251,16 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         if not len(batch):
             return WriteResult(0, 0, 0, dupes)
         cols = self._score_columns(batch)
-        points = None if history is None else self._points(every, history)
+        points = None
+        if history is not None:
+            # Each user once: the batch rows are the (user, interval) points already
+            # (same rows, same order as ``latest`` by (user, bucket) would give).
+            points = self._points(batch if len(batch) == len(every) else every, history,
+                                  cols if len(batch) == len(every) else None)  # fmt: skip
         with self._write() as conn:
-            written = self._bulk.upsert_scores(conn, cols)
-            changed = 0 if points is None else self._bulk.upsert_history(conn, points)
+            memo: Memo = {}  # PostgreSQL: risks and times converted once for both tables
+            written = self._bulk.upsert_scores(conn, cols, memo)
+            changed = 0 if points is None else self._bulk.upsert_history(conn, points, memo)
         return WriteResult(written, changed, len(batch) - written, dupes)
 
     def append_score_history(
@@ -271,14 +278,29 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         with self._write() as conn:
             return self._bulk.upsert_history(conn, points)
 
-    def _points(self, every: ScoreBatch, history: HistoryPolicy) -> dict[str, list[Any]]:
-        """Each (user, interval)'s newest row, as ``score_history`` columns."""
-        p = latest(every, history.bucket_us(every.features_time))
+    def _points(
+        self,
+        every: ScoreBatch,
+        history: HistoryPolicy,
+        scored: Mapping[str, list[Any]] | None = None,
+    ) -> dict[str, list[Any]]:
+        """Each (user, interval)'s newest row, as ``score_history`` columns. ``scored``:
+        ``every`` holds each user once and these are its ``scores`` columns (their time
+        and risk values are reused instead of converted again)."""
+        if scored is None:
+            p = latest(every, history.bucket_us(every.features_time))
+            times, risks = self.codec.iso(p.features_time), p.risk.tolist()
+        else:
+            p, times, risks = every, scored["features_time"], scored["risk"]
+        # A flush spans few intervals: format each distinct bucket once, then gather.
+        uniq, inverse = np.unique(history.bucket_us(p.features_time), return_inverse=True)
+        names = self.codec.iso(uniq)
+        buckets = [names[0]] * len(p) if len(uniq) == 1 else [names[i] for i in inverse.tolist()]
         return {
             "user_id": p.user_id,
-            "bucket": self.codec.iso(history.bucket_us(p.features_time)),
-            "time": self.codec.iso(p.features_time),
-            "risk": p.risk.tolist(),
+            "bucket": buckets,
+            "time": times,
+            "risk": risks,
             "model_version": p.model_version,
         }
 
