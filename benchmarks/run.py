@@ -118,6 +118,16 @@ def _module(path: Path, root: Path) -> Any:
 
 
 def main(argv: list[str], root: Path = HERE) -> int:
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f in ("-h", "--help") for f in flags):
+        print(__doc__)
+        return 0
+    if unknown := [f for f in flags if f != "--quick"]:
+        # e.g. a mistyped flag must not start the whole ~20-min suite
+        print(
+            f"unknown option(s) {unknown}: the only option is --quick (see --help)", file=sys.stderr
+        )
+        return 2
     quick = "--quick" in argv
     only = [a for a in argv if not a.startswith("-")]
     # One core: the figures are per-core rates.

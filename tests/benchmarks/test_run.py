@@ -67,3 +67,14 @@ def test_a_module_that_raises_is_reported_and_the_others_still_write_their_figur
     assert prov["modules"]["bench_bad"]["error"] == "ValueError: broken input"
     assert prov["modules"]["bench_bad"]["figures"] == []
     assert prov["last_run"]["failed"] == ["bench_bad"]
+
+
+def test_help_and_unknown_options_run_nothing(tmp_path, capsys):
+    (tmp_path / "bench_a.py").write_text(
+        "def run(quick=False):\n    raise AssertionError('must not run')\n"
+    )
+    assert run.main(["--help"], root=tmp_path) == 0
+    assert "make bench" in capsys.readouterr().out
+    assert run.main(["--quik"], root=tmp_path) == 2
+    assert "unknown option" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "provenance.json").exists()
