@@ -90,6 +90,22 @@ def record(provenance: dict[str, Any], quick: bool, module: str, entry: dict[str
     mode.setdefault("modules", {})[module] = entry
 
 
+def bytecode_cache_on() -> None:
+    """Let Python keep its bytecode cache (``__pycache__``), as a deployed install does.
+
+    With ``PYTHONDONTWRITEBYTECODE=1`` in the environment every fresh process (each stream
+    worker, drift check process, import child, ``churn`` CLI) compiled Evidently, pandas,
+    xgboost, MLflow, ... from source again: ~20 CPU seconds per process on this machine,
+    billed to whatever figure that process was part of, which production never pays
+    after its first start. The first process still compiles; the others read the cache."""
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None or sys.dont_write_bytecode:
+        print(
+            "(bytecode cache on for the benchmark processes: PYTHONDONTWRITEBYTECODE unset)",
+            flush=True,
+        )
+    sys.dont_write_bytecode = False
+
+
 def budget(name: str, quick: bool) -> float:
     """A module's budget in seconds (a quick run: a quarter of the full one)."""
     full = BUDGET_S.get(name, DEFAULT_BUDGET_S)
@@ -133,6 +149,7 @@ def main(argv: list[str], root: Path = HERE) -> int:
     # One core: the figures are per-core rates.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    bytecode_cache_on()
     results: dict[str, float] = {}
     out = results_path(quick, root)
     if out.exists() and only:
