@@ -106,6 +106,12 @@ def bytecode_cache_on() -> None:
     sys.dont_write_bytecode = False
 
 
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
 def budget(name: str, quick: bool) -> float:
     """A module's budget in seconds (a quick run: a quarter of the full one)."""
     full = BUDGET_S.get(name, DEFAULT_BUDGET_S)
@@ -179,6 +185,8 @@ def main(argv: list[str], root: Path = HERE) -> int:
         results.update({k: float(v) for k, v in figures.items()})
         record(provenance, quick, name, entry)
         ran.append(name)
+        _write(out, results)  # after every module: an interrupted run keeps what it measured
+        _write(prov_path, provenance)
     if only and not ran:
         print(f"no benchmark matches {only}: see benchmarks/bench_*.py", file=sys.stderr)
         return 2
@@ -186,8 +194,8 @@ def main(argv: list[str], root: Path = HERE) -> int:
     mode = provenance["quick" if quick else "full"]
     mode["last_run"] = {"modules": ran, "failed": failed, "total_seconds": total, "total_budget_s": TOTAL_BUDGET_S,
                         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
-    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    prov_path.write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    _write(out, results)
+    _write(prov_path, provenance)
     print(f"\nwrote {len(results)} figures to {out} (provenance: {prov_path})")
     for k, v in sorted(results.items()):
         print(f"  {k:40s} {v:,.3f}")
