@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -78,3 +80,13 @@ def test_help_and_unknown_options_run_nothing(tmp_path, capsys):
     assert run.main(["--quik"], root=tmp_path) == 2
     assert "unknown option" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists() and not (tmp_path / "provenance.json").exists()
+
+
+def test_an_interrupted_run_keeps_the_figures_of_the_modules_before(tmp_path):
+    (tmp_path / "bench_a.py").write_text("def run(quick=False):\n    return {'a_x': 1.0}\n")
+    (tmp_path / "bench_b.py").write_text("def run(quick=False):\n    raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        run.main([], root=tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text()) == {"a_x": 1.0}
+    prov = json.loads((tmp_path / "provenance.json").read_text())["full"]
+    assert set(prov["modules"]) == {"bench_a"}
