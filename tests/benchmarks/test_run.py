@@ -90,3 +90,18 @@ def test_an_interrupted_run_keeps_the_figures_of_the_modules_before(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text()) == {"a_x": 1.0}
     prov = json.loads((tmp_path / "provenance.json").read_text())["full"]
     assert set(prov["modules"]) == {"bench_a"}
+
+
+def test_a_run_turns_the_bytecode_cache_on_for_its_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    (tmp_path / "bench_env.py").write_text(
+        "import os, sys\n"
+        "def run(quick=False):\n"
+        "    return {'env_set': float('PYTHONDONTWRITEBYTECODE' in os.environ),\n"
+        "            'dont_write': float(sys.dont_write_bytecode)}\n"
+    )
+    assert run.main([], root=tmp_path) == 0
+    assert json.loads((tmp_path / "results.json").read_text()) == {
+        "env_set": 0.0,
+        "dont_write": 0.0,
+    }
