@@ -13,7 +13,8 @@
   snapshot + pickling it and the reference to the worker).
 * ``stream_eps_drift_off`` / ``stream_eps_drift_on``: one real worker (the drift leader:
   day snapshots, checks of the lean metrics in its child process, ``warmup_days=5``)
-  streaming a simulated history (16,000 users x 40 days, 2 partitions; quick: 3,000 x 30)
+  streaming a simulated history (16,000 users x 40 days, 2 partitions; quick: 3,000 x 30;
+  simulated once per code version, ``benchmarks/cache.py``)
   into SQLite: events per CPU second of **every process** (batch loop + writer thread +
   the drift check process, as ``bench_stream``'s ``stream_eps``; ``stream_drift_on_ratio``
   = on / off, both sides counted alike), wall-clock
@@ -23,8 +24,8 @@
   The check process is started and Evidently imported before the clock starts (once per
   worker lifetime: ``drift_import_seconds``). Target: on >= 90 % of off.
 * ``drift_hot_loop_ratio_process`` / ``_thread``: micro-batches per second of a synthetic
-  hot loop (numpy work like scoring + observe + step) while checks run back to back in the
-  background, divided by the same loop with drift off. 1.0 = no slowdown. With the
+  hot loop (numpy work like scoring + observe + step; 12 s each, quick 8 s) while checks run
+  back to back in the background, divided by the same loop with drift off. 1.0 = no slowdown. With the
   process executor the check runs on the other core; with a thread it competes for the
   GIL. On this shared 2-core machine the ratios move by +-15% between runs.
 
@@ -169,14 +170,14 @@ def hot_loop(executor: str | None, seconds: float) -> tuple[float, float, float,
 
 def stream_log(work: Path, users: int, days: int):
     """A simulated history (2 partitions) and a reference sample of its midnight snapshots."""
+    from benchmarks import cache
     from pipeline.labels import build_snapshots
     from pipeline.log import open_log
-    from pipeline.simulator import SimConfig, Simulator
-    from pipeline.simulator.history import simulate_history
+    from pipeline.simulator import SimConfig
 
     sim = SimConfig(users=users, days=days, seed=42)
-    log = open_log(work / "log", "events", num_partitions=2)
-    simulate_history(Simulator(sim), log, work / "sim")
+    cached = cache.simulated(users, days, seed=42, partitions=2, tmp_root=work / "cache")  # built once
+    log = open_log(cache.linked_copy(cached / "log", work / "log"), "events")
     day_us, start = 86_400_000_000, int(sim.start.timestamp() * 1_000_000)
     table = build_snapshots(log, horizon_days=1, cutoffs_us=[start + d * day_us for d in range(8, days - 2, 4)],
                             warmup_days=0, lateness=timedelta(hours=24)).table  # fmt: skip
@@ -241,7 +242,7 @@ def run(quick: bool = False) -> dict[str, float]:
     print(f"  peak RSS                       {lean['rss_mb']:8.0f} MB")
     print(f"  full HTML report               {report['seconds']:8.2f} s  ({report['html_mb']:.1f} MB; "
           f"{report['seconds'] / lean['seconds']:.1f}x a lean check; peak RSS {report['rss_mb']:.0f} MB)")
-    secs = 8.0 if quick else 20.0
+    secs = 8.0 if quick else 12.0
     logging.getLogger("pipeline.drift").setLevel(logging.ERROR)  # the synthetic risks drift: quiet
     off, _, _, _ = hot_loop(None, secs)
     proc, obs_us, obs_max_us, proc_checks = hot_loop("process", secs)

@@ -1,7 +1,8 @@
 """Feature engine throughput, beside its decode floor and a naive per-event pandas baseline;
 plus building the labelled snapshots of the default simulation (wall time, peak memory).
 
-Figures (medians of 5 runs, snapshots of 3; ``quick``: small sizes, 1 run):
+Figures (medians of 3 runs, each printed with its spread min-max; ``quick``: small sizes,
+1 run). The snapshots' simulation is the benchmarks' shared one (``benchmarks/cache.py``).
 
 * ``features_eps`` - raw event bytes -> ``FeatureEngine.process`` (strict decode, columns,
   state update), events/s on one core: 1,000,000 events over 100,000 users routed to the
@@ -196,14 +197,12 @@ def _child(log_root: str) -> None:
 
 
 def snapshots(users: int, days: int, reps: int) -> tuple[float, float, int, int]:
-    from pipeline.log import open_log
-    from pipeline.simulator import SimConfig, Simulator
-    from pipeline.simulator.history import simulate_history
+    from benchmarks import cache
 
     with tempfile.TemporaryDirectory() as tmp:
-        log = open_log(Path(tmp) / "log", "events", num_partitions=4)
-        simulate_history(Simulator(SimConfig(users=users, days=days)), log, Path(tmp) / "sim")
-        log.close()
+        # the default simulation (seed 42), shared with bench_train and bench_stream
+        sim = cache.simulated(users, days, seed=42, partitions=4, tmp_root=Path(tmp) / "cache")
+        cache.linked_copy(sim / "log", Path(tmp) / "log")
         runs = []
         env = os.environ | {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         for _ in range(reps):
@@ -212,6 +211,8 @@ def snapshots(users: int, days: int, reps: int) -> tuple[float, float, int, int]
                 check=True, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent,
             )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    each = ", ".join(f"{r['seconds']:.1f}" for r in runs)
+    print(f"  snapshot builds: {each} s", flush=True)
     return (
         statistics.median(r["seconds"] for r in runs), max(r["rss_mb"] for r in runs),
         runs[0]["rows"], runs[0]["records"],
@@ -219,24 +220,31 @@ def snapshots(users: int, days: int, reps: int) -> tuple[float, float, int, int]
 
 
 def run(quick: bool = False) -> dict[str, float]:
-    n_events, n_users, reps = (100_000, 10_000, 1) if quick else (1_000_000, 100_000, 5)
+    n_events, n_users, reps = (100_000, 10_000, 1) if quick else (1_000_000, 100_000, 3)
     lines, users = make_stream(n_events, n_users)
     parts = partition_for_many([u.encode() for u in users], PARTITIONS)
     batches = _batches(lines)
     FeatureEngine(1).process(0, lines[:100])  # load the compiled kernels once (numba cache)
-    floor = statistics.median(decode_floor(batches) for _ in range(reps))
-    full = statistics.median(engine_rate(lines, parts, PARTITIONS) for _ in range(reps))
-    single = statistics.median(engine_rate(lines, np.zeros(len(lines), np.int64), 1) for _ in range(reps))
-    update_only = statistics.median(update_only_rate(batches) for _ in range(reps))
+    runs = {
+        "floor": [decode_floor(batches) for _ in range(reps)],
+        "full": [engine_rate(lines, parts, PARTITIONS) for _ in range(reps)],
+        "single": [engine_rate(lines, np.zeros(len(lines), np.int64), 1) for _ in range(reps)],
+        "update": [update_only_rate(batches) for _ in range(reps)],
+    }
     naive_n = 150 if quick else 600
-    naive = statistics.median(naive_rate(lines, naive_n) for _ in range(min(reps, 3)))
-    print(f"{n_events:,} events over {n_users:,} users, batches of {BATCH:,}, one core, median of {reps}")
-    print(f"  strict decode floor            {floor:12,.0f} events/s")
+    runs["naive"] = [naive_rate(lines, naive_n) for _ in range(reps)]
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    sp = {k: f"  [{min(v):,.0f} - {max(v):,.0f}]" if len(v) > 1 else "" for k, v in runs.items()}
+    floor, full, single, update_only, naive = (med[k] for k in ("floor", "full", "single", "update", "naive"))
+    print(f"{n_events:,} events over {n_users:,} users, batches of {BATCH:,}, one core, median of {reps} [spread]")
+    print(f"  strict decode floor            {floor:12,.0f} events/s{sp['floor']}")
     print(f"  feature engine, {PARTITIONS} partitions    {full:12,.0f} events/s  (bytes -> state; target >= 300,000: "
-          f"{full / 300_000:.2f}x; {full / floor:.0%} of the decode floor)")
-    print(f"  feature engine, 1 partition    {single:12,.0f} events/s  (all {n_users:,} users in one state)")
-    print(f"  state update only              {update_only:12,.0f} events/s  (from decoded columns, 1 partition)")
-    print(f"  naive per-event pandas         {naive:12,.1f} events/s  (first {naive_n} events: short histories, its best case)")
+          f"{full / 300_000:.2f}x; {full / floor:.0%} of the decode floor){sp['full']}")
+    print(f"  feature engine, 1 partition    {single:12,.0f} events/s  (all {n_users:,} users in one state){sp['single']}")
+    print(f"  state update only              {update_only:12,.0f} events/s  (from decoded columns, 1 partition)"
+          f"{sp['update']}")
+    print(f"  naive per-event pandas         {naive:12,.1f} events/s  (first {naive_n} events: short histories, its "
+          f"best case){sp['naive']}")
     print(f"  speed-up over naive            {full / naive:12,.0f}x  (target >= 100x)")
 
     s_users, s_days, s_reps = (2_000, 90, 1) if quick else (20_000, 180, 3)

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,10 @@ PAGES = np.array(["NextSong", "Home", "Thumbs Up", "Help", "Submit Upgrade", "Ca
 PAGE_P = np.array([0.62, 0.3, 0.072, 0.004, 0.002, 0.002])
 MAPPED = np.array(["NextSong", "Help", "Submit Upgrade", "Submit Downgrade", "Cancellation Confirmation"])
 MAPPED_P = np.array([0.97, 0.012, 0.008, 0.006, 0.004])
+T0_MS, SPAN_DAYS = 1_767_225_600_000, 150  # the page log's rows: 2026-01-01 + 150 days
+# the import's clock: a day after the last row (a FakeClock's default, 2026-01-01, made the
+# importer reject 99 % of the rows as future-dated and the run fail)
+IMPORT_NOW = datetime.fromtimestamp(T0_MS / 1000, UTC) + timedelta(days=SPAN_DAYS + 1)
 
 
 def make_csv(path: Path, rows: int, seed: int = 1, every_row_an_event: bool = False) -> Path:
@@ -48,7 +53,7 @@ def make_csv(path: Path, rows: int, seed: int = 1, every_row_an_event: bool = Fa
     the real page mix, or only pages the mapping turns into events."""
     rng = np.random.default_rng(seed)
     users = rng.integers(100, 100_100, rows)
-    ts = np.sort(1_767_225_600_000 + rng.integers(0, 150 * 86_400_000, rows))
+    ts = np.sort(T0_MS + rng.integers(0, SPAN_DAYS * 86_400_000, rows))
     pages, probs = (MAPPED, MAPPED_P) if every_row_an_event else (PAGES, PAGE_P)
     page = pages[rng.choice(len(pages), rows, p=probs)]
     song = page == "NextSong"
@@ -90,7 +95,7 @@ def _child(csv_path: str, data_dir: str) -> None:
     m = load_mapping(MAPPING)
     log = open_log(Path(data_dir) / "log", "events", 4)
     t, w = time.process_time(), time.perf_counter()
-    s = run_import([Path(csv_path)], m, log, Ledger(Path(data_dir) / "import" / "events"), FakeClock())
+    s = run_import([Path(csv_path)], m, log, Ledger(Path(data_dir) / "import" / "events"), FakeClock(IMPORT_NOW))
     cpu, wall = time.process_time() - t, time.perf_counter() - w
     log.close()
     print(json.dumps({"cpu": cpu, "wall": wall, "rows": s.rows_read, "written": s.written,

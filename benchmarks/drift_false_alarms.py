@@ -27,11 +27,13 @@ no scenario) into ``benchmarks/results.json`` like every benchmark. Results: doc
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,54 +94,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, default=None, help="keep each run (store, model) under this folder")
     ap.add_argument("--regrade", type=Path, default=None, help="grade the runs kept under this folder again")
     ap.add_argument("--set", nargs="*", default=[], help="DriftConfig overrides for grading, e.g. top_k=5")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run side by side in this many processes")
     ap.add_argument("--no-write", action="store_true", help="(kept for old command lines; figures go to results.json "
                     "through `python -m benchmarks.run drift_alarms`)")
     args = ap.parse_args(argv)
 
     from pipeline.drift.config import DriftConfig
-    from pipeline.features.timebase import to_us
-    from pipeline.simulator import SimConfig
-    from pipeline.testing.drift import stream_checks
 
     overrides = {k: (int(v) if v.isdigit() else float(v)) for k, v in (s.split("=", 1) for s in args.set)}
-    cfg = DriftConfig(**overrides)
+    DriftConfig(**overrides)  # bad overrides: a clear error before anything runs
     totals: dict[str, Counter] = {m: Counter() for m in args.modes}
-    for seed in args.seeds:
-        for mode in args.modes:
-            name = f"seed{seed}-{mode}-{args.scenario or 'none'}-{args.candidate}"
-            kept = (args.regrade or args.keep or Path()) / name
-            work = kept if (args.regrade or args.keep) else Path(tempfile.mkdtemp(prefix="churn-drift-fa-"))
-            t = time.perf_counter()
-            start = to_us(SimConfig(users=args.users, days=args.days, seed=seed).start)
-            try:
-                if args.regrade is None:
-                    shutil.rmtree(work, ignore_errors=True)
-                    stream_checks(work, args.scenario, args.drift_day, users=args.users, days=args.days, seed=seed,
-                                  observe=mode, train_end_day=args.train_end_day or args.drift_day,
-                                  candidate=args.candidate)  # fmt: skip
-                checks = regrade(work, cfg, start)
-            finally:
-                if not (args.regrade or args.keep):
-                    shutil.rmtree(work, ignore_errors=True)
-            before = [c for c in checks if args.drift_day is None or c.day < args.drift_day]
-            after = [c for c in checks if args.drift_day is not None and c.day >= args.drift_day]
-            alarms = [c for c in before if c.level != "Healthy"]
-            totals[mode].update(checks=len(before), alarms=len(alarms),
-                                critical=sum(c.level == "Critical" for c in before))
-            top = Counter(f for c in alarms for f in c.drifted).most_common(4)
-            mean_share = sum(c.drifted_share for c in before) / max(1, len(before))
-            print(f"seed {seed} {mode:12s}: {len(alarms)}/{len(before)} checks Warning+ "
-                  f"({sum(c.level == 'Critical' for c in before)} Critical), mean drifted share {mean_share:.1%}, "
-                  f"most drifted in alarms {top} [{time.perf_counter() - t:.0f} s]", flush=True)
-            for c in before:
-                if c.level == "Critical":
-                    print(f"    day {c.day} Critical: {'; '.join(c.reasons)}")
-            if after:
-                first = next((c for c in after if c.level == "Critical"), None)
-                print(f"    after day {args.drift_day}: {sum(c.level != 'Healthy' for c in after)}/{len(after)} Warning+, "
-                      f"{sum(c.level == 'Critical' for c in after)} Critical; first Critical on day "
-                      f"{None if first is None else first.day}"
-                      f"{'' if first is None else ': ' + '; '.join(first.reasons)}", flush=True)
+    jobs = [(seed, mode) for seed in args.seeds for mode in args.modes]
+    opts = {k: getattr(args, k) for k in ("users", "days", "scenario", "drift_day", "train_end_day", "candidate",
+                                          "keep", "regrade")}  # fmt: skip
+    if args.jobs > 1 and len(jobs) > 1:
+        # each (seed, mode) is independent and deterministic (inline checks): a share/count,
+        # not a time, so running them side by side changes nothing but the wall clock
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs)), mp_context=ctx) as pool:
+            futures = [pool.submit(_one, seed, mode, opts, overrides) for seed, mode in jobs]
+            outcomes = [f.result() for f in futures]  # in job order: the printout is the same as serial
+    else:
+        outcomes = [_one(seed, mode, opts, overrides) for seed, mode in jobs]
+    for (_, mode), (text, counts) in zip(jobs, outcomes, strict=True):
+        print(text, flush=True)
+        totals[mode].update(counts)
     for mode, c in totals.items():
         rate = c["alarms"] / max(1, c["checks"])
         print(f"{mode:12s}: false-alarm rate {c['alarms']}/{c['checks']} = {rate:.1%} of checks "
@@ -149,6 +128,49 @@ def main(argv: list[str] | None = None) -> int:
         LAST.clear()
         LAST.update(figures(snap))  # what bench_drift_alarms.run returns
     return 0
+
+
+def _one(seed: int, mode: str, opts: dict, overrides: dict) -> tuple[str, dict[str, int]]:
+    """One seed and window mode: simulate, train, stream, grade. Returns its printout and
+    counts (``checks``, ``alarms``, ``critical`` before the drift day)."""
+    from pipeline.drift.config import DriftConfig
+    from pipeline.features.timebase import to_us
+    from pipeline.simulator import SimConfig
+    from pipeline.testing.drift import stream_checks
+
+    cfg = DriftConfig(**overrides)
+    scenario, drift_day, regrade_dir, keep = opts["scenario"], opts["drift_day"], opts["regrade"], opts["keep"]
+    name = f"seed{seed}-{mode}-{scenario or 'none'}-{opts['candidate']}"
+    kept = (regrade_dir or keep or Path()) / name
+    work = kept if (regrade_dir or keep) else Path(tempfile.mkdtemp(prefix="churn-drift-fa-"))
+    t = time.perf_counter()
+    start = to_us(SimConfig(users=opts["users"], days=opts["days"], seed=seed).start)
+    try:
+        if regrade_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+            stream_checks(work, scenario, drift_day, users=opts["users"], days=opts["days"], seed=seed,
+                          observe=mode, train_end_day=opts["train_end_day"] or drift_day,
+                          candidate=opts["candidate"])  # fmt: skip
+        checks = regrade(work, cfg, start)
+    finally:
+        if not (regrade_dir or keep):
+            shutil.rmtree(work, ignore_errors=True)
+    before = [c for c in checks if drift_day is None or c.day < drift_day]
+    after = [c for c in checks if drift_day is not None and c.day >= drift_day]
+    alarms = [c for c in before if c.level != "Healthy"]
+    critical = sum(c.level == "Critical" for c in before)
+    top = Counter(f for c in alarms for f in c.drifted).most_common(4)
+    mean_share = sum(c.drifted_share for c in before) / max(1, len(before))
+    out = [f"seed {seed} {mode:12s}: {len(alarms)}/{len(before)} checks Warning+ ({critical} Critical), "
+           f"mean drifted share {mean_share:.1%}, most drifted in alarms {top} [{time.perf_counter() - t:.0f} s]"]
+    out += [f"    day {c.day} Critical: {'; '.join(c.reasons)}" for c in before if c.level == "Critical"]
+    if after:
+        first = next((c for c in after if c.level == "Critical"), None)
+        out.append(f"    after day {drift_day}: {sum(c.level != 'Healthy' for c in after)}/{len(after)} Warning+, "
+                   f"{sum(c.level == 'Critical' for c in after)} Critical; first Critical on day "
+                   f"{None if first is None else first.day}"
+                   f"{'' if first is None else ': ' + '; '.join(first.reasons)}")  # fmt: skip
+    return "\n".join(out), {"checks": len(before), "alarms": len(alarms), "critical": critical}
 
 
 def figures(totals: Counter) -> dict[str, float]:

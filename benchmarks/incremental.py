@@ -96,8 +96,12 @@ class UserState:
         ]  # fmt: skip
 
 
-def incremental_eps(lines: list[bytes], model, db_path: Path) -> tuple[float, int]:
-    """Events per CPU second of this process over ``lines``; and the rows upserted."""
+def incremental_eps(
+    lines: list[bytes], model, db_path: Path, halves: list[float] | None = None
+) -> tuple[float, int]:
+    """Events per CPU second of this process over ``lines``; and the rows upserted.
+    ``halves``: gets the rates of the first and the second half of ``lines`` appended
+    (whether the rate is flat in the slice length)."""
     assert len(FEATURE_NAMES) == 29  # the feature order above is the registry's
     cols = [FEATURE_NAMES.index(f) for f in model.features]
     db = sqlite3.connect(db_path, isolation_level=None)
@@ -110,7 +114,10 @@ def incremental_eps(lines: list[bytes], model, db_path: Path) -> tuple[float, in
     users: dict[str, UserState] = {}
     rows = 0
     t = time.process_time()
+    mid, t_mid = (len(lines) // 2 // BATCH) * BATCH, None
     for lo in range(0, len(lines), BATCH):
+        if lo == mid:
+            t_mid = time.process_time()
         touched: dict[str, None] = {}
         now = 0.0
         for line in lines[lo : lo + BATCH]:
@@ -131,6 +138,9 @@ def incremental_eps(lines: list[bytes], model, db_path: Path) -> tuple[float, in
         db.executemany(sql, [(u, r, stamp) for u, r in zip(ids, risk, strict=True)])
         db.execute("COMMIT")
         rows += len(ids)
-    rate = len(lines) / (time.process_time() - t)
+    t_end = time.process_time()
+    rate = len(lines) / (t_end - t)
+    if halves is not None and t_mid is not None and mid:
+        halves += [mid / (t_mid - t), (len(lines) - mid) / (t_end - t_mid)]
     db.close()
     return rate, rows

@@ -15,6 +15,16 @@ Every run also records where its figures come from in ``provenance.json``: per m
 (``full``/``quick``) and per module, the commit (``+dirty`` with uncommitted changes),
 UTC time, CPU model, load average before and after, seconds taken and the figures it
 wrote. README and docs quote ``published.json`` (``python -m benchmarks.publish``).
+
+Budget: a full ``make bench`` must finish within ``TOTAL_BUDGET_S`` (20 min) on the
+project's 2-core machine. ``BUDGET_S`` gives each module its share (seconds, full run;
+a module not listed gets ``DEFAULT_BUDGET_S``); the end of every run prints a table of
+seconds vs budget per module and the total wall time, and records both in provenance
+(``budget`` per module entry; per mode, ``last_run`` with its modules, total seconds and
+``total_budget_s``), so a
+module that blows its budget is visible. A module that raises is reported (traceback
+printed, ``error`` in its provenance entry), the others still run, and the exit status
+is 1; its old figures stay in the results file.
 """
 
 from __future__ import annotations
@@ -27,11 +37,20 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+TOTAL_BUDGET_S = 1200.0  # a full run, the whole suite
+DEFAULT_BUDGET_S = 60.0
+# seconds per module in a full run on the project's 2-core machine (quiet); sum <= TOTAL_BUDGET_S
+BUDGET_S = {
+    "bench_drift": 90.0, "bench_drift_alarms": 190.0, "bench_drift_loop": 60.0, "bench_features": 90.0,
+    "bench_import": 40.0, "bench_kafka": 40.0, "bench_log": 40.0, "bench_multihost": 120.0,
+    "bench_simulate": 25.0, "bench_store": 25.0, "bench_stream": 180.0, "bench_train": 300.0,
+}  # fmt: skip
 
 
 def results_path(quick: bool, root: Path = HERE) -> Path:
@@ -71,6 +90,46 @@ def record(provenance: dict[str, Any], quick: bool, module: str, entry: dict[str
     mode.setdefault("modules", {})[module] = entry
 
 
+def bytecode_cache_on() -> None:
+    """Let Python keep its bytecode cache (``__pycache__``), as a deployed install does.
+
+    With ``PYTHONDONTWRITEBYTECODE=1`` in the environment every fresh process (each stream
+    worker, drift check process, import child, ``churn`` CLI) compiled Evidently, pandas,
+    xgboost, MLflow, ... from source again: ~20 CPU seconds per process on this machine,
+    billed to whatever figure that process was part of, which production never pays
+    after its first start. The first process still compiles; the others read the cache."""
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None or sys.dont_write_bytecode:
+        print(
+            "(bytecode cache on for the benchmark processes: PYTHONDONTWRITEBYTECODE unset)",
+            flush=True,
+        )
+    sys.dont_write_bytecode = False
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def budget(name: str, quick: bool) -> float:
+    """A module's budget in seconds (a quick run: a quarter of the full one)."""
+    full = BUDGET_S.get(name, DEFAULT_BUDGET_S)
+    return round(full / 4, 1) if quick else full
+
+
+def budget_table(entries: dict[str, dict[str, Any]], ran: list[str], quick: bool) -> str:
+    """Seconds vs budget per module of this run; ``OVER`` marks a blown budget."""
+    lines = [f"\n{'module':22s} {'seconds':>8s} {'budget':>7s} {'share':>6s}  load before -> after"]
+    for name in ran:
+        e = entries[name]
+        b = e.get("budget", budget(name, quick))
+        flag = "  FAILED" if "error" in e else ("  OVER" if e["seconds"] > b else "")
+        lines.append(f"{name:22s} {e['seconds']:8.1f} {b:7.0f} {e['seconds'] / b:6.0%}  "
+                     f"{e['load_before'][0]:.1f} -> {e['load_after'][0]:.1f}{flag}")  # fmt: skip
+    return "\n".join(lines)
+
+
 def _module(path: Path, root: Path) -> Any:
     if root == HERE:
         return importlib.import_module(f"benchmarks.{path.stem}")
@@ -81,18 +140,29 @@ def _module(path: Path, root: Path) -> Any:
 
 
 def main(argv: list[str], root: Path = HERE) -> int:
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f in ("-h", "--help") for f in flags):
+        print(__doc__)
+        return 0
+    if unknown := [f for f in flags if f != "--quick"]:
+        # e.g. a mistyped flag must not start the whole ~20-min suite
+        print(
+            f"unknown option(s) {unknown}: the only option is --quick (see --help)", file=sys.stderr
+        )
+        return 2
     quick = "--quick" in argv
     only = [a for a in argv if not a.startswith("-")]
     # One core: the figures are per-core rates.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    bytecode_cache_on()
     results: dict[str, float] = {}
     out = results_path(quick, root)
     if out.exists() and only:
         results.update(json.loads(out.read_text()))
     prov_path = root / "provenance.json"
     provenance = json.loads(prov_path.read_text()) if prov_path.exists() else {}
-    ran = []
+    ran, failed, t_all = [], [], time.perf_counter()
     for path in sorted(root.glob("bench_*.py")):
         name = path.stem
         if only and name not in only and name.removeprefix("bench_") not in only:
@@ -102,22 +172,44 @@ def main(argv: list[str], root: Path = HERE) -> int:
                                  "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
                                  "load_before": list(os.getloadavg())}  # fmt: skip
         t = time.perf_counter()
-        figures = _module(path, root).run(quick=quick)
+        try:
+            figures = _module(path, root).run(quick=quick)
+        except Exception as e:  # noqa: BLE001 - reported and recorded; the other modules still run
+            traceback.print_exc()
+            figures, entry["error"] = {}, f"{type(e).__name__}: {e}"[:2000]
+            failed.append(name)
         entry |= {"seconds": round(time.perf_counter() - t, 1), "load_after": list(os.getloadavg()),
-                  "figures": sorted(figures)}  # fmt: skip
-        print(f"--- {name}: {entry['seconds']:.1f} s, load average {entry['load_before'][0]:.1f} "
-              f"-> {entry['load_after'][0]:.1f}", flush=True)  # fmt: skip
+                  "figures": sorted(figures), "budget": budget(name, quick)}  # fmt: skip
+        print(f"--- {name}: {entry['seconds']:.1f} s (budget {entry['budget']:.0f} s), load average "
+              f"{entry['load_before'][0]:.1f} -> {entry['load_after'][0]:.1f}", flush=True)  # fmt: skip
         results.update({k: float(v) for k, v in figures.items()})
         record(provenance, quick, name, entry)
         ran.append(name)
+        _write(out, results)  # after every module: an interrupted run keeps what it measured
+        _write(prov_path, provenance)
     if only and not ran:
         print(f"no benchmark matches {only}: see benchmarks/bench_*.py", file=sys.stderr)
         return 2
-    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    prov_path.write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    total = round(time.perf_counter() - t_all, 1)
+    mode = provenance["quick" if quick else "full"]
+    mode["last_run"] = {"modules": ran, "failed": failed, "total_seconds": total, "total_budget_s": TOTAL_BUDGET_S,
+                        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+    _write(out, results)
+    _write(prov_path, provenance)
     print(f"\nwrote {len(results)} figures to {out} (provenance: {prov_path})")
     for k, v in sorted(results.items()):
         print(f"  {k:40s} {v:,.3f}")
+    print(budget_table(mode["modules"], ran, quick))
+    print(f"total wall time {total:.0f} s = {total / 60:.1f} min for {len(ran)} module(s)"
+          + ("" if quick or only else f" (budget {TOTAL_BUDGET_S / 60:.0f} min: "
+             f"{'within' if total <= TOTAL_BUDGET_S else 'OVER'})")
+          + f"; load average now {os.getloadavg()[0]:.1f}")  # fmt: skip
+    if failed:
+        print(
+            f"FAILED: {', '.join(failed)} (traceback above; their old figures, if any, are kept)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
