@@ -52,4 +52,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(DATA) .pytest_cache .ruff_cache benchmarks/results.json benchmarks/results-quick.json benchmarks/provenance.json
+	rm -rf $(DATA) .pytest_cache .ruff_cache benchmarks/results.json benchmarks/results-quick.json benchmarks/provenance.json benchmarks/.cache
