@@ -9,9 +9,12 @@ DATA ?= data
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@echo "installing the project and its dev tools into $(VENV) ..."
+	@echo "installing the project and its dev tools into $(VENV) (compiled to bytecode) ..."
+	@# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on these machines) every new process
+	@# (stream workers, drift checks, Prefect and MLflow servers, tests) would otherwise compile pandas,
+	@# evidently, mlflow ... from source: importing those three took 24 CPU-s instead of 11
 	@($(BIN)/python -m pip install -q --disable-pip-version-check uv && \
-	  $(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]') || \
+	  $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]') || \
 	 $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
