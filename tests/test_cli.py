@@ -199,3 +199,12 @@ def test_help_shows_defaults_in_brackets(capsys):
     assert code == 0 and "[env CHURN_DATA_DIR; default ./data]" in out
     code, out, _ = churn(capsys, "simulate", "--help")
     assert code == 0 and "[default: settings seed, 42]" in out
+
+
+def test_loop_demo_refuses_a_data_dir_with_data_in_it_and_touches_nothing(capsys, tmp_path) -> None:
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "keep.txt").write_text("user data")
+    code, out, err = churn(capsys, "--data-dir", str(tmp_path), "loop-demo")
+    assert code == 1
+    assert f"{tmp_path.resolve()} is not empty" in " ".join(err.split()) and "--data-dir" in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["keep.txt", "log"]

@@ -54,3 +54,48 @@ def register(app: typer.Typer) -> None:
             console.print("demo timings: " + ", ".join(f"{k} {duration(v)}" for k, v in t.items()))
 
         friendly(go)()
+
+    @app.command("loop-demo")
+    def loop_demo_command(ctx: typer.Context) -> None:
+        """The ground-truth loop in compressed time, in one process (~3-6 min): drift, episode, deferred retrain, gate, recovery.
+
+        Simulates 3,000 users x 100 days with a content outage on day 60 and a 7-day label
+        horizon into the (empty) data directory, trains v1 on the days before it, streams the
+        history through a worker with drift checks and the retrain policy; the retrain (the
+        train flow's fit and post-onset gate, run in-process) happens once post-onset labels
+        matured. Then `churn dashboard` on the same data directory shows it (Drift page:
+        the decisions; Model page: realised performance by scoring day). The same loop on a
+        real Prefect server is tests/drift/test_loop_prefect.py.
+        """
+        from churn.cli.common import console, friendly
+
+        s: Settings = ctx.obj
+        friendly(lambda: _loop_demo(s, console))()
+
+
+def _loop_demo(s: Settings, console) -> None:  # noqa: ANN001 - a rich Console
+    import logging
+    import time
+
+    from pipeline.errors import ConfigError
+    from pipeline.simulator.scenarios import COMPRESSED as T
+    from pipeline.testing.loop import closed_loop, describe
+
+    data = s.data_dir.resolve()
+    if data.exists() and any(data.iterdir()):
+        raise ConfigError(f"{data} is not empty: the loop demo simulates its own history; give it a new directory "
+                          "(churn --data-dir /tmp/churn-loop loop-demo)")  # fmt: skip
+    data.mkdir(parents=True, exist_ok=True)
+    uri = s.mlflow_tracking_uri or f"sqlite:///{data / 'mlruns' / 'mlflow.db'}"
+    if not s.mlflow_tracking_uri:
+        (data / "mlruns").mkdir(exist_ok=True)
+    logging.getLogger("pipeline").setLevel(logging.ERROR)  # every Critical check logs a warning: the timeline says it
+    t = time.perf_counter()
+    run = closed_loop(data, T.drift, T.drift_day, users=T.users, days=T.days, seed=3, horizon_days=T.horizon_days,
+                      retrain_after_days=T.retrain_after_days, min_churners=T.min_churners, tracking_uri=uri,
+                      say=lambda line: console.print(line, markup=False, highlight=False))  # fmt: skip
+    console.print("\n" + describe(run), markup=False, highlight=False)
+    console.print(f"\ndone in {duration(time.perf_counter() - t)}. Look at it:", markup=False)
+    console.print(f"  CHURN_MLFLOW_TRACKING_URI={uri} churn --data-dir {data} dashboard\n"
+                  "  Drift page: the episode's decisions; Model page: realised ROC-AUC by scoring day, v1 then v2",
+                  markup=False, highlight=False)  # fmt: skip

@@ -271,14 +271,14 @@ def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, 
                 days: int = 100, seed: int = 3, horizon_days: int = 7, candidate: str = "logistic",
                 retrain_after_days: int = 21, min_churners: int = 30, lookback_days: int = 28, partitions: int = 2,
                 drift_config: Any = None, tracking_uri: str | None = None, retrain: Orchestrated | None = None,
-                champion: Any = None) -> LoopRun:
+                champion: Any = None, say: Callable[[str], None] | None = None) -> LoopRun:
     """Run the loop (see the module doc); returns the timeline and the realised rows.
     ``tracking_uri``: also register the champion and the retrain in that MLflow registry
     (the dashboard's Model page reads it) and log the realised metrics to their runs.
     ``retrain``: retrain through an orchestrator (:class:`Orchestrated`) instead of in-process.
     ``champion``: where the worker's champion comes from (a ChampionSource, e.g.
     ``RegistryChampion(tracking_uri)``; the first one is registered there), instead of the
-    in-process export; followed after every orchestrated retrain."""
+    in-process export; followed after every orchestrated retrain. ``say``: progress lines."""
     from pipeline.clock import SystemClock
     from pipeline.config import PROJECT_ROOT
     from pipeline.drift.config import DriftConfig
@@ -299,14 +299,17 @@ def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, 
 
     if champion is not None and not tracking_uri:
         raise ConfigError("closed_loop(champion=...) needs tracking_uri: the first champion is registered there")
+    say = say or (lambda line: None)
     work = Path(work)
     sim = SimConfig(users=users, days=days, seed=seed, drift=drift, drift_day=drift_day)
+    say(f"simulating {users:,} users x {days} days ({drift!r} from day {drift_day}) into {work / 'log'} ...")
     log_ = open_log(work / "log", "events", num_partitions=partitions)
     simulate_history(Simulator(sim), log_, work / "sim")
     start = sim.start.date() if hasattr(sim.start, "date") else sim.start
     t0 = to_us(sim.start)
     run = LoopRun(drift_day=start + timedelta(days=drift_day))
     run.timeline.append((run.drift_day.isoformat(), f"the world changes: scenario {drift!r} (simulated)"))
+    say(f"training v1 ({candidate}) on the days before the drift, {horizon_days}-day label horizon ...")
     ds = build_dataset(log_, horizon_days, 3, end=start + timedelta(days=drift_day))
     model = fit_candidate(load_spec(PROJECT_ROOT / "models" / f"{candidate}.yaml"), ds.part("train"), ds.part("val"),
                           ds.features, seed=seed)  # fmt: skip
@@ -341,8 +344,11 @@ def closed_loop(work: Path, drift: str = "content_outage", drift_day: int = 60, 
                                                            model_check_s=0.001),
                    partitions=range(partitions))  # fmt: skip
         w.drift = DriftHook("w0", cfg, store, work, w.clock, requester=requester)
+        say(f"streaming the {days}-day history through a worker with daily drift checks and the retrain policy "
+            f"(retrain {retrain_after_days} days after the onset, >= {min_churners} churners) ...")
         w.run(until_caught_up=True)
         w.drift.close()
+        say("computing the realised performance of every scoring day whose labels matured ...")
         upd = update_realised(store, log_, horizon_days, SystemClock(), n_boot=0)
         run.realised = upd.rows
         if tracking_uri and len(upd.rows):
