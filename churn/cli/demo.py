@@ -75,6 +75,7 @@ def register(app: typer.Typer) -> None:
 
 def _loop_demo(s: Settings, console) -> None:  # noqa: ANN001 - a rich Console
     import logging
+    import os
     import time
 
     from pipeline.errors import ConfigError
@@ -90,6 +91,8 @@ def _loop_demo(s: Settings, console) -> None:  # noqa: ANN001 - a rich Console
     if not s.mlflow_tracking_uri:
         (data / "mlruns").mkdir(exist_ok=True)
     logging.getLogger("pipeline").setLevel(logging.ERROR)  # every Critical check logs a warning: the timeline says it
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Created version '2' ...": the timeline says it
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     t = time.perf_counter()
     run = closed_loop(data, T.drift, T.drift_day, users=T.users, days=T.days, seed=3, horizon_days=T.horizon_days,
                       retrain_after_days=T.retrain_after_days, min_churners=T.min_churners, tracking_uri=uri,

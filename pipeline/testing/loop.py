@@ -388,7 +388,19 @@ def _rank(what: str) -> int:
 
 
 def describe(run: LoopRun) -> str:
-    lines = [f"{d}  {what}" for d, what in run.timeline]
+    """The timeline, one line per event; a run of daily deferrals with the same due date is one line."""
+    lines: list[str] = []
+    runs: list[tuple[str, str, str]] = []  # (first day, last day, what) with deferrals merged
+    for d, what in run.timeline:
+        prev = runs[-1] if runs else None
+        if prev and what.startswith("deferred") and prev[2].startswith("deferred") and \
+                prev[2].split(":")[0] == what.split(":")[0]:  # same "deferred (until X)"
+            runs[-1] = (prev[0], d, what)
+        else:
+            runs.append((d, d, what))
+    for first, last, what in runs:
+        span = first if first == last else f"{first}..{last[5:]}"
+        lines.append(f"{span}  {what}" + (" (at every daily check)" if first != last else ""))
     if run.promoted_on is not None and run.drift_day is not None:
         before = run.auc(since=run.drift_day - timedelta(days=21), until=run.drift_day)
         lines.append(f"realised ROC-AUC (mean per scoring day): 21 days before the drift {before:.3f}, during the "
