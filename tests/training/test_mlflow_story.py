@@ -89,6 +89,20 @@ def test_a_candidate_run_has_headline_metrics_a_description_and_its_datasets(sto
     assert pd.read_csv(local)["eval_churners"].tolist() == [30, 41]
 
 
+def test_a_logged_dataset_has_the_schema_and_profile_mlflow_would_infer_and_a_content_digest() -> None:
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    df = pd.DataFrame({"a": [1.0, np.nan, 3.0], "b": [1, 2, 3], "label": [0, 1, 0]})  # a gap, an int column
+    source = CodeDatasetSource({"built_by": "test"})
+    ours = tracking.mlflow_dataset(df, source, "label", "d").to_dict()
+    theirs = mlflow.data.from_pandas(df.astype("float64"), source=source, targets="label", name="d").to_dict()
+    assert {k: v for k, v in ours.items() if k != "digest"} == {k: v for k, v in theirs.items() if k != "digest"}
+    assert json.loads(ours["schema"])["mlflow_colspec"][0] == {"type": "double", "name": "a", "required": False}
+    again = tracking.mlflow_dataset(df.copy(), source, "label", "d").digest
+    changed = tracking.mlflow_dataset(df.assign(b=[1, 2, 4]), source, "label", "d").digest
+    assert ours["digest"] == again != changed  # same rows, same digest; any changed cell, another
+
+
 def test_counts_and_money_are_rounded_and_the_parent_has_a_candidates_table(store) -> None:
     _, exp_id = store
     assert tracking.rounded("revenue_churners_prevented", 278.09999999999997) == 278.0
