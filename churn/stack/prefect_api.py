@@ -18,8 +18,23 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 ACTIVE = ["RUNNING", "PENDING", "CANCELLING"]
 
 
-def _call(url: str, body: Any = None, what: str = "") -> Any:
-    status, data = http.request(url, body, timeout=15)
+RETRY_STATUS = {429, 502, 503}  # what Prefect's own client retries: the server is busy (e.g. its database locked)
+RETRY_WAITS_S = (1.0, 2.0, 4.0, 8.0)
+
+
+def _request(url: str, body: Any = None, sleep: Callable[[float], None] | None = None) -> tuple[int, Any]:
+    """One API call; a busy server (429/502/503: a fresh server's SQLite database is often
+    locked by its own services) is asked again after 1, 2, 4, 8 s, as Prefect's client does."""
+    for wait in (*RETRY_WAITS_S, None):
+        status, data = http.request(url, body, timeout=15)
+        if status not in RETRY_STATUS or wait is None:
+            return status, data
+        (sleep or time.sleep)(wait)
+    raise AssertionError("unreachable")
+
+
+def _call(url: str, body: Any = None, what: str = "", sleep: Callable[[float], None] | None = None) -> Any:
+    status, data = _request(url, body, sleep)
     if not 200 <= status < 300:
         raise StackError(f"Prefect API {url} answered {status or 'nothing'} {what}: {str(data)[:200]}")
     return data
@@ -28,7 +43,7 @@ def _call(url: str, body: Any = None, what: str = "") -> Any:
 def run_deployment(api: str, name: str, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Create a flow run of deployment ``flow/deployment``; returns the flow run (``id``, ``name``)."""
     flow, _, dep = name.partition("/")
-    status, d = http.request(f"{api}/deployments/name/{flow}/{dep}", timeout=15)
+    status, d = _request(f"{api}/deployments/name/{flow}/{dep}")
     if status == 404:
         raise StackError(f"deployment {name!r} is not known to {api}; is the serve process up (`churn status`)?")
     if status != 200:
