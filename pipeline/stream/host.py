@@ -39,6 +39,7 @@ from typing import Any
 from pipeline.errors import ChurnError, ConfigError, ModelMismatchError, StreamError
 from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.stream.config import StreamConfig, StreamPaths
+from pipeline.stream.drift_hook import write_reference
 from pipeline.stream.membership import Membership
 from pipeline.stream.model import ModelRef, check_feature_set, export_model, publish
 from pipeline.stream.state_pg import PgStateBackend
@@ -151,6 +152,8 @@ class RegistryFeed:
             raise
         ref = export_model(bundle.model, info.version, fs, self.paths.models, source=f"{self.source.where} {uri}",
                            base_rate=info.base_rate, base_rate_source=info.base_rate_source)
+        # the drift checks' reference: without it a stand-alone worker could never check drift
+        write_reference(Path(ref.path), bundle.reference)
         publish(self.paths.champion, ref)
         self.spec, self.ref, self.refused = spec, ref, None
         self.logger.info("champion is churn v%s from %s (feature spec %s)", ref.version, self.source.where,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,6 +25,7 @@ from pipeline.errors import ConfigError, StreamError
 from pipeline.log.kafka import KafkaLog
 from pipeline.store import Store
 from pipeline.stream.config import StreamConfig, StreamPaths
+from pipeline.stream.drift_hook import read_reference
 from pipeline.stream.host import HostSettings, RegistryFeed, run_host
 from pipeline.stream.state_pg import PgStateBackend
 from pipeline.stream.worker import Worker
@@ -89,7 +91,9 @@ def test_a_fenced_worker_drops_the_partition_and_its_checkpoint_is_refused(tmp_p
     clock = FakeClock(datetime(2026, 1, 2, tzinfo=UTC))
     cfg = StreamConfig(group="test", batch_size=100, max_wait_s=0.0, checkpoint_interval_s=3600)
     paths = StreamPaths(tmp_path / "a", "test")
-    RegistryFeed(registry_uri, paths, cfg, logging.getLogger("test")).fetch()
+    ref = RegistryFeed(registry_uri, paths, cfg, logging.getLogger("test")).fetch()
+    # the registry's reference sample travels with the export: the worker's drift checks need it
+    assert len(read_reference(Path(ref.path))) == 300
     pb = StreamPaths(tmp_path / "b", "test")
     RegistryFeed(registry_uri, pb, cfg, logging.getLogger("test")).fetch()
     sa = PgStateBackend(pg_db, topic, "test", owner="a", lease_ttl_s=5, clock=clock)
