@@ -25,12 +25,13 @@ RETRY_WAITS_S = (1.0, 2.0, 4.0, 8.0)
 def _request(url: str, body: Any = None, sleep: Callable[[float], None] | None = None) -> tuple[int, Any]:
     """One API call; a busy server (429/502/503: a fresh server's SQLite database is often
     locked by its own services) is asked again after 1, 2, 4, 8 s, as Prefect's client does."""
-    for wait in (*RETRY_WAITS_S, None):
-        status, data = http.request(url, body, timeout=15)
-        if status not in RETRY_STATUS or wait is None:
-            return status, data
+    status, data = http.request(url, body, timeout=15)
+    for wait in RETRY_WAITS_S:
+        if status not in RETRY_STATUS:
+            break
         (sleep or time.sleep)(wait)
-    raise AssertionError("unreachable")
+        status, data = http.request(url, body, timeout=15)
+    return status, data
 
 
 def _call(url: str, body: Any = None, what: str = "", sleep: Callable[[float], None] | None = None) -> Any:
