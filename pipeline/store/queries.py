@@ -20,8 +20,9 @@ from sqlalchemy import Connection, Select, and_, case, func, select
 
 from pipeline.errors import InvalidRowError
 from pipeline.store import schema as s
+from pipeline.store import segments
 from pipeline.store.records import ScoreSummary
-from pipeline.store.rows import TimeCodec, check_time
+from pipeline.store.rows import TimeCodec, check_time, to_utc_us
 
 SCORE_COLUMNS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
                  "monthly_revenue", "partition", "updated_at", "active")  # fmt: skip
@@ -134,21 +135,58 @@ class Readers:
     def score_history(
         self, user_ids: Sequence[str] | None = None, *, since: datetime | None = None
     ) -> pd.DataFrame:
-        """Sampled risk points (``user_id``, ``time``, ``risk``, ``model_version``), by time."""
-        h = s.score_history
-        c = h.c
-        q = select(c.user_id, c.time, c.risk, c.model_version).order_by(c.time, c.user_id)
-        if user_ids is not None:
-            # The key is (bucket, user_id): seek (bucket, user) per interval, the intervals
-            # found by a recursive "next bucket" walk (one B-tree seek each; a loose index
-            # scan on both SQLite and PostgreSQL) instead of scanning every point.
-            first = select(func.min(c.bucket).label("b")).cte("buckets", recursive=True)
-            after = select(func.min(c.bucket)).where(c.bucket > first.c.b).scalar_subquery()
-            buckets = first.union_all(select(after).where(first.c.b.is_not(None)))
-            q = q.join(buckets, c.bucket == buckets.c.b).where(c.user_id.in_(list(user_ids)))
-        if since is not None:
-            q = q.where(c.time >= self._since(since, "since"))
-        return self._frame(q, ("time",))
+        """Sampled risk points (``user_id``, ``time``, ``risk``, ``model_version``), by time
+        then user: per user and interval the newest score written (see
+        :mod:`pipeline.store.segments`); ``user_ids``: only theirs; ``since``: points at or
+        after it."""
+        since_us = None if since is None else int(
+            to_utc_us([check_time(since, "since")], "since").view("int64")[0])  # fmt: skip
+        wanted = None if user_ids is None else list(user_ids)
+        with self._read() as conn:
+            pts, seq = self._history_points(conn, since_us=since_us, users=wanted)
+        kept = segments.resolve(pts, seq)
+        if since_us is not None:
+            kept = kept.take(kept.times >= since_us)
+        users = kept.users.astype(str).tolist() if kept.users.dtype.kind == "S" else kept.users.tolist()
+        if not users:
+            return pd.DataFrame(
+                {"user_id": pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+                 "risk": pd.Series([], dtype=object), "model_version": pd.Series([], dtype=object)}
+            )  # fmt: skip
+        return pd.DataFrame({
+            "user_id": users,
+            "time": pd.to_datetime(kept.times, unit="us", utc=True),
+            "risk": np.array(kept.risks, dtype=np.float64),
+            "model_version": kept.versions.tolist(),
+        })  # fmt: skip
+
+    def _history_points(
+        self,
+        conn: Connection,
+        *,
+        since_us: int | None = None,
+        bucket_before_us: int | None = None,
+        users: Sequence[str] | None = None,
+    ) -> tuple[segments.Points, np.ndarray]:
+        """Every stored history point version (all segments, or those that may hold a
+        point at/after ``since_us`` or in a bucket before ``bucket_before_us``), of
+        ``users`` only if given, and each point's segment ``seq``."""
+        c = s.score_history_segments.c
+        q = select(c.seq, c.payload).order_by(c.seq)
+        if since_us is not None:
+            q = q.where(c.time_max >= self.codec.many(np.array([since_us], "datetime64[us]"))[0])
+        if bucket_before_us is not None:
+            cut = self.codec.many(np.array([bucket_before_us], "datetime64[us]"))[0]
+            q = q.where(c.bucket_min < cut)
+        parts, seqs = [], []
+        for seq, payload in conn.execute(q):
+            p = segments.decode(payload)
+            if users is not None:
+                p = p.take(segments.isin(p.users, users))
+            if len(p):
+                parts.append(p)
+                seqs.append(int(seq))
+        return segments.concat(parts, seqs)
 
     # -- stream ----------------------------------------------------------------------------
     def metrics_since(self, since: datetime | None = None) -> pd.DataFrame:

@@ -210,15 +210,16 @@ def _check_text(values: list[Any], what: str, users: list[Any], nullable: bool =
         uniq = set(values)
         if nullable:
             uniq.discard(None)
-        "".join(uniq)  # TypeError on any non-string
-        if "" not in uniq:
+        joined = "".join(uniq)  # TypeError on any non-string
+        if "" not in uniq and "\x00" not in joined:
             return
     except TypeError:
         pass
     for i, v in enumerate(values):
-        if not (isinstance(v, str) and v) and not (nullable and v is None):
+        if not (isinstance(v, str) and v and "\x00" not in v) and not (nullable and v is None):
             raise InvalidRowError(
-                f"{what} of score row {i} (user {users[i]!r}) is {v!r}: use a non-empty string"
+                f"{what} of score row {i} (user {users[i]!r}) is {v!r}: use a non-empty string "
+                "without NUL characters"
             )
 
 
