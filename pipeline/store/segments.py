@@ -61,18 +61,19 @@ class Points:
 
 
 def user_array(users: Sequence[str] | np.ndarray) -> np.ndarray:
-    """User ids as a compact fixed-width array: ASCII bytes (``S``) when every id is
-    ASCII, else numpy unicode (``U``)."""
-    if isinstance(users, np.ndarray) and users.dtype.kind in "SU":
-        arr = users
-    else:
-        arr = np.asarray(users, dtype=str)
-    if arr.dtype.kind == "U" and len(arr):
+    """User ids as a compact fixed-width array: ASCII bytes (``S``, same order as the
+    ids' code points) when every id is ASCII, else numpy unicode (``U``)."""
+    if isinstance(users, np.ndarray) and users.dtype.kind == "S":
+        return users
+    if isinstance(users, np.ndarray) and users.dtype.kind == "U":
         try:
-            return arr.astype("S")  # C-speed; raises on the first non-ASCII id
+            return users.astype("S")
         except UnicodeEncodeError:
-            return arr
-    return arr
+            return users
+    try:
+        return np.asarray(users, dtype="S")  # C-speed; raises on the first non-ASCII id
+    except UnicodeEncodeError:
+        return np.asarray(users, dtype=str)
 
 
 def encode(

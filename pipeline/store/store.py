@@ -284,7 +284,8 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         b = history.bucket_us(p.features_time)
         t = p.features_time
         payload = segments.encode(
-            segments.user_array(p.user_id), b.view("int64"), t.view("int64"), p.risk,
+            segments.user_array(p.user_id if p.users_np is None else p.users_np),
+            b.view("int64"), t.view("int64"), p.risk,
             p.model_version,
         )  # fmt: skip
         lo_hi = self.codec.many(np.array([b.min(), b.max(), t.min(), t.max()], "datetime64[us]"))
