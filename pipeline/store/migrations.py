@@ -170,20 +170,16 @@ def _v8_history_segments(conn: Connection) -> None:
         return
     codec = TimeCodec(conn.dialect.name)
     c = hist.c
-    q = select(c.user_id, c.bucket, c.time, c.risk, c.model_version).order_by(c.bucket, c.user_id)
+    q = select(c.user_id, c.bucket, c.time, c.risk, c.model_version).order_by(c.user_id, c.bucket)
     rows = conn.execute(q).all()  # buffered: the inserts below use the same connection
     for lo in range(0, len(rows), CARRY_POINTS):
-        chunk = rows[lo : lo + CARRY_POINTS]
-        users, buckets, times, risks, versions = zip(*chunk, strict=True)
-        b, t = codec.to_us(buckets), codec.to_us(times)
-        payload = segments.encode(segments.user_array(list(users)), b.view("int64"),
-                                  t.view("int64"), np.asarray(risks, dtype=np.float64),
-                                  list(versions))  # fmt: skip
-        conn.execute(segs.insert().values(
-            points=len(chunk), bucket_min=codec.many(b.min(keepdims=True))[0],
-            bucket_max=codec.many(b.max(keepdims=True))[0], time_min=codec.many(t.min(keepdims=True))[0],
-            time_max=codec.many(t.max(keepdims=True))[0], payload=payload,
-        ))  # fmt: skip
+        users, buckets, times, risks, versions = zip(*rows[lo : lo + CARRY_POINTS], strict=True)
+        points = segments.Points(
+            segments.user_array(list(users)), codec.to_us(buckets).view("int64"),
+            codec.to_us(times).view("int64"), np.asarray(risks, dtype=np.float64),
+            np.array(versions, dtype=object),
+        )  # fmt: skip
+        conn.execute(segs.insert(), [segments.row(points, codec)])
     q = conn.dialect.identifier_preparer.quote
     conn.execute(text(f"DROP TABLE {q(owner) + '.' if owner else ''}{q(hist.name)}"))
 

@@ -34,6 +34,7 @@ class Readers:
 
     codec: TimeCodec
     clock: Any
+    _bulk: Any  # pipeline.store.bulk.Bulk: quoted table names
 
     def _read(self) -> AbstractContextManager[Connection]:  # provided by Store
         raise NotImplementedError
@@ -171,15 +172,34 @@ class Readers:
         """Every stored history point version (all segments, or those that may hold a
         point at/after ``since_us`` or in a bucket before ``bucket_before_us``), of
         ``users`` only if given, and each point's segment ``seq``."""
-        c = s.score_history_segments.c
-        q = select(c.seq, c.payload).order_by(c.seq)
+        pg = conn.dialect.name == "postgresql"
+        mark = "%s" if pg else "?"
+        where: list[str] = []
+        params: list[Any] = []
+
+        def bound(us: int) -> Any:
+            return self.codec.many(np.array([us], "datetime64[us]"))[0]
+
         if since_us is not None:
-            q = q.where(c.time_max >= self.codec.many(np.array([since_us], "datetime64[us]"))[0])
+            where.append(f"time_max >= {mark}")
+            params.append(bound(since_us))
         if bucket_before_us is not None:
-            cut = self.codec.many(np.array([bucket_before_us], "datetime64[us]"))[0]
-            q = q.where(c.bucket_min < cut)
+            where.append(f"bucket_min < {mark}")
+            params.append(bound(bucket_before_us))
+        if users:
+            # code-point order, as the bounds are stored (PostgreSQL: whatever the collation)
+            collate = ' COLLATE "C"' if pg else ""
+            where.append(f"user_max{collate} >= {mark} AND user_min{collate} <= {mark}")
+            params += [min(users), max(users)]
+        sql = f"SELECT seq, payload FROM {self._bulk.table(s.score_history_segments)}"
+        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq"
+        if pg:  # binary results: bytea as raw bytes, not hex text (~3x faster to fetch)
+            with conn.connection.driver_connection.cursor(binary=True) as cur:
+                rows = cur.execute(sql, params).fetchall()
+        else:
+            rows = conn.exec_driver_sql(sql, tuple(params)).all()
         parts, seqs = [], []
-        for seq, payload in conn.execute(q):
+        for seq, payload in rows:
             p = segments.decode(payload)
             if users is not None:
                 p = p.take(segments.isin(p.users, users))

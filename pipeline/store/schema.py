@@ -14,6 +14,7 @@ doc shows how). Changing a column of an existing table needs a migration too.
 from __future__ import annotations
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    event,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
@@ -92,11 +94,23 @@ score_history_segments = Table(
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
            autoincrement=True),
     Column("points", Integer, nullable=False),
+    Column("user_min", Id, nullable=False),  # code-point order (PostgreSQL: COLLATE "C")
+    Column("user_max", Id, nullable=False),
     Column("bucket_min", Time, nullable=False),
     Column("bucket_max", Time, nullable=False),
     Column("time_min", Time, nullable=False),
     Column("time_max", Time, nullable=False),
     Column("payload", LargeBinary, nullable=False),
+)
+
+# PostgreSQL: store payloads uncompressed (pglz spent server CPU on every write and read
+# for little gain on packed numbers).
+event.listen(
+    score_history_segments,
+    "after_create",
+    DDL("ALTER TABLE %(fullname)s ALTER COLUMN payload SET STORAGE EXTERNAL").execute_if(
+        dialect="postgresql"
+    ),
 )
 
 # Schema versions 4-7 kept history keyed, one row per (bucket, user_id) point, upserted.

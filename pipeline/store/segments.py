@@ -32,6 +32,7 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def encode(
     buckets_us: np.ndarray,
     times_us: np.ndarray,
     risks: np.ndarray,
-    versions: Sequence[str],
+    versions: Sequence[str] | np.ndarray,
 ) -> bytes:
     """Pack ``n`` points (``users`` from :func:`user_array`) into one payload."""
     n = len(users)
@@ -168,3 +169,22 @@ def isin(users: np.ndarray, wanted: Sequence[str]) -> np.ndarray:
         ascii_ids = [u for u in wanted if u.isascii()]
         return np.isin(users, np.array(ascii_ids, dtype="S")) if ascii_ids else np.zeros(len(users), bool)
     return np.isin(users, np.array(list(wanted), dtype=str))
+
+
+def row(points: Points, codec: Any) -> dict[str, Any]:
+    """The ``score_history_segments`` row of ``points`` (not empty): counts, bounds
+    (``codec``: the store's ``TimeCodec``) and payload. ``user_min``/``user_max`` (code
+    point order) let a read of a few users skip segments of other users' ranges (a
+    compacted store's segments hold narrow ranges; a flush's spans everyone)."""
+    users = points.users
+    if len(users) > 1 and not bool((users[1:] >= users[:-1]).all()):
+        users = np.sort(users)
+    lo, hi = users[0], users[-1]
+    if users.dtype.kind == "S":
+        lo, hi = lo.decode(), hi.decode()
+    b, t = points.buckets, points.times
+    bounds = codec.many(np.array([b.min(), b.max(), t.min(), t.max()], "int64").view("datetime64[us]"))
+    payload = encode(points.users, b, t, points.risks, points.versions)
+    return {"points": len(points), "user_min": str(lo), "user_max": str(hi),
+            "bucket_min": bounds[0], "bucket_max": bounds[1], "time_min": bounds[2],
+            "time_max": bounds[3], "payload": payload}  # fmt: skip

@@ -280,17 +280,13 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
 
     def _segment(self, p: ScoreBatch, history: HistoryPolicy) -> dict[str, Any]:
         """One ``score_history_segments`` row holding ``p``'s points (each (user,
-        interval) once: rows of :func:`latest`)."""
-        b = history.bucket_us(p.features_time)
-        t = p.features_time
-        payload = segments.encode(
-            segments.user_array(p.user_id if p.users_np is None else p.users_np),
-            b.view("int64"), t.view("int64"), p.risk,
-            p.model_version,
-        )  # fmt: skip
-        lo_hi = self.codec.many(np.array([b.min(), b.max(), t.min(), t.max()], "datetime64[us]"))
-        return {"points": len(p), "bucket_min": lo_hi[0], "bucket_max": lo_hi[1],
-                "time_min": lo_hi[2], "time_max": lo_hi[3], "payload": payload}  # fmt: skip
+        interval) once: rows of :func:`latest`, by user)."""
+        users = segments.user_array(p.user_id if p.users_np is None else p.users_np)
+        t = p.features_time.view("int64")
+        b = history.bucket_us(p.features_time).view("int64")
+        versions = np.empty(len(p), dtype=object)
+        versions[:] = p.model_version
+        return segments.row(segments.Points(users, b, t, p.risk, versions), self.codec)
 
     def _lock_history(self, conn: Connection) -> None:
         """PostgreSQL: serialise history writers until commit, so ``seq`` order (the
@@ -393,21 +389,15 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
             if not len(keep):
                 conn.execute(delete(segs).where(where))
                 continue
-            row = self._segment_row(keep)
+            row = segments.row(keep, self.codec)
             conn.execute(segs.update().where(where).values(**row))
         return gone
 
-    def _segment_row(self, p: segments.Points) -> dict[str, Any]:
-        b, t = p.buckets.view("datetime64[us]"), p.times.view("datetime64[us]")
-        lo_hi = self.codec.many(np.array([b.min(), b.max(), t.min(), t.max()], "datetime64[us]"))
-        payload = segments.encode(p.users, p.buckets, p.times, p.risks, p.versions.tolist())
-        return {"points": len(p), "bucket_min": lo_hi[0], "bucket_max": lo_hi[1],
-                "time_min": lo_hi[2], "time_max": lo_hi[3], "payload": payload}  # fmt: skip
-
     def compact_history(self, *, segment_points: int = 200_000) -> dict[str, int]:
         """Merge every history segment into as few as possible, holding the resolved
-        points only (superseded versions and replayed duplicates dropped), by (bucket,
-        user) in segments of at most ``segment_points``. Reads return the same before and
+        points only (superseded versions and replayed duplicates dropped), by (user,
+        bucket) in segments of at most ``segment_points`` (so each covers a narrow range
+        of users: a one-user read decodes one of them, plus the segments written since). Reads return the same before and
         after; they get faster, as a store written by many small flushes holds many
         segments. Returns ``{"segments": before, "points": before, "segments_after":
         ..., "points_after": ...}``. One write transaction (writers wait for it)."""
@@ -418,10 +408,11 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
             self._lock_history(conn)
             pts, seq = self._history_points(conn)
             n_segs = len(np.unique(seq))
-            kept = pts.take(segments.newest(pts, seq))  # by (bucket, user)
+            kept = pts.take(segments.newest(pts, seq))
+            kept = kept.take(np.lexsort((kept.buckets, kept.users)))  # by user: narrow ranges
             conn.execute(delete(segs))
-            rows = [self._segment_row(kept.take(np.arange(lo, min(lo + segment_points, len(kept)))))
-                    for lo in range(0, len(kept), segment_points)]  # fmt: skip
+            rows = [segments.row(kept.take(np.arange(lo, min(lo + segment_points, len(kept)))),
+                                 self.codec) for lo in range(0, len(kept), segment_points)]  # fmt: skip
             if rows:
                 conn.execute(segs.insert(), rows)
         return {"segments": n_segs, "points": len(pts), "segments_after": len(rows),
