@@ -205,7 +205,8 @@ def run(quick: bool = False) -> dict[str, float]:
             print(f"  {k:48s} {v:10,.0f} points/s wall (compact_history, once, after the batches)")
             continue
         if k.endswith("_cpu_s"):
-            print(f"  {k:48s} {v:10,.0f} rows per CPU second (client + PostgreSQL backend)")
+            what = "points" if "_history_" in k else "rows"
+            print(f"  {k:48s} {v:10,.0f} {what} per CPU second (client + PostgreSQL backend)")
             continue
         goal = f"  (target >= {targets[k]:,}: {v / targets[k]:.2f}x)" if k in targets else ""
         print(f"  {k:48s} {v:10,.0f} rows/s wall  {BATCH / v * 1000:6.0f} ms/batch{goal}")

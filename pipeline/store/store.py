@@ -4,6 +4,10 @@ small class.
 
 Writes are bulk, idempotent upserts (``INSERT ... ON CONFLICT``, one statement per
 batch), so a worker that re-processes a batch after a crash rewrites the same rows.
+History points go in the same transaction as one columnar segment row per write
+(:mod:`pipeline.store.segments`); readers resolve segments to the newest point per user
+and interval, so a replayed write reads back the same. ``compact_history`` merges
+segments (housekeeping, like ``prune``; reads are correct without it).
 A score never goes back in event time: an upsert only replaces a user's row when its
 ``features_time`` is not older than the stored one (a zombie worker that lost its
 partition cannot overwrite the new owner's fresher scores).
@@ -393,7 +397,7 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
             conn.execute(segs.update().where(where).values(**row))
         return gone
 
-    def compact_history(self, *, segment_points: int = 200_000) -> dict[str, int]:
+    def compact_history(self, *, segment_points: int = 20_000) -> dict[str, int]:
         """Merge every history segment into as few as possible, holding the resolved
         points only (superseded versions and replayed duplicates dropped), by (user,
         bucket) in segments of at most ``segment_points`` (so each covers a narrow range
