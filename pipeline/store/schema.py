@@ -4,7 +4,9 @@ Times are UTC everywhere. PostgreSQL keeps them as ``timestamptz``; SQLite as IS
 text ``YYYY-MM-DDTHH:MM:SS.ffffff`` (fixed width, so text order is time order and
 SQLite's date functions read it). The conversion is done column-wise in
 :mod:`pipeline.store.rows` rather than per value in a SQLAlchemy type, which keeps a
-10,000-row upsert fast.
+10,000-row upsert fast. Score history is the exception: columnar segments
+(``score_history_segments``, :mod:`pipeline.store.segments`) whose payload holds times
+as int64 microseconds since the epoch (UTC); only the segment bounds are ``Time``.
 
 Adding a table (e.g. drift runs): define it here, bump ``SCHEMA_VERSION`` in
 :mod:`pipeline.store.migrations` and add a migration that creates it there (the module

@@ -16,6 +16,15 @@ points. ``seq`` is the write order: SQLite assigns ``max + 1`` under its write l
 PostgreSQL writers take a transaction-scoped advisory lock before appending, so the
 order of ``seq`` is the order of the commits.
 
+Read cost: a read decodes the segments it cannot skip (``since`` skips by
+``time_max``; a read of a few users by ``user_min``/``user_max``). A flush's segment
+spans every user range, so a one-user read costs in proportion to the points written
+since the last :meth:`pipeline.store.Store.compact_history`, which merges everything
+into resolved points sorted by user, 20,000 per segment (then a one-user read decodes
+one of them: ~1 ms on SQLite in ``benchmarks/bench_store.py``). Run it periodically
+(like ``prune``); reads are correct without it. ``prune`` rewrites the segments that
+hold older points.
+
 Payload (little-endian)::
 
     b"CHS1" | uint32 header length | header (JSON: n, user dtype, model versions)

@@ -41,9 +41,8 @@ from sqlalchemy.sql.dml import Insert
 
 from pipeline.clock import Clock, SystemClock
 from pipeline.errors import ConfigError, InvalidRowError, StoreError, StoreSchemaError
-from pipeline.store import queries
+from pipeline.store import queries, segments
 from pipeline.store import schema as s
-from pipeline.store import segments
 from pipeline.store.assignments import Assignments
 from pipeline.store.bulk import Bulk
 from pipeline.store.drift import DriftRuns
