@@ -14,15 +14,16 @@ order, 10% with reasons, features one hour of event time later than the table's.
 * ``store_pg_upsert_rows_per_s`` / ``store_pg_upsert_scores_only_rows_per_s``: the same
   two against PostgreSQL (``CHURN_BENCH_PG_URL``, default the local server's ``test``
   database, in a throw-away schema): COPY into a temporary staging table, then one
-  ``INSERT ... SELECT ... ON CONFLICT`` per table. Target >= 150,000 rows/s. Skipped with
-  a note if no server answers.
-
+  ``INSERT ... SELECT ... ON CONFLICT`` into ``scores`` and one segment row (under an
+  advisory lock). Target >= 150,000 rows/s. Skipped with a note if no server answers.
 * ``store_<db>_history_compact_points_per_s``: ``Store.compact_history()`` (merge every
   segment into the resolved points) on the store as the batches above left it: points
   read per wall-clock second (beside it, per CPU second). Reads do not need it (they
   resolve segments themselves); it is housekeeping that keeps a long-running store's
   reads fast, and its cost is reported here, not hidden. ``..._history_read_user_ms``:
-  one user's history (the dashboard's chart), median of 5 reads, before and after.
+  one user's history (the dashboard's chart), median of 5 reads, before and after
+  (``..._compacted_ms``). Before schema version 8 (keyed history) there was no
+  compaction; a one-user read was one B-tree seek per interval.
 
 Rates are rows per **wall-clock** second, median of 7 batches (quick: 3, over 50,000
 users) after one warm-up batch; beside each, ``..._rows_per_cpu_s``: rows per CPU second
