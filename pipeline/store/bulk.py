@@ -10,14 +10,17 @@ writing the row, so batches go to the driver directly:
   CONFLICT ...``. (Binding Python lists as arrays for ``unnest`` was 3x slower: psycopg
   dumps text arrays element by element in Python.)
 
+Rows arrive sorted by ``user_id`` (``rows.latest``), so SQLite's executemany and
+PostgreSQL's scan of the staged rows walk the scores B-tree in key order. (An explicit
+``ORDER BY user_id`` in the PostgreSQL ``INSERT .. SELECT`` measured no different: the
+staged rows are in that order already.)
+
 Columns come as lists of bind-ready values: times as ISO text (``TimeCodec.iso``),
 JSON already serialised. Statements are built from the table definitions in
 :mod:`pipeline.store.schema` and cached.
 
-**Score history** (one point per user per event-time interval, ``records.HistoryPolicy``)
-is a second upsert in the same transaction, keyed by (bucket, user_id), that replaces a
-point only with a newer (or equal-time, different) score: rewriting the same rows
-changes nothing, so replays after a crash dirty no page.
+**Score history** is not written here: each write appends one columnar segment row
+(:mod:`pipeline.store.segments`, ``Store._append_segment``) in the same transaction.
 """
 
 from __future__ import annotations
@@ -131,31 +134,6 @@ class Bulk:
             )
 
         sql = self._cached(("scores", names), build)
-        return max(self._run(conn, sql, columns).rowcount, 0)
-
-    def upsert_history(
-        self, conn: Connection, columns: Mapping[str, list[Any]], memo: Memo | None = None
-    ) -> int:
-        """Upsert history points (``user_id``, ``bucket``, ``time``, ``risk``,
-        ``model_version``): a point is replaced by a newer one of the same bucket, or by an
-        equal-time one that differs. Returns points inserted or changed."""
-        if not columns or not len(columns["user_id"]):
-            return 0
-        names = tuple(columns)
-        source = self._source(conn, s.score_history, columns, memo)
-
-        def build() -> str:
-            q = self.q
-            return (
-                f"INSERT INTO {self.table(s.score_history)} AS t "
-                f"({', '.join(q(c) for c in names)}) {source} "
-                "ON CONFLICT (bucket, user_id) DO UPDATE SET time = excluded.time, "
-                "risk = excluded.risk, model_version = excluded.model_version "
-                "WHERE excluded.time > t.time OR (excluded.time = t.time AND "
-                "(excluded.risk <> t.risk OR excluded.model_version <> t.model_version))"
-            )
-
-        sql = self._cached(("score_history", names), build)
         return max(self._run(conn, sql, columns).rowcount, 0)
 
 

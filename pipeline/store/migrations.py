@@ -35,13 +35,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+import numpy as np
 from sqlalchemy import Connection, inspect, select, text
 
 from pipeline.errors import StoreSchemaError
-from pipeline.store import schema
+from pipeline.store import schema, segments
 from pipeline.store.rows import TimeCodec
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 Migration = Callable[[Connection], None]
 
@@ -157,6 +158,34 @@ def _v7_history_bucket_first(conn: Connection) -> None:
     conn.execute(text(f"DROP TABLE {name('score_history_v6')}"))
 
 
+def _v8_history_segments(conn: Connection) -> None:
+    """Version 8: score history as columnar segments (``schema.score_history_segments``,
+    :mod:`pipeline.store.segments`). The keyed points of ``score_history`` are carried
+    over into segments of up to ``CARRY_POINTS`` points (each key once: any order
+    resolves to the same points), then the keyed table is dropped."""
+    segs, hist = schema.score_history_segments, schema.score_history
+    owner = conn.schema_for_object(hist)
+    segs.create(conn, checkfirst=True)
+    if not inspect(conn).has_table(hist.name, schema=owner):
+        return
+    codec = TimeCodec(conn.dialect.name)
+    c = hist.c
+    q = select(c.user_id, c.bucket, c.time, c.risk, c.model_version).order_by(c.user_id, c.bucket)
+    rows = conn.execute(q).all()  # buffered: the inserts below use the same connection
+    for lo in range(0, len(rows), CARRY_POINTS):
+        users, buckets, times, risks, versions = zip(*rows[lo : lo + CARRY_POINTS], strict=True)
+        points = segments.Points(
+            segments.user_array(list(users)), codec.to_us(buckets).view("int64"),
+            codec.to_us(times).view("int64"), np.asarray(risks, dtype=np.float64),
+            np.array(versions, dtype=object),
+        )  # fmt: skip
+        conn.execute(segs.insert(), [segments.row(points, codec)])
+    q = conn.dialect.identifier_preparer.quote
+    conn.execute(text(f"DROP TABLE {q(owner) + '.' if owner else ''}{q(hist.name)}"))
+
+
+CARRY_POINTS = 100_000
+
 # target version -> upgrade from the version before
 MIGRATIONS: dict[int, Migration] = {
     2: _v2_drift_runs,
@@ -165,6 +194,7 @@ MIGRATIONS: dict[int, Migration] = {
     5: _v5_check_status_and_realised,
     6: _v6_drift_episodes,
     7: _v7_history_bucket_first,
+    8: _v8_history_segments,
 }
 
 

@@ -20,8 +20,9 @@ from sqlalchemy import Connection, Select, and_, case, func, select
 
 from pipeline.errors import InvalidRowError
 from pipeline.store import schema as s
+from pipeline.store import segments
 from pipeline.store.records import ScoreSummary
-from pipeline.store.rows import TimeCodec, check_time
+from pipeline.store.rows import TimeCodec, check_time, to_utc_us
 
 SCORE_COLUMNS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
                  "monthly_revenue", "partition", "updated_at", "active")  # fmt: skip
@@ -33,6 +34,7 @@ class Readers:
 
     codec: TimeCodec
     clock: Any
+    _bulk: Any  # pipeline.store.bulk.Bulk: quoted table names
 
     def _read(self) -> AbstractContextManager[Connection]:  # provided by Store
         raise NotImplementedError
@@ -134,21 +136,77 @@ class Readers:
     def score_history(
         self, user_ids: Sequence[str] | None = None, *, since: datetime | None = None
     ) -> pd.DataFrame:
-        """Sampled risk points (``user_id``, ``time``, ``risk``, ``model_version``), by time."""
-        h = s.score_history
-        c = h.c
-        q = select(c.user_id, c.time, c.risk, c.model_version).order_by(c.time, c.user_id)
-        if user_ids is not None:
-            # The key is (bucket, user_id): seek (bucket, user) per interval, the intervals
-            # found by a recursive "next bucket" walk (one B-tree seek each; a loose index
-            # scan on both SQLite and PostgreSQL) instead of scanning every point.
-            first = select(func.min(c.bucket).label("b")).cte("buckets", recursive=True)
-            after = select(func.min(c.bucket)).where(c.bucket > first.c.b).scalar_subquery()
-            buckets = first.union_all(select(after).where(first.c.b.is_not(None)))
-            q = q.join(buckets, c.bucket == buckets.c.b).where(c.user_id.in_(list(user_ids)))
-        if since is not None:
-            q = q.where(c.time >= self._since(since, "since"))
-        return self._frame(q, ("time",))
+        """Sampled risk points (``user_id``, ``time``, ``risk``, ``model_version``), by time
+        then user: per user and interval the newest score written (see
+        :mod:`pipeline.store.segments`); ``user_ids``: only theirs; ``since``: points at or
+        after it."""
+        since_us = None if since is None else int(
+            to_utc_us([check_time(since, "since")], "since").view("int64")[0])  # fmt: skip
+        wanted = None if user_ids is None else list(user_ids)
+        with self._read() as conn:
+            pts, seq = self._history_points(conn, since_us=since_us, users=wanted)
+        kept = segments.resolve(pts, seq)
+        if since_us is not None:
+            kept = kept.take(kept.times >= since_us)
+        users = kept.users.astype(str).tolist() if kept.users.dtype.kind == "S" else kept.users.tolist()
+        if not users:
+            return pd.DataFrame(
+                {"user_id": pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+                 "risk": pd.Series([], dtype=object), "model_version": pd.Series([], dtype=object)}
+            )  # fmt: skip
+        return pd.DataFrame({
+            "user_id": users,
+            "time": pd.to_datetime(kept.times, unit="us", utc=True),
+            "risk": np.array(kept.risks, dtype=np.float64),
+            "model_version": kept.versions.tolist(),
+        })  # fmt: skip
+
+    def _history_points(
+        self,
+        conn: Connection,
+        *,
+        since_us: int | None = None,
+        bucket_before_us: int | None = None,
+        users: Sequence[str] | None = None,
+    ) -> tuple[segments.Points, np.ndarray]:
+        """Every stored history point version (all segments, or those that may hold a
+        point at/after ``since_us`` or in a bucket before ``bucket_before_us``), of
+        ``users`` only if given, and each point's segment ``seq``."""
+        pg = conn.dialect.name == "postgresql"
+        mark = "%s" if pg else "?"
+        where: list[str] = []
+        params: list[Any] = []
+
+        def bound(us: int) -> Any:
+            return self.codec.many(np.array([us], "datetime64[us]"))[0]
+
+        if since_us is not None:
+            where.append(f"time_max >= {mark}")
+            params.append(bound(since_us))
+        if bucket_before_us is not None:
+            where.append(f"bucket_min < {mark}")
+            params.append(bound(bucket_before_us))
+        if users:
+            # code-point order, as the bounds are stored (PostgreSQL: whatever the collation)
+            collate = ' COLLATE "C"' if pg else ""
+            where.append(f"user_max{collate} >= {mark} AND user_min{collate} <= {mark}")
+            params += [min(users), max(users)]
+        sql = f"SELECT seq, payload FROM {self._bulk.table(s.score_history_segments)}"
+        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq"
+        if pg:  # binary results: bytea as raw bytes, not hex text (~3x faster to fetch)
+            with conn.connection.driver_connection.cursor(binary=True) as cur:
+                rows = cur.execute(sql, params).fetchall()
+        else:
+            rows = conn.exec_driver_sql(sql, tuple(params)).all()
+        parts, seqs = [], []
+        for seq, payload in rows:
+            p = segments.decode(payload)
+            if users is not None:
+                p = p.take(segments.isin(p.users, users))
+            if len(p):
+                parts.append(p)
+                seqs.append(int(seq))
+        return segments.concat(parts, seqs)
 
     # -- stream ----------------------------------------------------------------------------
     def metrics_since(self, since: datetime | None = None) -> pd.DataFrame:

@@ -20,12 +20,13 @@ class HistoryPolicy:
     user's newest score whose ``features_time`` falls in that interval.
 
     Intervals are UTC-epoch aligned: ``[k * interval_s, (k + 1) * interval_s)`` (the
-    default, one day, gives each user a daily risk line). A point is keyed by
+    default, one day, gives each user a daily risk line). A point is identified by
     ``(user_id, bucket)`` (the interval's start) and replaced only by a score with a newer
-    or equal ``features_time`` in the same interval. The points therefore depend on the
-    scores alone, not on how the writer grouped them into transactions nor on crashes: a
-    replay after a SIGKILL rewrites the same points, and a killed run ends with exactly
-    the points of an uninterrupted one (``tests/stream/test_processes.py``).
+    or equal ``features_time`` in the same interval (writes append columnar segments and
+    readers resolve them by this rule: ``pipeline.store.segments``). The points therefore
+    depend on the scores alone, not on how the writer grouped them into transactions nor
+    on crashes: a replay after a SIGKILL reads back as the same points, and a killed run
+    ends with exactly the points of an uninterrupted one (``tests/stream/test_processes.py``).
 
     >>> HistoryPolicy(3600).bucket_us(np.array(["2026-01-01T10:59:59"], "datetime64[us]"))
     array(['2026-01-01T10:00:00.000000'], dtype='datetime64[us]')
@@ -53,7 +54,7 @@ class WriteResult:
     """What one ``upsert_scores`` call did."""
 
     scores: int  # rows written (after de-duplication, without stale rows)
-    history: int  # history points appended
+    history: int  # history points written (each (user, interval) once; a replay writes them again)
     stale: int  # rows skipped: the store already holds newer features for the user
     duplicates: int  # rows dropped because the batch held the same user more than once
 

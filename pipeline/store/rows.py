@@ -10,6 +10,7 @@ worker must not commit offsets for a batch whose scores were not written.
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
 import operator
 from collections.abc import Mapping, Sequence
@@ -21,9 +22,27 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InvalidRowError
+from pipeline.store.segments import user_array
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))  # one instance: 3x faster
+
+
+def _no_default(o: object) -> Any:
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+# The C encoder ``_JSON.encode`` builds on every call, built once (no circular-reference
+# check: a cycle ends in RecursionError, reported as bad reasons): 1.6x faster per row.
+_C_ENCODE = (
+    None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
+        None, _no_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+)  # fmt: skip
+
+
+def _json_text(v: Any) -> str:
+    return _JSON.encode(v) if _C_ENCODE is None else "".join(_C_ENCODE(v, 0))
 _US = timedelta(microseconds=1)
 
 
@@ -59,7 +78,11 @@ class TimeCodec:
         return pd.DatetimeIndex(us).tz_localize(UTC).to_pydatetime().tolist()
 
     def iso(self, us: np.ndarray) -> list[str | None]:
-        """``datetime64[us]`` (UTC, NaT allowed) -> ISO text for the bulk path (see ``bulk``)."""
+        """``datetime64[us]`` (UTC, NaT allowed) -> ISO text for the bulk path (see ``bulk``):
+        ``YYYY-MM-DDTHH:MM:SS.ffffff`` (PostgreSQL: with ``Z``)."""
+        fast = iso_text(us, zone=not self.text)
+        if fast is not None:
+            return fast
         out = np.datetime_as_string(us, unit="us", timezone="naive" if self.text else "UTC")
         if np.isnat(us).any():
             out = np.where(np.isnat(us), None, out)
@@ -81,6 +104,45 @@ class TimeCodec:
     def decode(values: pd.Series) -> pd.Series:
         """Database values -> ``datetime64[ns, UTC]`` (missing -> NaT)."""
         return pd.to_datetime(values, utc=True, format="ISO8601")
+
+
+_DAY_US = 86_400_000_000
+
+
+def iso_text(us: np.ndarray, zone: bool = False) -> list[str] | None:
+    """``np.datetime_as_string(us, unit="us")`` (``zone``: with a ``Z``) as a list, built
+    digit by digit with integer arithmetic: ~5x faster for a batch of distinct times
+    (the dates, few per batch, are formatted once). None when it does not apply (NaT,
+    years outside 0001-9999): use ``np.datetime_as_string``."""
+    t = np.asarray(us).astype("datetime64[us]", copy=False).view("int64").ravel()
+    n = len(t)
+    if n < 64 or np.isnat(t.view("datetime64[us]")).any():
+        return None
+    day, tod = np.divmod(t, _DAY_US)
+    days, inverse = np.unique(day, return_inverse=True)
+    if days[0] < -719_162 or days[-1] > 2_932_896:  # years 0001-9999: 'YYYY-MM-DD'
+        return None
+    joined = "".join(np.datetime_as_string(days.astype("datetime64[D]")).tolist())
+    width = 27 if zone else 26
+    out = np.empty((width, n), dtype=np.uint8)  # one row per character: contiguous writes
+    out[:10] = np.frombuffer(joined.encode(), np.uint8).reshape(-1, 10).T[:, inverse]
+    out[10] = ord("T")
+    out[13] = out[16] = ord(":")
+    out[19] = ord(".")
+    if zone:
+        out[26] = ord("Z")
+    secs, frac = np.divmod(tod, 1_000_000)
+    secs, frac = secs.astype(np.int32), frac.astype(np.int32)  # 32-bit division: faster
+    hours, rest = np.divmod(secs, 3600)
+    minutes, seconds = np.divmod(rest, 60)
+    for col, v in ((11, hours), (14, minutes), (17, seconds)):
+        tens, ones = np.divmod(v, 10)
+        out[col] = 48 + tens
+        out[col + 1] = 48 + ones
+    for col in range(25, 19, -1):
+        frac, digit = np.divmod(frac, 10)
+        out[col] = 48 + digit
+    return [b.decode() for b in np.ascontiguousarray(out.T).view(f"S{width}").ravel().tolist()]
 
 
 def to_utc_us(values: Any, what: str) -> np.ndarray:
@@ -129,6 +191,8 @@ class ScoreBatch:
     monthly_revenue: list[float | None]
     partition: list[int | None]
     active: list[bool]
+    # ``user_id`` as a numpy array (``segments.user_array``), once ``latest`` built it
+    users_np: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.user_id)
@@ -153,6 +217,7 @@ class ScoreBatch:
             get(self.monthly_revenue),
             get(self.partition),
             get(self.active),
+            None if self.users_np is None else self.users_np[ix],
         )
 
 
@@ -210,15 +275,16 @@ def _check_text(values: list[Any], what: str, users: list[Any], nullable: bool =
         uniq = set(values)
         if nullable:
             uniq.discard(None)
-        "".join(uniq)  # TypeError on any non-string
-        if "" not in uniq:
+        joined = "".join(uniq)  # TypeError on any non-string
+        if "" not in uniq and "\x00" not in joined:
             return
     except TypeError:
         pass
     for i, v in enumerate(values):
-        if not (isinstance(v, str) and v) and not (nullable and v is None):
+        if not (isinstance(v, str) and v and "\x00" not in v) and not (nullable and v is None):
             raise InvalidRowError(
-                f"{what} of score row {i} (user {users[i]!r}) is {v!r}: use a non-empty string"
+                f"{what} of score row {i} (user {users[i]!r}) is {v!r}: use a non-empty string "
+                "without NUL characters"
             )
 
 
@@ -231,8 +297,8 @@ def _reasons(values: list[Any], users: list[str]) -> list[str | None]:
         if isinstance(v, float) and math.isnan(v):
             continue
         try:
-            out[i] = _JSON.encode(v)
-        except (TypeError, ValueError) as exc:
+            out[i] = _json_text(v)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidRowError(
                 f"reasons of score row {i} (user {users[i]!r}) are not JSON ({exc}): use a "
                 "list of {'feature': str, 'contribution': float} with finite floats"
@@ -321,17 +387,26 @@ def latest(batch: ScoreBatch, buckets: np.ndarray | None = None) -> ScoreBatch:
     row's ``buckets``, one per (user, bucket) -- in key order: writing in key order
     touches B-tree pages in order (SQLite: ~2x faster on big tables).
 
-    One ``np.lexsort`` (C) instead of a dict and a Python sort: ~4x less writer-thread
+    One ``np.argsort`` of the ids when each user is there once (the usual flush), else
+    one ``np.lexsort`` (C) instead of a dict and a Python sort: ~4x less writer-thread
     CPU on a 30,000-row flush. Code-point order of the ids is SQLite's and PostgreSQL
-    ``COLLATE "C"`` order of their UTF-8 bytes."""
+    ``COLLATE "C"`` order of their UTF-8 bytes. The result keeps the ids' array
+    (``users_np``) for the history segment."""
     n = len(batch)
     if n <= 1:
         return batch
-    users = np.asarray(batch.user_id, dtype=str)
-    t = batch.features_time.view("int64")
-    keys = (np.arange(n), t) + (() if buckets is None else (buckets.view("int64"),)) + (users,)
-    order = np.lexsort(keys)  # by user, (bucket,) time, position
-    u = users[order]
+    users = user_array(batch.user_id)  # ASCII ids as bytes: sorts alike, converts faster
+    order = None
+    if buckets is None:  # usually every user once: one sort by id, then check that
+        order = np.argsort(users, kind="stable")
+        u = users[order]
+        if bool((u[1:] == u[:-1]).any()):
+            order = None
+    if order is None:
+        t = batch.features_time.view("int64")
+        keys = (np.arange(n), t) + (() if buckets is None else (buckets.view("int64"),)) + (users,)
+        order = np.lexsort(keys)  # by user, (bucket,) time, position
+        u = users[order]
     last = np.empty(n, dtype=bool)
     last[-1] = True
     last[:-1] = u[1:] != u[:-1]
@@ -340,8 +415,11 @@ def latest(batch: ScoreBatch, buckets: np.ndarray | None = None) -> ScoreBatch:
         last[:-1] |= b[1:] != b[:-1]
     pick = order[last]
     if len(pick) == n and bool((pick[1:] > pick[:-1]).all()):  # unique and as given
+        batch.users_np = users
         return batch
-    return batch.take(pick)
+    out = batch.take(pick)
+    out.users_np = users[pick]
+    return out
 
 
 def check_time(value: datetime, what: str) -> datetime:

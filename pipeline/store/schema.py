@@ -4,7 +4,9 @@ Times are UTC everywhere. PostgreSQL keeps them as ``timestamptz``; SQLite as IS
 text ``YYYY-MM-DDTHH:MM:SS.ffffff`` (fixed width, so text order is time order and
 SQLite's date functions read it). The conversion is done column-wise in
 :mod:`pipeline.store.rows` rather than per value in a SQLAlchemy type, which keeps a
-10,000-row upsert fast.
+10,000-row upsert fast. Score history is the exception: columnar segments
+(``score_history_segments``, :mod:`pipeline.store.segments`) whose payload holds times
+as int64 microseconds since the epoch (UTC); only the segment bounds are ``Time``.
 
 Adding a table (e.g. drift runs): define it here, bump ``SCHEMA_VERSION`` in
 :mod:`pipeline.store.migrations` and add a migration that creates it there (the module
@@ -14,6 +16,7 @@ doc shows how). Changing a column of an existing table needs a migration too.
 from __future__ import annotations
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -21,10 +24,12 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    event,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
@@ -73,19 +78,50 @@ scores = Table(
 )
 
 # Risk per user over event time, for charts: one point per user per event-time interval
-# (``records.HistoryPolicy``, default one day), the user's newest score in it. Key
-# (bucket, user_id): a replayed or regrouped batch rewrites the same point, so the table
-# is the same after crashes (schema version 4; before, points were sampled by a rule
-# that depended on which rows a flush happened to hold). Bucket first (schema version
-# 7): a flush's new points land in the newest intervals' pages, so a commit dirties
-# pages in proportion to its points; keyed (user_id, bucket), every user's run of points
-# was touched and a commit rewrote nearly the whole table into the WAL, a cost growing
-# with the days of history kept (bench: 6.4 -> 2.5 us per point with 10 days). One
-# user's points are read by seeking each interval (``queries.score_history``). No index
-# on time: its upkeep cost ~4 us per point for readers that scan anyway.
+# (``records.HistoryPolicy``, default one day), the user's newest score in it.
+#
+# Schema version 8: **columnar segments** (:mod:`pipeline.store.segments`). Each write
+# appends one row whose ``payload`` packs that write's points column-wise, in the same
+# transaction as the scores; readers keep per (bucket, user) the newest point (the later
+# segment on a tie), which is the row the keyed table of versions 4-7 kept, so a replay
+# (an identical segment) or a regrouping reads the same. Appending one row per write
+# instead of upserting one B-tree row per point took the history from ~40 % of a
+# 10,000-row scores+history write to ~2 % (``benchmarks/bench_store.py``). The min/max
+# columns let ``since`` reads and ``prune`` skip segments without decoding them.
+score_history_segments = Table(
+    "score_history_segments",
+    metadata,
+    # write order (SQLite: max + 1 under the write lock; PostgreSQL: appended under an
+    # advisory lock, so seq order is commit order): the tie-break between equal times
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("points", Integer, nullable=False),
+    Column("user_min", Id, nullable=False),  # code-point order (PostgreSQL: COLLATE "C")
+    Column("user_max", Id, nullable=False),
+    Column("bucket_min", Time, nullable=False),
+    Column("bucket_max", Time, nullable=False),
+    Column("time_min", Time, nullable=False),
+    Column("time_max", Time, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+)
+
+# PostgreSQL: store payloads uncompressed (pglz spent server CPU on every write and read
+# for little gain on packed numbers).
+event.listen(
+    score_history_segments,
+    "after_create",
+    DDL("ALTER TABLE %(fullname)s ALTER COLUMN payload SET STORAGE EXTERNAL").execute_if(
+        dialect="postgresql"
+    ),
+)
+
+# Schema versions 4-7 kept history keyed, one row per (bucket, user_id) point, upserted.
+# Version 8 moves its rows into segments and drops it; defined (outside ``metadata``: a
+# new store does not create it) for the migrations that build and carry it over.
+legacy = MetaData()
 score_history = Table(
     "score_history",
-    metadata,
+    legacy,
     Column("bucket", Time, primary_key=True),  # start of the point's interval
     Column("user_id", Id, primary_key=True),
     Column("time", Time, nullable=False),  # the score's features_time
@@ -253,7 +289,7 @@ retrain_decisions = Table(
 
 TIME_COLUMNS = {
     "scores": ("features_time", "updated_at"),
-    "score_history": ("bucket", "time"),
+    "score_history_segments": ("bucket_min", "bucket_max", "time_min", "time_max"),
     "stream_metrics": ("time",),
     "autoscale_decisions": ("time",),
     "workers": ("started_at", "heartbeat_at"),

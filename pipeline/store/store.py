@@ -4,6 +4,10 @@ small class.
 
 Writes are bulk, idempotent upserts (``INSERT ... ON CONFLICT``, one statement per
 batch), so a worker that re-processes a batch after a crash rewrites the same rows.
+History points go in the same transaction as one columnar segment row per write
+(:mod:`pipeline.store.segments`); readers resolve segments to the newest point per user
+and interval, so a replayed write reads back the same. ``compact_history`` merges
+segments (housekeeping, like ``prune``; reads are correct without it).
 A score never goes back in event time: an upsert only replaces a user's row when its
 ``features_time`` is not older than the stored one (a zombie worker that lost its
 partition cannot overwrite the new owner's fresher scores).
@@ -37,10 +41,10 @@ from sqlalchemy.sql.dml import Insert
 
 from pipeline.clock import Clock, SystemClock
 from pipeline.errors import ConfigError, InvalidRowError, StoreError, StoreSchemaError
-from pipeline.store import queries
+from pipeline.store import queries, segments
 from pipeline.store import schema as s
 from pipeline.store.assignments import Assignments
-from pipeline.store.bulk import Bulk, Memo
+from pipeline.store.bulk import Bulk
 from pipeline.store.drift import DriftRuns
 from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, open_engine, shown
 from pipeline.store.migrations import SCHEMA_VERSION, current_version, migrate
@@ -251,17 +255,16 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         if not len(batch):
             return WriteResult(0, 0, 0, dupes)
         cols = self._score_columns(batch)
-        points = None
+        segment = None
         if history is not None:
-            # Each user once: the batch rows are the (user, interval) points already
-            # (same rows, same order as ``latest`` by (user, bucket) would give).
-            points = self._points(batch if len(batch) == len(every) else every, history,
-                                  cols if len(batch) == len(every) else None)  # fmt: skip
+            # Each user once: the batch rows are the (user, interval) points already.
+            points = batch if len(batch) == len(every) else latest(
+                every, history.bucket_us(every.features_time))  # fmt: skip
+            segment = self._segment(points, history)
         with self._write() as conn:
-            memo: Memo = {}  # PostgreSQL: risks and times converted once for both tables
-            written = self._bulk.upsert_scores(conn, cols, memo)
-            changed = 0 if points is None else self._bulk.upsert_history(conn, points, memo)
-        return WriteResult(written, changed, len(batch) - written, dupes)
+            written = self._bulk.upsert_scores(conn, cols)
+            appended = 0 if segment is None else self._append_segment(conn, segment)
+        return WriteResult(written, appended, len(batch) - written, dupes)
 
     def append_score_history(
         self,
@@ -270,39 +273,35 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         history: HistoryPolicy = DEFAULT_HISTORY,
     ) -> int:
         """Write history points only (current scores untouched), by the same rule as
-        :meth:`upsert_scores`. Returns the points inserted or changed."""
+        :meth:`upsert_scores`. Returns the points written (each (user, interval) once)."""
         every = validate_scores(rows)
         if not len(every):
             return 0
-        points = self._points(every, history)
+        segment = self._segment(latest(every, history.bucket_us(every.features_time)), history)
         with self._write() as conn:
-            return self._bulk.upsert_history(conn, points)
+            return self._append_segment(conn, segment)
 
-    def _points(
-        self,
-        every: ScoreBatch,
-        history: HistoryPolicy,
-        scored: Mapping[str, list[Any]] | None = None,
-    ) -> dict[str, list[Any]]:
-        """Each (user, interval)'s newest row, as ``score_history`` columns. ``scored``:
-        ``every`` holds each user once and these are its ``scores`` columns (their time
-        and risk values are reused instead of converted again)."""
-        if scored is None:
-            p = latest(every, history.bucket_us(every.features_time))
-            times, risks = self.codec.iso(p.features_time), p.risk.tolist()
-        else:
-            p, times, risks = every, scored["features_time"], scored["risk"]
-        # A flush spans few intervals: format each distinct bucket once, then gather.
-        uniq, inverse = np.unique(history.bucket_us(p.features_time), return_inverse=True)
-        names = self.codec.iso(uniq)
-        buckets = [names[0]] * len(p) if len(uniq) == 1 else [names[i] for i in inverse.tolist()]
-        return {
-            "user_id": p.user_id,
-            "bucket": buckets,
-            "time": times,
-            "risk": risks,
-            "model_version": p.model_version,
-        }
+    def _segment(self, p: ScoreBatch, history: HistoryPolicy) -> dict[str, Any]:
+        """One ``score_history_segments`` row holding ``p``'s points (each (user,
+        interval) once: rows of :func:`latest`, by user)."""
+        users = segments.user_array(p.user_id if p.users_np is None else p.users_np)
+        t = p.features_time.view("int64")
+        b = history.bucket_us(p.features_time).view("int64")
+        versions = np.empty(len(p), dtype=object)
+        versions[:] = p.model_version
+        return segments.row(segments.Points(users, b, t, p.risk, versions), self.codec)
+
+    def _lock_history(self, conn: Connection) -> None:
+        """PostgreSQL: serialise history writers until commit, so ``seq`` order (the
+        tie-break of equal times) is commit order. SQLite's write lock already does."""
+        if self.dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                         {"k": f"churn-history:{self.schema or ''}"})  # fmt: skip
+
+    def _append_segment(self, conn: Connection, segment: dict[str, Any]) -> int:
+        self._lock_history(conn)
+        conn.execute(s.score_history_segments.insert(), [segment])
+        return int(segment["points"])
 
     def _score_columns(self, b: ScoreBatch) -> dict[str, list[Any]]:
         return {
@@ -364,10 +363,60 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
 
     # -- housekeeping --------------------------------------------------------------------
     def prune(self, before: datetime) -> dict[str, int]:
-        """Delete history points, metrics and decisions older than ``before``."""
+        """Delete history points, metrics and decisions older than ``before``.
+
+        ``score_history`` counts the points the readers no longer return (a point whose
+        every written version is older than ``before``); segments holding only such
+        versions are deleted, the others rewritten without them (same ``seq``)."""
         t = self.codec.one(check_time(before, "prune before"))
+        cut = int(to_utc_us([check_time(before, "prune before")], "before").view("int64")[0])
         out = {}
         with self._write() as conn:
-            for table in (s.score_history, s.stream_metrics, s.autoscale_decisions):
+            self._lock_history(conn)
+            out["score_history"] = self._prune_history(conn, cut)
+            for table in (s.stream_metrics, s.autoscale_decisions):
                 out[table.name] = conn.execute(delete(table).where(table.c.time < t)).rowcount
         return out
+
+    def _prune_history(self, conn: Connection, cut: int) -> int:
+        # Every version of a point older than ``cut`` lies in a bucket before it, and so
+        # do the other versions of that point: these segments hold all of them.
+        pts, seq = self._history_points(conn, bucket_before_us=cut)
+        if not len(pts):
+            return 0
+        gone = int((pts.times[segments.newest(pts, seq)] < cut).sum())
+        segs = s.score_history_segments
+        for q in np.unique(seq[pts.times < cut]).tolist():
+            keep = pts.take((seq == q) & (pts.times >= cut))
+            where = segs.c.seq == q
+            if not len(keep):
+                conn.execute(delete(segs).where(where))
+                continue
+            row = segments.row(keep, self.codec)
+            conn.execute(segs.update().where(where).values(**row))
+        return gone
+
+    def compact_history(self, *, segment_points: int = 20_000) -> dict[str, int]:
+        """Merge every history segment into as few as possible, holding the resolved
+        points only (superseded versions and replayed duplicates dropped), by (user,
+        bucket) in segments of at most ``segment_points`` (so each covers a narrow range
+        of users: a one-user read decodes one of them, plus the segments written since). Reads return the same before and
+        after; they get faster, as a store written by many small flushes holds many
+        segments. Returns ``{"segments": before, "points": before, "segments_after":
+        ..., "points_after": ...}``. One write transaction (writers wait for it)."""
+        if not (isinstance(segment_points, int) and segment_points >= 1):
+            raise InvalidRowError(f"compact_history segment_points={segment_points!r}: use an int >= 1")
+        segs = s.score_history_segments
+        with self._write() as conn:
+            self._lock_history(conn)
+            pts, seq = self._history_points(conn)
+            n_segs = len(np.unique(seq))
+            kept = pts.take(segments.newest(pts, seq))
+            kept = kept.take(np.lexsort((kept.buckets, kept.users)))  # by user: narrow ranges
+            conn.execute(delete(segs))
+            rows = [segments.row(kept.take(np.arange(lo, min(lo + segment_points, len(kept)))),
+                                 self.codec) for lo in range(0, len(kept), segment_points)]  # fmt: skip
+            if rows:
+                conn.execute(segs.insert(), rows)
+        return {"segments": n_segs, "points": len(pts), "segments_after": len(rows),
+                "points_after": len(kept)}  # fmt: skip

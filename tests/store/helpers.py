@@ -45,3 +45,27 @@ def reference_history(
 
 def minutes(m: float) -> timedelta:
     return timedelta(minutes=m)
+
+
+def to_v7_history(store, interval_s: float = 86_400.0) -> None:
+    """Rebuild the version-7 history layout in ``store``: the keyed ``score_history``
+    table holding the points the store reads back now (``interval_s``: the policy they
+    were written with), and no segments table, as a version-7 store had."""
+    from sqlalchemy import text
+
+    from pipeline.store import schema as s
+
+    hist = store.score_history()
+    step = int(interval_s * 1e6)
+    with store._write() as conn:
+        s.score_history.create(conn)
+        t_us = hist["time"].dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+        b_us = (t_us.view("int64") - t_us.view("int64") % step).view("datetime64[us]")
+        rows = [
+            {"bucket": b, "user_id": u, "time": t, "risk": float(r), "model_version": m}
+            for b, t, u, r, m in zip(store.codec.many(b_us), store.codec.many(t_us), hist.user_id,
+                                     hist.risk, hist.model_version, strict=True)
+        ]  # fmt: skip
+        if rows:
+            conn.execute(s.score_history.insert(), rows)
+        conn.execute(text(f"DROP TABLE {store._bulk.table(s.score_history_segments)}"))

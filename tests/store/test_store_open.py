@@ -18,7 +18,7 @@ from pipeline.store import schema as s
 from pipeline.store.migrations import migrate
 from tests.needs import pg_unavailable
 from tests.store.conftest import PG_URLS, pg_url
-from tests.store.helpers import score
+from tests.store.helpers import score, to_v7_history
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = str(Path(__file__).with_name("store_workers.py"))
@@ -154,6 +154,7 @@ def test_v5_history_keyed_by_user_first_is_rekeyed_bucket_first(make_store, cloc
     store = make_store()
     store.upsert_scores([score(f"u{i}", i / 10, m) for i in range(4) for m in (0, 1440, 2880)])
     before = store.score_history()
+    to_v7_history(store)
     owner = store.schema
     name = f'"{owner}".score_history' if owner else "score_history"
     with store.engine.begin() as conn:  # rebuild the version-6 layout
@@ -172,11 +173,10 @@ def test_v5_history_keyed_by_user_first_is_rekeyed_bucket_first(make_store, cloc
         pk = inspect(conn).get_pk_constraint("score_history", schema=owner)["constrained_columns"]
     assert pk == ["user_id", "bucket"]
     store.close()
-    again = make_store()
-    assert again.schema_version() == SCHEMA_VERSION == 7
+    again = make_store()  # v7 rekeys (bucket, user_id), v8 carries the points into segments
+    assert again.schema_version() == SCHEMA_VERSION == 8
     with again.engine.connect() as conn:
-        pk = inspect(conn).get_pk_constraint("score_history", schema=owner)["constrained_columns"]
-    assert pk == ["bucket", "user_id"]
+        assert not inspect(conn).has_table("score_history", schema=owner)
     pd.testing.assert_frame_equal(again.score_history(), before)
     one = again.score_history(["u2"])
     assert list(one["user_id"]) == ["u2"] * 3 and list(one["risk"]) == [0.2] * 3

@@ -49,7 +49,8 @@ def test_rewriting_a_batch_is_a_no_op(store: Store):
     store.upsert_scores(batch)
     before, history = table(store), store.score_history()
     again = store.upsert_scores(batch)  # e.g. re-processed after a crash before the commit
-    assert again.scores == 10 and again.history == 0 and again.stale == 0
+    # the replay appends its points again (history counts points written); reads unchanged
+    assert again.scores == 10 and again.history == 10 and again.stale == 0
     assert table(store) == before
     pd.testing.assert_frame_equal(store.score_history(), history)
 
@@ -57,7 +58,9 @@ def test_rewriting_a_batch_is_a_no_op(store: Store):
 def test_older_features_never_replace_newer_ones(store: Store):
     store.upsert_scores([score("u1", 0.8, minutes=10)])
     res = store.upsert_scores([score("u1", 0.1, minutes=5), score("u2", 0.3, minutes=5)])
-    assert res == WriteResult(scores=1, history=1, stale=1, duplicates=0)
+    # both rows are written as points; u1's older one never reads back (a newer is stored)
+    assert res == WriteResult(scores=1, history=2, stale=1, duplicates=0)
+    assert store.score_history(["u1"]).risk.tolist() == [0.8]
     assert table(store) == [
         ("u1", 0.8, "1", pd.Timestamp(T0 + timedelta(minutes=10))),
         ("u2", 0.3, "1", pd.Timestamp(T0 + timedelta(minutes=5))),
@@ -135,19 +138,25 @@ def test_nan_risk_in_a_frame_names_the_count(store: Store):
 
 def test_history_keeps_each_users_newest_score_per_interval_step_by_step(store: Store):
     hourly = HistoryPolicy(interval_s=3600)
-    steps = [  # (minutes, risk, model, points inserted or changed)
-        (0, 0.50, "1", 1),  # first score in hour 0
-        (1, 0.53, "1", 1),  # newer in hour 0: replaces the point
-        (1, 0.53, "1", 0),  # the same row again (a replay): nothing changes
-        (0, 0.99, "1", 0),  # older than hour 0's point: kept out
-        (59, 0.58, "1", 1),
-        (60, 0.59, "1", 1),  # hour 1: a new point
-        (61, 0.59, "2", 1),  # a new model version, same hour
-        (125, 0.40, "2", 1),  # hour 2
+    h0, h1, h2 = (T0 + timedelta(hours=h) for h in range(3))
+    steps = [  # (minutes, risk, model, u1's points read back after it: (hour, minutes, risk, model))
+        (0, 0.50, "1", [(h0, 0, 0.50, "1")]),  # first score in hour 0
+        (1, 0.53, "1", [(h0, 1, 0.53, "1")]),  # newer in hour 0: replaces the point
+        (1, 0.53, "1", [(h0, 1, 0.53, "1")]),  # the same row again (a replay): nothing changes
+        (0, 0.99, "1", [(h0, 1, 0.53, "1")]),  # older than hour 0's point: kept out
+        (1, 0.54, "1", [(h0, 1, 0.54, "1")]),  # same time, another risk: the later write wins
+        (59, 0.58, "1", [(h0, 59, 0.58, "1")]),
+        (60, 0.59, "1", [(h0, 59, 0.58, "1"), (h1, 60, 0.59, "1")]),  # hour 1: a new point
+        (61, 0.59, "2", [(h0, 59, 0.58, "1"), (h1, 61, 0.59, "2")]),  # new model, same hour
+        (125, 0.40, "2", [(h0, 59, 0.58, "1"), (h1, 61, 0.59, "2"), (h2, 125, 0.40, "2")]),
     ]
-    for m, risk, model, changed in steps:
+    for m, risk, model, want in steps:
         res = store.upsert_scores([score("u1", risk, m, model)], history=hourly)
-        assert res.history == changed, (m, risk, model)
+        assert res.history == 1  # every write appends its point; reads keep the newest
+        got = store.score_history(["u1"])
+        assert list(zip(got.time, got.risk, got.model_version, strict=True)) == [
+            (pd.Timestamp(T0 + timedelta(minutes=mm)), r, v) for _, mm, r, v in want
+        ], (m, risk, model)
     hist = store.score_history(["u1"])
     assert list(hist.risk) == [0.58, 0.59, 0.40]
     assert list(hist.model_version) == ["1", "2", "2"]
@@ -181,7 +190,7 @@ def test_history_filters_and_explicit_appends(store: Store):
     store.upsert_scores([score("a", 0.2, 0), score("b", 0.3, 10)])
     daily = HistoryPolicy()
     assert store.append_score_history([score("a", 0.25, 5), score("a", 0.2, 0)]) == 1
-    assert store.append_score_history([score("a", 0.99, 4)]) == 0  # older than the point
+    assert store.append_score_history([score("a", 0.99, 4)]) == 1  # written; never read: older
     assert store.append_score_history([score("a", 0.3, 24 * 60)], history=daily) == 1
     hist = store.score_history(["a"])
     assert list(zip(hist.risk, hist.time, strict=True)) == [

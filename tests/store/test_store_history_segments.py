@@ -1,0 +1,167 @@
+"""Columnar history segments (schema 8) read exactly what the keyed table (schema 4-7) did.
+
+The reference is the previous implementation itself: the version-7 ``score_history``
+table (``schema.score_history``) in a private SQLite database, written with the upsert
+statement version 7 ran for every write (its points computed as ``Store`` computes
+them), read with version 7's query. A realistic write sequence -- several days, many
+flushes, users scored several times per flush, stale rows, equal-time re-scores by a new
+model version, replayed flushes (a crash), appends of history only -- must read back
+identically through ``Store.score_history`` (everything, one user, a few users,
+``since``), before and after ``compact_history``, and after ``prune``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, text
+
+from pipeline.store import HistoryPolicy, Store
+from pipeline.store import schema as s
+from pipeline.store.rows import TimeCodec, latest, validate_scores
+from pipeline.store.segments import decode, encode, user_array
+from tests.store.helpers import T0, score
+
+V7_UPSERT = (
+    "INSERT INTO score_history AS t (user_id, bucket, time, risk, model_version) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (bucket, user_id) DO UPDATE SET time = excluded.time, "
+    "risk = excluded.risk, model_version = excluded.model_version "
+    "WHERE excluded.time > t.time OR (excluded.time = t.time AND "
+    "(excluded.risk <> t.risk OR excluded.model_version <> t.model_version))"
+)
+
+
+class KeyedV7:
+    """Version 7's history: the keyed table, its upsert, its reader."""
+
+    def __init__(self) -> None:
+        self.engine = create_engine("sqlite://")
+        s.score_history.create(self.engine)
+        self.codec = TimeCodec("sqlite")
+
+    def write(self, rows: list[dict], history: HistoryPolicy) -> None:
+        every = validate_scores(rows)
+        p = latest(every, history.bucket_us(every.features_time))
+        params = list(zip(p.user_id, self.codec.iso(history.bucket_us(p.features_time)),
+                          self.codec.iso(p.features_time), p.risk.tolist(), p.model_version,
+                          strict=True))  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(V7_UPSERT, params)
+
+    def read(self, users: list[str] | None = None, since=None) -> pd.DataFrame:
+        q = "SELECT user_id, time, risk, model_version FROM score_history"
+        where, args = [], {}
+        if users is not None:
+            where.append("user_id IN (" + ", ".join(f":u{i}" for i in range(len(users))) + ")")
+            args.update({f"u{i}": u for i, u in enumerate(users)})
+        if since is not None:
+            where.append("time >= :since")
+            args["since"] = self.codec.one(since)
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        with self.engine.connect() as conn:
+            res = conn.execute(text(q + " ORDER BY time, user_id"), args)
+            df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+        df["time"] = TimeCodec.decode(df["time"])
+        return df
+
+    def prune(self, before) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(text("DELETE FROM score_history WHERE time < :t"),
+                                {"t": self.codec.one(before)}).rowcount  # fmt: skip
+
+
+def workload(seed: int = 3) -> list[tuple[str, list[dict]]]:
+    """(kind, rows) writes: 4 days of flushes every ~40 min over 300 users, some users
+    several times per flush, stale rows, same-time re-scores by model "2", replayed
+    flushes and history-only appends."""
+    rng = np.random.default_rng(seed)
+    users = [f"user-{i:04d}" for i in range(300)] + ["ünï-1", "用户-2"]  # non-ASCII ids too
+    writes: list[tuple[str, list[dict]]] = []
+    last: dict[str, float] = {}
+    for step in range(4 * 24 * 60 // 40):
+        now = step * 40.0
+        picked = rng.choice(len(users), 60, replace=False)
+        rows = []
+        for i in picked:
+            u = users[i]
+            m = now + float(rng.integers(0, 40))
+            rows.append(score(u, float(rng.integers(0, 1000)) / 1000, m, "1"))
+            last[u] = m
+            if rng.random() < 0.2:  # scored again later in the same flush
+                rows.append(score(u, float(rng.random()), m + 1, "1"))
+                last[u] = m + 1
+        for u in rng.choice(users, 5).tolist():  # stale: older than the stored score
+            if u in last:
+                rows.append(score(u, float(rng.random()), last[u] - float(rng.integers(1, 300)), "1"))
+        for u in rng.choice(list(last), 3).tolist():  # same time, another model's risk
+            rows.append(score(u, float(rng.random()), last[u], "2"))
+        writes.append(("scores", rows))
+        if rng.random() < 0.15 and len(writes) > 2:  # a crash: replay the previous flushes
+            writes.extend(writes[-3:-1])
+        if rng.random() < 0.1:
+            writes.append(("history", rows[: len(rows) // 2]))
+    return writes
+
+
+@pytest.mark.parametrize("interval", [86_400.0, 3_600.0])
+def test_segments_read_what_the_keyed_table_kept(store: Store, interval: float):
+    history = HistoryPolicy(interval)
+    ref = KeyedV7()
+    writes = workload()
+    for kind, rows in writes:
+        if kind == "scores":
+            store.upsert_scores(rows, history=history)
+        else:
+            store.append_score_history(rows, history=history)
+        ref.write(rows, history)
+    some = ["user-0007", "user-0123", "ünï-1", "用户-2", "nobody"]
+    since = T0 + timedelta(days=2, minutes=13)
+
+    def check() -> None:
+        want = ref.read()
+        assert len(want) > 500
+        pd.testing.assert_frame_equal(store.score_history(), want)
+        pd.testing.assert_frame_equal(store.score_history(["user-0042"]), ref.read(["user-0042"]))
+        pd.testing.assert_frame_equal(store.score_history(some), ref.read(some))
+        pd.testing.assert_frame_equal(store.score_history(since=since), ref.read(since=since))
+        pd.testing.assert_frame_equal(store.score_history(some, since=since), ref.read(some, since))
+
+    check()
+    out = store.compact_history(segment_points=700)
+    assert out["segments"] == len(writes) and out["points_after"] == len(ref.read())
+    assert out["points"] > out["points_after"] and out["segments_after"] == -(-out["points_after"] // 700)
+    check()
+    # writes after a compaction win ties over the compacted points, as later writes did
+    for _, rows in writes[-6:]:
+        store.upsert_scores(rows, history=history)
+        ref.write(rows, history)
+    check()
+    cut = T0 + timedelta(days=1, hours=5, minutes=7)
+    assert store.prune(cut)["score_history"] == ref.prune(cut)
+    check()
+    assert store.score_history(["nobody"]).empty
+
+
+def test_payload_round_trips_and_rejects_unknown_formats():
+    users = user_array(["b", "a", "ü"])
+    assert users.dtype.kind == "U"  # not all ASCII
+    p = decode(encode(users, np.array([1, 2, 3]), np.array([4, 5, 6]), np.array([0.1, 0.2, 0.3]),
+                      ["1", "2", "1"]))  # fmt: skip
+    assert p.users.tolist() == ["b", "a", "ü"] and p.times.tolist() == [4, 5, 6]
+    assert p.risks.tolist() == [0.1, 0.2, 0.3] and p.versions.tolist() == ["1", "2", "1"]
+    assert user_array(["a", "bc"]).dtype == np.dtype("S2")
+    from pipeline.errors import StoreError
+
+    with pytest.raises(StoreError, match="unknown format"):
+        decode(b"XXXX" + bytes(8))
+
+
+def test_user_ids_with_nul_are_rejected_clearly(store: Store):
+    from pipeline.errors import InvalidRowError
+
+    with pytest.raises(InvalidRowError, match="without NUL"):
+        store.upsert_scores([score("a\x00b", 0.5)])
