@@ -168,10 +168,12 @@ class Readers:
         since_us: int | None = None,
         bucket_before_us: int | None = None,
         users: Sequence[str] | None = None,
+        flush_only: bool = False,
     ) -> tuple[segments.Points, np.ndarray]:
         """Every stored history point version (all segments, or those that may hold a
         point at/after ``since_us`` or in a bucket before ``bucket_before_us``), of
-        ``users`` only if given, and each point's segment ``seq``."""
+        ``users`` only if given (``flush_only``: of the segments written by flushes, not
+        yet merged by a compaction run), and each point's segment ``seq``."""
         pg = conn.dialect.name == "postgresql"
         mark = "%s" if pg else "?"
         where: list[str] = []
@@ -186,6 +188,8 @@ class Readers:
         if bucket_before_us is not None:
             where.append(f"bucket_min < {mark}")
             params.append(bound(bucket_before_us))
+        if flush_only:  # the segments no compaction run has merged yet
+            where.append("run IS NULL")
         if users:
             # code-point order, as the bounds are stored (PostgreSQL: whatever the collation)
             collate = ' COLLATE "C"' if pg else ""

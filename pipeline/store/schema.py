@@ -103,6 +103,10 @@ score_history_segments = Table(
     Column("time_min", Time, nullable=False),
     Column("time_max", Time, nullable=False),
     Column("payload", LargeBinary, nullable=False),
+    # NULL: written by a flush (its points span any users); else the compaction run that
+    # wrote it (``Store.compact_history``: points sorted by user, narrow user ranges).
+    # Every flush segment is newer (higher ``seq``) than every run's.
+    Column("run", Integer, nullable=True),
 )
 
 # PostgreSQL: store payloads uncompressed (pglz spent server CPU on every write and read

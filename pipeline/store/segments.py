@@ -18,12 +18,13 @@ order of ``seq`` is the order of the commits.
 
 Read cost: a read decodes the segments it cannot skip (``since`` skips by
 ``time_max``; a read of a few users by ``user_min``/``user_max``). A flush's segment
-spans every user range, so a one-user read costs in proportion to the points written
-since the last :meth:`pipeline.store.Store.compact_history`, which merges everything
-into resolved points sorted by user, 20,000 per segment (then a one-user read decodes
-one of them: ~1 ms on SQLite in ``benchmarks/bench_store.py``). Run it periodically
-(like ``prune``); reads are correct without it. ``prune`` rewrites the segments that
-hold older points.
+spans every user range, so writers compact as they go
+(:meth:`pipeline.store.Store.maybe_compact_history`): every 64 flush segments are merged
+into a *run* of resolved points sorted by user, 20,000 per segment, and once 8 runs
+exist everything is merged into one. A one-user read then decodes at most one segment
+per run plus the flush segments since the last run (~1 ms per compacted segment on
+SQLite in ``benchmarks/bench_store.py``), however long the store has run; reads are
+correct at every step. ``prune`` rewrites the segments that hold older points.
 
 Payload (little-endian)::
 

@@ -23,6 +23,7 @@ WriteResult(scores=1, history=1, stale=0, duplicates=0)
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, delete, text
+from sqlalchemy import Connection, Engine, Table, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -62,6 +63,9 @@ from pipeline.store.rows import (
 from pipeline.store.walcheckpoint import Checkpointer
 
 DEFAULT_HISTORY = HistoryPolicy()
+HISTORY_COMPACT_AFTER = 64  # flush segments (one per write) before writers merge them
+HISTORY_MAX_RUNS = 8  # compaction runs before the next compaction merges everything
+log = logging.getLogger(__name__)
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -86,6 +90,10 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
     ) -> None:
         self.clock = clock or SystemClock()
         self.read_only = read_only
+        # history compaction policy (maybe_compact_history); 0: writers never compact
+        self.history_compact_after = HISTORY_COMPACT_AFTER
+        self.history_max_runs = HISTORY_MAX_RUNS
+        self._history_writes = 0
         engine = open_engine(
             url, busy_timeout_s=busy_timeout_s, read_only=read_only, background_checkpoints=True
         )
@@ -264,6 +272,8 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         with self._write() as conn:
             written = self._bulk.upsert_scores(conn, cols)
             appended = 0 if segment is None else self._append_segment(conn, segment)
+        if segment is not None:
+            self._after_history_write()
         return WriteResult(written, appended, len(batch) - written, dupes)
 
     def append_score_history(
@@ -279,7 +289,9 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
             return 0
         segment = self._segment(latest(every, history.bucket_us(every.features_time)), history)
         with self._write() as conn:
-            return self._append_segment(conn, segment)
+            appended = self._append_segment(conn, segment)
+        self._after_history_write()
+        return appended
 
     def _segment(self, p: ScoreBatch, history: HistoryPolicy) -> dict[str, Any]:
         """One ``score_history_segments`` row holding ``p``'s points (each (user,
@@ -396,27 +408,71 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
             conn.execute(segs.update().where(where).values(**row))
         return gone
 
-    def compact_history(self, *, segment_points: int = 20_000) -> dict[str, int]:
-        """Merge every history segment into as few as possible, holding the resolved
-        points only (superseded versions and replayed duplicates dropped), by (user,
-        bucket) in segments of at most ``segment_points`` (so each covers a narrow range
-        of users: a one-user read decodes one of them, plus the segments written since). Reads return the same before and
-        after; they get faster, as a store written by many small flushes holds many
-        segments. Returns ``{"segments": before, "points": before, "segments_after":
-        ..., "points_after": ...}``. One write transaction (writers wait for it)."""
+    def compact_history(self, *, segment_points: int = 20_000, recent_only: bool = False) -> dict[str, int]:
+        """Merge history segments into as few as possible, holding the resolved points
+        only (superseded versions and replayed duplicates dropped), by (user, bucket) in
+        segments of at most ``segment_points`` (so each covers a narrow range of users: a
+        one-user read decodes one per run, plus the flush segments written since). Reads
+        return the same before and after; they get faster, as a store written by many
+        small flushes holds many segments.
+
+        ``recent_only``: merge only the flush segments (those no run has merged yet: the
+        newest ones) into a new run, leaving older runs as they are -- a cost in proportion
+        to the points written since the last compaction, not to the whole history. Without
+        it every segment is merged into one run. Returns ``{"segments": merged, "points":
+        merged, "segments_after": ..., "points_after": ..., "run": ...}``. One write
+        transaction (writers wait for it). Writers call this themselves
+        (:meth:`maybe_compact_history`)."""
         if not (isinstance(segment_points, int) and segment_points >= 1):
             raise InvalidRowError(f"compact_history segment_points={segment_points!r}: use an int >= 1")
         segs = s.score_history_segments
         with self._write() as conn:
             self._lock_history(conn)
-            pts, seq = self._history_points(conn)
+            pts, seq = self._history_points(conn, flush_only=recent_only)
             n_segs = len(np.unique(seq))
+            run = int(conn.execute(select(func.coalesce(func.max(segs.c.run), 0))).scalar_one()) + 1
             kept = pts.take(segments.newest(pts, seq))
             kept = kept.take(np.lexsort((kept.buckets, kept.users)))  # by user: narrow ranges
-            conn.execute(delete(segs))
+            conn.execute(delete(segs).where(segs.c.run.is_(None)) if recent_only else delete(segs))
             rows = [segments.row(kept.take(np.arange(lo, min(lo + segment_points, len(kept)))),
-                                 self.codec) for lo in range(0, len(kept), segment_points)]  # fmt: skip
+                                 self.codec) | {"run": run}
+                    for lo in range(0, len(kept), segment_points)]  # fmt: skip
             if rows:
                 conn.execute(segs.insert(), rows)
         return {"segments": n_segs, "points": len(pts), "segments_after": len(rows),
-                "points_after": len(kept)}  # fmt: skip
+                "points_after": len(kept), "run": run}  # fmt: skip
+
+    def maybe_compact_history(self) -> dict[str, int] | None:
+        """The writers' compaction policy (called every ``history_compact_after // 4``
+        history writes of this Store): once ``history_compact_after`` flush segments have
+        piled up, merge them into a new run (:meth:`compact_history` ``recent_only``);
+        once ``history_max_runs`` runs exist, merge everything into one. A one-user read
+        then decodes at most ``history_max_runs`` + ``history_compact_after`` segments,
+        however long the store has run. None: nothing to do yet."""
+        segs = s.score_history_segments
+        with self._read() as conn:
+            flushes, runs = conn.execute(select(
+                func.count().filter(segs.c.run.is_(None)), func.count(func.distinct(segs.c.run)))).one()
+        if int(flushes) < self.history_compact_after:
+            return None
+        return self.compact_history(recent_only=int(runs) < self.history_max_runs)
+
+    def _after_history_write(self) -> None:
+        """Compaction is housekeeping: a failure is logged (reads stay correct, only
+        slower) and never fails the write, which has committed."""
+        if not self.history_compact_after:
+            return
+        self._history_writes += 1
+        if self._history_writes < max(1, self.history_compact_after // 4):
+            return
+        self._history_writes = 0
+        try:
+            done = self.maybe_compact_history()
+        except (StoreError, OperationalError) as exc:
+            log.warning("store %s: score history compaction failed, will retry (reads stay correct, only "
+                        "slower): %s", self.url, exc)
+            return
+        if done is not None:
+            log.info("store %s: score history: %d segments (%d points) merged into run %d (%d segments, %d points)",
+                     self.url, done["segments"], done["points"], done["run"], done["segments_after"],
+                     done["points_after"])

@@ -17,7 +17,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from pipeline.store import HistoryPolicy, Store
 from pipeline.store import schema as s
@@ -107,17 +107,35 @@ def workload(seed: int = 3) -> list[tuple[str, list[dict]]]:
     return writes
 
 
+def _segment_counts(store: Store) -> tuple[int, int]:
+    """(flush segments, compaction runs) in the store."""
+    c = s.score_history_segments.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(c.run)).scalars().all()
+    return sum(r is None for r in rows), len({r for r in rows if r is not None})
+
+
 @pytest.mark.parametrize("interval", [86_400.0, 3_600.0])
-def test_segments_read_what_the_keyed_table_kept(store: Store, interval: float):
+@pytest.mark.parametrize("auto", [False, True], ids=["no-auto-compaction", "writers-compact"])
+def test_segments_read_what_the_keyed_table_kept(store: Store, interval: float, auto: bool):
     history = HistoryPolicy(interval)
     ref = KeyedV7()
     writes = workload()
+    # writers-compact: the writers' own policy, at a small scale (every write checks; 4
+    # flush segments make a run, 3 runs are merged into one)
+    store.history_compact_after, store.history_max_runs = (4, 3) if auto else (0, 3)
+    most = [0, 0]
     for kind, rows in writes:
         if kind == "scores":
             store.upsert_scores(rows, history=history)
         else:
             store.append_score_history(rows, history=history)
         ref.write(rows, history)
+        most = [max(a, b) for a, b in zip(most, _segment_counts(store), strict=True)]
+    if auto:  # bounded however many writes: what a one-user read decodes stays small
+        assert most == [3, 3], most
+    else:
+        assert most == [len(writes), 0]
     some = ["user-0007", "user-0123", "ünï-1", "用户-2", "nobody"]
     since = T0 + timedelta(days=2, minutes=13)
 
@@ -132,7 +150,9 @@ def test_segments_read_what_the_keyed_table_kept(store: Store, interval: float):
 
     check()
     out = store.compact_history(segment_points=700)
-    assert out["segments"] == len(writes) and out["points_after"] == len(ref.read())
+    assert out["points_after"] == len(ref.read()) and _segment_counts(store) == (0, 1)
+    if not auto:
+        assert out["segments"] == len(writes)
     assert out["points"] > out["points_after"] and out["segments_after"] == -(-out["points_after"] // 700)
     check()
     # writes after a compaction win ties over the compacted points, as later writes did
