@@ -31,6 +31,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, S
 from sqlalchemy.pool import StaticPool
 
 from pipeline.errors import ConfigError, StoreError
+from pipeline.store.walcheckpoint import WAL_KEEP_BYTES
 
 BUSY_TIMEOUT_S = 30.0
 CACHE_KIB = 65536
@@ -139,6 +140,10 @@ def _sqlite_engine(
                 cur.execute("PRAGMA synchronous = NORMAL")
             if background_checkpoints and not read_only and not memory:
                 cur.execute("PRAGMA wal_autocheckpoint = 0")  # see walcheckpoint
+                # SQLite reuses a WAL file without shrinking it, and the checkpointer
+                # judges the WAL by the file's size: after a completed checkpoint the next
+                # write truncates it to this, so the size again tells the pages written since.
+                cur.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
             # 64 MiB page cache per connection (default 2 MiB): a batch updates rows all
             # over the scores B-tree; with 200k users this halves the upsert time.
             cur.execute(f"PRAGMA cache_size = -{CACHE_KIB}")

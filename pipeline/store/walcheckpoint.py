@@ -11,8 +11,11 @@ The store's write connections therefore set ``wal_autocheckpoint = 0`` and a
 after a commit has grown the WAL past ``pages`` pages: the same work, done while the
 writer prepares its next batch (a PASSIVE checkpoint never blocks writers or readers).
 If the checkpointer falls ``hard_limit`` pages behind (e.g. a reader pins an old
-snapshot), the committing writer checkpoints itself, so the WAL stays bounded. When the
-last connection closes SQLite checkpoints and removes the WAL, as usual.
+snapshot), the committing writer checkpoints itself, so the WAL stays bounded. The WAL's
+size is read from its file, which SQLite reuses without shrinking: the write
+connections' ``journal_size_limit`` (``WAL_KEEP_BYTES``) truncates it after a completed
+checkpoint, so the size measures what was written since. When the last connection
+closes SQLite checkpoints and removes the WAL, as usual.
 
 Its CPU is the writer process's CPU (``benchmarks/bench_stream.py`` counts it).
 """
@@ -26,8 +29,13 @@ import threading
 from pathlib import Path
 
 log = logging.getLogger("pipeline.store")
-PAGES = 4_096  # ~16 MiB of 4 KiB pages before a background checkpoint
-HARD_LIMIT = 65_536  # ~256 MiB: the writer checkpoints itself
+PAGES = 4_096  # x 4 KiB = 16 MiB of WAL before a background checkpoint
+HARD_LIMIT = 65_536  # x 4 KiB = 256 MiB: the writer checkpoints itself
+# journal_size_limit of the write connections (engine): after a completed checkpoint
+# the next write truncates the WAL file to this, below the trigger. Without it the file
+# keeps its largest size ever, and a WAL that once passed the hard limit would make the
+# writer checkpoint inline at every commit from then on.
+WAL_KEEP_BYTES = PAGES * 4096 // 2
 
 
 class Checkpointer:

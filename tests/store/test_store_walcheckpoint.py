@@ -42,6 +42,33 @@ def test_past_the_hard_limit_the_writer_checkpoints_itself(tmp_path, clock):
     store.close()
 
 
+def test_after_a_checkpoint_the_wal_shrinks_so_commits_stop_checkpointing_inline(tmp_path, clock):
+    import os
+
+    from pipeline.store.walcheckpoint import WAL_KEEP_BYTES
+
+    path = tmp_path / "churn.db"
+    store = Store(f"sqlite:///{path}", clock=clock)
+    wal = tmp_path / "churn.db-wal"
+    store._checkpointer.close()
+    stuck = Checkpointer(path, pages=10**9, hard_limit=10**9)  # nothing checkpoints yet
+    store._checkpointer = stuck
+    rows = [score(f"user-{i:06d}-{'x' * 100}", 0.5) for i in range(20_000)]
+    for k in range(4):  # well past the keep size (every row rewritten each time)
+        store.upsert_scores([{**r, "risk": k / 10} for r in rows], history=None)
+    assert os.stat(wal).st_size > 2 * WAL_KEEP_BYTES
+    store._checkpointer = Checkpointer(path, pages=10**9, hard_limit=WAL_KEEP_BYTES * 2 // 4096)
+    store.upsert_scores([score("u1", 0.5)])  # past the hard limit: inline checkpoint
+    assert store._checkpointer.checkpoints == 1
+    for k in range(3):  # small commits: the WAL was reset and truncated, no more inline checkpoints
+        store.upsert_scores([score(f"v{k}", 0.5)])
+    assert os.stat(wal).st_size <= WAL_KEEP_BYTES
+    assert store._checkpointer.checkpoints == 1
+    store._checkpointer.close()
+    store._checkpointer = None
+    store.close()
+
+
 def test_new_files_get_large_pages_and_sync_fsyncs_the_wal(tmp_path, clock, monkeypatch):
     import os
 
