@@ -19,10 +19,12 @@ wrote. README and docs quote ``published.json`` (``python -m benchmarks.publish`
 Budget: a full ``make bench`` must finish within ``TOTAL_BUDGET_S`` (20 min) on the
 project's 2-core machine. ``BUDGET_S`` gives each module its share (seconds, full run;
 a module not listed gets ``DEFAULT_BUDGET_S``); the end of every run prints a table of
-seconds vs budget per module and the total wall time, and records both in provenance
-(``budget`` per module entry; per mode, ``last_run`` with its modules, total seconds and
-``total_budget_s``), so a
-module that blows its budget is visible. A module that raises is reported (traceback
+seconds vs budget per module (with the CPU seconds of the module's process and every
+process it started, ``benchmarks/cpu.py``: on a loaded machine wall seconds inflate, CPU
+seconds much less, so a loaded run can still be judged) and the total wall time, and
+records them in provenance (``seconds``, ``cpu_s`` and ``budget`` per module entry; per
+mode, ``last_run`` with its modules, total seconds and ``total_budget_s``), so a module
+that blows its budget is visible. A module that raises is reported (traceback
 printed, ``error`` in its provenance entry), the others still run, and the exit status
 is 1; its old figures stay in the results file.
 """
@@ -41,6 +43,8 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from benchmarks.cpu import tree_cpu_s
 
 HERE = Path(__file__).resolve().parent
 TOTAL_BUDGET_S = 1200.0  # a full run, the whole suite
@@ -120,12 +124,13 @@ def budget(name: str, quick: bool) -> float:
 
 def budget_table(entries: dict[str, dict[str, Any]], ran: list[str], quick: bool) -> str:
     """Seconds vs budget per module of this run; ``OVER`` marks a blown budget."""
-    lines = [f"\n{'module':22s} {'seconds':>8s} {'budget':>7s} {'share':>6s}  load before -> after"]
+    lines = [f"\n{'module':22s} {'seconds':>8s} {'CPU s':>7s} {'budget':>7s} {'share':>6s}  load before -> after"]
     for name in ran:
         e = entries[name]
         b = e.get("budget", budget(name, quick))
         flag = "  FAILED" if "error" in e else ("  OVER" if e["seconds"] > b else "")
-        lines.append(f"{name:22s} {e['seconds']:8.1f} {b:7.0f} {e['seconds'] / b:6.0%}  "
+        cpu = f"{e['cpu_s']:7.1f}" if "cpu_s" in e else f"{'-':>7s}"
+        lines.append(f"{name:22s} {e['seconds']:8.1f} {cpu} {b:7.0f} {e['seconds'] / b:6.0%}  "
                      f"{e['load_before'][0]:.1f} -> {e['load_after'][0]:.1f}{flag}")  # fmt: skip
     return "\n".join(lines)
 
@@ -171,16 +176,17 @@ def main(argv: list[str], root: Path = HERE) -> int:
         entry: dict[str, Any] = {"commit": commit(root.parent), "quick": quick,
                                  "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
                                  "load_before": list(os.getloadavg())}  # fmt: skip
-        t = time.perf_counter()
+        t, cpu0 = time.perf_counter(), tree_cpu_s()
         try:
             figures = _module(path, root).run(quick=quick)
         except Exception as e:  # noqa: BLE001 - reported and recorded; the other modules still run
             traceback.print_exc()
             figures, entry["error"] = {}, f"{type(e).__name__}: {e}"[:2000]
             failed.append(name)
-        entry |= {"seconds": round(time.perf_counter() - t, 1), "load_after": list(os.getloadavg()),
+        entry |= {"seconds": round(time.perf_counter() - t, 1), "cpu_s": round(tree_cpu_s() - cpu0, 1),
+                  "load_after": list(os.getloadavg()),
                   "figures": sorted(figures), "budget": budget(name, quick)}  # fmt: skip
-        print(f"--- {name}: {entry['seconds']:.1f} s (budget {entry['budget']:.0f} s), load average "
+        print(f"--- {name}: {entry['seconds']:.1f} s, {entry['cpu_s']:.1f} CPU s (budget {entry['budget']:.0f} s), load average "
               f"{entry['load_before'][0]:.1f} -> {entry['load_after'][0]:.1f}", flush=True)  # fmt: skip
         results.update({k: float(v) for k, v in figures.items()})
         record(provenance, quick, name, entry)
