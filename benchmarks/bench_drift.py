@@ -233,8 +233,11 @@ def _cpu() -> float:
 
 def run(quick: bool = False) -> dict[str, float]:
     reps = 1 if quick else 3
+    phases: dict[str, float] = {}  # where this module's wall time goes (printed at the end)
+    t = time.perf_counter()
     lean = _run_child("lean", reps)
     report = _run_child("report", 1)
+    phases["check + report children"] = time.perf_counter() - t
     print(f"one lean drift check, {ROWS:,} x {COLS} window vs {ROWS:,} x {COLS} reference (+ risk), child process")
     print(f"  Evidently import               {lean['import_s']:8.1f} s  (once per worker process)")
     print(f"  lean check                     {lean['seconds']:8.2f} s  (median of {reps}; target <= 5 s: "
@@ -244,9 +247,11 @@ def run(quick: bool = False) -> dict[str, float]:
           f"{report['seconds'] / lean['seconds']:.1f}x a lean check; peak RSS {report['rss_mb']:.0f} MB)")
     secs = 8.0 if quick else 12.0
     logging.getLogger("pipeline.drift").setLevel(logging.ERROR)  # the synthetic risks drift: quiet
+    t = time.perf_counter()
     off, _, _, _ = hot_loop(None, secs)
     proc, obs_us, obs_max_us, proc_checks = hot_loop("process", secs)
     thr, _, _, thr_checks = hot_loop("thread", secs)
+    phases["hot loops"] = time.perf_counter() - t
     load = os.getloadavg()[0]
     print(f"hot loop (1,000-row micro-batches: numpy scoring work + observe + step), {secs:.0f} s each, "
           f"checks back to back; load average {load:.1f} on {os.cpu_count()} CPUs")
@@ -256,12 +261,16 @@ def run(quick: bool = False) -> dict[str, float]:
     print(f"  checks in a thread             {thr:8.1f} batches/s  ({thr / off:.2f}x of off; {thr_checks} checks)")
     users, days, reps = (3_000, 30, 1) if quick else (16_000, 40, 3)
     with tempfile.TemporaryDirectory(prefix="churn-bench-drift-") as tmp:
+        t = time.perf_counter()
         log, reference = stream_log(Path(tmp), users, days)
+        phases["stream input (simulation, reference)"] = time.perf_counter() - t
+        t = time.perf_counter()
         on_runs, off_runs = [], []
         for i in range(reps):  # interleaved: the machine's other load hits both alike
             off_runs.append(stream_run(Path(tmp), log, reference, False, f"off{i}"))
             on_runs.append(stream_run(Path(tmp), log, reference, True, f"on{i}"))
         log.close()
+        phases["stream runs"] = time.perf_counter() - t
     eps_off = statistics.median(r[0] for r in off_runs)
     eps_on = statistics.median(r[0] for r in on_runs)
     wall_off = statistics.median(r[1] for r in off_runs)
@@ -276,6 +285,7 @@ def run(quick: bool = False) -> dict[str, float]:
           f"(the check process shares the 2 cores with the worker and everything else running); checks finished "
           f"while streaming {[r[3] for r in on_runs]} of {days - 5} event days (a day that begins during a check "
           f"is not read)")
+    print("module wall time by phase: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
     return {
         "stream_eps_drift_off": eps_off, "stream_eps_drift_on": eps_on, "stream_drift_on_ratio": eps_on / eps_off,
         "stream_eps_wall_drift_off": wall_off, "stream_eps_wall_drift_on": wall_on,

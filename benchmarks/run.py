@@ -49,11 +49,16 @@ from benchmarks.cpu import tree_cpu_s
 HERE = Path(__file__).resolve().parent
 TOTAL_BUDGET_S = 1200.0  # a full run, the whole suite
 DEFAULT_BUDGET_S = 60.0
-# seconds per module in a full run on the project's 2-core machine (quiet); sum <= TOTAL_BUDGET_S
+# seconds per module in a full run on the project's 2-core machine (quiet); sum <= TOTAL_BUDGET_S.
+# Each is the module's measured wall time (2026-12-03, load average 2-2.7 from other work, cold
+# benchmarks/.cache) plus ~20-50 % headroom: drift 98-106 s, drift_alarms 39, drift_loop 13,
+# features 55, import 37, kafka 10, log 13, multihost 58, simulate 16, store 9, stream 173,
+# train 77 (~10 min in all). The sum (845 s) leaves ~6 min of the 20 unallotted: headroom
+# for a loaded machine, not a share any module should grow into.
 BUDGET_S = {
-    "bench_drift": 90.0, "bench_drift_alarms": 190.0, "bench_drift_loop": 60.0, "bench_features": 90.0,
-    "bench_import": 40.0, "bench_kafka": 40.0, "bench_log": 40.0, "bench_multihost": 120.0,
-    "bench_simulate": 25.0, "bench_store": 25.0, "bench_stream": 180.0, "bench_train": 300.0,
+    "bench_drift": 120.0, "bench_drift_alarms": 75.0, "bench_drift_loop": 30.0, "bench_features": 75.0,
+    "bench_import": 55.0, "bench_kafka": 25.0, "bench_log": 25.0, "bench_multihost": 90.0,
+    "bench_simulate": 25.0, "bench_store": 25.0, "bench_stream": 180.0, "bench_train": 120.0,
 }  # fmt: skip
 
 
