@@ -16,7 +16,8 @@ every matured scoring day.
 * ``loop_retrain_days_after_onset``: days from the (simulated) drift to the promotion.
 
 Figures are NaN when the gate rejected the retrain (then nothing was promoted): the
-timeline printed says why. ~3-6 min on a shared 2-core machine.
+timeline printed says why. ~15 s on the project's 2-core machine (13 s measured 2026-12-03;
+the budget in ``benchmarks/run.py``).
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ simulating anything.
     python -m benchmarks.drift_false_alarms --regrade DIR --set top_feature_critical=0.25
     python -m benchmarks.drift_false_alarms --scenario price_increase --drift-day 102 --days 112 --train-end-day 100
 
-Takes ~1-4 min per seed and mode on one (shared) core. ``python -m benchmarks.run
-drift_alarms`` (``benchmarks/bench_drift_alarms.py``) runs it and writes
+Takes ~10-20 s per seed and mode on one core of the project's machine (measured
+2026-12-03). ``python -m benchmarks.run drift_alarms`` (``benchmarks/bench_drift_alarms.py``)
+runs it and writes
 ``drift_false_alarm_warning_share`` and ``drift_false_alarm_critical`` (day_snapshot mode,
 no scenario) into ``benchmarks/results.json`` like every benchmark. Results: docs/drift.md.
 """

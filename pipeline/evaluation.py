@@ -150,13 +150,39 @@ def paired_difference(y: Sequence[float], p_a: Sequence[float], p_b: Sequence[fl
     fn = _metric_fn(metric)
     rng = np.random.default_rng(seed)
     diffs = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(y), len(y))
-        if 0 < y[i].sum() < len(i):
-            diffs.append(fn(y[i], a[i]) - fn(y[i], b[i]))
+    if metric == "roc_auc":  # the same resamples, each as row counts: O(n) per resample, no sort
+        auc_a, auc_b = _CountedAuc(y, a), _CountedAuc(y, b)
+        for _ in range(n_boot):
+            c = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(np.float64)
+            if 0 < c @ y < len(y):
+                diffs.append(auc_a(c) - auc_b(c))
+    else:
+        for _ in range(n_boot):
+            i = rng.integers(0, len(y), len(y))
+            if 0 < y[i].sum() < len(i):
+                diffs.append(fn(y[i], a[i]) - fn(y[i], b[i]))
     d = fn(y, a) - fn(y, b)
     lo, hi = (np.quantile(diffs, [0.025, 0.975]) if diffs else (np.nan, np.nan))
     return {"diff": float(d), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+class _CountedAuc:
+    """ROC-AUC of ``p`` on a bootstrap resample given as per-row counts ``c`` (row ``j``
+    drawn ``c[j]`` times): the value ``roc_auc_score(y[i], p[i])`` has for the resample
+    ``i``, ties counted half, computed in O(n) from the scores' ranks sorted once (a
+    resample only reweights the rows; sorting each one cost ~25 ms at 44k rows, x200
+    resamples x2 models per comparison in ``train``'s evaluate step and the gate).
+    The sums are of whole and half numbers, exact in float64 below 2**52."""
+
+    def __init__(self, y: np.ndarray, p: np.ndarray) -> None:
+        values, self.rank = np.unique(p, return_inverse=True)
+        self.levels, self.y = len(values), y
+
+    def __call__(self, c: np.ndarray) -> float:
+        pos = np.bincount(self.rank, weights=c * self.y, minlength=self.levels)
+        neg = np.bincount(self.rank, weights=c * (1.0 - self.y), minlength=self.levels)
+        below = np.cumsum(neg) - neg  # negatives scored strictly lower, per score level
+        return float(pos @ (below + 0.5 * neg) / (pos.sum() * neg.sum()))
 
 
 def expected_calibration_error(y: Sequence[float], p: Sequence[float], bins: int = 10) -> float:

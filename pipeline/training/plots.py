@@ -57,11 +57,13 @@ def pr(curves: Curves, title: str = "Precision-recall") -> Figure:
     return fig
 
 
-def calibration(curves: Curves, title: str = "Calibration (10 equal-count bins)") -> Figure:
+def calibration(curves: Curves, title: str = "Calibration (10 equal-count bins)",
+                tables: Mapping[str, pd.DataFrame] | None = None) -> Figure:
+    """``tables``: a curve's :func:`calibration_table` by name, when the caller has it."""
     fig, ax = _fig(title)
     hi = 0.0
     for name, (y, p) in curves.items():
-        t = calibration_table(y, p)
+        t = tables[name] if tables and name in tables else calibration_table(y, p)
         ax.plot(t["mean_predicted"], t["observed_rate"], _style(name), marker="o", ms=3, label=name)
         hi = max(hi, float(t["mean_predicted"].max()), float(t["observed_rate"].max()))
     ax.plot([0, hi], [0, hi], color="grey", lw=0.8)
@@ -70,12 +72,14 @@ def calibration(curves: Curves, title: str = "Calibration (10 equal-count bins)"
     return fig
 
 
-def gains(curves: Curves, title: str = "Cumulative gains and lift") -> Figure:
+def gains(curves: Curves, title: str = "Cumulative gains and lift",
+          tables: Mapping[str, pd.DataFrame] | None = None) -> Figure:
+    """``tables``: a curve's :func:`gains_table` by name, when the caller has it."""
     fig = Figure(figsize=(10, 4.5), dpi=100, layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     fig.suptitle(title)
     for name, (y, p) in curves.items():
-        t = gains_table(y, p)
+        t = tables[name] if tables and name in tables else gains_table(y, p)
         x = np.r_[0, t["share_contacted"]]
         ax1.plot(x, np.r_[0, t["share_of_churners"]], _style(name), label=name)
         ax2.plot(t["share_contacted"], t["lift"], _style(name), marker="o", ms=3, label=name)

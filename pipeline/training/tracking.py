@@ -114,10 +114,13 @@ def log_candidate(
         for d in datasets:
             log_dataset(d)
         for split, (y, p) in curves.items():
+            tables = {"calibration": calibration_table(y, p), "gains": gains_table(y, p)}  # once: chart and CSV
             for kind, build in PLOTS.items():
-                mlflow.log_figure(build({name: (y, p)}, title=f"{name}: {kind} ({split})"), f"plots/{split}_{kind}.png")
-            mlflow.log_text(calibration_table(y, p).to_csv(index=False), f"tables/{split}_calibration.csv")
-            mlflow.log_text(gains_table(y, p).to_csv(index=False), f"tables/{split}_gains.csv")
+                given = {"tables": {name: tables[kind]}} if kind in tables else {}
+                mlflow.log_figure(build({name: (y, p)}, title=f"{name}: {kind} ({split})", **given),
+                                  f"plots/{split}_{kind}.png")
+            for kind, table in tables.items():
+                mlflow.log_text(table.to_csv(index=False), f"tables/{split}_{kind}.csv")
         if folds is not None and not folds.empty:
             mlflow.log_text(folds.rename(columns=metric_name).to_csv(index=False), "tables/cv_folds.csv")
         if importance is not None:

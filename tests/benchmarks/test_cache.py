@@ -3,26 +3,16 @@ never half-written, and can be turned off."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.bench_modules import load
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"benchmarks.{name}", ROOT / "benchmarks" / f"{name}.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cache = _load("cache")
+cache = load("cache")
 
 
 def test_an_entry_is_built_once_and_then_reused(tmp_path, monkeypatch):

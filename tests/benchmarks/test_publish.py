@@ -3,26 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.bench_modules import load
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str):
-    """``benchmarks/<name>.py`` (the folder is not an installed package)."""
-    spec = importlib.util.spec_from_file_location(f"benchmarks.{name}", ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-publish, run = _load("publish"), _load("run")
+publish, run = load("publish"), load("run")
 
 
 def test_documents_quote_exactly_the_published_figures():

@@ -3,27 +3,17 @@ raises being reported without losing the others."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.bench_modules import load
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"benchmarks.{name}", ROOT / "benchmarks" / f"{name}.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-run = _load("run")
+run = load("run")
 
 
 def test_the_budgets_of_the_listed_modules_fit_the_total_and_name_real_modules():
@@ -48,6 +38,9 @@ def test_a_run_prints_the_budget_table_and_total_and_records_them(tmp_path, caps
     prov = json.loads((tmp_path / "provenance.json").read_text())["full"]
     assert prov["modules"]["bench_slow"]["budget"] == 0.1
     assert prov["modules"]["bench_slow"]["seconds"] >= 0.3
+    # CPU seconds beside the wall seconds (a sleep costs next to none): a loaded run can be judged
+    assert 0.0 <= prov["modules"]["bench_slow"]["cpu_s"] < prov["modules"]["bench_slow"]["seconds"]
+    assert "CPU s" in out
     last = prov["last_run"]
     assert last["modules"] == ["bench_fast", "bench_slow"] and last["failed"] == []
     assert last["total_seconds"] >= 0.3 and last["total_budget_s"] == run.TOTAL_BUDGET_S

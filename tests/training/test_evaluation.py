@@ -64,3 +64,23 @@ def test_paired_auc_difference_interval_covers_the_truth() -> None:
     assert d["ci_low"] <= 0 <= d["ci_high"]
     d = paired_auc_difference(y, good, rng.random(3_000), n_boot=100)
     assert d["ci_low"] > 0.1
+
+
+def test_paired_auc_difference_is_roc_auc_score_on_every_resample_ties_included() -> None:
+    """The bootstrap counts each resample's rows instead of sorting it (O(n)): its interval
+    is the one of ``roc_auc_score`` on the same resamples (tied scores, few churners)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    for n, share in ((2_000, 0.06), (60, 0.1)):
+        y = (rng.random(n) < share).astype(float)
+        a, b = (y * 0.2 + rng.random(n)).round(1), rng.random(n).round(2)  # many ties
+        draws = np.random.default_rng(7)
+        diffs = []
+        for _ in range(50):
+            i = draws.integers(0, n, n)
+            if 0 < y[i].sum() < n:
+                diffs.append(roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i]))
+        d = paired_auc_difference(y, a, b, n_boot=50, seed=7)
+        assert d["diff"] == roc_auc_score(y, a) - roc_auc_score(y, b)
+        assert np.allclose([d["ci_low"], d["ci_high"]], np.quantile(diffs, [0.025, 0.975]), rtol=0, atol=1e-12)
