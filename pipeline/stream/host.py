@@ -152,7 +152,8 @@ class RegistryFeed:
             raise
         ref = export_model(bundle.model, info.version, fs, self.paths.models, source=f"{self.source.where} {uri}",
                            base_rate=info.base_rate, base_rate_source=info.base_rate_source)
-        # the drift checks' reference: without it a stand-alone worker could never check drift
+        # the reference sample travels with the export, as `churn stream` exports it (drift_hook
+        # reads it there); the worker host itself runs no drift monitoring yet
         write_reference(Path(ref.path), bundle.reference)
         publish(self.paths.champion, ref)
         self.spec, self.ref, self.refused = spec, ref, None
