@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pipeline.store.records import HistoryPolicy
-from pipeline.stream.scorer import ScoreChunk, coalesce, to_frame
+from pipeline.stream.scorer import ScoreChunk, coalesce, resolve_reasons, to_frame
 
 log = logging.getLogger("pipeline.stream")
 DEFAULT_HISTORY = HistoryPolicy()
@@ -83,8 +83,10 @@ class Writer:
         self.owned: Any = None  # latest heartbeat answer
         self.heartbeat_at = 0.0
         # CPU seconds of this thread (write_s, actions_s, heartbeat_s); backpressure_s is wall
+        # (reasons_s: the deferred reasons of the rows written, inside write_s; reasons_rows: those rows)
         self.stats = {"write_s": 0.0, "rows": 0, "history": 0, "writes": 0, "stale": 0, "actions_s": 0.0,
-                      "backpressure_s": 0.0, "heartbeat_s": 0.0, "syncs": 0}  # fmt: skip
+                      "backpressure_s": 0.0, "heartbeat_s": 0.0, "syncs": 0, "reasons_s": 0.0,
+                      "reasons_rows": 0}  # fmt: skip
         self._unsynced = False  # rows committed since the last Store.sync()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -239,11 +241,15 @@ class Writer:
     def _write(self, chunks: list[ScoreChunk]) -> None:
         """All pending rows, one per user (the newest), in transactions of at most
         ``max_write_rows`` rows: a short hold on SQLite's single write lock, and short
-        GIL-holding conversions (the batch loop waits on those)."""
+        GIL-holding conversions (the batch loop waits on those). The high-risk rows'
+        deferred reasons are computed here, for the rows that survive coalescing only."""
         t = time.thread_time()
         group: list[ScoreChunk] = []
         size = 0
-        for c in coalesce(chunks, self.history):
+        rows = coalesce(chunks, self.history)
+        self.stats["reasons_rows"] += resolve_reasons(rows)
+        self.stats["reasons_s"] += time.thread_time() - t
+        for c in rows:
             while len(c):
                 room = self.max_write_rows - size
                 if len(c) > room:

@@ -121,3 +121,30 @@ def test_coalesce_keeps_each_users_newest_row_per_history_interval(model) -> Non
         (timedelta(hours=1), ["u0", "u1", "u2"]), (timedelta(hours=26), ["u0", "u1", "u2"])
     ]  # fmt: skip
     assert [c.features_time - T for c in coalesce(chunks)] == [timedelta(hours=26)]
+
+
+def test_deferred_reasons_equal_eager_ones_for_the_rows_kept(model) -> None:
+    """The stream defers reasons to its writer (computed after coalescing, for the rows it
+    writes); they must be exactly the reasons the batch would have computed."""
+    from datetime import timedelta
+
+    from pipeline.store import HistoryPolicy
+    from pipeline.stream.scorer import coalesce, resolve_reasons
+
+    eager_s, lazy_s = Scorer(threshold=0.3), Scorer(threshold=0.3)
+    eager, lazy = [], []
+    for k, hours in enumerate((0, 1, 25)):
+        f = _frame(60, seed=k)
+        f = FeatureFrame(T + timedelta(hours=hours), f.users, f.values, f.active)
+        eager.append(eager_s.score(0, f, model))
+        lazy.append(lazy_s.score(0, f, model, defer=True))
+    assert all(c.pending is None for c in eager) and all(r is None for c in lazy for r in c.reasons)
+    assert sum(len(c.pending.rows) if c.pending else 0 for c in lazy) == eager_s.reasons_rows > 0 and lazy_s.reasons_rows == 0
+    kept_eager, kept_lazy = coalesce(eager, HistoryPolicy(86_400)), coalesce(lazy, HistoryPolicy(86_400))
+    # split a chunk as the writer does (take), then resolve everything in one call
+    head = kept_lazy[0]
+    kept_lazy[0:1] = [head.take(list(range(7))), head.take(list(range(7, len(head))))]
+    explained = resolve_reasons(kept_lazy)
+    assert 0 < explained == lazy_s.reasons_rows < eager_s.reasons_rows  # superseded rows never explained
+    assert [r for c in kept_lazy for r in c.reasons] == [r for c in kept_eager for r in c.reasons]
+    assert all(c.pending is None for c in kept_lazy)
