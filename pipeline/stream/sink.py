@@ -40,7 +40,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pipeline.store.records import HistoryPolicy
-from pipeline.stream.scorer import ScoreChunk, coalesce, resolve_reasons, to_frame
+from pipeline.stream.scorer import (
+    ScoreChunk,
+    coalesce,
+    drop_superseded_reasons,
+    resolve_reasons,
+    to_frame,
+)
 
 log = logging.getLogger("pipeline.stream")
 DEFAULT_HISTORY = HistoryPolicy()
@@ -242,27 +248,31 @@ class Writer:
         """All pending rows, one per user (the newest), in transactions of at most
         ``max_write_rows`` rows: a short hold on SQLite's single write lock, and short
         GIL-holding conversions (the batch loop waits on those). The high-risk rows'
-        deferred reasons are computed here, for the rows that survive coalescing only."""
+        deferred reasons are computed here, only for rows that survive coalescing and can
+        be their user's current score in their transaction."""
         t = time.thread_time()
-        group: list[ScoreChunk] = []
+        groups: list[list[ScoreChunk]] = [[]]
         size = 0
-        rows = coalesce(chunks, self.history)
-        self.stats["reasons_rows"] += resolve_reasons(rows)
-        self.stats["reasons_s"] += time.thread_time() - t
-        for c in rows:
+        for c in coalesce(chunks, self.history):
             while len(c):
                 room = self.max_write_rows - size
                 if len(c) > room:
                     head, c = c.take(list(range(room))), c.take(list(range(room, len(c))))
                 else:
                     head, c = c, c.take([])
-                group.append(head)
+                groups[-1].append(head)
                 size += len(head)
                 if size >= self.max_write_rows:
-                    self._upsert(group)
-                    group, size = [], 0
-        if group:
-            self._upsert(group)
+                    groups.append([])
+                    size = 0
+        r = time.thread_time()
+        for group in groups:
+            drop_superseded_reasons(group)  # only a user's current score in its write keeps reasons
+        self.stats["reasons_rows"] += resolve_reasons([c for group in groups for c in group])
+        self.stats["reasons_s"] += time.thread_time() - r
+        for group in groups:
+            if group:
+                self._upsert(group)
         self.stats["write_s"] += time.thread_time() - t
 
     def _upsert(self, chunks: list[ScoreChunk]) -> None:
