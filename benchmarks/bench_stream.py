@@ -43,8 +43,10 @@ medians of ``RUNS`` runs per batch size, each run's figure printed beside):
   TreeSHAP vs ``..._approx_...``).
 
 Where the time goes is printed per stage in CPU time of the batch loop (fetch, features =
-strict decode + state update, read, predict, reasons, rows, handoff, snapshot), of the
-writer thread (store upserts, checkpoint writes) and of the other processes.
+strict decode + state update, read, predict, reasons = marking the high-risk rows, rows,
+handoff, snapshot), of the writer thread (the deferred reasons of the rows it writes,
+store upserts, checkpoint writes) and of the other processes; and this benchmark's own
+wall time per phase (its budget in ``benchmarks/run.py``).
 
     python -m benchmarks.bench_stream [--quick]
 """

@@ -25,6 +25,12 @@ worker raises it to the checkpoint interval while it works through a backlog (th
 scores are then stale by the lag anyway, and each user is written once per checkpoint
 instead of once per flush) and lowers it again when it keeps up with the log.
 
+The writer also computes the high-risk rows' reasons, deferred by the batch loop
+(:func:`pipeline.stream.scorer.resolve_reasons`): only for rows that survive coalescing
+and can be their user's current score in their transaction, in one contributions call
+per write (XGBoost predictions on a tree booster are thread-safe, so this runs beside the
+loop's own ``inplace_predict``).
+
 SQLite releases the GIL while it writes, so the writes overlap the batch loop's numba
 and XGBoost work (which release it too). Half of ``max_pending_rows`` waiting flushes
 everything at once (a full cache is evicted); if the writer still falls
