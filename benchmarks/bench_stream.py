@@ -26,7 +26,7 @@ medians of ``RUNS`` runs per batch size, each run's figure printed beside):
   ``stream_eps_per_decode_floor`` = ``stream_eps`` / it.
 * ``stream_incremental_eps``: the fair baseline (``benchmarks/incremental.py``): per-user
   dict state updated per event in Python, one batched predict per 1,000 events, one
-  ``executemany`` upsert + commit per batch, timed on the first 250,000 of the events (a
+  ``executemany`` upsert + commit per batch, timed on the first 500,000 of the events (a
   per-event rate; the rates of the slice's two halves are printed to show it is flat);
   ``stream_speedup_vs_incremental``.
 * ``stream_naive_eps``: the strawman: per event pandas features over the user's history,
@@ -43,8 +43,10 @@ medians of ``RUNS`` runs per batch size, each run's figure printed beside):
   TreeSHAP vs ``..._approx_...``).
 
 Where the time goes is printed per stage in CPU time of the batch loop (fetch, features =
-strict decode + state update, read, predict, reasons, rows, handoff, snapshot), of the
-writer thread (store upserts, checkpoint writes) and of the other processes.
+strict decode + state update, read, predict, reasons = marking the high-risk rows, rows,
+handoff, snapshot), of the writer thread (the deferred reasons of the rows it writes,
+store upserts, checkpoint writes) and of the other processes; and this benchmark's own
+wall time per phase (its budget in ``benchmarks/run.py``).
 
     python -m benchmarks.bench_stream [--quick]
 """
@@ -66,7 +68,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 N_EVENTS, N_USERS = 1_000_000, 100_000
 RUNS = 3  # worker runs per batch size; figures are their medians (quick: 1)
-INCREMENTAL_EVENTS = 250_000  # the baseline's slice (~10k events/CPU-s: 1M would take ~100 CPU s)
+# The baseline's slice (~25k events/CPU-s: 1M would take ~40 CPU s). Its rate falls as the
+# users' dicts fill: on the first 250,000 events the halves ran 27,445 vs 24,200 events/s
+# (the short slice flattered it), so it is timed on half the workload.
+INCREMENTAL_EVENTS = 500_000
 
 
 # -- the champion ------------------------------------------------------------------------
@@ -144,13 +149,11 @@ def _rss_mb() -> float:
 
 def child(spec: dict) -> dict:
     """Runs in a fresh process: one in-process worker over every partition, instrumented."""
-    import gc
-
     from pipeline.log import open_log
     from pipeline.store import Store
     from pipeline.stream.config import StreamConfig, StreamPaths
     from pipeline.stream.model import load_export, read_pointer
-    from pipeline.stream.worker import Worker
+    from pipeline.stream.worker import Worker, prepare_process
 
     data = Path(spec["data"])
     paths = StreamPaths(data, spec["group"])
@@ -176,7 +179,7 @@ def child(spec: dict) -> dict:
             worker.drift._warmed = True
             worker.drift.monitor.warm().result()
     _warm_up(model)
-    gc.freeze()
+    prepare_process()  # as the worker process does (gc.freeze, GC thresholds, GIL switch interval)
     if spec.get("go"):  # several workers: start together (imports done), so the overlap is real
         Path(spec["ready"]).touch()
         while not Path(spec["go"]).exists():
@@ -332,7 +335,8 @@ def _stages(r: dict) -> None:
           f"{total / n * 1e6:.2f} us/event):")  # fmt: skip
     rows = dict(r["stages_s"])
     w = r["writer"]
-    rows["store write (writer thread)"] = w["write_s"]
+    rows["reasons (writer, rows written only)"] = w.get("reasons_s", 0.0)  # deferred: after coalescing
+    rows["store write (writer thread)"] = w["write_s"] - w.get("reasons_s", 0.0)
     rows["checkpoint write + commit (writer)"] = w["actions_s"]
     accounted = sum(rows.values())
     for name, secs in rows.items():
@@ -365,8 +369,17 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
     from pipeline.stream.model import export_model, publish
 
     runs_n = 1 if quick else RUNS
+    phases, t_phase = {}, time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal t_phase
+        phases[name] = time.perf_counter() - t_phase
+        t_phase = time.perf_counter()
+
     model, trees, reference = train_champion(work, quick)
+    phase("champion")
     lines = build_log(work, n_events, n_users)
+    phase("workload")
     data = work / "data"
     groups = (*(f"b1k-{i}" for i in range(runs_n)), *(f"b10k-{i}" for i in range(runs_n)), "p2")
     for g in groups:
@@ -375,13 +388,16 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
         write_reference(Path(ref.path), reference)
         publish(paths.champion, ref)
     floor = decode_floor(lines)
+    phase("exports, decode floor")
 
     print(f"{n_events:,} simulator events of {n_users:,} users, 4-partition file log, SQLite store; one "
           "worker in a fresh process with the production defaults (drift on, reasons on, daily "
           f"history); {runs_n} run(s) per batch size, medians; load average {os.getloadavg()[0]:.1f}",
           flush=True)  # fmt: skip
     runs1 = [run_child(data, f"b1k-{i}", 1_000) for i in range(runs_n)]
+    phase("worker runs, batches of 1,000")
     runs10 = [run_child(data, f"b10k-{i}", 10_000) for i in range(runs_n)]
+    phase("worker runs, batches of 10,000")
     r1, r10 = _median_run(runs1), _median_run(runs10)
     med = {}
     for label, runs in (("1k", runs1), ("10k", runs10)):
@@ -410,6 +426,7 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
     print(f"  strict decode floor            {floor:12,.0f} events/s (CPU)")
     inc_n, halves = min(len(lines), INCREMENTAL_EVENTS), []
     inc_eps, inc_rows = incremental_eps(lines[:inc_n], model, work / "incremental.db", halves)
+    phase("incremental baseline")
     e2e = med["1k"]["eps"]
     print(f"  incremental baseline           {inc_eps:12,.0f} events/s (CPU; per-user dicts, batch predict "
           f"per 1,000 events, executemany upserts: {inc_rows:,} rows; no reasons, history, drift or "
@@ -426,11 +443,15 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
           f"({approx / exact:.0f}x; {trees} trees) -> approx by default")  # fmt: skip
 
     one, one_cpu = med["1k"]["wall"], med["1k"]["eps"]  # the batches-of-1,000 runs: one worker, 4 partitions
+    phase("naive baseline, reasons rates")
     two, two_cpu = workers_together(data, "p2", [[0, 1], [2, 3]], 1_000)
+    phase("two workers")
     load = os.getloadavg()[0]
     print(f"  scaling (batches of 1,000, wall-clock, first fetch / release to drained; 2 cores, load average "
           f"{load:.1f}): 1 worker {one:,.0f} events/s (the median of the runs above), 2 workers {two:,.0f} "
           f"events/s ({two / one:.2f}x); per CPU second {one_cpu:,.0f} vs {two_cpu:,.0f}")  # fmt: skip
+    print(f"  this benchmark's own wall time {sum(phases.values()):.0f} s: "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))  # fmt: skip
     return {
         "stream_eps": e2e,
         "stream_eps_wall": med["1k"]["wall"],

@@ -33,13 +33,16 @@ def dump(
     for name, arr in arrays.items():
         le = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
         layout.append([name, le.dtype.str, list(le.shape)])
-        chunks.append(le.tobytes())
+        chunks.append(memoryview(le).cast("B") if le.size else b"")  # no copy until the one join
     header = msgspec.msgpack.encode({
         "format": FORMAT, "engine": ENGINE_VERSION, "feature_set": feature_set,
         "meta": dict(meta), "users": users, "arrays": layout,
     })
-    body = b"".join([MAGIC, len(header).to_bytes(8, "little"), header, *chunks])
-    return body + zlib.crc32(body).to_bytes(4, "little")
+    parts = [MAGIC, len(header).to_bytes(8, "little"), header, *chunks]
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return b"".join([*parts, crc.to_bytes(4, "little")])  # the state's one copy
 
 
 def load(

@@ -57,6 +57,7 @@ class BatchOutcome:
     late: list[int]  # offsets of late (not applied) events
     touched: list[str]
     watermark: datetime | None
+    touched_slots: np.ndarray | None = None  # the touched users' state slots (same order)
 
 
 class FeatureEngine:
@@ -116,7 +117,7 @@ class FeatureEngine:
             items += [(first_offset + pos, bytes(values[pos]), err) for pos in late_pos.tolist()]
             items.sort(key=lambda it: it[0])
             dlq.send(partition, items)
-        return BatchOutcome(result.applied, invalid, late, result.touched, result.watermark)
+        return BatchOutcome(result.applied, invalid, late, result.touched, result.watermark, result.touched_slots)
 
     def set_cutoff(self, partition: int, t_us: int | None, on_cutoff: OnCutoff | None = None) -> None:
         """Call ``on_cutoff(t_us, state)`` as the stream passes ``t_us`` in ``partition``:
@@ -151,8 +152,12 @@ class FeatureEngine:
             pd.unique(np.concatenate([r.touched_slots for _, r in parts])), last.watermark, st.user_ids,
         )
 
-    def read(self, partition: int, t: datetime | int, users: Sequence[str] | None = None) -> FeatureFrame:
-        return self.state(partition).read(t, users)
+    def read(
+        self, partition: int, t: datetime | int, users: Sequence[str] | None = None, slots: np.ndarray | None = None
+    ) -> FeatureFrame:
+        """Vectors of ``users`` at ``t``; ``slots``: their state slots when known (a
+        :class:`BatchOutcome`'s ``touched_slots`` with its ``touched``), saving the lookup."""
+        return self.state(partition).read(t, users, slots=slots)
 
     def snapshot(self, partition: int) -> bytes:
         return self.state(partition).snapshot()

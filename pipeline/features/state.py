@@ -160,19 +160,23 @@ class FeatureState:
         return None if self.watermark_us == NONE_US else from_us(self.watermark_us)
 
     def _allocate(self, capacity: int) -> None:
+        """Grow to ``capacity`` slots: the old rows copied, only the new rows filled (a
+        doubling of a big partition's state writes each byte once, not twice)."""
         old = self._arrays
         new: dict[str, np.ndarray] = {}
-        for name, (dtype, fill) in RING_ARRAYS.items():
-            new[name] = np.full((capacity, self.ring), fill, dtype=dtype)
-        for name, (dtype, fill) in SCALAR_ARRAYS.items():
-            new[name] = np.full(capacity, fill, dtype=dtype)
+        specs = [(name, (capacity, self.ring), dtype, fill) for name, (dtype, fill) in RING_ARRAYS.items()]
+        specs += [(name, (capacity,), dtype, fill) for name, (dtype, fill) in SCALAR_ARRAYS.items()]
         if self.n_actions:
             shapes = {"act_stamp": (capacity, self.ring), "act_count": (capacity, self.ring, self.n_actions),
                       "act_last_us": (capacity, self.n_actions)}
-            for name, (dtype, fill) in ACTION_ARRAYS.items():
-                new[name] = np.full(shapes[name], fill, dtype=dtype)
-        for name, arr in old.items():  # old capacity <= new capacity
-            new[name][: len(arr)] = arr
+            specs += [(name, shapes[name], dtype, fill) for name, (dtype, fill) in ACTION_ARRAYS.items()]
+        for name, shape, dtype, fill in specs:
+            arr = new[name] = np.empty(shape, dtype=dtype)
+            have = old.get(name)
+            n = 0 if have is None else len(have)  # old capacity <= new capacity
+            if n:
+                arr[:n] = have
+            arr[n:] = fill
         self._arrays = new
         self.capacity = capacity
 
@@ -220,11 +224,15 @@ class FeatureState:
         return self.update(from_events(events, self.spec.action_index))
 
     # -- read -----------------------------------------------------------------------
-    def read(self, t: datetime | int | np.integer, users: Sequence[str] | None = None) -> FeatureFrame:
+    def read(
+        self, t: datetime | int | np.integer, users: Sequence[str] | None = None, *, slots: np.ndarray | None = None
+    ) -> FeatureFrame:
         """Feature vectors at ``t`` of ``users`` (default: every user this state knows).
 
         ``t`` (aware datetime or epoch microseconds) must be ``>= watermark``. Unknown
-        users get the defaults of a user with no events (``active`` false).
+        users get the defaults of a user with no events (``active`` false). ``slots``:
+        the users' slots (``-1`` unknown) when the caller has them (an update's
+        ``touched_slots``, with ``users`` its ``touched``); the ids are not looked up again.
         """
         t_us = to_us(t) if isinstance(t, datetime) else int(t)
         if self.watermark_us != NONE_US and t_us < self.watermark_us:
@@ -236,9 +244,14 @@ class FeatureState:
         if users is None:
             slots = np.arange(len(self.user_ids), dtype=np.int64)
             names = list(self.user_ids)
-        else:
+        elif slots is None:
             names = list(users)
             slots = self.slots(names, create=False)
+        else:
+            names = list(users)
+            slots = np.asarray(slots, np.int64)
+            if len(slots) != len(names):
+                raise FeatureError(f"read: {len(names)} users but {len(slots)} slots")
         known = slots >= 0
         ks = slots[known]
         a = self._arrays
@@ -262,11 +275,16 @@ class FeatureState:
         """The vector of a user with no events (the registry's defaults; 0 for every action feature)."""
         return np.concatenate([DEFAULTS, np.zeros(len(self.columns) - N_FEATURES)])
 
-    def active_users(self) -> list[str]:
-        """Users whose latest signup is after their latest cancel (as of the watermark)."""
+    def active_slots(self) -> np.ndarray:
+        """Slots (ascending) of the users whose latest signup is after their latest cancel
+        (as of the watermark): the rows :meth:`read` marks ``active``."""
         n = len(self.user_ids)
         su, ca = self._arrays["signup_us"][:n], self._arrays["cancel_us"][:n]
-        return [self.user_ids[i] for i in np.flatnonzero((su != NONE_US) & (su > ca)).tolist()]
+        return np.flatnonzero((su != NONE_US) & (su > ca))
+
+    def active_users(self) -> list[str]:
+        """Users whose latest signup is after their latest cancel (as of the watermark)."""
+        return [self.user_ids[i] for i in self.active_slots().tolist()]
 
     # -- snapshot / restore -----------------------------------------------------------
     def snapshot(self) -> bytes:

@@ -280,16 +280,16 @@ class DriftHook:
                 self._decided[day] = pending is None or pending.done()
             if not self._decided[day]:
                 return
-        snap = state.read(t_us)  # every user of the partition, as of midnight
-        idx = np.flatnonzero(np.asarray(snap.active, bool))
-        # The window holds at most window_rows users: score (the prediction-drift input)
-        # only a uniform sample of that size, split over the owned partitions, not all
-        # of them -- on a big partition that is most of the snapshot's cost.
+        idx = state.active_slots()  # every active user of the partition, as of midnight
+        # The window holds at most window_rows users: read and score (the prediction-drift
+        # input) only a uniform sample of that size, split over the owned partitions, not
+        # all of them -- on a big partition that is most of the snapshot's cost.
         cap = -(-self.cfg.window_rows // max(1, len(worker.parts)))
         if len(idx) > cap:
             idx = np.sort(np.random.default_rng(day * 1_000 + p).choice(idx, cap, replace=False))
-        values = snap.values[idx]
-        users = [snap.users[i] for i in idx.tolist()]
+        ids = state.user_ids
+        snap = state.read(t_us, [ids[i] for i in idx.tolist()], slots=idx)  # the same rows as a full read's
+        values, users = snap.values, snap.users
         risk = worker.model.predict(values) if len(values) else np.empty(0)
         self._pending.setdefault(day, {})[p] = (values, np.asarray(risk, np.float64), users, at)
         self._warm()

@@ -7,6 +7,14 @@ is resolved per model (a multiple of its base rate, or an absolute risk) or, for
 ``top_percent``, on the risks of the last ``TOP_WINDOW`` active users this worker scored
 (this batch's included): a trickle of 3-user batches must not mark one user in three.
 
+Reasons are deferred in the stream (``Scorer.score(..., defer=True)``): the batch keeps
+only the high-risk rows' vectors and the model, and the background writer computes the
+reasons (:func:`resolve_reasons`) for the rows it actually writes as current scores,
+after coalescing, in one contributions call per write. A row superseded before its write
+(the same user scored again later in the same write: a history point at most, and
+points hold no reasons) is never explained; the stored reasons are the same, computed
+from the same vector and model (contributions are per row).
+
 Reasons: XGBoost's own per-feature contributions. Exact TreeSHAP (``pred_contribs``)
 ran at ~6,500 rows/s on the default champion (115 trees, depth 4), Saabas
 ``approx_contribs`` at ~300,000 rows/s on one core, so ``approx`` is the default;
@@ -24,6 +32,7 @@ and the exactly-once comparison covers it like any other row.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,8 +54,20 @@ TOP_WINDOW = 10_000  # recent active risks a top-k % rule is taken over (per wor
 
 
 @dataclass
+class Explain:
+    """Reasons still to compute for some rows of a chunk: their positions (ascending),
+    their engine vectors and the function that explains them (a scorer's, with its model)."""
+
+    rows: np.ndarray  # int64 positions in the chunk
+    values: np.ndarray  # (len(rows), n_columns) float64
+    explain: Callable[[np.ndarray], list[list[dict[str, object]]]]
+    key: tuple[int, int]  # (id(scorer), id(model)): rows of one key are explained in one call
+
+
+@dataclass
 class ScoreChunk:
-    """The score rows of one micro-batch of one partition (column-wise)."""
+    """The score rows of one micro-batch of one partition (column-wise). ``pending``:
+    reasons not computed yet (``reasons[i]`` is None there until :func:`resolve_reasons`)."""
 
     partition: int
     features_time: datetime
@@ -57,14 +78,73 @@ class ScoreChunk:
     plan: list[str | None]
     monthly_revenue: np.ndarray
     active: np.ndarray  # bool
+    pending: Explain | None = None
 
     def __len__(self) -> int:
         return len(self.user_id)
 
     def take(self, idx: list[int]) -> ScoreChunk:
+        pending = self.pending
+        if pending is not None:
+            new = np.full(len(self), -1, np.int64)
+            new[np.asarray(idx, np.int64)] = np.arange(len(idx), dtype=np.int64)
+            at = new[pending.rows]
+            keep = at >= 0
+            pending = Explain(at[keep], pending.values[keep], pending.explain, pending.key) if keep.any() else None
         return ScoreChunk(self.partition, self.features_time, self.model_version, [self.user_id[i] for i in idx],
                           self.risk[idx], [self.reasons[i] for i in idx], [self.plan[i] for i in idx],
-                          self.monthly_revenue[idx], self.active[idx])  # fmt: skip
+                          self.monthly_revenue[idx], self.active[idx], pending)  # fmt: skip
+
+
+def drop_superseded_reasons(chunks: list[ScoreChunk]) -> None:
+    """Of the pending reasons of ``chunks`` (the rows of one ``upsert_scores`` call), keep
+    those of rows that can be their user's current score in that call: rows at the user's
+    newest ``features_time`` there (all of them on a tie, whatever the store's tie rule).
+    An older row of the user is at most a history point, and points hold no reasons."""
+    hot: set[str] = set()
+    for c in chunks:
+        if c.pending is not None:
+            ids = c.user_id
+            hot.update(ids[i] for i in c.pending.rows.tolist())
+    if not hot:
+        return
+    newest: dict[str, datetime] = {}
+    for c in chunks:
+        t = c.features_time
+        for u in hot.intersection(c.user_id):
+            if u not in newest or t > newest[u]:
+                newest[u] = t
+    for c in chunks:
+        p = c.pending
+        if p is None:
+            continue
+        t, ids = c.features_time, c.user_id
+        keep = np.fromiter((newest[ids[i]] == t for i in p.rows.tolist()), bool, len(p.rows))
+        if not keep.all():
+            c.pending = Explain(p.rows[keep], p.values[keep], p.explain, p.key) if keep.any() else None
+
+
+def resolve_reasons(chunks: list[ScoreChunk]) -> int:
+    """Compute the pending reasons of ``chunks`` in place: one contributions call per
+    (scorer, model) for all their rows. Returns the rows explained."""
+    groups: dict[tuple[int, int], list[ScoreChunk]] = {}
+    for c in chunks:
+        if c.pending is not None:
+            groups.setdefault(c.pending.key, []).append(c)
+    done = 0
+    for group in groups.values():
+        values = np.concatenate([c.pending.values for c in group])  # type: ignore[union-attr]
+        reasons = group[0].pending.explain(values)  # type: ignore[union-attr]
+        at = 0
+        for c in group:
+            p = c.pending
+            assert p is not None
+            for i, r in zip(p.rows.tolist(), reasons[at : at + len(p.rows)], strict=True):
+                c.reasons[i] = r
+            at += len(p.rows)
+            c.pending = None
+        done += len(values)
+    return done
 
 
 def coalesce(chunks: list[ScoreChunk], history: HistoryPolicy | None = None) -> list[ScoreChunk]:
@@ -151,14 +231,19 @@ class Scorer:
         self._predict_s = self._reasons_s = 0.0
         return out
 
-    def score(self, partition: int, frame: FeatureFrame, model: ScoringModel) -> ScoreChunk:
+    def score(self, partition: int, frame: FeatureFrame, model: ScoringModel, defer: bool = False) -> ScoreChunk:
+        """The batch's score rows. ``defer``: leave the reasons to :func:`resolve_reasons`
+        (the stream's writer calls it for the rows it writes); else computed here."""
         values = frame.values
         t0 = time.thread_time()
         risk = model.predict(values)
         t1 = time.thread_time()
         reasons: list[list[dict[str, object]] | None] = [None] * len(risk)
         hot = np.flatnonzero(self.threshold(model, risk, frame.active).marks(risk) & frame.active)
-        if len(hot):
+        pending = None
+        if len(hot) and defer:
+            pending = Explain(hot, values[hot], lambda v, m=model: self.reasons(v, m), (id(self), id(model)))
+        elif len(hot):
             reasons_hot = self.reasons(values[hot], model)
             for i, r in zip(hot.tolist(), reasons_hot, strict=True):
                 reasons[i] = r
@@ -169,7 +254,7 @@ class Scorer:
         plan[~frame.active] = None
         revenue = np.where(frame.active, values[:, _PRICE], 0.0)
         return ScoreChunk(partition, frame.t, model.version, frame.users, risk, reasons, plan.tolist(),
-                          revenue, np.asarray(frame.active, dtype=bool))  # fmt: skip
+                          revenue, np.asarray(frame.active, dtype=bool), pending)  # fmt: skip
 
     def check(self, model: ScoringModel) -> None:
         """Refuse (``ModelMismatchError``, saying how to fix it) a champion the rule cannot
@@ -207,13 +292,11 @@ class Scorer:
         contrib = model.contributions(values, exact=self.exact)
         k = min(self.top_k, contrib.shape[1])
         top = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
-        raw = values[:, model.columns]
+        raw = np.take_along_axis(values[:, model.columns], top, axis=1).tolist()  # Python floats, as float()
+        con = np.take_along_axis(contrib, top, axis=1).tolist()
         names = model.features
-        out = []
-        for row, idx in enumerate(top.tolist()):
-            out.append([
-                {"feature": names[j], "value": round(float(raw[row, j]), 4),
-                 "contribution": round(float(contrib[row, j]), 4)}
-                for j in idx
-            ])  # fmt: skip
-        return out
+        return [
+            [{"feature": names[j], "value": round(v, 4), "contribution": round(c, 4)}
+             for j, v, c in zip(idx, rv, rc, strict=True)]
+            for idx, rv, rc in zip(top.tolist(), raw, con, strict=True)
+        ]  # fmt: skip

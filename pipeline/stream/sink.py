@@ -25,6 +25,12 @@ worker raises it to the checkpoint interval while it works through a backlog (th
 scores are then stale by the lag anyway, and each user is written once per checkpoint
 instead of once per flush) and lowers it again when it keeps up with the log.
 
+The writer also computes the high-risk rows' reasons, deferred by the batch loop
+(:func:`pipeline.stream.scorer.resolve_reasons`): only for rows that survive coalescing
+and can be their user's current score in their transaction, in one contributions call
+per write (XGBoost predictions on a tree booster are thread-safe, so this runs beside the
+loop's own ``inplace_predict``).
+
 SQLite releases the GIL while it writes, so the writes overlap the batch loop's numba
 and XGBoost work (which release it too). Half of ``max_pending_rows`` waiting flushes
 everything at once (a full cache is evicted); if the writer still falls
@@ -40,7 +46,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pipeline.store.records import HistoryPolicy
-from pipeline.stream.scorer import ScoreChunk, coalesce, to_frame
+from pipeline.stream.scorer import (
+    ScoreChunk,
+    coalesce,
+    drop_superseded_reasons,
+    resolve_reasons,
+    to_frame,
+)
 
 log = logging.getLogger("pipeline.stream")
 DEFAULT_HISTORY = HistoryPolicy()
@@ -83,8 +95,10 @@ class Writer:
         self.owned: Any = None  # latest heartbeat answer
         self.heartbeat_at = 0.0
         # CPU seconds of this thread (write_s, actions_s, heartbeat_s); backpressure_s is wall
+        # (reasons_s: the deferred reasons of the rows written, inside write_s; reasons_rows: those rows)
         self.stats = {"write_s": 0.0, "rows": 0, "history": 0, "writes": 0, "stale": 0, "actions_s": 0.0,
-                      "backpressure_s": 0.0, "heartbeat_s": 0.0, "syncs": 0}  # fmt: skip
+                      "backpressure_s": 0.0, "heartbeat_s": 0.0, "syncs": 0, "reasons_s": 0.0,
+                      "reasons_rows": 0}  # fmt: skip
         self._unsynced = False  # rows committed since the last Store.sync()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -239,9 +253,11 @@ class Writer:
     def _write(self, chunks: list[ScoreChunk]) -> None:
         """All pending rows, one per user (the newest), in transactions of at most
         ``max_write_rows`` rows: a short hold on SQLite's single write lock, and short
-        GIL-holding conversions (the batch loop waits on those)."""
+        GIL-holding conversions (the batch loop waits on those). The high-risk rows'
+        deferred reasons are computed here, only for rows that survive coalescing and can
+        be their user's current score in their transaction."""
         t = time.thread_time()
-        group: list[ScoreChunk] = []
+        groups: list[list[ScoreChunk]] = [[]]
         size = 0
         for c in coalesce(chunks, self.history):
             while len(c):
@@ -250,13 +266,19 @@ class Writer:
                     head, c = c.take(list(range(room))), c.take(list(range(room, len(c))))
                 else:
                     head, c = c, c.take([])
-                group.append(head)
+                groups[-1].append(head)
                 size += len(head)
                 if size >= self.max_write_rows:
-                    self._upsert(group)
-                    group, size = [], 0
-        if group:
-            self._upsert(group)
+                    groups.append([])
+                    size = 0
+        r = time.thread_time()
+        for group in groups:
+            drop_superseded_reasons(group)  # only a user's current score in its write keeps reasons
+        self.stats["reasons_rows"] += resolve_reasons([c for group in groups for c in group])
+        self.stats["reasons_s"] += time.thread_time() - r
+        for group in groups:
+            if group:
+                self._upsert(group)
         self.stats["write_s"] += time.thread_time() - t
 
     def _upsert(self, chunks: list[ScoreChunk]) -> None:

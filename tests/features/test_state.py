@@ -158,3 +158,20 @@ def test_cancel_ends_the_subscription_and_resignup_restarts_it():
     st.update_events([signup("a", T0 + timedelta(days=2))])
     assert st.active_users() == ["a"]
     assert vector(st, T0 + timedelta(days=2), "a")["tenure_days"] == 0.0
+
+
+def test_read_by_slots_equals_read_by_ids_and_active_slots_are_the_active_rows():
+    st = FeatureState()
+    events = [signup(f"u{i}", T0) for i in range(0, 40, 2)]
+    events += [session(f"u{i}", T0 + timedelta(minutes=i), minutes=float(i)) for i in range(40)]
+    r = st.update_events(events)
+    t = T0 + timedelta(hours=2)
+    by_ids = st.read(t, r.touched)
+    by_slots = st.read(t, r.touched, slots=r.touched_slots)
+    assert by_slots.users == by_ids.users and np.array_equal(by_slots.values, by_ids.values)
+    assert np.array_equal(by_slots.active, by_ids.active)
+    every = st.read(t)
+    assert st.active_slots().tolist() == np.flatnonzero(every.active).tolist()
+    assert st.active_users() == [u for u, a in zip(every.users, every.active, strict=True) if a]
+    with pytest.raises(FeatureError, match="2 users but 1 slots"):
+        st.read(t, ["u0", "u1"], slots=r.touched_slots[:1])

@@ -121,3 +121,59 @@ def test_coalesce_keeps_each_users_newest_row_per_history_interval(model) -> Non
         (timedelta(hours=1), ["u0", "u1", "u2"]), (timedelta(hours=26), ["u0", "u1", "u2"])
     ]  # fmt: skip
     assert [c.features_time - T for c in coalesce(chunks)] == [timedelta(hours=26)]
+
+
+def test_deferred_reasons_equal_eager_ones_for_the_rows_kept(model) -> None:
+    """The stream defers reasons to its writer (computed after coalescing, for the rows it
+    writes); they must be exactly the reasons the batch would have computed."""
+    from datetime import timedelta
+
+    from pipeline.store import HistoryPolicy
+    from pipeline.stream.scorer import coalesce, resolve_reasons
+
+    eager_s, lazy_s = Scorer(threshold=0.3), Scorer(threshold=0.3)
+    eager, lazy = [], []
+    for k, hours in enumerate((0, 1, 25)):
+        f = _frame(60, seed=k)
+        f = FeatureFrame(T + timedelta(hours=hours), f.users, f.values, f.active)
+        eager.append(eager_s.score(0, f, model))
+        lazy.append(lazy_s.score(0, f, model, defer=True))
+    assert all(c.pending is None for c in eager) and all(r is None for c in lazy for r in c.reasons)
+    assert sum(len(c.pending.rows) if c.pending else 0 for c in lazy) == eager_s.reasons_rows > 0 and lazy_s.reasons_rows == 0
+    kept_eager, kept_lazy = coalesce(eager, HistoryPolicy(86_400)), coalesce(lazy, HistoryPolicy(86_400))
+    # split a chunk as the writer does (take), then resolve everything in one call
+    head = kept_lazy[0]
+    kept_lazy[0:1] = [head.take(list(range(7))), head.take(list(range(7, len(head))))]
+    explained = resolve_reasons(kept_lazy)
+    assert 0 < explained == lazy_s.reasons_rows < eager_s.reasons_rows  # superseded rows never explained
+    assert [r for c in kept_lazy for r in c.reasons] == [r for c in kept_eager for r in c.reasons]
+    assert all(c.pending is None for c in kept_lazy)
+
+
+def test_reasons_only_for_current_scores_store_the_same(model) -> None:
+    """Within one write, a user's older rows (other history intervals) are history points
+    at most; their reasons are never computed, and the store ends up the same."""
+    from datetime import timedelta
+
+    from pipeline.store import HistoryPolicy, Store
+    from pipeline.stream.scorer import coalesce, drop_superseded_reasons, resolve_reasons
+
+    eager_s, lazy_s = Scorer(threshold=0.3), Scorer(threshold=0.3)
+    eager, lazy = [], []
+    for k, hours in enumerate((0, 25, 49)):
+        f = _frame(60, seed=k)
+        f = FeatureFrame(T + timedelta(hours=hours), f.users, f.values, f.active)
+        eager.append(eager_s.score(0, f, model))
+        lazy.append(lazy_s.score(0, f, model, defer=True))
+    policy = HistoryPolicy(86_400)
+    kept = coalesce(lazy, policy)
+    drop_superseded_reasons(kept)
+    resolve_reasons(kept)
+    assert 0 < lazy_s.reasons_rows < eager_s.reasons_rows
+    out = []
+    for chunks in (coalesce(eager, policy), kept):
+        with Store("sqlite://") as store:
+            store.upsert_scores(to_frame(chunks), history=policy)
+            cur = store.current_scores(top_k=None, active_only=False).set_index("user_id").sort_index()
+            out.append((cur[["risk", "reasons"]].to_dict(), store.score_history(list(cur.index)).to_dict()))
+    assert out[0] == out[1]
