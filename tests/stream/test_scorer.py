@@ -123,21 +123,30 @@ def test_coalesce_keeps_each_users_newest_row_per_history_interval(model) -> Non
     assert [c.features_time - T for c in coalesce(chunks)] == [timedelta(hours=26)]
 
 
+def _eager_and_deferred(model, hours: tuple[int, ...]) -> tuple:
+    """Two scorers over the same frames (one per offset in ``hours``): reasons computed in
+    the batch (eager) and deferred to the writer; returns (eager scorer, deferred scorer,
+    eager chunks, deferred chunks)."""
+    from datetime import timedelta
+
+    eager_s, lazy_s = Scorer(threshold=0.3), Scorer(threshold=0.3)
+    eager, lazy = [], []
+    for k, h in enumerate(hours):
+        f = _frame(60, seed=k)
+        f = FeatureFrame(T + timedelta(hours=h), f.users, f.values, f.active)
+        eager.append(eager_s.score(0, f, model))
+        lazy.append(lazy_s.score(0, f, model, defer=True))
+    return eager_s, lazy_s, eager, lazy
+
+
 def test_deferred_reasons_equal_eager_ones_for_the_rows_kept(model) -> None:
     """The stream defers reasons to its writer (computed after coalescing, for the rows it
     writes); they must be exactly the reasons the batch would have computed."""
-    from datetime import timedelta
 
     from pipeline.store import HistoryPolicy
     from pipeline.stream.scorer import coalesce, resolve_reasons
 
-    eager_s, lazy_s = Scorer(threshold=0.3), Scorer(threshold=0.3)
-    eager, lazy = [], []
-    for k, hours in enumerate((0, 1, 25)):
-        f = _frame(60, seed=k)
-        f = FeatureFrame(T + timedelta(hours=hours), f.users, f.values, f.active)
-        eager.append(eager_s.score(0, f, model))
-        lazy.append(lazy_s.score(0, f, model, defer=True))
+    eager_s, lazy_s, eager, lazy = _eager_and_deferred(model, (0, 1, 25))
     assert all(c.pending is None for c in eager) and all(r is None for c in lazy for r in c.reasons)
     assert sum(len(c.pending.rows) if c.pending else 0 for c in lazy) == eager_s.reasons_rows > 0 and lazy_s.reasons_rows == 0
     kept_eager, kept_lazy = coalesce(eager, HistoryPolicy(86_400)), coalesce(lazy, HistoryPolicy(86_400))
@@ -153,18 +162,11 @@ def test_deferred_reasons_equal_eager_ones_for_the_rows_kept(model) -> None:
 def test_reasons_only_for_current_scores_store_the_same(model) -> None:
     """Within one write, a user's older rows (other history intervals) are history points
     at most; their reasons are never computed, and the store ends up the same."""
-    from datetime import timedelta
 
     from pipeline.store import HistoryPolicy, Store
     from pipeline.stream.scorer import coalesce, drop_superseded_reasons, resolve_reasons
 
-    eager_s, lazy_s = Scorer(threshold=0.3), Scorer(threshold=0.3)
-    eager, lazy = [], []
-    for k, hours in enumerate((0, 25, 49)):
-        f = _frame(60, seed=k)
-        f = FeatureFrame(T + timedelta(hours=hours), f.users, f.values, f.active)
-        eager.append(eager_s.score(0, f, model))
-        lazy.append(lazy_s.score(0, f, model, defer=True))
+    eager_s, lazy_s, eager, lazy = _eager_and_deferred(model, (0, 25, 49))
     policy = HistoryPolicy(86_400)
     kept = coalesce(lazy, policy)
     drop_superseded_reasons(kept)
