@@ -121,17 +121,26 @@ def decode(payload: bytes | memoryview) -> Points:
     buf = memoryview(payload)
     if bytes(buf[:4]) != MAGIC:
         raise StoreError("score history segment has an unknown format: was it written by a newer version?")
-    (hlen,) = _HEAD.unpack_from(buf, 4)
-    head = json.loads(bytes(buf[8 : 8 + hlen]))
-    n, udt = int(head["n"]), np.dtype(head["users"])
+    try:
+        (hlen,) = _HEAD.unpack_from(buf, 4)
+        head = json.loads(bytes(buf[8 : 8 + hlen]))
+        n, udt = int(head["n"]), np.dtype(head["users"])
+        names = np.array(head["versions"] or [""], dtype=object)
+    except (struct.error, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise StoreError(f"score history segment is corrupt (unreadable header: {exc})") from None
     off = 8 + hlen
+    if len(buf) != off + n * (udt.itemsize + 26):  # users + 3 x 8 (buckets, times, risks) + 2 (codes)
+        raise StoreError(f"score history segment is corrupt: {len(buf)} bytes for {n} points "
+                         f"(expected {off + n * (udt.itemsize + 26)})")
     users = np.frombuffer(buf, dtype=udt, count=n, offset=off)
     off += n * udt.itemsize
     buckets = np.frombuffer(buf, dtype="<i8", count=n, offset=off)
     times = np.frombuffer(buf, dtype="<i8", count=n, offset=off + 8 * n)
     risks = np.frombuffer(buf, dtype="<f8", count=n, offset=off + 16 * n)
     codes = np.frombuffer(buf, dtype="<u2", count=n, offset=off + 24 * n)
-    names = np.array(head["versions"] or [""], dtype=object)
+    if n and int(codes.max()) >= len(names):
+        raise StoreError(f"score history segment is corrupt: model version code {int(codes.max())} of "
+                         f"{len(names)} versions")
     return Points(users, buckets, times, risks, names[codes])
 
 

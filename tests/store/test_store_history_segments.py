@@ -178,6 +178,14 @@ def test_payload_round_trips_and_rejects_unknown_formats():
 
     with pytest.raises(StoreError, match="unknown format"):
         decode(b"XXXX" + bytes(8))
+    good = encode(user_array(["a", "b"]), np.array([1, 2]), np.array([3, 4]), np.array([0.5, 0.6]), ["1", "2"])
+    for bad in (good[:-1], good + b"x", good[:6], good[:8] + b"[" + good[9:]):  # torn, padded, header
+        with pytest.raises(StoreError, match="corrupt"):
+            decode(bad)
+    codes = bytearray(good)
+    codes[-2:] = (7).to_bytes(2, "little")  # a version code past the header's versions
+    with pytest.raises(StoreError, match="model version code 7"):
+        decode(bytes(codes))
 
 
 def test_user_ids_with_nul_are_rejected_clearly(store: Store):
