@@ -156,6 +156,10 @@ def register(app: typer.Typer) -> None:
         until_caught_up: Annotated[
             bool, typer.Option(help="Stop once every partition this worker owns is caught up.")
         ] = False,
+        drift: Annotated[
+            bool | None, typer.Option("--drift/--no-drift", help="Drift checks on the host that owns the leader "
+                                      "partition (default: CHURN_DRIFT_ENABLED, true).")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the worker's summary as JSON.")] = False,
     ) -> None:
         """Run ONE scoring worker on this host: joins the group in PostgreSQL, takes its fair share of
@@ -166,7 +170,7 @@ def register(app: typer.Typer) -> None:
         friendly(_run_worker)(ctx, as_json, kafka_bootstrap=kafka_bootstrap, store_url=store_url,
                               tracking_uri=tracking_uri, group=group, lease_ttl_s=lease_ttl,
                               champion_wait_s=champion_wait, cache_dir=cache_dir, member=member,
-                              max_seconds=max_seconds, until_caught_up=until_caught_up,
+                              max_seconds=max_seconds, until_caught_up=until_caught_up, drift=drift,
                               stream={"batch_size": batch_size, "checkpoint_interval_s": checkpoint_interval,
                                       "heartbeat_interval_s": heartbeat_interval,
                                       "max_events_per_s": max_events_per_s})  # fmt: skip
@@ -176,23 +180,30 @@ def _run_worker(ctx: typer.Context, as_json: bool, **o: Any) -> None:
     import logging
     import os
     import signal
+    from dataclasses import asdict
     from pathlib import Path
 
     from churn.cli.common import console
     from churn.cli.common import settings_of as _settings
+    from flows.retrain import REQUESTER
+    from pipeline.drift.config import DriftConfig
     from pipeline.log.kafka_config import log_config
     from pipeline.stream.config import StreamConfig
     from pipeline.stream.host import HostSettings, run_host
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker: scale by processes
     s = _settings(ctx)
+    # as `churn stream` checks drift (same settings and retrain requester); with no --cache-dir the
+    # host's files are temporary, so no HTML reports (the runs and their metrics are in the store)
+    drift = DriftConfig.from_settings(s, enabled=o["drift"], full_report_every=None if o["cache_dir"] else 0,
+                                      retrain_requester=getattr(s, "drift_retrain_requester", None) or REQUESTER)
     log = {k: v for k, v in log_config(s).items() if k not in ("log_backend", "kafka_bootstrap")}
     host = HostSettings(
         topic=s.topic, kafka_bootstrap=o["kafka_bootstrap"] or s.kafka_bootstrap,
         store_url=o["store_url"] or s.store_url, tracking_uri=o["tracking_uri"] or s.mlflow_tracking_uri,
         stream=StreamConfig.from_settings(s, group=o["group"], **o["stream"]), log=log,
         cache_dir=Path(o["cache_dir"]) if o["cache_dir"] else None, lease_ttl_s=o["lease_ttl_s"],
-        champion_wait_s=o["champion_wait_s"], member=o["member"],
+        champion_wait_s=o["champion_wait_s"], member=o["member"], drift=asdict(drift) if drift.enabled else None,
     )  # fmt: skip
     host.check()  # one line before anything connects
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -21,6 +21,10 @@ it drops the partition at the next heartbeat; the new owner continues from the n
 checkpoint, so every event still affects the features once and scores are rewritten
 idempotently.
 
+With ``drift`` set, the host that owns the drift leader partition checks drift, as
+``churn stream``'s leader does, and records the runs in the store (the dashboard's Drift
+page reads them from there).
+
 No champion (or one this stream cannot score with) is fail-closed: nothing is scored,
 the reason is printed as one line and recorded in ``stream_host_events``.
 """
@@ -59,6 +63,10 @@ class HostSettings:
     lease_ttl_s: float = 15.0  # a dead host's partitions move after at most this (+ a heartbeat)
     champion_wait_s: float = 0.0  # how long to wait for a champion before failing (0: fail now)
     member: str | None = None  # id in stream_leases/stream_members; None: host:pid:random
+    # DriftConfig fields (None: no drift checks). The host owning ``leader_partition`` checks
+    # drift against the champion's reference (exported with it) and records the runs in the
+    # store; the leadership moves with that partition's lease.
+    drift: dict[str, Any] | None = None
 
     def check(self) -> None:
         """One clear line for each missing or wrong setting (``ConfigError``)."""
@@ -152,8 +160,8 @@ class RegistryFeed:
             raise
         ref = export_model(bundle.model, info.version, fs, self.paths.models, source=f"{self.source.where} {uri}",
                            base_rate=info.base_rate, base_rate_source=info.base_rate_source)
-        # the reference sample travels with the export, as `churn stream` exports it (drift_hook
-        # reads it there); the worker host itself runs no drift monitoring yet
+        # the reference sample travels with the export, as `churn stream` exports it: the drift
+        # leader's checks read it there (drift_hook)
         write_reference(Path(ref.path), bundle.reference)
         publish(self.paths.champion, ref)
         self.spec, self.ref, self.refused = spec, ref, None
@@ -247,7 +255,7 @@ def run_host(
         membership = Membership(state, log.num_partitions)
         assignment = GroupAssignment(state, membership, logger)
         worker = Worker(state.owner, log, store, paths, cfg, logger=logger, state=state, assignment=assignment,
-                        feature_spec=feed.spec)
+                        feature_spec=feed.spec, drift=settings.drift)
         follower = ChampionFollower(feed, state, cfg.model_poll_s)
         follower.start()
         logger.info("member %s joined group %r of topic %r (%d partitions) on %s", state.owner, cfg.group,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -136,6 +137,40 @@ def test_a_fenced_worker_drops_the_partition_and_its_checkpoint_is_refused(tmp_p
         a.shutdown()
     sa.close()
     sb.close()
+
+
+def test_the_host_owning_the_leader_partition_checks_drift_into_the_store(tmp_path, mock, pg_db, registry_uri,
+                                                                           history):
+    """`churn stream-worker` with drift on: its leader checks the stream against the
+    registry champion's reference (exported with it) and the runs land in the shared store."""
+    values, want, offsets = history
+    topic = kafka_topic(mock, values)
+    # 30 simulated days of 400 users: checks after a week, on windows of ~100-150 users
+    drift = {"warmup_days": 7, "min_rows": 50, "executor": "thread", "full_report_every": 0}
+    s = host_settings(mock, topic, pg_db, registry_uri, tmp_path, "host-a", drift=drift)
+    observer = Store(pg_db)
+    log = KafkaLog(mock.bootstrap, topic, PARTITIONS, create=False)
+    last = [0.0]
+
+    def done() -> bool:  # checks run beside the stream (a thread here): stop once caught up and one is recorded
+        if time.monotonic() - last[0] < 0.5:
+            return False
+        last[0] = time.monotonic()
+        return log.committed("test") == offsets and len(observer.drift_runs(status=None)) > 0
+
+    try:
+        summary = run_host(s, done, max_seconds=240)
+        runs = observer.drift_runs(status=None)
+    finally:
+        observer.close()
+        log.close()
+    assert summary["events"] == sum(len(v) for v in values.values())
+    with Store(pg_db) as store:
+        pd.testing.assert_frame_equal(scores(store), want)  # drift checks change no score
+    assert len(runs) >= 1 and set(runs["source"]) == {"host-a"} and set(runs["model_version"]) == {"1"}
+    # a check on the reference it was exported with, or one that says why it could not run
+    assert set(runs["status"]) <= {"checked", "skipped"}, runs[["status", "status_reason"]]
+    assert (runs["status"] == "checked").any(), runs[["status", "status_reason"]]
 
 
 def test_no_champion_fails_closed_and_is_recorded(tmp_path, mock, pg_db, history):
