@@ -34,7 +34,6 @@ from pipeline.store import schema as s
 
 _NULL = r"\N"
 _SPECIAL = ("\\", "\t", "\n", "\r")
-Memo = dict[tuple[int, type], tuple[list[Any], list[str]]]
 SCORE_UPDATE = ("risk", "model_version", "features_time", "reasons", "plan", "monthly_revenue",
                 "partition", "updated_at", "active")  # fmt: skip
 
@@ -64,11 +63,9 @@ class Bulk:
         conn: Connection,
         table: Table,
         columns: Mapping[str, list[Any]],
-        memo: Memo | None = None,
     ) -> str:
         """``VALUES (?, ...)`` (SQLite, for executemany) or ``SELECT ... FROM <staged>``
-        (PostgreSQL: the rows are copied into a temporary table first; ``memo``, see
-        :func:`copy_text`)."""
+        (PostgreSQL: the rows are copied into a temporary table first)."""
         names = list(columns)
         if not self.pg:
             return f"VALUES ({', '.join('?' for _ in names)})"
@@ -81,7 +78,7 @@ class Bulk:
             )
             cur.execute(f"DELETE FROM {tmp}")
             with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as copy:
-                copy.write(copy_text(table, columns, memo))
+                copy.write(copy_text(table, columns))
         return f"SELECT {cols} FROM {tmp}"
 
     def _run(self, conn: Connection, sql: str, columns: Mapping[str, list[Any]]) -> Any:
@@ -117,12 +114,10 @@ class Bulk:
         return max(self._run(conn, sql, columns).rowcount, 0)
 
     # -- scores --------------------------------------------------------------------------
-    def upsert_scores(
-        self, conn: Connection, columns: Mapping[str, list[Any]], memo: Memo | None = None
-    ) -> int:
+    def upsert_scores(self, conn: Connection, columns: Mapping[str, list[Any]]) -> int:
         """Upsert current scores, never replacing newer features. Returns rows written."""
         names = tuple(columns)
-        source = self._source(conn, s.scores, columns, memo)
+        source = self._source(conn, s.scores, columns)
 
         def build() -> str:
             q = self.q
@@ -137,23 +132,15 @@ class Bulk:
         return max(self._run(conn, sql, columns).rowcount, 0)
 
 
-def copy_text(table: Table, columns: Mapping[str, list[Any]], memo: Memo | None = None) -> str:
+def copy_text(table: Table, columns: Mapping[str, list[Any]]) -> str:
     """Rows as PostgreSQL ``COPY`` text: tab-separated, ``\\N`` for NULL, escaped text.
-
-    ``memo`` (one per write): converted non-text columns by list identity, so a column
-    list shared by two tables' payloads (the risks and times of scores and of their
-    history points) is converted once.
 
     Built column by column with C-level ``map``/``join``; columns of few distinct values
     convert each once. The float ``repr`` of the risks is the largest remaining part
-    (~1 us a value): 10,000 scores + history points went from 56 to ~35 ms."""
+    (~1 us a value)."""
     out = []
     for name, values in columns.items():
         kind = type(table.c[name].type)
-        done = None if memo is None else memo.get((id(values), kind))
-        if done is not None and done[0] is values:
-            out.append(done[1])
-            continue
         nulls = None in values
         if issubclass(kind, Float):
             conv: Any = _float_text
@@ -170,8 +157,6 @@ def copy_text(table: Table, columns: Mapping[str, list[Any]], memo: Memo | None 
                 out.append([_NULL if v is None else v for v in values] if nulls else values)
             continue
         out.append(_convert(values, conv, nulls))
-        if memo is not None:
-            memo[id(values), kind] = (values, out[-1])  # holds ``values``: its id stays unique
     if not out or not out[0]:
         return ""
     return "\n".join(map("\t".join, zip(*out, strict=True))) + "\n"

@@ -22,7 +22,7 @@ from pipeline.errors import InvalidRowError
 from pipeline.store import schema as s
 from pipeline.store import segments
 from pipeline.store.records import ScoreSummary
-from pipeline.store.rows import TimeCodec, check_time, to_utc_us
+from pipeline.store.rows import TimeCodec, check_time, time_us
 
 SCORE_COLUMNS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
                  "monthly_revenue", "partition", "updated_at", "active")  # fmt: skip
@@ -140,8 +140,7 @@ class Readers:
         then user: per user and interval the newest score written (see
         :mod:`pipeline.store.segments`); ``user_ids``: only theirs; ``since``: points at or
         after it."""
-        since_us = None if since is None else int(
-            to_utc_us([check_time(since, "since")], "since").view("int64")[0])  # fmt: skip
+        since_us = None if since is None else time_us(since, "since")
         wanted = None if user_ids is None else list(user_ids)
         with self._read() as conn:
             pts, seq = self._history_points(conn, since_us=since_us, users=wanted)

@@ -427,3 +427,9 @@ def check_time(value: datetime, what: str) -> datetime:
     if not _aware(value):
         raise InvalidRowError(f"{what} is {value!r}: use a timezone-aware UTC datetime")
     return value.astimezone(UTC)
+
+
+def time_us(value: datetime, what: str) -> int:
+    """A timezone-aware datetime (checked as :func:`check_time`) as int64 microseconds since
+    the epoch (UTC): the unit of history segments."""
+    return int(to_utc_us([check_time(value, what)], what).view("int64")[0])

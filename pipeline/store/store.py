@@ -6,8 +6,8 @@ Writes are bulk, idempotent upserts (``INSERT ... ON CONFLICT``, one statement p
 batch), so a worker that re-processes a batch after a crash rewrites the same rows.
 History points go in the same transaction as one columnar segment row per write
 (:mod:`pipeline.store.segments`); readers resolve segments to the newest point per user
-and interval, so a replayed write reads back the same. ``compact_history`` merges
-segments (housekeeping, like ``prune``; reads are correct without it).
+and interval, so a replayed write reads back the same. Writers merge segments as they
+go (``maybe_compact_history``; reads are correct at every step).
 A score never goes back in event time: an upsert only replaces a user's row when its
 ``features_time`` is not older than the stored one (a zombie worker that lost its
 partition cannot overwrite the new owner's fresher scores).
@@ -57,6 +57,7 @@ from pipeline.store.rows import (
     TimeCodec,
     check_time,
     latest,
+    time_us,
     to_utc_us,
     validate_scores,
 )
@@ -381,7 +382,7 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         every written version is older than ``before``); segments holding only such
         versions are deleted, the others rewritten without them (same ``seq``)."""
         t = self.codec.one(check_time(before, "prune before"))
-        cut = int(to_utc_us([check_time(before, "prune before")], "before").view("int64")[0])
+        cut = time_us(before, "prune before")  # history segments hold int64 microseconds
         out = {}
         with self._write() as conn:
             self._lock_history(conn)

@@ -1,6 +1,6 @@
 """The PostgreSQL ``COPY`` payload (``bulk.copy_text``): every value written as the
-server reads it back, whichever fast path (distinct-value lookup, shared-column memo)
-built it."""
+server reads it back, whichever fast path (distinct-value lookup or not) built
+it."""
 
 from __future__ import annotations
 
@@ -43,21 +43,6 @@ def test_copy_text_writes_nulls_escapes_floats_and_repeated_values() -> None:
         for i in range(600)
     ]  # fmt: skip
     assert copy_text(s.scores, _columns(rows)) == _expected(rows)
-
-
-def test_copy_text_memo_converts_a_shared_column_once_and_the_same() -> None:
-    rows = [_row(f"u{i}", i / 1000, 1.0, 0, True) for i in range(300)]
-    cols = _columns(rows)
-    memo: dict = {}
-    first = copy_text(s.scores, cols, memo)
-    risk_text = next(text for values, text in memo.values() if values is cols["risk"])
-    assert risk_text == [repr(i / 1000) for i in range(300)]
-    points = {"bucket": ["2026-01-01T00:00:00.000000Z"] * 300, "user_id": cols["user_id"],
-              "time": cols["features_time"], "risk": cols["risk"], "model_version": ["3"] * 300}  # fmt: skip
-    history = copy_text(s.score_history, points, memo)
-    assert first == _expected(rows)
-    assert history == copy_text(s.score_history, points)  # the memo changes no byte
-    assert history.splitlines()[5].split("\t")[3] == repr(5 / 1000)
 
 
 def test_copy_text_of_no_rows_is_empty() -> None:
