@@ -28,9 +28,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, Table
 
 from pipeline.store import schema as s
+from pipeline.store.rows import ScoreBatch, TimeCodec
 
 _NULL = r"\N"
 _SPECIAL = ("\\", "\t", "\n", "\r")
@@ -46,6 +48,7 @@ class Bulk:
         self.pg = dialect.name == "postgresql"
         self.q = dialect.identifier_preparer.quote
         self.schema = schema
+        self.codec = TimeCodec(dialect.name)
         self._sql: dict[tuple[Any, ...], str] = {}
 
     def table(self, table: Table) -> str:
@@ -114,8 +117,11 @@ class Bulk:
         return max(self._run(conn, sql, columns).rowcount, 0)
 
     # -- scores --------------------------------------------------------------------------
-    def upsert_scores(self, conn: Connection, columns: Mapping[str, list[Any]]) -> int:
-        """Upsert current scores, never replacing newer features. Returns rows written."""
+    def upsert_scores(self, conn: Connection, batch: ScoreBatch, updated_at_us: int) -> int:
+        """Upsert current scores (one row per user, ``rows.latest``), never replacing newer
+        features; ``updated_at_us``: the write's wall clock (int64 microseconds, UTC).
+        Returns rows written."""
+        columns = score_columns(batch, self.codec, updated_at_us)
         names = tuple(columns)
         source = self._source(conn, s.scores, columns)
 
@@ -130,6 +136,23 @@ class Bulk:
 
         sql = self._cached(("scores", names), build)
         return max(self._run(conn, sql, columns).rowcount, 0)
+
+
+def score_columns(b: ScoreBatch, codec: TimeCodec, updated_at_us: int) -> dict[str, list[Any]]:
+    """The ``scores`` columns of ``b`` as lists of bind-ready values (times as ISO text)."""
+    now = codec.iso(np.array([updated_at_us], dtype="datetime64[us]"))
+    return {
+        "user_id": b.user_id,
+        "risk": b.risk.tolist(),
+        "model_version": b.model_version,
+        "features_time": codec.iso(b.features_time),
+        "reasons": b.reasons,
+        "plan": b.plan,
+        "monthly_revenue": b.monthly_revenue,
+        "partition": b.partition,
+        "updated_at": now * len(b),
+        "active": b.active,
+    }
 
 
 def copy_text(table: Table, columns: Mapping[str, list[Any]]) -> str:

@@ -58,7 +58,6 @@ from pipeline.store.rows import (
     check_time,
     latest,
     time_us,
-    to_utc_us,
     validate_scores,
 )
 from pipeline.store.walcheckpoint import Checkpointer
@@ -263,7 +262,7 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         dupes = given - len(batch)
         if not len(batch):
             return WriteResult(0, 0, 0, dupes)
-        cols = self._score_columns(batch)
+        now_us = time_us(self.clock.now(), "now")
         segment = None
         if history is not None:
             # Each user once: the batch rows are the (user, interval) points already.
@@ -271,7 +270,7 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
                 every, history.bucket_us(every.features_time))  # fmt: skip
             segment = self._segment(points, history)
         with self._write() as conn:
-            written = self._bulk.upsert_scores(conn, cols)
+            written = self._bulk.upsert_scores(conn, batch, now_us)
             appended = 0 if segment is None else self._append_segment(conn, segment)
         if segment is not None:
             self._after_history_write()
@@ -315,20 +314,6 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         self._lock_history(conn)
         conn.execute(s.score_history_segments.insert(), [segment])
         return int(segment["points"])
-
-    def _score_columns(self, b: ScoreBatch) -> dict[str, list[Any]]:
-        return {
-            "user_id": b.user_id,
-            "risk": b.risk.tolist(),
-            "model_version": b.model_version,
-            "features_time": self.codec.iso(b.features_time),
-            "reasons": b.reasons,
-            "plan": b.plan,
-            "monthly_revenue": b.monthly_revenue,
-            "partition": b.partition,
-            "updated_at": self.codec.iso(to_utc_us([self.clock.now()], "now")) * len(b),
-            "active": b.active,
-        }
 
     # -- metrics and decisions -----------------------------------------------------------
     def record_metrics(self, rows: Iterable[StreamMetric]) -> int:
