@@ -5,10 +5,14 @@ writing the row, so batches go to the driver directly:
 
 * SQLite: ``INSERT ... VALUES (?, ...) ON CONFLICT (key) DO UPDATE ...`` through
   ``executemany`` with plain tuples;
-* PostgreSQL: ``COPY`` the batch (one text payload built column-wise) into a per-session
-  temporary table (``ON COMMIT DELETE ROWS``), then one ``INSERT ... SELECT ... ON
-  CONFLICT ...``. (Binding Python lists as arrays for ``unnest`` was 3x slower: psycopg
-  dumps text arrays element by element in Python.)
+* PostgreSQL: ``COPY`` the batch into a per-session temporary table (``ON COMMIT DELETE
+  ROWS``), then one ``INSERT ... SELECT ... ON CONFLICT ...``. Scores go as a **binary**
+  ``COPY`` payload built column-wise with numpy (:mod:`pipeline.store.pgcopy`): on a
+  10,000-row batch ~8 ms of client CPU instead of ~14 for the text payload, and the
+  server's ``COPY`` ~8 ms instead of 13-20 (no float or timestamp text to parse). Other
+  tables use one text payload built column-wise (``copy_text``). (Binding Python lists
+  as arrays for ``unnest`` was 3x slower: psycopg dumps text arrays element by element
+  in Python.)
 
 Rows arrive sorted by ``user_id`` (``rows.latest``), so SQLite's executemany and
 PostgreSQL's scan of the staged rows walk the scores B-tree in key order. (An explicit
@@ -31,11 +35,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, Table
 
+from pipeline.store import pgcopy
 from pipeline.store import schema as s
 from pipeline.store.rows import ScoreBatch, TimeCodec
 
 _NULL = r"\N"
 _SPECIAL = ("\\", "\t", "\n", "\r")
+SCORE_COLUMNS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
+                 "monthly_revenue", "partition", "updated_at", "active")  # fmt: skip
 SCORE_UPDATE = ("risk", "model_version", "features_time", "reasons", "plan", "monthly_revenue",
                 "partition", "updated_at", "active")  # fmt: skip
 
@@ -72,16 +79,23 @@ class Bulk:
         names = list(columns)
         if not self.pg:
             return f"VALUES ({', '.join('?' for _ in names)})"
+        return self._stage(conn, table, names, copy_text(table, columns))
+
+    def _stage(self, conn: Connection, table: Table, names: Sequence[str],
+               data: str | bytes) -> str:  # fmt: skip
+        """PostgreSQL: ``COPY`` ``data`` (text format, or binary if bytes) into the
+        session's temporary twin of ``table``; returns the ``SELECT`` that reads it."""
         tmp = self.q(f"churn_in_{table.name}")
         cols = ", ".join(self.q(c) for c in names)
+        binary = " (FORMAT BINARY)" if isinstance(data, bytes) else ""
         with conn.connection.driver_connection.cursor() as cur:
             cur.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {self.table(table)}) "
                 "ON COMMIT DELETE ROWS"
             )
             cur.execute(f"DELETE FROM {tmp}")
-            with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as copy:
-                copy.write(copy_text(table, columns))
+            with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN{binary}") as copy:
+                copy.write(data)
         return f"SELECT {cols} FROM {tmp}"
 
     def _run(self, conn: Connection, sql: str, columns: Mapping[str, list[Any]]) -> Any:
@@ -120,10 +134,16 @@ class Bulk:
     def upsert_scores(self, conn: Connection, batch: ScoreBatch, updated_at_us: int) -> int:
         """Upsert current scores (one row per user, ``rows.latest``), never replacing newer
         features; ``updated_at_us``: the write's wall clock (int64 microseconds, UTC).
-        Returns rows written."""
-        columns = score_columns(batch, self.codec, updated_at_us)
-        names = tuple(columns)
-        source = self._source(conn, s.scores, columns)
+        Returns rows written. PostgreSQL stages the rows with a binary ``COPY``
+        (:mod:`pipeline.store.pgcopy`)."""
+        if self.pg:
+            names: tuple[str, ...] = SCORE_COLUMNS
+            source = self._stage(conn, s.scores, names, score_copy(batch, updated_at_us))
+            columns: Mapping[str, list[Any]] = {}
+        else:
+            columns = score_columns(batch, self.codec, updated_at_us)
+            names = tuple(columns)
+            source = self._source(conn, s.scores, columns)
 
         def build() -> str:
             q = self.q
@@ -153,6 +173,24 @@ def score_columns(b: ScoreBatch, codec: TimeCodec, updated_at_us: int) -> dict[s
         "updated_at": now * len(b),
         "active": b.active,
     }
+
+
+def score_copy(b: ScoreBatch, updated_at_us: int) -> bytes:
+    """The ``scores`` rows of ``b`` as a binary ``COPY`` payload, columns in
+    ``SCORE_COLUMNS`` order."""
+    now = np.full(len(b), updated_at_us, dtype=np.int64).view("datetime64[us]")
+    return pgcopy.payload([
+        pgcopy.text(b.user_id),
+        pgcopy.float8(b.risk),
+        pgcopy.text(b.model_version),
+        pgcopy.timestamptz(b.features_time),
+        pgcopy.text(b.reasons, jsonb=True),
+        pgcopy.text(b.plan),
+        pgcopy.float8(b.monthly_revenue),
+        pgcopy.int4(b.partition, "partition"),
+        pgcopy.timestamptz(now),
+        pgcopy.boolean(b.active),
+    ])  # fmt: skip
 
 
 def copy_text(table: Table, columns: Mapping[str, list[Any]]) -> str:

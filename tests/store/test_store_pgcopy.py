@@ -1,0 +1,134 @@
+"""The binary ``COPY`` payload of score rows (``pipeline.store.pgcopy``): the server reads
+back every value as given -- NULLs in each nullable column, non-ASCII and escape-worthy
+text, jsonb, extreme times and floats, a batch of one and of thousands -- and the store
+written through it equals the SQLite store given the same rows."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, text
+
+from pipeline.clock import FakeClock
+from pipeline.errors import InvalidRowError
+from pipeline.store import Store, pgcopy
+from pipeline.store.bulk import SCORE_COLUMNS, score_copy
+from pipeline.store.rows import score_batch
+from tests.needs import pg_unavailable
+from tests.store.conftest import PG_URLS, drop_schema, pg_url
+
+T = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+ODD = [
+    "u-ascii",
+    "ü-ñoño",
+    "用户-7",
+    "tab\there",
+    "line\nbreak",
+    "back\\slash",
+    "quote'\"",
+    "😀" * 50,
+]
+
+
+def _rows(n: int, extreme_times: bool = True) -> list[dict]:
+    rng = np.random.default_rng(3)
+    out = []
+    for i in range(n):
+        user = ODD[i] if i < len(ODD) else f"user-{i:06d}"
+        out.append({
+            "user_id": user,
+            "risk": [0.0, 1.0, 0.1, 1e-300, 0.9999999999999999][i % 5] if i < 10 else float(rng.random()),
+            "model_version": "v-ß" if i % 3 else "12",
+            "features_time": [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+                              datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)][i] if i < 3 and extreme_times
+            else T + timedelta(microseconds=i),
+            "reasons": [{"feature": "ü\t\"x\"", "contribution": 0.5, "value": -1e-7}] if i % 4 == 0 else None,
+            "plan": None if i % 5 == 1 else ("premium\\4k" if i % 2 else "básico"),
+            "monthly_revenue": None if i % 6 == 2 else 9.99 + i,
+            "partition": None if i % 7 == 3 else (2**31 - 1 if i == 4 else i % 4),
+            "active": i % 9 != 0,
+        })  # fmt: skip
+    return out
+
+
+@pytest.fixture
+def pg() -> str:
+    url = pg_url()
+    if url is None:
+        pg_unavailable(PG_URLS)
+    return url
+
+
+@pytest.mark.parametrize("n", [1, 9, 3000])
+def test_the_server_reads_back_every_value_of_a_binary_copy(pg: str, n: int) -> None:
+    rows = _rows(n)
+    batch = score_batch(rows)
+    now_us = int((T - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(pg)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            conn.execute(text(
+                f'CREATE TABLE "{schema}".t (user_id varchar(200), risk float8, model_version varchar(100), '
+                "features_time timestamptz, reasons jsonb, plan varchar(50), monthly_revenue float8, "
+                "partition integer, updated_at timestamptz, active boolean)"
+            ))  # fmt: skip
+            with conn.connection.driver_connection.cursor() as cur:
+                cols = ", ".join(SCORE_COLUMNS)
+                with cur.copy(f'COPY "{schema}".t ({cols}) FROM STDIN (FORMAT BINARY)') as copy:
+                    copy.write(score_copy(batch, now_us))
+            got = conn.execute(text(f'SELECT {", ".join(SCORE_COLUMNS)} FROM "{schema}".t')).all()
+    finally:
+        engine.dispose()
+        drop_schema(pg, schema)
+    by_user = {r[0]: r for r in got}
+    assert len(got) == len(by_user) == n
+    for r in rows:
+        user, risk, version, ft, reasons, plan, revenue, part, updated, active = by_user[
+            r["user_id"]
+        ]
+        assert risk == r["risk"] and version == r["model_version"]
+        assert ft == r["features_time"] and updated == T
+        assert reasons == r["reasons"]  # jsonb comes back parsed
+        assert (plan, revenue, part, active) == (
+            r["plan"],
+            r["monthly_revenue"],
+            r["partition"],
+            r["active"],
+        )
+
+
+def test_a_store_written_by_binary_copy_equals_the_sqlite_store(pg: str, tmp_path) -> None:
+    rows = _rows(500, extreme_times=False)  # readers decode to pandas' ns range
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    stores = [Store(f"sqlite:///{tmp_path / 'c.db'}", clock=FakeClock(T)),
+              Store(pg, schema=schema, clock=FakeClock(T))]  # fmt: skip
+    try:
+        frames = []
+        for store in stores:
+            store.upsert_scores(rows)
+            df = store.current_scores(top_k=None, active_only=False).sort_values("user_id")
+            df["reasons"] = df["reasons"].map(lambda v: json.loads(v) if isinstance(v, str) else v)
+            frames.append(df.reset_index(drop=True))
+        assert len(frames[0]) == 500
+        assert frames[0].equals(frames[1]), frames[0].compare(frames[1])
+    finally:
+        for store in stores:
+            store.close()
+        drop_schema(pg, schema)
+
+
+def test_a_partition_outside_int4_is_a_clear_error_before_anything_is_sent() -> None:
+    batch = score_batch([{"user_id": "u", "risk": 0.5, "model_version": "1", "features_time": T,
+                          "partition": 2**31}])  # fmt: skip
+    with pytest.raises(InvalidRowError, match="partition of row 0 is 2147483648"):
+        score_copy(batch, 0)
+
+
+def test_an_empty_payload_is_the_signature_and_the_end_marker() -> None:
+    assert pgcopy.payload([pgcopy.text([]), pgcopy.float8([])]) == pgcopy.SIGNATURE + b"\xff\xff"
