@@ -4,7 +4,8 @@ SQLAlchemy Core spends ~10 µs per row building parameters, more than SQLite spe
 writing the row, so batches go to the driver directly:
 
 * SQLite: ``INSERT ... VALUES (?, ...) ON CONFLICT (key) DO UPDATE ...`` through
-  ``executemany`` with plain tuples;
+  ``executemany`` with plain tuples; scores ``ROWS_PER_STATEMENT`` rows per statement
+  (``Bulk._sqlite_scores``);
 * PostgreSQL: ``COPY`` the batch into a per-session temporary table (``ON COMMIT DELETE
   ROWS``), then one ``INSERT ... SELECT ... ON CONFLICT ...``. Scores go as a **binary**
   ``COPY`` payload built column-wise with numpy (:mod:`pipeline.store.pgcopy`): on a
@@ -30,6 +31,7 @@ JSON already serialised. Statements are built from the table definitions in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,7 @@ _NULL = r"\N"
 _SPECIAL = ("\\", "\t", "\n", "\r")
 SCORE_COLUMNS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
                  "monthly_revenue", "partition", "updated_at", "active")  # fmt: skip
+ROWS_PER_STATEMENT = 100  # SQLite score upserts (see Bulk._sqlite_scores)
 SCORE_UPDATE = ("risk", "model_version", "features_time", "reasons", "plan", "monthly_revenue",
                 "partition", "updated_at", "active")  # fmt: skip
 
@@ -136,26 +139,50 @@ class Bulk:
         features; ``updated_at_us``: the write's wall clock (int64 microseconds, UTC).
         Returns rows written. PostgreSQL stages the rows with a binary ``COPY``
         (:mod:`pipeline.store.pgcopy`)."""
-        if self.pg:
-            names: tuple[str, ...] = SCORE_COLUMNS
-            source = self._stage(conn, s.scores, names, score_copy(batch, updated_at_us))
-            columns: Mapping[str, list[Any]] = {}
-        else:
-            columns = score_columns(batch, self.codec, updated_at_us)
-            names = tuple(columns)
-            source = self._source(conn, s.scores, columns)
+        if not self.pg:
+            return self._sqlite_scores(conn, score_columns(batch, self.codec, updated_at_us))
+        source = self._stage(conn, s.scores, SCORE_COLUMNS, score_copy(batch, updated_at_us))
+        sql = self._cached(("scores", "pg"), lambda: self._score_sql(source))
+        return max(conn.exec_driver_sql(sql).rowcount, 0)
 
-        def build() -> str:
-            q = self.q
-            sets = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in SCORE_UPDATE)
-            return (
-                f"INSERT INTO {self.table(s.scores)} AS t ({', '.join(q(c) for c in names)}) "
-                f"{source} ON CONFLICT (user_id) DO UPDATE SET {sets} "
-                "WHERE excluded.features_time >= t.features_time"
-            )
+    def _score_sql(self, source: str) -> str:
+        q = self.q
+        sets = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in SCORE_UPDATE)
+        return (
+            f"INSERT INTO {self.table(s.scores)} AS t ({', '.join(q(c) for c in SCORE_COLUMNS)}) "
+            f"{source} ON CONFLICT (user_id) DO UPDATE SET {sets} "
+            "WHERE excluded.features_time >= t.features_time"
+        )
 
-        sql = self._cached(("scores", names), build)
-        return max(self._run(conn, sql, columns).rowcount, 0)
+    def _sqlite_scores(self, conn: Connection, columns: Mapping[str, list[Any]]) -> int:
+        """SQLite: ``ROWS_PER_STATEMENT`` rows per ``INSERT`` (numbered parameters bound
+        column by column: ``?1..?100`` the user ids, ``?101..?200`` the risks, ...), the
+        remainder one row per execution. The sqlite3 module's per-execution cost (reset,
+        step, a parameter tuple per row) was more than half of a one-row ``executemany``:
+        10,000 rows 52-66 ms -> 29-35 ms on this machine."""
+        k = ROWS_PER_STATEMENT
+        values = [columns[c] for c in SCORE_COLUMNS]
+        n = len(values[0])
+        full = n - n % k
+        written = 0
+        if full:
+            sql = self._cached(("scores", "sqlite", k), lambda: self._score_sql(_numbered(k)))
+            params = [tuple(chain.from_iterable(v[lo : lo + k] for v in values))
+                      for lo in range(0, full, k)]  # fmt: skip
+            written += max(conn.exec_driver_sql(sql, params).rowcount, 0)
+        if full < n:
+            sql = self._cached(("scores", "sqlite", 1), lambda: self._score_sql(_numbered(1)))
+            rest = list(zip(*(v[full:] for v in values), strict=True))
+            written += max(conn.exec_driver_sql(sql, rest).rowcount, 0)
+        return written
+
+
+def _numbered(k: int) -> str:
+    """``VALUES`` of ``k`` rows whose parameters are numbered column-major (row ``i`` of
+    column ``j`` is ``?{j*k+i+1}``), for ``len(SCORE_COLUMNS)`` columns."""
+    m = len(SCORE_COLUMNS)
+    rows = ("(" + ", ".join(f"?{j * k + i + 1}" for j in range(m)) + ")" for i in range(k))
+    return "VALUES " + ", ".join(rows)
 
 
 def score_columns(b: ScoreBatch, codec: TimeCodec, updated_at_us: int) -> dict[str, list[Any]]:
