@@ -66,7 +66,9 @@ def _source(pub: Mapping[str, Any], modules: tuple[str, ...]) -> str:
     mode = "quick run" if e.get("quick") else "full run"
     cpu = (e.get("machine") or prov.get("machine", {})).get("cpu_model", "unknown CPU")  # modules may come from other runs
     commit = e["commit"][:10] + (" with uncommitted changes" if e["commit"].endswith("+dirty") else "")
-    return f"{mode} of {commit}, {e['started_utc'][:10]}, {cpu}, {load}"
+    probe = e.get("speed_probe_ms_before")  # recorded since 2026-12-04
+    speed = "" if probe is None else f", speed probe {probe:.0f} ms"
+    return f"{mode} of {commit}, {e['started_utc'][:10]}, {cpu}, {load}{speed}"
 
 
 def _quick(pub: Mapping[str, Any], module: str) -> bool:

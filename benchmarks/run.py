@@ -13,8 +13,8 @@ figure name -> number.
 
 Every run also records where its figures come from in ``provenance.json``: per mode
 (``full``/``quick``) and per module, the commit (``+dirty`` with uncommitted changes),
-UTC time, CPU model, load average before and after, seconds taken and the figures it
-wrote. README and docs quote ``published.json`` (``python -m benchmarks.publish``).
+UTC time, CPU model, load average and a speed probe (``speed_probe_ms``) before and
+after, seconds taken and the figures it wrote. README and docs quote ``published.json`` (``python -m benchmarks.publish``).
 
 Budget: a full ``make bench`` must finish within ``TOTAL_BUDGET_S`` (20 min) on the
 project's 2-core machine. ``BUDGET_S`` gives each module its share (seconds, full run;
@@ -93,6 +93,22 @@ def cpu_model() -> str:
 
 def machine() -> dict[str, Any]:
     return {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version()}
+
+
+def speed_probe_ms() -> float:
+    """Milliseconds this machine takes, now, for a fixed pure-Python workload (best of 3
+    runs of a 1,000,000-step integer loop, ~0.1 s each): the same code's figures move with
+    it between machines and with neighbours' load on a shared one (2026-12-04: 120-140 ms
+    on a day the store figures were about half of the day before), so every module's
+    provenance records it before and after, and figures from two runs compare only beside it."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        acc = 0
+        for i in range(1_000_000):
+            acc += i
+        best = min(best, time.perf_counter() - t)
+    return round(best * 1000, 1)
 
 
 def record(provenance: dict[str, Any], quick: bool, module: str, entry: dict[str, Any]) -> None:
@@ -183,7 +199,8 @@ def main(argv: list[str], root: Path = HERE) -> int:
         print(f"\n=== {name} ({'quick' if quick else 'full'}) ===", flush=True)
         entry: dict[str, Any] = {"commit": commit(root.parent), "quick": quick,
                                  "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-                                 "load_before": list(os.getloadavg())}  # fmt: skip
+                                 "load_before": list(os.getloadavg()),
+                                 "speed_probe_ms_before": speed_probe_ms()}  # fmt: skip
         t, cpu0 = time.perf_counter(), tree_cpu_s()
         try:
             figures = _module(path, root).run(quick=quick)
@@ -192,10 +209,11 @@ def main(argv: list[str], root: Path = HERE) -> int:
             figures, entry["error"] = {}, f"{type(e).__name__}: {e}"[:2000]
             failed.append(name)
         entry |= {"seconds": round(time.perf_counter() - t, 1), "cpu_s": round(tree_cpu_s() - cpu0, 1),
-                  "load_after": list(os.getloadavg()),
+                  "load_after": list(os.getloadavg()), "speed_probe_ms_after": speed_probe_ms(),
                   "figures": sorted(figures), "budget": budget(name, quick)}  # fmt: skip
         print(f"--- {name}: {entry['seconds']:.1f} s, {entry['cpu_s']:.1f} CPU s (budget {entry['budget']:.0f} s), load average "
-              f"{entry['load_before'][0]:.1f} -> {entry['load_after'][0]:.1f}", flush=True)  # fmt: skip
+              f"{entry['load_before'][0]:.1f} -> {entry['load_after'][0]:.1f}, speed probe "
+              f"{entry['speed_probe_ms_before']:.0f} -> {entry['speed_probe_ms_after']:.0f} ms", flush=True)  # fmt: skip
         results.update({k: float(v) for k, v in figures.items()})
         record(provenance, quick, name, entry)
         ran.append(name)

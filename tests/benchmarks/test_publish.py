@@ -89,6 +89,7 @@ def test_quick_runs_never_touch_results_json_and_provenance_is_recorded(tmp_path
     entry = prov["quick"]["modules"]["bench_a"]
     assert entry["quick"] is True and entry["figures"] == ["a_x"]
     assert len(entry["load_before"]) == 3 and len(entry["load_after"]) == 3
+    assert 0 < entry["speed_probe_ms_before"] < 60_000 and 0 < entry["speed_probe_ms_after"] < 60_000
     assert entry["started_utc"].endswith("+00:00") and entry["commit"]
     assert prov["full"]["machine"]["cpu_model"] and prov["full"]["machine"]["cpus"] >= 1
     assert run.main(["nosuch"], root=tmp_path) == 2
