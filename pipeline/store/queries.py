@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -150,12 +150,12 @@ class Readers:
         users = kept.users.astype(str).tolist() if kept.users.dtype.kind == "S" else kept.users.tolist()
         if not users:
             return pd.DataFrame(
-                {"user_id": pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+                {"user_id": pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[us, UTC]"),
                  "risk": pd.Series([], dtype=object), "model_version": pd.Series([], dtype=object)}
             )  # fmt: skip
         return pd.DataFrame({
             "user_id": users,
-            "time": pd.to_datetime(kept.times, unit="us", utc=True),
+            "time": pd.Series(np.asarray(kept.times, "int64").view("datetime64[us]")).dt.tz_localize(UTC),
             "risk": np.array(kept.risks, dtype=np.float64),
             "model_version": kept.versions.tolist(),
         })  # fmt: skip

@@ -100,10 +100,16 @@ class TimeCodec:
             "datetime64[us]"
         )
 
-    @staticmethod
-    def decode(values: pd.Series) -> pd.Series:
-        """Database values -> ``datetime64[ns, UTC]`` (missing -> NaT)."""
-        return pd.to_datetime(values, utc=True, format="ISO8601")
+    def decode(self, values: pd.Series) -> pd.Series:
+        """Database values -> ``datetime64[us, UTC]`` (missing -> NaT). Microseconds, not
+        pandas' nanoseconds: the store keeps microseconds, and every time a writer accepts
+        (years 1 to 9999) must read back; nanoseconds end in 2262."""
+        try:
+            us = self.to_us(values.tolist())
+        except (TypeError, ValueError, OverflowError):  # not the store's own format
+            parsed = pd.to_datetime(values.astype(object), utc=True, format="ISO8601")
+            return parsed.dt.as_unit("us")
+        return pd.Series(us, index=values.index, name=values.name).dt.tz_localize(UTC)
 
 
 _DAY_US = 86_400_000_000

@@ -65,7 +65,7 @@ class KeyedV7:
         with self.engine.connect() as conn:
             res = conn.execute(text(q + " ORDER BY time, user_id"), args)
             df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
-        df["time"] = TimeCodec.decode(df["time"])
+        df["time"] = self.codec.decode(df["time"])
         return df
 
     def prune(self, before) -> int:

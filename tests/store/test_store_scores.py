@@ -36,7 +36,7 @@ def test_upsert_then_read_round_trips_every_column(store: Store, clock):
     assert top.risk == 0.91 and top.model_version == "1" and top.plan == "premium"
     assert top.reasons == REASONS and top.monthly_revenue == 19.99 and top.partition == 2
     assert top.features_time == pd.Timestamp(T0 + timedelta(minutes=5))
-    assert str(df.features_time.dtype) == "datetime64[ns, UTC]"
+    assert str(df.features_time.dtype) == "datetime64[us, UTC]"
     assert top.updated_at == pd.Timestamp(clock.now())
     low = df.set_index("user_id").loc["u3"]
     assert low.reasons is None and low.plan is None and pd.isna(low.monthly_revenue)
@@ -290,3 +290,21 @@ def test_ten_thousand_rows_bulk_write(store: Store, backend):
     print(f"\n{backend['url'].split(':')[0]}: 10,000-row upsert (+history) {dt * 1000:.0f} ms")
     assert res.scores == n and res.history > 0
     assert dt < 5.0
+
+
+def test_every_time_a_writer_accepts_reads_back(store: Store):
+    """Years 1 and 9999 are valid features times (writers take any aware datetime): the
+    readers return microsecond times, where pandas' nanoseconds would end in 2262."""
+    first, last = datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    store.upsert_scores([
+        {"user_id": "old", "risk": 0.2, "model_version": "1", "features_time": first},
+        {"user_id": "late", "risk": 0.3, "model_version": "1", "features_time": last},
+    ])  # fmt: skip
+    df = store.current_scores(top_k=None).set_index("user_id")
+    assert df.loc["old", "features_time"] == pd.Timestamp(first)
+    assert df.loc["late", "features_time"] == pd.Timestamp(last)
+    hist = store.score_history().set_index("user_id")
+    assert str(hist.time.dtype) == "datetime64[us, UTC]"
+    assert hist.loc["old", "time"] == pd.Timestamp(first)
+    assert hist.loc["late", "time"] == pd.Timestamp(last)
+    assert str(store.score_history(["nobody"]).time.dtype) == "datetime64[us, UTC]"

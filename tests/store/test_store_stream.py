@@ -43,7 +43,7 @@ def test_metrics_round_trip_and_rerecording_is_a_no_op(store: Store):
     first = df.iloc[0]
     assert first.time == pd.Timestamp(T0) and first.worker == "w0" and first.status == "OK"
     assert (first.lag, first.batch_p99_ms, first.model_version) == (0, 45.5, "4")
-    assert str(df.time.dtype) == "datetime64[ns, UTC]"
+    assert str(df.time.dtype) == "datetime64[us, UTC]"
     assert len(store.metrics_since(T0 + timedelta(minutes=2))) == 2
     latest = store.latest_metrics()
     assert list(latest.partition) == [0, 1] and list(latest.lag) == [20, 21]
