@@ -214,7 +214,8 @@ def _run_worker(ctx: typer.Context, as_json: bool, **o: Any) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    summary = run_host(host, lambda: stop["now"], until_caught_up=o["until_caught_up"], max_seconds=o["max_seconds"])
+    summary = run_host(host, lambda: stop["now"], until_caught_up=o["until_caught_up"], max_seconds=o["max_seconds"],
+                       prepare=True)
     if as_json:
         console.print_json(json.dumps(summary, default=str))
     else:

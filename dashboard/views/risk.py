@@ -58,6 +58,11 @@ def lookup() -> None:
     if not user:
         return
     hist = store.score_history([user])
+    if hist.attrs.get("unreadable_segments"):
+        bad = hist.attrs["unreadable_segments"]
+        st.warning(f"{len(bad)} score history segment(s) of the store are unreadable (seq "
+                   f"{', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''}): their points "
+                   "are left out of this chart. They are kept in the store; the log says why.")
     row = data.user_score(store, user)
     if row.empty and hist.empty:
         st.warning(f"No scores for user {user!r}.")

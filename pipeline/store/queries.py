@@ -9,6 +9,7 @@ top users or the revenue at risk (``current_scores(active_only=False)`` shows th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Select, and_, case, func, select
 
-from pipeline.errors import InvalidRowError
+from pipeline.errors import InvalidRowError, StoreError
 from pipeline.store import schema as s
 from pipeline.store import segments
 from pipeline.store.records import ScoreSummary
@@ -27,6 +28,8 @@ from pipeline.store.rows import TimeCodec, check_time, time_us
 SCORE_COLUMNS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
                  "monthly_revenue", "partition", "updated_at", "active")  # fmt: skip
 MAX_BINS = 200
+log = logging.getLogger("pipeline.store")
+_WARNED: set[tuple[Any, ...]] = set()  # unreadable history segments already logged (store, seq)
 
 
 class Readers:
@@ -34,6 +37,7 @@ class Readers:
 
     codec: TimeCodec
     clock: Any
+    url: str
     _bulk: Any  # pipeline.store.bulk.Bulk: quoted table names
 
     def _read(self) -> AbstractContextManager[Connection]:  # provided by Store
@@ -143,22 +147,26 @@ class Readers:
         since_us = None if since is None else time_us(since, "since")
         wanted = None if user_ids is None else list(user_ids)
         with self._read() as conn:
-            pts, seq = self._history_points(conn, since_us=since_us, users=wanted)
+            pts, seq, unreadable = self._history_points(conn, since_us=since_us, users=wanted)
         kept = segments.resolve(pts, seq)
         if since_us is not None:
             kept = kept.take(kept.times >= since_us)
         users = kept.users.astype(str).tolist() if kept.users.dtype.kind == "S" else kept.users.tolist()
         if not users:
-            return pd.DataFrame(
+            df = pd.DataFrame(
                 {"user_id": pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[us, UTC]"),
                  "risk": pd.Series([], dtype=object), "model_version": pd.Series([], dtype=object)}
             )  # fmt: skip
-        return pd.DataFrame({
-            "user_id": users,
-            "time": pd.Series(np.asarray(kept.times, "int64").view("datetime64[us]")).dt.tz_localize(UTC),
-            "risk": np.array(kept.risks, dtype=np.float64),
-            "model_version": kept.versions.tolist(),
-        })  # fmt: skip
+        else:
+            df = pd.DataFrame({
+                "user_id": users,
+                "time": pd.Series(np.asarray(kept.times, "int64").view("datetime64[us]")).dt.tz_localize(UTC),
+                "risk": np.array(kept.risks, dtype=np.float64),
+                "model_version": kept.versions.tolist(),
+            })  # fmt: skip
+        # segments this read had to skip (``_history_points``): the caller can say so
+        df.attrs["unreadable_segments"] = unreadable
+        return df
 
     def _history_points(
         self,
@@ -168,11 +176,12 @@ class Readers:
         bucket_before_us: int | None = None,
         users: Sequence[str] | None = None,
         flush_only: bool = False,
-    ) -> tuple[segments.Points, np.ndarray]:
+    ) -> tuple[segments.Points, np.ndarray, list[int]]:
         """Every stored history point version (all segments, or those that may hold a
         point at/after ``since_us`` or in a bucket before ``bucket_before_us``), of
         ``users`` only if given (``flush_only``: of the segments written by flushes, not
-        yet merged by a compaction run), and each point's segment ``seq``."""
+        yet merged by a compaction run), each point's segment ``seq``, and the ``seq`` of
+        the segments that could not be decoded (skipped, logged)."""
         pg = conn.dialect.name == "postgresql"
         mark = "%s" if pg else "?"
         where: list[str] = []
@@ -202,14 +211,29 @@ class Readers:
         else:
             rows = conn.exec_driver_sql(sql, tuple(params)).all()
         parts, seqs = [], []
+        unreadable: list[int] = []
         for seq, payload in rows:
-            p = segments.decode(payload)
+            try:
+                p = segments.decode(payload)
+            except StoreError as exc:
+                # One damaged segment (a torn page, a bad restore) must not take every
+                # chart down: its points are skipped, the rest read. Said where the user
+                # looks: logged (once per segment) and on the reader's result; compaction
+                # and prune keep it (they write only what they read).
+                unreadable.append(int(seq))
+                key = (self.url, getattr(self, "schema", None), int(seq))
+                if key not in _WARNED:
+                    _WARNED.add(key)
+                    log.error("store %s: score history segment seq=%d is unreadable, its points are "
+                              "skipped by every read (kept in the store, not compacted away): %s",
+                              self.url, int(seq), exc)
+                continue
             if users is not None:
                 p = p.take(segments.isin(p.users, users))
             if len(p):
                 parts.append(p)
                 seqs.append(int(seq))
-        return segments.concat(parts, seqs)
+        return (*segments.concat(parts, seqs), unreadable)
 
     # -- stream ----------------------------------------------------------------------------
     def metrics_since(self, since: datetime | None = None) -> pd.DataFrame:

@@ -105,7 +105,8 @@ score_history_segments = Table(
     Column("payload", LargeBinary, nullable=False),
     # NULL: written by a flush (its points span any users); else the compaction run that
     # wrote it (``Store.compact_history``: points sorted by user, narrow user ranges).
-    # Every flush segment is newer (higher ``seq``) than every run's.
+    # Every flush segment is newer (higher ``seq``) than every run's, except one a
+    # compaction could not decode and so kept (reads skip it and say so).
     Column("run", Integer, nullable=True),
 )
 

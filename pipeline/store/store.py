@@ -379,7 +379,7 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
     def _prune_history(self, conn: Connection, cut: int) -> int:
         # Every version of a point older than ``cut`` lies in a bucket before it, and so
         # do the other versions of that point: these segments hold all of them.
-        pts, seq = self._history_points(conn, bucket_before_us=cut)
+        pts, seq, _ = self._history_points(conn, bucket_before_us=cut)  # unreadable: kept
         if not len(pts):
             return 0
         gone = int((pts.times[segments.newest(pts, seq)] < cut).sum())
@@ -414,19 +414,24 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         segs = s.score_history_segments
         with self._write() as conn:
             self._lock_history(conn)
-            pts, seq = self._history_points(conn, flush_only=recent_only)
+            pts, seq, unreadable = self._history_points(conn, flush_only=recent_only)
             n_segs = len(np.unique(seq))
             run = int(conn.execute(select(func.coalesce(func.max(segs.c.run), 0))).scalar_one()) + 1
             kept = pts.take(segments.newest(pts, seq))
             kept = kept.take(np.lexsort((kept.buckets, kept.users)))  # by user: narrow ranges
-            conn.execute(delete(segs).where(segs.c.run.is_(None)) if recent_only else delete(segs))
+            # Delete what was read (not a segment it could not decode: that one stays,
+            # skipped by reads, rather than be lost), plus the empty ones.
+            merged = np.unique(seq).tolist()
+            for lo in range(0, len(merged), 10_000):  # bound the statement's parameters
+                conn.execute(delete(segs).where(segs.c.seq.in_(merged[lo : lo + 10_000])))
+            conn.execute(delete(segs).where(segs.c.points == 0))
             rows = [segments.row(kept.take(np.arange(lo, min(lo + segment_points, len(kept)))),
                                  self.codec) | {"run": run}
                     for lo in range(0, len(kept), segment_points)]  # fmt: skip
             if rows:
                 conn.execute(segs.insert(), rows)
         return {"segments": n_segs, "points": len(pts), "segments_after": len(rows),
-                "points_after": len(kept), "run": run}  # fmt: skip
+                "points_after": len(kept), "run": run, "unreadable": len(unreadable)}  # fmt: skip
 
     def maybe_compact_history(self) -> dict[str, int] | None:
         """The writers' compaction policy (called every ``history_compact_after // 4``

@@ -221,13 +221,17 @@ def run_host(
     until_caught_up: bool = False,
     max_seconds: float | None = None,
     logger: logging.Logger | None = None,
+    prepare: bool = False,
 ) -> dict[str, Any]:
     """Run one stand-alone worker until stopped; returns its summary (``member``, ``lost``
-    added). Raises ChurnError subclasses with one-line messages."""
+    added). Raises ChurnError subclasses with one-line messages. ``prepare``: this
+    process is the worker's own (the command line), so apply the worker's process-wide
+    settings (:func:`pipeline.stream.worker.prepare_process`: GC and GIL switch interval)
+    once its long-lived objects exist, as supervised workers do."""
     from pipeline.log.deadletter import dead_letter_log
     from pipeline.log.kafka_config import open_log_config
     from pipeline.store import Store
-    from pipeline.stream.worker import Worker
+    from pipeline.stream.worker import Worker, prepare_process
 
     settings.check()
     logger = logger or logging.getLogger("pipeline.stream")
@@ -258,6 +262,8 @@ def run_host(
                         feature_spec=feed.spec, drift=settings.drift)
         follower = ChampionFollower(feed, state, cfg.model_poll_s)
         follower.start()
+        if prepare:
+            prepare_process()
         logger.info("member %s joined group %r of topic %r (%d partitions) on %s", state.owner, cfg.group,
                     settings.topic, log.num_partitions, state)
         summary = worker.run(should_stop, until_caught_up=until_caught_up, max_seconds=max_seconds)

@@ -112,6 +112,26 @@ def test_risk_populated(populated, use_env) -> None:
 
 
 @pytest.mark.slow  # the session\'s real run (~40-80 s, once)
+def test_risk_names_unreadable_history_segments(populated, use_env, monkeypatch) -> None:
+    """A damaged history segment (the store skips it, ``Store.score_history``) is said on
+    the user's chart, not silently missing."""
+    from pipeline.store import Store
+
+    real = Store.score_history
+
+    def damaged(self, *args, **kwargs):
+        df = real(self, *args, **kwargs)
+        df.attrs["unreadable_segments"] = [7]
+        return df
+
+    use_env(populated["env"])
+    monkeypatch.setattr(Store, "score_history", damaged)
+    at = run_page("risk")
+    assert any("1 score history segment(s) of the store are unreadable (seq 7)" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == 2  # the chart is still drawn from the rest
+
+
+@pytest.mark.slow  # the session\'s real run (~40-80 s, once)
 def test_revenue_populated(populated, use_env) -> None:
     use_env(populated["env"])
     at = run_page("revenue")

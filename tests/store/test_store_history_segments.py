@@ -193,3 +193,31 @@ def test_user_ids_with_nul_are_rejected_clearly(store: Store):
 
     with pytest.raises(InvalidRowError, match="without NUL"):
         store.upsert_scores([score("a\x00b", 0.5)])
+
+
+def test_an_unreadable_segment_is_skipped_said_and_kept(store: Store, caplog):
+    """A damaged segment (torn page, bad restore) loses its own points only: reads return
+    the rest and name it, compaction and prune keep it instead of deleting it unread."""
+    for day in range(4):
+        store.upsert_scores([score(f"u{day}", 0.1 * (day + 1), 60 * 24 * day), score("all", 0.5, 60 * 24 * day)])
+    segs = s.score_history_segments
+    with store.engine.begin() as conn:
+        seqs = conn.execute(select(segs.c.seq).order_by(segs.c.seq)).scalars().all()
+        bad = seqs[1]
+        conn.execute(segs.update().where(segs.c.seq == bad).values(payload=b"CHS1\xff\xff\xff\xffjunk"))
+    with caplog.at_level("ERROR", logger="pipeline.store"):
+        hist = store.score_history()
+    assert hist.attrs["unreadable_segments"] == [bad]
+    assert f"seq={bad} is unreadable" in caplog.text
+    assert sorted(hist.user_id) == ["all", "all", "all", "u0", "u2", "u3"]  # day 1's points only gone
+    assert store.score_history(["u0"]).attrs["unreadable_segments"] == [bad]  # a one-user read too
+
+    done = store.compact_history()
+    assert done["unreadable"] == 1 and done["points_after"] == 6
+    with store.engine.connect() as conn:
+        left = conn.execute(select(segs.c.seq, segs.c.run).order_by(segs.c.seq)).all()
+    assert (bad, None) in [tuple(r) for r in left]  # the damaged one is still there, unmerged
+    pd.testing.assert_frame_equal(store.score_history(), hist, check_like=True)
+    store.prune(T0 + timedelta(days=2))  # prune rewrites what it can read and keeps the rest
+    after = store.score_history()
+    assert sorted(after.user_id) == ["all", "all", "u2", "u3"] and after.attrs["unreadable_segments"] == [bad]
