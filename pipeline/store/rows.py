@@ -9,6 +9,7 @@ worker must not commit offsets for a batch whose scores were not written.
 
 from __future__ import annotations
 
+import functools
 import json
 import json.encoder
 import math
@@ -109,40 +110,65 @@ class TimeCodec:
 _DAY_US = 86_400_000_000
 
 
+@functools.cache
+def _clock_tables() -> tuple[np.ndarray, np.ndarray]:
+    """``HH:MM:SS`` of each second of a day (``S8``, 0.7 MB) and the 3 digits of 0-999
+    (``S3``): built once, on first use (~2 ms)."""
+    d2 = np.array([f"{i:02d}" for i in range(60)], dtype="S2").view(np.uint8).reshape(60, 2)
+    sec = np.arange(86_400)
+    hms = np.empty((86_400, 8), dtype=np.uint8)
+    hms[:, 0:2] = d2[sec // 3600 % 60]  # hours < 24
+    hms[:, 3:5] = d2[sec // 60 % 60]
+    hms[:, 6:8] = d2[sec % 60]
+    hms[:, 2] = hms[:, 5] = ord(":")
+    d3 = np.array([f"{i:03d}" for i in range(1000)], dtype="S3")
+    return hms.view("S8").ravel(), d3
+
+
+def _iso_record(zone: bool) -> np.dtype:
+    """One ISO text row and its newline as a record of fixed-width byte fields."""
+    names = ["date", "T", "hms", "dot", "ms", "us", *(["Z"] if zone else []), "nl"]
+    sizes = [10, 1, 8, 1, 3, 3, *([1] if zone else []), 1]
+    return np.dtype({"names": names, "formats": [f"S{k}" for k in sizes],
+                     "offsets": np.cumsum([0, *sizes[:-1]]).tolist(), "itemsize": sum(sizes)})  # fmt: skip
+
+
+_ISO = {zone: _iso_record(zone) for zone in (False, True)}
+
+
 def iso_text(us: np.ndarray, zone: bool = False) -> list[str] | None:
-    """``np.datetime_as_string(us, unit="us")`` (``zone``: with a ``Z``) as a list, built
-    digit by digit with integer arithmetic: ~5x faster for a batch of distinct times
-    (the dates, few per batch, are formatted once). None when it does not apply (NaT,
-    years outside 0001-9999): use ``np.datetime_as_string``."""
+    """``np.datetime_as_string(us, unit="us")`` (``zone``: with a ``Z``) as a list, ~3x
+    faster for a batch of distinct times: each row's fields are gathered from tables
+    (the dates, few per batch, formatted once; ``HH:MM:SS`` of every second of a day;
+    the digits of 0-999 for the fraction) into one buffer of newline-ended rows, decoded
+    once and split. None when it does not apply (NaT, years outside 0001-9999, fewer
+    than 64 values): use ``np.datetime_as_string``."""
     t = np.asarray(us).astype("datetime64[us]", copy=False).view("int64").ravel()
     n = len(t)
     if n < 64 or np.isnat(t.view("datetime64[us]")).any():
         return None
     day, tod = np.divmod(t, _DAY_US)
-    days, inverse = np.unique(day, return_inverse=True)
-    if days[0] < -719_162 or days[-1] > 2_932_896:  # years 0001-9999: 'YYYY-MM-DD'
+    lo, hi = int(day.min()), int(day.max())
+    if lo < -719_162 or hi > 2_932_896:  # years 0001-9999: 'YYYY-MM-DD'
         return None
-    joined = "".join(np.datetime_as_string(days.astype("datetime64[D]")).tolist())
-    width = 27 if zone else 26
-    out = np.empty((width, n), dtype=np.uint8)  # one row per character: contiguous writes
-    out[:10] = np.frombuffer(joined.encode(), np.uint8).reshape(-1, 10).T[:, inverse]
-    out[10] = ord("T")
-    out[13] = out[16] = ord(":")
-    out[19] = ord(".")
-    if zone:
-        out[26] = ord("Z")
+    if hi - lo < 4096:  # the usual few days: format each day of the span
+        days, inverse = np.arange(lo, hi + 1), day - lo
+    else:
+        days, inverse = np.unique(day, return_inverse=True)
+    hms, d3 = _clock_tables()
     secs, frac = np.divmod(tod, 1_000_000)
-    secs, frac = secs.astype(np.int32), frac.astype(np.int32)  # 32-bit division: faster
-    hours, rest = np.divmod(secs, 3600)
-    minutes, seconds = np.divmod(rest, 60)
-    for col, v in ((11, hours), (14, minutes), (17, seconds)):
-        tens, ones = np.divmod(v, 10)
-        out[col] = 48 + tens
-        out[col + 1] = 48 + ones
-    for col in range(25, 19, -1):
-        frac, digit = np.divmod(frac, 10)
-        out[col] = 48 + digit
-    return [b.decode() for b in np.ascontiguousarray(out.T).view(f"S{width}").ravel().tolist()]
+    millis, micros = np.divmod(frac, 1000)
+    out = np.empty(n, dtype=_ISO[zone])
+    out["date"] = np.datetime_as_string(days.astype("datetime64[D]")).astype("S10")[inverse]
+    out["T"] = b"T"
+    out["hms"] = hms[secs]
+    out["dot"] = b"."
+    out["ms"] = d3[millis]
+    out["us"] = d3[micros]
+    if zone:
+        out["Z"] = b"Z"
+    out["nl"] = b"\n"
+    return out.tobytes()[:-1].decode("ascii").split("\n")
 
 
 def to_utc_us(values: Any, what: str) -> np.ndarray:
