@@ -217,7 +217,8 @@ class ScoreBatch:
     monthly_revenue: list[float | None]
     partition: list[int | None]
     active: list[bool]
-    # ``user_id`` as a numpy array (``segments.user_array``), once ``latest`` built it
+    # ``user_id`` as a numpy array (``segments.user_array``), once ``validate_scores`` (ASCII
+    # ids) or ``latest`` built it: a cache of ``user_id`` (set it to None if you change those)
     users_np: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -247,6 +248,11 @@ class ScoreBatch:
         )
 
 
+# Number columns a frame may hand over as its numpy array (by dtype kind): validated
+# column-wise, converted with one ``tolist``; any other dtype goes value by value.
+_NUMBER_KINDS = {"monthly_revenue": "fiu", "partition": "fiu", "active": "biuf"}
+
+
 def _columns(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], int]:
     if isinstance(rows, pd.DataFrame):
         missing = [k for k in REQUIRED if k not in rows.columns]
@@ -255,11 +261,18 @@ def _columns(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> tuple[dict[str
                 f"score frame lacks column(s) {missing}: it needs {list(REQUIRED)} "
                 f"(optional {list(OPTIONAL)})"
             )
-        cols: dict[str, Any] = {
-            k: (rows[k] if k == "features_time" else rows[k].tolist())
-            for k in (*REQUIRED, *OPTIONAL)
-            if k in rows.columns
-        }
+        cols: dict[str, Any] = {}
+        for k in (*REQUIRED, *OPTIONAL):
+            if k not in rows.columns or k == "risk":
+                continue
+            col = rows[k]
+            kinds = _NUMBER_KINDS.get(k, "")
+            if k == "features_time":
+                cols[k] = col
+            elif isinstance(col, pd.Series) and isinstance(col.dtype, np.dtype) and col.dtype.kind in kinds:
+                cols[k] = col.to_numpy()  # checked column-wise (a bad value: one by one)
+            else:
+                cols[k] = col.tolist()
         cols["risk"] = rows["risk"].to_numpy(dtype=np.float64, na_value=np.nan)
         return cols, len(rows)
     if isinstance(rows, Mapping | str | bytes):
@@ -293,6 +306,42 @@ def _is_number(v: object) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _ascii_ids(users: list[Any]) -> np.ndarray | None:
+    """``users`` as :func:`~pipeline.store.segments.user_array` builds them (fixed-width
+    ASCII bytes), when every id is a non-empty ASCII ``str`` without NUL: checked and
+    converted at C speed from one NUL-joined text (~3x faster than the set of ids and
+    ``np.asarray``). None otherwise (check the ids one by one: :func:`_check_text`)."""
+    n = len(users)
+    try:
+        text = "\x00".join(users)  # TypeError on any non-string
+    except TypeError:
+        return None
+    if not n or not text.isascii():
+        return None
+    buf = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    sep = buf == 0
+    ends = np.flatnonzero(sep)
+    if len(ends) != n - 1:  # an id holds a NUL
+        return None
+    bounds = np.empty(n + 1, dtype=np.int64)
+    bounds[0], bounds[1:n], bounds[n] = -1, ends, len(buf)
+    lens = np.diff(bounds) - 1
+    width = int(lens.max())
+    if int(lens.min()) == 0:  # an empty id
+        return None
+    if int(lens.min()) == width:  # all one length: the rows of the text
+        grid = np.empty((n, width + 1), dtype=np.uint8)
+        grid.ravel()[:-1] = buf
+        out = np.ascontiguousarray(grid[:, :width])
+    else:
+        out = np.zeros((n, width), dtype=np.uint8)
+        row = np.cumsum(sep)  # id of each byte (a separator: of the next id)
+        col = np.arange(len(buf)) - (bounds[row] + 1)
+        keep = ~sep
+        out[row[keep], col[keep]] = buf[keep]
+    return out.view(f"S{width}").ravel()
 
 
 def _check_text(values: list[Any], what: str, users: list[Any], nullable: bool = False) -> None:
@@ -332,7 +381,16 @@ def _reasons(values: list[Any], users: list[str]) -> list[str | None]:
     return out
 
 
-def _optional_floats(values: list[Any], what: str, users: list[str]) -> list[float | None]:
+def _optional_floats(values: list[Any] | np.ndarray, what: str,
+                     users: list[str]) -> list[float | None]:  # fmt: skip
+    if isinstance(values, np.ndarray):  # a frame's number column (_NUMBER_KINDS)
+        arr = values.astype(np.float64)
+        if not bool((np.isinf(arr) | (arr < 0)).any()):
+            out: list[float | None] = arr.tolist()
+            for i in np.flatnonzero(np.isnan(arr)).tolist():
+                out[i] = None
+            return out
+        values = values.tolist()  # a bad value: named below
     try:
         arr = np.asarray(values, dtype=np.float64)  # None -> NaN, read as missing
     except (TypeError, ValueError):
@@ -351,8 +409,12 @@ def _flags(values: Any, n: int, users: list[str]) -> list[bool]:
     """The ``active`` column: booleans (numpy's too); a missing column or None is True."""
     if values is None:
         return [True] * n
-    if isinstance(values, np.ndarray) and values.dtype == np.bool_:
-        return values.tolist()
+    if isinstance(values, np.ndarray):
+        if values.dtype == np.bool_:
+            return values.tolist()
+        if values.dtype.kind in "iuf" and bool(((values == 0) | (values == 1)).all()):
+            return (values != 0).tolist()
+        values = values.tolist()
     if set(values) <= {True, False}:  # C-speed check (numpy bools and 0/1 hash alike)
         return [bool(v) for v in values]
     out = []
@@ -369,6 +431,21 @@ def _flags(values: Any, n: int, users: list[str]) -> list[bool]:
     return out
 
 
+def _partitions(values: list[Any] | np.ndarray) -> list[int | None]:
+    """The ``partition`` column as ints (a float is truncated) or None (None, NaN)."""
+    if isinstance(values, np.ndarray):  # a frame's number column (_NUMBER_KINDS)
+        if values.dtype.kind in "iu":
+            return values.tolist()
+        missing = np.isnan(values)
+        if bool((np.abs(values[~missing]) < 2.0**63).all()):  # int64 truncates as int()
+            out: list[int | None] = np.where(missing, 0, values).astype(np.int64).tolist()
+            for i in np.flatnonzero(missing).tolist():
+                out[i] = None
+            return out
+        values = values.tolist()  # inf: int() raises below
+    return [None if p is None or p != p else int(p) for p in values]
+
+
 def score_batch(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> ScoreBatch:
     """Validate score rows; keep one row per user (latest ``features_time``, then last)."""
     return latest(validate_scores(rows))
@@ -378,7 +455,9 @@ def validate_scores(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> ScoreBa
     """Validate score rows, all of them, in the order given."""
     cols, n = _columns(rows)
     users: list[Any] = cols["user_id"]
-    _check_text(users, "user_id", users)
+    ids = _ascii_ids(users)  # the usual ASCII ids: checked at C speed, kept for ``latest``
+    if ids is None:
+        _check_text(users, "user_id", users)
     risk = cols["risk"]
     bad = ~(np.isfinite(risk) & (risk >= 0.0) & (risk <= 1.0))
     if bad.any():
@@ -394,7 +473,7 @@ def validate_scores(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> ScoreBa
         cols.setdefault(k, [None] * n)
     active = _flags(cols.get("active"), n, users)
     _check_text(cols["plan"], "plan", users, nullable=True)
-    partition = [None if p is None or p != p else int(p) for p in cols["partition"]]
+    partition = _partitions(cols["partition"])
     return ScoreBatch(
         users,
         risk,
@@ -405,6 +484,7 @@ def validate_scores(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> ScoreBa
         _optional_floats(cols["monthly_revenue"], "monthly_revenue", users),
         partition,
         active,
+        ids,
     )
 
 
@@ -421,7 +501,9 @@ def latest(batch: ScoreBatch, buckets: np.ndarray | None = None) -> ScoreBatch:
     n = len(batch)
     if n <= 1:
         return batch
-    users = user_array(batch.user_id)  # ASCII ids as bytes: sorts alike, converts faster
+    users = batch.users_np  # ASCII ids as bytes (validate_scores): sorts alike, converts faster
+    if users is None or len(users) != n:
+        users = batch.users_np = user_array(batch.user_id)
     order = None
     if buckets is None:  # usually every user once: one sort by id, then check that
         order = np.argsort(users, kind="stable")
