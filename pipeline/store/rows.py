@@ -496,25 +496,27 @@ def latest(batch: ScoreBatch, buckets: np.ndarray | None = None) -> ScoreBatch:
     One ``np.argsort`` of the ids when each user is there once (the usual flush), else
     one ``np.lexsort`` (C) instead of a dict and a Python sort: ~4x less writer-thread
     CPU on a 30,000-row flush. Code-point order of the ids is SQLite's and PostgreSQL
-    ``COLLATE "C"`` order of their UTF-8 bytes. The result keeps the ids' array
-    (``users_np``) for the history segment."""
+    ``COLLATE "C"`` order of their UTF-8 bytes; ASCII ids whose differing byte positions
+    are at most 8 sort as one ``uint64`` each (:func:`_sort_key`). The result keeps the
+    ids' array (``users_np``) for the history segment."""
     n = len(batch)
     if n <= 1:
         return batch
     users = batch.users_np  # ASCII ids as bytes (validate_scores): sorts alike, converts faster
     if users is None or len(users) != n:
         users = batch.users_np = user_array(batch.user_id)
+    key = _sort_key(users)
     order = None
     if buckets is None:  # usually every user once: one sort by id, then check that
-        order = np.argsort(users, kind="stable")
-        u = users[order]
+        order = np.argsort(key)  # ids unique: any sort gives this order
+        u = key[order]
         if bool((u[1:] == u[:-1]).any()):
             order = None
     if order is None:
         t = batch.features_time.view("int64")
-        keys = (np.arange(n), t) + (() if buckets is None else (buckets.view("int64"),)) + (users,)
+        keys = (np.arange(n), t) + (() if buckets is None else (buckets.view("int64"),)) + (key,)
         order = np.lexsort(keys)  # by user, (bucket,) time, position
-        u = users[order]
+        u = key[order]
     last = np.empty(n, dtype=bool)
     last[-1] = True
     last[:-1] = u[1:] != u[:-1]
@@ -528,6 +530,24 @@ def latest(batch: ScoreBatch, buckets: np.ndarray | None = None) -> ScoreBatch:
     out = batch.take(pick)
     out.users_np = users[pick]
     return out
+
+
+def _sort_key(users: np.ndarray) -> np.ndarray:
+    """A ``uint64`` per id with the order and equality of ``users`` (a ``user_array`` of
+    ASCII ids: fixed-width, zero-padded), when the byte positions where ids differ are at
+    most 8; else ``users``. Positions where every id has the same byte never decide a
+    comparison, so the others, packed big-endian (the first most significant), compare
+    as the ids do: byte by byte, and a zero pad (a shorter id, NUL-free) first. An integer
+    sort is ~5x faster than numpy's sort of byte strings."""
+    if users.dtype.kind != "S" or len(users) < 2:
+        return users
+    grid = np.ascontiguousarray(users).view(np.uint8).reshape(len(users), users.dtype.itemsize)
+    cols = np.flatnonzero((grid != grid[0]).any(axis=0))
+    if len(cols) > 8:
+        return users
+    packed = np.zeros((len(users), 8), dtype=np.uint8)
+    packed[:, 8 - len(cols) :] = grid[:, cols]
+    return packed.view(">u8").ravel().astype(np.uint64)
 
 
 def check_time(value: datetime, what: str) -> datetime:
