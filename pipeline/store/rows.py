@@ -143,7 +143,7 @@ _ISO = {zone: _iso_record(zone) for zone in (False, True)}
 
 
 def iso_text(us: np.ndarray, zone: bool = False) -> list[str] | None:
-    """``np.datetime_as_string(us, unit="us")`` (``zone``: with a ``Z``) as a list, ~3x
+    """``np.datetime_as_string(us, unit="us")`` (``zone``: with a ``Z``) as a list, ~2x
     faster for a batch of distinct times: each row's fields are gathered from tables
     (the dates, few per batch, formatted once; ``HH:MM:SS`` of every second of a day;
     the digits of 0-999 for the fraction) into one buffer of newline-ended rows, decoded
