@@ -966,7 +966,7 @@ def with_drift(alert: Alert, runs: pd.DataFrame) -> Alert:
 
 # -- retrain decisions (drift episodes, issue 18) --------------------------------------------
 DECISION_OUTCOMES = ("requested", "sent", "failed to send", "skipped: cooldown", "skipped: no requester",
-                     "episode closed", "gate promoted", "gate rejected")  # pipeline.drift.episodes.OUTCOMES + the gate
+                     "episode closed", "episode resolved", "gate promoted", "gate rejected")  # pipeline.drift.episodes.OUTCOMES + the gate
 
 
 def decision_table(decisions: pd.DataFrame, episodes: pd.DataFrame, versions: Any = None) -> pd.DataFrame:

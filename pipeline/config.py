@@ -76,6 +76,8 @@ class Settings(BaseSettings):
         None, description="episode: a retrain waits for labelled post-onset data (default); immediate: at once.")
     drift_retrain_after_days: int | None = Field(None, ge=1, description="Days after the drift onset before a retrain (30).")
     drift_retrain_min_churners: int | None = Field(None, ge=1, description="Cancels since the onset before a retrain (50).")
+    drift_episode_resolve_checks: int | None = Field(
+        None, ge=0, description="Healthy checks in a row that close an open drift episode, no retrain (7; 0: never).")
     drift_retrain_lookback_days: int | None = Field(
         None, ge=0, description="Restrict a drift retrain's cutoffs to this many days before the onset on (unset: usual window).")
     drift_retrain_every_days: int | None = Field(None, ge=1, description="Cutoff spacing of a lookback retrain (3).")

@@ -70,6 +70,10 @@ class DriftConfig:
     retrain_auc_drop: float = 0.05  # realised ROC-AUC this far below its pre-onset level: retrain early
     retrain_realised_days: int = 3  # newest matured scoring days averaged for that comparison
     retrain_post_onset: bool = True  # the retrain's cutoffs (and the gate's test window) from the onset on
+    # an open episode (no retrain sent yet) closes as resolved after this many consecutive
+    # Healthy checks of its model: the drift went away, so there is nothing to retrain for
+    # (0: never; episodes then end only with a new champion)
+    episode_resolve_checks: int = 7
     # ... None (default): the deployment's usual training window (its cutoffs, spacing and
     # warm-up), the gate still on post-onset rows. A number restricts the cutoffs to that many
     # days before the onset on; it must leave the train flow's rolling-origin CV a fold (cutoffs
@@ -102,6 +106,8 @@ class DriftConfig:
             bad.append(f"full_report_every={self.full_report_every!r} (an int >= 0; 0 = never)")
         if not self.every_minutes > 0:
             bad.append(f"every_minutes={self.every_minutes!r} (minutes > 0)")
+        if not (isinstance(self.episode_resolve_checks, int) and self.episode_resolve_checks >= 0):
+            bad.append(f"episode_resolve_checks={self.episode_resolve_checks!r} (an int >= 0; 0: never)")
         if not self.retrain_cooldown_hours >= 0:
             bad.append(f"retrain_cooldown_hours={self.retrain_cooldown_hours!r} (hours >= 0)")
         if not 0 < self.drift_share <= 1:

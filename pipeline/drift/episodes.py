@@ -44,13 +44,13 @@ import pandas as pd
 from pipeline.drift.config import DriftConfig
 
 # decision kinds, as stored (retrain_decisions.decision) and shown on the Drift page
-OPENED, DEFERRED, REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED = (
+OPENED, DEFERRED, REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED, RESOLVED = (
     "episode opened", "deferred", "requested", "sent", "failed to send", "skipped: cooldown",
-    "skipped: no requester", "episode closed")
-DECISIONS = (OPENED, DEFERRED, REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED)
+    "skipped: no requester", "episode closed", "episode resolved")
+DECISIONS = (OPENED, DEFERRED, REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED, RESOLVED)
 GATE_PROMOTED, GATE_REJECTED = "gate promoted", "gate rejected"  # recorded by whoever ran the retrain's gate
 # what the decision table lists first: what reached (or tried to reach) the orchestrator, and outcomes
-OUTCOMES = (REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED, GATE_PROMOTED, GATE_REJECTED)
+OUTCOMES = (REQUESTED, SENT, SEND_FAILED, COOLDOWN, NO_REQUESTER, CLOSED, RESOLVED, GATE_PROMOTED, GATE_REJECTED)
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ class DriftMonitor:
         self.checks = 0  # checks submitted
         self._pending_request: tuple | None = None  # decided in _handle, sent once the run is stored
         self._event_now: datetime | None = None  # event time of the newest check (decisions are in event time)
+        self._healthy_checks: dict[str, int] = {}  # open episode -> Healthy checks in a row (_resolved)
         self.set_model(reference, model_version, reference_risk, importance)
 
     @classmethod
@@ -407,6 +408,8 @@ class DriftMonitor:
                                f"({', '.join(drifted) or 'risk'} drifted): {alert.reasons[0]}", eid)
                 cur = store.current_episode(version)
             eid, onset = str(cur["episode_id"]), pd.Timestamp(cur["onset"]).to_pydatetime()
+            if self._resolved(cur, version, alert, now):
+                return False, None
             if cur["status"] == "retraining":
                 sent = pd.Timestamp(cur["updated_at"]).to_pydatetime()
                 wait = timedelta(hours=self.cfg.retrain_cooldown_hours)
@@ -458,6 +461,26 @@ class DriftMonitor:
         if eid is not None and self.store is not None:
             with contextlib.suppress(Exception):
                 self.store.set_episode_status(eid, "retraining", what, now=self.clock.now())
+
+    def _resolved(self, cur: Mapping[str, Any], version: str, alert: Alert, now: datetime) -> bool:
+        """Close an open episode (no retrain sent) once ``episode_resolve_checks`` checks in
+        a row were Healthy: the drift went away, nothing to retrain for. Any other level
+        starts the count again; it is kept in memory, so a restarted monitor counts afresh
+        (it closes later, never sooner). An episode with a retrain in flight waits for it."""
+        need = self.cfg.episode_resolve_checks
+        eid = str(cur["episode_id"])
+        if alert.level is not Level.HEALTHY or not need or cur["status"] != "open":
+            self._healthy_checks.pop(eid, None)
+            return False
+        n = self._healthy_checks[eid] = self._healthy_checks.get(eid, 0) + 1
+        if n < need:
+            return False
+        reason = f"drift subsided: {n} Healthy checks in a row (episode_resolve_checks={need}); no retrain needed"
+        self.store.set_episode_status(eid, "closed", reason, now=self.clock.now(), closed_at=now)  # type: ignore[union-attr]
+        self._decision(now, version, ep.RESOLVED, reason, eid)
+        self._healthy_checks.pop(eid, None)
+        log.info("drift episode %s of model %s resolved: %s", eid, version, reason)
+        return True
 
     def _close_episode(self, old: str, new: str) -> None:
         """A new champion ends the old one's episode (the gate promoted a retrain, or a person did)."""

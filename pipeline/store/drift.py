@@ -42,7 +42,7 @@ def run_id(source: str, model_version: str, at: datetime) -> str:
 EPISODE_STATUSES = ("open", "retraining", "closed")
 # pipeline.drift.episodes.DECISIONS in the order one check takes them (the store does not import drift)
 DECISION_ORDER = ("episode opened", "deferred", "requested", "skipped: cooldown", "skipped: no requester", "sent",
-                  "failed to send", "episode closed")
+                  "failed to send", "episode closed", "episode resolved")
 
 
 class DriftEpisodes(StoreInternals):

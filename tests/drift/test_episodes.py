@@ -225,3 +225,52 @@ def test_the_compressed_timeline_must_fit_the_loop():
         CompressedTimeline(days=80)
     with pytest.raises(SimulatorError, match="unknown drift scenario 'flood'"):
         CompressedTimeline(drift="flood")
+
+
+def test_an_open_episode_resolves_after_healthy_checks_in_a_row(tmp_path):
+    """Drift that goes away closes its episode (no retrain wanted); a Critical check in
+    between starts the count again; a retrain in flight is not cancelled by calm checks."""
+    clock = FakeClock(T0)
+    runs = Runs()
+    cfg = CFG.replace(episode_resolve_checks=3)
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        m = DriftMonitor(REF, "3", columns=COLS, config=cfg, store=store, report_dir=tmp_path, clock=clock,
+                         requester=runs, check=fake_check)  # fmt: skip
+        assert check(m, 1, 3.0).alert.level.value == "Critical"
+        assert store.drift_episodes()["status"].tolist() == ["open"]
+        for day, shift in ((2, 0.0), (3, 0.0), (4, 3.0), (5, 0.0), (6, 0.0)):  # 2 calm, drift again, 2 calm
+            check(m, day, shift)
+            assert store.drift_episodes()["status"].tolist() == ["open"], day
+        check(m, 7, 0.0)  # the third Healthy check in a row
+        (episode,) = store.drift_episodes().to_dict("records")
+        assert episode["status"] == "closed" and episode["closed_at"] == T0 + timedelta(days=7)
+        assert "drift subsided: 3 Healthy checks in a row" in episode["status_reason"]
+        d = store.retrain_decisions()
+        assert d["decision"].iloc[-1] == ep.RESOLVED and "no retrain needed" in d["reason"].iloc[-1]
+        assert runs.requests == []
+        # new drift opens a new episode
+        check(m, 8, 3.0)
+        assert store.drift_episodes()["status"].tolist() == ["closed", "open"]
+
+        # a retrain in flight: calm checks leave its episode alone
+        cancels(store, 6, T0 + timedelta(days=20))
+        clock.advance(3600)
+        assert check(m, 40, 3.0).retrain_requested
+        for day in (41, 42, 43, 44):
+            check(m, day, 0.0)
+        assert store.drift_episodes()["status"].tolist() == ["closed", "retraining"]
+        m.close()
+
+
+def test_episode_resolve_checks_is_validated_and_zero_never_resolves(tmp_path):
+    with pytest.raises(ConfigError, match=r"episode_resolve_checks=-1 \(an int >= 0; 0: never\)"):
+        DriftConfig(episode_resolve_checks=-1)
+    clock = FakeClock(T0)
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        m = DriftMonitor(REF, "3", columns=COLS, config=CFG.replace(episode_resolve_checks=0), store=store,
+                         report_dir=tmp_path, clock=clock, requester=Runs(), check=fake_check)  # fmt: skip
+        check(m, 1, 3.0)
+        for day in range(2, 12):
+            check(m, day, 0.0)
+        assert store.drift_episodes()["status"].tolist() == ["open"]
+        m.close()
