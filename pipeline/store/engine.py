@@ -27,7 +27,13 @@ from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.pool import StaticPool
 
 from pipeline.errors import ConfigError, StoreError
@@ -39,6 +45,23 @@ PAGE_SIZE = 65536  # bytes, new SQLite files (see _on_connect)
 CONNECT_TIMEOUT_S = 10
 WRITE_OPTION = "churn_write"  # execution option: this transaction writes (BEGIN IMMEDIATE)
 EXAMPLES = "sqlite:///data/churn.db or postgresql+psycopg://postgres@127.0.0.1:5432/churn"
+
+
+_DAMAGED = ("malformed", "not a database", "file is encrypted")
+
+
+def damaged(url: str, exc: DBAPIError) -> StoreError | None:
+    """A SQLite file that cannot be read as a database (torn pages, overwritten bytes, not
+    a database at all), as one error with the way out; None for any other error."""
+    orig = getattr(exc, "orig", None)
+    if not (isinstance(orig, sqlite3.DatabaseError) and any(m in str(orig).lower() for m in _DAMAGED)):
+        return None
+    return StoreError(
+        f"store {url!r} is damaged ({orig}): SQLite cannot read it. Stop the stream and move the "
+        "file (with its -wal and -shm files) aside; then restore a backup in its place, or rebuild: "
+        "`churn lag --reset-offsets earliest` and `churn stream` replay the log into a new store "
+        "(scores and their history come back from the events; stream metrics and drift runs start afresh)"
+    )
 
 
 def shown(url: URL | str) -> str:
@@ -199,6 +222,9 @@ def open_engine(
             "the URL (host, port, user, database) is right, or unset CHURN_STORE_URL to use "
             "SQLite in the data folder"
         ) from None
+    except DBAPIError as exc:
+        engine.dispose()
+        raise damaged(shown(parsed), exc) or StoreError(f"cannot open store {shown(parsed)!r}: {exc}") from None
     except SQLAlchemyError as exc:
         engine.dispose()
         raise StoreError(f"cannot open store {shown(parsed)!r}: {exc}") from None

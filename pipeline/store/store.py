@@ -37,7 +37,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, Table, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.sql.dml import Insert
 
 from pipeline.clock import Clock, SystemClock
@@ -47,7 +47,7 @@ from pipeline.store import schema as s
 from pipeline.store.assignments import Assignments
 from pipeline.store.bulk import Bulk
 from pipeline.store.drift import DriftRuns
-from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, open_engine, shown
+from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, damaged, open_engine, shown
 from pipeline.store.migrations import SCHEMA_VERSION, current_version, migrate
 from pipeline.store.realised import RealisedRuns
 from pipeline.store.records import HistoryPolicy, StreamMetric, WriteResult
@@ -130,14 +130,21 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         db = engine.url.database or ""
         if self.dialect == "sqlite" and db not in ("", ":memory:") and "memory" not in db:
             self._checkpointer = Checkpointer(Path(db))
-        with self._write() as conn:
-            migrate(conn, now=self.clock.now())
+        try:
+            with self._write() as conn:
+                migrate(conn, now=self.clock.now())
+        except BaseException:
+            self.close()  # a damaged or unreachable store: leave no pool or checkpointer behind
+            raise
 
     def _check_version(self) -> None:
         """Read-only open: the schema must be exactly this code's (nothing is migrated)."""
         try:
-            with self.engine.connect() as conn:
+            with self._read() as conn:
                 found = current_version(conn)
+        except StoreError:
+            self.engine.dispose()
+            raise
         except OperationalError as exc:
             self.engine.dispose()
             raise StoreError(f"cannot read store {self.url!r}: {exc.orig or exc}") from None
@@ -226,11 +233,20 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
                     self._checkpointer.after_commit(conn.connection.driver_connection)
         except OperationalError as exc:
             raise StoreError(f"store {self.url!r}: write failed: {exc.orig or exc}") from exc
+        except DatabaseError as exc:
+            if (broken := damaged(self.url, exc)) is not None:
+                raise broken from exc
+            raise
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            yield conn
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except DatabaseError as exc:
+            if (broken := damaged(self.url, exc)) is not None:
+                raise broken from exc
+            raise
 
     def _upsert(self, table: Table, keys: Sequence[str], update_cols: Sequence[str]) -> Insert:
         ins = self._insert(table)

@@ -58,6 +58,30 @@ def test_sqlite_url_errors(tmp_path):
         Store(f"sqlite:///{tmp_path / 'file' / 'sub' / 'x.db'}")
 
 
+@pytest.mark.parametrize("damage", ["overwritten pages", "not a database"])
+def test_a_damaged_sqlite_file_is_one_error_with_the_way_out(tmp_path, clock, damage):
+    """Torn or overwritten pages, or another file in its place: writers, readers and the
+    dashboard's read-only open all get a StoreError naming the file and the recovery, not
+    a driver traceback; and nothing about the file is changed by trying."""
+    path = tmp_path / "s.db"
+    store = Store(f"sqlite:///{path}", clock=clock)
+    store.upsert_scores([score(f"u{i}", 0.5) for i in range(5_000)])
+    store.sync()
+    store.close()
+    if damage == "not a database":
+        path.write_bytes(b"these are not the bytes you are looking for\n" * 2_000)
+    else:
+        with path.open("r+b") as f:  # past the header page: the schema and table B-trees
+            f.seek(65_536 + 100)
+            f.write(b"\xde\xad\xbe\xef" * 16_384)
+    before = path.read_bytes()
+    for opener in (lambda: Store(f"sqlite:///{path}", clock=clock),
+                   lambda: Store(f"sqlite:///{path}", read_only=True)):  # fmt: skip
+        with pytest.raises(StoreError, match=r"is damaged \(.*\): SQLite cannot read it\..*reset-offsets earliest"):
+            opener()
+    assert path.read_bytes() == before
+
+
 def test_sqlite_default_from_settings_uses_wal(tmp_path, clock):
     settings = Settings(data_dir=tmp_path / "data")
     store = Store.from_settings(settings, clock=clock)
