@@ -435,12 +435,10 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
             run = int(conn.execute(select(func.coalesce(func.max(segs.c.run), 0))).scalar_one()) + 1
             kept = pts.take(segments.newest(pts, seq))
             kept = kept.take(np.lexsort((kept.buckets, kept.users)))  # by user: narrow ranges
-            # Delete what was read (not a segment it could not decode: that one stays,
-            # skipped by reads, rather than be lost), plus the empty ones.
-            merged = np.unique(seq).tolist()
-            for lo in range(0, len(merged), 10_000):  # bound the statement's parameters
-                conn.execute(delete(segs).where(segs.c.seq.in_(merged[lo : lo + 10_000])))
-            conn.execute(delete(segs).where(segs.c.points == 0))
+            # Everything the read covered, except a segment it could not decode: that one
+            # stays (reads skip it and say so) rather than be lost unread.
+            merged = delete(segs).where(segs.c.run.is_(None)) if recent_only else delete(segs)
+            conn.execute(merged.where(segs.c.seq.not_in(unreadable)) if unreadable else merged)
             rows = [segments.row(kept.take(np.arange(lo, min(lo + segment_points, len(kept)))),
                                  self.codec) | {"run": run}
                     for lo in range(0, len(kept), segment_points)]  # fmt: skip
