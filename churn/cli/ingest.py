@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+SHOWN_REASONS = 8  # rejection reasons listed in the summary table; the rest are summed in one row
+
 
 def register(app: typer.Typer) -> None:
     from churn.cli.common import console, err, friendly
@@ -85,8 +87,14 @@ def register(app: typer.Typer) -> None:
             " (" + ", ".join(f"{k} {v:,}" for k, v in list(d["dropped_by_rule"].items())[:4])
             + (", ..." if len(d["dropped_by_rule"]) > 4 else "") + ")" if dropped else ""))
         t.add_row("rejected", f"{d['rejected']:,} ({d['rejected_share']:.2%}, max {d['max_rejected_share']:.2%})")
-        for reason, n in list(d["rejected_by_reason"].items())[:8]:
+        reasons = list(d["rejected_by_reason"].items())
+        for reason, n in reasons[:SHOWN_REASONS]:
             t.add_row(f"  {reason}", f"{n:,}")
+        if len(reasons) > SHOWN_REASONS:  # never let rows vanish from the table: say how many and where
+            rest = reasons[SHOWN_REASONS:]
+            t.add_row(f"  {len(rest)} more reasons (all: --json, or `churn tail --dlq`)", f"{sum(n for _, n in rest):,}")
+        if d.get("duplicate_rows"):  # kept (each row is its own event), but they inflate every count
+            t.add_row("duplicate rows (kept)", f"{d['duplicate_rows']:,}")
         t.add_row("users", f"{d['users']:,}")
         if d["first_ts"]:
             t.add_row("time span", f"{d['first_ts'][:16].replace('T', ' ')} .. {d['last_ts'][:16].replace('T', ' ')} UTC")
@@ -98,3 +106,8 @@ def register(app: typer.Typer) -> None:
             t.add_row("feature spec", f"{fs['version']}: {fs['features']} features ({fs['built_in']} built-in, "
                       f"{len(fs['actions'])} declared actions)")
         console.print(t)
+        if d.get("late_events"):
+            console.print(f"[yellow]warning:[/] {d['late_events']:,} events are more than 24 h older than the newest "
+                          "event already in their partition: the feature engine will count them as late and not "
+                          "apply them. Does this file overlap an earlier import (a re-exported, grown file)? Import "
+                          "only the new rows, or all files in one run into a fresh topic (--topic).")

@@ -39,13 +39,14 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.clock import Clock
-from pipeline.events import EVENT_TYPES
-from pipeline.features.timebase import EPOCH, from_us
-from pipeline.ingest.errors import RejectedShareError, SourceError
+from pipeline.events import EVENT_TYPES, event_time
+from pipeline.features.timebase import EPOCH, from_us, to_us
+from pipeline.ingest.duplicates import count_duplicates
+from pipeline.ingest.errors import RejectedShareError
 from pipeline.ingest.ledger import Ledger, ids_in_log
 from pipeline.ingest.mapping import SourceMapping
 from pipeline.ingest.profile import source_profile
-from pipeline.ingest.readers import file_key, iter_batches
+from pipeline.ingest.readers import check_file, file_key, iter_batches
 from pipeline.ingest.synth import synthesize
 from pipeline.ingest.transform import MappedBatch, Rejected, map_batch
 from pipeline.log.base import PartitionLog
@@ -53,6 +54,7 @@ from pipeline.log.deadletter import DeadLetter, dead_letter_log
 from pipeline.log.partitioner import partition_for_many
 
 CHUNK = 10_000
+LATENESS = timedelta(hours=24)  # the feature engine's lateness (FeatureEngine's default): older is not applied
 TYPE_NAMES = tuple(EVENT_TYPES)
 Progress = Callable[[str, float, int], None]  # (phase, fraction done, rows/events so far)
 
@@ -68,6 +70,8 @@ class ImportSummary:
     dropped: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     users: int = 0
+    duplicates: int = 0  # valid rows equal to an earlier row of this import (kept; see duplicates.py)
+    late: int = 0  # events more than LATENESS older than the newest event already in their partition
     first_ts: str | None = None
     last_ts: str | None = None
     written: int = 0
@@ -92,6 +96,7 @@ class ImportSummary:
             "rejected": self.rejected_rows, "rejected_share": round(self.rejected_share, 6),
             "max_rejected_share": self.max_rejected_share,
             "rejected_by_reason": dict(self.rejected.most_common()), "users": self.users,
+            "duplicate_rows": self.duplicates, "late_events": self.late,
             "first_ts": self.first_ts, "last_ts": self.last_ts, "written": self.written,
             "already_present": self.already_present, "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_read / self.seconds) if self.seconds > 0 else None,
@@ -191,6 +196,7 @@ def run_import(
         entry = ledger.update(import_id, state="writing", mapping=mapping.name, mapping_digest=mapping.digest,
                               files=todo, started=clock.now().isoformat(),
                               base_offsets={str(p): log.end_offset(p) for p in range(log.num_partitions)})
+    summary.late = _late_events(log, events.ts, part, entry)
     _append(log, col.batches, events, part, order, entry, tuple(f["key"] + "-" for f in todo), summary, tick)
     if rejected and not entry.get("dlq_written"):
         _dead_letter(log, rejected, clock, events.uniques, upart)
@@ -208,8 +214,7 @@ def _identify(paths: list[Path], mapping: SourceMapping, tick: Progress) -> tupl
     keys = []
     for i, p in enumerate(paths):
         tick("hashing", i / len(paths), 0)
-        if not p.is_file():
-            raise SourceError(f"{p}: no such file")
+        check_file(p)
         keys.append(file_key(p))
     import_id = hashlib.sha256((mapping.digest + "|" + ",".join(keys)).encode()).hexdigest()[:16]
     return import_id, [{"path": str(p), "key": k} for p, k in zip(paths, keys, strict=True)]
@@ -270,6 +275,8 @@ def _with_synthesized(col: _Collected, mapping: SourceMapping, todo: list[dict[s
                       summary: ImportSummary):
     """The events' columns plus what the source lacks (signups, inactivity churn); counts them."""
     events = _Events.of(col)
+    summary.duplicates = count_duplicates(events.ucode, events.ts, events.code,
+                                          lambda idx: _values(col.batches, events.bidx[idx], events.local[idx]))
     row = _cat([b.row for b in col.batches], np.int64)
     plan = _cat([b.plan for b in col.batches], np.int8)
     fidx = _cat(col.file_idx, np.int16)
@@ -294,6 +301,26 @@ def _route_and_order(events: _Events, n_parts: int) -> tuple[np.ndarray, np.ndar
     upart = partition_for_many([str(u).encode() for u in uniques], n_parts) if uniques else np.zeros(0, np.int64)
     part = upart[events.ucode] if len(events.ucode) else np.zeros(0, np.int64)
     return part, upart, np.lexsort((events.seq, events.prio, events.ts, part))
+
+
+def _late_events(log: PartitionLog, ts: np.ndarray, part: np.ndarray, entry: dict[str, Any]) -> int:
+    """Events dated more than :data:`LATENESS` before the newest event the log held in their
+    partition before this import (its last record): the feature engine counts them as late
+    and does not apply them - usually a file overlapping an earlier import, or files
+    imported out of time order."""
+    newest = np.full(log.num_partitions, np.iinfo(np.int64).min, np.int64)
+    for p in range(log.num_partitions):
+        base = int(entry["base_offsets"][str(p)])
+        if base <= log.start_offset(p):
+            continue  # the partition was empty before this import
+        values, _ = log.fetch_values(p, base - 1, max_records=1)
+        t = event_time(values[0]) if values else None
+        if t is not None:
+            newest[p] = to_us(t)
+    if not len(ts) or (newest == np.iinfo(np.int64).min).all():
+        return 0
+    limit = np.where(newest > np.iinfo(np.int64).min, newest - LATENESS // timedelta(microseconds=1), newest)
+    return int((ts < limit[part]).sum())
 
 
 def _append(log: PartitionLog, batches: list[MappedBatch], events: _Events, part: np.ndarray, order: np.ndarray,

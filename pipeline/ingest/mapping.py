@@ -126,6 +126,15 @@ class SourceMapping:
         cols += [s.column for s in specs if s.column is not None]
         return list(dict.fromkeys(cols))
 
+    def source_values(self) -> frozenset[str]:
+        """Every source text the mapping names (event-type values, ``values`` keys of fields):
+        a reader must keep these as text even where it would read them as missing (``NA``)."""
+        specs = [s for per in self.fields.values() for s in per.values()]
+        specs += [s for r in self.type_values.values() for s in r.fields.values()]
+        if self.signup_plan is not None:
+            specs.append(self.signup_plan)
+        return frozenset(self.type_values).union(*(s.values for s in specs if s.values is not None))
+
     def column_keys(self) -> dict[str, str]:
         """column -> the first mapping key that names it (for 'column not found' errors)."""
         out = {self.user_id: "user_id", self.ts_column: "timestamp.column", self.type_column: "event_type.column"}

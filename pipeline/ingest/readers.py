@@ -32,6 +32,7 @@ from pipeline.ingest.errors import SourceError
 from pipeline.ingest.mapping import SourceMapping
 
 BLOCK_BYTES = 4 << 20
+_ARROW_NULLS = tuple(pacsv.ConvertOptions().null_values)  # pyarrow's default missing-value markers
 PARQUET_BATCH_ROWS = 65_536
 JSON_BATCH_ROWS = 65_536
 _SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
@@ -76,6 +77,16 @@ def detect_format(path: Path, declared: str = "auto") -> tuple[str, bool]:
                       "or set `format:` in the mapping")
 
 
+def check_file(path: Path) -> None:
+    """Raise a :class:`SourceError` that says what ``path`` is, if it is not a readable file."""
+    if path.is_dir():
+        raise SourceError(f"{path}: is a directory, not a file; pass the files in it (e.g. {path}/*.csv)")
+    if not path.exists():
+        raise SourceError(f"{path}: no such file")
+    if not path.is_file():
+        raise SourceError(f"{path}: not a regular file (a pipe or device?); copy it to a file first")
+
+
 def file_key(path: Path, chunk: int = 1 << 20) -> str:
     """Content hash (sha256, 16 hex chars): the file's identity for event ids and the ledger."""
     h = hashlib.sha256()
@@ -88,8 +99,9 @@ def file_key(path: Path, chunk: int = 1 << 20) -> str:
 def iter_batches(path: Path, mapping: SourceMapping) -> Iterator[Batch]:
     """Stream the mapped columns of ``path`` in record batches."""
     path = Path(path)
-    if not path.is_file():
-        raise SourceError(f"{path}: no such file")
+    check_file(path)
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: the file is empty (0 bytes), nothing to import; check the export that wrote it")
     fmt, gz = detect_format(path, mapping.format)
     try:
         if fmt == "parquet":
@@ -137,8 +149,17 @@ def open_csv(stream: pa.NativeFile, mapping: SourceMapping, columns: list[str] |
         read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
         parse_options=pacsv.ParseOptions(delimiter=mapping.csv_delimiter, invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in cols},
-                                             strings_can_be_null=True, include_columns=columns),
+                                             strings_can_be_null=True, include_columns=columns,
+                                             null_values=null_values(mapping)),
     )
+
+
+def null_values(mapping: SourceMapping) -> list[str]:
+    """The CSV cells read as missing: Arrow's markers (empty, ``NA``, ``null``, ``NaN``, ``#N/A``,
+    ...) except those the mapping names as source values - a source whose region ``NA`` or
+    event ``null`` is mapped explicitly means the text, not a missing cell."""
+    named = mapping.source_values()
+    return [v for v in _ARROW_NULLS if v not in named]
 
 
 def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Batch]:
@@ -233,12 +254,14 @@ def _cell(v: object) -> str | None:
 
 
 def _jsonl(path: Path, mapping: SourceMapping, gz: bool) -> Iterator[Batch]:
-    """JSON lines, one object per line; a line that is not a JSON object is an invalid row."""
+    """JSON lines, one object per line; a line that is not a JSON object is an invalid row. A
+    mapped column ``a.b`` that is not a top-level key reads the nested field ``{"a": {"b": ...}}``."""
     size = max(path.stat().st_size, 1)
     cols = mapping.columns()
     with open(path, "rb") as raw:
         f = gzip.GzipFile(fileobj=raw) if gz else raw
         seen: set[str] = set()
+        nested = [tuple(c.split(".")) if "." in c else None for c in cols]  # `user.id`: obj["user"]["id"]
         checked = False
         first, row = 1, 1
         values: list[list[str | None]] = [[] for _ in cols]
@@ -263,7 +286,12 @@ def _jsonl(path: Path, mapping: SourceMapping, gz: bool) -> Iterator[Batch]:
             if not checked:
                 seen.update(obj)
             for k, c in enumerate(cols):
-                values[k].append(_cell(obj.get(c)))
+                v = obj.get(c, _ABSENT)
+                if v is _ABSENT and nested[k] is not None:
+                    v = _dig(obj, nested[k])
+                    if v is not _ABSENT and not checked:
+                        seen.add(c)
+                values[k].append(None if v is _ABSENT else _cell(v))
             rows.append(row)
             row += 1
             if not checked and read >= BLOCK_BYTES:
@@ -279,6 +307,18 @@ def _jsonl(path: Path, mapping: SourceMapping, gz: bool) -> Iterator[Batch]:
             _check_columns(path, sorted(seen), mapping)
         if rows or invalid:
             yield _json_batch(cols, values, rows, invalid, first, 1.0)
+
+
+_ABSENT = object()
+
+
+def _dig(obj: dict, path: tuple[str, ...]) -> object:
+    """``obj["a"]["b"]`` for the path ``("a", "b")``; ``_ABSENT`` if a level is missing or not an object."""
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return _ABSENT
+        obj = obj[key]
+    return obj
 
 
 def _json_batch(cols: list[str], values: list[list[str | None]], rows: list[int], invalid: list[InvalidRow],

@@ -23,8 +23,9 @@ import pyarrow.compute as pc
 
 from pipeline.ingest.mapping import EPOCH_UNITS, SourceMapping
 
-MIN_US = int(datetime(1971, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
-MAX_US = int(datetime(2200, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
+MIN_YEAR, MAX_YEAR = 1971, 2200  # accepted: MIN_YEAR <= year < MAX_YEAR
+MIN_US = int(datetime(MIN_YEAR, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
+MAX_US = int(datetime(MAX_YEAR, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
 _NAT = np.iinfo(np.int64).min
 _WHOLE = re.compile(r"-?[0-9]{1,20}").fullmatch
 
@@ -150,11 +151,15 @@ def _localize(t: datetime, zone: ZoneInfo) -> datetime | None:
 
 def _why(v, m: SourceMapping) -> str:
     """The reason one value failed (stable text: rejections are counted by reason)."""
+    if _WHOLE(str(v).strip()) and len(str(v).strip()) >= 9:  # 1767227814190: an epoch number, not text
+        return f"timestamp: an epoch number, not text in format {m.ts_format!r} (use timestamp.epoch_unit)"
     try:
         t = (datetime.fromisoformat(str(v).replace("Z", "+00:00")) if m.ts_format == "ISO8601"
              else datetime.strptime(str(v), m.ts_format))
     except ValueError:
         return f"timestamp: does not match format {m.ts_format!r}"
+    if not MIN_YEAR <= t.year < MAX_YEAR:  # parsed, but beyond pandas' range (years 1, 9999: placeholders)
+        return "timestamp: outside 1971..2199"
     if t.tzinfo is None and m.timezone is None:
         return "timestamp: no zone in the value and timestamp.timezone is not set"
     if t.tzinfo is None:

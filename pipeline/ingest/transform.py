@@ -31,6 +31,9 @@ from pipeline.ingest.timestamps import parse_timestamps
 TYPE_CODE = {name: i for i, name in enumerate(ev.EVENT_TYPES)}
 FUTURE_REASON = "timestamp: future (later than the clock plus max_future_skew)"
 _CONTROL_RE = "[\\x00-\\x1f\\x7f-\\x9f]"  # in a user id: a broken export, never a real id
+# Invisible format characters (zero-width space/joiners, direction marks, word joiner, BOM): an id
+# holding one looks like another user's id but is a different user - a copy-paste or encoding slip.
+_INVISIBLE_RE = "[\\x{200b}-\\x{200f}\\x{2028}-\\x{202e}\\x{2060}-\\x{2064}\\x{feff}]"
 _enc = msgspec.json.Encoder()
 
 
@@ -119,8 +122,11 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
 
     plan_vals = values_of(m.signup_plan) if m.signup_plan is not None and m.signup_plan.column else None
     ucol = rb.column(m.user_id)
+    text_ids = pa.types.is_string(ucol.type) or pa.types.is_large_string(ucol.type)
     control = (pc.match_substring_regex(ucol, _CONTROL_RE).fill_null(False).to_pylist()
-               if pa.types.is_string(ucol.type) or pa.types.is_large_string(ucol.type) else [False] * n)
+               if text_ids else [False] * n)
+    invisible = (pc.match_substring_regex(ucol, _INVISIBLE_RE).fill_null(False).to_pylist()
+                 if text_ids else [False] * n)
     for i in range(n):
         u = users[i]
         if u is None or u == "":
@@ -131,6 +137,12 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
             continue
         if control[i]:
             reject(i, "user_id: contains control characters", "user_id")
+            continue
+        if u[0].isspace() or u[-1].isspace():  # ' u1 ' would be a second user next to 'u1'
+            reject(i, "user_id: leading or trailing whitespace", "user_id")
+            continue
+        if invisible[i]:
+            reject(i, "user_id: contains invisible characters (zero-width, direction mark or BOM)", "user_id")
             continue
         src = types[i]
         if src is None or src == "":

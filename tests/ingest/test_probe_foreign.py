@@ -1,0 +1,149 @@
+"""Findings of probing `churn import` with foreign event logs, one test each: placeholder
+years get the range reason, a directory or an empty file is named for what it is, a
+mapped value that Arrow would read as missing (``NA``, ``null``) is kept as text,
+padded or invisibly altered user ids are rejected, nested JSON fields are reachable as
+``a.b``, repeated rows and events older than the log are reported, and the summary table
+never hides rejection reasons."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from churn.cli.app import app
+from pipeline.ingest.duplicates import count_duplicates
+from pipeline.ingest.errors import SourceError
+from pipeline.ingest.readers import iter_batches
+from pipeline.ingest.timestamps import parse_timestamps
+
+from .helpers import DELETE, HEADER, T0, Env, mapping, rows_to_csv, sample_rows, write_mapping
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path / "data")
+    yield e
+    e.close()
+
+
+def _plays(n: int, **over) -> list[dict]:
+    return [{"uid": f"u{i % 5}", "t": T0 + 60 * i, "kind": "play", "minutes": 10} | over for i in range(n)]
+
+
+def test_placeholder_years_are_out_of_range_not_a_dst_change() -> None:
+    m = mapping(timestamp={"column": "t", "format": "%Y-%m-%d %H:%M:%S", "timezone": "UTC"})
+    _, errors = parse_timestamps(pa.array(["0001-01-01 00:00:00", "9999-12-31 23:59:59", "2026-01-01 00:00:00"]), m)
+    assert errors == ["timestamp: outside 1971..2199"] * 2 + [None]
+    iso = mapping(timestamp={"column": "t", "format": "ISO8601"})
+    _, errors = parse_timestamps(pa.array(["0001-01-01T00:00:00Z", "1767227814190", "2026-01-01T00:00:00Z"]), iso)
+    assert errors[0] == "timestamp: outside 1971..2199"
+    assert "epoch number" in errors[1] and "epoch_unit" in errors[1] and errors[2] is None
+
+
+def test_a_directory_and_an_empty_file_are_named_for_what_they_are(env, tmp_path) -> None:
+    (tmp_path / "exports").mkdir()
+    with pytest.raises(SourceError, match=r"exports: is a directory, not a file; pass the files in it"):
+        env.run([tmp_path / "exports"], mapping())
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(SourceError, match=r"empty.csv: the file is empty \(0 bytes\)"):
+        env.run([tmp_path / "empty.csv"], mapping())
+
+
+def test_values_arrow_reads_as_missing_are_kept_when_the_mapping_names_them(env, tmp_path) -> None:
+    rows = sample_rows(users=2, days=3)
+    rows.append({"uid": "u1", "t": T0 + 5 * 86400, "kind": "pay", "amount": 5, "plan": "NA"})
+    rows.append({"uid": "u1", "t": T0 + 6 * 86400, "kind": "null"})
+    m = mapping(fields__payment__plan={"column": "plan", "values": {"b": "basic", "NA": "premium"}},
+                event_type__values={"play": "session", "pay": "payment", "null": "cancel"})
+    s = env.run([rows_to_csv(rows, tmp_path / "a.csv")], m)
+    assert s.rejected_rows == 0, s.rejected
+    by_type = Counter(e["type"] for e in env.events())
+    assert by_type["cancel"] == 1
+    assert {e["plan"] for e in env.events() if e["type"] == "payment"} == {"basic", "premium"}
+
+
+def test_padded_and_invisibly_altered_user_ids_are_rejected(env, tmp_path) -> None:
+    rows = _plays(12)
+    rows[3]["uid"] = " u3"
+    rows[4]["uid"] = "u4 "
+    rows[5]["uid"] = "u\u200b0"
+    rows[6]["uid"] = "müller"  # non-ASCII is a real id
+    s = env.run([rows_to_csv(rows, tmp_path / "a.csv")], mapping())
+    assert s.rejected == Counter({"user_id: leading or trailing whitespace": 2,
+                                  "user_id: contains invisible characters (zero-width, direction mark or BOM)": 1})
+    assert sorted(d["source_offset"] for d in env.dead_letters()) == [4, 5, 6]
+    assert "müller" in {e["user_id"] for e in env.events()}
+
+
+def test_nested_json_fields_are_read_by_dotted_column_names(env, tmp_path) -> None:
+    lines = [{"user": {"id": f"u{i % 3}"}, "event": {"name": "play", "props": {"min": 5}}, "time": T0 + 60 * i}
+             for i in range(9)]
+    lines[2]["user"] = {"name": "no id"}  # the nested key is missing: an empty user id, one rejected row
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    nested = {"timestamp": {"column": "time", "epoch_unit": "s"}, "event_type__column": "event.name",
+              "event_type__values": {"play": "session", "quit": "cancel"},
+              "fields__payment": DELETE, "fields__support_ticket": DELETE}
+    s = env.run([src], mapping(user_id="user.id", fields__session__watch_minutes={"column": "event.props.min"},
+                               **nested))
+    assert s.rejected == Counter({"user_id: empty": 1})
+    sessions = [e for e in env.events() if e["type"] == "session"]
+    assert len(sessions) == 8 and {e["watch_minutes"] for e in sessions} == {5}
+    with pytest.raises(SourceError, match=r"column 'user.uid' \(mapping key user_id\) is not in the file"):
+        list(iter_batches(src, mapping(user_id="user.uid", **nested)))
+
+
+def test_repeated_rows_are_counted_and_kept(env, tmp_path) -> None:
+    rows = _plays(10)
+    rows += [dict(rows[2]), dict(rows[2]), dict(rows[7])]
+    rows.append(dict(rows[3], minutes=11))  # same user, time and type, another value: not a repeat
+    s = env.run([rows_to_csv(rows, tmp_path / "a.csv")], mapping())
+    assert s.duplicates == 3 and s.as_dict()["duplicate_rows"] == 3
+    assert s.events_by_type["session"] == 14  # kept: each row is its own event
+
+
+def test_count_duplicates_matches_a_plain_loop() -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    u, t, c = rng.integers(0, 4, n), rng.integers(0, 6, n), rng.integers(0, 2, n)
+    body = rng.integers(0, 2, n)
+    raw = [b'{"event_id":"k-%d","v":%d}' % (i, body[i]) for i in range(n)]
+    seen, expected = set(), 0
+    for i in range(n):
+        key = (u[i], t[i], c[i], body[i])
+        expected += key in seen
+        seen.add(key)
+    assert count_duplicates(u, t, c, lambda idx: [raw[i] for i in idx]) == expected
+
+
+def test_an_overlapping_later_import_reports_the_events_the_engine_will_not_apply(env, tmp_path) -> None:
+    rows = sample_rows(users=3, days=10)
+    first = env.run([rows_to_csv(rows[: len(rows) // 2], tmp_path / "half.csv")], mapping())
+    assert first.late == 0
+    grown = env.run([rows_to_csv(rows, tmp_path / "all.csv")], mapping())  # a re-export that grew
+    half_end = max(r["t"] for r in rows[: len(rows) // 2])
+    assert grown.late == sum(r["t"] < half_end - 86400 for r in rows if r["kind"] in ("play", "pay", "quit"))
+    assert grown.late > 0 and grown.as_dict()["late_events"] == grown.late
+
+
+def test_cli_never_hides_rejection_reasons_and_warns_about_late_events(tmp_path) -> None:
+    rows = _plays(40)
+    bad = [{"uid": ""}, {"t": "x"}, {"t": ""}, {"minutes": "abc"}, {"minutes": "-3"}, {"kind": ""},
+           {"uid": " u1"}, {"uid": "u\u200b1"}, {"uid": "x" * 129}, {"uid": "u\x01"}]
+    rows += [_plays(1, **b)[0] for b in bad]
+    m = write_mapping(tmp_path / "m.yaml", max_rejected_share=0.5)
+    data = ["--data-dir", str(tmp_path / "d")]
+    r = CliRunner().invoke(app, [*data, "import", str(rows_to_csv(rows, tmp_path / "a.csv")), "-m", str(m)])
+    assert r.exit_code == 0, r.output
+    assert "2 more reasons (all: --json, or `churn tail --dlq`)" in r.output
+    older = [dict(row, t=row["t"] - 30 * 86400) for row in _plays(5)]
+    r = CliRunner().invoke(app, [*data, "import", str(rows_to_csv(older, tmp_path / "b.csv", HEADER)), "-m", str(m)])
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.output and "count them as late" in r.output.replace("\n", " ")
+    assert datetime.fromtimestamp(older[0]["t"], UTC) < datetime.fromtimestamp(T0, UTC)
