@@ -70,7 +70,7 @@ def activity_range(log: PartitionLog, head_limit: int = 1_000_000) -> tuple[int,
                 break
             off = nxt
     if end == NONE_US or start > end:
-        raise SplitError("the log holds no activity (only signups or nothing); run `churn simulate` first")
+        raise SplitError("the log holds no activity (only signups or nothing); run `churn simulate` or `churn import` first")
     return start, end
 
 

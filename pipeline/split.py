@@ -66,7 +66,7 @@ def temporal_split(
     if not parts["train"]:
         raise SplitError(
             f"{len(cut)} cutoffs leave {len(parts['train'])} for training after the gap(s) of {gap} days; "
-            "lower --every (more cutoffs), shorten --horizon, or simulate more days"
+            "lower --every (more cutoffs), shorten --horizon, or simulate more days / import a longer history"
         )
     return SplitPlan(parts, horizon_days, gap)
 

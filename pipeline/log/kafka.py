@@ -623,7 +623,7 @@ def open_configured_log(
 
         if not create and not (settings.log_dir / name / "topic.json").exists():
             raise LogError(
-                f"no topic {name!r} under {settings.log_dir}; run `churn simulate` first "
+                f"no topic {name!r} under {settings.log_dir}; run `churn simulate` or `churn import` first "
                 "(or check --data-dir/--topic)"
             )
         return open_log(

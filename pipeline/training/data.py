@@ -183,7 +183,7 @@ def from_frame(table: pd.DataFrame, features: list[str], horizon_days: int, **kw
         if sub.empty or sub["label"].nunique() < 2:
             raise TrainingError(
                 f"the {part} part has {len(sub)} rows and {int(sub['label'].sum())} churners; every part needs "
-                "both classes - simulate more users/days, widen the data window or shorten the horizon"
+                "both classes - bring more users/days (`churn simulate` or `churn import`), widen the data window or shorten the horizon"
             )
     return Dataset(table, list(features), horizon_days, **kw)
 

@@ -56,7 +56,7 @@ def _labels(df: pd.DataFrame, label: str, what: str) -> np.ndarray:
     if len(y) == 0 or len(np.unique(y)) < 2:
         raise TrainingError(
             f"{what} set has {len(y)} rows and {int(np.sum(y)) if len(y) else 0} churners; both classes are "
-            "needed - simulate more users/days or widen the data window"
+            "needed - bring more users/days (`churn simulate` or `churn import`) or widen the data window"
         )
     return y.astype(np.float32)
 
