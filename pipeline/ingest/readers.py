@@ -114,7 +114,10 @@ def iter_batches(path: Path, mapping: SourceMapping) -> Iterator[Batch]:
         msg = str(exc).splitlines()[0]
         if fmt == "csv":  # Arrow counts the header as row 1; our row numbers (and the dead letters') do not
             msg = re.sub(r"Row #(\d+)", lambda mt: f"row {int(mt.group(1)) - 1}", msg)
-        raise SourceError(f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {msg}") from None
+        hint = ""
+        if isinstance(exc, EOFError) or "truncated" in msg.lower():  # a cut-off download or copy
+            hint = "; the file is incomplete: copy or export it again (nothing was imported)"
+        raise SourceError(f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {msg}{hint}") from None
 
 
 def _check_columns(path: Path, present: list[str], mapping: SourceMapping) -> None:

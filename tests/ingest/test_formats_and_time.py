@@ -89,6 +89,15 @@ def test_unreadable_sources_are_one_clear_error(tmp_path, rows) -> None:
         list(iter_batches(tmp_path / "nope.csv", mapping()))
 
 
+def test_a_cut_off_gzip_file_says_it_is_incomplete(tmp_path, rows) -> None:
+    whole = rows_to_csv(rows * 200, tmp_path / "whole.csv.gz", header=list(rows[0]))
+    raw = whole.read_bytes()
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(SourceError, match=r"cannot read as csv \(gzip\): .*the file is incomplete: copy or export it again"):
+        list(iter_batches(cut, mapping()))
+
+
 def _us(*args) -> int:
     return int(datetime(*args, tzinfo=UTC).timestamp() * 1_000_000)
 
