@@ -35,6 +35,7 @@ class _Seg:
     counted_len: int = -1  # complete-line prefix counted so far (for the end offset)
     counted: int = 0
     avg: float = 256.0  # bytes per record, to size reads
+    end: int | None = None  # sealed: the next segment's base offset (its records end there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,8 @@ class PartitionReader:
         if h_off != offset or h_base != seg.base:
             rel0, pos = self._lookup(seg, offset - seg.base)
             skip = offset - seg.base - rel0
+        if seg.end is not None:  # sealed: never read past its last record into the next one's offsets
+            max_records = min(max_records, seg.end - offset)
         need = skip + max_records
         size = max(4096, int(min(max_bytes, max_records * seg.avg * 1.1) + skip * seg.avg * 1.5))
         at, lines, carry = pos, [], b""
@@ -116,6 +119,8 @@ class PartitionReader:
                 break  # enough bytes, and at least one record to return
             left = need - len(lines)
             size = max(4096, int(left * seg.avg * 1.2), 2 * len(carry))
+        if seg.end is not None:
+            self._check_sealed(seg, offset - skip, len(lines), eof=len(chunk) < size)
         if len(lines) <= skip:
             return [], offset
         used = at - pos - len(carry)
@@ -131,6 +136,21 @@ class PartitionReader:
         nxt = offset + len(values)
         self._hint = (nxt, seg.base, pos + used)
         return values, nxt
+
+    def _check_sealed(self, seg: _Seg, first: int, lines: int, eof: bool) -> None:
+        """A sealed segment holds exactly the offsets ``base..end-1``: more lines (a newline
+        written into a record) would hand out a record twice or skip one of the next
+        segment, fewer (a newline overwritten) would stall every consumer there, silently."""
+        assert seg.end is not None
+        if first + lines > seg.end or (eof and first + lines < seg.end):
+            found = "more" if first + lines > seg.end else "fewer"
+            raise LogError(
+                f"segment {sg.log_path(self.dir, seg.base)} holds {found} records than its offsets "
+                f"{seg.base}..{seg.end - 1} (the next segment starts at {seg.end}): bytes in it were "
+                "changed outside the log (a newline added or overwritten). Nothing was skipped; "
+                "restore the segment from a backup, or copy its readable records elsewhere and "
+                "rebuild the topic"
+            )
 
     def _lookup(self, seg: _Seg, rel: int) -> tuple[int, int]:
         if seg.index is None:
@@ -167,7 +187,9 @@ class PartitionReader:
                 raise LogError(
                     f"segment {sg.log_path(self.dir, seg.base)} holds {res.count} records but "
                     f"the next segment starts at offset {sealed_end}; the partition directory "
-                    "was modified outside the log"
+                    "was modified outside the log (a segment deleted, cut or edited). Nothing was "
+                    "skipped: restore the segments from a backup (a missing .index file is harmless: "
+                    "it is rebuilt)"
                 )
             if res.entries:
                 index.extend(res.entries)
@@ -201,6 +223,8 @@ class PartitionReader:
             self._segs[base] = seg
             if sealed_end is not None:
                 self._load_index(seg, sealed_end)
+        if sealed_end is not None and seg.end is None:  # sealed now (perhaps rolled since opened)
+            seg.end = sealed_end
         return seg
 
     def refresh(self) -> list[int]:

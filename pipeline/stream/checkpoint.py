@@ -92,9 +92,12 @@ class CheckpointStore:
                 while view:
                     view = view[os.write(fd, view) :]
             os.fsync(fd)
-        except BaseException:
+        except BaseException as exc:
             os.close(fd)
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):  # a full disk, a quota: say which file (the old one stays)
+                raise OSError(exc.errno, f"cannot write checkpoint {path} ({exc.strerror}); the previous "
+                                         "checkpoint is kept") from None
             raise
         os.close(fd)
         os.replace(tmp, path)

@@ -239,7 +239,13 @@ def load_export(ref: ModelRef, threads: int = 1, spec: FeatureSpec = DEFAULT_SPE
             f"model export {path} is unreadable ({exc}); delete it and {path.parent.parent / 'champion.json'}"
             ": the supervisor exports the champion again"
         ) from None
-    features = tuple(doc["features"])
+    again = f"delete it and {path.parent.parent / 'champion.json'}: the supervisor exports the champion again"
+    try:
+        features = tuple(doc["features"])
+        if str(doc["version"]) != ref.version:  # the pointer names one version, the files hold another
+            raise ValueError(f"it holds churn v{doc['version']}, the pointer says v{ref.version}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StreamError(f"model export {path} does not match its pointer ({exc}); {again}") from None
     check_feature_set(ref.version, doc.get("feature_set_version", ""), features, spec)
     if ref.base_rate is None and doc.get("base_rate") is not None:  # a pointer from an older supervisor
         ref = replace(ref, base_rate=float(doc["base_rate"]), base_rate_source=str(doc.get("base_rate_source", "")))
@@ -247,7 +253,10 @@ def load_export(ref: ModelRef, threads: int = 1, spec: FeatureSpec = DEFAULT_SPE
     if (path / "model.ubj").exists():
         xgb = import_xgboost()
         booster = xgb.Booster()
-        booster.load_model(path / "model.ubj")
+        try:
+            booster.load_model(path / "model.ubj")
+        except xgb.core.XGBoostError as exc:  # torn or overwritten: never score with part of a model
+            raise StreamError(f"model export {path / 'model.ubj'} is damaged ({_first_line(exc)}); {again}") from None
         booster.set_param({"nthread": threads})  # one core per worker; OpenMP spin-waits otherwise
         return ScoringModel(ref, features, booster=booster, calibration=doc.get("calibration"), engine_columns=cols)
     if (path / "model.skops").exists():
@@ -257,7 +266,14 @@ def load_export(ref: ModelRef, threads: int = 1, spec: FeatureSpec = DEFAULT_SPE
             pipe = load_skops(path / "model.skops")
         except UntrustedModelError as exc:
             raise StreamError(f"model export refused: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a torn/garbage zip: one line, fatal, not a crash loop
+            raise StreamError(f"model export {path / 'model.skops'} is damaged ({type(exc).__name__}: "
+                              f"{_first_line(exc)}); {again}") from None
         return ScoringModel(ref, features, pipeline=pipe, calibration=doc.get("calibration"), engine_columns=cols)
     raise StreamError(
         f"model export {path} has no model.ubj or model.skops; delete it, the supervisor exports again"
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]

@@ -63,6 +63,7 @@ class StreamReport:
     high_risk_users: int = 0  # active users the rule marks now
     active_users: int = 0
     high_risk_monthly_revenue: float = 0.0
+    dead_letters: dict[str, int] = field(default_factory=dict)  # reason -> records of this run
 
     @property
     def events_per_s(self) -> float:
@@ -78,6 +79,7 @@ class StreamReport:
             "events": self.events, "events_per_s": round(self.events_per_s, 1),
             "lag": {str(p): v for p, v in sorted(self.lag.items())}, "total_lag": self.total_lag,
             "model_version": self.model_version,
+            "dead_letters": sum(self.dead_letters.values()), "dead_letter_reasons": dict(self.dead_letters),
             "high_risk": None if self.high_risk is None else self.high_risk.as_dict() | {
                 "users": self.high_risk_users, "active_users": self.active_users,
                 "monthly_revenue": round(self.high_risk_monthly_revenue, 2)},
@@ -97,6 +99,10 @@ class StreamReport:
             + (f"champion v{self.model_version}" if self.model_version else "no champion loaded"),
             f"final lag {self.total_lag:,} records ({lag})",
         ]
+        if self.dead_letters:  # quarantined, never dropped silently: say so where the user looks
+            n = sum(self.dead_letters.values())
+            why = "; ".join(f"{c:,} {r[:80]}" for r, c in sorted(self.dead_letters.items(), key=lambda x: -x[1])[:3])
+            out.append(f"dead letters: {n:,} record(s) not applied ({why}); see `churn tail --dlq -p P`")
         if self.high_risk is not None:
             out.append(self.high_risk_line())
         if not self.top:
@@ -165,13 +171,63 @@ def stream_report(
         end = after.get(p, start)
         events += max(end - start, 0)
         lag[p] = max(log.end_offset(p) - end, 0)
+    spans = {p: (before.get(p, log.start_offset(p)), after.get(p, 0)) for p in range(log.num_partitions)}
+    dead = run_dead_letters(log, spans)
     top = top_users(store, top_k)
     if model_version is None and top and version_from_scores:  # after Ctrl-C: the version that scored them
         model_version = top[0].model_version
     resolved = report_threshold(store, group, high_risk, data_dir)
     summary = store.score_summary(high_risk=resolved.cut)
     return StreamReport(group, stopped, float(seconds), events, lag, top, model_version, resolved,
-                        summary.high_risk_users, summary.users, summary.high_risk_monthly_revenue)
+                        summary.high_risk_users, summary.users, summary.high_risk_monthly_revenue, dead)
+
+
+DEAD_LETTER_SCAN = 100_000  # most dead letters read back per partition (newest first)
+
+
+def run_dead_letters(log: PartitionLog, spans: Mapping[int, tuple[int, int]]) -> dict[str, int]:
+    """Reasons and counts of the dead letters of source records in ``spans`` (partition ->
+    ``[start, end)`` offsets this run committed), read back from the end of ``<topic>.dlq``.
+
+    A partition's dead letters are appended in source-offset order, so the scan stops at
+    the first one before ``start`` or at one out of order (an earlier run, before a rewind)."""
+    from collections import Counter
+
+    from pipeline.log.deadletter import dead_letter_log, parse_dead_letter
+
+    if not any(end > start for start, end in spans.values()):
+        return {}
+    dlq = dead_letter_log(log)
+    out: Counter[str] = Counter()
+    try:
+        for p, (start, end) in spans.items():
+            if end <= start:
+                continue
+            dp = p % dlq.num_partitions
+            pos, floor, last, read = dlq.end_offset(dp), dlq.start_offset(dp), end, 0
+            while pos > floor and read < DEAD_LETTER_SCAN:
+                lo = max(floor, pos - 1000)
+                recs, at = [], lo
+                while at < pos:  # fetch stops at max_bytes (a dead letter can hold a huge line)
+                    got = dlq.fetch(dp, at, max_records=pos - at)
+                    if not got:
+                        break
+                    recs += got
+                    at = got[-1].offset + 1
+                read += len(recs)
+                pos = lo
+                for rec in reversed(recs):
+                    dl = parse_dead_letter(rec.value)
+                    if dl.source_topic != log.name or dl.source_partition != p or dl.source_offset >= end:
+                        continue
+                    if dl.source_offset < start or dl.source_offset >= last:
+                        pos = floor  # before this run, or an earlier run's: done with the partition
+                        break
+                    last = dl.source_offset
+                    out[dl.reason] += 1
+    finally:
+        dlq.close()
+    return dict(out)
 
 
 def report_threshold(

@@ -39,9 +39,10 @@ from pipeline.errors import ModelMismatchError, StreamError
 from pipeline.log.base import PartitionLog
 from pipeline.pidlock import PidLock
 from pipeline.stream.champion import ChampionInfo, ChampionSource
+from pipeline.stream.checkpoint import CheckpointStore
 from pipeline.stream.config import CAUGHT_UP_CHAMPION_WAIT_S, StreamConfig, StreamPaths
 from pipeline.stream.health import alert_from_log
-from pipeline.stream.model import ModelRef, publish
+from pipeline.stream.model import ModelRef, publish, read_pointer
 from pipeline.stream.worker import EXIT_FATAL, STORE_URL_ENV, WorkerSpec
 
 # One core per worker (the group scales by processes: OpenMP threads would spin-wait on a
@@ -105,7 +106,7 @@ class Supervisor:
         topic_dir = self.data_dir / "log" / topic
         if self.log_config.get("log_backend", "file") == "file" and not (topic_dir / "topic.json").exists():
             raise StreamError(f"no topic {topic!r} under {self.data_dir / 'log'}: run `churn simulate` "
-                              "(or start `churn produce`) first, or check --data-dir/--topic")  # fmt: skip
+                              "or `churn import` (or start `churn produce`) first, or check --data-dir/--topic")  # fmt: skip
         # Kafka: a missing topic is a LogError naming the cluster and `churn topics --create`
         self.log: PartitionLog = open_log_config(self.data_dir, topic, self.log_config)
         if self.log_config.get("log_backend", "file") != "file":
@@ -235,10 +236,27 @@ class Supervisor:
 
     def follow_champion(self) -> None:
         info = self.champion.current()
-        if info is None or (self.model is not None and info.version == self.model.version):
+        if info is not None and self.model is not None and info.version == self.model.version:
+            self._check_pointer(info)
             return
-        if info.version == self.refused:
+        if info is None or info.version == self.refused:
             return
+        self.adopt(info)
+
+    def _check_pointer(self, info: ChampionInfo) -> None:
+        """The workers' pointer must name the champion this supervisor adopted: one deleted or
+        damaged under a running stream is written again (the export too), never left to make
+        the workers wait, or score, blind."""
+        try:
+            ref = read_pointer(self.paths.champion)
+        except StreamError as exc:
+            why = str(exc)
+        else:
+            if ref == self.model and (Path(ref.path) / "meta.json").exists():
+                return
+            why = f"champion pointer {self.paths.champion} is missing" if ref is None else (
+                f"champion pointer {self.paths.champion} names v{ref.version} at {ref.path}, or its export is gone")
+        self.logger.warning("stream: %s; exporting churn v%s again for the workers", why, info.version)
         self.adopt(info)
 
     def adopt(self, info: ChampionInfo, startup: bool = False) -> None:
@@ -259,7 +277,7 @@ class Supervisor:
         self.model = ref
         self.refused = None
         self.logger.info("stream: champion is churn v%s (%s)%s", ref.version, ref.name,
-                         f", was v{old}; workers switch between batches" if old else "")  # fmt: skip
+                         f", was v{old}; workers switch between batches" if old and old != ref.version else "")  # fmt: skip
         if not rule.needs_risks:  # top k %: the workers resolve it on their recent scores instead
             resolved = rule.resolve(base_rate=ref.base_rate, base_rate_source=ref.base_rate_source, version=ref.version)
             self.logger.info("stream: %s; reasons are stored for these users", resolved.text())
@@ -352,8 +370,10 @@ class Supervisor:
             now = time.monotonic()
             proc.restarts = [t for t in proc.restarts if now - t < RESTART_WINDOW_S] + [now]
             if len(proc.restarts) > MAX_RESTARTS:
+                last = _read(self.paths.workers / f"{wid}.error")
                 raise StreamError(f"worker {wid} died {len(proc.restarts)} times within {RESTART_WINDOW_S:.0f} s "
-                                  f"(last exit {_exit_text(code)}); see its log lines above")  # fmt: skip
+                                  f"(last exit {_exit_text(code)}); "
+                                  + (f"its last error: {last}" if last else "see its log lines above"))  # fmt: skip
             self.restarts += 1
             self.logger.warning("stream: worker %s died (%s); restarting it - it resumes from its checkpoints",
                                 wid, _exit_text(code))  # fmt: skip
@@ -403,7 +423,22 @@ class Supervisor:
         return {p: max(self.log.end_offset(p) - off, 0) for p, off in self._committed().items()}
 
     def caught_up(self) -> bool:
-        return self.model is not None and not any(self.lags().values())
+        """Every committed offset is at the log end, and is backed by a checkpoint.
+
+        One past the end is not caught up (the log lost records the group consumed): the
+        worker that owns the partition refuses it with the remedy, or realigns a committed
+        offset its checkpoint contradicts. Nor is a partition whose checkpoint was deleted
+        (the recovery of a corrupt one) while its committed offset still says where that
+        state was: the worker replays it from the log start."""
+        if self.model is None:
+            return False
+        ckpt = CheckpointStore(self.paths.checkpoints, self.topic, self.cfg.group)
+        for p, off in self._committed().items():
+            if off != self.log.end_offset(p):
+                return False
+            if off > self.log.start_offset(p) and not ckpt.path(p).exists():
+                return False
+        return True
 
     def autoscale(self) -> None:
         decision = autoscale_step(self.policy, self, self.clock.now(), self.lags())

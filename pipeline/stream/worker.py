@@ -21,6 +21,7 @@ Exit codes: 0 stopped cleanly, 3 fatal (do not restart: the message is in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from pipeline.errors import (
     LogUnavailableError,
     ModelMismatchError,
     StoreError,
+    StreamError,
 )
 from pipeline.features.spec import spec_for
 from pipeline.log.base import PartitionLog
@@ -327,8 +329,7 @@ class Worker:
                 )
                 if part is not None:
                     self.parts[p] = part
-                    if part.restored_from:
-                        self._align_offset(part)
+                    self._align_offset(part)
                     where = (
                         f"checkpoint at offset {part.position}"
                         if part.restored_from
@@ -339,15 +340,19 @@ class Worker:
     def _align_offset(self, part: OwnedPartition) -> None:
         """The checkpoint is the truth: if the group's committed offset says otherwise (reset
         outside `churn lag`, or a crash between checkpoint and commit), commit the checkpoint's
-        offset, so lag and `--until-caught-up` never wait for work the stream will not do."""
+        offset, so lag and `--until-caught-up` never wait for work the stream will not do.
+        Without a checkpoint (a new group, or one deleted to recover from corruption) the
+        partition is replayed from the log start, so that is committed: its lag shows the
+        replay instead of the offset of a state that no longer exists."""
         committed = self.log.committed(self.cfg.group).get(part.partition)
-        if committed == part.position:
-            return
+        if committed == part.position or (committed is None and not part.restored_from):
+            return  # agreed, or a new group: its first checkpoint commits
         if committed is not None:
+            where = "its checkpoint" if part.restored_from else "its replay (no checkpoint: from the log start)"
             self.logger.warning(
-                "worker %s: partition %d's committed offset %d disagreed with its checkpoint (%d); "
-                "committed the checkpoint's (reset offsets with `churn lag --reset-offsets`, which "
-                "moves the checkpoints too)", self.id, part.partition, committed, part.position,
+                "worker %s: partition %d's committed offset %d disagreed with %s (%d); committed %d "
+                "(reset offsets with `churn lag --reset-offsets`, which moves the checkpoints too)",
+                self.id, part.partition, committed, where, part.position, part.position,
             )  # fmt: skip
         try:
             self.log.commit(self.cfg.group, {part.partition: part.position}, self.clock.now())
@@ -395,7 +400,12 @@ class Worker:
         if seen == self._pointer_seen:
             return
         self._pointer_seen = seen
-        ref = read_pointer(self.paths.champion)
+        try:
+            ref = read_pointer(self.paths.champion)
+        except StreamError as exc:  # torn or overwritten: the supervisor writes it again
+            self.logger.error("worker %s: %s. %s", self.id, exc, f"Still scoring with v{self.model.version}."
+                              if self.model is not None else "Not scoring until it is rewritten.")  # fmt: skip
+            return
         if ref is None or (self.model is not None and ref.version == self.model.version):
             return
         try:
@@ -532,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     paths.workers.mkdir(parents=True, exist_ok=True)
     fatal = paths.workers / f"{spec.worker_id}.fatal"
     fatal.unlink(missing_ok=True)
+    (paths.workers / f"{spec.worker_id}.error").unlink(missing_ok=True)
     stop = {"now": False}
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -559,9 +570,12 @@ def main(argv: list[str] | None = None) -> int:
         out = paths.workers / f"{spec.worker_id}.{os.getpid()}.summary.json"
         out.write_text(json.dumps(summary, default=str))
         return 0
-    except (StoreError, LogUnavailableError) as exc:
-        # perhaps passing (a locked database, a broker that did not answer): restart me
+    except (StoreError, LogUnavailableError, OSError) as exc:
+        # perhaps passing (a locked database, a broker that did not answer, a full disk): restart
+        # me; the supervisor names this last error if it gives up
         logger.error("%s", exc)
+        with contextlib.suppress(OSError):
+            (paths.workers / f"{spec.worker_id}.error").write_text(str(exc))
         return 1
     except ChurnError as exc:  # a checkpoint, model or configuration problem: restarting won't help
         logger.error("%s", exc)
