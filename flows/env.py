@@ -19,9 +19,14 @@ DEFAULTS: dict[str, str] = {
 
 
 def local_defaults() -> None:
-    """Set each default unless the environment already has a value."""
+    """Set each default unless the environment already has a value; and when flows will run
+    on a temporary Prefect server, tie that server's life to this process
+    (:mod:`flows.reaper`: a SIGKILLed ``churn stream`` no longer leaves it running)."""
     for k, v in DEFAULTS.items():
         os.environ.setdefault(k, v)
+    from flows.reaper import tie_to_owner
+
+    tie_to_owner()
 
 
 def quiet_environment() -> None:

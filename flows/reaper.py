@@ -1,0 +1,94 @@
+"""Stop Prefect's temporary API server when the process that started it dies.
+
+With no ``PREFECT_API_URL``, Prefect runs flows against a temporary ("ephemeral") API server:
+a ``uvicorn`` child process it stops at exit. A process killed with SIGKILL (or the OOM
+killer) runs no exit handler, so the server stayed behind for good, holding a port and
+~150 MB, one more per killed ``churn stream``/``churn train``. :func:`tie_to_owner` starts
+this module as a small watchdog beside each such server: it waits on both processes (pidfds,
+immune to pid reuse) and, when the owner dies first, terminates the server (SIGKILL after
+:data:`GRACE_S`); when the server ends first (the normal exit) it just exits.
+
+    python -m flows.reaper OWNER_PID SERVER_PID
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import select
+import signal
+import subprocess
+import sys
+from typing import Any
+
+GRACE_S = 5.0
+_TIED: set[int] = set()  # server pids this process already watches
+_WATCHDOGS: list[subprocess.Popen[bytes]] = []  # kept: a dropped Popen of a live child warns
+
+
+def watch(owner_pid: int, server_pid: int) -> int:
+    """Block until the owner or the server ends; stop the server if the owner went first.
+    0 when the server was stopped or ended on its own, 1 if either was already gone."""
+    try:
+        owner = os.pidfd_open(owner_pid)
+        server = os.pidfd_open(server_pid)
+    except ProcessLookupError:  # gone before we looked: nothing to tie
+        return 1
+    try:
+        ready, _, _ = select.select([owner, server], [], [])
+        if server in ready:
+            return 0  # the server ended (its owner stopped it at exit)
+        signal.pidfd_send_signal(server, signal.SIGTERM)
+        ready, _, _ = select.select([server], [], [], GRACE_S)
+        if not ready:
+            signal.pidfd_send_signal(server, signal.SIGKILL)
+        return 0
+    except ProcessLookupError:
+        return 0
+    finally:
+        os.close(owner)
+        os.close(server)
+
+
+def spawn(owner_pid: int, server_pid: int) -> subprocess.Popen[bytes]:
+    """Start the watchdog in its own session (a Ctrl-C to the terminal reaches the owner,
+    which stops the server itself; the watchdog then sees it end and exits)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.reaper", str(owner_pid), str(server_pid)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True,
+    )  # fmt: skip
+
+
+def tie_to_owner() -> bool:
+    """When this process would run flows on a temporary server (no API URL configured),
+    make every such server Prefect starts here die with this process. Idempotent; False
+    (nothing done) when a server is configured or Prefect's server class is not there."""
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        return False  # a real server: nothing is started here
+    try:
+        from prefect.server.api.server import SubprocessASGIServer
+    except ImportError:  # pragma: no cover - a Prefect without the temporary server
+        return False
+    start = SubprocessASGIServer.start
+    if getattr(start, "_churn_tied", False):
+        return True
+
+    @functools.wraps(start)
+    def start_tied(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = start(self, *args, **kwargs)
+        proc = getattr(self, "server_process", None)
+        if proc is not None and proc.pid not in _TIED and proc.poll() is None:
+            _TIED.add(proc.pid)
+            _WATCHDOGS.append(spawn(os.getpid(), proc.pid))
+        return out
+
+    start_tied._churn_tied = True  # type: ignore[attr-defined]
+    SubprocessASGIServer.start = start_tied  # type: ignore[method-assign]
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(watch(int(sys.argv[1]), int(sys.argv[2])))
