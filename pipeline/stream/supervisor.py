@@ -134,6 +134,7 @@ class Supervisor:
         self.refused: str | None = None
         self.decisions: list[dict[str, Any]] = []
         self.restarts = 0
+        self._lowest: dict[int, int] = {}  # per partition: the lowest offset committed in this run
         self.alert_level: str | None = None
         self._lock: PidLock | None = None
         self._stop = False
@@ -415,9 +416,10 @@ class Supervisor:
     # -- lag, autoscaling, health -----------------------------------------------------------
     def _committed(self) -> dict[int, int]:
         committed = self.log.committed(self.cfg.group)
-        return {
-            p: committed.get(p, self.log.start_offset(p)) for p in range(self.log.num_partitions)
-        }
+        out = {p: committed.get(p, self.log.start_offset(p)) for p in range(self.log.num_partitions)}
+        for p, off in out.items():  # a replay moves a committed offset back: count from there
+            self._lowest[p] = min(self._lowest.get(p, off), off)
+        return out
 
     def lags(self) -> dict[int, int]:
         return {p: max(self.log.end_offset(p) - off, 0) for p, off in self._committed().items()}
@@ -464,7 +466,9 @@ class Supervisor:
         return {
             "group": self.cfg.group, "topic": self.topic, "stopped": why,
             "seconds": round(time.monotonic() - t0, 3),
-            "events": sum(end[p] - start.get(p, 0) for p in end),
+            # records consumed in this run: from the lowest offset committed during it (a
+            # partition replayed after its checkpoint was deleted restarts at the log start)
+            "events": sum(end[p] - min(start.get(p, 0), self._lowest.get(p, end[p])) for p in end),
             "committed": end, "lag": lags, "total_lag": sum(lags.values()),
             "model_version": None if self.model is None else self.model.version,
             "workers": self.current(), "restarts": self.restarts, "decisions": self.decisions[-20:],

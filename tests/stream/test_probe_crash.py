@@ -76,9 +76,13 @@ def test_a_deleted_checkpoint_is_replayed_not_reported_caught_up(
         worker.sync_assignment()  # takes partition 1 over from the log start
     assert log.committed("test")[1] == log.start_offset(1)  # lag shows the replay
     assert "disagreed with its replay (no checkpoint" in caplog.text
+    start = dict(ends)  # what the supervisor's run began from
+    assert sup.lags()[1] == ends[1] - log.start_offset(1)  # its loop polls lags
     worker.run(until_caught_up=True)
     assert log.committed("test") == ends and sup.caught_up()
     assert ckpts.read(1).state == want  # rebuilt to the same state
+    # the closing summary counts the replayed records (it said "0 events": end - start)
+    assert sup.summary(time.monotonic(), start, "caught up")["events"] == ends[1] - log.start_offset(1) > 0
 
 
 def test_a_new_group_still_commits_nothing_before_its_first_checkpoint(log, store, paths, champion, cfg) -> None:
