@@ -18,12 +18,19 @@ DEFAULTS: dict[str, str] = {
 }
 
 
-def local_defaults() -> None:
-    """Set each default unless the environment already has a value; and when flows will run
-    on a temporary Prefect server, tie that server's life to this process
-    (:mod:`flows.reaper`: a SIGKILLed ``churn stream`` no longer leaves it running)."""
+def env_defaults() -> None:
+    """Set each default unless the environment already has a value (cheap: imports nothing;
+    the ``churn`` command line calls it first, so no command sends MLflow or Prefect
+    telemetry or writes MLflow's telemetry file)."""
     for k, v in DEFAULTS.items():
         os.environ.setdefault(k, v)
+
+
+def local_defaults() -> None:
+    """:func:`env_defaults`; and when flows will run on a temporary Prefect server, tie that
+    server's life to this process (:mod:`flows.reaper`: a SIGKILLed ``churn stream`` no
+    longer leaves it running)."""
+    env_defaults()
     from flows.reaper import tie_to_owner
 
     tie_to_owner()

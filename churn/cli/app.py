@@ -16,6 +16,7 @@ import typer
 
 from churn.cli import dashboard, demo, drift, features, ingest, log, stack, stream, train
 from churn.cli.common import err
+from flows.env import env_defaults
 from pipeline.config import load_settings
 from pipeline.errors import ChurnError
 
@@ -57,6 +58,7 @@ app = build_app()
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors as one line (exit 2), Ctrl-C as exit 130."""
+    env_defaults()  # before any command imports MLflow or Prefect
     try:  # typer >= 0.25 vendors click as typer._click; older versions use click
         from typer._click import exceptions as cx
     except ImportError:  # pragma: no cover
