@@ -113,7 +113,9 @@ def encode_state(group: str, state: GroupState) -> bytes:
 def corrupt(path: Path, group: str, reason: str) -> OffsetsCorruptError:
     return OffsetsCorruptError(
         f"committed offsets of consumer group {group!r} in {path} are unreadable ({reason}); "
-        f"they were not reset silently. Recover with --reset-offsets earliest|latest "
+        f"they were not reset silently. A stream group (`churn stream`) with intact checkpoints: "
+        f"move it aside and restart the stream (each worker commits its checkpoint's offset again; "
+        f"nothing is replayed or skipped). Otherwise recover with --reset-offsets earliest|latest "
         f"(API: log.reset_offsets({group!r}, to='earliest'|'latest')), or restore the file."
     )
 

@@ -85,6 +85,24 @@ def test_a_deleted_checkpoint_is_replayed_not_reported_caught_up(
     assert sup.summary(time.monotonic(), start, "caught up")["events"] == ends[1] - log.start_offset(1) > 0
 
 
+def test_a_corrupt_offsets_file_moved_aside_is_rebuilt_from_the_checkpoints(log, store, paths, champion, cfg) -> None:
+    """The recovery the corrupt-offsets error names besides a full replay: with the file moved
+    aside, each worker commits its checkpoint's offset again, so nothing is replayed or skipped."""
+    Worker("w0", log, store, paths, cfg, partitions=[0, 1]).run(until_caught_up=True)
+    ends = {p: log.end_offset(p) for p in range(2)}
+    offsets = log.path / "groups" / "test.json"
+    offsets.write_text("{ torn")
+    with pytest.raises(LogError, match="move it aside"):
+        log.committed("test")
+    offsets.rename(offsets.with_suffix(".bad"))
+    ckpts = CheckpointStore(paths.checkpoints, log.name, "test")
+    want = {p: ckpts.read(p).state for p in range(2)}
+    worker = Worker("w1", log, store, paths, cfg, partitions=[0, 1])
+    worker.run(until_caught_up=True)
+    assert log.committed("test") == ends
+    assert {p: ckpts.read(p).state for p in range(2)} == want
+
+
 def test_a_new_group_still_commits_nothing_before_its_first_checkpoint(log, store, paths, champion, cfg) -> None:
     worker = Worker("w0", log, store, paths, cfg, partitions=[0, 1])
     worker.sync_assignment()
