@@ -9,6 +9,7 @@ immune to pid reuse) and, when the owner dies first, terminates the server (SIGK
 :data:`GRACE_S`); when the server ends first (the normal exit) it just exits.
 
     python -m flows.reaper OWNER_PID SERVER_PID
+    python -m flows.reaper --fds OWNER_PIDFD SERVER_PIDFD   (inherited; how it is started)
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def watch(owner_pid: int, server_pid: int) -> int:
         server = os.pidfd_open(server_pid)
     except ProcessLookupError:  # gone before we looked: nothing to tie
         return 1
+    return watch_fds(owner, server)
+
+
+def watch_fds(owner: int, server: int) -> int:
+    """:func:`watch` on pidfds already open (closed here)."""
     try:
         ready, _, _ = select.select([owner, server], [], [])
         if server in ready:
@@ -52,12 +58,19 @@ def watch(owner_pid: int, server_pid: int) -> int:
 
 def spawn(owner_pid: int, server_pid: int) -> subprocess.Popen[bytes]:
     """Start the watchdog in its own session (a Ctrl-C to the terminal reaches the owner,
-    which stops the server itself; the watchdog then sees it end and exits)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "flows.reaper", str(owner_pid), str(server_pid)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True,
-    )  # fmt: skip
+    which stops the server itself; the watchdog then sees it end and exits). The pidfds are
+    opened here and handed over, so an owner killed while the watchdog is still starting is
+    not missed."""
+    owner, server = os.pidfd_open(owner_pid), os.pidfd_open(server_pid)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.reaper", "--fds", str(owner), str(server)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True, pass_fds=(owner, server),
+        )  # fmt: skip
+    finally:
+        os.close(owner)
+        os.close(server)
 
 
 def tie_to_owner() -> bool:
@@ -91,4 +104,6 @@ def tie_to_owner() -> bool:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--fds":
+        sys.exit(watch_fds(int(sys.argv[2]), int(sys.argv[3])))
     sys.exit(watch(int(sys.argv[1]), int(sys.argv[2])))

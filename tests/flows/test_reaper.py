@@ -68,6 +68,19 @@ def test_a_server_stopped_by_its_owner_releases_the_watchdog_and_spares_the_owne
             p.wait()
 
 
+def test_an_owner_killed_before_its_watchdog_starts_is_not_missed() -> None:
+    owner, server = _sleeper(), _sleeper()
+    try:
+        dog = reaper.spawn(owner.pid, server.pid)
+        owner.send_signal(signal.SIGKILL)  # at once: the watchdog holds pidfds opened before this
+        assert server.wait(timeout=10) == -signal.SIGTERM
+        assert dog.wait(timeout=10) == 0
+    finally:
+        for p in (owner, server):
+            p.kill()
+            p.wait()
+
+
 def test_a_watchdog_for_processes_already_gone_exits_at_once() -> None:
     gone = _sleeper()
     gone.kill()
