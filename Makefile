@@ -28,9 +28,11 @@ test-fast: $(STAMP)
 
 # The whole system: simulate (drift later in the live stream), churn up, train and stream
 # through their Prefect deployments, a live producer; until Ctrl-C. DEMO_QUICK=1: small and
-# self-terminating (CI). DEMO_ARGS=--overwrite replaces a $(DATA) the demo did not make.
+# self-terminating (CI); DEMO_QUICK=0/false/no or unset: the full one; `churn demo` reads it from
+# the environment (a make command-line variable arrives there too) and refuses any other value.
+# DEMO_ARGS=--overwrite replaces a $(DATA) the demo did not make.
 demo: $(STAMP)
-	$(BIN)/churn --data-dir $(DATA) demo $(if $(filter-out 0,$(DEMO_QUICK)),--quick) $(DEMO_ARGS)
+	$(BIN)/churn --data-dir $(DATA) demo $(DEMO_ARGS)
 
 up: $(STAMP)
 	$(BIN)/churn --data-dir $(DATA) up
@@ -54,5 +56,10 @@ bench-publish: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# A demo running on $(DATA) holds $(DATA)/.churn-demo.lock: refuse (stop it with Ctrl-C); a stack
+# recorded there is stopped first (`churn down`), or its processes would outlive their state file.
 clean:
+	@if [ -e $(DATA)/.churn-demo.lock ] && command -v flock >/dev/null && ! flock -n $(DATA)/.churn-demo.lock true; then \
+	  echo "error: a demo (pid $$(cat $(DATA)/.churn-demo.lock)) is running on $(DATA); stop it (Ctrl-C in its terminal), then make clean" >&2; exit 1; fi
+	@if [ -e $(DATA)/stack/state.json ]; then $(BIN)/churn --data-dir $(DATA) down; fi
 	rm -rf $(DATA) .pytest_cache .ruff_cache benchmarks/results.json benchmarks/results-quick.json benchmarks/provenance.json benchmarks/.cache

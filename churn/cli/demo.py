@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from typing import Annotated
 
 import typer
 
-from churn.stack.demo import live_status, run
+from churn.stack.demo import live_status, quick_from_env, run
 from churn.stack.state import StackError
 from pipeline.config import Settings
 from pipeline.humanize import duration
@@ -19,7 +20,7 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_command(
         ctx: typer.Context,
-        quick: Annotated[bool, typer.Option("--quick", envvar="DEMO_QUICK", help="Small population, bounded live stream, stops by itself (env DEMO_QUICK=1).")] = False,
+        quick: Annotated[bool, typer.Option("--quick", help="Small population, bounded live stream, stops by itself (env DEMO_QUICK=1/true/yes; 0/false/no: the full demo).")] = False,
         overwrite: Annotated[bool, typer.Option(help="Replace a data directory the demo did not make.")] = False,
         prefect_port: Annotated[int | None, typer.Option(min=1, max=65535, help="Prefect server port (env CHURN_PREFECT_PORT, default 4200).")] = None,
         mlflow_port: Annotated[int | None, typer.Option(min=1, max=65535, help="MLflow UI port (env CHURN_MLFLOW_PORT, default 5000).")] = None,
@@ -35,20 +36,20 @@ def register(app: typer.Typer) -> None:
         def go() -> None:
             from churn.cli.stack import interruptible
 
+            # DEMO_QUICK is read here, strictly, for `make demo` too (the Makefile used to pass
+            # --quick for anything but 0, so DEMO_QUICK=false ran the quick demo)
+            is_quick = quick or quick_from_env(os.environ.get("DEMO_QUICK"))
             interruptible()
             try:
-                res = run(s, ports_of(s, prefect=prefect_port, mlflow=mlflow_port, dashboard=dashboard_port), quick,
+                res = run(s, ports_of(s, prefect=prefect_port, mlflow=mlflow_port, dashboard=dashboard_port), is_quick,
                           overwrite, _say(console),
                           lambda st, ch, narrate: foreground(s, st, ch, console, err, status=lambda: live_status(s),
                                                              narrate=narrate),
                           lambda st: print_ready(st, _Console(_say(console)), s))  # fmt: skip
             except subprocess.CalledProcessError as exc:
                 raise StackError(f"step failed: {' '.join(map(str, exc.cmd[2:]))} exited {exc.returncode}") from None
-            except KeyboardInterrupt:
-                err.print("aborted; stopping what was started")
-                from churn.stack.stack import down
-
-                down(s, out=_say(console))
+            except KeyboardInterrupt:  # run() has stopped what it started
+                err.print("aborted; everything started was stopped")
                 raise typer.Exit(130) from None
             t = res["timings"]
             console.print("demo timings: " + ", ".join(f"{k} {duration(v)}" for k, v in t.items()))

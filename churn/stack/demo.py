@@ -8,28 +8,42 @@ run ``stream/live`` → a live producer (``churn produce``) → print the URLs a
 at → stay until Ctrl-C, then stop everything. ``--quick`` uses a small population, bounds
 the producer, waits until the stream has caught up, prints what the store holds, and stops
 by itself (CI runs it).
+
+The data directory is the demo's for its whole run: a lock (``<data>/.churn-demo.lock``)
+keeps a second demo out, and nothing is wiped while another demo or a recorded stack still
+runs there or while a port is taken. Whatever ends a run (done, Ctrl-C, an error in any
+step), what it started is stopped before the error is shown. The quick demo keeps its MLflow
+registry in its data directory unless ``CHURN_MLFLOW_TRACKING_URI`` names one, so its small
+14-day model never becomes the full demo's champion.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from churn.stack import prefect_api, procs
 from churn.stack.narrate import Narrator
-from churn.stack.state import StackError, StackState, state_dir
+from churn.stack.state import StackError, StackState, state_dir, state_path
 from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.errors import ConfigError
 from pipeline.humanize import count, duration, money
 
 MARKER = ".churn-demo"
+LOCK = ".churn-demo.lock"  # held for the demo's lifetime (pipeline.pidlock); survives the wipe
 DRIFT = "content_outage"
+TRAIN_HORIZON_DAYS = 30  # = flows.train.train's default horizon_days (not imported: that pulls in Prefect)
+QUICK_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 
 @dataclass(frozen=True)
@@ -51,15 +65,82 @@ FULL = DemoPlan(20_000, 180, 4, 10, 1_000.0, None, {})
 QUICK = DemoPlan(3_000, 100, 2, 3, 2_000.0, 10, {"horizon_days": 14, "leaky_control": False, "shap_sample": 300})
 
 
+def quick_from_env(value: str | None) -> bool:
+    """``DEMO_QUICK`` as the Makefile and `churn demo` read it: 1/true/yes quick, 0/false/no
+    or empty (or unset) the full demo; anything else is refused rather than guessed."""
+    key = (value or "").strip().lower()
+    if key not in QUICK_VALUES:
+        raise ConfigError(f"DEMO_QUICK={value!r} is neither quick (1, true, yes) nor full (0, false, no, empty); "
+                          "e.g. DEMO_QUICK=1 make demo")  # fmt: skip
+    return QUICK_VALUES[key]
+
+
+def demo_settings(settings: Settings, plan: DemoPlan, quick: bool) -> Settings:
+    """The settings the demo runs with: its partitions and, for the quick demo, a registry of
+    its own under the data directory (wiped with it) unless CHURN_MLFLOW_TRACKING_URI names
+    one. Sharing ``mlruns/`` made the quick demo's 14-day model the champion the full demo's
+    30-day training was then refused against."""
+    update: dict[str, Any] = {"partitions": plan.partitions}
+    if quick and not settings.mlflow_tracking_uri:
+        update["mlflow_tracking_uri"] = f"sqlite:///{settings.data_dir.resolve() / 'mlruns' / 'mlflow.db'}"
+    return settings.model_copy(update=update)
+
+
+def _owned(data: Path, overwrite: bool) -> bool:
+    """Whether ``data`` holds anything (besides the demo's marker and lock); refuses data the
+    demo did not make unless ``overwrite``."""
+    if not (data.exists() and any(p.name not in (MARKER, LOCK) for p in data.iterdir())):
+        return False
+    if not ((data / MARKER).exists() or overwrite):
+        raise StackError(f"{data} already holds data that `churn demo` did not make; pass --overwrite to replace "
+                         f"it (make demo DEMO_ARGS=--overwrite) or choose another --data-dir (make demo DATA=dir)")  # fmt: skip
+    return True
+
+
 def prepare_data_dir(data: Path, overwrite: bool) -> None:
-    """The demo owns its data directory: empty, or made by an earlier demo (then wiped)."""
-    if data.exists() and any(p.name != MARKER for p in data.iterdir()):
-        if not ((data / MARKER).exists() or overwrite):
-            raise StackError(f"{data} already holds data that `churn demo` did not make; pass --overwrite to replace "
-                             f"it (make demo DEMO_ARGS=--overwrite) or choose another --data-dir (make demo DATA=dir)")  # fmt: skip
-        shutil.rmtree(data)
+    """The demo owns its data directory: empty, or made by an earlier demo (then wiped, all
+    but the lock a running demo holds on it)."""
+    if _owned(data, overwrite):
+        for p in data.iterdir():
+            if p.name == LOCK:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
     data.mkdir(parents=True, exist_ok=True)
     (data / MARKER).write_text("made by `churn demo`; the next demo run deletes this directory\n")
+
+
+def claim_data_dir(settings: Settings, ports: dict[str, int], overwrite: bool) -> Any:
+    """Before anything is wiped or simulated: refuse a data directory that another demo or a
+    recorded stack still uses, or ports already taken; then lock the directory for this
+    demo's lifetime and empty it. Returns the held :class:`~pipeline.pidlock.PidLock`.
+
+    Wiping under a running stack deleted its state file: the first demo then died ("no stack
+    recorded") and its dozen processes were invisible to `churn status` / `churn down`."""
+    from churn.stack.services import build
+    from churn.stack.stack import check_ports, running_state
+    from pipeline.pidlock import PidLock
+
+    data = settings.data_dir.resolve()
+    _owned(data, overwrite)  # a foreign directory is refused before anything is written into it
+    lock = PidLock(data / LOCK)
+    if not lock.try_acquire():
+        raise StackError(f"another `churn demo` (pid {lock.holder()}) is running on {data}; stop it first (Ctrl-C in "
+                         f"its terminal) or give this one another data dir (make demo DATA=other/dir)")  # fmt: skip
+    try:
+        if st := running_state(settings):
+            live = ", ".join(f"{s.name} (pid {s.pid})" for s in st.services if procs.alive(s.pid, s.started))
+            raise StackError(f"a stack is still running on {data}: {live}; stop it first with `churn --data-dir "
+                             f"{data} down` (make down DATA={data}), or give the demo another data dir "
+                             f"(make demo DATA=other/dir)")  # fmt: skip
+        check_ports(build(settings, ports))
+        prepare_data_dir(data, overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _churn(settings: Settings, *args: str) -> list[str]:
@@ -207,6 +288,29 @@ def what_to_look_at(state: StackState, plan: DemoPlan, experiment: str | None = 
     day_s = 18.5 * plan.users / 20_000 * 1_000 / plan.rate  # wall seconds per simulated day at this rate
     drift_s = plan.drift_after_days * day_s
     retrain_s = retrain_after_days * day_s
+    mlflow = [
+        f"  MLflow     {mlflow_runs_url(url.get('mlflow'), experiment) or state.env.get('CHURN_MLFLOW_TRACKING_URI')}",
+        "             experiment 'churn-train': expand the newest train-... run, tick its candidates, Compare "
+        "(test_roc_auc, test_lift_at_10pct on one test window); Models: churn, each version's description says what "
+        "the gate decided and why",
+    ]
+    if plan.live_days is not None:  # the quick demo: bounded, stops itself once the stream caught up
+        return [
+            "",
+            "what to look at (quickly: this demo stops its stack by itself once the stream has caught up with its "
+            f"{plan.live_days} live simulated days, about a minute from now):",
+            f"  dashboard  {url.get('dashboard')}  Overview: events/s, lag, users scored, high risk, revenue at risk;",
+            "             Stream: throughput and per-partition lag; Risk: top users with their reasons;",
+            f"             Drift: the catalogue loses titles {plan.drift_after_days} simulated days into the live "
+            f"stream (~{duration(drift_s)} at {count(plan.rate)} events/s); the few checks before the demo stops may "
+            "go Critical and open a drift episode, but its retrain waits until post-onset labels mature "
+            f"({retrain_after_days} simulated days): no retrain here;",
+            "             `make demo` (the full demo, until Ctrl-C) runs long enough for the retrain and the gate's "
+            "judgement on post-onset labels",
+            *mlflow,
+            f"  Prefect    {url.get('prefect')}  the train run and the stream/live run with their logs",
+            "",
+        ]
     return [
         "",
         "what to look at:",
@@ -218,10 +322,7 @@ def what_to_look_at(state: StackState, plan: DemoPlan, experiment: str | None = 
         "             a Critical check opens a drift episode; its retrain waits until post-onset labels mature "
         f"({retrain_after_days} simulated days, ~{duration(retrain_s)} more), then train/weekly retrains and the "
         "gate judges on post-onset labels (Drift page: the decision table; Model page: realised performance)",
-        f"  MLflow     {mlflow_runs_url(url.get('mlflow'), experiment) or state.env.get('CHURN_MLFLOW_TRACKING_URI')}",
-        "             experiment 'churn-train': expand the newest train-... run, tick its candidates, Compare "
-        "(test_roc_auc, test_lift_at_10pct on one test window); Models: churn, each version's description says what "
-        "the gate decided and why",
+        *mlflow,
         f"  Prefect    {url.get('prefect')}  the train run and the running stream/live run with their logs",
         "",
     ]
@@ -253,38 +354,78 @@ class _Demo:
 def run(settings: Settings, ports: dict[str, int], quick: bool, overwrite: bool, say: Callable[[str], None],
         foreground: Callable[[StackState, list[subprocess.Popen[bytes]], Callable[[], None]], None],
         ready: Callable[[StackState], None] = lambda _state: None) -> dict[str, Any]:  # fmt: skip
-    """The demo as its steps; ``ready`` prints the stack's addresses once everything runs."""
-    from churn.stack.stack import down
+    """The demo as its steps; ``ready`` prints the stack's addresses once everything runs.
 
+    However it ends (done, Ctrl-C, an error in any step; quick or full), what it started is
+    stopped before the exception goes on to be shown, and the data directory's lock is
+    released: an error used to leave the full demo's whole stack running."""
     plan = QUICK if quick else FULL
     if quick:  # a small population scores few rows: check drift more often so the demo shows it
         os.environ.setdefault("CHURN_DRIFT_EVERY_ROWS", "20000")
-    demo = _Demo(settings.model_copy(update={"partitions": plan.partitions}), plan, say, {}, [])
+    demo = _Demo(demo_settings(settings, plan, quick), plan, say, {}, [])
     t_all = time.monotonic()
-    prepare_data_dir(demo.settings.data_dir.resolve(), overwrite)
+    lock = claim_data_dir(demo.settings, ports, overwrite)
+    try:
+        return _steps(demo, ports, quick, foreground, ready, t_all)
+    finally:
+        try:
+            stop(demo)
+        finally:
+            lock.release()
+
+
+def _steps(demo: _Demo, ports: dict[str, int], quick: bool,
+           foreground: Callable[[StackState, list[subprocess.Popen[bytes]], Callable[[], None]], None],
+           ready: Callable[[StackState], None], t_all: float) -> dict[str, Any]:  # fmt: skip
+    """simulate -> up -> train -> stream -> producer; then the foreground (full) or the
+    bounded finish (quick). Stopping is :func:`run`'s."""
+    plan, say = demo.plan, demo.say
     simulate(demo)
     start_stack(demo, ports)
-    try:
-        train(demo)
-        t_stream = time.monotonic()
-        start_stream(demo)
-        producer = start_producer(demo)
-        ready(demo.state)  # type: ignore[arg-type]
-        from pipeline.drift.config import DriftConfig
+    train(demo)
+    t_stream = time.monotonic()
+    start_stream(demo)
+    producer = start_producer(demo)
+    ready(demo.state)  # type: ignore[arg-type]
+    from pipeline.drift.config import DriftConfig
 
-        after = DriftConfig.from_settings(demo.settings).retrain_after_days  # what the stream's policy will use
-        for line in what_to_look_at(demo.state, plan, experiment_id(demo.settings), after):  # type: ignore[arg-type]
-            say(line)
-        if not quick:
-            foreground(demo.state, demo.children, demo.narrate)  # type: ignore[arg-type]
-            return {"timings": demo.timings}
-        summary = finish_quick(demo, producer, t_stream)
-        demo.timed("total", t_all)
-        return {"timings": demo.timings, "store": summary}
+    after = DriftConfig.from_settings(demo.settings).retrain_after_days  # what the stream's policy will use
+    for line in what_to_look_at(demo.state, plan, experiment_id(demo.settings), after):  # type: ignore[arg-type]
+        say(line)
+    if not quick:
+        foreground(demo.state, demo.children, demo.narrate)  # type: ignore[arg-type]
+        return {"timings": demo.timings}
+    summary = finish_quick(demo, producer, t_stream)
+    demo.timed("total", t_all)
+    return {"timings": demo.timings, "store": summary}
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Ctrl-C / SIGTERM ignored while stopping (bounded: the grace period, twice), as
+    `churn up`'s foreground does: a second Ctrl-C must not cut the shutdown short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
     finally:
-        if quick:
-            say("stopping the stack ...")
-            down(demo.settings, out=say, children=demo.children)
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+
+
+def stop(demo: _Demo) -> None:
+    """Stop what this demo started, if anything still runs (the full demo's foreground has
+    stopped it already after Ctrl-C): the recorded stack, or its known children when the
+    state file is gone."""
+    from churn.stack.stack import down
+
+    if not state_path(demo.settings.data_dir).exists() and all(c.poll() is not None for c in demo.children):
+        return
+    with _shielded():
+        demo.say("stopping the stack ...")
+        down(demo.settings, out=demo.say, children=demo.children)
 
 
 def simulate(demo: _Demo) -> None:
@@ -307,10 +448,58 @@ def start_stack(demo: _Demo, ports: dict[str, int]) -> None:
     demo.timed("up", t)
 
 
+def registry_versions(settings: Settings) -> list[str]:
+    """Every version of the model in the demo's registry now ([] before the first one)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.registry import MODEL_NAME
+
+    try:
+        found = MlflowClient(tracking_uri=settings.resolved_mlflow_uri).search_model_versions(f"name='{MODEL_NAME}'")
+    except MlflowException:
+        return []  # no registered model yet
+    return sorted((str(v.version) for v in found), key=int)
+
+
+def champion_mismatch(settings: Settings, horizon_days: int) -> tuple[str, str] | None:
+    """``(version, why)`` when the registry's champion is not comparable with the model the
+    demo trains (another label horizon, feature spec or topic, e.g. a 14-day model trained
+    by hand or by an older quick demo in the shared ``mlruns/``); None otherwise. The gate
+    would refuse the demo's model and the stream keep scoring with that champion."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.features.spec import DEFAULT_SPEC
+    from pipeline.registry import CHAMPION, MODEL_NAME
+    from pipeline.training.gate import Identity, differences
+
+    try:
+        champ = MlflowClient(tracking_uri=settings.resolved_mlflow_uri).get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    except MlflowException:
+        return None  # no champion (or no model) yet
+    why = differences(Identity(horizon_days, DEFAULT_SPEC.version, settings.topic), Identity.from_tags(champ.tags))
+    return (str(champ.version), "; ".join(why)) if why else None
+
+
+def _final_train_line(line: str) -> bool:
+    """The train run log's last line (pipeline.training.report.final_line)."""
+    return line.startswith(("gate: ", "not registered"))
+
+
 def train(demo: _Demo) -> None:
-    """[3/5] the train deployment, waited for; its log lines are echoed."""
-    state, params = demo.state, demo.plan.train_params
+    """[3/5] the train deployment, waited for; its log lines are echoed.
+
+    The demo simulates a fresh history, so its training must be able to become the champion
+    the stream follows: a champion it cannot be compared with is replaced (``force``, said
+    and recorded by the gate), a comparable one is gated against as usual."""
+    state, params = demo.state, dict(demo.plan.train_params)
     api = state.env["PREFECT_API_URL"]  # type: ignore[union-attr]
+    before = registry_versions(demo.settings)  # older runs' versions: their gate lines are not this run's news
+    if mismatch := champion_mismatch(demo.settings, int(params.get("horizon_days", TRAIN_HORIZON_DAYS))):
+        demo.say(f"the registry's champion v{mismatch[0]} is not comparable with the model this demo trains "
+                 f"({mismatch[1]}): this training replaces it (force)")  # fmt: skip
+        params["force"] = True
     flags = "".join(f" -p {k}={v}" for k, v in params.items())
     demo.say(f"[3/5] training through the deployment: prefect deployment run 'train/weekly'{flags}")
     t = time.monotonic()
@@ -321,12 +510,13 @@ def train(demo: _Demo) -> None:
         serve_log = Path(state.service("serve").log)  # type: ignore[union-attr]
         raise StackError(f"training run {fr.get('name')} ended {prefect_api.state_of(fr)[1]}; last lines of "
                          f"{serve_log}:\n{procs.tail(serve_log, 25)}")  # fmt: skip
-    echoed = prefect_api.log_lines(api, fr["id"])
+    echoed = prefect_api.final_log_lines(api, fr["id"], _final_train_line)  # Prefect flushes logs in batches
     for line in echoed:
         demo.say(f"  | {line}")
     demo.say(f"trained and registered in {duration(demo.timings['train'])} (run {fr.get('name')})")
     demo.narrator = narrator(demo.settings, api)
-    demo.narrator.mark_said([f"run:{fr['id']}"])  # this run was narrated above; drift-triggered ones will be
+    # this run was narrated above (drift-triggered ones will be); versions from earlier runs are not news
+    demo.narrator.mark_said([f"run:{fr['id']}", *(f"gate:{v}" for v in before)])
     for line in demo.narrator.poll():  # the gate's decision, from the registry, unless the log just said it
         if line not in echoed:
             demo.say(line)

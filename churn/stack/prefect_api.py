@@ -113,6 +113,21 @@ def log_lines(api: str, run_id: str, limit: int = 200) -> list[str]:
     return [lg["message"] for lg in logs if not any(n in lg.get("message", "") for n in noise)]
 
 
+def final_log_lines(api: str, run_id: str, last: Callable[[str], bool], timeout_s: float = 10.0,
+                    every_s: float = 0.5, sleep: Callable[[float], None] | None = None,
+                    clock: Callable[[], float] | None = None) -> list[str]:  # fmt: skip
+    """:func:`log_lines` of a finished run, polled until a line satisfies ``last`` (its final
+    line) or ``timeout_s`` passes: Prefect sends logs in batches, so right after the run is
+    COMPLETED its last lines are often not stored yet. On timeout, what is there."""
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    end = clock() + timeout_s
+    lines = log_lines(api, run_id)
+    while not any(last(x) for x in lines) and clock() < end:
+        sleep(every_s)
+        lines = log_lines(api, run_id)
+    return lines
+
+
 def flow_runs(api: str, flow_name: str, limit: int = 20) -> list[dict[str, Any]]:
     """The newest runs of flow ``flow_name`` (state, name, ``created_by``); [] if the API does not answer."""
     status, runs = http.request(f"{api}/flow_runs/filter", {"flows": {"name": {"any_": [flow_name]}},

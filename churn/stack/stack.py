@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,12 +184,16 @@ def status(settings: Settings) -> list[ServiceStatus] | None:
 def down(settings: Settings, grace_s: float | None = None, out: Print = print,
          children: list[subprocess.Popen[bytes]] | None = None) -> list[str]:  # fmt: skip
     """Stop every recorded process (SIGTERM to its group and family, SIGKILL after the grace
-    period), remove the state file. Returns the names that were still running."""
+    period), remove the state file. Returns the names that were still running.
+
+    ``children``: the caller's own Popen objects (e.g. the demo's). They are stopped even
+    when the state file is gone (wiped or removed by hand): otherwise a lost file would
+    leave every service running with nothing left that knows their pids."""
     path = state_path(settings.data_dir)
     st = load(path)
-    if st is None:
-        return []
     grace_s = settings.stack_stop_grace_s if grace_s is None else grace_s
+    if st is None:
+        return _stop_children(children or (), grace_s, out)
     live = [s for s in st.services if procs.alive(s.pid, s.started)]
     api = st.env.get("PREFECT_API_URL")
     if api and {"prefect", "serve"} <= {s.name for s in live}:
@@ -209,3 +213,18 @@ def down(settings: Settings, grace_s: float | None = None, out: Print = print,
         out(f"  stopped in {time.monotonic() - t:.1f} s")
     remove(path)
     return [s.name for s in live]
+
+
+def _stop_children(children: Sequence[subprocess.Popen[bytes]], grace_s: float, out: Print) -> list[str]:
+    """Stop the caller's still-running children with their families (no state file to go by).
+    A child not yet reaped keeps its pid, so signalling it by pid is safe."""
+    live = [c for c in children if c.poll() is None]
+    if not live:
+        return []
+    pids = ", ".join(str(c.pid) for c in live)
+    out(f"no stack state file; stopping the processes this command started: pids {pids} "
+        f"(SIGTERM, SIGKILL after {grace_s:.0f} s) ...")  # fmt: skip
+    killed = procs.stop([(c.pid, procs.start_time(c.pid)) for c in live], grace_s, children)
+    if killed:
+        out(f"killed after the grace period: pids {', '.join(map(str, sorted(killed)))}")
+    return [f"pid {c.pid}" for c in live]
