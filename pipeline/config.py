@@ -11,10 +11,12 @@ PosixPath('/tmp/x/log/events')
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import ConfigError
@@ -86,7 +88,8 @@ class Settings(BaseSettings):
     drift_full_report_every: int | None = Field(None, ge=0, description="Full HTML report every N-th check (6; 0 never).")
     drift_per_event_day: bool | None = Field(None, description="Also check when event time crosses midnight (true).")
     drift_observe: Literal["day_snapshot", "scored"] | None = Field(
-        None, description="Window rows: active users at each event-time midnight, or the scored users (day_snapshot)."
+        None, description="Window rows: day_snapshot (default), every active user at each event-time midnight; "
+        "scored, the users the stream scores."
     )
     drift_warmup_days: int | None = Field(None, ge=0, description="Days of events before the first check (30).")
     drift_leader_partition: int | None = Field(None, ge=0, description="Owner of this partition runs the monitor (0).")
@@ -100,7 +103,7 @@ class Settings(BaseSettings):
     )
 
     # money: the currency of the plan prices (monthly_revenue); the dashboard's and reports' formatting
-    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code of plan prices, e.g. USD, EUR.")
+    currency: str = Field("USD", description="ISO 4217 code of plan prices, e.g. USD, EUR.")
 
     # local stack (`churn up`): everything binds 127.0.0.1 on these ports
     prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect server (API + UI) port for `churn up`.")
@@ -117,6 +120,15 @@ class Settings(BaseSettings):
     @classmethod
     def _currency_code(cls, v: object) -> object:
         return v.strip().upper() if isinstance(v, str) else v  # "eur" is EUR; "euro" still fails
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_4217(cls, v: str) -> str:
+        # the shape of an ISO 4217 code only: the project keeps no list of the codes in use
+        # (so a well-formed but unassigned code such as XYZ still passes)
+        if not re.fullmatch(r"[A-Z]{3}", v):
+            raise PydanticCustomError("currency", "not an ISO 4217 currency code (three letters, e.g. USD, EUR, GBP)")
+        return v
 
     @field_validator("data_dir")
     @classmethod

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
 
 from dashboard.launch import command, serve
+from pipeline.config import Settings
+from pipeline.errors import ChurnError
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +23,40 @@ def register(app: typer.Typer) -> None:
         refresh: Annotated[float, typer.Option(min=1, help="Seconds between live refreshes.")] = 5.0,
     ) -> None:
         """Serve the Streamlit dashboard (Ctrl-C stops it)."""
-        argv, env = command(ctx.obj, address, port, refresh)
-        typer.echo(f"dashboard on http://{address}:{port} (Ctrl-C stops it)")
-        raise typer.Exit(serve(argv, env))
+        from churn.cli.common import friendly
+
+        def run() -> None:
+            check_port(ctx.obj, address, port)
+            argv, env = command(ctx.obj, address, port, refresh)
+            typer.echo(f"dashboard on http://{address}:{port} (Ctrl-C stops it)")
+            raise typer.Exit(serve(argv, env))
+
+        friendly(run)()
+
+
+def check_port(settings: Settings, address: str, port: int) -> None:
+    """Refuse a busy port before Streamlit starts: otherwise the user sees our "dashboard on
+    ..." line, then Streamlit's own "Port 8501 is not available" and a make error. The usual
+    culprit is the dashboard of a `churn up` stack, so say when that is the case."""
+    from churn.stack import procs
+
+    if procs.port_free(port, address):
+        return
+    if _stack_dashboard_port(settings) == port:
+        raise ChurnError(f"port {port} is in use (a `churn up` stack serves the dashboard there: `churn status`); "
+                         "choose another with --port")  # fmt: skip
+    raise ChurnError(f"port {port} is in use on {address} (another program, or a `churn up` stack of another "
+                     "data dir: `churn status`); choose another with --port")  # fmt: skip
+
+
+def _stack_dashboard_port(settings: Settings) -> int | None:
+    """The port of the running stack's dashboard for this data dir (None: none recorded or running)."""
+    from churn.stack import procs
+    from churn.stack.state import StackError, load, state_path
+
+    with contextlib.suppress(StackError):  # an unreadable state file is `churn status`'s to explain
+        st = load(state_path(settings.data_dir))
+        svc = st.service("dashboard") if st else None
+        if svc is not None and procs.alive(svc.pid, svc.started):
+            return svc.port
+    return None

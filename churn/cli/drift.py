@@ -48,15 +48,42 @@ def _run(ctx: typer.Context, report: bool, runs: int, as_json: bool) -> None:
 
     with Store.from_settings(s) as store:
         table = store.drift_runs()
-        if table.empty:
-            raise ChurnError(f"no drift checks in {store.url} yet; the stream records one every "
-                             "CHURN_DRIFT_EVERY_ROWS scored rows or CHURN_DRIFT_EVERY_MINUTES minutes")
+        if table.empty:  # normal until the stream's warm-up has passed: a plain line, exit 0
+            from pipeline.drift.config import DriftConfig
+
+            if as_json:
+                console.print_json(json.dumps(None))
+            else:
+                console.print(no_checks_yet(DriftConfig.from_settings(s), store.url), soft_wrap=True,
+                              highlight=False, markup=False)  # fmt: skip
+            return
         last = table.iloc[-1]
         feats = store.drift_features(run_id=last.run_id)
     if as_json:
         console.print_json(json.dumps(_as_dict(last, feats), default=str))
         return
     print_latest(last, feats, table.tail(runs), console)
+
+
+def no_checks_yet(cfg: Any, where: str) -> str:
+    """Why there is no drift check yet, from the rules the stream applies (a DriftConfig):
+    at start-up this is the normal state, not an error, so it must say when the first comes.
+
+    >>> from pipeline.drift.config import DriftConfig
+    >>> no_checks_yet(DriftConfig(), "sqlite:///x.db")[:71]
+    'no drift checks in sqlite:///x.db yet: the first comes once a partition'
+    """
+    if not cfg.enabled:
+        return f"no drift checks in {where}: drift checks are off (CHURN_DRIFT_ENABLED=false)"
+    when = [f"every {cfg.every_rows:,} scored rows (CHURN_DRIFT_EVERY_ROWS)",
+            f"{cfg.every_minutes:g} minutes (CHURN_DRIFT_EVERY_MINUTES)"]  # fmt: skip
+    if cfg.per_event_day:
+        when.insert(0, "at each event-time midnight")
+    # pipeline.stream.drift_hook: day_snapshot reads every active user at each event-time midnight
+    what = "every active user at an event-time midnight" if cfg.observe == "day_snapshot" else "the scored users"
+    return (f"no drift checks in {where} yet: the first comes once a partition holds {cfg.warmup_days} days of "
+            f"event time (warm-up, CHURN_DRIFT_WARMUP_DAYS) and the stream scores with a champion; each compares "
+            f"{what} with the champion's reference, {' or '.join(when)}, whichever comes first")  # fmt: skip
 
 
 def _as_dict(run: Any, feats: Any) -> dict[str, Any]:

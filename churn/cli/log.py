@@ -37,7 +37,8 @@ def _print_summary(summary: Any, title: str, as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(d))
         return
-    t = Table(title=title, show_header=False, title_justify="left")
+    console.print(title, soft_wrap=True, highlight=False, markup=False)  # a title inside the table wraps mid-path
+    t = Table(show_header=False)
     t.add_column(style="bold")
     t.add_column(justify="right")
     t.add_row("period", f"{d['first_day']} .. {d['last_day']} ({d['days']} days)")
@@ -305,14 +306,21 @@ def tail(
 
     s = _settings(ctx)
     name = f"{s.topic}.dlq" if dlq else s.topic
+    if dlq and not (s.log_dir / name / "topic.json").exists() and (s.topic_dir / "topic.json").exists():
+        err.print(f"{name} is empty (nothing was dead-lettered)", soft_wrap=True, markup=False)  # the stream makes it at its first dead letter
+        return
     if not (s.log_dir / name / "topic.json").exists():
         raise ChurnError(f"no topic {name!r} under {s.log_dir}" + ("" if dlq else "; run `churn simulate` first"))
     with open_log(s.log_dir, name) as log:
         if partition >= log.num_partitions:
             raise typer.BadParameter(f"topic {name!r} has partitions 0..{log.num_partitions - 1}", param_hint="--partition")
         records = tail_records(log, partition, from_ if from_ is not None else f"-{limit}", limit)
+        empty = not records and log.topic_info().records == 0
     for r in records:
         typer.echo(f"{r.partition}:{r.offset}\t{r.value.decode('utf-8', 'replace')}")  # pipe-friendly
-    if not records:
-        err.print("no records at that position")
+    if not records:  # "no records at that position" would send the user hunting for a better one
+        what = "no records at that position"
+        if empty:
+            what = f"{name} is empty" + (" (nothing was dead-lettered)" if dlq else "")
+        err.print(what, soft_wrap=True, markup=False)
 

@@ -91,9 +91,15 @@ def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]
                narrate: Callable[[], None] | None = None, narrate_every_s: float = 5.0) -> None:
     """Stay until Ctrl-C / SIGTERM; report a service that dies; print ``status()`` every
     ``status_every_s`` (when it has something to say) and call ``narrate()`` (it prints what
-    the loop did: drift -> retrain -> gate) every ``narrate_every_s``; then stop everything."""
+    the loop did: drift -> retrain -> gate) every ``narrate_every_s``; then stop everything.
+
+    `churn down` from another terminal ends it too (exit 0): it removes the state file once
+    everything is stopped. A service that died while the file is still there is reported,
+    unless it looks stopped from outside (see :func:`_stopped_from_outside`): those are held
+    until the file goes (`churn down` at work) or ``2 x grace + 5`` s pass."""
     from churn.stack import procs
     from churn.stack.stack import down
+    from churn.stack.state import state_path
 
     def _term(_sig: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -102,6 +108,10 @@ def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]
     # Ctrl-C must stop the stack even when SIGINT was inherited as ignored (started with `&`)
     old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     reported: set[str] = set()
+    held: dict[str, float] = {}  # service -> monotonic time its death was seen (maybe `churn down`)
+    settle_s = 2 * settings.stack_stop_grace_s + 5  # `churn down`: two waves of SIGTERM + grace
+    path = state_path(settings.data_dir)
+    stopped_by_down = False
     try:
         console.print("running; Ctrl-C stops everything")
         next_status = time.monotonic() + 10.0
@@ -122,25 +132,41 @@ def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]
                     line = f"(status unavailable: {type(exc).__name__}: {exc})"
                 if line:
                     console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False, soft_wrap=True)
+            if not path.exists():  # `churn down` (or `--forget`) removed it: nothing left to watch
+                stopped_by_down = True
+                break
+            for c in children:
+                c.poll()
+            codes = {c.pid: c.returncode for c in children}
             for s in state.services:
-                if s.name not in reported and not procs.alive(s.pid, s.started):
-                    for c in children:
-                        c.poll()
-                    reported.add(s.name)
-                    err.print(f"[bold red]error:[/] {s.name} (pid {s.pid}) exited; last lines of {s.log}:\n"
-                              f"{procs.tail(Path(s.log), 15)}")  # fmt: skip
+                if s.name in reported or procs.alive(s.pid, s.started):
+                    continue
+                first = held.setdefault(s.name, time.monotonic())
+                if _stopped_from_outside(codes.get(s.pid)) and time.monotonic() - first < settle_s:
+                    continue
+                reported.add(s.name)
+                err.print(f"[bold red]error:[/] {s.name} (pid {s.pid}) exited; last lines of {s.log}:\n"
+                          f"{procs.tail(Path(s.log), 15)}")  # fmt: skip
             time.sleep(1.0)
     except KeyboardInterrupt:
         console.print("\nstopping the stack ...")
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the shutdown short
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # (it is bounded: the grace period, twice)
-        try:
+        try:  # after `churn down` this only stops a child still running (the file was removed by hand)
             down(settings, out=_say(console), children=children)
         finally:
             signal.signal(signal.SIGTERM, old)
             signal.signal(signal.SIGINT, old_int)
-    console.print("stopped")
+    console.print("stack stopped (churn down)" if stopped_by_down else "stopped")
+
+
+def _stopped_from_outside(returncode: int | None) -> bool:
+    """A service that ended by a signal (SIGTERM/SIGKILL/SIGINT, as `churn down` sends) or
+    cleanly (servers exit 0 on SIGTERM) is probably being stopped by `churn down`, which
+    removes the state file only after its last wave; an error exit is a crash, reported at
+    once. ``None``: not our child (exit status unknown), treated like a signal."""
+    return returncode is None or returncode <= 0 or returncode in (128 + 2, 128 + 9, 128 + 15)
 
 
 class _Console:

@@ -245,6 +245,7 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
     fields = {k: v for k, v in options.items() if k in StreamConfig.__dataclass_fields__}
     cfg = StreamConfig.from_settings(s, reasons_method=options.get("reasons"), **fields)
     local_defaults()
+    from flows.logs import quiet_expected_failures
     from flows.stream import stream
     from pipeline.stream.preflight import preflight
 
@@ -253,7 +254,8 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
         preflight(s.data_dir, s.topic, cfg.group, log.num_partitions, options["tracking_uri"] or s.resolved_mlflow_uri)
     t0 = time.monotonic()
     try:
-        result: dict[str, Any] | None = stream(data_dir=str(s.data_dir.resolve()), topic=s.topic, **options)
+        with quiet_expected_failures():  # a StreamError is our one `error:` line, not also Prefect's four
+            result: dict[str, Any] | None = stream(data_dir=str(s.data_dir.resolve()), topic=s.topic, **options)
     except KeyboardInterrupt:  # the supervisor drained (checkpointed) on the way out
         result = None
     report = closing_report(s, cfg.group, before, time.monotonic() - t0, result, cfg.high_risk_rule)

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         gap: Annotated[int | None, typer.Option(min=1, help="Days between training labels and evaluation cutoffs [default: the horizon].")] = None,
         warmup: Annotated[int | None, typer.Option(min=0, help="Days of activity before the first cutoff [default: 30].")] = None,
         force: Annotated[bool, typer.Option("--force", help="Gate: replace a champion of another horizon/feature spec/topic, or one that cannot be scored.")] = False,
-        candidate: Annotated[list[str] | None, typer.Option(help="Train only this candidate (repeatable); default: all in models/.")] = None,
+        candidate: Annotated[list[str] | None, typer.Option(metavar="NAME", help="Train only this candidate (repeatable); default: all in models/.")] = None,
         seed: Annotated[int | None, typer.Option(min=0, help="Random seed [default: settings seed].")] = None,
         effectiveness: Annotated[float, typer.Option(min=0, max=1, help="Campaign: share of contacted churners retained.")] = 0.30,
         top_share: Annotated[float, typer.Option(min=0.01, max=1, help="Campaign: share of users contacted, by risk.")] = 0.10,
@@ -70,14 +70,16 @@ def _run(ctx: typer.Context, start: date | None, end: date | None, horizon: int,
 
     check_readable(tracking_uri or s.resolved_mlflow_uri)  # a broken MLflow db: one line before Prefect starts
     local_defaults()
+    from flows.logs import quiet_expected_failures
     from flows.train import train
 
-    result = train(
-        data_dir=str(s.data_dir.resolve()), topic=s.topic, start=start, end=end, horizon_days=horizon,
-        every_days=every, candidates=candidates or None, seed=s.seed if seed is None else seed,
-        effectiveness=effectiveness, top_share=top_share, shap_sample=shap_sample, leaky_control=leaky,
-        register_model=register_model, tracking_uri=tracking_uri or s.resolved_mlflow_uri, **(split or {}),
-    )
+    with quiet_expected_failures():  # a ChurnError is our one `error:` line, not also Prefect's four
+        result = train(
+            data_dir=str(s.data_dir.resolve()), topic=s.topic, start=start, end=end, horizon_days=horizon,
+            every_days=every, candidates=candidates or None, seed=s.seed if seed is None else seed,
+            effectiveness=effectiveness, top_share=top_share, shap_sample=shap_sample, leaky_control=leaky,
+            register_model=register_model, tracking_uri=tracking_uri or s.resolved_mlflow_uri, **(split or {}),
+        )
     if as_json:
         console.print_json(json.dumps(result, default=str))
         return
