@@ -171,7 +171,8 @@ def lag(
     """Per-partition lag of a consumer group, like `kafka-consumer-groups --describe`."""
     from pipeline.clock import SystemClock
     from pipeline.log import LAG_HEADERS, describe_group, describe_rows, past_end_problem
-    from pipeline.stream.offsets import checkpoint_problem, reset_group
+    from pipeline.log.lag import Status
+    from pipeline.stream.offsets import checkpoint_problem, checkpoints_resume, reset_group
 
     s = _settings(ctx)
     clock = SystemClock()
@@ -184,9 +185,22 @@ def lag(
         lags = describe_group(log, group, clock)
         # the log lost records under the group or its checkpoints: never "OK"
         problem = past_end_problem(log.name, group, lags) or checkpoint_problem(log, s.data_dir, group)
+        past = [x.partition for x in lags if x.status is Status.PAST_END]
+        resume = checkpoints_resume(log, s.data_dir, group, past) if past and problem else None
+        if resume is not None and checkpoint_problem(log, s.data_dir, group) is None:
+            # only the committed offsets are off (e.g. a crash between checkpoint and commit, or
+            # an offsets file restored from elsewhere): the stream commits its checkpoints' own
+            problem = None
+            note = (f"note: committed offsets of partition(s) {past} lie past the log end, but the "
+                    f"stream's checkpoints resume inside it (at {resume}): start the stream "
+                    "(`churn stream`); it commits the checkpoints' offsets, nothing is skipped or lost")
+        else:
+            note = None
     rows = describe_rows(lags)
     if as_json:
         console.print_json(json.dumps([{"group": group} | r for r in rows]))
+        if note:
+            err.print(note, soft_wrap=True)
         if problem:
             raise ChurnError(problem)
         return
@@ -198,6 +212,8 @@ def lag(
     console.print(t)
     total = sum(x.lag for x in lags)
     console.print(f"total lag: {total:,} records")
+    if note:
+        err.print(note, soft_wrap=True)
     if problem:
         raise ChurnError(problem)
 

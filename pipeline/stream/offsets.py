@@ -87,6 +87,25 @@ def checkpoint_problem(log: PartitionLog, data_dir: Path, group: str) -> str | N
     return None
 
 
+def checkpoints_resume(log: PartitionLog, data_dir: Path, group: str, partitions: list[int]) -> dict[int, int] | None:
+    """For ``churn lag`` when committed offsets lie past the log end: the offsets the stream's
+    checkpoints of ``partitions`` resume at, if every one has a checkpoint that can resume on
+    this log (then the stream commits those offsets itself on start: nothing is lost); else
+    None (the committed offsets are the only record: the past-end message stands)."""
+    store = CheckpointStore(StreamPaths(Path(data_dir), group).checkpoints, log.name, group)
+    out = {}
+    for p in partitions:
+        try:
+            ck = store.read(p)
+            if ck is None:
+                return None
+            check_resume(log, group, p, ck.meta.next_offset, ck.meta.last_crc)
+        except StreamError:
+            return None
+        out[p] = ck.meta.next_offset
+    return out
+
+
 @dataclass(frozen=True)
 class ResetResult:
     to: str

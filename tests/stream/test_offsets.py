@@ -84,6 +84,24 @@ def test_truncated_segment_is_reported_by_lag_and_refused_by_the_stream(
     assert summary["events"] == 10 and log.committed("test")[0] == end + 9
 
 
+def test_committed_offsets_past_the_end_with_good_checkpoints_say_the_stream_realigns(
+    log, store, paths, champion, cfg, capsys
+) -> None:
+    """Only the committed offset is past the end (a restored offsets file, a crash between
+    checkpoint and commit): the checkpoints still resume inside the log, so `churn lag` says
+    the stream realigns instead of calling the records gone, and the stream does."""
+    run(log, store, paths, cfg)
+    ends = {p: log.end_offset(p) for p in range(2)}
+    log.commit("test", {0: ends[0] + 5}, NOW)
+    code, out, err = lag(capsys, paths.data_dir)
+    assert code == 0 and "PAST-END" in out  # the column still shows it
+    assert f"stream's checkpoints resume inside it (at {{0: {ends[0]}}})" in err and "are gone" not in err
+    run(log, store, paths, cfg, "w1")
+    assert log.committed("test") == ends
+    code, out, err = lag(capsys, paths.data_dir)
+    assert code == 0 and "PAST-END" not in out and err == ""
+
+
 def test_log_cut_and_rewritten_at_the_same_offsets_is_refused(log, store, paths, champion, cfg, capsys) -> None:
     run(log, store, paths, cfg)
     end = log.end_offset(1)
