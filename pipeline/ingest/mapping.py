@@ -135,6 +135,19 @@ class SourceMapping:
             specs.append(self.signup_plan)
         return frozenset(self.type_values).union(*(s.values for s in specs if s.values is not None))
 
+    def source_values_by_column(self) -> dict[str, frozenset[str]]:
+        """:meth:`source_values` per source column: a marker such as ``NA`` named for one
+        column is text there and still a missing cell everywhere else."""
+        out: dict[str, set[str]] = {self.type_column: set(self.type_values)}
+        specs = [s for per in self.fields.values() for s in per.values()]
+        specs += [s for r in self.type_values.values() for s in r.fields.values()]
+        if self.signup_plan is not None:
+            specs.append(self.signup_plan)
+        for s in specs:
+            if s.column is not None and s.values is not None:
+                out.setdefault(s.column, set()).update(s.values)
+        return {c: frozenset(v) for c, v in out.items()}
+
     def column_keys(self) -> dict[str, str]:
         """column -> the first mapping key that names it (for 'column not found' errors)."""
         out = {self.user_id: "user_id", self.ts_column: "timestamp.column", self.type_column: "event_type.column"}

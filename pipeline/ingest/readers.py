@@ -25,6 +25,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -165,6 +166,30 @@ def null_values(mapping: SourceMapping) -> list[str]:
     return [v for v in _ARROW_NULLS if v not in named]
 
 
+def _column_nulls(mapping: SourceMapping) -> dict[str, pa.Array]:
+    """Per mapped column, the markers :func:`null_values` kept as text for *another* column:
+    here they still mean a missing cell (Arrow applies its null markers file-wide)."""
+    kept = set(_ARROW_NULLS) - set(null_values(mapping))
+    named = mapping.source_values_by_column()
+    out = {}
+    for c in mapping.columns():
+        extra = sorted(kept - named.get(c, frozenset()))
+        if extra:
+            out[c] = pa.array([v.encode() for v in extra], pa.binary())
+    return out
+
+
+def _null_markers(rb: pa.RecordBatch, markers: dict[str, pa.Array]) -> pa.RecordBatch:
+    """Cells equal to a column's ``markers`` (see :func:`_column_nulls`) set to null."""
+    if not markers:
+        return rb
+    cols = []
+    for name, col in zip(rb.schema.names, rb.columns, strict=True):
+        m = markers.get(name)
+        cols.append(col if m is None else pc.if_else(pc.is_in(col, value_set=m), pa.scalar(None, col.type), col))
+    return pa.RecordBatch.from_arrays(cols, names=rb.schema.names)
+
+
 def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Batch]:
     if fmt != "csv":
         yield from _jsonl(path, mapping, gz)
@@ -180,12 +205,13 @@ def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Ba
         invalid: list[InvalidRow] = []
         reader = open_csv(stream, mapping, mapping.columns(), invalid)
         cols = mapping.columns()
+        markers = _column_nulls(mapping)
         pending: dict[int, InvalidRow] = {}  # reported by the parser, maybe ahead of the batch yielded
         row = 1
         for rb in reader:
             pending.update((r.row, r) for r in invalid)
             invalid.clear()
-            batch, row = _placed(rb.select(cols), row, min(raw.tell() / size, 1.0), pending)
+            batch, row = _placed(_null_markers(rb.select(cols), markers), row, min(raw.tell() / size, 1.0), pending)
             yield batch
         pending.update((r.row, r) for r in invalid)
         if pending:  # invalid rows after the last parsed one

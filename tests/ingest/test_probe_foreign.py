@@ -68,6 +68,22 @@ def test_values_arrow_reads_as_missing_are_kept_when_the_mapping_names_them(env,
     assert {e["plan"] for e in env.events() if e["type"] == "payment"} == {"basic", "premium"}
 
 
+def test_a_marker_named_for_one_column_is_still_missing_in_the_others(env, tmp_path) -> None:
+    """Arrow's null markers apply file-wide: naming ``NA`` and ``null`` for the plan and event
+    type columns must not make them text in the user id or the minutes (review finding)."""
+    rows = sample_rows(users=2, days=3)
+    rows.append({"uid": "NA", "t": T0 + 5 * 86400, "kind": "play", "minutes": 3})  # no user: rejected
+    rows.append({"uid": "null", "t": T0 + 5 * 86400, "kind": "play", "minutes": 3})  # same
+    rows.append({"uid": "u1", "t": T0 + 6 * 86400, "kind": "play", "minutes": "NA"})  # missing: default 0
+    m = mapping(fields__payment__plan={"column": "plan", "values": {"b": "basic", "NA": "premium"}},
+                event_type__values={"play": "session", "pay": "payment", "null": "cancel"})
+    s = env.run([rows_to_csv(rows, tmp_path / "a.csv")], m)
+    assert s.rejected == Counter({"user_id: empty": 2}), s.rejected
+    assert {e["user_id"] for e in env.events()} <= {"u0", "u1"}
+    last = max((e for e in env.events() if e["type"] == "session" and e["user_id"] == "u1"), key=lambda e: e["ts"])
+    assert last["watch_minutes"] == 0
+
+
 def test_padded_and_invisibly_altered_user_ids_are_rejected(env, tmp_path) -> None:
     rows = _plays(12)
     rows[3]["uid"] = " u3"
