@@ -15,6 +15,7 @@ immune to pid reuse) and, when the owner dies first, terminates the server (SIGK
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import select
 import signal
@@ -23,6 +24,7 @@ import sys
 from typing import Any
 
 GRACE_S = 5.0
+log = logging.getLogger("flows.reaper")
 _TIED: set[int] = set()  # server pids this process already watches
 _WATCHDOGS: list[subprocess.Popen[bytes]] = []  # kept: a dropped Popen of a live child warns
 
@@ -41,12 +43,15 @@ def watch(owner_pid: int, server_pid: int) -> int:
 def watch_fds(owner: int, server: int) -> int:
     """:func:`watch` on pidfds already open (closed here)."""
     try:
-        ready, _, _ = select.select([owner, server], [], [])
-        if server in ready:
+        both = select.poll()  # not select(): inherited fd numbers may be >= 1024
+        both.register(owner, select.POLLIN)
+        both.register(server, select.POLLIN)
+        if server in {fd for fd, _ in both.poll()}:
             return 0  # the server ended (its owner stopped it at exit)
         signal.pidfd_send_signal(server, signal.SIGTERM)
-        ready, _, _ = select.select([server], [], [], GRACE_S)
-        if not ready:
+        alone = select.poll()
+        alone.register(server, select.POLLIN)
+        if not alone.poll(GRACE_S * 1000):
             signal.pidfd_send_signal(server, signal.SIGKILL)
         return 0
     except ProcessLookupError:
@@ -61,7 +66,12 @@ def spawn(owner_pid: int, server_pid: int) -> subprocess.Popen[bytes]:
     which stops the server itself; the watchdog then sees it end and exits). The pidfds are
     opened here and handed over, so an owner killed while the watchdog is still starting is
     not missed."""
-    owner, server = os.pidfd_open(owner_pid), os.pidfd_open(server_pid)
+    owner = os.pidfd_open(owner_pid)
+    try:
+        server = os.pidfd_open(server_pid)
+    except BaseException:
+        os.close(owner)
+        raise
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "flows.reaper", "--fds", str(owner), str(server)],
@@ -95,7 +105,11 @@ def tie_to_owner() -> bool:
         proc = getattr(self, "server_process", None)
         if proc is not None and proc.pid not in _TIED and proc.poll() is None:
             _TIED.add(proc.pid)
-            _WATCHDOGS.append(spawn(os.getpid(), proc.pid))
+            try:
+                _WATCHDOGS.append(spawn(os.getpid(), proc.pid))
+            except (OSError, AttributeError) as exc:  # no pidfds (old kernel, seccomp, not Linux)
+                log.warning("the temporary Prefect server (pid %d) is not tied to this process (%s): "
+                            "if this process is killed, stop it by hand", proc.pid, exc)
         return out
 
     start_tied._churn_tied = True  # type: ignore[attr-defined]

@@ -121,3 +121,37 @@ def test_sigkill_of_a_process_running_flows_on_a_temporary_server_stops_that_ser
             child.wait()
         if server_pid is not None and _alive(server_pid):
             os.kill(server_pid, signal.SIGKILL)
+
+
+def test_without_pidfds_the_server_still_starts_and_a_warning_says_it_is_not_tied(monkeypatch, caplog) -> None:
+    """The watchdog is best effort: a kernel or sandbox without pidfds must not fail every flow."""
+    import prefect.server.api.server as prefect_server
+
+    sleeper = _sleeper()
+
+    class FakeServer:
+        def start(self, timeout=None):
+            self.server_process = sleeper
+
+    monkeypatch.setattr(prefect_server, "SubprocessASGIServer", FakeServer)
+    from types import SimpleNamespace
+
+    import prefect.settings
+
+    # no API URL configured (the suite's Prefect harness may have set one for this process)
+    monkeypatch.setattr(prefect.settings, "get_current_settings", lambda: SimpleNamespace(api=SimpleNamespace(url=None)))
+
+    def no_pidfd(_pid):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    try:
+        assert reaper.tie_to_owner()
+        server = FakeServer()
+        with caplog.at_level("WARNING", logger="flows.reaper"):
+            server.start()
+        assert server.server_process is sleeper
+        assert f"pid {sleeper.pid}) is not tied to this process" in caplog.text
+    finally:
+        sleeper.kill()
+        sleeper.wait()
