@@ -12,12 +12,14 @@ columns; only those are compared byte by byte, so a log without repeats costs on
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 
 import numpy as np
 
 _EVENT_ID = re.compile(rb'"event_id":"[^"]*",?')
+CHUNK = 100_000  # candidates whose payloads are held at once
 
 
 def count_duplicates(ucode: np.ndarray, ts: np.ndarray, code: np.ndarray,
@@ -44,13 +46,17 @@ def count_duplicates(ucode: np.ndarray, ts: np.ndarray, code: np.ndarray,
     in_group[1:] |= same
     in_group[:-1] |= same
     idx = order[in_group]
-    keys = np.cumsum(np.concatenate([[True], ~same]))[in_group]  # run id of each member
-    seen: set[tuple[int, bytes]] = set()
-    repeats = 0
-    for k, raw in zip(keys.tolist(), payload(idx), strict=True):
-        body = (k, _EVENT_ID.sub(b"", raw, count=1))
-        if body in seen:
-            repeats += 1
-        else:
-            seen.add(body)
+    keys = np.cumsum(np.concatenate([[True], ~same]))[in_group]  # run id of each member (runs are contiguous)
+    seen: set[bytes] = set()  # bodies of the current run only: memory bounded by the longest run
+    run, repeats = -1, 0
+    for lo in range(0, len(idx), CHUNK):  # coarse times (dates, whole seconds) make most rows candidates
+        for k, raw in zip(keys[lo:lo + CHUNK].tolist(), payload(idx[lo:lo + CHUNK]), strict=True):
+            if k != run:
+                run = k
+                seen.clear()
+            body = hashlib.blake2b(_EVENT_ID.sub(b"", raw, count=1), digest_size=16).digest()
+            if body in seen:
+                repeats += 1
+            else:
+                seen.add(body)
     return repeats

@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from churn.cli.app import app
+from pipeline.ingest import duplicates
 from pipeline.ingest.duplicates import count_duplicates
 from pipeline.ingest.errors import SourceError
 from pipeline.ingest.readers import iter_batches
@@ -124,7 +125,9 @@ def test_repeated_rows_are_counted_and_kept(env, tmp_path) -> None:
     assert s.events_by_type["session"] == 14  # kept: each row is its own event
 
 
-def test_count_duplicates_matches_a_plain_loop() -> None:
+@pytest.mark.parametrize("chunk", [100_000, 7])  # 7: runs of equal (user, time, type) cross chunks
+def test_count_duplicates_matches_a_plain_loop(chunk, monkeypatch) -> None:
+    monkeypatch.setattr(duplicates, "CHUNK", chunk)
     rng = np.random.default_rng(3)
     n = 400
     u, t, c = rng.integers(0, 4, n), rng.integers(0, 6, n), rng.integers(0, 2, n)
