@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,8 @@ class Supervisor:
         self.decisions: list[dict[str, Any]] = []
         self.restarts = 0
         self._lowest: dict[int, int] = {}  # per partition: the lowest offset committed in this run
+        self._checkpoints = CheckpointStore(self.paths.checkpoints, self.topic, self.cfg.group)
+        self._started_at: datetime | None = None  # clock time the run began (commit history since)
         self.alert_level: str | None = None
         self._lock: PidLock | None = None
         self._stop = False
@@ -148,6 +151,7 @@ class Supervisor:
     ) -> dict[str, Any]:
         """Supervise until stopped; returns a summary. Always drains the workers on exit."""
         t0 = time.monotonic()
+        self._started_at = self.clock.now()
         deadline = None if max_seconds is None else t0 + max_seconds
 
         def done() -> bool:
@@ -434,11 +438,11 @@ class Supervisor:
         state was: the worker replays it from the log start."""
         if self.model is None:
             return False
-        ckpt = CheckpointStore(self.paths.checkpoints, self.topic, self.cfg.group)
         for p, off in self._committed().items():
             if off != self.log.end_offset(p):
                 return False
-            if off > self.log.start_offset(p) and not ckpt.path(p).exists():
+            # a local stat first: start_offset is a broker round trip on Kafka
+            if not self._checkpoints.path(p).exists() and off > self.log.start_offset(p):
                 return False
         return True
 
@@ -459,6 +463,11 @@ class Supervisor:
 
     def summary(self, t0: float, start: dict[int, int], why: str) -> dict[str, Any]:
         end = self._committed()
+        if self._started_at is not None:  # commits between two polls (a replay's start), where the log keeps them
+            for p, entries in self.log.commit_history(self.cfg.group).items():
+                for e in entries:
+                    if e.when >= self._started_at:
+                        self._lowest[p] = min(self._lowest.get(p, e.offset), e.offset)
         lags = self.lags()
         if self.alert_level is None:
             alert = alert_from_log(self.log, self.cfg.group, self.clock, self.store, consumers=self.current())
