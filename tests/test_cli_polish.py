@@ -111,6 +111,18 @@ def test_dashboard_on_a_busy_port_is_one_line_before_streamlit_starts(tmp_path, 
                            "`churn status`); choose another with --port")  # fmt: skip
 
 
+def test_the_port_check_speaks_only_for_a_busy_port_of_any_address_family() -> None:
+    from churn.cli.dashboard import _in_use
+
+    with socket.socket(socket.AF_INET6) as busy:
+        busy.bind(("::1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert _in_use("::1", port)  # IPv6 (the old IPv4-only check called every v6 address busy)
+    assert not _in_use("::1", port)
+    assert not _in_use("192.0.2.1", port)  # not an address of this host: Streamlit says so, not "in use"
+
+
 # -- 3. an expected error of a flow run is the command's one line -------------------------------
 
 def _engine_failure(logger: logging.Logger, exc: Exception, run_id: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import socket
 from typing import Annotated
 
 import typer
@@ -38,15 +40,30 @@ def check_port(settings: Settings, address: str, port: int) -> None:
     """Refuse a busy port before Streamlit starts: otherwise the user sees our "dashboard on
     ..." line, then Streamlit's own "Port 8501 is not available" and a make error. The usual
     culprit is the dashboard of a `churn up` stack, so say when that is the case."""
-    from churn.stack import procs
-
-    if procs.port_free(port, address):
+    if not _in_use(address, port):
         return
     if _stack_dashboard_port(settings) == port:
         raise ChurnError(f"port {port} is in use (a `churn up` stack serves the dashboard there: `churn status`); "
                          "choose another with --port")  # fmt: skip
     raise ChurnError(f"port {port} is in use on {address} (another program, or a `churn up` stack of another "
                      "data dir: `churn status`); choose another with --port")  # fmt: skip
+
+
+def _in_use(address: str, port: int) -> bool:
+    """True only when binding ``address:port`` fails because something listens there (any
+    address family); an address that does not resolve or bind otherwise is Streamlit's to
+    report, not a busy port."""
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError):
+        return False
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            s.bind(where)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 def _stack_dashboard_port(settings: Settings) -> int | None:
