@@ -149,9 +149,15 @@ def _localize(t: datetime, zone: ZoneInfo) -> datetime | None:
     return a
 
 
+def _digits_only(fmt: str) -> bool:
+    """A strptime format whose values are digits alone (``%Y%m%d``, ``%Y%m%d%H%M%S``)."""
+    return fmt != "ISO8601" and re.fullmatch(r"(%[YmdHMSjyf])+", fmt) is not None
+
+
 def _why(v, m: SourceMapping) -> str:
     """The reason one value failed (stable text: rejections are counted by reason)."""
-    if _WHOLE(str(v).strip()) and len(str(v).strip()) >= 9:  # 1767227814190: an epoch number, not text
+    # 1767227814190: an epoch number, not text - unless the format is all digits itself (%Y%m%d%H%M%S)
+    if _WHOLE(str(v).strip()) and len(str(v).strip()) >= 9 and not _digits_only(m.ts_format):
         return f"timestamp: an epoch number, not text in format {m.ts_format!r} (use timestamp.epoch_unit)"
     try:
         t = (datetime.fromisoformat(str(v).replace("Z", "+00:00")) if m.ts_format == "ISO8601"

@@ -45,6 +45,10 @@ def test_placeholder_years_are_out_of_range_not_a_dst_change() -> None:
     _, errors = parse_timestamps(pa.array(["0001-01-01T00:00:00Z", "1767227814190", "2026-01-01T00:00:00Z"]), iso)
     assert errors[0] == "timestamp: outside 1971..2199"
     assert "epoch number" in errors[1] and "epoch_unit" in errors[1] and errors[2] is None
+    # a format of digits alone: a bad value is a mismatch, not "an epoch number"
+    compact = mapping(timestamp={"column": "t", "format": "%Y%m%d%H%M%S", "timezone": "UTC"})
+    _, errors = parse_timestamps(pa.array(["20241301120000", "20260101120000"]), compact)
+    assert errors == ["timestamp: does not match format '%Y%m%d%H%M%S'", None]
 
 
 def test_a_directory_and_an_empty_file_are_named_for_what_they_are(env, tmp_path) -> None:
