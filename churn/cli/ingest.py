@@ -107,7 +107,8 @@ def register(app: typer.Typer) -> None:
                       f"{len(fs['actions'])} declared actions)")
         console.print(t)
         if d.get("late_events"):
-            console.print(f"[yellow]warning:[/] {d['late_events']:,} events are more than 24 h older than the newest "
-                          "event already in their partition: the feature engine will count them as late and not "
-                          "apply them. Does this file overlap an earlier import (a re-exported, grown file)? Import "
+            console.print(f"[yellow]warning:[/] {d['late_events']:,} events are more than 24 h older than the last "
+                          "event already in their partition (at least that many: an earlier out-of-order import "
+                          "can hold newer ones before it): the feature engine (lateness 24 h) will count them as "
+                          "late and not apply them. Does this file overlap an earlier import (a re-exported, grown file)? Import "
                           "only the new rows, or all files in one run into a fresh topic (--topic).")
