@@ -43,7 +43,7 @@ from pipeline.stream.champion import ChampionInfo, ChampionSource
 from pipeline.stream.checkpoint import CheckpointStore
 from pipeline.stream.config import CAUGHT_UP_CHAMPION_WAIT_S, StreamConfig, StreamPaths
 from pipeline.stream.health import alert_from_log
-from pipeline.stream.model import ModelRef, publish, read_pointer
+from pipeline.stream.model import META, ModelRef, publish, read_pointer
 from pipeline.stream.worker import EXIT_FATAL, STORE_URL_ENV, WorkerSpec
 
 # One core per worker (the group scales by processes: OpenMP threads would spin-wait on a
@@ -257,7 +257,7 @@ class Supervisor:
         except StreamError as exc:
             why = str(exc)
         else:
-            if ref == self.model and (Path(ref.path) / "meta.json").exists():
+            if ref == self.model and (Path(ref.path) / META).exists():
                 return
             why = f"champion pointer {self.paths.champion} is missing" if ref is None else (
                 f"champion pointer {self.paths.champion} names v{ref.version} at {ref.path}, or its export is gone")
