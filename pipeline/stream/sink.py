@@ -73,7 +73,7 @@ class Writer:
         *,
         flush_interval_s: float = 2.0,
         max_pending_rows: int = 500_000,
-        max_write_rows: int = 20_000,
+        max_write_rows: int = 250_000,
         heartbeat: Callable[[], Any] | None = None,
         heartbeat_interval_s: float = 1.0,
         name: str = "writer",
@@ -252,8 +252,9 @@ class Writer:
 
     def _write(self, chunks: list[ScoreChunk]) -> None:
         """All pending rows, one per user (the newest), in transactions of at most
-        ``max_write_rows`` rows: a short hold on SQLite's single write lock, and short
-        GIL-holding conversions (the batch loop waits on those). The high-risk rows'
+        ``max_write_rows`` rows (by default a flush is one transaction: each one rewrites
+        most pages of the scores table, so fewer, larger ones cost less per row; a lower
+        cap shortens the hold on SQLite's single write lock). The high-risk rows'
         deferred reasons are computed here, only for rows that survive coalescing and can
         be their user's current score in their transaction."""
         t = time.thread_time()
