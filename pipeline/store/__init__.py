@@ -11,12 +11,13 @@ PostgreSQL by URL. See :mod:`pipeline.store.store` for the write rules and
 from pipeline.store.engine import open_engine, parse_url
 from pipeline.store.migrations import SCHEMA_VERSION
 from pipeline.store.records import HistoryPolicy, ScoreSummary, StreamMetric, WriteResult
-from pipeline.store.rows import ScoreRow
+from pipeline.store.rows import ScoreColumns, ScoreRow
 from pipeline.store.store import Store
 
 __all__ = [
     "SCHEMA_VERSION",
     "HistoryPolicy",
+    "ScoreColumns",
     "ScoreRow",
     "ScoreSummary",
     "Store",

@@ -259,7 +259,40 @@ class ScoreBatch:
 _NUMBER_KINDS = {"monthly_revenue": "fiu", "partition": "fiu", "active": "biuf"}
 
 
+class ScoreColumns(dict[str, Any]):
+    """Score rows column-wise without pandas: ``{column: list or numpy array}``, every
+    column the same length, ``features_time`` a ``datetime64[us]`` array (UTC) or aware
+    datetimes. Validated exactly like a frame; building a DataFrame only to take it apart
+    again was ~15 % of the stream writer's CPU (issue 17)."""
+
+
+def _from_columns(rows: ScoreColumns) -> tuple[dict[str, Any], int]:
+    missing = [k for k in REQUIRED if k not in rows]
+    if missing:
+        raise InvalidRowError(f"score columns lack {missing}: they need {list(REQUIRED)} (optional {list(OPTIONAL)})")
+    n = len(rows["user_id"])
+    uneven = [k for k in (*REQUIRED, *OPTIONAL) if k in rows and len(rows[k]) != n]
+    if uneven:
+        raise InvalidRowError(f"score columns {uneven} are not as long as user_id ({n} rows)")
+    cols: dict[str, Any] = {}
+    for k in (*REQUIRED, *OPTIONAL):
+        if k not in rows or k in ("risk", "features_time"):
+            continue
+        col = rows[k]
+        if isinstance(col, np.ndarray) and not (col.dtype.kind in _NUMBER_KINDS.get(k, "")):
+            col = col.tolist()  # an object column: value by value, as a frame's
+        cols[k] = col if isinstance(col, np.ndarray) else list(col)
+    cols["features_time"] = rows["features_time"]
+    try:
+        cols["risk"] = np.asarray(rows["risk"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidRowError("risk must be numbers in [0, 1]") from None
+    return cols, n
+
+
 def _columns(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], int]:
+    if isinstance(rows, ScoreColumns):
+        return _from_columns(rows)
     if isinstance(rows, pd.DataFrame):
         missing = [k for k in REQUIRED if k not in rows.columns]
         if missing:

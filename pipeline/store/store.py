@@ -53,6 +53,7 @@ from pipeline.store.realised import RealisedRuns
 from pipeline.store.records import HistoryPolicy, StreamMetric, WriteResult
 from pipeline.store.rows import (
     ScoreBatch,
+    ScoreColumns,
     ScoreRow,
     TimeCodec,
     check_time,
@@ -259,11 +260,12 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
     # -- scores --------------------------------------------------------------------------
     def upsert_scores(
         self,
-        rows: pd.DataFrame | Sequence[ScoreRow] | Sequence[Mapping[str, Any]],
+        rows: pd.DataFrame | ScoreColumns | Sequence[ScoreRow] | Sequence[Mapping[str, Any]],
         *,
         history: HistoryPolicy | None = DEFAULT_HISTORY,
     ) -> WriteResult:
-        """Write the current score of each user in ``rows`` (see :class:`ScoreRow`) and,
+        """Write the current score of each user in ``rows`` (see :class:`ScoreRow`; a frame
+        or :class:`~pipeline.store.rows.ScoreColumns` column-wise) and,
         unless ``history`` is None, its history points (one per user per event-time
         interval, :class:`HistoryPolicy`), in one transaction.
 
@@ -294,7 +296,7 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
 
     def append_score_history(
         self,
-        rows: pd.DataFrame | Sequence[ScoreRow] | Sequence[Mapping[str, Any]],
+        rows: pd.DataFrame | ScoreColumns | Sequence[ScoreRow] | Sequence[Mapping[str, Any]],
         *,
         history: HistoryPolicy = DEFAULT_HISTORY,
     ) -> int:

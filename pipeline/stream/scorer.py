@@ -33,18 +33,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import chain, repeat
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from pipeline.events import PLANS
 from pipeline.features.registry import FEATURE_INDEX
 from pipeline.features.state import FeatureFrame
 from pipeline.highrisk import HighRiskRule, ResolvedThreshold
 from pipeline.store.records import HistoryPolicy
+from pipeline.store.rows import ScoreColumns
 from pipeline.stream.model import ScoringModel
 
 _TIER = FEATURE_INDEX["plan_tier"]
@@ -175,30 +176,24 @@ def _bucket(chunk: ScoreChunk, history: HistoryPolicy) -> int:
     return int(history.bucket_us(t).view("int64")[0])
 
 
-def to_frame(chunks: list[ScoreChunk]) -> pd.DataFrame:
-    """Concatenate chunks (in processing order) into the frame ``Store.upsert_scores``
-    takes; a user may be in it several times (the store keeps the newest as the current
-    score, and the newest per history interval as points)."""
+def to_columns(chunks: list[ScoreChunk]) -> ScoreColumns:
+    """Concatenate chunks (in processing order) into the columns ``Store.upsert_scores``
+    takes; a user may be in them several times (the store keeps the newest as the current
+    score, and the newest per history interval as points). Columns, not a DataFrame: the
+    store takes a frame apart again, and building one was ~15 % of the writer's CPU."""
     sizes = [len(c) for c in chunks]
-    times = np.repeat(
-        np.array([np.datetime64(c.features_time.replace(tzinfo=None), "us") for c in chunks]), sizes
-    )
-    return pd.DataFrame(
-        {
-            "user_id": [u for c in chunks for u in c.user_id],
-            "risk": np.concatenate([c.risk for c in chunks]) if chunks else np.zeros(0),
-            "model_version": np.repeat(
-                np.array([c.model_version for c in chunks], dtype=object), sizes
-            ),
-            "features_time": pd.DatetimeIndex(times).tz_localize("UTC"),
-            "reasons": [r for c in chunks for r in c.reasons],
-            "plan": [p for c in chunks for p in c.plan],
-            "monthly_revenue": np.concatenate([c.monthly_revenue for c in chunks])
-            if chunks
-            else np.zeros(0),
-            "partition": np.repeat(np.array([c.partition for c in chunks], dtype=np.int64), sizes),
-            "active": np.concatenate([c.active for c in chunks]) if chunks else np.zeros(0, bool),
-        }
+    times = np.array([np.datetime64(c.features_time.replace(tzinfo=None), "us") for c in chunks],
+                     dtype="datetime64[us]")  # fmt: skip
+    return ScoreColumns(
+        user_id=[u for c in chunks for u in c.user_id],
+        risk=np.concatenate([c.risk for c in chunks]) if chunks else np.zeros(0),
+        model_version=list(chain.from_iterable(repeat(c.model_version, len(c)) for c in chunks)),
+        features_time=np.repeat(times, sizes),
+        reasons=[r for c in chunks for r in c.reasons],
+        plan=[p for c in chunks for p in c.plan],
+        monthly_revenue=np.concatenate([c.monthly_revenue for c in chunks]) if chunks else np.zeros(0),
+        partition=np.repeat(np.array([c.partition for c in chunks], dtype=np.int64), sizes),
+        active=np.concatenate([c.active for c in chunks]) if chunks else np.zeros(0, bool),
     )
 
 

@@ -51,7 +51,7 @@ from pipeline.stream.scorer import (
     coalesce,
     drop_superseded_reasons,
     resolve_reasons,
-    to_frame,
+    to_columns,
 )
 
 log = logging.getLogger("pipeline.stream")
@@ -283,7 +283,7 @@ class Writer:
         self.stats["write_s"] += time.thread_time() - t
 
     def _upsert(self, chunks: list[ScoreChunk]) -> None:
-        res = self.store.upsert_scores(to_frame(chunks), history=self.history)
+        res = self.store.upsert_scores(to_columns(chunks), history=self.history)
         self.stats["rows"] += res.scores
         self.stats["history"] += res.history
         self.stats["stale"] += res.stale

@@ -37,6 +37,16 @@ def as_objects(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({c: object for c in NUMBER_COLUMNS if c in frame.columns})
 
 
+def as_columns(frame: pd.DataFrame) -> R.ScoreColumns:
+    """The frame as the stream writer hands rows over: numpy columns, times ``datetime64[us]``."""
+    cols = {c: frame[c].to_numpy() for c in frame.columns}
+    cols["features_time"] = frame["features_time"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype(
+        "datetime64[us]")  # fmt: skip
+    if "reasons" in frame.columns:
+        cols["reasons"] = frame["reasons"].tolist()
+    return R.ScoreColumns(cols)
+
+
 def ids(rng: np.random.Generator, n: int, kind: str) -> list[str]:
     if kind == "fixed":  # the simulator's ids: 8 ASCII bytes
         return [f"u{i:07d}" for i in rng.integers(0, 300, n)]
@@ -121,6 +131,7 @@ def test_fast_paths_match_the_straightforward_ones(kind: str, monkeypatch: pytes
         records = R.validate_scores(f.to_dict("records"))  # the mappings path
         assert_same(fast, plain)
         assert_same(fast, records)
+        assert_same(R.validate_scores(as_columns(f)), fast)  # the columns path
         got = R.latest(R.validate_scores(f))
         assert_same(got, plain_latest)
         assert got.user_id == [fast.user_id[i] for i in reference_latest(fast)]
@@ -205,6 +216,7 @@ def test_bad_values_raise_the_same_error(column: str, values: Any, monkeypatch: 
     with straightforward(monkeypatch):
         want = error_of(lambda: R.validate_scores(as_objects(f)))
     assert error_of(lambda: R.validate_scores(f)) == want
+    assert error_of(lambda: R.validate_scores(as_columns(f))) == want
     if column not in NUMBER_COLUMNS:
         return
     got = error_of(lambda: R.validate_scores(f))
@@ -277,3 +289,15 @@ def test_times_in_a_batch_convert_like_datetimes() -> None:
     assert text == [(T0 + timedelta(microseconds=int(u[1:]) * 999_983)).replace(tzinfo=None)
                     .isoformat(timespec="microseconds") for u in batch.user_id]  # fmt: skip
     assert not any(math.isnan(r) for r in batch.risk)
+
+
+def test_score_columns_must_be_whole_and_even() -> None:
+    cols = as_columns(good(3))
+    short = R.ScoreColumns(cols, plan=["basic"])
+    with pytest.raises(InvalidRowError, match=r"\['plan'\] are not as long as user_id \(3 rows\)"):
+        R.validate_scores(short)
+    with pytest.raises(InvalidRowError, match=r"lack \['risk'\]"):
+        R.validate_scores(R.ScoreColumns({k: v for k, v in cols.items() if k != "risk"}))
+    with pytest.raises(InvalidRowError, match="risk must be numbers"):
+        R.validate_scores(R.ScoreColumns(cols, risk=["x", 0.1, 0.2]))
+    assert len(R.validate_scores(R.ScoreColumns(cols))) == 3

@@ -10,7 +10,7 @@ import pytest
 from pipeline.features.registry import FEATURE_INDEX, FEATURE_NAMES, FEATURE_SET_VERSION
 from pipeline.features.state import FeatureFrame
 from pipeline.stream.model import load_export
-from pipeline.stream.scorer import Scorer, to_frame
+from pipeline.stream.scorer import Scorer, to_columns
 from pipeline.testing.stream import publish_tiny_champion
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
@@ -73,7 +73,7 @@ def test_inactive_users_get_no_plan_and_no_revenue(model) -> None:
             assert chunk.monthly_revenue[i] == frame.values[i, FEATURE_INDEX["plan_price"]]
 
 
-def test_to_frame_keeps_every_row_and_the_store_keeps_each_users_newest(model) -> None:
+def test_to_columns_keeps_every_row_and_the_store_keeps_each_users_newest(model) -> None:
     s = Scorer()
     a = s.score(0, _frame(5, seed=1), model)
     b = s.score(
@@ -86,9 +86,10 @@ def test_to_frame_keeps_every_row_and_the_store_keeps_each_users_newest(model) -
         ),
         model,
     )
-    df = to_frame([a, b])
+    df = to_columns([a, b])
     assert sorted(df["user_id"]) == ["u0", "u1", "u1", "u2", "u3", "u4", "u9"]  # u1's two days
-    assert str(df["features_time"].dt.tz) == "UTC" and df["active"].dtype == bool
+    assert df["features_time"].dtype == "datetime64[us]" and df["active"].dtype == bool
+    assert len({len(v) for v in df.values()}) == 1  # every column one value per row
     from pipeline.store import Store
 
     with Store("sqlite://") as store:
@@ -175,7 +176,7 @@ def test_reasons_only_for_current_scores_store_the_same(model) -> None:
     out = []
     for chunks in (coalesce(eager, policy), kept):
         with Store("sqlite://") as store:
-            store.upsert_scores(to_frame(chunks), history=policy)
+            store.upsert_scores(to_columns(chunks), history=policy)
             cur = store.current_scores(top_k=None, active_only=False).set_index("user_id").sort_index()
             out.append((cur[["risk", "reasons"]].to_dict(), store.score_history(list(cur.index)).to_dict()))
     assert out[0] == out[1]

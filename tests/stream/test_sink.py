@@ -14,11 +14,12 @@ class RecordingStore:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def upsert_scores(self, frame, history=None):  # noqa: ANN001
+    def upsert_scores(self, columns, history=None):  # noqa: ANN001
         from pipeline.store.records import WriteResult
 
-        self.calls.append(f"upsert {len(frame)}")
-        return WriteResult(len(frame), 0, 0, 0)
+        n = len(columns["user_id"])  # rows column-wise (ScoreColumns)
+        self.calls.append(f"upsert {n}")
+        return WriteResult(n, 0, 0, 0)
 
     def sync(self) -> None:
         self.calls.append("sync")
