@@ -279,7 +279,7 @@ def _from_columns(rows: ScoreColumns) -> tuple[dict[str, Any], int]:
         if k not in rows or k in ("risk", "features_time"):
             continue
         col = rows[k]
-        if isinstance(col, np.ndarray) and not (col.dtype.kind in _NUMBER_KINDS.get(k, "")):
+        if isinstance(col, np.ndarray) and col.dtype.kind not in _NUMBER_KINDS.get(k, ""):
             col = col.tolist()  # an object column: value by value, as a frame's
         cols[k] = col if isinstance(col, np.ndarray) else list(col)
     cols["features_time"] = rows["features_time"]

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from itertools import chain, repeat
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
