@@ -21,10 +21,12 @@ running one instead of queueing.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -101,7 +103,23 @@ def _init_child(parent: int) -> None:  # the process executor's initializer
     with contextlib.suppress(OSError):
         os.nice(CHILD_NICE)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="drift-parent-watch", daemon=True).start()
+    atexit.register(_exit_now)  # registered last: runs first at exit
     _warm()
+
+
+def _exit_now() -> None:
+    """End the check process without tearing the interpreter down. With Evidently, pandas
+    and plotly loaded, finalising the modules cost ~0.6 CPU s per worker exit (measured:
+    3.65 vs 3.0 s for import + exit), paid on every shutdown, handover and scale-down.
+    Nothing is lost: results went to the parent synchronously (the executor's result
+    queue has no feeder thread), reports are closed files, and logs are flushed here. The
+    exit status is 0 either way; the executor does not read it once it shuts down."""
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 def _exit_with_parent(parent: int) -> None:
