@@ -46,6 +46,7 @@ _SPECIAL = ("\\", "\t", "\n", "\r")
 SCORE_COLUMNS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
                  "monthly_revenue", "partition", "updated_at", "active")  # fmt: skip
 ROWS_PER_STATEMENT = 100  # SQLite score upserts (see Bulk._sqlite_scores)
+SLICE_ROWS = 10_000  # SQLite score rows converted at a time, inside one transaction
 SCORE_UPDATE = ("risk", "model_version", "features_time", "reasons", "plan", "monthly_revenue",
                 "partition", "updated_at", "active")  # fmt: skip
 
@@ -140,7 +141,14 @@ class Bulk:
         Returns rows written. PostgreSQL stages the rows with a binary ``COPY``
         (:mod:`pipeline.store.pgcopy`)."""
         if not self.pg:
-            return self._sqlite_scores(conn, score_columns(batch, self.codec, updated_at_us))
+            # Converted and sent a slice at a time, in the caller's one transaction: the
+            # conversions are C loops holding the GIL (ISO text, tuples), and a stream
+            # worker's batch loop must not wait a whole flush's worth of them.
+            written = 0
+            for lo in range(0, len(batch), SLICE_ROWS):
+                part = batch.slice(lo, lo + SLICE_ROWS)
+                written += self._sqlite_scores(conn, score_columns(part, self.codec, updated_at_us))
+            return written
         source = self._stage(conn, s.scores, SCORE_COLUMNS, score_copy(batch, updated_at_us))
         sql = self._cached(("scores", "pg"), lambda: self._score_sql(source))
         return max(conn.exec_driver_sql(sql).rowcount, 0)

@@ -230,6 +230,16 @@ class ScoreBatch:
     def __len__(self) -> int:
         return len(self.user_id)
 
+    def slice(self, lo: int, hi: int) -> ScoreBatch:
+        """Rows ``lo:hi`` (views of the arrays, copies of the lists)."""
+        if lo == 0 and hi >= len(self):
+            return self
+        return ScoreBatch(
+            self.user_id[lo:hi], self.risk[lo:hi], self.model_version[lo:hi], self.features_time[lo:hi],
+            self.reasons[lo:hi], self.plan[lo:hi], self.monthly_revenue[lo:hi], self.partition[lo:hi],
+            self.active[lo:hi], None if self.users_np is None else self.users_np[lo:hi],
+        )
+
     def take(self, idx: Sequence[int] | np.ndarray) -> ScoreBatch:
         ix = np.asarray(idx, dtype=np.int64)
         if len(ix) == 0:

@@ -301,3 +301,9 @@ def test_score_columns_must_be_whole_and_even() -> None:
     with pytest.raises(InvalidRowError, match="risk must be numbers"):
         R.validate_scores(R.ScoreColumns(cols, risk=["x", 0.1, 0.2]))
     assert len(R.validate_scores(R.ScoreColumns(cols))) == 3
+
+
+def test_slice_is_take_of_a_range() -> None:
+    batch = R.validate_scores(good(7))
+    for lo, hi in ((0, 7), (0, 100), (2, 5), (6, 7), (3, 3)):
+        assert_same(batch.slice(lo, hi), batch.take(list(range(lo, min(hi, 7)))))

@@ -95,6 +95,19 @@ def test_a_frame_writes_the_same_as_rows(store: Store):
     assert len(_table_of(store, "rows-")) == 50
 
 
+def test_a_batch_written_in_slices_is_the_same(store: Store, monkeypatch: pytest.MonkeyPatch):
+    """SQLite converts and sends a batch a slice at a time (one transaction): slices of 7
+    rows write what one slice writes, the newest row of each user kept."""
+    from pipeline.store import bulk
+
+    rows = [score(f"u{i % 23}", (i * 13 % 100) / 100, i % 11, plan="basic") for i in range(60)]
+    store.upsert_scores(_as("whole-", rows))
+    monkeypatch.setattr(bulk, "SLICE_ROWS", 7)
+    assert store.upsert_scores(_as("sliced-", rows)).scores == 23
+    assert _table_of(store, "whole-") == _table_of(store, "sliced-")
+    assert len(_table_of(store, "sliced-")) == 23
+
+
 def test_one_batch_equals_the_same_rows_one_by_one(store: Store):
     rows = [score(f"u{i % 7}", (i * 13 % 100) / 100, (i * 5) % 17) for i in range(40)]
     store.upsert_scores(_as("batch-", rows), history=None)
