@@ -58,6 +58,7 @@ from pipeline.store.rows import (
     TimeCodec,
     check_time,
     latest,
+    latest_pair,
     time_us,
     validate_scores,
 )
@@ -276,17 +277,15 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         """
         given = len(rows)
         every = validate_scores(rows)
-        batch = latest(every)
+        if history is None:
+            batch, points = latest(every), None
+        else:  # the current scores and the (user, interval) points, from one sort
+            batch, points = latest_pair(every, history.bucket_us(every.features_time))
         dupes = given - len(batch)
         if not len(batch):
             return WriteResult(0, 0, 0, dupes)
         now_us = time_us(self.clock.now(), "now")
-        segment = None
-        if history is not None:
-            # Each user once: the batch rows are the (user, interval) points already.
-            points = batch if len(batch) == len(every) else latest(
-                every, history.bucket_us(every.features_time))  # fmt: skip
-            segment = self._segment(points, history)
+        segment = None if points is None else self._segment(points, history)
         with self._write() as conn:
             written = self._bulk.upsert_scores(conn, batch, now_us)
             appended = 0 if segment is None else self._append_segment(conn, segment)

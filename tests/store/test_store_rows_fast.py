@@ -141,6 +141,15 @@ def test_fast_paths_match_the_straightforward_ones(kind: str, monkeypatch: pytes
         by_bucket = R.latest(R.validate_scores(f), buckets)
         assert_same(by_bucket, plain_buckets)
         assert by_bucket.user_id == [fast.user_id[i] for i in reference_latest(fast, buckets)]
+        pair = R.latest_pair(R.validate_scores(f), buckets)  # out of time order: the general sorts
+        assert_same(pair[0], got)
+        assert_same(pair[1], by_bucket)
+        timed = f.sort_values("features_time", kind="stable")  # a flush: each user's rows in time order
+        every = R.validate_scores(timed)
+        b = (every.features_time.view("int64") // 7_200_000_000).view("datetime64[us]")
+        scores, points = R.latest_pair(R.validate_scores(timed), b)
+        assert_same(scores, R.latest(R.validate_scores(timed)))
+        assert_same(points, R.latest(R.validate_scores(timed), b))
 
 
 def test_ascii_ids_are_user_array_or_none() -> None:
