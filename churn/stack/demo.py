@@ -360,18 +360,26 @@ def run(settings: Settings, ports: dict[str, int], quick: bool, overwrite: bool,
     stopped before the exception goes on to be shown, and the data directory's lock is
     released: an error used to leave the full demo's whole stack running."""
     plan = QUICK if quick else FULL
-    if quick:  # a small population scores few rows: check drift more often so the demo shows it
-        os.environ.setdefault("CHURN_DRIFT_EVERY_ROWS", "20000")
-    demo = _Demo(demo_settings(settings, plan, quick), plan, say, {}, [])
-    t_all = time.monotonic()
-    lock = claim_data_dir(demo.settings, ports, overwrite)
+    # a small population scores few rows: check drift more often so the demo shows it (the
+    # processes it starts inherit it; set for the demo only, so a caller's environment is
+    # as it was afterwards)
+    drift_every = quick and "CHURN_DRIFT_EVERY_ROWS" not in os.environ
+    if drift_every:
+        os.environ["CHURN_DRIFT_EVERY_ROWS"] = "20000"
     try:
-        return _steps(demo, ports, quick, foreground, ready, t_all)
-    finally:
+        demo = _Demo(demo_settings(settings, plan, quick), plan, say, {}, [])
+        t_all = time.monotonic()
+        lock = claim_data_dir(demo.settings, ports, overwrite)
         try:
-            stop(demo)
+            return _steps(demo, ports, quick, foreground, ready, t_all)
         finally:
-            lock.release()
+            try:
+                stop(demo)
+            finally:
+                lock.release()
+    finally:
+        if drift_every:
+            os.environ.pop("CHURN_DRIFT_EVERY_ROWS", None)
 
 
 def _steps(demo: _Demo, ports: dict[str, int], quick: bool,

@@ -4,6 +4,7 @@ group, a process that ignores SIGTERM, a corrupt state file, and the CLI's one-l
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import textwrap
@@ -320,3 +321,25 @@ def test_demo_status_line_is_silent_before_the_stream_and_reads_the_store_after(
     assert "2.00k events/s" in line and "lag 5 records (0.5 s behind)" in line
     assert "2 active users scored" in line and "1 high risk" in line  # the cancelled user is not at risk
     assert "$11.00/month at risk" in line and "drift: no check yet" in line
+
+
+def test_the_quick_demo_sets_its_drift_cadence_for_itself_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick demo checks drift every 20,000 rows (its processes inherit the variable);
+    the caller's environment is as it was afterwards, however the demo ends."""
+    from churn.stack import demo
+
+    monkeypatch.delenv("CHURN_DRIFT_EVERY_ROWS", raising=False)
+    seen = []
+
+    def settings(*_a: object) -> None:
+        seen.append(os.environ.get("CHURN_DRIFT_EVERY_ROWS"))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(demo, "demo_settings", settings)
+    with pytest.raises(RuntimeError, match="stop here"):
+        demo.run(None, {}, True, False, print, lambda *a: None)  # type: ignore[arg-type]
+    assert seen == ["20000"] and "CHURN_DRIFT_EVERY_ROWS" not in os.environ
+    monkeypatch.setenv("CHURN_DRIFT_EVERY_ROWS", "7")  # the user's own value is kept
+    with pytest.raises(RuntimeError, match="stop here"):
+        demo.run(None, {}, True, False, print, lambda *a: None)  # type: ignore[arg-type]
+    assert seen[-1] == "7" and os.environ["CHURN_DRIFT_EVERY_ROWS"] == "7"
