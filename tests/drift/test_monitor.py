@@ -214,3 +214,19 @@ def test_skipped_and_failed_checks_are_stored_with_their_reason(tmp_path):
     assert store.drift_runs().run_id.tolist() == [ok.run_id]  # default: the checks that ran
     assert store.drift_runs(status="failed").status_reason.tolist() == [every.status_reason.iloc[1]]
     store.close()
+
+
+@pytest.mark.slow  # the check process imports Evidently (~3-10 s)
+def test_the_check_process_answers_then_exits_cleanly_at_shutdown():
+    """The process skips interpreter teardown at exit (``_exit_now``): results already
+    reached the parent, and the process ends with status 0 when the executor shuts down."""
+    import os
+
+    ex = make_executor("process")
+    try:
+        pid = ex.submit(os.getpid).result(timeout=180)
+        procs = list(ex._processes.values())  # type: ignore[attr-defined]
+        assert pid != os.getpid() and [p.pid for p in procs] == [pid]
+    finally:
+        ex.shutdown(wait=True)
+    assert [p.exitcode for p in procs] == [0]
