@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, Table
+from sqlalchemy.dialects import postgresql
 
 from pipeline.store import pgcopy
 from pipeline.store import schema as s
@@ -194,13 +195,14 @@ def _numbered(k: int) -> str:
 
 
 def score_columns(b: ScoreBatch, codec: TimeCodec, updated_at_us: int) -> dict[str, list[Any]]:
-    """The ``scores`` columns of ``b`` as lists of bind-ready values (times as ISO text)."""
-    now = codec.iso(np.array([updated_at_us], dtype="datetime64[us]"))
+    """The ``scores`` columns of ``b`` as lists of bind-ready values (times as
+    ``TimeCodec.score_times``: int64 microseconds on SQLite)."""
+    now = codec.score_times(np.array([updated_at_us], dtype="datetime64[us]"))
     return {
         "user_id": b.user_id,
         "risk": b.risk.tolist(),
         "model_version": b.model_version,
-        "features_time": codec.iso(b.features_time),
+        "features_time": codec.score_times(b.features_time),
         "reasons": b.reasons,
         "plan": b.plan,
         "monthly_revenue": b.monthly_revenue,
@@ -228,6 +230,9 @@ def score_copy(b: ScoreBatch, updated_at_us: int) -> bytes:
     ])  # fmt: skip
 
 
+_PG = postgresql.dialect()
+
+
 def copy_text(table: Table, columns: Mapping[str, list[Any]]) -> str:
     """Rows as PostgreSQL ``COPY`` text: tab-separated, ``\\N`` for NULL, escaped text.
 
@@ -236,7 +241,7 @@ def copy_text(table: Table, columns: Mapping[str, list[Any]]) -> str:
     (~1 us a value)."""
     out = []
     for name, values in columns.items():
-        kind = type(table.c[name].type)
+        kind = type(table.c[name].type.dialect_impl(_PG))  # the PostgreSQL variant's type
         nulls = None in values
         if issubclass(kind, Float):
             conv: Any = _float_text

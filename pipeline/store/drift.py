@@ -129,7 +129,7 @@ class DriftEpisodes(StoreInternals):
         time after ``since``: the churners since then (a user who came back is not counted)."""
         c = s.scores.c
         q = select(func.count()).select_from(s.scores).where(c.active.is_(False)).where(
-            c.features_time > self._since(since, "since"))
+            c.features_time > self.codec.score_time(check_time(since, "since")))
         return int(self._frame(q).iloc[0, 0])
 
 

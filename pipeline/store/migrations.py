@@ -42,7 +42,7 @@ from pipeline.errors import StoreSchemaError
 from pipeline.store import schema, segments
 from pipeline.store.rows import TimeCodec
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 Migration = Callable[[Connection], None]
 
@@ -184,6 +184,35 @@ def _v8_history_segments(conn: Connection) -> None:
     conn.execute(text(f"DROP TABLE {q(owner) + '.' if owner else ''}{q(hist.name)}"))
 
 
+def _v9_score_times_as_integers(conn: Connection) -> None:
+    """Version 9: SQLite keeps ``scores``' two times as int64 microseconds since the
+    epoch (``schema.ScoreTime``) instead of ISO text: a narrower table, and every upsert
+    batch rewrites most of its pages. The table is rebuilt with its rows, times
+    converted exactly (``CARRY_POINTS`` rows at a time). PostgreSQL keeps ``timestamptz``:
+    nothing to do."""
+    if conn.dialect.name != "sqlite":
+        return
+    table = schema.scores
+    cols = {c["name"]: c["type"] for c in inspect(conn).get_columns(table.name)}
+    if str(cols.get("features_time", "")).upper() in ("BIGINT", "INTEGER"):
+        return  # already converted (a crash after this migration, before the stamp)
+    q = conn.dialect.identifier_preparer.quote
+    conn.execute(text(f"ALTER TABLE {q(table.name)} RENAME TO {q('scores_v8')}"))
+    table.create(conn)
+    codec = TimeCodec("sqlite")
+    names = [c.name for c in table.columns]
+    old = conn.execute(text(f"SELECT {', '.join(q(n) for n in names)} FROM {q('scores_v8')}")).all()
+    at = {n: i for i, n in enumerate(names)}
+    insert = f"INSERT INTO {q(table.name)} ({', '.join(q(n) for n in names)}) VALUES ({', '.join('?' for _ in names)})"
+    for lo in range(0, len(old), CARRY_POINTS):
+        part = old[lo : lo + CARRY_POINTS]
+        columns = {n: [r[i] for r in part] for n, i in at.items()}
+        for n in ("features_time", "updated_at"):
+            columns[n] = codec.score_times(codec.to_us(columns[n]))
+        conn.exec_driver_sql(insert, list(zip(*columns.values(), strict=True)))  # raw: JSON text stays text
+    conn.execute(text(f"DROP TABLE {q('scores_v8')}"))
+
+
 CARRY_POINTS = 100_000
 
 # target version -> upgrade from the version before
@@ -195,6 +224,7 @@ MIGRATIONS: dict[int, Migration] = {
     6: _v6_drift_episodes,
     7: _v7_history_bucket_first,
     8: _v8_history_segments,
+    9: _v9_score_times_as_integers,
 }
 
 

@@ -92,8 +92,21 @@ class TimeCodec:
     def one(self, value: datetime) -> Any:
         return self.many(to_utc_us([value], "time"))[0]
 
+    def score_times(self, us: np.ndarray) -> list[Any]:
+        """``datetime64[us]`` (UTC, no NaT) -> bind values of ``scores``' time columns
+        (``schema.ScoreTime``): int64 microseconds on SQLite, as :meth:`many` elsewhere."""
+        if self.text:
+            return np.asarray(us, dtype="datetime64[us]").view("int64").tolist()
+        return self.many(us)
+
+    def score_time(self, value: datetime) -> Any:
+        """One bind value for a comparison with a ``scores`` time column."""
+        return self.score_times(to_utc_us([value], "time"))[0]
+
     def to_us(self, values: Sequence[Any]) -> np.ndarray:
-        """Database values (None allowed) -> ``datetime64[us]`` (missing -> NaT)."""
+        """Database values (None allowed) -> ``datetime64[us]`` (missing -> NaT). SQLite:
+        ISO text, or integers (``scores``' times: microseconds since the epoch, which is
+        how numpy reads an integer as ``datetime64[us]``)."""
         if self.text:
             return np.array(values, dtype="datetime64[us]")
         micros = [None if v is None else (v - EPOCH) // _US for v in values]

@@ -7,6 +7,10 @@ SQLite's date functions read it). The conversion is done column-wise in
 10,000-row upsert fast. Score history is the exception: columnar segments
 (``score_history_segments``, :mod:`pipeline.store.segments`) whose payload holds times
 as int64 microseconds since the epoch (UTC); only the segment bounds are ``Time``.
+The other exception is ``scores`` on SQLite (``ScoreTime``, schema version 9): its two
+times are int64 microseconds since the epoch (UTC) too, 8 bytes instead of 26 of text.
+Every upsert batch rewrites most pages of that table, so its size is write cost:
+measured on 200,000 users, 23 -> 15 MB and a 10,000-user upsert's commit 33 -> 15 ms.
 
 Adding a table (e.g. drift runs): define it here, bump ``SCHEMA_VERSION`` in
 :mod:`pipeline.store.migrations` and add a migration that creates it there (the module
@@ -35,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
 Time = String(32).with_variant(TIMESTAMP(timezone=True), "postgresql")
+ScoreTime = BigInteger().with_variant(TIMESTAMP(timezone=True), "postgresql")  # SQLite: int64 us
 Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 Id = String(200)
 
@@ -57,12 +62,12 @@ scores = Table(
     Column("user_id", Id, primary_key=True),
     Column("risk", Float, nullable=False),
     Column("model_version", String(100), nullable=False),
-    Column("features_time", Time, nullable=False),  # event time the features are as of
+    Column("features_time", ScoreTime, nullable=False),  # event time the features are as of
     Column("reasons", Json, nullable=True),  # top feature contributions (high risk only)
     Column("plan", String(50), nullable=True),
     Column("monthly_revenue", Float, nullable=True),
     Column("partition", Integer, nullable=True),
-    Column("updated_at", Time, nullable=False),  # wall clock of the write
+    Column("updated_at", ScoreTime, nullable=False),  # wall clock of the write
     # False once the user has no active subscription (cancelled, voluntarily or not):
     # a churned user is no longer "at risk", so every reader of current scores counts
     # active rows only; the row (and its history) is kept, and a re-subscription sets it

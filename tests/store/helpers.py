@@ -55,6 +55,7 @@ def to_v7_history(store, interval_s: float = 86_400.0) -> None:
 
     from pipeline.store import schema as s
 
+    to_v8_scores(store)
     hist = store.score_history()
     step = int(interval_s * 1e6)
     with store._write() as conn:
@@ -69,3 +70,32 @@ def to_v7_history(store, interval_s: float = 86_400.0) -> None:
         if rows:
             conn.execute(s.score_history.insert(), rows)
         conn.execute(text(f"DROP TABLE {store._bulk.table(s.score_history_segments)}"))
+
+
+V8_SQLITE_SCORES = (
+    "CREATE TABLE scores (user_id VARCHAR(200) NOT NULL, risk FLOAT NOT NULL, model_version VARCHAR(100) "
+    "NOT NULL, features_time VARCHAR(32) NOT NULL, reasons JSON, plan VARCHAR(50), monthly_revenue FLOAT, "
+    "partition INTEGER, updated_at VARCHAR(32) NOT NULL, active BOOLEAN DEFAULT 1 NOT NULL, "
+    "PRIMARY KEY (user_id)) WITHOUT ROWID"
+)
+
+
+def to_v8_scores(store) -> None:
+    """SQLite: rebuild ``scores`` as versions <= 8 had it -- its times as ISO text
+    (``YYYY-MM-DDTHH:MM:SS.ffffff``), not int64 microseconds -- with the same rows.
+    PostgreSQL: nothing changed there."""
+    import numpy as np
+    from sqlalchemy import text
+
+    if store.dialect != "sqlite":
+        return
+    with store._write() as conn:
+        rows = conn.execute(text("SELECT * FROM scores")).mappings().all()
+        conn.execute(text("DROP TABLE scores"))
+        conn.execute(text(V8_SQLITE_SCORES))
+        for r in rows:
+            r = dict(r)
+            for k in ("features_time", "updated_at"):
+                r[k] = str(np.datetime_as_string(np.int64(r[k]).astype("datetime64[us]"), unit="us"))
+            conn.execute(text("INSERT INTO scores VALUES (:user_id, :risk, :model_version, :features_time, "
+                              ":reasons, :plan, :monthly_revenue, :partition, :updated_at, :active)"), r)  # fmt: skip

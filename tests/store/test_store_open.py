@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +20,7 @@ from pipeline.store import schema as s
 from pipeline.store.migrations import migrate
 from tests.needs import pg_unavailable
 from tests.store.conftest import PG_URLS, pg_url
-from tests.store.helpers import score, to_v7_history
+from tests.store.helpers import T0, score, to_v7_history, to_v8_scores
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = str(Path(__file__).with_name("store_workers.py"))
@@ -198,7 +200,7 @@ def test_v5_history_keyed_by_user_first_is_rekeyed_bucket_first(make_store, cloc
     assert pk == ["user_id", "bucket"]
     store.close()
     again = make_store()  # v7 rekeys (bucket, user_id), v8 carries the points into segments
-    assert again.schema_version() == SCHEMA_VERSION == 8
+    assert again.schema_version() == SCHEMA_VERSION >= 8
     with again.engine.connect() as conn:
         assert not inspect(conn).has_table("score_history", schema=owner)
     pd.testing.assert_frame_equal(again.score_history(), before)
@@ -207,3 +209,50 @@ def test_v5_history_keyed_by_user_first_is_rekeyed_bucket_first(make_store, cloc
     assert again.score_history(["nobody"]).empty
     again.upsert_scores([score("u2", 0.9, 2881)])  # the upsert's conflict target is the new key
     assert again.score_history(["u2"])["risk"].tolist() == [0.2, 0.2, 0.9]
+
+
+def test_v8_scores_with_text_times_migrate_to_integer_microseconds(make_store, clock):
+    """Schema 9 keeps ``scores``' times as int64 microseconds on SQLite (a narrower table:
+    every batch rewrites most of its pages). A version-8 store's ISO-text times are
+    converted exactly; reasons (JSON text), plans, flags and every reader's answer stay
+    the same, and the readers' time filters compare like with like."""
+    from datetime import timedelta
+
+    from sqlalchemy import inspect
+
+    from dashboard.data import user_score
+
+    store = make_store()
+    reasons = [{"feature": "failed_payments_30d", "value": 3.0, "contribution": 0.4}]
+    store.upsert_scores([
+        score("hot", 0.91, reasons=reasons, plan="basic", monthly_revenue=9.5,
+              features_time=T0 + timedelta(microseconds=1_000_001)),  # exact to the microsecond
+        score("calm", 0.10, 90, plan="premium", monthly_revenue=19.99, partition=3),
+        score("gone", 0.70, 600, plan=None, monthly_revenue=0.0, active=False),
+    ], history=None)  # fmt: skip
+    before = store.current_scores(top_k=None, active_only=False)
+    summary = store.score_summary()
+    one = user_score(store, "hot")
+    to_v8_scores(store)
+    with store.engine.begin() as conn:
+        conn.execute(update(s.schema_version).values(version=8))
+    store.close()
+
+    again = make_store()
+    assert again.schema_version() == SCHEMA_VERSION >= 9
+    with again.engine.connect() as conn:
+        kinds = {c["name"]: str(c["type"]) for c in inspect(conn).get_columns("scores", schema=again.schema)}
+    if again.dialect == "sqlite":
+        assert kinds["features_time"] == kinds["updated_at"] == "BIGINT"
+        with again.engine.connect() as conn:
+            raw = conn.execute(text("SELECT features_time, reasons FROM scores WHERE user_id = 'hot'")).one()
+        assert raw[0] == int((T0 - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) + 1_000_001
+        assert json.loads(raw[1]) == reasons  # JSON text carried as text, not re-encoded
+    pd.testing.assert_frame_equal(again.current_scores(top_k=None, active_only=False), before)
+    assert again.score_summary() == summary
+    pd.testing.assert_frame_equal(user_score(again, "hot"), one)
+    assert again.cancels_since(T0 + timedelta(minutes=599)) == 1  # "gone", features at +600 min
+    assert again.cancels_since(T0 + timedelta(minutes=600)) == 0
+    again.upsert_scores([score("hot", 0.2, 0)], history=None)  # older features: not current
+    assert again.current_scores(top_k=None).set_index("user_id").risk["hot"] == 0.91
+    assert make_store().schema_version() == SCHEMA_VERSION  # reopening: nothing more to do

@@ -54,7 +54,7 @@ def test_after_a_checkpoint_the_wal_shrinks_so_commits_stop_checkpointing_inline
     stuck = Checkpointer(path, pages=10**9, hard_limit=10**9)  # nothing checkpoints yet
     store._checkpointer = stuck
     rows = [score(f"user-{i:06d}-{'x' * 100}", 0.5) for i in range(20_000)]
-    for k in range(4):  # well past the keep size (every row rewritten each time)
+    for k in range(6):  # well past the keep size (every row rewritten each time)
         store.upsert_scores([{**r, "risk": k / 10} for r in rows], history=None)
     assert os.stat(wal).st_size > 2 * WAL_KEEP_BYTES
     store._checkpointer = Checkpointer(path, pages=10**9, hard_limit=WAL_KEEP_BYTES * 2 // 4096)
