@@ -21,6 +21,8 @@ sessions default to read-only transactions. Any write then fails in the database
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -153,7 +155,8 @@ def _sqlite_engine(
                 # dirty page to the WAL: with 16x fewer, larger pages that commit and the
                 # B-tree descents cost far less (bench_store: 2-4x the rows/s of 4 KiB).
                 cur.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-                mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = _when_unlocked(lambda: cur.execute("PRAGMA journal_mode = WAL").fetchone()[0],
+                                      busy_timeout_s)  # fmt: skip
                 if str(mode).lower() != "wal":
                     raise StoreError(
                         f"store {shown(url)!r} cannot use WAL mode (got {mode!r}); put the "
@@ -180,6 +183,22 @@ def _sqlite_engine(
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _when_unlocked(step: Callable[[], Any], timeout_s: float) -> Any:
+    """``step()``, retried while SQLite answers "database is locked" for up to
+    ``timeout_s``. Switching a new file to WAL takes an exclusive lock and does not wait
+    on the busy timeout: processes opening one fresh store together (two workers started
+    at once) got "database is locked" on ~1 open in 10."""
+    deadline, pause = time.monotonic() + timeout_s, 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def open_engine(

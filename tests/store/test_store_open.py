@@ -256,3 +256,29 @@ def test_v8_scores_with_text_times_migrate_to_integer_microseconds(make_store, c
     again.upsert_scores([score("hot", 0.2, 0)], history=None)  # older features: not current
     assert again.current_scores(top_k=None).set_index("user_id").risk["hot"] == 0.91
     assert make_store().schema_version() == SCHEMA_VERSION  # reopening: nothing more to do
+
+
+def test_processes_opening_one_fresh_sqlite_store_together_all_get_it(tmp_path):
+    """Switching a new file to WAL takes an exclusive lock that SQLite does not wait for
+    on the busy timeout: workers started together on a fresh store got "database is
+    locked" on about one open in ten. Opening retries it (the store's busy timeout)."""
+    import threading
+
+    failures: list[str] = []
+    for k in range(30):
+        path = tmp_path / f"fresh-{k}.db"
+        start = threading.Barrier(4)
+
+        def open_it(path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                Store(f"sqlite:///{path}").close()
+            except StoreError as exc:
+                failures.append(str(exc))
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
