@@ -42,7 +42,7 @@ from pipeline.errors import StoreSchemaError
 from pipeline.store import schema, segments
 from pipeline.store.rows import TimeCodec
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 Migration = Callable[[Connection], None]
 
@@ -213,6 +213,20 @@ def _v9_score_times_as_integers(conn: Connection) -> None:
     conn.execute(text(f"DROP TABLE {q('scores_v8')}"))
 
 
+def _v10_score_keys_compare_bytewise(conn: Connection) -> None:
+    """Version 10: PostgreSQL's ``scores.user_id`` is ``COLLATE "C"`` (``schema.UserKey``):
+    its primary-key B-tree compares bytes instead of calling the locale's ``strcoll``
+    (every upsert walks it once per row), and ``ORDER BY user_id`` is code-point order,
+    as on SQLite. The column's type is unchanged; its index is rebuilt. SQLite already
+    compares bytes: nothing to do."""
+    if conn.dialect.name != "postgresql":
+        return
+    owner = conn.schema_for_object(schema.scores)
+    q = conn.dialect.identifier_preparer.quote
+    name = f"{q(owner)}.{q(schema.scores.name)}" if owner else q(schema.scores.name)
+    conn.execute(text(f'ALTER TABLE {name} ALTER COLUMN user_id TYPE VARCHAR(200) COLLATE "C"'))
+
+
 CARRY_POINTS = 100_000
 
 # target version -> upgrade from the version before
@@ -225,6 +239,7 @@ MIGRATIONS: dict[int, Migration] = {
     7: _v7_history_bucket_first,
     8: _v8_history_segments,
     9: _v9_score_times_as_integers,
+    10: _v10_score_keys_compare_bytewise,
 }
 
 

@@ -134,19 +134,23 @@ def _fixed(big_endian: np.ndarray, null: np.ndarray) -> Column:
     return Column(sizes, fixed=big_endian.view(np.uint8).reshape(-1, width))
 
 
-def payload(columns: Sequence[Column]) -> bytes:
+def payload(columns: Sequence[Column], *, head: bool = True, tail: bool = True) -> bytes:
     """The whole ``COPY ... FROM STDIN (FORMAT BINARY)`` input for rows given column-wise
-    (every column the same length, in the ``COPY`` statement's column order)."""
+    (every column the same length, in the ``COPY`` statement's column order). A part of
+    a longer input leaves out the signature (``head=False``: not the first part) or the
+    end marker (``tail=False``: not the last): the parts, concatenated, are one input."""
     k = len(columns)
     n = len(columns[0].sizes) if k else 0
     if any(len(c.sizes) != n for c in columns):
         raise ValueError("binary COPY columns differ in length")
     field = [4 + np.maximum(c.sizes, 0) for c in columns]  # length word + value
     row = 2 + sum(field, np.zeros(n, dtype=np.int64))  # field count + fields
-    start = len(SIGNATURE) + np.cumsum(row) - row
-    buf = np.empty(len(SIGNATURE) + int(row.sum()) + 2, dtype=np.uint8)
-    buf[: len(SIGNATURE)] = np.frombuffer(SIGNATURE, dtype=np.uint8)
-    buf[-2:] = 0xFF  # int16 -1: end of data
+    lead = len(SIGNATURE) if head else 0
+    start = lead + np.cumsum(row) - row
+    buf = np.empty(lead + int(row.sum()) + (2 if tail else 0), dtype=np.uint8)
+    buf[:lead] = np.frombuffer(SIGNATURE, dtype=np.uint8)[:lead]
+    if tail:
+        buf[-2:] = 0xFF  # int16 -1: end of data
     _scatter(buf, start, np.full(n, k, dtype=">i2").view(np.uint8).reshape(-1, 2))
     at = start + 2
     for col, width in zip(columns, field, strict=True):

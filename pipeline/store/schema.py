@@ -42,6 +42,11 @@ Time = String(32).with_variant(TIMESTAMP(timezone=True), "postgresql")
 ScoreTime = BigInteger().with_variant(TIMESTAMP(timezone=True), "postgresql")  # SQLite: int64 us
 Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 Id = String(200)
+# ``scores.user_id`` on PostgreSQL compares byte-wise (``COLLATE "C"``, schema version
+# 10), as SQLite's BINARY does: every upsert walks that B-tree once per row, and a
+# locale collation (even ``C.UTF-8``) compares through ``strcoll``: 10,000-row upserts
+# ~3 ms faster of ~70 (bench_store A/B), and ``ORDER BY user_id`` the same on both.
+UserKey = String(200).with_variant(String(200, collation="C"), "postgresql")
 
 metadata = MetaData()
 
@@ -59,7 +64,7 @@ schema_version = Table(
 scores = Table(
     "scores",
     metadata,
-    Column("user_id", Id, primary_key=True),
+    Column("user_id", UserKey, primary_key=True),
     Column("risk", Float, nullable=False),
     Column("model_version", String(100), nullable=False),
     Column("features_time", ScoreTime, nullable=False),  # event time the features are as of

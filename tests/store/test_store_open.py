@@ -282,3 +282,36 @@ def test_processes_opening_one_fresh_sqlite_store_together_all_get_it(tmp_path):
         for t in threads:
             t.join()
     assert failures == []
+
+
+def test_v9_score_keys_migrate_to_bytewise_order(make_store, clock):
+    """Schema 10 makes PostgreSQL's ``scores.user_id`` ``COLLATE "C"`` (its B-tree compares
+    bytes, not through the locale). A version-9 store keeps every row and reads the same;
+    ``ORDER BY user_id`` is code-point order, as SQLite's, where a locale would interleave
+    case and punctuation."""
+    from sqlalchemy import inspect
+
+    ids = ["b", "B", "a-2", "a_1", "A", "é", "z"]
+    store = make_store()
+    store.upsert_scores([score(u, 0.5, k) for k, u in enumerate(ids)], history=None)
+    before = store.current_scores(top_k=None, active_only=False)
+    if store.dialect == "postgresql":
+        table = store._bulk.table(s.scores)
+        with store.engine.begin() as conn:  # version 9's column: the database's collation
+            conn.execute(text(f'ALTER TABLE {table} ALTER COLUMN user_id TYPE VARCHAR(200) COLLATE "default"'))
+    with store.engine.begin() as conn:
+        conn.execute(update(s.schema_version).values(version=9))
+    store.close()
+
+    again = make_store()
+    assert again.schema_version() == SCHEMA_VERSION >= 10
+    with again.engine.connect() as conn:
+        column = next(c for c in inspect(conn).get_columns("scores", schema=again.schema)
+                      if c["name"] == "user_id")  # fmt: skip
+        ordered = conn.execute(text(f"SELECT user_id FROM {again._bulk.table(s.scores)} ORDER BY user_id")).scalars().all()
+    if again.dialect == "postgresql":
+        assert column["type"].collation == "C"
+    assert ordered == sorted(ids)  # Python's str order is code-point order
+    pd.testing.assert_frame_equal(again.current_scores(top_k=None, active_only=False), before)
+    again.upsert_scores([score("é", 0.9, 100)], history=None)  # the upsert's conflict target still holds
+    assert again.current_scores(top_k=1)["user_id"].tolist() == ["é"]

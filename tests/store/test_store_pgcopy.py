@@ -63,8 +63,11 @@ def pg() -> str:
     return url
 
 
-@pytest.mark.parametrize("n", [1, 9, 3000])
-def test_the_server_reads_back_every_value_of_a_binary_copy(pg: str, n: int) -> None:
+@pytest.mark.parametrize(("n", "part_rows"), [(1, 2500), (9, 4), (3000, 7), (3000, 2500)])
+def test_the_server_reads_back_every_value_of_a_binary_copy(pg: str, n: int, part_rows: int) -> None:
+    """Sent in parts of ``part_rows`` rows (as the store streams them), every value comes
+    back: parts split rows at any boundary, the signature only in the first, the end
+    marker only in the last."""
     rows = _rows(n)
     batch = score_batch(rows)
     now_us = int((T - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
@@ -81,7 +84,8 @@ def test_the_server_reads_back_every_value_of_a_binary_copy(pg: str, n: int) -> 
             with conn.connection.driver_connection.cursor() as cur:
                 cols = ", ".join(SCORE_COLUMNS)
                 with cur.copy(f'COPY "{schema}".t ({cols}) FROM STDIN (FORMAT BINARY)') as copy:
-                    copy.write(score_copy(batch, now_us))
+                    for part in score_copy(batch, now_us, part_rows):
+                        copy.write(part)
             got = conn.execute(text(f'SELECT {", ".join(SCORE_COLUMNS)} FROM "{schema}".t')).all()
     finally:
         engine.dispose()
@@ -128,6 +132,20 @@ def test_a_partition_outside_int4_is_a_clear_error_before_anything_is_sent() -> 
                           "partition": 2**31}])  # fmt: skip
     with pytest.raises(InvalidRowError, match="partition of row 0 is 2147483648"):
         score_copy(batch, 0)
+
+
+def test_the_parts_of_a_payload_are_the_one_part_payload_cut_at_row_boundaries() -> None:
+    batch = score_batch(_rows(50))
+    whole = b"".join(score_copy(batch, 123, part_rows=50))
+    assert len(list(score_copy(batch, 123, part_rows=50))) == 1
+    for rows in (1, 7, 49):
+        parts = list(score_copy(batch, 123, part_rows=rows))
+        assert len(parts) == -(-50 // rows)
+        assert b"".join(parts) == whole
+        assert parts[0].startswith(pgcopy.SIGNATURE) and not parts[1].startswith(pgcopy.SIGNATURE)
+        assert parts[-1].endswith(b"\xff\xff") and not parts[0].endswith(b"\xff\xff")
+    empty = list(score_copy(score_batch([]), 123))
+    assert empty == [pgcopy.SIGNATURE + b"\xff\xff"]
 
 
 def test_an_empty_payload_is_the_signature_and_the_end_marker() -> None:
