@@ -30,7 +30,7 @@ JSON already serialised. Statements are built from the table definitions in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -41,6 +41,8 @@ from sqlalchemy.dialects import postgresql
 from pipeline.store import pgcopy
 from pipeline.store import schema as s
 from pipeline.store.rows import ScoreBatch, TimeCodec
+
+Statement = tuple[str, Mapping[str, Any]]  # driver-level SQL (``%(name)s``) and its parameters
 
 _NULL = r"\N"
 _SPECIAL = ("\\", "\t", "\n", "\r")
@@ -100,11 +102,11 @@ class Bulk:
         cols = ", ".join(self.q(c) for c in names)
         binary = "" if isinstance(data, str) else " (FORMAT BINARY)"
         with conn.connection.driver_connection.cursor() as cur:
+            # one round trip (without parameters the simple protocol takes both statements)
             cur.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {self.table(table)}) "
-                "ON COMMIT DELETE ROWS"
+                f"ON COMMIT DELETE ROWS; DELETE FROM {tmp}"
             )
-            cur.execute(f"DELETE FROM {tmp}")
             with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN{binary}") as copy:
                 for part in [data] if isinstance(data, str) else data:
                     copy.write(part)
@@ -143,11 +145,18 @@ class Bulk:
         return max(self._run(conn, sql, columns).rowcount, 0)
 
     # -- scores --------------------------------------------------------------------------
-    def upsert_scores(self, conn: Connection, batch: ScoreBatch, updated_at_us: int) -> int:
+    def upsert_scores(self, conn: Connection, batch: ScoreBatch, updated_at_us: int,
+                      then: Callable[[], Sequence[Statement]] | None = None) -> int:  # fmt: skip
         """Upsert current scores (one row per user, ``rows.latest``), never replacing newer
         features; ``updated_at_us``: the write's wall clock (int64 microseconds, UTC).
-        Returns rows written. PostgreSQL stages the rows with a binary ``COPY``
-        (:mod:`pipeline.store.pgcopy`)."""
+        Returns rows written.
+
+        PostgreSQL stages the rows with a binary ``COPY`` (:mod:`pipeline.store.pgcopy`)
+        and sends the upsert in pipeline mode: ``then`` (if given) builds the statements
+        that follow it in the transaction (the history segment) while the server applies
+        the upsert (~40 ms of a 10,000-row write, this side idle until now), and they go
+        without a round trip of their own. Elsewhere the caller runs its statements after.
+        (bench_store, interleaved: scores + history 144.7k -> 147.2k rows/s.)"""
         if not self.pg:
             # Converted and sent a slice at a time, in the caller's one transaction: the
             # conversions are C loops holding the GIL (ISO text, tuples), and a stream
@@ -159,7 +168,20 @@ class Bulk:
             return written
         source = self._stage(conn, s.scores, SCORE_COLUMNS, score_copy(batch, updated_at_us))
         sql = self._cached(("scores", "pg"), lambda: self._score_sql(source))
-        return max(conn.exec_driver_sql(sql).rowcount, 0)
+        if then is None:
+            return max(conn.exec_driver_sql(sql).rowcount, 0)
+        dc = conn.connection.driver_connection
+        cursors = [dc.cursor()]
+        try:
+            with dc.pipeline():  # sent now; the results are read when the block ends
+                cursors[0].execute(sql)
+                for stmt, params in then():
+                    cursors.append(dc.cursor())
+                    cursors[-1].execute(stmt, params)
+            return max(cursors[0].rowcount, 0)
+        finally:
+            for cur in cursors:
+                cur.close()
 
     def _score_sql(self, source: str) -> str:
         q = self.q

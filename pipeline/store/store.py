@@ -45,7 +45,7 @@ from pipeline.errors import ConfigError, InvalidRowError, StoreError, StoreSchem
 from pipeline.store import queries, segments
 from pipeline.store import schema as s
 from pipeline.store.assignments import Assignments
-from pipeline.store.bulk import Bulk
+from pipeline.store.bulk import Bulk, Statement
 from pipeline.store.drift import DriftRuns
 from pipeline.store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, damaged, open_engine, shown
 from pipeline.store.migrations import SCHEMA_VERSION, current_version, migrate
@@ -239,6 +239,10 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
             if (broken := damaged(self.url, exc)) is not None:
                 raise broken from exc
             raise
+        except self.engine.dialect.dbapi.OperationalError as exc:
+            # the driver's own error, from the statements ``Bulk`` sends below SQLAlchemy
+            # (PostgreSQL's COPY and pipeline): a lost connection, a cancelled statement
+            raise StoreError(f"store {self.url!r}: write failed: {exc}") from exc
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -285,11 +289,19 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         if not len(batch):
             return WriteResult(0, 0, 0, dupes)
         now_us = time_us(self.clock.now(), "now")
-        segment = None if points is None else self._segment(points, history)
-        with self._write() as conn:
-            written = self._bulk.upsert_scores(conn, batch, now_us)
-            appended = 0 if segment is None else self._append_segment(conn, segment)
-        if segment is not None:
+        appended = 0 if points is None else len(points)
+        if points is None or self.dialect == "postgresql":
+            with self._write() as conn:
+                # PostgreSQL: the segment is built and sent while the server applies the
+                # upsert (``Bulk.upsert_scores``), in the same transaction and round trip
+                then = None if points is None else lambda: self._segment_statements(points, history)
+                written = self._bulk.upsert_scores(conn, batch, now_us, then)
+        else:  # SQLite: built before the write lock is taken, to hold it for less time
+            segment = self._segment(points, history)
+            with self._write() as conn:
+                written = self._bulk.upsert_scores(conn, batch, now_us)
+                self._append_segment(conn, segment)
+        if points is not None:
             self._after_history_write()
         return WriteResult(written, appended, len(batch) - written, dupes)
 
@@ -324,8 +336,20 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         """PostgreSQL: serialise history writers until commit, so ``seq`` order (the
         tie-break of equal times) is commit order. SQLite's write lock already does."""
         if self.dialect == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                         {"k": f"churn-history:{self.schema or ''}"})  # fmt: skip
+            conn.exec_driver_sql(*self._history_lock())
+
+    def _history_lock(self) -> Statement:
+        return "SELECT pg_advisory_xact_lock(hashtext(%(k)s))", {"k": f"churn-history:{self.schema or ''}"}
+
+    def _segment_statements(self, points: ScoreBatch, history: HistoryPolicy) -> list[Statement]:
+        """PostgreSQL, driver level: the history lock and the insert of ``points``' segment
+        (what :meth:`_append_segment` runs through SQLAlchemy)."""
+        row = self._segment(points, history)
+        table = self._bulk.table(s.score_history_segments)
+        names = list(row)
+        insert = (f"INSERT INTO {table} ({', '.join(self._bulk.q(c) for c in names)}) "
+                  f"VALUES ({', '.join(f'%({c})s' for c in names)})")  # fmt: skip
+        return [self._history_lock(), (insert, row)]
 
     def _append_segment(self, conn: Connection, segment: dict[str, Any]) -> int:
         self._lock_history(conn)

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from pipeline.clock import FakeClock
-from pipeline.errors import InvalidRowError
+from pipeline.errors import InvalidRowError, StoreError
 from pipeline.store import Store, pgcopy
 from pipeline.store.bulk import SCORE_COLUMNS, score_copy
 from pipeline.store.rows import score_batch
@@ -150,3 +150,27 @@ def test_the_parts_of_a_payload_are_the_one_part_payload_cut_at_row_boundaries()
 
 def test_an_empty_payload_is_the_signature_and_the_end_marker() -> None:
     assert pgcopy.payload([pgcopy.text([]), pgcopy.float8([])]) == pgcopy.SIGNATURE + b"\xff\xff"
+
+
+def test_a_write_the_server_cancels_is_a_store_error_and_writes_nothing(pg: str) -> None:
+    """A statement cancelled (or a connection lost) in the driver-level part of a write
+    (the COPY, the pipelined upsert and history segment) is a ``StoreError`` naming the
+    cause, as a failure through SQLAlchemy is, and the transaction is rolled back."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = Store(pg, schema=schema, clock=FakeClock(T))
+    rows = [{"user_id": f"u{i:05d}", "risk": 0.5, "model_version": "1", "features_time": T}
+            for i in range(20_000)]  # fmt: skip
+
+    def cancel_soon(conn) -> None:
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 1")
+
+    try:
+        event.listen(store.engine, "begin", cancel_soon)
+        with pytest.raises(StoreError, match="write failed: .*statement timeout"):
+            store.upsert_scores(rows)
+        event.remove(store.engine, "begin", cancel_soon)
+        assert store.current_scores(top_k=None).empty and store.score_history().empty
+        assert store.upsert_scores(rows).scores == 20_000
+    finally:
+        store.close()
+        drop_schema(pg, schema)

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from pipeline.errors import InvalidRowError
 from pipeline.store import HistoryPolicy, Store, WriteResult
+from pipeline.store import schema as s
 from tests.store.helpers import T0, reference_history, score
 
 REASONS = [{"feature": "failed_payments_30d", "contribution": 0.41}]
@@ -321,3 +323,18 @@ def test_every_time_a_writer_accepts_reads_back(store: Store):
     assert hist.loc["old", "time"] == pd.Timestamp(first)
     assert hist.loc["late", "time"] == pd.Timestamp(last)
     assert str(store.score_history(["nobody"]).time.dtype) == "datetime64[us, UTC]"
+
+
+def test_a_write_whose_history_fails_leaves_its_scores_unwritten_too(store: Store):
+    """Scores and their history point are one transaction. On PostgreSQL the segment goes
+    in the upsert's pipeline (``Bulk.upsert_scores``): its failure still undoes the
+    scores already applied in the same round trip."""
+    store.upsert_scores([score("a", 0.2, 1)])
+    with store.engine.begin() as conn:  # the history table goes away under the store
+        conn.execute(text(f"DROP TABLE {store._bulk.table(s.score_history_segments)}"))
+    with pytest.raises(Exception, match="score_history_segments"):
+        store.upsert_scores([score("a", 0.9, 2), score("b", 0.5, 2)])
+    assert table(store) == [("a", 0.2, "1", T0 + timedelta(minutes=1))]
+    store.upsert_scores([score("c", 0.3, 3)], history=None)  # the store still writes
+    assert [r[0] for r in table(store)] == ["a", "c"]
+
