@@ -218,8 +218,6 @@ def test_v8_scores_with_text_times_migrate_to_integer_microseconds(make_store, c
     the same, and the readers' time filters compare like with like."""
     from datetime import timedelta
 
-    from sqlalchemy import inspect
-
     from dashboard.data import user_score
 
     store = make_store()
@@ -234,14 +232,8 @@ def test_v8_scores_with_text_times_migrate_to_integer_microseconds(make_store, c
     summary = store.score_summary()
     one = user_score(store, "hot")
     to_v8_scores(store)
-    with store.engine.begin() as conn:
-        conn.execute(update(s.schema_version).values(version=8))
-    store.close()
-
-    again = make_store()
-    assert again.schema_version() == SCHEMA_VERSION >= 9
-    with again.engine.connect() as conn:
-        kinds = {c["name"]: str(c["type"]) for c in inspect(conn).get_columns("scores", schema=again.schema)}
+    again, columns = _reopened_from(store, make_store, 8)
+    kinds = {name: str(c["type"]) for name, c in columns.items()}
     if again.dialect == "sqlite":
         assert kinds["features_time"] == kinds["updated_at"] == "BIGINT"
         with again.engine.connect() as conn:
@@ -289,8 +281,6 @@ def test_v9_score_keys_migrate_to_bytewise_order(make_store, clock):
     bytes, not through the locale). A version-9 store keeps every row and reads the same;
     ``ORDER BY user_id`` is code-point order, as SQLite's, where a locale would interleave
     case and punctuation."""
-    from sqlalchemy import inspect
-
     ids = ["b", "B", "a-2", "a_1", "A", "é", "z"]
     store = make_store()
     store.upsert_scores([score(u, 0.5, k) for k, u in enumerate(ids)], history=None)
@@ -299,19 +289,28 @@ def test_v9_score_keys_migrate_to_bytewise_order(make_store, clock):
         table = store._bulk.table(s.scores)
         with store.engine.begin() as conn:  # version 9's column: the database's collation
             conn.execute(text(f'ALTER TABLE {table} ALTER COLUMN user_id TYPE VARCHAR(200) COLLATE "default"'))
-    with store.engine.begin() as conn:
-        conn.execute(update(s.schema_version).values(version=9))
-    store.close()
-
-    again = make_store()
-    assert again.schema_version() == SCHEMA_VERSION >= 10
+    again, columns = _reopened_from(store, make_store, 9)
     with again.engine.connect() as conn:
-        column = next(c for c in inspect(conn).get_columns("scores", schema=again.schema)
-                      if c["name"] == "user_id")  # fmt: skip
         ordered = conn.execute(text(f"SELECT user_id FROM {again._bulk.table(s.scores)} ORDER BY user_id")).scalars().all()
     if again.dialect == "postgresql":
-        assert column["type"].collation == "C"
+        assert columns["user_id"]["type"].collation == "C"
     assert ordered == sorted(ids)  # Python's str order is code-point order
     pd.testing.assert_frame_equal(again.current_scores(top_k=None, active_only=False), before)
     again.upsert_scores([score("é", 0.9, 100)], history=None)  # the upsert's conflict target still holds
     assert again.current_scores(top_k=1)["user_id"].tolist() == ["é"]
+
+
+def _reopened_from(store: Store, make_store, version: int) -> tuple[Store, dict]:
+    """Mark ``store`` as schema ``version`` (its tables already rewritten to that layout),
+    close it and open it again (migrating); returns the reopened store and its ``scores``
+    columns as the database describes them."""
+    from sqlalchemy import inspect
+
+    with store.engine.begin() as conn:
+        conn.execute(update(s.schema_version).values(version=version))
+    store.close()
+    again = make_store()
+    assert again.schema_version() == SCHEMA_VERSION > version
+    with again.engine.connect() as conn:
+        columns = {c["name"]: c for c in inspect(conn).get_columns("scores", schema=again.schema)}
+    return again, columns
