@@ -14,7 +14,7 @@ import json
 import json.encoder
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NotRequired, TypedDict
@@ -257,11 +257,16 @@ class ScoreBatch:
         ix = np.asarray(idx, dtype=np.int64)
         if len(ix) == 0:
             return ScoreBatch([], self.risk[ix], [], self.features_time[ix], [], [], [], [], [])
-        pick = operator.itemgetter(*ix.tolist())  # C-speed gather (a tuple; one row: a value)
+        # C-speed gathers of at most TAKE_SLICE rows each: one ``itemgetter`` call holds
+        # the GIL throughout, and over a writer's 140,000-row flush in random order it
+        # took 20 ms per column, a stall for the stream's batch loop (issue 17's p99)
+        picks = [_getter(ix[lo : lo + TAKE_SLICE].tolist()) for lo in range(0, len(ix), TAKE_SLICE)]
 
         def get(values: list[Any]) -> list[Any]:
-            got = pick(values)
-            return list(got) if len(ix) > 1 else [got]
+            out: list[Any] = []
+            for pick in picks:
+                out += pick(values)
+            return out
 
         return ScoreBatch(
             get(self.user_id),
@@ -275,6 +280,18 @@ class ScoreBatch:
             get(self.active),
             None if self.users_np is None else self.users_np[ix],
         )
+
+
+TAKE_SLICE = 8_192  # rows per gather in ScoreBatch.take (~1 ms each, GIL held)
+
+
+def _getter(ix: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
+    """``values -> tuple of values[i] for i in ix`` (``itemgetter`` of one index returns
+    the value itself, not a tuple)."""
+    if len(ix) == 1:
+        i = ix[0]
+        return lambda values: (values[i],)
+    return operator.itemgetter(*ix)
 
 
 # Number columns a frame may hand over as its numpy array (by dtype kind): validated
