@@ -275,3 +275,28 @@ def test_serve_takes_the_retrain_parameters_and_refuses_bad_ones(capsys):
     with pytest.raises(SystemExit):
         main(["--train-params", "[1]"])
     assert "--train-params '[1]': not a JSON object" in capsys.readouterr().err
+
+
+def test_first_activity_skips_signups_by_their_bytes_and_decodes_everything_else():
+    """The warm-up gate's start: the first non-signup record's time. Signups as the encoder
+    writes them are skipped undecoded (over several fetch pages); a signup with another key
+    order is still decoded and still a signup; a malformed line is no activity."""
+    from datetime import UTC, datetime
+
+    from pipeline.events import Session, Signup, encode
+    from pipeline.log import MemoryLog
+    from pipeline.stream.drift_hook import _first_activity_us
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    signups = [encode(Signup(event_id=f"s{i}", user_id=f"u{i}", ts=t0, schema_version=1, plan="basic"))
+               for i in range(12_000)]  # fmt: skip
+    reordered = b'{"event_id":"x","type":"signup","user_id":"ux","ts":"2025-01-01T00:00:00Z","schema_version":1,"plan":"basic"}'
+    session = encode(Session(event_id="a", user_id="u1", ts=datetime(2026, 3, 1, 12, tzinfo=UTC), schema_version=1,
+                             watch_minutes=3.0, device="tv"))  # fmt: skip
+    log = MemoryLog(num_partitions=2)
+    log.append(0, [*signups, reordered, b'{"type":"session", broken', session])
+    log.append(1, signups[:10])
+    got = _first_activity_us(log, 0)
+    assert got == int(datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp() * 1_000_000)
+    assert _first_activity_us(log, 1) is None  # signups only: no activity yet
+    assert _first_activity_us(MemoryLog(num_partitions=1), 0) is None
