@@ -37,7 +37,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, Table, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.sql.dml import Insert
 
 from pipeline.clock import Clock, SystemClock
@@ -126,6 +126,7 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         self.codec = TimeCodec(self.dialect)
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         self._bulk = Bulk(engine.dialect, schema)
+        self._segment_sql: tuple[tuple[str, ...], str] | None = None  # (row keys, driver SQL)
         if read_only:
             self._check_version()
             return
@@ -243,6 +244,11 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
             # the driver's own error, from the statements ``Bulk`` sends below SQLAlchemy
             # (PostgreSQL's COPY and pipeline): a lost connection, a cancelled statement
             raise StoreError(f"store {self.url!r}: write failed: {exc}") from exc
+        except self.engine.dialect.dbapi.Error as exc:
+            # any other driver error from there arrives as SQLAlchemy's class for it (a
+            # missing table: ProgrammingError), as it would through SQLAlchemy
+            raise DBAPIError.instance(None, None, exc, self.engine.dialect.dbapi.Error,
+                                      dialect=self.engine.dialect) from exc  # fmt: skip
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -343,13 +349,17 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
 
     def _segment_statements(self, points: ScoreBatch, history: HistoryPolicy) -> list[Statement]:
         """PostgreSQL, driver level: the history lock and the insert of ``points``' segment
-        (what :meth:`_append_segment` runs through SQLAlchemy)."""
+        (what :meth:`_append_segment` runs through SQLAlchemy, the same statement compiled
+        for the driver: its SQL comes from the one table definition)."""
         row = self._segment(points, history)
-        table = self._bulk.table(s.score_history_segments)
-        names = list(row)
-        insert = (f"INSERT INTO {table} ({', '.join(self._bulk.q(c) for c in names)}) "
-                  f"VALUES ({', '.join(f'%({c})s' for c in names)})")  # fmt: skip
-        return [self._history_lock(), (insert, row)]
+        key = tuple(row)
+        if self._segment_sql is None or self._segment_sql[0] != key:
+            schema = {"schema_translate_map": {None: self.schema}, "render_schema_translate": True}
+            compiled = s.score_history_segments.insert().inline().compile(  # inline: no RETURNING
+                dialect=self.engine.dialect, column_keys=list(key), **(schema if self.schema else {})
+            )
+            self._segment_sql = (key, str(compiled))
+        return [self._history_lock(), (self._segment_sql[1], row)]
 
     def _append_segment(self, conn: Connection, segment: dict[str, Any]) -> int:
         self._lock_history(conn)
