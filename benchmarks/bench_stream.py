@@ -29,7 +29,10 @@ medians of ``RUNS`` runs per batch size, each run's figure printed beside):
 * ``stream_eps_10k``: the same with batches of 10,000.
 * ``stream_p99_batch_ms_1k`` / ``_10k``: p99 wall-clock of one batch from its fetch to
   its score rows accepted by the store writer, **waits included** (backpressure when the
-  writer is behind, checkpoint snapshots).
+  writer is behind, the GIL while the writer thread runs, the drift leader's midnight
+  snapshots). A checkpoint's state snapshot runs in the loop *between* batches (the
+  ``snapshot`` stage: ~25 ms each here, a few per run), so it delays the next fetch but is
+  inside no batch's figure.
 * ``stream_decode_floor_eps``: strict decode alone of the same lines, measured right
   before each worker run; the figure is the median of those measurements, and
   ``stream_eps_per_decode_floor`` = ``stream_eps`` / it. Interleaved and a median,
