@@ -425,8 +425,11 @@ class Supervisor:
             self._lowest[p] = min(self._lowest.get(p, off), off)
         return out
 
-    def lags(self) -> dict[int, int]:
-        return {p: max(self.log.end_offset(p) - off, 0) for p, off in self._committed().items()}
+    def lags(self, committed: dict[int, int] | None = None) -> dict[int, int]:
+        """Per partition: records between the committed offset (``committed``, else read
+        now) and the log end."""
+        committed = self._committed() if committed is None else committed
+        return {p: max(self.log.end_offset(p) - off, 0) for p, off in committed.items()}
 
     def caught_up(self) -> bool:
         """Every committed offset is at the log end, and is backed by a checkpoint.
@@ -468,7 +471,7 @@ class Supervisor:
                 for e in entries:
                     if e.when >= self._started_at:
                         self._lowest[p] = min(self._lowest.get(p, e.offset), e.offset)
-        lags = self.lags()
+        lags = self.lags(end)  # the lag of the offsets reported beside it, not of a later read
         if self.alert_level is None:
             alert = alert_from_log(self.log, self.cfg.group, self.clock, self.store, consumers=self.current())
             self.alert_level = alert.level.value
