@@ -31,6 +31,7 @@ and the exactly-once comparison covers it like any other row.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,6 +81,9 @@ class ScoreChunk:
     monthly_revenue: np.ndarray
     active: np.ndarray  # bool
     pending: Explain | None = None
+    # the users' slots in their partition's feature state (distinct within a chunk), when
+    # the worker knows them: :func:`coalesce` then works column-wise per chunk
+    slots: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.user_id)
@@ -92,9 +96,15 @@ class ScoreChunk:
             at = new[pending.rows]
             keep = at >= 0
             pending = Explain(at[keep], pending.values[keep], pending.explain, pending.key) if keep.any() else None
-        return ScoreChunk(self.partition, self.features_time, self.model_version, [self.user_id[i] for i in idx],
-                          self.risk[idx], [self.reasons[i] for i in idx], [self.plan[i] for i in idx],
-                          self.monthly_revenue[idx], self.active[idx], pending)  # fmt: skip
+        if len(idx) > 1:  # C-speed gathers (a chunk is one micro-batch: short GIL holds)
+            pick = operator.itemgetter(*idx)
+            users, reasons, plan = list(pick(self.user_id)), list(pick(self.reasons)), list(pick(self.plan))
+        else:
+            users, reasons, plan = ([v[i] for i in idx] for v in (self.user_id, self.reasons, self.plan))
+        ix = np.asarray(idx, dtype=np.int64)
+        return ScoreChunk(self.partition, self.features_time, self.model_version, users, self.risk[ix],
+                          reasons, plan, self.monthly_revenue[ix], self.active[ix], pending,
+                          None if self.slots is None else self.slots[ix])  # fmt: skip
 
 
 def drop_superseded_reasons(chunks: list[ScoreChunk]) -> None:
@@ -152,23 +162,57 @@ def coalesce(chunks: list[ScoreChunk], history: HistoryPolicy | None = None) -> 
     """Only each user's last row (its newest score) -- or, with ``history``, its last row
     in each history interval (the rows ``score_history`` keeps) --, chunks kept in order.
 
-    A plain Python loop on purpose: it runs in the writer thread, and the batch loop gets
-    the GIL back every switch interval, where one big vectorised call would hold it.
+    It runs in the writer thread, so it works a chunk (one micro-batch) at a time: the
+    batch loop gets the GIL back between chunks, where one vectorised call over a whole
+    flush would hold it for tens of ms. Chunks that carry their users' ``slots`` (the
+    stream's) are done column-wise: per (partition, interval) an array by slot holds the
+    user last kept there (:func:`_unseen_slots`), and a row is dropped only when its slot
+    holds that same user (so a slot reused by another feature state never drops a row;
+    it only keeps one the store then deduplicates). Per row that is a few numpy element
+    operations instead of a set lookup and insert in Python. Other chunks go through a
+    set of ids.
     """
+    by_slot: dict[tuple[int, Any], np.ndarray] = {}
     seen_in: dict[Any, set[str]] = {}
     out = []
     for c in reversed(chunks):
-        seen = seen_in.setdefault(None if history is None else _bucket(c, history), set())
-        add = seen.add
-        ids = c.user_id
-        keep = [i for i in range(len(ids) - 1, -1, -1) if not (ids[i] in seen or add(ids[i]))]
-        if len(keep) == len(ids):
-            out.append(c)
-        elif keep:
+        bucket = None if history is None else _bucket(c, history)
+        if c.slots is not None and len(c):
+            keep = _unseen_slots(c, by_slot, (c.partition, bucket))
+        else:
+            seen = seen_in.setdefault(bucket, set())
+            add = seen.add
+            ids = c.user_id
+            keep = [i for i in range(len(ids) - 1, -1, -1) if not (ids[i] in seen or add(ids[i]))]
             keep.reverse()
+        if len(keep) == len(c):
+            out.append(c)
+        elif len(keep):
             out.append(c.take(keep))
     out.reverse()
     return out
+
+
+def _unseen_slots(c: ScoreChunk, by_slot: dict[tuple[int, Any], np.ndarray], key: tuple[int, Any]) -> list[int]:
+    """Positions of ``c``'s rows whose user has no row kept yet under ``key``; marks them.
+
+    Users are compared by the identity of their id strings (``id``): a feature state
+    hands out one string object per user, and every chunk of the flush holds its strings
+    while this runs, so equal identities are the same user; the same user under another
+    string object (another state) only keeps a row the store then deduplicates."""
+    assert c.slots is not None
+    slots = c.slots
+    held = by_slot.get(key)
+    top = int(slots.max()) + 1
+    if held is None or len(held) < top:
+        grown = np.zeros(max(top, 2 * (0 if held is None else len(held))), dtype=np.int64)  # 0: no object
+        if held is not None:
+            grown[: len(held)] = held
+        held = by_slot[key] = grown
+    ids = np.fromiter(map(id, c.user_id), np.int64, len(c))
+    keep = np.flatnonzero(held[slots] != ids)
+    held[slots[keep]] = ids[keep]
+    return keep.tolist()
 
 
 def _bucket(chunk: ScoreChunk, history: HistoryPolicy) -> int:
@@ -226,9 +270,12 @@ class Scorer:
         self._predict_s = self._reasons_s = 0.0
         return out
 
-    def score(self, partition: int, frame: FeatureFrame, model: ScoringModel, defer: bool = False) -> ScoreChunk:
+    def score(self, partition: int, frame: FeatureFrame, model: ScoringModel, defer: bool = False,
+              slots: np.ndarray | None = None) -> ScoreChunk:  # fmt: skip
         """The batch's score rows. ``defer``: leave the reasons to :func:`resolve_reasons`
-        (the stream's writer calls it for the rows it writes); else computed here."""
+        (the stream's writer calls it for the rows it writes); else computed here.
+        ``slots``: the frame's users' slots in the partition's feature state (distinct),
+        kept on the chunk for :func:`coalesce`."""
         values = frame.values
         t0 = time.thread_time()
         risk = model.predict(values)
@@ -249,7 +296,7 @@ class Scorer:
         plan[~frame.active] = None
         revenue = np.where(frame.active, values[:, _PRICE], 0.0)
         return ScoreChunk(partition, frame.t, model.version, frame.users, risk, reasons, plan.tolist(),
-                          revenue, np.asarray(frame.active, dtype=bool), pending)  # fmt: skip
+                          revenue, np.asarray(frame.active, dtype=bool), pending, slots)  # fmt: skip
 
     def check(self, model: ScoringModel) -> None:
         """Refuse (``ModelMismatchError``, saying how to fix it) a champion the rule cannot

@@ -237,7 +237,8 @@ class Worker:
             c3 = clock()
             st["read"] += c3 - c2
             # reasons deferred to the writer: computed for the rows it writes (after coalescing)
-            chunk = self.scorer.score(p, frame, self.model, defer=True)  # type: ignore[arg-type]
+            chunk = self.scorer.score(p, frame, self.model, defer=True,  # type: ignore[arg-type]
+                                      slots=out.touched_slots)  # fmt: skip
             c4 = clock()
             waited = self.writer.put(chunk)
             st["handoff"] += clock() - c4

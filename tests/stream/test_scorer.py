@@ -124,6 +124,48 @@ def test_coalesce_keeps_each_users_newest_row_per_history_interval(model) -> Non
     assert [c.features_time - T for c in coalesce(chunks)] == [timedelta(hours=26)]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_coalesce_by_slots_keeps_exactly_the_rows_coalesce_by_ids_keeps(seed: int) -> None:
+    """The stream's chunks carry their users' state slots and are coalesced column-wise.
+    Random flushes -- several partitions and days, users in many chunks, and slots reused
+    by other users or ids as other string objects (a partition's feature state replaced
+    mid-flush) -- keep exactly the rows the id-set path keeps, or more where a reused
+    slot hides nothing (the store deduplicates those); never fewer."""
+    from datetime import timedelta
+
+    from pipeline.store import HistoryPolicy
+    from pipeline.stream.scorer import ScoreChunk, coalesce
+
+    reuse = seed % 2 == 1  # odd seeds: slot k is user k in some chunks, user k+1000 in others
+
+    def chunks(with_slots: bool) -> list[ScoreChunk]:
+        r = np.random.default_rng(seed)
+        one = {}  # a feature state hands out one string object per user id
+        out = []
+        for k in range(40):
+            n = int(r.integers(1, 30))
+            slots = r.choice(60, n, replace=False).astype(np.int64)
+            other = reuse and k % 7 == 3
+            part = int(r.integers(0, 3))  # a user lives in one partition
+            users = [one.setdefault(u, u) for u in (f"p{part}-u{s + 1000 if other else s}" for s in slots.tolist())]
+            if reuse and k % 11 == 5:  # the same users as other string objects (another state's)
+                users = ["".join(u) for u in users]
+            out.append(ScoreChunk(part, T + timedelta(hours=int(r.integers(0, 72)) + k), "1", users,
+                                  r.random(n), [None] * n, ["basic"] * n, np.full(n, 9.99), np.ones(n, bool),
+                                  slots=slots if with_slots else None))  # fmt: skip
+        return out
+
+    def rows(kept: list[ScoreChunk]) -> set[tuple]:
+        return {(c.partition, c.features_time, u) for c in kept for u in c.user_id}
+
+    for policy in (None, HistoryPolicy(86_400)):
+        by_id, by_slot = coalesce(chunks(False), policy), coalesce(chunks(True), policy)
+        assert rows(by_id) <= rows(by_slot)
+        if not reuse:
+            assert rows(by_slot) == rows(by_id)
+            assert [len(c) for c in by_slot] == [len(c) for c in by_id]
+
+
 def _eager_and_deferred(model, hours: tuple[int, ...]) -> tuple:
     """Two scorers over the same frames (one per offset in ``hours``): reasons computed in
     the batch (eager) and deferred to the writer; returns (eager scorer, deferred scorer,
