@@ -150,8 +150,7 @@ def payload(columns: Sequence[Column], *, head: bool = True, tail: bool = True) 
             base += len(part)
         sizes = np.stack([c.sizes for c in columns])
         prefix = np.array([-1 if c.prefix is None else c.prefix for c in columns], dtype=np.int64)
-        blob = np.concatenate(data) if data else np.zeros(0, np.uint8)
-        end = _kernel()(buf, lead, sizes, offs, blob, prefix)
+        end = _kernel()(buf, lead, sizes, offs, np.concatenate(data), prefix)
         assert end == lead + body, "binary COPY layout: sizes and data disagree"
     return buf.tobytes()
 

@@ -257,17 +257,7 @@ class ScoreBatch:
         ix = np.asarray(idx, dtype=np.int64)
         if len(ix) == 0:
             return ScoreBatch([], self.risk[ix], [], self.features_time[ix], [], [], [], [], [])
-        # C-speed gathers of at most TAKE_SLICE rows each: one ``itemgetter`` call holds
-        # the GIL throughout, and over a writer's 140,000-row flush in random order it
-        # took 20 ms per column, a stall for the stream's batch loop (issue 17's p99)
-        picks = [_getter(ix[lo : lo + TAKE_SLICE].tolist()) for lo in range(0, len(ix), TAKE_SLICE)]
-
-        def get(values: list[Any]) -> list[Any]:
-            out: list[Any] = []
-            for pick in picks:
-                out += pick(values)
-            return out
-
+        get = gatherer(ix.tolist())
         return ScoreBatch(
             get(self.user_id),
             self.risk[ix],
@@ -282,7 +272,23 @@ class ScoreBatch:
         )
 
 
-TAKE_SLICE = 8_192  # rows per gather in ScoreBatch.take (~1 ms each, GIL held)
+TAKE_SLICE = 8_192  # rows per C-level gather in :func:`gatherer` (~1 ms each, GIL held)
+
+
+def gatherer(ix: list[int]) -> Callable[[list[Any]], list[Any]]:
+    """``values -> [values[i] for i in ix]`` at C speed (``itemgetter``), at most
+    ``TAKE_SLICE`` rows per call: one call holds the GIL throughout, and over a stream
+    writer's 140,000-row flush in random order it took 20 ms per column, a stall for
+    the batch loop (issue 17's p99)."""
+    picks = [_getter(ix[lo : lo + TAKE_SLICE]) for lo in range(0, len(ix), TAKE_SLICE)]
+
+    def get(values: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for pick in picks:
+            out += pick(values)
+        return out
+
+    return get
 
 
 def _getter(ix: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:

@@ -126,7 +126,6 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         self.codec = TimeCodec(self.dialect)
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         self._bulk = Bulk(engine.dialect, schema)
-        self._segment_sql: tuple[tuple[str, ...], str] | None = None  # (row keys, driver SQL)
         if read_only:
             self._check_version()
             return
@@ -352,14 +351,15 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         (what :meth:`_append_segment` runs through SQLAlchemy, the same statement compiled
         for the driver: its SQL comes from the one table definition)."""
         row = self._segment(points, history)
-        key = tuple(row)
-        if self._segment_sql is None or self._segment_sql[0] != key:
+        names = tuple(row)
+
+        def compile_insert() -> str:
             schema = {"schema_translate_map": {None: self.schema}, "render_schema_translate": True}
-            compiled = s.score_history_segments.insert().inline().compile(  # inline: no RETURNING
-                dialect=self.engine.dialect, column_keys=list(key), **(schema if self.schema else {})
-            )
-            self._segment_sql = (key, str(compiled))
-        return [self._history_lock(), (self._segment_sql[1], row)]
+            return str(s.score_history_segments.insert().inline().compile(  # inline: no RETURNING
+                dialect=self.engine.dialect, column_keys=list(names), **(schema if self.schema else {})
+            ))  # fmt: skip
+
+        return [self._history_lock(), (self._bulk._cached(("segment", names), compile_insert), row)]
 
     def _append_segment(self, conn: Connection, segment: dict[str, Any]) -> int:
         self._lock_history(conn)

@@ -31,7 +31,6 @@ and the exactly-once comparison covers it like any other row.
 
 from __future__ import annotations
 
-import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from pipeline.features.registry import FEATURE_INDEX
 from pipeline.features.state import FeatureFrame
 from pipeline.highrisk import HighRiskRule, ResolvedThreshold
 from pipeline.store.records import HistoryPolicy
-from pipeline.store.rows import ScoreColumns
+from pipeline.store.rows import ScoreColumns, gatherer
 from pipeline.stream.model import ScoringModel
 
 _TIER = FEATURE_INDEX["plan_tier"]
@@ -89,22 +88,18 @@ class ScoreChunk:
         return len(self.user_id)
 
     def take(self, idx: list[int]) -> ScoreChunk:
+        ix = np.asarray(idx, dtype=np.int64)
         pending = self.pending
         if pending is not None:
             new = np.full(len(self), -1, np.int64)
-            new[np.asarray(idx, np.int64)] = np.arange(len(idx), dtype=np.int64)
+            new[ix] = np.arange(len(idx), dtype=np.int64)
             at = new[pending.rows]
             keep = at >= 0
             pending = Explain(at[keep], pending.values[keep], pending.explain, pending.key) if keep.any() else None
-        if len(idx) > 1:  # C-speed gathers (a chunk is one micro-batch: short GIL holds)
-            pick = operator.itemgetter(*idx)
-            users, reasons, plan = list(pick(self.user_id)), list(pick(self.reasons)), list(pick(self.plan))
-        else:
-            users, reasons, plan = ([v[i] for i in idx] for v in (self.user_id, self.reasons, self.plan))
-        ix = np.asarray(idx, dtype=np.int64)
-        return ScoreChunk(self.partition, self.features_time, self.model_version, users, self.risk[ix],
-                          reasons, plan, self.monthly_revenue[ix], self.active[ix], pending,
-                          None if self.slots is None else self.slots[ix])  # fmt: skip
+        get = gatherer(list(idx))
+        return ScoreChunk(self.partition, self.features_time, self.model_version, get(self.user_id),
+                          self.risk[ix], get(self.reasons), get(self.plan), self.monthly_revenue[ix],
+                          self.active[ix], pending, None if self.slots is None else self.slots[ix])  # fmt: skip
 
 
 def drop_superseded_reasons(chunks: list[ScoreChunk]) -> None:
