@@ -98,7 +98,7 @@ class Bulk:
 
         Binary parts are sent as they are built: the server parses one part while the
         next is built here (both sides are CPU-bound for a few ms per 10,000 rows)."""
-        tmp = self.q(f"churn_in_{table.name}")
+        tmp = self.staged(table)
         cols = ", ".join(self.q(c) for c in names)
         binary = "" if isinstance(data, str) else " (FORMAT BINARY)"
         with conn.connection.driver_connection.cursor() as cur:
@@ -146,7 +146,8 @@ class Bulk:
 
     # -- scores --------------------------------------------------------------------------
     def upsert_scores(self, conn: Connection, batch: ScoreBatch, updated_at_us: int,
-                      then: Callable[[], Sequence[Statement]] | None = None) -> int:  # fmt: skip
+                      then: Callable[[], Sequence[Statement]] | None = None,
+                      merge: bool = True) -> int:  # fmt: skip
         """Upsert current scores (one row per user, ``rows.latest``), never replacing newer
         features; ``updated_at_us``: the write's wall clock (int64 microseconds, UTC).
         Returns rows written.
@@ -157,7 +158,17 @@ class Bulk:
         the upsert (~40 ms of a 10,000-row write, this side idle until now), and they go
         without a round trip of their own. Elsewhere the caller runs its statements after.
         (bench_store, interleaved with the previous code, two sets: scores + history
-        142.1k -> 146.9k and 144.7k -> 147.2k rows/s; scores only unchanged.)"""
+        142.1k -> 146.9k and 144.7k -> 147.2k rows/s; scores only unchanged.)
+
+        On PostgreSQL 15 or later the staged rows are applied with ``MERGE`` (``merge``,
+        the default), else ``INSERT .. ON CONFLICT DO UPDATE``; both keep the newer
+        ``features_time``. ``ON CONFLICT`` locks each conflicting row (a WAL record of its
+        own) before updating it, ``MERGE`` updates the row its join found: 10,000 of
+        200,000 users, interleaved, 12 pairs of 7-batch medians: scores + history 95-96k
+        -> 102-105k rows/s, higher in 9 of the 12 (a slow hour of this host). ``MERGE``
+        does not wait out a concurrent insert of the same new user as ``ON CONFLICT``
+        does: it fails with a unique violation, and the caller retries the write with
+        ``merge=False`` (:meth:`pipeline.store.Store.upsert_scores`)."""
         if not self.pg:
             # Converted and sent a slice at a time, in the caller's one transaction: the
             # conversions are C loops holding the GIL (ISO text, tuples), and a stream
@@ -168,7 +179,8 @@ class Bulk:
                 written += self._sqlite_scores(conn, score_columns(part, self.codec, updated_at_us))
             return written
         source = self._stage(conn, s.scores, SCORE_COLUMNS, score_copy(batch, updated_at_us))
-        sql = self._cached(("scores", "pg"), lambda: self._score_sql(source))
+        merge = merge and self.can_merge(conn)
+        sql = self._cached(("scores", "pg", merge), lambda: self._merge_sql() if merge else self._score_sql(source))
         if then is None:
             return max(conn.exec_driver_sql(sql).rowcount, 0)
         dc = conn.connection.driver_connection
@@ -183,6 +195,26 @@ class Bulk:
         finally:
             for cur in cursors:
                 cur.close()
+
+    def can_merge(self, conn: Connection) -> bool:
+        """PostgreSQL 15 or later (``MERGE``)."""
+        return self.pg and (conn.dialect.server_version_info or (0,)) >= (15,)
+
+    def _merge_sql(self) -> str:
+        """``MERGE`` of the staged scores (:meth:`_stage`'s table) by user id."""
+        q = self.q
+        cols = ", ".join(q(c) for c in SCORE_COLUMNS)
+        sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in SCORE_UPDATE)
+        return (
+            f"MERGE INTO {self.table(s.scores)} AS t USING {self.staged(s.scores)} AS s "
+            f"ON t.user_id = s.user_id WHEN MATCHED AND s.features_time >= t.features_time "
+            f"THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT ({cols}) "
+            f"VALUES ({', '.join('s.' + q(c) for c in SCORE_COLUMNS)})"
+        )
+
+    def staged(self, table: Table) -> str:
+        """The session's temporary twin of ``table`` that :meth:`_stage` fills."""
+        return self.q(f"churn_in_{table.name}")
 
     def _score_sql(self, source: str) -> str:
         q = self.q

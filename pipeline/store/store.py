@@ -296,11 +296,22 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         now_us = time_us(self.clock.now(), "now")
         appended = 0 if points is None else len(points)
         if points is None or self.dialect == "postgresql":
-            with self._write() as conn:
-                # PostgreSQL: the segment is built and sent while the server applies the
-                # upsert (``Bulk.upsert_scores``), in the same transaction and round trip
-                then = None if points is None else lambda: self._segment_statements(points, history)
-                written = self._bulk.upsert_scores(conn, batch, now_us, then)
+            then = None if points is None else lambda: self._segment_statements(points, history)
+            merged = False
+            try:
+                with self._write() as conn:
+                    # PostgreSQL: the segment is built and sent while the server applies the
+                    # upsert (``Bulk.upsert_scores``), in the same transaction and round trip
+                    merged = self._bulk.can_merge(conn)
+                    written = self._bulk.upsert_scores(conn, batch, now_us, then)
+            except IntegrityError:
+                if not merged:
+                    raise
+                # MERGE met a user another writer inserted meanwhile (it does not wait that
+                # out as ON CONFLICT does); the whole write was rolled back: again, with it
+                log.info("score upsert met a concurrent insert of a new user; retrying with ON CONFLICT")
+                with self._write() as conn:
+                    written = self._bulk.upsert_scores(conn, batch, now_us, then, merge=False)
         else:  # SQLite: built before the write lock is taken, to hold it for less time
             segment = self._segment(points, history)
             with self._write() as conn:
