@@ -137,6 +137,17 @@ def apply_events(
 
 
 @njit(cache=True, nogil=True)
+def _buckets(td, ring):
+    """The ring bucket of each of the ``MAX_WINDOW`` days up to ``td`` (``td - b`` for
+    ``b`` = 0, 1, ...): computed once per read, not once per user and day (an integer
+    division each: about half of a read's time)."""
+    out = np.empty(MAX_WINDOW, np.int64)
+    for b in range(MAX_WINDOW):
+        out[b] = (td - b) % ring
+    return out
+
+
+@njit(cache=True, nogil=True)
 def read_features(
     slots, t,
     day_stamp, sessions, watch, payments, failed, tickets, downgrades, upgrades,
@@ -144,8 +155,8 @@ def read_features(
     out,
 ):
     """Fill ``out[j]`` with the feature vector of ``slots[j]`` at time ``t`` (registry order)."""
-    ring = day_stamp.shape[1]
     td = (t - 1) // DAY_US
+    bucket = _buckets(td, day_stamp.shape[1])
     w_day = np.zeros(MAX_WINDOW)
     s_day = np.zeros(MAX_WINDOW)
     for j in range(slots.shape[0]):
@@ -158,7 +169,7 @@ def read_features(
         up30 = 0.0
         for b in range(MAX_WINDOW):
             d = td - b
-            k = d % ring
+            k = bucket[b]
             if day_stamp[s, k] != d:
                 w_day[b] = 0.0
                 s_day[b] = 0.0
@@ -280,9 +291,9 @@ def read_actions(slots, t, signup_us, act_stamp, act_count, act_last_us, out, co
     """Fill ``out[j, col0:]`` with the action block (see :mod:`pipeline.features.spec`):
     ``activity_days_7d, activity_days_30d``, then per action 1/7/14/30-day counts,
     per-active-day rate (30 d), 7-vs-7-day trend and days since last."""
-    ring = act_stamp.shape[1]
     n_act = act_count.shape[2]
     td = (t - 1) // DAY_US
+    bucket = _buckets(td, act_stamp.shape[1])
     c1 = np.zeros(n_act)
     c7 = np.zeros(n_act)
     c14 = np.zeros(n_act)
@@ -297,7 +308,7 @@ def read_actions(slots, t, signup_us, act_stamp, act_count, act_last_us, out, co
         days30 = 0.0
         for b in range(MAX_WINDOW):
             d = td - b
-            k = d % ring
+            k = bucket[b]
             if act_stamp[s, k] != d:
                 continue
             any_ = False

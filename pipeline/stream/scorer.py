@@ -224,12 +224,12 @@ def to_columns(chunks: list[ScoreChunk]) -> ScoreColumns:
     times = np.array([np.datetime64(c.features_time.replace(tzinfo=None), "us") for c in chunks],
                      dtype="datetime64[us]")  # fmt: skip
     return ScoreColumns(
-        user_id=[u for c in chunks for u in c.user_id],
+        user_id=list(chain.from_iterable(c.user_id for c in chunks)),
         risk=np.concatenate([c.risk for c in chunks]) if chunks else np.zeros(0),
         model_version=list(chain.from_iterable(repeat(c.model_version, len(c)) for c in chunks)),
         features_time=np.repeat(times, sizes),
-        reasons=[r for c in chunks for r in c.reasons],
-        plan=[p for c in chunks for p in c.plan],
+        reasons=list(chain.from_iterable(c.reasons for c in chunks)),
+        plan=list(chain.from_iterable(c.plan for c in chunks)),
         monthly_revenue=np.concatenate([c.monthly_revenue for c in chunks]) if chunks else np.zeros(0),
         partition=np.repeat(np.array([c.partition for c in chunks], dtype=np.int64), sizes),
         active=np.concatenate([c.active for c in chunks]) if chunks else np.zeros(0, bool),
