@@ -38,6 +38,8 @@ class OwnedPartition:
     skip_dead: set[int] = field(default_factory=set)
     restored_from: str | None = None
     last_crc: int | None = None  # fingerprint of the record at position - 1 (checkpointed)
+    # the log end last asked for (-1: ask); a lower bound of the end while the log only grows
+    known_end: int = -1
 
 
 class DeadLetterFilter:

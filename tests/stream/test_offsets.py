@@ -84,6 +84,31 @@ def test_truncated_segment_is_reported_by_lag_and_refused_by_the_stream(
     assert summary["events"] == 10 and log.committed("test")[0] == end + 9
 
 
+def test_a_log_cut_below_a_running_workers_position_is_refused(log, store, paths, champion, cfg) -> None:
+    """The worker asks for the log end only when within a batch of it (``Worker.step``);
+    a log cut meanwhile below its position makes the next fetch come back short, which
+    forgets the remembered end, and the step after that refuses as a fresh start does."""
+    from dataclasses import replace
+
+    w = Worker("w", log, store, paths, replace(cfg, batch_size=100), partitions=[0])
+    try:
+        w.sync_assignment()
+        w.check_model()
+        assert w.step()  # one batch of partition 0: its end is now remembered, far ahead
+        part = w.parts[0]
+        assert part.position == 100 and part.known_end > 200
+        seg = sg.log_path(log.path / "partition-0", sg.list_bases(log.path / "partition-0")[-1])
+        data = seg.read_bytes()
+        keep = len(b"".join(data.splitlines(keepends=True)[:50]))  # 50 records: below position 100
+        os.truncate(seg, keep)
+        w.step()  # fetches at 100 from the remembered end: nothing there, the end is forgotten
+        assert part.position == 100 and part.known_end == -1
+        with pytest.raises(OffsetsPastEndError, match="would be skipped silently"):
+            w.step()
+    finally:
+        w.shutdown()
+
+
 def test_committed_offsets_past_the_end_with_good_checkpoints_say_the_stream_realigns(
     log, store, paths, champion, cfg, capsys
 ) -> None:
