@@ -272,6 +272,27 @@ class ScoreBatch:
         )
 
 
+@dataclass(slots=True)
+class PointRows:
+    """History points of a write (:func:`latest_pair`): only what a history segment holds,
+    so picking a flush's points gathers one list column (the model versions) instead of
+    every column of its score rows (measured on the stream's flushes: 549,000 points per
+    1M events, ~0.4 s of list gathers for columns no segment stores)."""
+
+    users: np.ndarray  # ``segments.user_array`` of the ids
+    features_time: np.ndarray  # datetime64[us], UTC
+    risk: np.ndarray  # float64
+    model_version: list[str]
+
+    def __len__(self) -> int:
+        return len(self.features_time)
+
+    @classmethod
+    def of(cls, b: ScoreBatch) -> PointRows:
+        users = b.users_np if b.users_np is not None and len(b.users_np) == len(b) else user_array(b.user_id)
+        return cls(users, b.features_time, b.risk, b.model_version)
+
+
 TAKE_SLICE = 8_192  # rows per C-level gather in :func:`gatherer` (~1 ms each, GIL held)
 
 
@@ -617,7 +638,7 @@ def _keyed(batch: ScoreBatch) -> tuple[np.ndarray, np.ndarray]:
     return users, _sort_key(users)
 
 
-def latest_pair(batch: ScoreBatch, buckets: np.ndarray) -> tuple[ScoreBatch, ScoreBatch]:
+def latest_pair(batch: ScoreBatch, buckets: np.ndarray) -> tuple[ScoreBatch, PointRows]:
     """``(latest(batch), latest(batch, buckets))`` -- a write's current scores and its
     history points -- from **one** stable sort by user when each user's rows come in time
     order (a stream flush: the rows of a partition in processing order): then the last
@@ -627,14 +648,14 @@ def latest_pair(batch: ScoreBatch, buckets: np.ndarray) -> tuple[ScoreBatch, Sco
     Rows out of time order fall back to the two general sorts (:func:`latest`)."""
     n = len(batch)
     if n <= 1:
-        return batch, batch
+        return batch, PointRows.of(batch)
     users, key = _keyed(batch)
     order = np.argsort(key, kind="stable")  # equal ids keep the given order
     u = key[order]
     same = u[1:] == u[:-1]
     t = batch.features_time.view("int64")[order]
     if bool((same & (t[1:] < t[:-1])).any()):  # some user's rows are not in time order
-        return latest(batch), latest(batch, buckets)
+        return latest(batch), PointRows.of(latest(batch, buckets))
     b = buckets.view("int64")[order]
     last_user = np.empty(n, dtype=bool)
     last_user[-1] = True
@@ -643,8 +664,10 @@ def latest_pair(batch: ScoreBatch, buckets: np.ndarray) -> tuple[ScoreBatch, Sco
     last_point[:-1] |= b[1:] != b[:-1]
     scores = _pick(batch, users, order[last_user])
     if bool(last_point.sum() == last_user.sum()):  # no user has points in two buckets
-        return scores, scores
-    return scores, _pick(batch, users, order[last_point])
+        return scores, PointRows.of(scores)
+    pick = order[last_point]
+    return scores, PointRows(users[pick], batch.features_time[pick], batch.risk[pick],
+                             gatherer(pick.tolist())(batch.model_version))  # fmt: skip
 
 
 def _pick(batch: ScoreBatch, users: np.ndarray, pick: np.ndarray) -> ScoreBatch:

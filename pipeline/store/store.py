@@ -52,7 +52,7 @@ from pipeline.store.migrations import SCHEMA_VERSION, current_version, migrate
 from pipeline.store.realised import RealisedRuns
 from pipeline.store.records import HistoryPolicy, StreamMetric, WriteResult
 from pipeline.store.rows import (
-    ScoreBatch,
+    PointRows,
     ScoreColumns,
     ScoreRow,
     TimeCodec,
@@ -332,16 +332,16 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
         every = validate_scores(rows)
         if not len(every):
             return 0
-        segment = self._segment(latest(every, history.bucket_us(every.features_time)), history)
+        segment = self._segment(PointRows.of(latest(every, history.bucket_us(every.features_time))), history)
         with self._write() as conn:
             appended = self._append_segment(conn, segment)
         self._after_history_write()
         return appended
 
-    def _segment(self, p: ScoreBatch, history: HistoryPolicy) -> dict[str, Any]:
+    def _segment(self, p: PointRows, history: HistoryPolicy) -> dict[str, Any]:
         """One ``score_history_segments`` row holding ``p``'s points (each (user,
         interval) once: rows of :func:`latest`, by user)."""
-        users = segments.user_array(p.user_id if p.users_np is None else p.users_np)
+        users = p.users
         t = p.features_time.view("int64")
         b = history.bucket_us(p.features_time).view("int64")
         versions = np.empty(len(p), dtype=object)
@@ -357,7 +357,7 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
     def _history_lock(self) -> Statement:
         return "SELECT pg_advisory_xact_lock(hashtext(%(k)s))", {"k": f"churn-history:{self.schema or ''}"}
 
-    def _segment_statements(self, points: ScoreBatch, history: HistoryPolicy) -> list[Statement]:
+    def _segment_statements(self, points: PointRows, history: HistoryPolicy) -> list[Statement]:
         """PostgreSQL, driver level: the history lock and the insert of ``points``' segment
         (what :meth:`_append_segment` runs through SQLAlchemy, the same statement compiled
         for the driver: its SQL comes from the one table definition)."""

@@ -99,6 +99,16 @@ def assert_same(got: R.ScoreBatch, want: R.ScoreBatch) -> None:
         np.testing.assert_array_equal(got.users_np, want.users_np)
 
 
+def assert_same_points(got: R.PointRows, want: R.ScoreBatch) -> None:
+    """History points hold a segment's columns: ids (as their array), times, risks, versions."""
+    assert isinstance(got, R.PointRows) and len(got) == len(want)
+    np.testing.assert_array_equal(got.users, user_array(want.user_id))
+    assert got.users.dtype == user_array(want.user_id).dtype
+    np.testing.assert_array_equal(got.features_time, want.features_time)
+    np.testing.assert_array_equal(got.risk, want.risk)
+    assert type(got.model_version) is list and got.model_version == want.model_version
+
+
 def reference_latest(batch: R.ScoreBatch, buckets: np.ndarray | None = None) -> list[int]:
     """Positions kept: per user (and bucket), the newest time, then the last given; by id."""
     t = batch.features_time.view("int64").tolist()
@@ -143,13 +153,13 @@ def test_fast_paths_match_the_straightforward_ones(kind: str, monkeypatch: pytes
         assert by_bucket.user_id == [fast.user_id[i] for i in reference_latest(fast, buckets)]
         pair = R.latest_pair(R.validate_scores(f), buckets)  # out of time order: the general sorts
         assert_same(pair[0], got)
-        assert_same(pair[1], by_bucket)
+        assert_same_points(pair[1], by_bucket)
         timed = f.sort_values("features_time", kind="stable")  # a flush: each user's rows in time order
         every = R.validate_scores(timed)
         b = (every.features_time.view("int64") // 7_200_000_000).view("datetime64[us]")
         scores, points = R.latest_pair(R.validate_scores(timed), b)
         assert_same(scores, R.latest(R.validate_scores(timed)))
-        assert_same(points, R.latest(R.validate_scores(timed), b))
+        assert_same_points(points, R.latest(R.validate_scores(timed), b))
 
 
 def test_ascii_ids_are_user_array_or_none() -> None:
