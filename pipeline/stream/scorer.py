@@ -13,7 +13,10 @@ reasons (:func:`resolve_reasons`) for the rows it actually writes as current sco
 after coalescing, in one contributions call per write. A row superseded before its write
 (the same user scored again later in the same write: a history point at most, and
 points hold no reasons) is never explained; the stored reasons are the same, computed
-from the same vector and model (contributions are per row).
+from the same vector and model (contributions are per row). Deferred reasons go only to
+the store, so they are built straight to the JSON text it writes
+(:func:`pipeline.store.rows.reasons_text`, equal to encoding the dicts, tested), without
+a dict per reason or the encoder.
 
 Reasons: XGBoost's own per-feature contributions. Exact TreeSHAP (``pred_contribs``)
 ran at ~6,500 rows/s on the default champion (115 trees, depth 4), Saabas
@@ -45,7 +48,7 @@ from pipeline.features.registry import FEATURE_INDEX
 from pipeline.features.state import FeatureFrame
 from pipeline.highrisk import HighRiskRule, ResolvedThreshold
 from pipeline.store.records import HistoryPolicy
-from pipeline.store.rows import ScoreColumns, gatherer
+from pipeline.store.rows import ReasonsJSON, ScoreColumns, gatherer, reasons_text
 from pipeline.stream.model import ScoringModel
 
 _TIER = FEATURE_INDEX["plan_tier"]
@@ -61,7 +64,7 @@ class Explain:
 
     rows: np.ndarray  # int64 positions in the chunk
     values: np.ndarray  # (len(rows), n_columns) float64
-    explain: Callable[[np.ndarray], list[list[dict[str, object]]]]
+    explain: Callable[[np.ndarray], list[list[dict[str, object]]] | list[ReasonsJSON]]
     key: tuple[int, int]  # (id(scorer), id(model)): rows of one key are explained in one call
 
 
@@ -75,7 +78,7 @@ class ScoreChunk:
     model_version: str
     user_id: list[str]
     risk: np.ndarray
-    reasons: list[list[dict[str, object]] | None]
+    reasons: list[list[dict[str, object]] | ReasonsJSON | None]  # deferred ones: JSON text (ReasonsJSON)
     plan: list[str | None]
     monthly_revenue: np.ndarray
     active: np.ndarray  # bool
@@ -279,7 +282,7 @@ class Scorer:
         hot = np.flatnonzero(self.threshold(model, risk, frame.active).marks(risk) & frame.active)
         pending = None
         if len(hot) and defer:
-            pending = Explain(hot, values[hot], lambda v, m=model: self.reasons(v, m), (id(self), id(model)))
+            pending = Explain(hot, values[hot], lambda v, m=model: self.reasons_json(v, m), (id(self), id(model)))
         elif len(hot):
             reasons_hot = self.reasons(values[hot], model)
             for i, r in zip(hot.tolist(), reasons_hot, strict=True):
@@ -325,15 +328,31 @@ class Scorer:
 
     def reasons(self, values: np.ndarray, model: ScoringModel) -> list[list[dict[str, object]]]:
         """Top ``top_k`` contributions per row, largest first."""
-        self.reasons_rows += len(values)
-        contrib = model.contributions(values, exact=self.exact)
-        k = min(self.top_k, contrib.shape[1])
-        top = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
-        raw = np.take_along_axis(values[:, model.columns], top, axis=1).tolist()  # Python floats, as float()
-        con = np.take_along_axis(contrib, top, axis=1).tolist()
+        return self._dicts(model, *self._top(values, model))
+
+    @staticmethod
+    def _dicts(model: ScoringModel, top: np.ndarray, raw: np.ndarray, con: np.ndarray) -> list[list[dict[str, object]]]:
         names = model.features
         return [
             [{"feature": names[j], "value": round(v, 4), "contribution": round(c, 4)}
              for j, v, c in zip(idx, rv, rc, strict=True)]
-            for idx, rv, rc in zip(top.tolist(), raw, con, strict=True)
+            for idx, rv, rc in zip(top.tolist(), raw.tolist(), con.tolist(), strict=True)  # Python floats
         ]  # fmt: skip
+
+    def reasons_json(self, values: np.ndarray, model: ScoringModel) -> list[list[dict[str, object]]] | list[ReasonsJSON]:
+        """:meth:`reasons` as the JSON text the store writes for them (the stream's
+        deferred reasons: they only go to the store); the dicts when a value is not
+        finite, which the store then refuses with its usual error."""
+        top, raw, con = self._top(values, model)
+        if not (np.isfinite(raw).all() and np.isfinite(con).all()):
+            return self._dicts(model, top, raw, con)
+        return reasons_text(model.features, top, raw, con)
+
+    def _top(self, values: np.ndarray, model: ScoringModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``top_k`` largest contributions per row: (feature positions, the features'
+        values, the contributions), each (rows, k)."""
+        self.reasons_rows += len(values)
+        contrib = model.contributions(values, exact=self.exact)
+        k = min(self.top_k, contrib.shape[1])
+        top = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+        return top, np.take_along_axis(values[:, model.columns], top, axis=1), np.take_along_axis(contrib, top, axis=1)

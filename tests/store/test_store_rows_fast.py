@@ -326,3 +326,42 @@ def test_slice_is_take_of_a_range() -> None:
     batch = R.validate_scores(good(7))
     for lo, hi in ((0, 7), (0, 100), (2, 5), (6, 7), (3, 3)):
         assert_same(batch.slice(lo, hi), batch.take(list(range(lo, min(hi, 7)))))
+
+
+def _floats(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Ordinary values of every magnitude, plus the hard ones for rounding to 4 places:
+    ties of the 5th decimal (not exact in binary), signed zeros, huge, tiny, integers."""
+    mag = rng.normal(size=n) * 10.0 ** rng.integers(-12, 17, n)
+    ties = (rng.integers(-10**7, 10**7, n) + 0.5) / 1e4
+    decimals = rng.integers(-10**6, 10**6, n) / 10.0 ** rng.integers(0, 9, n)
+    special = np.array([0.0, -0.0, 5e-5, -5e-5, 1.5e-4, 1.00005, 2.5e-5, 4.5e11 + 0.3, 1e300, -1e-300,
+                        0.5, 123456.78905, 2.0**40 / 1e4, -(2.0**40) / 1e4 - 0.00005, 1e8 + 0.00005])  # fmt: skip
+    return np.concatenate([mag, ties, decimals, special])
+
+
+def test_round4_is_pythons_round_bit_for_bit() -> None:
+    for seed in range(3):
+        a = _floats(np.random.default_rng(seed), 50_000)
+        got = R.round4(a.reshape(-1, 1)).ravel()  # any shape
+        want = np.array([round(float(v), 4) for v in a])
+        assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
+    assert R.round4(np.zeros((0, 3))).shape == (0, 3)
+
+
+def test_reasons_text_is_the_encoders_text_of_the_dicts() -> None:
+    """The stream's deferred reasons are built straight to text; the store takes them as
+    given (ReasonsJSON), so they must be exactly what it would write for the dicts."""
+    rng = np.random.default_rng(4)
+    names = ["sessions_7d", "plan_price", 'we"ird\\name', "ünïcode", "tab\there", "a/b"]
+    n = 3_000
+    idx = rng.integers(0, len(names), (n, 3))
+    values = rng.permutation(_floats(rng, n))[: 3 * n].reshape(n, 3)
+    contributions = rng.permutation(_floats(rng, n))[: 3 * n].reshape(n, 3)
+    got = R.reasons_text(names, idx, values, contributions)
+    want = [R._json_text([{"feature": names[j], "value": round(v, 4), "contribution": round(c, 4)}
+                          for j, v, c in zip(js, vs, cs, strict=True)])
+            for js, vs, cs in zip(idx.tolist(), values.tolist(), contributions.tolist(), strict=True)]  # fmt: skip
+    assert got == want and all(type(t) is R.ReasonsJSON for t in got)
+    users = [f"u{i}" for i in range(n)]
+    stored = R._reasons([*got, None], [*users, "none"])  # taken as given, as plain str
+    assert stored == [*want, None] and all(type(t) is str for t in stored[:-1])
