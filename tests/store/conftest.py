@@ -56,6 +56,15 @@ def drop_schema(url: str, schema: str) -> None:
         engine.dispose()
 
 
+@pytest.fixture
+def pg() -> str:
+    """The PostgreSQL server's URL (a test on it alone); a failure in CI when none answers."""
+    url = pg_url()
+    if url is None:
+        pg_unavailable(PG_URLS)
+    return url
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str | None]]:
     """``{"url": ..., "schema": ...}`` of a fresh, empty store location per test."""

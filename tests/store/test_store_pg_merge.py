@@ -17,18 +17,9 @@ from sqlalchemy import text
 from pipeline.clock import FakeClock
 from pipeline.store import Store
 from pipeline.store import schema as s
-from tests.needs import pg_unavailable
-from tests.store.conftest import PG_URLS, drop_schema, pg_url
+from tests.store.conftest import drop_schema
 from tests.store.helpers import T0, reference_history, score
 from tests.store.test_store_scores import REASONS, table
-
-
-@pytest.fixture
-def pg() -> str:
-    url = pg_url()
-    if url is None:
-        pg_unavailable(PG_URLS)
-    return url
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ from pipeline.errors import InvalidRowError, StoreError
 from pipeline.store import Store, pgcopy
 from pipeline.store.bulk import SCORE_COLUMNS, score_copy
 from pipeline.store.rows import score_batch
-from tests.needs import pg_unavailable
-from tests.store.conftest import PG_URLS, drop_schema, pg_url
+from tests.store.conftest import drop_schema
 
 T = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 ODD = [
@@ -53,14 +52,6 @@ def _rows(n: int, extreme_times: bool = True) -> list[dict]:
             "active": i % 9 != 0,
         })  # fmt: skip
     return out
-
-
-@pytest.fixture
-def pg() -> str:
-    url = pg_url()
-    if url is None:
-        pg_unavailable(PG_URLS)
-    return url
 
 
 @pytest.mark.parametrize(("n", "part_rows"), [(1, 2500), (9, 4), (3000, 7), (3000, 2500)])
