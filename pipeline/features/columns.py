@@ -143,11 +143,26 @@ def _columns(events: Sequence[ev.Event], actions: Mapping[str, int] | None) -> E
                         [e.event_id for e in events])
 
 
+_TIMESTAMP = datetime.timestamp
+_FAST_S = 2.0**31  # seconds from the epoch below which timestamp() * 1e6 rounds exactly (2038)
+
+
 def _micros(stamps: list[datetime]) -> np.ndarray:
-    """Exact epoch microseconds of aware datetimes (vectorised; exact fallback outside
-    pandas' nanosecond range, years 1677-2262)."""
+    """Exact epoch microseconds of the contract events' times (aware, UTC: decoding
+    requires a zone and ``_Event.__post_init__`` converts any other to UTC).
+
+    Fast path (~0.2 us a stamp instead of pandas' ~0.3; pandas was ~10 % of the feature
+    stage): an aware datetime's ``timestamp()`` is its exact microsecond offset divided by
+    10**6, correctly rounded. Below 2**31 s that double is within 2**-23 s of the true
+    value, so ``* 1e6`` is within 0.12 + 0.125 us of the integer offset and ``rint`` gives
+    it exactly. Times outside +-2**31 s (after 2038-01-19), or a naive datetime first,
+    go through pandas (with its own exact fallback outside years 1677-2262)."""
     if not stamps:
         return np.zeros(0, np.int64)
+    if stamps[0].tzinfo is not None:
+        secs = np.fromiter(map(_TIMESTAMP, stamps), np.float64, len(stamps))
+        if secs.min() > -_FAST_S and secs.max() < _FAST_S:
+            return np.rint(secs * 1e6).astype(np.int64)
     try:
         return pd.DatetimeIndex(stamps).as_unit("us").asi8
     except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):

@@ -91,3 +91,27 @@ def test_engine_restore_checks_lateness_and_partition():
 def test_late_event_error_is_a_dead_letter_reason():
     e = LateEventError("late event: x")
     assert e.reason == "late event: x" and e.field == "$.ts" and str(e) == "late event: x"
+
+
+def test_event_times_become_exact_microseconds_on_both_paths():
+    """``_micros``' fast path (``timestamp() * 1e6``, rounded) is exact while |t| < 2**31 s
+    from the epoch; later (or much earlier) times take the pandas/timedelta path. Both
+    must equal the integer offset, to the microsecond, at and around the boundary."""
+    import random
+
+    from pipeline.features.columns import _FAST_S, _micros
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    lim = int(_FAST_S) * 10**6
+    rng = random.Random(5)
+    inside = [epoch + timedelta(microseconds=rng.randrange(-lim + 1, lim)) for _ in range(100_000)]
+    inside += [epoch + timedelta(microseconds=d) for d in (0, 1, -1, 999_999, -999_999, lim - 1, -lim + 1)]
+    outside = [epoch + timedelta(microseconds=lim), epoch - timedelta(microseconds=lim), datetime(1, 1, 1, tzinfo=UTC),
+               datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), datetime(2262, 4, 12, tzinfo=UTC)]  # fmt: skip
+    for stamps in (inside, outside + inside[:50], inside[:50] + outside):
+        want = np.array([(t - epoch) // timedelta(microseconds=1) for t in stamps], np.int64)
+        np.testing.assert_array_equal(_micros(stamps), want)
+    # what decoding gives the engine: any offset, converted to UTC by the contract
+    e = ev.decode(b'{"type":"session","event_id":"e","user_id":"u","ts":"2026-03-29T01:30:00.123457+05:30",'
+                  b'"schema_version":1,"watch_minutes":1.0,"device":"tv"}')  # fmt: skip
+    assert _micros([e.ts])[0] == (datetime(2026, 3, 28, 20, 0, 0, 123_457, tzinfo=UTC) - epoch) // timedelta(microseconds=1)
