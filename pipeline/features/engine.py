@@ -58,6 +58,7 @@ class BatchOutcome:
     touched: list[str]
     watermark: datetime | None
     touched_slots: np.ndarray | None = None  # the touched users' state slots (same order)
+    slot_space: int | None = None  # the serial of the state those slots are of (FeatureState.serial)
 
 
 class FeatureEngine:
@@ -117,7 +118,8 @@ class FeatureEngine:
             items += [(first_offset + pos, bytes(values[pos]), err) for pos in late_pos.tolist()]
             items.sort(key=lambda it: it[0])
             dlq.send(partition, items)
-        return BatchOutcome(result.applied, invalid, late, result.touched, result.watermark, result.touched_slots)
+        return BatchOutcome(result.applied, invalid, late, result.touched, result.watermark, result.touched_slots,
+                            st.serial)  # fmt: skip
 
     def set_cutoff(self, partition: int, t_us: int | None, on_cutoff: OnCutoff | None = None) -> None:
         """Call ``on_cutoff(t_us, state)`` as the stream passes ``t_us`` in ``partition``:

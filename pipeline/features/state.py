@@ -22,6 +22,7 @@ feature vectors at a time ``t >= watermark`` (reading earlier would let events a
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ ACTION_ARRAYS: dict[str, tuple[str, int | float]] = {
     "act_last_us": ("int64", NONE_US),
 }
 _APPLY_ARRAYS = tuple(RING_ARRAYS) + tuple(SCALAR_ARRAYS)
+_SERIALS = itertools.count(1)
 DEFAULTS = np.array([f.default for f in FEATURES], dtype=np.float64)
 _READ_ARRAYS = (*RING_ARRAYS, "signup_us", "plan", "last_session_us", "charge_us", "charge_amount", "charge_failed")
 
@@ -141,6 +143,9 @@ class FeatureState:
                 "events later than that belong in a backfill, not the stream"
             )
         self.spec = spec
+        # this state's number in the process: (serial, slot) names one user for as long as
+        # the process runs (slots are never reused within a state; a restore is a new state)
+        self.serial = next(_SERIALS)
         self.n_actions = len(spec.actions)
         self.columns = spec.engine_columns
         self.lateness_us = duration_us(lateness)

@@ -83,9 +83,10 @@ class ScoreChunk:
     monthly_revenue: np.ndarray
     active: np.ndarray  # bool
     pending: Explain | None = None
-    # the users' slots in their partition's feature state (distinct within a chunk), when
-    # the worker knows them: :func:`coalesce` then works column-wise per chunk
+    # the users' slots in their partition's feature state (distinct within a chunk) and that
+    # state's serial, when the worker knows them: :func:`coalesce` then works column-wise
     slots: np.ndarray | None = None
+    slot_space: int | None = None
 
     def __len__(self) -> int:
         return len(self.user_id)
@@ -102,7 +103,8 @@ class ScoreChunk:
         get = gatherer(list(idx))
         return ScoreChunk(self.partition, self.features_time, self.model_version, get(self.user_id),
                           self.risk[ix], get(self.reasons), get(self.plan), self.monthly_revenue[ix],
-                          self.active[ix], pending, None if self.slots is None else self.slots[ix])  # fmt: skip
+                          self.active[ix], pending, None if self.slots is None else self.slots[ix],
+                          self.slot_space)  # fmt: skip
 
 
 def drop_superseded_reasons(chunks: list[ScoreChunk]) -> None:
@@ -162,21 +164,22 @@ def coalesce(chunks: list[ScoreChunk], history: HistoryPolicy | None = None) -> 
 
     It runs in the writer thread, so it works a chunk (one micro-batch) at a time: the
     batch loop gets the GIL back between chunks, where one vectorised call over a whole
-    flush would hold it for tens of ms. Chunks that carry their users' ``slots`` (the
-    stream's) are done column-wise: per (partition, interval) an array by slot holds the
-    user last kept there (:func:`_unseen_slots`), and a row is dropped only when its slot
-    holds that same user (so a slot reused by another feature state never drops a row;
-    it only keeps one the store then deduplicates). Per row that is a few numpy element
-    operations instead of a set lookup and insert in Python. Other chunks go through a
-    set of ids.
+    flush would hold it for tens of ms. Chunks that carry their users' ``slots`` and the
+    serial of the feature state those are slots of (``slot_space``: the stream's) are done
+    column-wise: a state never gives a slot to a second user, so (serial, slot) is the
+    user, and per (partition, serial, interval) an array by slot marks the users kept
+    (:func:`_unseen_slots`). The same user in two states (a partition handed over or
+    restored mid-flush) keeps a row in each, which the store deduplicates. Per row that
+    is a few numpy element operations instead of a set lookup and insert in Python.
+    Other chunks go through a set of ids.
     """
-    by_slot: dict[tuple[int, Any], np.ndarray] = {}
+    by_slot: dict[tuple[int, int, Any], np.ndarray] = {}
     seen_in: dict[Any, set[str]] = {}
     out = []
     for c in reversed(chunks):
         bucket = None if history is None else _bucket(c, history)
-        if c.slots is not None and len(c):
-            keep = _unseen_slots(c, by_slot, (c.partition, bucket))
+        if c.slots is not None and c.slot_space is not None and len(c):
+            keep = _unseen_slots(c.slots, by_slot, (c.partition, c.slot_space, bucket))
         else:
             seen = seen_in.setdefault(bucket, set())
             add = seen.add
@@ -191,25 +194,17 @@ def coalesce(chunks: list[ScoreChunk], history: HistoryPolicy | None = None) -> 
     return out
 
 
-def _unseen_slots(c: ScoreChunk, by_slot: dict[tuple[int, Any], np.ndarray], key: tuple[int, Any]) -> list[int]:
-    """Positions of ``c``'s rows whose user has no row kept yet under ``key``; marks them.
-
-    Users are compared by the identity of their id strings (``id``): a feature state
-    hands out one string object per user, and every chunk of the flush holds its strings
-    while this runs, so equal identities are the same user; the same user under another
-    string object (another state) only keeps a row the store then deduplicates."""
-    assert c.slots is not None
-    slots = c.slots
+def _unseen_slots(slots: np.ndarray, by_slot: dict[tuple[int, int, Any], np.ndarray], key: tuple[int, int, Any]) -> list[int]:
+    """Positions of ``slots`` (one chunk's, distinct) not kept yet under ``key``; marks them."""
     held = by_slot.get(key)
     top = int(slots.max()) + 1
     if held is None or len(held) < top:
-        grown = np.zeros(max(top, 2 * (0 if held is None else len(held))), dtype=np.int64)  # 0: no object
+        grown = np.zeros(max(top, 2 * (0 if held is None else len(held))), dtype=np.bool_)
         if held is not None:
             grown[: len(held)] = held
         held = by_slot[key] = grown
-    ids = np.fromiter(map(id, c.user_id), np.int64, len(c))
-    keep = np.flatnonzero(held[slots] != ids)
-    held[slots[keep]] = ids[keep]
+    keep = np.flatnonzero(~held[slots])
+    held[slots[keep]] = True
     return keep.tolist()
 
 
@@ -269,11 +264,11 @@ class Scorer:
         return out
 
     def score(self, partition: int, frame: FeatureFrame, model: ScoringModel, defer: bool = False,
-              slots: np.ndarray | None = None) -> ScoreChunk:  # fmt: skip
+              slots: np.ndarray | None = None, slot_space: int | None = None) -> ScoreChunk:  # fmt: skip
         """The batch's score rows. ``defer``: leave the reasons to :func:`resolve_reasons`
         (the stream's writer calls it for the rows it writes); else computed here.
         ``slots``: the frame's users' slots in the partition's feature state (distinct),
-        kept on the chunk for :func:`coalesce`."""
+        ``slot_space``: that state's ``serial``; kept on the chunk for :func:`coalesce`."""
         values = frame.values
         t0 = time.thread_time()
         risk = model.predict(values)
@@ -294,7 +289,7 @@ class Scorer:
         plan[~frame.active] = None
         revenue = np.where(frame.active, values[:, _PRICE], 0.0)
         return ScoreChunk(partition, frame.t, model.version, frame.users, risk, reasons, plan.tolist(),
-                          revenue, np.asarray(frame.active, dtype=bool), pending, slots)  # fmt: skip
+                          revenue, np.asarray(frame.active, dtype=bool), pending, slots, slot_space)  # fmt: skip
 
     def check(self, model: ScoringModel) -> None:
         """Refuse (``ModelMismatchError``, saying how to fix it) a champion the rule cannot

@@ -245,7 +245,7 @@ class Worker:
             st["read"] += c3 - c2
             # reasons deferred to the writer: computed for the rows it writes (after coalescing)
             chunk = self.scorer.score(p, frame, self.model, defer=True,  # type: ignore[arg-type]
-                                      slots=out.touched_slots)  # fmt: skip
+                                      slots=out.touched_slots, slot_space=out.slot_space)  # fmt: skip
             c4 = clock()
             waited = self.writer.put(chunk)
             st["handoff"] += clock() - c4

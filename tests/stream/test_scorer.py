@@ -126,11 +126,13 @@ def test_coalesce_keeps_each_users_newest_row_per_history_interval(model) -> Non
 
 @pytest.mark.parametrize("seed", range(6))
 def test_coalesce_by_slots_keeps_exactly_the_rows_coalesce_by_ids_keeps(seed: int) -> None:
-    """The stream's chunks carry their users' state slots and are coalesced column-wise.
-    Random flushes -- several partitions and days, users in many chunks, and slots reused
-    by other users or ids as other string objects (a partition's feature state replaced
-    mid-flush) -- keep exactly the rows the id-set path keeps, or more where a reused
-    slot hides nothing (the store deduplicates those); never fewer."""
+    """The stream's chunks carry their users' state slots and that state's serial, and
+    are coalesced column-wise. Random flushes -- several partitions and days, users in
+    many chunks, and (odd seeds) a partition's feature state replaced mid-flush: another
+    state's slot k may be another user, or the same users come with other slots' serial
+    -- keep exactly the rows the id-set path keeps, or more where two states hold the
+    same user (the store deduplicates those); never fewer. A rule on slots alone (no
+    serial) drops rows of the replaced state's other users and fails this."""
     from datetime import timedelta
 
     from pipeline.store import HistoryPolicy
@@ -148,11 +150,13 @@ def test_coalesce_by_slots_keeps_exactly_the_rows_coalesce_by_ids_keeps(seed: in
             other = reuse and k % 7 == 3
             part = int(r.integers(0, 3))  # a user lives in one partition
             users = [one.setdefault(u, u) for u in (f"p{part}-u{s + 1000 if other else s}" for s in slots.tolist())]
-            if reuse and k % 11 == 5:  # the same users as other string objects (another state's)
-                users = ["".join(u) for u in users]
+            space = 2 if other else 1  # another state gave slot k to user k + 1000
+            if reuse and k % 11 == 5:  # the same users from a third state (other string objects)
+                users, space = ["".join(u) for u in users], 3
             out.append(ScoreChunk(part, T + timedelta(hours=int(r.integers(0, 72)) + k), "1", users,
                                   r.random(n), [None] * n, ["basic"] * n, np.full(n, 9.99), np.ones(n, bool),
-                                  slots=slots if with_slots else None))  # fmt: skip
+                                  slots=slots if with_slots else None,
+                                  slot_space=space if with_slots else None))  # fmt: skip
         return out
 
     def rows(kept: list[ScoreChunk]) -> set[tuple]:
