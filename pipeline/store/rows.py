@@ -289,8 +289,7 @@ class PointRows:
 
     @classmethod
     def of(cls, b: ScoreBatch) -> PointRows:
-        users = b.users_np if b.users_np is not None and len(b.users_np) == len(b) else user_array(b.user_id)
-        return cls(users, b.features_time, b.risk, b.model_version)
+        return cls(_ids(b), b.features_time, b.risk, b.model_version)
 
 
 TAKE_SLICE = 8_192  # rows per C-level gather in :func:`gatherer` (~1 ms each, GIL held)
@@ -681,12 +680,18 @@ def latest(batch: ScoreBatch, buckets: np.ndarray | None = None) -> ScoreBatch:
 
 
 def _keyed(batch: ScoreBatch) -> tuple[np.ndarray, np.ndarray]:
-    """The ids' array (``users_np``, built and kept if missing or stale: ASCII ids as
-    bytes from ``validate_scores`` sort alike and convert faster) and its sort key."""
+    """The ids' array (:func:`_ids`) and its sort key."""
+    users = _ids(batch)
+    return users, _sort_key(users)
+
+
+def _ids(batch: ScoreBatch) -> np.ndarray:
+    """The ids' array ``users_np``, built and kept if missing or stale (ASCII ids as bytes
+    from ``validate_scores`` sort alike and convert faster)."""
     users = batch.users_np
     if users is None or len(users) != len(batch):
         users = batch.users_np = user_array(batch.user_id)
-    return users, _sort_key(users)
+    return users
 
 
 def latest_pair(batch: ScoreBatch, buckets: np.ndarray) -> tuple[ScoreBatch, PointRows]:
