@@ -122,25 +122,42 @@ def _columns(events: Sequence[ev.Event], actions: Mapping[str, int] | None) -> E
     num = np.fromiter([e.watch_minutes if t is session else 0.0 for e, t in zip(events, types, strict=True)], np.float64, n)
     cat = np.full(n, -1, np.int8)
     cat2 = np.full(n, -1, np.int8)
-    for i in np.flatnonzero(code != SESSION).tolist():  # the rare types: a few % of events
-        e, c = events[i], code[i]
-        if c == SIGNUP:
-            cat[i] = _PLAN[e.plan]
-        elif c == PAYMENT:
-            num[i], cat[i] = e.amount, _PLAN[e.plan]
-        elif c == PAYMENT_FAILED:
-            num[i] = e.amount
-        elif c == PLAN_CHANGE:
-            cat[i], cat2[i] = _PLAN[e.from_plan], _PLAN[e.to_plan]
-        elif c == CANCEL:
-            cat[i] = _REASON[e.reason]
-        elif c == ACTIVITY:
-            if e.value is not None:
-                num[i] = e.value
-            if actions is not None:
-                cat[i] = actions.get(e.action, -1)
+    rare = np.flatnonzero(code != SESSION)
+    if len(rare):
+        _fill_other_types(events, code, rare, num, cat, cat2, actions)
     return EventColumns([e.user_id for e in events], _micros([e.ts for e in events]), code, num, cat, cat2,
                         [e.event_id for e in events])
+
+
+def _fill_other_types(events: Sequence[ev.Event], code: np.ndarray, rows: np.ndarray, num: np.ndarray,
+                      cat: np.ndarray, cat2: np.ndarray, actions: Mapping[str, int] | None) -> None:  # fmt: skip
+    """``num``/``cat``/``cat2`` of the non-session events ``rows``, one type at a time: a
+    comprehension per field and one numpy assignment, not a Python branch per event (with
+    numpy scalar comparisons, ~1.2 us an event). Sessions are most of the simulator's
+    events, but another product's log (``churn import``) can be mostly activity events:
+    ``_columns`` of 1,000-event batches, 70 % activities, 20 % payments, 10 % signups,
+    1.16-1.61 -> 0.84-0.85 us an event; the simulator's mix 0.80-0.91 -> 0.59-0.71
+    (the same columns, byte for byte)."""
+    kinds = code[rows]
+    for c in np.unique(kinds).tolist():
+        at = rows[kinds == c]
+        es = [events[i] for i in at.tolist()]
+        if c == SIGNUP:
+            cat[at] = [_PLAN[e.plan] for e in es]
+        elif c == PAYMENT:
+            num[at] = [e.amount for e in es]
+            cat[at] = [_PLAN[e.plan] for e in es]
+        elif c == PAYMENT_FAILED:
+            num[at] = [e.amount for e in es]
+        elif c == PLAN_CHANGE:
+            cat[at] = [_PLAN[e.from_plan] for e in es]
+            cat2[at] = [_PLAN[e.to_plan] for e in es]
+        elif c == CANCEL:
+            cat[at] = [_REASON[e.reason] for e in es]
+        elif c == ACTIVITY:
+            num[at] = [0.0 if e.value is None else e.value for e in es]
+            if actions is not None:
+                cat[at] = [actions.get(e.action, -1) for e in es]
 
 
 _TIMESTAMP = datetime.timestamp

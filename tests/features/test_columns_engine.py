@@ -44,6 +44,49 @@ def test_columns_carry_each_type_fields():
     assert c.ts[0] == 1_767_225_600_000_000 and len(c) == 5
 
 
+def test_columns_of_an_interleaved_mix_of_every_type_match_event_by_event():
+    """Fields are filled one type at a time; each lands on its own event's row."""
+    plans = list(ev.PLANS)
+    rng = np.random.default_rng(7)
+    makers = [
+        lambda i: _e(ev.Signup, i, plan=plans[i % 3]),
+        lambda i: _e(ev.Session, i, watch_minutes=float(i), device="tv"),
+        lambda i: _e(ev.Payment, i, amount=i / 4, plan=plans[(i + 1) % 3]),
+        lambda i: _e(ev.PaymentFailed, i, amount=i / 8, reason="card_declined"),
+        lambda i: _e(ev.PlanChange, i, from_plan=plans[i % 3], to_plan=plans[(i + 2) % 3]),
+        lambda i: _e(ev.SupportTicket, i, category="billing"),
+        lambda i: _e(ev.Cancel, i, reason=("voluntary", "involuntary")[i % 2]),
+        lambda i: _e(ev.Activity, i, action=("view", "buy", "other")[i % 3], value=None if i % 2 else i / 2),
+    ]
+    events = [makers[int(k)](i) for i, k in enumerate(rng.integers(0, len(makers), 400))]
+    vocab = {"view": 0, "buy": 1}  # "other" is undeclared: -1
+
+    def one(e):  # (num, cat, cat2) of one event, straight from its fields
+        plan = {p: j for j, p in enumerate(plans)}
+        match e:
+            case ev.Signup():
+                return 0.0, plan[e.plan], -1
+            case ev.Session():
+                return e.watch_minutes, -1, -1
+            case ev.Payment():
+                return e.amount, plan[e.plan], -1
+            case ev.PaymentFailed():
+                return e.amount, -1, -1
+            case ev.PlanChange():
+                return 0.0, plan[e.from_plan], plan[e.to_plan]
+            case ev.Cancel():
+                return 0.0, {"voluntary": 0, "involuntary": 1}[e.reason], -1
+            case ev.Activity():
+                return 0.0 if e.value is None else e.value, vocab.get(e.action, -1), -1
+        return 0.0, -1, -1
+
+    from pipeline.features.columns import _columns
+
+    c = _columns(events, vocab)
+    assert list(zip(c.num.tolist(), c.cat.tolist(), c.cat2.tolist(), strict=True)) == [one(e) for e in events]
+    assert c.user_ids == [e.user_id for e in events] and c.event_ids == [e.event_id for e in events]
+
+
 def test_decode_columns_separates_invalid_records():
     good = [ev.encode(_e(ev.Session, i, i, watch_minutes=1.0, device="tv")) for i in range(3)]
     values = [good[0], b"{not json", good[1], b'{"type":"session"}', good[2]]
