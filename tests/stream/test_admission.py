@@ -142,6 +142,20 @@ def test_dedup_decisions_do_not_depend_on_batching():
     assert 100 <= len(one) <= 200  # bounded
 
 
+def test_window_bytes_are_the_struct_encoding_across_rotations():
+    """``to_bytes`` reuses the older generation's encoding until the window rotates: taken
+    between batches (as checkpoints are), it stays byte for byte the struct's encoding."""
+    from pipeline.stream.admission import _WindowDoc
+
+    rng = np.random.default_rng(5)
+    w = DedupWindow(50)
+    for k in range(60):
+        w.admit([f"e{i}" for i in rng.integers(0, 10_000, int(rng.integers(1, 40))).tolist()])
+        want = msgspec.msgpack.encode(_WindowDoc(w.size, list(w.current), list(w.previous)))
+        assert w.to_bytes() == want, k
+        assert DedupWindow.from_bytes(w.to_bytes()) == w
+
+
 def test_window_bytes_round_trip_and_garbage_is_an_error():
     w = DedupWindow(3)
     w.admit(["a", "b", "c", "d"])
