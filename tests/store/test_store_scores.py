@@ -47,6 +47,40 @@ def test_upsert_then_read_round_trips_every_column(store: Store, clock):
     assert list(store.current_scores(top_k=None, min_risk=0.5).user_id) == ["u1", "u3"]
 
 
+def test_columns_with_one_value_per_batch_land_on_every_row(store: Store, clock):
+    """Columns with the same value in every row (bound once per statement on SQLite) and
+    columns that vary, in batches of several statements plus a remainder: each row reads
+    back with its own values."""
+    rng = np.random.default_rng(11)
+    plans = ["basic", "standard", "premium"]
+    want = {}
+    for b, (plan_varies, part_varies, active_varies) in enumerate(
+        [(False, False, False), (True, False, True), (False, True, False), (True, True, True)]
+    ):
+        rows = []
+        for i in range(237):
+            user = f"u{b}-{int(rng.integers(0, 10**6)):07d}-{i}"
+            row = score(user, float(rng.random()), b * 1000 + i, model=f"v{b}",
+                        plan=plans[i % 3] if plan_varies else "standard",
+                        partition=i % 4 if part_varies else 2,
+                        active=bool(i % 2) if active_varies else True,
+                        monthly_revenue=float(i % 5), reasons=REASONS if i % 7 == 0 else None)  # fmt: skip
+            rows.append(row)
+            want[user] = (row["risk"], f"v{b}", pd.Timestamp(row["features_time"]), row["plan"],
+                          row["partition"], row["active"], row["monthly_revenue"], row["reasons"])  # fmt: skip
+        store.upsert_scores(rows)
+    df = store.current_scores(top_k=None, active_only=False)
+    got = {
+        u: (r, m, t, p, int(pt), bool(a), rev, reasons)
+        for u, r, m, t, p, pt, a, rev, reasons in zip(
+            df.user_id, df.risk, df.model_version, df.features_time, df.plan, df.partition, df.active,
+            df.monthly_revenue, df.reasons, strict=True,
+        )
+    }
+    assert got == want
+    assert set(df.updated_at) == {pd.Timestamp(clock.now())}
+
+
 def test_rewriting_a_batch_is_a_no_op(store: Store):
     batch = [score(f"u{i}", i / 10, i) for i in range(10)]
     store.upsert_scores(batch)
