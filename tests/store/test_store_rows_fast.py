@@ -328,6 +328,23 @@ def test_slice_is_take_of_a_range() -> None:
         assert_same(batch.slice(lo, hi), batch.take(list(range(lo, min(hi, 7)))))
 
 
+def test_take_of_columns_with_one_value_keeps_every_value() -> None:
+    """A column of one value is repeated, not gathered: the same values and types as an
+    element-wise gather, signed zeros kept."""
+    cols = R.validate_scores([
+        {"user_id": f"u{i}", "risk": 0.5, "model_version": "7", "features_time": T0, "plan": "basic",
+         "monthly_revenue": (0.0, -0.0)[i % 2], "partition": 3, "active": True}
+        for i in range(9)
+    ])  # fmt: skip
+    order = [8, 0, 5, 3, 1, 7, 2, 6, 4]
+    got = cols.take(order)
+    for name in FIELDS:
+        want = [getattr(cols, name)[i] for i in order]
+        assert getattr(got, name) == want and [type(v) for v in getattr(got, name)] == [type(v) for v in want]
+    signs = [math.copysign(1.0, v) for v in got.monthly_revenue]
+    assert signs == [math.copysign(1.0, (0.0, -0.0)[i % 2]) for i in order]  # 0.0 == -0.0: not one value
+
+
 def _floats(rng: np.random.Generator, n: int) -> np.ndarray:
     """Ordinary values of every magnitude, plus the hard ones for rounding to 4 places:
     ties of the 5th decimal (not exact in binary), signed zeros, huge, tiny, integers."""
