@@ -193,8 +193,9 @@ class FeatureState:
     def slots(self, user_ids: Sequence[str], create: bool = True) -> np.ndarray:
         """Slot of each user id (new users get the next slots, first-seen order);
         ``-1`` for unknown users when ``create`` is false."""
-        get = self._slot_of.get
-        out = np.fromiter([get(u, -1) for u in user_ids], np.int64, len(user_ids))
+        # map() over the ids: no comprehension frame or list (0.52 -> 0.40 us an id on
+        # 1,000-id batches of fresh id strings against a 54,000-user dict)
+        out = np.fromiter(map(self._slot_of.get, user_ids, itertools.repeat(-1)), np.int64, len(user_ids))
         if create:
             missing = np.flatnonzero(out < 0)
             if len(missing):
