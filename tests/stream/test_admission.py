@@ -142,18 +142,46 @@ def test_dedup_decisions_do_not_depend_on_batching():
     assert 100 <= len(one) <= 200  # bounded
 
 
-def test_window_bytes_are_the_struct_encoding_across_rotations():
-    """``to_bytes`` reuses the older generation's encoding until the window rotates: taken
-    between batches (as checkpoints are), it stays byte for byte the struct's encoding."""
+def test_window_bytes_hold_each_generation_in_admission_order_across_rotations():
+    """``to_bytes`` joins the encodings kept as ids are admitted: taken between batches (as
+    checkpoints are), it holds exactly the window's ids, each generation in the order
+    admitted (a plain-list model of the rule), and restores to the same window."""
     from pipeline.stream.admission import _WindowDoc
 
     rng = np.random.default_rng(5)
     w = DedupWindow(50)
-    for k in range(60):
-        w.admit([f"e{i}" for i in rng.integers(0, 10_000, int(rng.integers(1, 40))).tolist()])
-        want = msgspec.msgpack.encode(_WindowDoc(w.size, list(w.current), list(w.previous)))
-        assert w.to_bytes() == want, k
+    cur: list[str] = []
+    prev: list[str] = []
+    for k in range(80):
+        ids = [f"e{i}" for i in rng.integers(0, 3_000, int(rng.integers(1, 40))).tolist()]
+        w.admit(ids)
+        for e in ids:  # the model: a duplicate is skipped; a full current generation rotates
+            if e in cur or e in prev:
+                continue
+            if len(cur) == 50:
+                prev, cur = cur, []
+            cur.append(e)
+        doc = msgspec.msgpack.decode(w.to_bytes(), type=_WindowDoc)
+        assert (doc.size, doc.current, doc.previous) == (50, cur, prev), k
         assert DedupWindow.from_bytes(w.to_bytes()) == w
+
+
+def test_window_built_from_bytes_or_sets_is_encoded_afresh_then_kept_up():
+    w = DedupWindow(4, {"a", "b"}, {"x", "y", "z", "q"})
+    w.admit(["c"])
+    back = DedupWindow.from_bytes(w.to_bytes())
+    assert back == w
+    back.admit(["d", "e", "f"])  # fills and rotates: {"a","b","c","d"} becomes the older one
+    again = DedupWindow.from_bytes(back.to_bytes())
+    assert again == back and again.previous == {"a", "b", "c", "d"} and again.current == {"e", "f"}
+
+
+def test_msgpack_array_heads_are_msgspecs() -> None:
+    from pipeline.stream.admission import _array_head
+
+    for n in (0, 1, 15, 16, 17, 65_535, 65_536, 70_000):
+        raw = msgspec.msgpack.encode([None] * n)
+        assert raw[: len(_array_head(n))] == _array_head(n) and len(raw) == len(_array_head(n)) + n, n
 
 
 def test_window_bytes_round_trip_and_garbage_is_an_error():
