@@ -17,6 +17,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
@@ -502,12 +503,22 @@ def reasons_text(names: Sequence[str], idx: np.ndarray, values: np.ndarray,
     (``idx``, ``values``, ``contributions``: (rows, k) arrays) as the text
     :func:`_json_text` gives their list (tested equal); every float must be finite (the
     encoder refuses NaN and infinity: check before)."""
+    rows, k = idx.shape
+    if not rows:
+        return []
     keys = [f'{{"feature":{json.encoder.encode_basestring_ascii(n)},"value":' for n in names]
-    return [
-        ReasonsJSON("[" + ",".join([f'{keys[j]}{v!r},"contribution":{c!r}}}' for j, v, c in zip(js, vs, cs, strict=True)])
-                    + "]")
-        for js, vs, cs in zip(idx.tolist(), round4(values).tolist(), round4(contributions).tolist(), strict=True)
-    ]  # fmt: skip
+    # One %-format per row over its (key, value, contribution) texts, grouped by zip at C
+    # speed: a comprehension per row with an f-string per reason cost 7.6 us a row of 3
+    # reasons (27,000 rows a 1M-event stream run), this 4.0-4.1 (of which the 6 float
+    # reprs ~1.4, the format ~1.0).
+    row = "[" + ",".join(['%s%s,"contribution":%s}'] * k) + "]"
+    texts = chain.from_iterable(zip(
+        map(keys.__getitem__, idx.ravel().tolist()),
+        map(float.__repr__, round4(values).ravel().tolist()),
+        map(float.__repr__, round4(contributions).ravel().tolist()),
+        strict=True,
+    ))  # fmt: skip
+    return list(map(ReasonsJSON, map(row.__mod__, zip(*[texts] * (3 * k), strict=True))))
 
 
 _ROUND4_EXACT = 2.0**40  # |x| * 1e4 below this: the product is within 2**-13 of exact
