@@ -262,7 +262,7 @@ class ScoreBatch:
         n = len(ix)
 
         def get(values: list[Any]) -> list[Any]:  # a column of one value needs no gather
-            return [values[0]] * n if _one_value(values) else gather(values)
+            return [values[0]] * n if one_value(values) else gather(values)
 
         return ScoreBatch(
             gather(self.user_id),
@@ -298,7 +298,7 @@ class PointRows:
         return cls(_ids(b), b.features_time, b.risk, b.model_version)
 
 
-def _one_value(values: list[Any]) -> bool:
+def one_value(values: list[Any]) -> bool:
     """Every value is the first one's equal, and interchangeable with it (not a float
     zero: 0.0 == -0.0). A C loop, ~7 us per 10,000; a gather in random order of a batch's
     list costs 0.1-0.5 ms (cache misses), and the model version, plan and ``active`` of a
