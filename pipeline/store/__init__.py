@@ -5,7 +5,7 @@ PostgreSQL by URL. See :mod:`pipeline.store.store` for the write rules and
 >>> from pipeline.clock import FakeClock
 >>> store = Store("sqlite://", clock=FakeClock())
 >>> store.schema_version()
-10
+11
 """
 
 from pipeline.store.engine import open_engine, parse_url

@@ -32,19 +32,22 @@ and the version stamp is harmless.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import numpy as np
 from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.errors import StoreSchemaError
 from pipeline.store import schema, segments
 from pipeline.store.rows import TimeCodec
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 Migration = Callable[[Connection], None]
+log = logging.getLogger("pipeline.store")
 
 
 def _v2_drift_runs(conn: Connection) -> None:
@@ -227,6 +230,35 @@ def _v10_score_keys_compare_bytewise(conn: Connection) -> None:
     conn.execute(text(f'ALTER TABLE {name} ALTER COLUMN user_id TYPE VARCHAR(200) COLLATE "C"'))
 
 
+def history_payload_lz4(conn: Connection) -> bool:
+    """PostgreSQL 14 or later: ``score_history_segments.payload`` compressed with lz4
+    instead of the default pglz, where the server was built with lz4 (else it keeps pglz
+    and says so in the log). A segment holds one write's points (~370 KB for 10,000) and
+    is compressed by the server inside every scores + history write; inserting one took
+    17 ms with pglz and 5 ms with lz4 on this machine (stored size 174 vs 186 KB; no
+    compression: 5.5 ms, 387 KB), and reads decompress it faster too. Rows written
+    before keep their compression; both read the same. Returns whether lz4 is set."""
+    if conn.dialect.name != "postgresql" or (conn.dialect.server_version_info or (0,)) < (14,):
+        return False
+    table = schema.score_history_segments
+    owner = conn.schema_for_object(table)
+    q = conn.dialect.identifier_preparer.quote
+    name = f"{q(owner)}.{q(table.name)}" if owner else q(table.name)
+    try:
+        with conn.begin_nested():
+            conn.execute(text(f"ALTER TABLE {name} ALTER COLUMN payload SET COMPRESSION lz4"))
+    except DBAPIError as exc:  # "compression method lz4 not supported": a build without it
+        log.info("score history segments keep pglz compression: %s", exc.orig or exc)
+        return False
+    return True
+
+
+def _v11_history_payload_lz4(conn: Connection) -> None:
+    """Version 11: history segments compressed with lz4 on PostgreSQL
+    (:func:`history_payload_lz4`); SQLite stores them as they are: nothing to do."""
+    history_payload_lz4(conn)
+
+
 CARRY_POINTS = 100_000
 
 # target version -> upgrade from the version before
@@ -240,6 +272,7 @@ MIGRATIONS: dict[int, Migration] = {
     8: _v8_history_segments,
     9: _v9_score_times_as_integers,
     10: _v10_score_keys_compare_bytewise,
+    11: _v11_history_payload_lz4,
 }
 
 
@@ -287,6 +320,8 @@ def migrate(
             migrations[version](conn)
     if found < latest:
         schema.metadata.create_all(conn, checkfirst=True)
+        if not found:  # a fresh database: what the migrations set that create_all cannot
+            history_payload_lz4(conn)
         stamp = TimeCodec(conn.dialect.name).one(now)
         table = schema.schema_version
         conn.execute(table.delete())

@@ -300,6 +300,34 @@ def test_v9_score_keys_migrate_to_bytewise_order(make_store, clock):
     assert again.current_scores(top_k=1)["user_id"].tolist() == ["é"]
 
 
+def _payload_compression(store: Store) -> str:
+    """PostgreSQL's compression method of the segments' payload column ('' = the default)."""
+    with store.engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) AND attname = 'payload'"
+        ), {"t": store._bulk.table(s.score_history_segments)}).scalar_one()  # fmt: skip
+
+
+def test_v10_history_segments_compress_with_lz4_on_postgresql(make_store, clock):
+    """Schema 11: PostgreSQL compresses a history segment's payload with lz4 (set on a
+    fresh store and by the migration); segments written before read the same after."""
+    store = make_store()
+    store.upsert_scores([score(f"u{i}", i / 100, i) for i in range(50)])
+    before = store.score_history()
+    if store.dialect == "postgresql":
+        assert _payload_compression(store) == "l"
+        table = store._bulk.table(s.score_history_segments)
+        with store.engine.begin() as conn:  # version 10's column: the server's default (pglz)
+            conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN payload SET COMPRESSION default"))
+        assert _payload_compression(store) == ""
+    again, _ = _reopened_from(store, make_store, 10)
+    if again.dialect == "postgresql":
+        assert _payload_compression(again) == "l"
+    pd.testing.assert_frame_equal(again.score_history(), before)
+    again.upsert_scores([score("u1", 0.99, 3 * 24 * 60)])  # another day: a second point
+    assert again.score_history(["u1"])["risk"].tolist() == [0.01, 0.99]
+
+
 def _reopened_from(store: Store, make_store, version: int) -> tuple[Store, dict]:
     """Mark ``store`` as schema ``version`` (its tables already rewritten to that layout),
     close it and open it again (migrating); returns the reopened store and its ``scores``
