@@ -258,22 +258,17 @@ class ScoreBatch:
         ix = np.asarray(idx, dtype=np.int64)
         if len(ix) == 0:
             return ScoreBatch([], self.risk[ix], [], self.features_time[ix], [], [], [], [], [])
-        gather = gatherer(ix.tolist())
-        n = len(ix)
-
-        def get(values: list[Any]) -> list[Any]:  # a column of one value needs no gather
-            return [values[0]] * n if one_value(values) else gather(values)
-
+        get = gatherer(ix.tolist())
         return ScoreBatch(
-            gather(self.user_id),
+            get(self.user_id),
             self.risk[ix],
-            get(self.model_version),
+            get(self.model_version, repeat_one=True),
             self.features_time[ix],
-            get(self.reasons),
-            get(self.plan),
-            get(self.monthly_revenue),
-            get(self.partition),
-            get(self.active),
+            get(self.reasons, repeat_one=True),
+            get(self.plan, repeat_one=True),
+            get(self.monthly_revenue, repeat_one=True),
+            get(self.partition, repeat_one=True),
+            get(self.active, repeat_one=True),
             None if self.users_np is None else self.users_np[ix],
         )
 
@@ -318,10 +313,18 @@ def gatherer(ix: list[int]) -> Callable[[list[Any]], list[Any]]:
     """``values -> [values[i] for i in ix]`` at C speed (``itemgetter``), at most
     ``TAKE_SLICE`` rows per call: one call holds the GIL throughout, and over a stream
     writer's 140,000-row flush in random order it took 20 ms per column, a stall for
-    the batch loop (issue 17's p99)."""
-    picks = [_getter(ix[lo : lo + TAKE_SLICE]) for lo in range(0, len(ix), TAKE_SLICE)]
+    the batch loop (issue 17's p99).
 
-    def get(values: list[Any]) -> list[Any]:
+    ``get(values, repeat_one=True)``: a column of one value (:func:`one_value`: a write's
+    model version, plan, ``active``; a chunk's unresolved reasons) is repeated instead of
+    gathered, for columns that usually have one (not the ids: the check would cost a
+    pass of its own)."""
+    picks = [_getter(ix[lo : lo + TAKE_SLICE]) for lo in range(0, len(ix), TAKE_SLICE)]
+    n = len(ix)
+
+    def get(values: list[Any], repeat_one: bool = False) -> list[Any]:
+        if repeat_one and one_value(values):
+            return [values[0]] * n
         out: list[Any] = []
         for pick in picks:
             out += pick(values)
@@ -752,7 +755,7 @@ def latest_pair(batch: ScoreBatch, buckets: np.ndarray) -> tuple[ScoreBatch, Poi
         return scores, PointRows.of(scores)
     pick = order[last_point]
     return scores, PointRows(users[pick], batch.features_time[pick], batch.risk[pick],
-                             gatherer(pick.tolist())(batch.model_version))  # fmt: skip
+                             gatherer(pick.tolist())(batch.model_version, repeat_one=True))  # fmt: skip
 
 
 def _pick(batch: ScoreBatch, users: np.ndarray, pick: np.ndarray) -> ScoreBatch:

@@ -48,7 +48,7 @@ from pipeline.features.registry import FEATURE_INDEX
 from pipeline.features.state import FeatureFrame
 from pipeline.highrisk import HighRiskRule, ResolvedThreshold
 from pipeline.store.records import HistoryPolicy
-from pipeline.store.rows import ReasonsJSON, ScoreColumns, gatherer, one_value, reasons_text
+from pipeline.store.rows import ReasonsJSON, ScoreColumns, gatherer, reasons_text
 from pipeline.stream.model import ScoringModel
 
 _TIER = FEATURE_INDEX["plan_tier"]
@@ -100,13 +100,10 @@ class ScoreChunk:
             at = new[pending.rows]
             keep = at >= 0
             pending = Explain(at[keep], pending.values[keep], pending.explain, pending.key) if keep.any() else None
-        gather = gatherer(list(idx))
-
-        def get(values: list[Any]) -> list[Any]:  # mostly no reasons, a few plans: often one value
-            return [values[0]] * len(idx) if one_value(values) else gather(values)
-
-        return ScoreChunk(self.partition, self.features_time, self.model_version, gather(self.user_id),
-                          self.risk[ix], get(self.reasons), get(self.plan), self.monthly_revenue[ix],
+        get = gatherer(list(idx))
+        return ScoreChunk(self.partition, self.features_time, self.model_version, get(self.user_id),
+                          self.risk[ix], get(self.reasons, repeat_one=True), get(self.plan, repeat_one=True),
+                          self.monthly_revenue[ix],
                           self.active[ix], pending, None if self.slots is None else self.slots[ix],
                           self.slot_space)  # fmt: skip
 
