@@ -74,6 +74,15 @@ class _Encoded:
         self.count = 0
         self.parts: list[bytes] = []
 
+    @classmethod
+    def of(cls, enc: _Encoded | None, ids: set[str]) -> _Encoded:
+        """``enc`` if it encodes ``ids``, else ``ids`` encoded afresh."""
+        if enc is not None and enc.encodes(ids):
+            return enc
+        fresh = cls(ids)
+        fresh.add(list(ids))
+        return fresh
+
     def add(self, ids: list[str]) -> None:
         if ids:
             self.parts.append(_ENCODER.encode(ids)[len(_array_head(len(ids))) :])
@@ -103,7 +112,7 @@ class DedupWindow:
     current: set[str] = field(default_factory=set)
     previous: set[str] = field(default_factory=set)
     _current_enc: _Encoded | None = field(default=None, repr=False, compare=False)
-    _previous_enc: tuple[int, int, bytes] | None = field(default=None, repr=False, compare=False)
+    _previous_enc: _Encoded | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.current:  # tracked from the first id (else encoded at the first to_bytes)
@@ -135,11 +144,7 @@ class DedupWindow:
         while ids:
             room = self.size - len(self.current)
             if room <= 0:
-                enc = self._current_enc
-                if enc is not None and enc.encodes(self.current):
-                    self._previous_enc = (id(self.current), len(self.current), enc.array())
-                else:
-                    self._previous_enc = None
+                self._previous_enc = self._current_enc  # still the encoding of the older set
                 self.previous, self.current = self.current, set()
                 self._current_enc = _Encoded(self.current)
                 continue
@@ -152,14 +157,9 @@ class DedupWindow:
     def to_bytes(self) -> bytes:
         """The window as a ``_WindowDoc`` (msgpack; each generation's ids in the order
         they were admitted)."""
-        cur = self._current_enc
-        if cur is None or not cur.encodes(self.current):
-            cur = self._current_enc = _Encoded(self.current)
-            cur.add(list(self.current))
-        prev = self._previous_enc
-        if prev is None or prev[0] != id(self.previous) or prev[1] != len(self.previous):
-            prev = self._previous_enc = (id(self.previous), len(self.previous), _ENCODER.encode(self.previous))
-        return b"".join((_DOC_HEAD, _ENCODER.encode(self.size), cur.array(), prev[2]))
+        cur = self._current_enc = _Encoded.of(self._current_enc, self.current)
+        prev = self._previous_enc = _Encoded.of(self._previous_enc, self.previous)
+        return b"".join((_DOC_HEAD, _ENCODER.encode(self.size), cur.array(), prev.array()))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> DedupWindow:
