@@ -358,10 +358,61 @@ def _json_batch(cols: list[str], values: list[list[str | None]], rows: list[int]
 
 
 def _parquet(path: Path, mapping: SourceMapping) -> Iterator[Batch]:
+    """Parquet, a row group at a time. As in JSON lines, a mapped column ``a.b`` that is not
+    a top-level column reads field ``b`` of the struct column ``a`` (null where ``a`` is);
+    a mapped column that is itself a struct, list or map is refused before any row is read
+    (it holds no one value: the error names its fields)."""
     pf = pq.ParquetFile(path)
-    _check_columns(path, pf.schema_arrow.names, mapping)
+    fields = _parquet_fields(path, pf.schema_arrow, mapping)
     total = max(pf.metadata.num_rows, 1)
     row = 1
-    for rb in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=mapping.columns()):
+    roots = list(dict.fromkeys(root for root, _ in fields.values()))
+    flat = all(not sub for _, sub in fields.values())
+    for rb in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=mapping.columns() if flat else roots):
+        if not flat:
+            arrays = [rb.column(root) if not sub else pc.struct_field(rb.column(root), list(sub))
+                      for root, sub in fields.values()]  # fmt: skip
+            rb = pa.RecordBatch.from_arrays(arrays, names=list(fields))
         yield Batch(rb, row, min((row - 1 + rb.num_rows) / total, 1.0))
         row += rb.num_rows
+
+
+def _parquet_fields(path: Path, schema: pa.Schema, mapping: SourceMapping) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Each mapped column -> (the file's top-level column, the struct fields below it)."""
+    top = set(schema.names)
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for col, key in mapping.column_keys().items():
+        steps = (col,) if col in top else tuple(col.split("."))  # a top-level `a.b` wins, as in JSON lines
+        kind = schema.field(steps[0]).type if steps[0] in top else None
+        for step in steps[1:]:
+            if kind is None or not pa.types.is_struct(kind) or kind.get_field_index(step) < 0:
+                kind = None
+                break
+            kind = kind.field(step).type
+        if kind is None:
+            names = _parquet_names(schema)
+            shown = ", ".join(names[:30]) + (" ..." if len(names) > 30 else "")
+            raise SourceError(f"{path}: column {col!r} (mapping key {key}) is not in the file; its columns: {shown}")
+        if pa.types.is_nested(kind):
+            inner = ", ".join(f"{col}.{f.name}" for f in kind) if pa.types.is_struct(kind) else ""
+            what = f"a struct column (its fields: {inner}): map one of its fields" if inner else \
+                f"a {kind} column, not one value per row: map a column of text, numbers or times"
+            raise SourceError(f"{path}: column {col!r} (mapping key {key}) is {what}")
+        out[col] = (steps[0], steps[1:])
+    return out
+
+
+def _parquet_names(schema: pa.Schema) -> list[str]:
+    """The file's columns, each struct's fields as ``a.b`` after it (what a mapping can name)."""
+    names: list[str] = []
+
+    def walk(prefix: str, kind: pa.DataType) -> None:
+        if pa.types.is_struct(kind):
+            for f in kind:
+                names.append(f"{prefix}.{f.name}")
+                walk(f"{prefix}.{f.name}", f.type)
+
+    for f in schema:
+        names.append(f.name)
+        walk(f.name, f.type)
+    return names

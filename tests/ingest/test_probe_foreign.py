@@ -120,6 +120,52 @@ def test_nested_json_fields_are_read_by_dotted_column_names(env, tmp_path) -> No
         list(iter_batches(src, mapping(user_id="user.uid", **nested)))
 
 
+def test_parquet_struct_fields_are_read_like_nested_json(tmp_path) -> None:
+    """The same mapping (``user.id``, ``event.props.min``) reads a Parquet file's struct
+    columns as it reads nested JSON: the same events, a null struct an empty cell (one
+    rejected row), a top-level column spelled ``a.b`` first; a mapped struct or list is
+    refused before any row is read, naming what could be mapped."""
+    import pyarrow.parquet as pq
+
+    lines = [{"user": {"id": f"u{i % 3}", "tier": "x"}, "event": {"name": "play", "props": {"min": 5 + i}},
+              "time": T0 + 60 * i, "tags": ["a"]} for i in range(9)]
+    lines[2]["user"] = None  # no user struct at all: an empty user id, one rejected row
+    lines[4]["user"] = {"id": None, "tier": "x"}
+    nested = {"timestamp": {"column": "time", "epoch_unit": "s"}, "event_type__column": "event.name",
+              "event_type__values": {"play": "session", "quit": "cancel"},
+              "fields__payment": DELETE, "fields__support_ticket": DELETE}
+    m = mapping(user_id="user.id", fields__session__watch_minutes={"column": "event.props.min"}, **nested)
+    src = {"jsonl": tmp_path / "a.jsonl", "parquet": tmp_path / "a.parquet"}
+    src["jsonl"].write_text("".join(json.dumps(d) + "\n" for d in lines))
+    pq.write_table(pa.Table.from_pylist(lines), src["parquet"], row_group_size=4)
+    got = {}
+    for fmt, path in src.items():
+        env = Env(tmp_path / fmt)
+        try:
+            s = env.run([path], m)
+            assert s.rejected == Counter({"user_id: empty": 2}), fmt
+            got[fmt] = sorted((e["user_id"], e["ts"], e["type"], e.get("watch_minutes")) for e in env.events())
+        finally:
+            env.close()
+    assert got["parquet"] == got["jsonl"] and len([e for e in got["jsonl"] if e[2] == "session"]) == 7
+    assert {e[3] for e in got["parquet"] if e[2] == "session"} == {5 + i for i in range(9) if i not in (2, 4)}
+
+    with pytest.raises(SourceError, match=r"column 'user.uid' \(mapping key user_id\) is not in the file; "
+                                          r"its columns: user, user.id, user.tier, event, event.name, event.props, "
+                                          r"event.props.min, time, tags"):
+        list(iter_batches(src["parquet"], mapping(user_id="user.uid", **nested)))
+    with pytest.raises(SourceError, match=r"column 'user' \(mapping key user_id\) is a struct column "
+                                          r"\(its fields: user.id, user.tier\): map one of its fields"):
+        list(iter_batches(src["parquet"], mapping(user_id="user", **nested)))
+    with pytest.raises(SourceError, match=r"column 'tags' \(mapping key user_id\) is a list<.*> column, not one value"):
+        list(iter_batches(src["parquet"], mapping(user_id="tags", **nested)))
+
+    flat = pa.Table.from_pylist(lines).append_column("user.id", pa.array([f"top{i % 2}" for i in range(9)]))
+    pq.write_table(flat, tmp_path / "b.parquet")
+    batch = next(iter_batches(tmp_path / "b.parquet", m))
+    assert batch.data.column("user.id").to_pylist()[:3] == ["top0", "top1", "top0"]  # the top-level column wins
+
+
 def test_repeated_rows_are_counted_and_kept(env, tmp_path) -> None:
     rows = _plays(10)
     rows += [dict(rows[2]), dict(rows[2]), dict(rows[7])]
