@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,14 +192,34 @@ def _null_markers(rb: pa.RecordBatch, markers: dict[str, pa.Array]) -> pa.Record
 
 
 def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Batch]:
+    _check_text(path, fmt, gz)
     if fmt != "csv":
         yield from _jsonl(path, mapping, gz)
         return
     size = max(path.stat().st_size, 1)
     raw, stream = _open_stream(path, gz)
+    # Arrow decodes a malformed row's text as UTF-8 before calling our invalid-row handler;
+    # on Latin-1 bytes that fails inside Arrow, which prints "Exception ignored" with a
+    # traceback and then fails the file with a parse error: keep the traceback off the
+    # user's terminal and say why the row could not be set aside
+    undecodable: list[BaseException] = []
+    prev_hook = sys.unraisablehook
+
+    def hook(u: sys.UnraisableHookArgs) -> None:
+        if isinstance(u.exc_value, UnicodeDecodeError) and getattr(u.object, "__name__", "") == "on_invalid":
+            undecodable.append(u.exc_value)
+        else:
+            prev_hook(u)
+
+    sys.unraisablehook = hook
     try:
         reader = open_csv(stream, mapping)
-        _check_columns(path, reader.schema.names, mapping)
+        try:
+            names = reader.schema.names
+        except UnicodeDecodeError:
+            raise SourceError(f"{path}: the header row is not UTF-8 text (a Latin-1 or Windows-1252 export?); "
+                              f"the importer reads UTF-8: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8") from None
+        _check_columns(path, names, mapping)
         stream.close()
         raw.close()
         raw, stream = _open_stream(path, gz)  # again, now converting only the mapped columns
@@ -217,9 +238,37 @@ def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Ba
         if pending:  # invalid rows after the last parsed one
             empty = pa.RecordBatch.from_arrays([pa.array([], pa.string()) for _ in cols], names=cols)
             yield Batch(empty, row, 1.0, np.empty(0, np.int64), [pending[k] for k in sorted(pending)])
+    except pa.ArrowInvalid as exc:
+        if not undecodable:
+            raise
+        first = str(exc).splitlines()[0]
+        raise pa.ArrowInvalid(f"{first}; that row is not UTF-8 text either (a Latin-1 or Windows-1252 export?), so it "
+                              "could not be set aside as a rejected row: convert the file to UTF-8, e.g. iconv -f "
+                              "WINDOWS-1252 -t UTF-8") from None
     finally:
+        if sys.unraisablehook is hook:
+            sys.unraisablehook = prev_hook
         stream.close()
         raw.close()
+
+
+def _check_text(path: Path, fmt: str, gz: bool) -> None:
+    """Refuse, with what it is, a file that is not UTF-8 text at all: UTF-16 (Excel's
+    "Unicode Text" export), a ZIP archive (an ``.xlsx`` workbook renamed), other binary
+    data. Read as CSV such a file failed inside Arrow with a UnicodeDecodeError traceback,
+    or as one garbled "column"; as JSON lines every line was a rejected row."""
+    with gzip.open(path, "rb") if gz else open(path, "rb") as f:
+        head = f.read(4096)
+    what = "CSV" if fmt == "csv" else "JSON lines"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SourceError(f"{path}: is UTF-16 text (Excel's 'Unicode Text' export?); the importer reads UTF-8 "
+                          f"{what}: convert it, e.g. iconv -f UTF-16 -t UTF-8")
+    if head.startswith(b"PK\x03\x04"):
+        raise SourceError(f"{path}: is a ZIP archive (an Excel .xlsx workbook?), not {what} text: export the sheet "
+                          "as CSV (UTF-8)")
+    if b"\x00" in head:
+        raise SourceError(f"{path}: contains NUL bytes: a binary file (or UTF-16/32 text without a byte-order "
+                          f"mark), not {what} text")
 
 
 def _utf8(rb: pa.RecordBatch) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:

@@ -166,6 +166,45 @@ def test_parquet_struct_fields_are_read_like_nested_json(tmp_path) -> None:
     assert batch.data.column("user.id").to_pylist()[:3] == ["top0", "top1", "top0"]  # the top-level column wins
 
 
+@pytest.mark.parametrize(("name", "data", "said"), [
+    ("excel.csv", "uid,t\nu1,1\n".encode("utf-16"), r"is UTF-16 text \(Excel's 'Unicode Text' export\?\); the "
+                                                      r"importer reads UTF-8 CSV: convert it, e.g. iconv -f UTF-16"),
+    ("e.jsonl", '{"uid": "u1"}\n'.encode("utf-16"), r"is UTF-16 text .* reads UTF-8 JSON lines"),
+    ("book.csv", b"PK\x03\x04" + bytes(200), r"is a ZIP archive \(an Excel .xlsx workbook\?\), not CSV text"),
+    ("blob.csv", b"uid,t\n\x00\x01\x02", r"contains NUL bytes: a binary file"),
+    ("hdr.csv", "uid,t,kind,größe\nu1,1,play,2\n".encode("latin-1"), r"the header row is not UTF-8 text \(a "
+                                                                     r"Latin-1 or Windows-1252 export\?\)"),
+])
+def test_files_that_are_not_utf8_text_are_named_for_what_they_are(tmp_path, monkeypatch, name, data, said) -> None:
+    """Before, a UTF-16 CSV (Excel's "Unicode Text" export) crashed the import with a
+    UnicodeDecodeError traceback, and the others failed as garbled columns or rows."""
+    seen: list = []
+    monkeypatch.setattr("sys.unraisablehook", seen.append)
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(SourceError, match=said):
+        list(iter_batches(tmp_path / name, mapping()))
+    assert seen == []
+
+
+def test_a_malformed_row_that_is_not_utf8_fails_the_file_quietly_and_says_why(tmp_path, monkeypatch) -> None:
+    """Arrow decodes a malformed row as UTF-8 before calling the invalid-row handler; on
+    Latin-1 bytes that failed inside Arrow with "Exception ignored" and a traceback on the
+    terminal. The parse error now says why the row could not be set aside, and the hook
+    that kept the traceback off is gone afterwards."""
+    seen: list = []
+    monkeypatch.setattr("sys.unraisablehook", seen.append)
+    before = __import__("sys").unraisablehook
+    src = tmp_path / "a.csv"
+    src.write_bytes(b"uid,t,kind,minutes,amount,plan\nu1,1,play,5,,\n" + "müller,1,play,5,,,x\n".encode("latin-1"))
+    with pytest.raises(SourceError, match=r"cannot read as csv: .*row 2: Expected 6 columns, got 7.*; that row is "
+                                          r"not UTF-8 text either \(a Latin-1 or Windows-1252 export\?\)"):
+        list(iter_batches(src, mapping()))
+    assert seen == [] and __import__("sys").unraisablehook is before
+    good = tmp_path / "b.csv"  # a malformed row of UTF-8 text is still one rejected row, not a failed file
+    good.write_text("uid,t,kind,minutes,amount,plan\nu1,1,play,5,,\nmüller,1,play,5,,,x\n")
+    assert [r.row for b in iter_batches(good, mapping()) for r in b.invalid] == [2]
+
+
 def test_repeated_rows_are_counted_and_kept(env, tmp_path) -> None:
     rows = _plays(10)
     rows += [dict(rows[2]), dict(rows[2]), dict(rows[7])]
