@@ -122,12 +122,21 @@ def iter_batches(path: Path, mapping: SourceMapping) -> Iterator[Batch]:
         raise SourceError(f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {msg}{hint}") from None
 
 
-def _check_columns(path: Path, present: list[str], mapping: SourceMapping) -> None:
+def _check_columns(path: Path, present: list[str], mapping: SourceMapping, delimiter: str | None = None) -> None:
+    """Every mapped column is in the file; ``delimiter`` (CSV): the one the file was split on,
+    to point at another one a one-column header is evidently separated by."""
     have = set(present)
     for col, key in mapping.column_keys().items():
         if col not in have:
             shown = ", ".join(present[:20]) + (" ..." if len(present) > 20 else "")
-            raise SourceError(f"{path}: column {col!r} (mapping key {key}) is not in the file; its columns: {shown}")
+            hint = ""
+            if delimiter is not None and len(present) == 1:
+                other = [d for d in (";", "\t", "|", ",") if d != delimiter and d in present[0]]
+                if other:
+                    yaml = '"\\t"' if other[0] == "\t" else f"'{other[0]}'"  # YAML: a tab needs double quotes
+                    hint = (f"; the header has one column split on {delimiter!r} but contains {other[0]!r}: set "
+                            f"`csv: {{delimiter: {yaml}}}` in the mapping")
+            raise SourceError(f"{path}: column {col!r} (mapping key {key}) is not in the file; its columns: {shown}{hint}")
 
 
 def _open_stream(path: Path, gz: bool) -> tuple[pa.NativeFile, pa.NativeFile]:
@@ -219,7 +228,7 @@ def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Ba
         except UnicodeDecodeError:
             raise SourceError(f"{path}: the header row is not UTF-8 text (a Latin-1 or Windows-1252 export?); "
                               f"the importer reads UTF-8: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8") from None
-        _check_columns(path, names, mapping)
+        _check_columns(path, names, mapping, mapping.csv_delimiter)
         stream.close()
         raw.close()
         raw, stream = _open_stream(path, gz)  # again, now converting only the mapped columns

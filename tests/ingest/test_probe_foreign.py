@@ -8,6 +8,7 @@ never hides rejection reasons."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
+from yaml import safe_load as yaml_load
 
 from churn.cli.app import app
 from pipeline.ingest import duplicates
@@ -203,6 +205,21 @@ def test_a_malformed_row_that_is_not_utf8_fails_the_file_quietly_and_says_why(tm
     good = tmp_path / "b.csv"  # a malformed row of UTF-8 text is still one rejected row, not a failed file
     good.write_text("uid,t,kind,minutes,amount,plan\nu1,1,play,5,,\nmüller,1,play,5,,,x\n")
     assert [r.row for b in iter_batches(good, mapping()) for r in b.invalid] == [2]
+
+
+@pytest.mark.parametrize(("sep", "yaml"), [(";", "';'"), ("\t", '"\\t"'), ("|", "'|'")])
+def test_a_header_split_on_another_delimiter_names_the_setting(tmp_path, sep, yaml) -> None:
+    """A semicolon- or tab-separated export read with the default ',' is one column; the
+    error says which delimiter the header holds and the exact YAML that reads it (a tab
+    must be double-quoted in YAML), and that setting does read it."""
+    src = tmp_path / "a.csv"
+    src.write_text(sep.join(HEADER) + "\n" + sep.join(["u1", str(T0), "play", "5", "", ""]) + "\n")
+    with pytest.raises(SourceError, match=re.escape(f"the header has one column split on ',' but contains {sep!r}: "
+                                                    f"set `csv: {{delimiter: {yaml}}}` in the mapping")):
+        list(iter_batches(src, mapping()))
+    fixed = yaml_load(f"csv: {{delimiter: {yaml}}}")
+    batches = list(iter_batches(src, mapping(**fixed)))
+    assert batches[0].data.column("uid").to_pylist() == ["u1"]
 
 
 def test_repeated_rows_are_counted_and_kept(env, tmp_path) -> None:
