@@ -204,6 +204,10 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
     )
 
 
+# msgspec's reasons for a text value that does not parse as the field's number type
+_TEXT_NOT_NUMBER = frozenset({"Expected `float`, got `str`", "Expected `int`, got `str`"})
+
+
 def _convert(dicts, rows, rejected, reject) -> list[ev._Event | None]:
     """Validate with the contract's types: one call for the batch, row by row if any fails."""
     try:
@@ -217,6 +221,8 @@ def _convert(dicts, rows, rejected, reject) -> list[ev._Event | None]:
         except msgspec.ValidationError as exc:
             reason, _, path = str(exc).partition(" - at `")
             path = path.rstrip("`")
+            if reason in _TEXT_NOT_NUMBER:  # a text cell (CSV, JSON) where the contract wants a number
+                reason = "not a number"
             key = f"fields.{d['type']}.{path[2:]}" if path.startswith("$.") else f"fields.{d['type']}"
             if path.startswith("$.") and path[2:] in ("user_id", "event_id", "ts"):
                 key = path[2:]
