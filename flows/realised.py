@@ -20,6 +20,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
+from flows.retries import transient
 from pipeline.config import load_settings
 
 DEPLOYMENT = "daily"
@@ -34,7 +35,7 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger(__name__)
 
 
-@task(name="champion-horizon", retries=2, retry_delay_seconds=5)
+@task(name="champion-horizon", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def champion_horizon(tracking_uri: str) -> int:
     """The label horizon the champion was trained for (its ``horizon_days`` tag)."""
     from pipeline import registry
@@ -47,7 +48,7 @@ def champion_horizon(tracking_uri: str) -> int:
         return DEFAULT_HORIZON_DAYS
 
 
-@task(name="compute-realised", retries=1, retry_delay_seconds=10)
+@task(name="compute-realised", retries=1, retry_delay_seconds=10, retry_condition_fn=transient)
 def compute(data_dir: str, topic: str, store_url: str, horizon_days: int, n_boot: int, recompute: bool):
     from pathlib import Path
 
@@ -66,7 +67,7 @@ def compute(data_dir: str, topic: str, store_url: str, horizon_days: int, n_boot
         log.close()
 
 
-@task(name="log-realised-to-mlflow", retries=2, retry_delay_seconds=5)
+@task(name="log-realised-to-mlflow", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def log_mlflow(rows, tracking_uri: str) -> dict[str, int]:
     from pipeline import registry
     from pipeline.monitoring.update import log_to_mlflow

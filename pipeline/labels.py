@@ -89,7 +89,7 @@ def cutoff_schedule(
         span = (end_us - start_us) / DAY_US
         raise SplitError(
             f"{span:.0f} days of activity cannot fit a {warmup_days}-day warm-up plus a "
-            f"{horizon_days}-day label horizon; simulate more days or lower --horizon/--warmup"
+            f"{horizon_days}-day label horizon; simulate more days (or import a longer history), or lower --horizon/--warmup"
         )
     return list(range(last - (last - first) // (every_days * DAY_US) * every_days * DAY_US, last + 1, every_days * DAY_US))
 
