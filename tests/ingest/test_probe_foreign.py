@@ -202,6 +202,15 @@ def test_a_malformed_row_that_is_not_utf8_fails_the_file_quietly_and_says_why(tm
                                           r"not UTF-8 text either \(a Latin-1 or Windows-1252 export\?\)"):
         list(iter_batches(src, mapping()))
     assert seen == [] and __import__("sys").unraisablehook is before
+    stray = tmp_path / "c.csv"  # one NUL byte in an early cell: that row is rejected, the file is read
+    stray.write_bytes(b"uid,t,kind,minutes,amount,plan\nu\x001,1,play,5,,\n" + b"u2,1,play,5,,\n" * 50)
+    assert [b.data.num_rows for b in iter_batches(stray, mapping())] == [51]
+    env = Env(tmp_path / "data")
+    try:
+        s = env.run([stray], mapping())
+        assert s.rejected_rows == 1 and s.events_by_type["session"] == 50, s.rejected
+    finally:
+        env.close()
     good = tmp_path / "b.csv"  # a malformed row of UTF-8 text is still one rejected row, not a failed file
     good.write_text("uid,t,kind,minutes,amount,plan\nu1,1,play,5,,\nmüller,1,play,5,,,x\n")
     assert [r.row for b in iter_batches(good, mapping()) for r in b.invalid] == [2]
