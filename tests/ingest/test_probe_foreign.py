@@ -203,7 +203,8 @@ def test_a_malformed_row_that_is_not_utf8_fails_the_file_quietly_and_says_why(tm
         list(iter_batches(src, mapping()))
     assert seen == [] and __import__("sys").unraisablehook is before
     stray = tmp_path / "c.csv"  # one NUL byte in an early cell: that row is rejected, the file is read
-    stray.write_bytes(b"uid,t,kind,minutes,amount,plan\nu\x001,1,play,5,,\n" + b"u2,1,play,5,,\n" * 50)
+    stray.write_bytes(f"uid,t,kind,minutes,amount,plan\nu\x001,{T0},play,5,,\n".encode()
+                      + b"".join(f"u2,{T0 + i},play,5,,\n".encode() for i in range(50)))
     assert [b.data.num_rows for b in iter_batches(stray, mapping())] == [51]
     env = Env(tmp_path / "data")
     try:
