@@ -128,7 +128,6 @@ def _check_columns(path: Path, present: list[str], mapping: SourceMapping, delim
     have = set(present)
     for col, key in mapping.column_keys().items():
         if col not in have:
-            shown = ", ".join(present[:20]) + (" ..." if len(present) > 20 else "")
             hint = ""
             if delimiter is not None and len(present) == 1:
                 other = [d for d in (";", "\t", "|", ",") if d != delimiter and d in present[0]]
@@ -136,7 +135,12 @@ def _check_columns(path: Path, present: list[str], mapping: SourceMapping, delim
                     yaml = '"\\t"' if other[0] == "\t" else f"'{other[0]}'"  # YAML: a tab needs double quotes
                     hint = (f"; the header has one column split on {delimiter!r} but contains {other[0]!r}: set "
                             f"`csv: {{delimiter: {yaml}}}` in the mapping")
-            raise SourceError(f"{path}: column {col!r} (mapping key {key}) is not in the file; its columns: {shown}{hint}")
+            raise _not_in_file(path, col, key, present, 20, hint)
+
+
+def _not_in_file(path: Path, col: str, key: str, present: list[str], show: int, hint: str = "") -> SourceError:
+    shown = ", ".join(present[:show]) + (" ..." if len(present) > show else "")
+    return SourceError(f"{path}: column {col!r} (mapping key {key}) is not in the file; its columns: {shown}{hint}")
 
 
 def _open_stream(path: Path, gz: bool) -> tuple[pa.NativeFile, pa.NativeFile]:
@@ -448,9 +452,7 @@ def _parquet_fields(path: Path, schema: pa.Schema, mapping: SourceMapping) -> di
                 break
             kind = kind.field(step).type
         if kind is None:
-            names = _parquet_names(schema)
-            shown = ", ".join(names[:30]) + (" ..." if len(names) > 30 else "")
-            raise SourceError(f"{path}: column {col!r} (mapping key {key}) is not in the file; its columns: {shown}")
+            raise _not_in_file(path, col, key, _parquet_names(schema), 30)
         if pa.types.is_nested(kind):
             inner = ", ".join(f"{col}.{f.name}" for f in kind) if pa.types.is_struct(kind) else ""
             what = f"a struct column (its fields: {inner}): map one of its fields" if inner else \
