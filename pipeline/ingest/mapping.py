@@ -181,6 +181,9 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     def fail(key: str, msg: str) -> MappingError:
         return MappingError(f"{where}: {key}: {msg}")
 
+    if raw is None:
+        raise MappingError(f"{where}: the mapping is empty; see docs/import.md for its keys (user_id, timestamp, "
+                           "event_type, fields, ...)")
     if not isinstance(raw, dict):
         raise MappingError(f"{where}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     fmt, delim = _file_format(raw, fail)

@@ -86,6 +86,9 @@ def test_yaml_file_and_its_errors(tmp_path) -> None:
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(MappingError, match="top level"):
         load_mapping(tmp_path / "list.yaml")
+    (tmp_path / "empty.yaml").write_text("# only a comment\n")  # YAML None: said as such, not "got NoneType"
+    with pytest.raises(MappingError, match=r"empty.yaml: the mapping is empty; see docs/import.md"):
+        load_mapping(tmp_path / "empty.yaml")
 
 
 def test_digest_ignores_name_and_threshold_but_not_content() -> None:
