@@ -376,12 +376,19 @@ def _jsonl(path: Path, mapping: SourceMapping, gz: bool) -> Iterator[Batch]:
                 continue
             if not checked:
                 seen.update(obj)
+            cells = []
             for k, c in enumerate(cols):
                 v = obj.get(c, _ABSENT)
                 if v is _ABSENT and nested[k] is not None:
                     v = _dig(obj, nested[k])
                     if v is not _ABSENT and not checked:
                         seen.add(c)
+                cells.append(v)
+            if any(v.__class__ is dict or v.__class__ is list for v in cells):
+                invalid.append(InvalidRow(row, _not_one_value(cols, cells), line.decode("utf-8", "replace").rstrip()))
+                row += 1
+                continue
+            for k, v in enumerate(cells):
                 values[k].append(None if v is _ABSENT else _cell(v))
             rows.append(row)
             row += 1
@@ -401,6 +408,16 @@ def _jsonl(path: Path, mapping: SourceMapping, gz: bool) -> Iterator[Batch]:
 
 
 _ABSENT = object()
+
+
+def _not_one_value(cols: list[str], cells: list[object]) -> str:
+    """The reason for a row whose mapped column holds a JSON object or array: not a value
+    to map (its JSON text as a user id or a plan would be imported as if it were one);
+    the same mapping on a Parquet struct column is refused before any row is read."""
+    col, v = next((c, v) for c, v in zip(cols, cells, strict=True) if v.__class__ in (dict, list))
+    if isinstance(v, dict):
+        return f"row: column {col!r} is a JSON object, not one value (map one of its keys as {col}.<key>)"
+    return f"row: column {col!r} is a JSON array, not one value"
 
 
 def _dig(obj: dict, path: tuple[str, ...]) -> object:

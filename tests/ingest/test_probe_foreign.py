@@ -122,6 +122,22 @@ def test_nested_json_fields_are_read_by_dotted_column_names(env, tmp_path) -> No
         list(iter_batches(src, mapping(user_id="user.uid", **nested)))
 
 
+def test_a_json_object_or_array_in_a_mapped_column_is_a_rejected_row(env, tmp_path) -> None:
+    """Mapping ``user_id: user`` on {"user": {"id": ...}} imported users whose ids were the
+    objects' JSON text; such a row is now rejected with the key to map instead, and only it."""
+    lines = [{"user": {"id": f"u{i % 3}"}, "uid": f"u{i % 3}", "kind": "play", "t": T0 + 60 * i, "minutes": 5}
+             for i in range(10)]
+    lines[3]["uid"] = {"id": "u0"}
+    lines[5]["minutes"] = [5, 6]
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    s = env.run([src], mapping(fields__payment=DELETE, event_type__values={"play": "session", "quit": "cancel"}))
+    assert s.rejected == Counter({"row: column 'uid' is a JSON object, not one value (map one of its keys as "
+                                  "uid.<key>)": 1, "row: column 'minutes' is a JSON array, not one value": 1})
+    assert sorted(d["source_offset"] for d in env.dead_letters()) == [4, 6]
+    assert {e["user_id"] for e in env.events()} == {"u0", "u1", "u2"}
+
+
 def test_parquet_struct_fields_are_read_like_nested_json(tmp_path) -> None:
     """The same mapping (``user.id``, ``event.props.min``) reads a Parquet file's struct
     columns as it reads nested JSON: the same events, a null struct an empty cell (one
