@@ -72,7 +72,9 @@ class Bulk:
         name = self.q(table.name)
         return f"{self.q(self.schema)}.{name}" if self.schema else name
 
-    def _cached(self, key: tuple[Any, ...], build: Any) -> str:
+    def cached(self, key: tuple[Any, ...], build: Any) -> str:
+        """The statement cached under ``key``, built by ``build()`` the first time (the
+        store's segment inserts share this cache with the bulk statements)."""
         sql = self._sql.get(key)
         if sql is None:
             sql = self._sql[key] = build()
@@ -141,7 +143,7 @@ class Bulk:
                 return sql + "DO NOTHING"
             return sql + "DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in update)
 
-        sql = self._cached((table.name, names, tuple(keys), tuple(update)), build)
+        sql = self.cached((table.name, names, tuple(keys), tuple(update)), build)
         return max(self._run(conn, sql, columns).rowcount, 0)
 
     # -- scores --------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class Bulk:
             return written
         source = self._stage(conn, s.scores, SCORE_COLUMNS, score_copy(batch, updated_at_us))
         merge = merge and self.can_merge(conn)
-        sql = self._cached(("scores", "pg", merge), lambda: self._merge_sql() if merge else self._score_sql(source))
+        sql = self.cached(("scores", "pg", merge), lambda: self._merge_sql() if merge else self._score_sql(source))
         if then is None:
             return max(conn.exec_driver_sql(sql).rowcount, 0)
         dc = conn.connection.driver_connection
@@ -248,13 +250,13 @@ class Bulk:
             shared = tuple(c for c in SHARED_COLUMNS if one_value(columns[c]))
             per_row = [columns[c] for c in SCORE_COLUMNS if c not in shared]
             once = tuple(columns[c][0] for c in shared)
-            sql = self._cached(("scores", "sqlite", k, shared), lambda: self._score_sql(_numbered(k, shared)))
+            sql = self.cached(("scores", "sqlite", k, shared), lambda: self._score_sql(_numbered(k, shared)))
             params = [tuple(chain.from_iterable(v[lo : lo + k] for v in per_row)) + once
                       for lo in range(0, full, k)]  # fmt: skip
             written += max(conn.exec_driver_sql(sql, params).rowcount, 0)
         if full < n:
             values = [columns[c] for c in SCORE_COLUMNS]
-            sql = self._cached(("scores", "sqlite", 1, ()), lambda: self._score_sql(_numbered(1)))
+            sql = self.cached(("scores", "sqlite", 1, ()), lambda: self._score_sql(_numbered(1)))
             rest = list(zip(*(v[full:] for v in values), strict=True))
             written += max(conn.exec_driver_sql(sql, rest).rowcount, 0)
         return written

@@ -370,7 +370,7 @@ class Store(queries.Readers, Assignments, DriftRuns, RealisedRuns):
                 dialect=self.engine.dialect, column_keys=list(names), **(schema if self.schema else {})
             ))  # fmt: skip
 
-        return [self._history_lock(), (self._bulk._cached(("segment", names), compile_insert), row)]
+        return [self._history_lock(), (self._bulk.cached(("segment", names), compile_insert), row)]
 
     def _append_segment(self, conn: Connection, segment: dict[str, Any]) -> int:
         self._lock_history(conn)

@@ -157,7 +157,9 @@ def test_a_write_the_server_cancels_is_a_store_error_and_writes_nothing(pg: str)
 
     try:
         event.listen(store.engine, "begin", cancel_soon)
-        with pytest.raises(StoreError, match="write failed: .*statement timeout"):
+        # the server reports the cancel as a statement timeout or, intermittently (2 of 4
+        # runs here), as "canceling statement due to user request": either is the cause named
+        with pytest.raises(StoreError, match="write failed: canceling statement due to (statement timeout|user request)"):
             store.upsert_scores(rows)
         event.remove(store.engine, "begin", cancel_soon)
         assert store.current_scores(top_k=None).empty and store.score_history().empty
