@@ -279,6 +279,10 @@ def _check_text(path: Path, fmt: str, gz: bool) -> None:
     if head.startswith(b"PK\x03\x04"):
         raise SourceError(f"{path}: is a ZIP archive (an Excel .xlsx workbook?), not {what} text: export the sheet "
                           "as CSV (UTF-8)")
+    first = head.lstrip(b"\xef\xbb\xbf \t\r\n").split(b"\n", 1)[0]
+    if fmt != "csv" and re.match(rb"\[\s*(\{|$)", first):  # `[` alone, or `[{...` : an array of objects
+        raise SourceError(f"{path}: is one JSON array, not JSON lines (one object per line): convert it, e.g. "
+                          "jq -c '.[]' IN > OUT.jsonl")
     if head.count(b"\x00") > len(head) // 100:  # a stray NUL in one cell is that row's problem, not the file's
         raise SourceError(f"{path}: contains NUL bytes: a binary file (or UTF-16/32 text without a byte-order "
                           f"mark), not {what} text")
@@ -393,21 +397,32 @@ def _jsonl(path: Path, mapping: SourceMapping, gz: bool) -> Iterator[Batch]:
             rows.append(row)
             row += 1
             if not checked and read >= BLOCK_BYTES:
-                _check_columns(path, sorted(seen), mapping)
+                _check_json_columns(path, seen, invalid, mapping)
                 checked = True
             if len(rows) + len(invalid) >= JSON_BATCH_ROWS:
                 if not checked:
-                    _check_columns(path, sorted(seen), mapping)
+                    _check_json_columns(path, seen, invalid, mapping)
                     checked = True
                 yield _json_batch(cols, values, rows, invalid, first, min(raw.tell() / size, 1.0))
                 first, values, rows, invalid = row, [[] for _ in cols], [], []
         if not checked:
-            _check_columns(path, sorted(seen), mapping)
+            _check_json_columns(path, seen, invalid, mapping)
         if rows or invalid:
             yield _json_batch(cols, values, rows, invalid, first, 1.0)
 
 
 _ABSENT = object()
+
+
+def _check_json_columns(path: Path, seen: set[str], invalid: list[InvalidRow], mapping: SourceMapping) -> None:
+    """:func:`_check_columns` on the keys seen so far; if no line so far was a JSON object
+    (a pretty-printed JSON document: its lines are ``{``, ``"uid": ...``), say that rather
+    than "not in the file; its columns: " with an empty list."""
+    if not seen and invalid:
+        raise SourceError(f"{path}: no line read is a JSON object ({len(invalid):,} lines, the first: "
+                          f"{invalid[0].reason.removeprefix('row: ')}); JSON lines has one object per line: a "
+                          "pretty-printed JSON document? convert it, e.g. jq -c . IN > OUT.jsonl")
+    _check_columns(path, sorted(seen), mapping)
 
 
 def _not_one_value(cols: list[str], cells: list[object]) -> str:

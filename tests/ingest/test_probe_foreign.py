@@ -204,6 +204,28 @@ def test_files_that_are_not_utf8_text_are_named_for_what_they_are(tmp_path, monk
     assert seen == []
 
 
+def test_a_json_document_is_not_taken_for_json_lines(env, tmp_path) -> None:
+    """A ``.json`` export that is one array (pretty-printed or on one line) or one
+    pretty-printed object failed with "column 'uid' is not in the file; its columns: "
+    and an empty list. Each is now named, with the conversion; a JSON lines file whose
+    first line happens to be an array of numbers is still read, that line rejected."""
+    rows = [{"uid": "u1", "t": T0, "kind": "play", "minutes": 5}, {"uid": "u2", "t": T0 + 60, "kind": "play"}]
+    cases = {"pretty.json": json.dumps(rows, indent=2), "compact.json": json.dumps(rows),
+             "object.json": json.dumps({"events": rows}, indent=2)}
+    for name, body in cases.items():
+        (tmp_path / name).write_text(body)
+    for name in ("pretty.json", "compact.json"):
+        with pytest.raises(SourceError, match=rf"{name}: is one JSON array, not JSON lines .*jq -c '\.\[\]'"):
+            list(iter_batches(tmp_path / name, mapping()))
+    with pytest.raises(SourceError, match=r"object.json: no line read is a JSON object \(15 lines, the first: not "
+                                          r"valid JSON\); JSON lines has one object per line"):
+        list(iter_batches(tmp_path / "object.json", mapping()))
+    lines = tmp_path / "a.jsonl"
+    lines.write_text("[1, 2]\n" + "".join(json.dumps(r) + "\n" for r in rows))
+    s = env.run([lines], mapping(fields__payment=DELETE, event_type__values={"play": "session", "quit": "cancel"}))
+    assert s.rejected == Counter({"row: not a JSON object": 1}) and s.events_by_type["session"] == 2
+
+
 def test_a_malformed_row_that_is_not_utf8_fails_the_file_quietly_and_says_why(tmp_path, monkeypatch) -> None:
     """Arrow decodes a malformed row as UTF-8 before calling the invalid-row handler; on
     Latin-1 bytes that failed inside Arrow with "Exception ignored" and a traceback on the
