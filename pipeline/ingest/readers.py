@@ -14,6 +14,7 @@ back as :class:`InvalidRow` with their row number, for the dead-letter log.
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import hashlib
 import json
@@ -139,7 +140,14 @@ def _check_columns(path: Path, present: list[str], mapping: SourceMapping, delim
 
 
 def _not_in_file(path: Path, col: str, key: str, present: list[str], show: int, hint: str = "") -> SourceError:
+    """The error for a mapped column the file lacks, with the file's columns and, when one
+    differs from it only by case or surrounding spaces or is a close spelling, that one."""
     shown = ", ".join(present[:show]) + (" ..." if len(present) > show else "")
+    if not hint:
+        near = [p for p in present if p.strip().casefold() == col.strip().casefold()]
+        near = near or difflib.get_close_matches(col, present, n=1, cutoff=0.75)
+        if near:
+            hint = f"; did you mean {near[0]!r}?"
     return SourceError(f"{path}: column {col!r} (mapping key {key}) is not in the file; its columns: {shown}{hint}")
 
 

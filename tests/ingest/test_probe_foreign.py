@@ -204,6 +204,25 @@ def test_files_that_are_not_utf8_text_are_named_for_what_they_are(tmp_path, monk
     assert seen == []
 
 
+@pytest.mark.parametrize(("header", "said"), [
+    ("UID,t,kind,minutes,amount,plan", "did you mean 'UID'?"),  # case
+    (" uid ,t,kind,minutes,amount,plan", "did you mean ' uid '?"),  # spaces around the name
+    ("user,t,kind,minutes,amount,plan", "its columns: user, t, kind, minutes, amount, plan"),  # no near name
+])
+def test_a_missing_column_points_at_the_near_one(tmp_path, header, said) -> None:
+    src = tmp_path / "a.csv"
+    src.write_text(header + "\nu1,1,play,5,,\n")
+    with pytest.raises(SourceError, match=re.escape(said)) as err:
+        list(iter_batches(src, mapping()))
+    assert ("did you mean" in str(err.value)) == ("did you mean" in said)
+    typo = tmp_path / "b.csv"
+    typo.write_text("uid,t,kind,minuts,amount,plan\nu1,1,play,5,,\n")
+    with pytest.raises(SourceError, match=re.escape("column 'minutes' (mapping key fields.session.watch_minutes) is "
+                                                    "not in the file; its columns: uid, t, kind, minuts, amount, "
+                                                    "plan; did you mean 'minuts'?")):
+        list(iter_batches(typo, mapping()))
+
+
 def test_a_json_document_is_not_taken_for_json_lines(env, tmp_path) -> None:
     """A ``.json`` export that is one array (pretty-printed or on one line) or one
     pretty-printed object failed with "column 'uid' is not in the file; its columns: "
