@@ -276,8 +276,9 @@ def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Ba
 def _check_text(path: Path, fmt: str, gz: bool) -> None:
     """Refuse, with what it is, a file that is not UTF-8 text at all: UTF-16 (Excel's
     "Unicode Text" export), a ZIP archive (an ``.xlsx`` workbook renamed), other binary
-    data. Read as CSV such a file failed inside Arrow with a UnicodeDecodeError traceback,
-    or as one garbled "column"; as JSON lines every line was a rejected row."""
+    data; and, given as JSON lines, one JSON array of objects. Read as CSV such a file
+    failed inside Arrow with a UnicodeDecodeError traceback, or as one garbled "column";
+    as JSON lines every line was a rejected row."""
     with gzip.open(path, "rb") if gz else open(path, "rb") as f:
         head = f.read(4096)
     what = "CSV" if fmt == "csv" else "JSON lines"
