@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,7 @@ class TypeRule:
 class SourceMapping:
     name: str
     format: str
-    csv_delimiter: str
+    csv_delimiter: str | None  # as given; None: by the file's name (:meth:`delimiter_for`)
     user_id: str
     ts_column: str
     epoch_unit: str | None
@@ -107,6 +108,13 @@ class SourceMapping:
     @property
     def action_names(self) -> frozenset[str]:
         return frozenset(a.name for a in self.actions)
+
+    def delimiter_for(self, path: str | os.PathLike[str]) -> str:
+        """The CSV delimiter for ``path``: ``csv.delimiter`` if the mapping gives one, else a
+        tab for a ``.tsv`` file (gzipped or not) and ``,`` for any other."""
+        if self.csv_delimiter is not None:
+            return self.csv_delimiter
+        return "\t" if os.fspath(path).lower().removesuffix(".gz").endswith(".tsv") else ","
 
     def fields_for(self, source_value: str) -> dict[str, FieldSpec]:
         rule = self.type_values[source_value]
@@ -207,7 +215,7 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     return m
 
 
-def _file_format(raw: dict, fail) -> tuple[str, str]:
+def _file_format(raw: dict, fail) -> tuple[str, str | None]:
     """Top-level keys, version, ``format`` and ``csv.delimiter``."""
     unknown = sorted(set(map(str, raw)) - _TOP)
     if unknown:
@@ -220,10 +228,10 @@ def _file_format(raw: dict, fail) -> tuple[str, str]:
     csv_opts = raw.get("csv") or {}
     if not isinstance(csv_opts, dict) or set(csv_opts) - {"delimiter"}:
         raise fail("csv", "expected {delimiter: ','}")
-    delim = str(csv_opts.get("delimiter", ","))
-    if len(delim) != 1:
-        raise fail("csv.delimiter", f"must be one character, got {delim!r}")
-    return fmt, delim
+    delim = csv_opts.get("delimiter")
+    if delim is not None and len(str(delim)) != 1:
+        raise fail("csv.delimiter", f"must be one character, got {str(delim)!r}")
+    return fmt, None if delim is None else str(delim)
 
 
 def _timestamp(ts: Any, fail) -> tuple[str, str | None, str | None, Any]:

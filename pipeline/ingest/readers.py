@@ -157,7 +157,7 @@ def _open_stream(path: Path, gz: bool) -> tuple[pa.NativeFile, pa.NativeFile]:
 
 
 def open_csv(stream: pa.NativeFile, mapping: SourceMapping, columns: list[str] | None = None,
-             invalid: list[InvalidRow] | None = None) -> pacsv.CSVStreamingReader:
+             invalid: list[InvalidRow] | None = None, delimiter: str | None = None) -> pacsv.CSVStreamingReader:
     """The streaming CSV reader the importer uses (also the benchmark's parse floor): the
     mapped columns as raw bytes (checked for UTF-8 per row by :func:`_utf8`); rows with too
     few or too many fields go to ``invalid`` instead of failing the file."""
@@ -173,7 +173,8 @@ def open_csv(stream: pa.NativeFile, mapping: SourceMapping, columns: list[str] |
     return pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
-        parse_options=pacsv.ParseOptions(delimiter=mapping.csv_delimiter, invalid_row_handler=on_invalid),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter or mapping.csv_delimiter or ",",
+                                         invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in cols},
                                              strings_can_be_null=True, include_columns=columns,
                                              null_values=null_values(mapping)),
@@ -233,19 +234,20 @@ def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Ba
             prev_hook(u)
 
     sys.unraisablehook = hook
+    delimiter = mapping.delimiter_for(path)
     try:
-        reader = open_csv(stream, mapping)
+        reader = open_csv(stream, mapping, delimiter=delimiter)
         try:
             names = reader.schema.names
         except UnicodeDecodeError:
             raise SourceError(f"{path}: the header row is not UTF-8 text (a Latin-1 or Windows-1252 export?); "
                               f"the importer reads UTF-8: convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8") from None
-        _check_columns(path, names, mapping, mapping.csv_delimiter)
+        _check_columns(path, names, mapping, delimiter)
         stream.close()
         raw.close()
         raw, stream = _open_stream(path, gz)  # again, now converting only the mapped columns
         invalid: list[InvalidRow] = []
-        reader = open_csv(stream, mapping, mapping.columns(), invalid)
+        reader = open_csv(stream, mapping, mapping.columns(), invalid, delimiter)
         cols = mapping.columns()
         markers = _column_nulls(mapping)
         pending: dict[int, InvalidRow] = {}  # reported by the parser, maybe ahead of the batch yielded

@@ -7,6 +7,7 @@ never hides rejection reasons."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections import Counter
@@ -202,6 +203,24 @@ def test_files_that_are_not_utf8_text_are_named_for_what_they_are(tmp_path, monk
     with pytest.raises(SourceError, match=said):
         list(iter_batches(tmp_path / name, mapping()))
     assert seen == []
+
+
+def test_a_tsv_file_is_read_split_on_tabs_unless_the_mapping_says_otherwise(tmp_path) -> None:
+    """A ``.tsv`` export was read split on ',' (one column) unless the mapping set
+    ``csv.delimiter``; a tab is now its default. A delimiter the mapping gives still wins,
+    and other names (``.csv``, ``.txt``) keep ','."""
+    body = "\t".join(HEADER) + "\n" + "\t".join(["u1", str(T0), "play", "5", "", ""]) + "\n"
+    for name in ("a.tsv", "b.TSV.gz"):
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(body.encode()) if name.endswith(".gz") else body.encode())
+        assert [b.data.column("uid").to_pylist() for b in iter_batches(path, mapping())] == [["u1"]]
+    with pytest.raises(SourceError, match=re.escape("split on ',' but contains '\\t'")):
+        list(iter_batches(tmp_path / "a.tsv", mapping(csv={"delimiter": ","})))
+    (tmp_path / "c.txt").write_text(body)
+    with pytest.raises(SourceError, match="is not in the file"):
+        list(iter_batches(tmp_path / "c.txt", mapping()))
+    assert mapping().delimiter_for("x.tsv.gz") == "\t" and mapping().delimiter_for("x.csv") == ","
+    assert mapping(csv={"delimiter": ";"}).delimiter_for("x.tsv") == ";"
 
 
 @pytest.mark.parametrize(("header", "said"), [
