@@ -128,6 +128,7 @@ def _check_columns(path: Path, present: list[str], mapping: SourceMapping, delim
     to point at another one a one-column header is evidently separated by."""
     have = set(present)
     for col, key in mapping.column_keys().items():
+        _check_once(path, col, key, present)
         if col not in have:
             hint = ""
             if delimiter is not None and len(present) == 1:
@@ -137,6 +138,15 @@ def _check_columns(path: Path, present: list[str], mapping: SourceMapping, delim
                     hint = (f"; the header has one column split on {delimiter!r} but contains {other[0]!r}: set "
                             f"`csv: {{delimiter: {yaml}}}` in the mapping")
             raise _not_in_file(path, col, key, present, 20, hint)
+
+
+def _check_once(path: Path, col: str, key: str, present: list[str]) -> None:
+    """A mapped column the header names twice is ambiguous: Arrow would silently read the
+    first (seen: a second ``uid`` column ignored), so the file is refused instead."""
+    times = present.count(col)
+    if times > 1:
+        raise SourceError(f"{path}: column {col!r} (mapping key {key}) appears {times} times among the file's columns: "
+                          "rename or drop the others so the mapping names one column")
 
 
 def _not_in_file(path: Path, col: str, key: str, present: list[str], show: int, hint: str = "") -> SourceError:
@@ -488,6 +498,7 @@ def _parquet_fields(path: Path, schema: pa.Schema, mapping: SourceMapping) -> di
     out: dict[str, tuple[str, tuple[str, ...]]] = {}
     for col, key in mapping.column_keys().items():
         steps = (col,) if col in top else tuple(col.split("."))  # a top-level `a.b` wins, as in JSON lines
+        _check_once(path, steps[0], key, schema.names)
         kind = schema.field(steps[0]).type if steps[0] in top else None
         for step in steps[1:]:
             if kind is None or not pa.types.is_struct(kind) or kind.get_field_index(step) < 0:

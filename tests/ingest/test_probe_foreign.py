@@ -223,6 +223,26 @@ def test_a_tsv_file_is_read_split_on_tabs_unless_the_mapping_says_otherwise(tmp_
     assert mapping(csv={"delimiter": ";"}).delimiter_for("x.tsv") == ";"
 
 
+def test_a_mapped_column_named_twice_is_refused_not_read_from_the_first(tmp_path) -> None:
+    """A header naming ``uid`` twice imported the first column's ids and ignored the
+    second without a word; the file is refused, in CSV and Parquet alike. A repeated
+    column the mapping does not read is fine."""
+    import pyarrow.parquet as pq
+
+    said = r"column 'uid' \(mapping key user_id\) appears 2 times among the file's columns: rename or drop"
+    src = tmp_path / "a.csv"
+    src.write_text(",".join(HEADER) + ",uid\nu1,1,play,5,,,u2\n")
+    with pytest.raises(SourceError, match=said):
+        list(iter_batches(src, mapping()))
+    t = pa.table([pa.array(["u1"]), pa.array(["u2"]), pa.array([T0]), pa.array(["play"])], names=["uid", "uid", "t", "kind"])
+    pq.write_table(t, tmp_path / "a.parquet")
+    with pytest.raises(SourceError, match=said):
+        list(iter_batches(tmp_path / "a.parquet", mapping()))
+    fine = tmp_path / "b.csv"
+    fine.write_text(",".join(HEADER) + ",note,note\nu1,1,play,5,,,x,y\n")
+    assert [b.data.column("uid").to_pylist() for b in iter_batches(fine, mapping())] == [["u1"]]
+
+
 @pytest.mark.parametrize(("header", "said"), [
     ("UID,t,kind,minutes,amount,plan", "did you mean 'UID'?"),  # case
     (" uid ,t,kind,minutes,amount,plan", "did you mean ' uid '?"),  # spaces around the name
