@@ -56,13 +56,20 @@ def register(app: typer.Typer) -> None:
                 )
         except RejectedShareError as exc:
             if exc.summary is not None:
-                _print(exc.summary, as_json, console, s.topic)
+                _print(exc.summary, as_json, console, s.topic, m.type_values)
             raise
         finally:
             log.close()
-        _print(summary, as_json, console, s.topic)
+        _print(summary, as_json, console, s.topic, m.type_values)
 
-    def _print(summary, as_json: bool, console, topic: str) -> None:
+    def _near_misses(dropped: dict[str, int], mapped) -> list[tuple[str, int, str]]:
+        """Dropped source values that differ from a mapped one only by case or surrounding
+        spaces (``Play`` beside ``play``): most likely the same event, silently counted out."""
+        folded = {str(v).strip().casefold(): str(v) for v in mapped}
+        return [(v, n, folded[k]) for v, n in dropped.items()
+                if (k := str(v).strip().casefold()) in folded and folded[k] != v]
+
+    def _print(summary, as_json: bool, console, topic: str, mapped=()) -> None:
         from rich.table import Table
 
         d = summary.as_dict()
@@ -106,6 +113,10 @@ def register(app: typer.Typer) -> None:
             t.add_row("feature spec", f"{fs['version']}: {fs['features']} features ({fs['built_in']} built-in, "
                       f"{len(fs['actions'])} declared actions)")
         console.print(t)
+        for value, n, near in _near_misses(d["dropped_by_rule"], mapped):
+            console.print(f"[yellow]warning:[/] {n:,} rows of event type {value!r} were dropped (unmapped) but "
+                          f"{near!r} is mapped: values match exactly (case and spaces count); add {value!r} to "
+                          "event_type.values if it is the same event")
         if d.get("late_events"):
             console.print(f"[yellow]warning:[/] {d['late_events']:,} events are more than 24 h older than the last "
                           "event already in their partition (at least that many: an earlier out-of-order import "

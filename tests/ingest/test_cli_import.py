@@ -53,3 +53,17 @@ def test_user_mistakes_are_one_line(tmp_path) -> None:
     assert r.exit_code == 1 and "column 'customer' (mapping key user_id) is not in the file" in r.output
     r = _run("--data-dir", str(tmp_path / "d"), "import", str(tmp_path / "missing.csv"), "--mapping", str(good))
     assert r.exit_code == 1 and "missing.csv: no such file" in r.output
+
+
+def test_a_dropped_value_that_differs_from_a_mapped_one_only_by_case_is_warned(tmp_path) -> None:
+    """'Play' beside a mapped 'play' was counted under "dropped" with the deliberately
+    unmapped values; the summary now warns that it is probably the same event."""
+    rows = sample_rows(users=2, days=2) + [{"uid": "u0", "t": T0 + 60 * i, "kind": k, "minutes": 1}
+                                           for i, k in enumerate(["Play", "Play", " play", "home"])]
+    src = rows_to_csv(rows, tmp_path / "a.csv")
+    r = _run("--data-dir", str(tmp_path / "d"), "import", str(src), "--mapping", str(write_mapping(tmp_path / "m.yaml")))
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "warning: 2 rows of event type 'Play' were dropped (unmapped) but 'play' is mapped" in text
+    assert "1 rows of event type ' play' were dropped" in text
+    assert "'home'" not in text.split("warning:", 1)[1]  # a value with no near mapped one is not warned about
