@@ -178,6 +178,13 @@ def from_frame(table: pd.DataFrame, features: list[str], horizon_days: int, **kw
         if col not in table.columns:
             raise TrainingError(f"snapshot table lacks column {col!r}")
     parts = ("train", "test") if kw.get("cv") is not None else ("train", "val", "test")
+    if len(table) and not table["label"].fillna(0).any():  # say why, not only that a part lacks churners
+        raise TrainingError(
+            f"no user churned within {horizon_days} days of any cutoff ({len(table):,} snapshot rows, 0 churners): "
+            "the log has no cancel events in the labelled window. An imported source: map its cancellation to "
+            "`cancel` in the mapping, or use `churn: {definition: inactivity, inactive_days: N}`, and import "
+            "again (docs/import.md); a simulation: simulate more days or users"
+        )
     for part in parts:
         sub = table[table["split"] == part]
         if sub.empty or sub["label"].nunique() < 2:

@@ -69,3 +69,7 @@ def test_a_part_without_churners_is_refused(small) -> None:
     t.loc[t["split"] == "test", "label"] = 0
     with pytest.raises(TrainingError, match="test part"):
         from_frame(t, ds.features, ds.horizon_days)
+    t["label"] = 0  # no churner anywhere: the cause is named (no cancel events), not only the first part
+    with pytest.raises(TrainingError, match=r"no user churned within \d+ days of any cutoff \([\d,]+ snapshot rows, "
+                                            r"0 churners\): the log has no cancel events .*definition: inactivity"):
+        from_frame(t, ds.features, ds.horizon_days)
