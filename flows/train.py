@@ -459,7 +459,6 @@ def train(
     campaign = Campaign(top_share, effectiveness, cost_per_contact, incentive_cost, value_months)
     policy = GatePolicy(tuple(gate_metrics), gate_tolerance)
     timer = Timer({})
-    work = Path(tempfile.mkdtemp(prefix="churn-train-"))
 
     with timer.stage("snapshots"):
         ds = build_snapshots(str(s.data_dir), s.topic, horizon_days, every_days, start, end, folds, test_frac,
@@ -474,6 +473,7 @@ def train(
               "campaign": campaign.__dict__, "directions": dirs or {}}
     with timer.stage("logging"):
         exp, parent = start_tracking(uri, run_params(params, ds), run_tags(ds, s.topic))
+    work = Path(tempfile.mkdtemp(prefix="churn-train-"))  # here: a run refused above left it behind
     try:
         with timer.stage("cv"):
             cvs = [cross_validate(sp, ds, seed, dirs) for sp in specs]

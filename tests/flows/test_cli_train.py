@@ -35,3 +35,16 @@ def test_churn_train_without_a_log_is_one_clear_line(tmp_path) -> None:
     result = CliRunner().invoke(_app(), ["--data-dir", str(tmp_path), "train"])
     assert result.exit_code == 1
     assert "no event log" in result.output and "churn simulate" in result.output
+
+
+def test_a_run_refused_for_too_short_a_history_leaves_no_work_dir(prefect_harness, tmp_path, monkeypatch) -> None:
+    """The flow made its scratch dir before building the snapshots and removed it only
+    around training, so each refused run left an empty /tmp/churn-train-* behind."""
+    data = ["--data-dir", str(tmp_path / "d")]
+    assert CliRunner().invoke(_app(), [*data, "simulate", "--users", "60", "--days", "10"]).exit_code == 0
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    result = CliRunner().invoke(_app(), [*data, "train", "--no-register"])
+    assert result.exit_code == 1 and "cannot fit" in result.output, result.output
+    assert not list(scratch.glob("churn-train-*"))
