@@ -11,11 +11,13 @@ persists does not start a retrain per check (a retrain storm), and the train dep
 >>> from pipeline.clock import FakeClock
 >>> import tempfile, pathlib
 >>> clock = FakeClock()
->>> gate = RetrainCooldown(pathlib.Path(tempfile.mkdtemp()) / "cooldown.json", hours=24, clock=clock)
+>>> work = pathlib.Path(tempfile.mkdtemp())
+>>> gate = RetrainCooldown(work / "cooldown.json", hours=24, clock=clock)
 >>> gate.try_acquire("3"), gate.try_acquire("3")
 (True, False)
 >>> _ = clock.advance(24 * 3600); gate.try_acquire("3")
 True
+>>> import shutil; shutil.rmtree(work)
 """
 
 from __future__ import annotations
