@@ -78,7 +78,7 @@ def parse_floor(path: Path) -> tuple[float, int]:
     m = load_mapping(MAPPING)
     t = time.process_time()
     raw = pa.OSFile(str(path), "rb")
-    rows = sum(b.num_rows for b in open_csv(raw, m, m.columns()))
+    rows = sum(b.num_rows for b in open_csv(raw, m, m.delimiter_for(path), m.columns()))
     raw.close()
     return time.process_time() - t, rows
 

@@ -166,8 +166,8 @@ def _open_stream(path: Path, gz: bool) -> tuple[pa.NativeFile, pa.NativeFile]:
     return raw, (pa.CompressedInputStream(raw, "gzip") if gz else raw)
 
 
-def open_csv(stream: pa.NativeFile, mapping: SourceMapping, columns: list[str] | None = None,
-             invalid: list[InvalidRow] | None = None, delimiter: str | None = None) -> pacsv.CSVStreamingReader:
+def open_csv(stream: pa.NativeFile, mapping: SourceMapping, delimiter: str, columns: list[str] | None = None,
+             invalid: list[InvalidRow] | None = None) -> pacsv.CSVStreamingReader:
     """The streaming CSV reader the importer uses (also the benchmark's parse floor): the
     mapped columns as raw bytes (checked for UTF-8 per row by :func:`_utf8`); rows with too
     few or too many fields go to ``invalid`` instead of failing the file."""
@@ -183,8 +183,7 @@ def open_csv(stream: pa.NativeFile, mapping: SourceMapping, columns: list[str] |
     return pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter or mapping.csv_delimiter or ",",
-                                         invalid_row_handler=on_invalid),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in cols},
                                              strings_can_be_null=True, include_columns=columns,
                                              null_values=null_values(mapping)),
@@ -246,7 +245,7 @@ def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Ba
     sys.unraisablehook = hook
     delimiter = mapping.delimiter_for(path)
     try:
-        reader = open_csv(stream, mapping, delimiter=delimiter)
+        reader = open_csv(stream, mapping, delimiter)
         try:
             names = reader.schema.names
         except UnicodeDecodeError:
@@ -257,7 +256,7 @@ def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Ba
         raw.close()
         raw, stream = _open_stream(path, gz)  # again, now converting only the mapped columns
         invalid: list[InvalidRow] = []
-        reader = open_csv(stream, mapping, mapping.columns(), invalid, delimiter)
+        reader = open_csv(stream, mapping, delimiter, mapping.columns(), invalid)
         cols = mapping.columns()
         markers = _column_nulls(mapping)
         pending: dict[int, InvalidRow] = {}  # reported by the parser, maybe ahead of the batch yielded
@@ -364,9 +363,7 @@ def _cell(v: object) -> str | None:
         return "true" if v else "false"
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
-    if isinstance(v, (int, float)):
-        return str(v)
-    return json.dumps(v, ensure_ascii=False)
+    return str(v)  # int or float: objects and arrays are rejected rows (_NOT_ONE_VALUE)
 
 
 def _jsonl(path: Path, mapping: SourceMapping, gz: bool) -> Iterator[Batch]:
@@ -409,7 +406,7 @@ def _jsonl(path: Path, mapping: SourceMapping, gz: bool) -> Iterator[Batch]:
                     if v is not _ABSENT and not checked:
                         seen.add(c)
                 cells.append(v)
-            if any(v.__class__ is dict or v.__class__ is list for v in cells):
+            if any(v.__class__ in _NOT_ONE_VALUE for v in cells):
                 invalid.append(InvalidRow(row, _not_one_value(cols, cells), line.decode("utf-8", "replace").rstrip()))
                 row += 1
                 continue
@@ -446,11 +443,14 @@ def _check_json_columns(path: Path, seen: set[str], invalid: list[InvalidRow], m
     _check_columns(path, sorted(seen), mapping)
 
 
+_NOT_ONE_VALUE = (dict, list)  # what msgspec decodes a JSON object / array to
+
+
 def _not_one_value(cols: list[str], cells: list[object]) -> str:
     """The reason for a row whose mapped column holds a JSON object or array: not a value
     to map (its JSON text as a user id or a plan would be imported as if it were one);
     the same mapping on a Parquet struct column is refused before any row is read."""
-    col, v = next((c, v) for c, v in zip(cols, cells, strict=True) if v.__class__ in (dict, list))
+    col, v = next((c, v) for c, v in zip(cols, cells, strict=True) if v.__class__ in _NOT_ONE_VALUE)
     if isinstance(v, dict):
         return f"row: column {col!r} is a JSON object, not one value (map one of its keys as {col}.<key>)"
     return f"row: column {col!r} is a JSON array, not one value"
