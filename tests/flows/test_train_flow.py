@@ -50,7 +50,7 @@ def test_flow_selects_by_rolling_origin_cv_and_says_how_much_data_it_had(first_r
     assert 0 <= first_run["calibration"]["test_ece"] < 0.05
 
 
-def test_flow_logs_one_child_run_per_model_under_one_parent(first_run, tracking_uri) -> None:
+def test_flow_logs_one_child_run_per_model_under_one_parent(first_run, tracking_uri, tmp_path) -> None:
     mlflow.set_tracking_uri(tracking_uri)
     parent = first_run["parent_run_id"]
     children = mlflow.search_runs([first_run["experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'")
@@ -63,7 +63,8 @@ def test_flow_logs_one_child_run_per_model_under_one_parent(first_run, tracking_
     xgb = children[children["tags.mlflow.runName"] == "xgboost"]["run_id"].iloc[0]
     assert {"plots", "tables", "shap"} <= {a.path for a in client.list_artifacts(xgb)}
     assert "tables/cv_folds.csv" in {a.path for a in client.list_artifacts(xgb, "tables")}
-    folds = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=xgb, artifact_path="tables/cv_folds.csv"))
+    folds = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=xgb, artifact_path="tables/cv_folds.csv",
+                                                          dst_path=str(tmp_path)))
     assert len(folds) == first_run["selection"]["folds"]
     shap_files = {a.path for a in client.list_artifacts(xgb, "shap")}
     assert {"shap/report.html", "shap/shap_beeswarm.png", "shap/top_risk_reasons.parquet"} <= shap_files

@@ -55,7 +55,7 @@ def test_the_experiment_opens_on_model_training(store) -> None:
     assert mlflow.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def test_a_candidate_run_has_headline_metrics_a_description_and_its_datasets(store, data) -> None:
+def test_a_candidate_run_has_headline_metrics_a_description_and_its_datasets(store, data, tmp_path) -> None:
     _, exp_id = store
     tr, _, te, feats = data
     y, p = te.label.to_numpy(), np.linspace(0.01, 0.9, len(te))
@@ -74,7 +74,7 @@ def test_a_candidate_run_has_headline_metrics_a_description_and_its_datasets(sto
     assert m["test_roc_auc"] == pytest.approx(test["roc_auc"], abs=1e-6)
     assert m["test_lift_at_10pct"] == pytest.approx(test["lift_10"], abs=1e-6)
     assert m["cv_roc_auc"] == 0.71 and m["cv_roc_auc_std"] == 0.01 and m["fit_seconds"] == 1.23
-    local = mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="tables/metrics.csv")
+    local = mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="tables/metrics.csv", dst_path=str(tmp_path))
     table = pd.read_csv(local).set_index("metric")["value"]  # every other number, under MLflow's names
     assert table["test_rows"] == len(te) and table["test_churners"] == int(y.sum())  # counts under their names
     assert table["test_lift_at_20pct"] == pytest.approx(test["lift_20"], abs=1e-6) and "test_lift_20" not in table
@@ -85,7 +85,7 @@ def test_a_candidate_run_has_headline_metrics_a_description_and_its_datasets(sto
     tr_tags = {t.key: t.value for t in got["churn snapshots 2026-01-01..2026-04-01 (training)"].tags}
     assert tr_tags["mlflow.data.context"] == "training" and tr_tags["window"] == "2026-01-01..2026-04-01"
     assert tr_tags["rows"] == str(len(tr)) and tr_tags["churners"] == str(int(tr.label.sum()))
-    local = mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="tables/cv_folds.csv")
+    local = mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="tables/cv_folds.csv", dst_path=str(tmp_path))
     assert pd.read_csv(local)["eval_churners"].tolist() == [30, 41]
 
 
@@ -103,7 +103,7 @@ def test_a_logged_dataset_has_the_schema_and_profile_mlflow_would_infer_and_a_co
     assert ours["digest"] == again != changed  # same rows, same digest; any changed cell, another
 
 
-def test_counts_and_money_are_rounded_and_the_parent_has_a_candidates_table(store) -> None:
+def test_counts_and_money_are_rounded_and_the_parent_has_a_candidates_table(store, tmp_path) -> None:
     _, exp_id = store
     assert tracking.rounded("revenue_churners_prevented", 278.09999999999997) == 278.0
     assert tracking.rounded("revenue_contacted", 2949.5) == 2950.0
@@ -119,7 +119,7 @@ def test_counts_and_money_are_rounded_and_the_parent_has_a_candidates_table(stor
                                                  "revenue_saved": 21475.4999, "cv_folds": 3.0})
     run = mlflow.get_run(parent)
     assert run.data.metrics["revenue_churners_prevented"] == 278.0 and run.data.metrics["revenue_saved"] == 21475.5
-    local = mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="candidates.json")
+    local = mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="candidates.json", dst_path=str(tmp_path))
     logged = json.loads(Path(local).read_text())
     assert logged["columns"][:4] == ["name", "role", "kind", "test_roc_auc"]
     assert "test_lift_at_10pct" in logged["columns"]
