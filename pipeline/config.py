@@ -102,6 +102,10 @@ class Settings(BaseSettings):
         None, description="High-risk rule: multiple_of_base_rate:3 (3x), top_percent:5 (top5%), absolute:0.2."
     )
 
+    stream_drift_finish_s: float | None = Field(
+        None, ge=0, description="Seconds a stream run that ends on its own waits for the drift check in flight (60)."
+    )
+
     # money: the currency of the plan prices (monthly_revenue); the dashboard's and reports' formatting
     currency: str = Field("USD", description="ISO 4217 code of plan prices, e.g. USD, EUR.")
 

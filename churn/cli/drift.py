@@ -48,11 +48,17 @@ def _run(ctx: typer.Context, report: bool, runs: int, as_json: bool) -> None:
 
     with Store.from_settings(s) as store:
         table = store.drift_runs()
+        # checks that came due and gave no verdict (too few rows, ended by a stop, failed): their
+        # reasons are what the user needs when there is no verdict, or none since the last one
+        unrun = store.drift_runs(status=("skipped", "failed"))
         if table.empty:  # normal until the stream's warm-up has passed: a plain line, exit 0
             from pipeline.drift.config import DriftConfig
 
             if as_json:
                 console.print_json(json.dumps(None))
+            elif not unrun.empty:
+                console.print(f"no drift check in {store.url} has given a verdict yet: {not_run(unrun)}",
+                              soft_wrap=True, highlight=False, markup=False)  # fmt: skip
             else:
                 console.print(no_checks_yet(DriftConfig.from_settings(s), store.url), soft_wrap=True,
                               highlight=False, markup=False)  # fmt: skip
@@ -63,6 +69,18 @@ def _run(ctx: typer.Context, report: bool, runs: int, as_json: bool) -> None:
         console.print_json(json.dumps(_as_dict(last, feats), default=str))
         return
     print_latest(last, feats, table.tail(runs), console)
+    since = unrun[unrun.time > last.time]
+    if not since.empty:
+        console.print(f"since this check: {not_run(since)}", soft_wrap=True, highlight=False, markup=False)
+
+
+def not_run(runs: Any) -> str:
+    """How many checks (``drift_runs`` rows, oldest first) came due without a verdict,
+    and the newest one's reason."""
+    r = runs.iloc[-1]
+    kinds = " or ".join(sorted(set(runs.status)))
+    n = f"{len(runs)} checks came due and were {kinds}" if len(runs) > 1 else f"1 check came due and was {r.status}"
+    return f"{n}; the latest, {r.time:%Y-%m-%d %H:%M:%S} UTC (model v{r.model_version}, {r.source}): {r.status_reason}"
 
 
 def no_checks_yet(cfg: Any, where: str) -> str:

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pipeline.errors import ConfigError
 
+STOPPED = "the stream stopped"  # why a running check was ended, unless the caller says otherwise
+
 
 @dataclass(frozen=True)
 class DriftConfig:

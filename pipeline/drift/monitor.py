@@ -52,7 +52,7 @@ from pipeline.drift import reports
 from pipeline.drift.alerts import assess_drift, weighted_share
 from pipeline.drift.cadence import Cadence
 from pipeline.drift.check import DriftResult, Skipped, run_check
-from pipeline.drift.config import DriftConfig
+from pipeline.drift.config import STOPPED, DriftConfig
 from pipeline.drift.loop import RETRAIN_REQUESTED, RETRAIN_SKIPPED, RetrainCooldown
 from pipeline.drift.retrain import (
     LogOnly,
@@ -516,12 +516,33 @@ class DriftMonitor:
         except Exception as exc:  # noqa: BLE001 - scoring goes on
             log.error("could not close the drift episode of v%s: %s: %s", old, type(exc).__name__, exc)
 
-    def close(self, wait: bool = False) -> list[DriftOutcome]:
-        """Stop the executor; with ``wait`` finish (and handle) the running check first."""
-        out = self.poll(wait=None) if wait else []
+    @property
+    def running(self) -> bool:
+        """A check was submitted and its outcome not handled yet."""
+        return self._pending is not None
+
+    def close(self, wait: bool | float = False, give_up: Callable[[], bool] = lambda: False,
+              why: str = STOPPED) -> list[DriftOutcome]:
+        """Stop the executor, handling a check that already finished. ``wait``: True
+        finishes (and handles) the running check first; a number of seconds waits for it
+        that long at most, or until ``give_up()``; False does not wait.
+
+        A check still running after that is ended (its process holds no state) and
+        stored as ``skipped`` with the reason (``why``, and the wait): it came due and gave no verdict, and a
+        restart does not redo it (its window is behind the checkpoint), so the Drift page
+        must say so rather than show nothing."""
+        if wait is True:
+            out = self.poll(wait=None)
+        else:
+            deadline = time.monotonic() + float(wait or 0.0)
+            out = self.poll()
+            while self._pending is not None and not give_up() and (left := deadline - time.monotonic()) > 0:
+                out += self.poll(wait=min(0.25, left))
+        if self._pending is not None:
+            out.append(self._unfinished(wait, why))
         procs = list((getattr(self._executor, "_processes", None) or {}).values())
-        self._executor.shutdown(wait=wait, cancel_futures=True)
-        if not wait:  # do not wait for a running check: end its process (it holds no state)
+        self._executor.shutdown(wait=wait is True, cancel_futures=True)
+        if wait is not True:  # do not wait for the child: end its process (it holds no state)
             for proc in procs:
                 with contextlib.suppress(Exception):
                     proc.terminate()
@@ -532,6 +553,20 @@ class DriftMonitor:
                         proc.kill()
                         proc.join(timeout=5)
         return out
+
+    def _unfinished(self, waited: bool | float, why: str) -> DriftOutcome:
+        """The running check, ended before it finished: stored as skipped, with why."""
+        at, version, rows = self._pending_at or (self.clock.now(), self.model_version, 0)
+        self._pending = None
+        after = f" after waiting {float(waited):g} s for it" if waited else ""
+        reason = f"{why} while this check ran{after}: ended without a verdict; its window is not checked again"
+        if why == STOPPED:
+            reason += ("; a stream run that ends on its own (--until-caught-up, a time limit) waits for the check "
+                       "in flight up to its drift_finish_s (60 s by default) instead")  # fmt: skip
+        log.warning("drift check of model %s (%d rows) ended unfinished: %s", version, rows, why)
+        rid = self._record_status(at, version, "skipped", reason, rows)
+        return DriftOutcome(Skipped(at, version, rows, reason), Alert(Level.HEALTHY, (f"drift check not finished: "
+                                                                                     f"{reason}",)), rid, False)
 
     def __enter__(self) -> DriftMonitor:
         return self

@@ -88,6 +88,10 @@ class StreamConfig:
     champion_wait_s: float | None = None
     worker_timeout_s: float = 60.0  # a worker silent this long is killed and restarted
     drain_timeout_s: float = 20.0  # a stopping worker gets this long to checkpoint
+    # A run that ends on its own (caught up, out of time) waits this long for the drift
+    # check in flight (Evidently's first import ~4 s, a report ~4 s); a stop signal, or
+    # the end of this wait, ends it unfinished (stored as a skipped check, with why).
+    drift_finish_s: float = 60.0
     # consumer group size and autoscaling (pipeline.autoscale)
     workers: int = 1
     min_workers: int = 1
@@ -109,7 +113,8 @@ class StreamConfig:
         bad = [f"{k}={getattr(self, k)!r} (an int >= 1)" for k in positive
                if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1)]  # fmt: skip
         non_negative = ("max_wait_s", "checkpoint_interval_s", "flush_interval_s", "cooldown_s",
-                        "scale_down_stabilization_s", "lateness_hours", "max_future_skew_hours", "history_interval_s")  # fmt: skip
+                        "scale_down_stabilization_s", "lateness_hours", "max_future_skew_hours", "history_interval_s",
+                        "drift_finish_s")  # fmt: skip
         bad += [f"{k}={getattr(self, k)!r} (seconds >= 0)" for k in non_negative
                 if not getattr(self, k) >= 0]  # fmt: skip
         if self.champion_wait_s is not None and not self.champion_wait_s >= 0:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.drift.config import DriftConfig
+from pipeline.drift.config import STOPPED, DriftConfig
 from pipeline.features.registry import FEATURE_NAMES
 from pipeline.features.timebase import DAY_US, to_us
 
@@ -160,7 +160,7 @@ class DriftHook:
             if self.monitor is not None:
                 self.logger.info("worker %s: no longer owns partition %d; drift monitoring moves with it",
                                  self.worker_id, self.cfg.leader_partition)  # fmt: skip
-                self.close()
+                self.close(why=f"this worker handed partition {self.cfg.leader_partition} (drift leadership) over")
             return False
         version = worker.model.version
         if version == self.version:
@@ -174,7 +174,7 @@ class DriftHook:
                                 "it without drift checks", self.worker_id, version, REFERENCE_FILE)  # fmt: skip
             self._record_unmonitored(version)
             if self.monitor is not None:
-                self.close()
+                self.close(why=f"the champion changed to v{version}")
             return False
         risk = reference_risk(worker.model, reference)
         importance = model_importance(worker.model, reference)
@@ -231,9 +231,14 @@ class DriftHook:
         if self.monitor is not None and self._ensure(worker):
             self._collect(self.monitor.step())
 
-    def close(self, wait: bool = False) -> None:
+    def close(self, wait: bool | float = False, give_up: Any = lambda: False, why: str = STOPPED) -> None:
+        """Stop monitoring (see :meth:`pipeline.drift.monitor.DriftMonitor.close` for
+        ``wait``/``give_up``: a check still running after the wait is stored as skipped)."""
         if self.monitor is not None:
-            self._collect(self.monitor.close(wait=wait))
+            if self.monitor.running and wait is not True and wait:
+                self.logger.info("worker %s: finishing the drift check in flight (up to %g s; a stop signal ends "
+                                 "it unfinished)", self.worker_id, float(wait))  # fmt: skip
+            self._collect(self.monitor.close(wait=wait, give_up=give_up, why=why))
         self.monitor = None
         self.version = None
         self._pending.clear()

@@ -163,6 +163,7 @@ class Supervisor:
 
         self._take_lock()
         start_offsets = self._committed()
+        finish = False  # caught up or out of time: the workers may end the work in flight (drain)
         try:
             limit = self.cfg.champion_wait_s
             if limit is None and until_caught_up:  # a run meant to end must not wait forever
@@ -187,11 +188,13 @@ class Supervisor:
                     self.autoscale()
                 if until_caught_up and self.caught_up():
                     self.logger.info("stream: caught up with the log end on every partition")
+                    finish = True
                     return self.summary(t0, start_offsets, "caught up")
                 time.sleep(0.2)
+            finish = not (self._stop or should_stop())  # out of time (max_seconds): a run that ends on its own
             return self.summary(t0, start_offsets, "stopped")
         finally:
-            self.drain()
+            self.drain(finish=finish)
             self._release_lock()
 
     def stop(self) -> None:
@@ -397,12 +400,15 @@ class Supervisor:
                                     "checkpoints)", row.worker_id, row.heartbeat_age_s)  # fmt: skip
                 proc.popen.kill()
 
-    def drain(self) -> None:
-        """Ask every worker to checkpoint and stop; kill those that do not within the timeout."""
+    def drain(self, finish: bool = False) -> None:
+        """Ask every worker to checkpoint and stop; kill those that do not within the
+        timeout. ``finish`` (caught up or out of time, nobody asked to stop): SIGUSR1, "stop,
+        letting work in flight end" -- the drift leader's running check gets up to
+        ``drift_finish_s`` more -- instead of SIGTERM."""
         for proc in self.procs.values():
             if proc.popen.poll() is None:
-                proc.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.cfg.drain_timeout_s
+                proc.popen.send_signal(signal.SIGUSR1 if finish else signal.SIGTERM)
+        deadline = time.monotonic() + self.cfg.drain_timeout_s + (self.cfg.drift_finish_s if finish else 0.0)
         for proc in self.procs.values():
             try:
                 proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))

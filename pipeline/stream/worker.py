@@ -154,13 +154,20 @@ class Worker:
         should_stop: Callable[[], bool] = lambda: False,
         until_caught_up: bool = False,
         max_seconds: float | None = None,
+        finish: Callable[[], bool] = lambda: False,
     ) -> dict[str, Any]:
-        """Process until stopped (or caught up / out of time); always drains on the way out."""
+        """Process until stopped (or caught up / out of time); always drains on the way out.
+
+        A run that ends on its own (caught up, out of time) or is asked to ``finish`` (a
+        stop that lets work in flight end: the supervisor's when the group caught up) waits
+        up to ``drift_finish_s`` for the drift check in flight; a ``should_stop()`` stop
+        (Ctrl-C, SIGTERM) does not wait, nor does an error, and one during the wait ends it."""
         t0 = time.monotonic()
         idle = 0.002
+        ended = False
         try:
             self.sync_assignment()
-            while not (self.stopping or should_stop() or self.removed):
+            while not (self.stopping or should_stop() or self.removed or finish()):
                 if max_seconds is not None and time.monotonic() - t0 >= max_seconds:
                     break
                 self.check_model()
@@ -176,8 +183,10 @@ class Worker:
                 else:
                     time.sleep(min(idle, self.cfg.max_wait_s or idle, self.cfg.idle_sleep_max_s))
                     idle = min(idle * 2, self.cfg.idle_sleep_max_s)
+            ended = not (self.stopping or should_stop() or self.removed)  # caught up, out of time or finish()
         finally:
-            self.shutdown()
+            self.shutdown(drift_wait_s=self.cfg.drift_finish_s if ended else 0.0,
+                          give_up=lambda: self.stopping or should_stop())
         return self.summary()
 
     def step(self) -> bool:
@@ -455,8 +464,9 @@ class Worker:
         if rows:
             self.writer.after(lambda: self.store.record_metrics(rows), partitions=())
 
-    def shutdown(self) -> None:
-        """Checkpoint every dirty partition, write everything, release the leases."""
+    def shutdown(self, drift_wait_s: float = 0.0, give_up: Callable[[], bool] = lambda: False) -> None:
+        """Checkpoint every dirty partition, write everything, release the leases; the
+        drift check in flight gets ``drift_wait_s`` (or until ``give_up()``) to finish."""
         try:
             if self.writer.error is None:
                 dirty = [p for p in self.parts.values() if p.dirty]
@@ -470,7 +480,7 @@ class Worker:
         finally:
             self.writer.close(flush=False)
             if self.drift is not None:
-                self.drift.close()
+                self.drift.close(wait=drift_wait_s if self.writer.error is None else 0.0, give_up=give_up)
             for part in self.parts.values():
                 part.lease.release()
             self.parts.clear()
@@ -555,10 +565,13 @@ def main(argv: list[str] | None = None) -> int:
     fatal = paths.workers / f"{spec.worker_id}.fatal"
     fatal.unlink(missing_ok=True)
     (paths.workers / f"{spec.worker_id}.error").unlink(missing_ok=True)
-    stop = {"now": False}
+    stop = {"now": False, "finish": False}
 
     def _stop(signum: int, _frame: Any) -> None:
         stop["now"] = True
+
+    def _finish(signum: int, _frame: Any) -> None:  # the supervisor's "caught up": let work in flight end
+        stop["finish"] = True
 
     def should_stop() -> bool:
         return stop["now"] or (
@@ -567,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGUSR1, _finish)
     worker = None
     try:
         log = open_log_config(spec.data_dir, spec.topic, spec.log)
@@ -578,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             spec.worker_id, log, store, paths, cfg, partitions=spec.partitions, logger=logger, drift=spec.drift
         )
         prepare_process()
-        summary = worker.run(should_stop, until_caught_up=spec.until_caught_up)
+        summary = worker.run(should_stop, until_caught_up=spec.until_caught_up, finish=lambda: stop["finish"])
         out = paths.workers / f"{spec.worker_id}.{os.getpid()}.summary.json"
         out.write_text(json.dumps(summary, default=str))
         return 0

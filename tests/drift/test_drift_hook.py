@@ -4,8 +4,10 @@ loop, follows the champion's reference, records whether a retrain was requested.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.drift.check import DriftResult
 from pipeline.drift.config import DriftConfig
 from pipeline.drift.loop import RETRAIN_REQUESTED, RETRAIN_SKIPPED
 from pipeline.features.registry import FEATURE_NAMES
@@ -201,6 +204,47 @@ def test_a_champion_without_reference_is_scored_but_not_monitored(env, caplog):
     skipped = store.drift_runs(status=None)  # stored once, with the reason, for the Drift page
     assert skipped.status.tolist() == ["skipped"] and "without a reference sample" in skipped.status_reason.iloc[0]
     assert store.drift_runs().empty
+
+
+GATE = threading.Event()
+
+
+def gated_check(*args, **kw):
+    GATE.wait(30)  # in flight until the test lets it finish
+    return fake_check(*args, **kw)
+
+
+@pytest.mark.parametrize("finish_s", [30.0, 0.0])
+def test_a_run_that_ends_on_its_own_finishes_the_check_in_flight_else_stores_it_as_skipped(env, finish_s):
+    """`--until-caught-up` ended the run 1 s after a check came due: the check was ended
+    unseen and `churn drift` said "no drift checks yet". Now the run waits for it (up to
+    drift_finish_s); a check ended anyway is a skipped run that says why."""
+    data, log, store, paths = env
+    champion(paths, reference=far_reference())
+    GATE.clear()
+    w = worker(data, log, store, paths, drift=DRIFT.replace(executor="thread"),
+               cfg=dataclasses.replace(CFG, drift_finish_s=finish_s))  # fmt: skip
+    w.drift.monitor_kwargs["check"] = gated_check
+    close = w.drift.close
+
+    def closing(**kw):  # the first check is still in flight here (it waits on the gate)
+        assert w.drift.monitor.running
+        if kw["wait"]:
+            threading.Timer(0.5, GATE.set).start()
+        return close(**kw)
+
+    w.drift.close = closing
+    try:
+        w.run(until_caught_up=True)
+    finally:
+        GATE.set()
+    runs = store.drift_runs(status=None)
+    assert len(runs) == 1  # the replay outran the one check: later days were not read (monitor busy)
+    if finish_s:
+        assert runs.status.tolist() == ["checked"] and isinstance(w.drift.outcomes[-1].result, DriftResult)
+    else:
+        assert runs.status.tolist() == ["skipped"]
+        assert runs.status_reason.iloc[0].startswith("the stream stopped while this check ran: ended without a verdict")
 
 
 def test_bad_drift_settings_are_one_clear_line():

@@ -123,6 +123,62 @@ def test_a_running_check_does_not_block_observing(tmp_path):
     m.close()
 
 
+def test_closing_waits_for_the_running_check_or_stores_it_as_skipped_with_why(tmp_path):
+    from functools import partial
+
+    clock, sent = FakeClock(T0), []
+    store = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=clock)
+    try:
+        gate = threading.Event()
+        m = monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
+                    executor=make_executor("thread"))
+        feed(m, frame(500, seed=2))
+        m.step()
+        assert m.running
+        threading.Timer(0.3, gate.set).start()  # finishes within the wait: handled and stored as checked
+        (out,) = m.close(wait=10.0)
+        assert isinstance(out.result, DriftResult) and not m.running
+        assert list(store.drift_runs().status) == ["checked"]
+
+        clock.advance(60)  # a run is keyed by its time
+        gate = threading.Event()  # never set in time: ended after the wait, a skipped run says why
+        m = monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
+                    executor=make_executor("thread"))
+        feed(m, frame(500, seed=3))
+        m.step()
+        (out,) = m.close(wait=0.2)
+        gate.set()
+        assert isinstance(out.result, Skipped) and out.run_id is not None
+        assert out.result.reason.startswith("the stream stopped while this check ran after waiting 0.2 s for it")
+        assert "drift_finish_s" in out.result.reason
+
+        clock.advance(60)
+        gate, stop = threading.Event(), threading.Event()  # a stop signal during the wait ends it at once
+        m = monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
+                    executor=make_executor("thread"))
+        feed(m, frame(500, seed=4))
+        m.step()
+        stop.set()
+        (out,) = m.close(wait=30.0, give_up=stop.is_set, why="this worker handed partition 0 (drift leadership) over")
+        gate.set()
+        assert isinstance(out.result, Skipped) and "handed partition 0" in out.result.reason
+        assert "drift_finish_s" not in out.result.reason  # the remedy is for a stream that stopped, not a handover
+        runs = store.drift_runs(status=None)
+        assert list(runs.status) == ["checked", "skipped", "skipped"] and runs.status_reason.iloc[-1] == out.result.reason
+        assert sent == []
+    finally:
+        store.close()
+
+
+def test_closing_without_waiting_still_handles_a_check_that_had_finished(tmp_path):
+    clock, sent = FakeClock(T0), []
+    m = monitor(tmp_path, clock, sent)  # inline: the check is done when submitted
+    feed(m, frame(500, seed=2))
+    m.step()
+    (out,) = m.close()
+    assert isinstance(out.result, DriftResult)  # not dropped because nobody polled it
+
+
 @pytest.mark.slow  # ~15-25 s, most of it Evidently's import
 def test_real_evidently_check_detects_a_shift(tmp_path):
     cfg = CFG.replace(min_rows=100)

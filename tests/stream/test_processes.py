@@ -75,9 +75,9 @@ def model_fs() -> str:
     return FEATURE_SET_VERSION
 
 
-def _supervisor(tmp_path: Path, model, **cfg) -> Supervisor:
+def _supervisor(tmp_path: Path, model, drift=None, reference=None, **cfg) -> Supervisor:
     champion = StaticChampion()
-    champion.set(model, "1")
+    champion.set(model, "1", reference=reference)
     base = {
         "group": "test",
         "batch_size": BATCH,
@@ -93,6 +93,7 @@ def _supervisor(tmp_path: Path, model, **cfg) -> Supervisor:
         f"sqlite:///{tmp_path / 'churn.db'}",
         champion,
         StreamConfig(**(base | cfg)),
+        drift=drift,
     )
 
 
@@ -173,3 +174,25 @@ def test_a_corrupt_checkpoint_stops_the_group_with_the_file_named(tmp_path, mode
         sup.run(max_seconds=120)
     assert str(bad) in str(exc.value) and "delete it" in str(exc.value)
     assert not sup.procs  # nothing left running
+
+
+def test_caught_up_the_group_finishes_the_drift_check_in_flight(tmp_path, model) -> None:
+    """`churn stream --until-caught-up` drained its workers with SIGTERM the moment the log
+    was read: the drift leader's running check (Evidently is still importing in its child
+    process when a small log is caught up) was ended with no trace. Caught up, the
+    supervisor now sends SIGUSR1 and the check finishes and is stored."""
+    import numpy as np
+
+    from pipeline.drift.config import DriftConfig
+    from pipeline.features.registry import FEATURE_NAMES
+
+    simulated_log(tmp_path / "data" / "log", users=300, days=12, partitions=2, seed=4).close()
+    reference = pd.DataFrame(np.random.default_rng(1).gamma(2.0, 2.0, (400, len(FEATURE_NAMES))),
+                             columns=list(FEATURE_NAMES))  # fmt: skip
+    drift = DriftConfig(warmup_days=5, min_rows=20, full_report_every=0)  # the production executor: a process
+    sup = _supervisor(tmp_path, model, drift=drift, reference=reference, workers=1, autoscale=False)
+    summary = sup.run(until_caught_up=True, max_seconds=240)
+    assert summary["events"] > 0
+    runs = sup.store.drift_runs(status=None)
+    assert len(runs) >= 1 and runs.status.iloc[-1] == "checked", runs[["status", "status_reason"]]
+    assert not sup.procs
