@@ -245,8 +245,13 @@ def prepare(
         keep &= mask
     rows = int(keep.sum())
     if rows < cfg.min_rows:
+        # day snapshots hold every active user at a midnight: on a population this small, waiting
+        # does not fill the window (a source's own data can be a few hundred users)
+        remedy = (f"the window is the active users at an event-time midnight, and waiting does not grow a "
+                  f"population this small: to check it, set CHURN_DRIFT_MIN_ROWS <= {rows:,} (a noisier check)"
+                  if cfg.observe == "day_snapshot" else "wait for more scores or lower CHURN_DRIFT_MIN_ROWS")
         return Skipped(at, model_version, rows, f"window has {rows:,} rows (after de-duplication), fewer than "
-                       f"min_rows={cfg.min_rows:,}: wait for more scores or lower CHURN_DRIFT_MIN_ROWS")
+                       f"min_rows={cfg.min_rows:,}: {remedy}")
     if len(reference) < cfg.min_rows:
         return Skipped(at, model_version, rows, f"reference sample of model {model_version} has {len(reference):,} "
                        f"rows, fewer than min_rows={cfg.min_rows:,}: log a larger reference with the model")
