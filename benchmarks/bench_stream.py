@@ -198,7 +198,7 @@ def child(spec: dict) -> dict:
         # the drain finishes the check in flight instead of ending it (as a worker's exit
         # does): the checks these events caused are inside the clock, whole
         hook = worker.drift
-        hook.close = lambda wait=True: type(hook).close(hook, wait=True)  # type: ignore[method-assign]
+        hook.close = lambda wait=True, **kw: type(hook).close(hook, wait=True, **kw)  # type: ignore[method-assign]
     _warm_up(model)
     prepare_process()  # as the worker process does (gc.freeze, GC thresholds, GIL switch interval)
     if spec.get("go"):  # several workers: start together (imports done), so the overlap is real

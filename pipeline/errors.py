@@ -127,6 +127,12 @@ class FencedError(StreamError):
     The writer must stop processing the partition; the message names both epochs."""
 
 
+class ModelUnreadableError(RegistryError):
+    """A registered model version whose files cannot be loaded (a damaged or incomplete
+    artifact); the message names the version and what failed. Like a mismatch, the stream
+    refuses that version and keeps scoring with the one it has."""
+
+
 class ModelMismatchError(RegistryError):
     """The champion was trained on another feature set than the running engine computes;
     the message names both feature-set versions."""

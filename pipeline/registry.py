@@ -34,7 +34,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import RegistryError
+from pipeline.errors import ChurnError, ModelUnreadableError, RegistryError
 from pipeline.evaluation import metrics as score_metrics
 from pipeline.safe_load import SKOPS_TRUSTED_TYPES
 from pipeline.training.gate import GateDecision, GatePolicy, decide
@@ -161,49 +161,82 @@ def load_model(uri: str) -> ChurnModel:
     """Load ``uri`` (e.g. ``models:/churn@champion``) as a model that returns probabilities.
 
     Calibrated when the model was logged with a calibration map (every model the train
-    flow registers): ``predict_proba`` is then the calibrated probability.
+    flow registers): ``predict_proba`` is then the calibrated probability. Files that
+    cannot be read (a damaged or incomplete artifact) are a :class:`ModelUnreadableError`
+    naming the version, not the parser's traceback.
     """
+    info = _model_info(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _model_from(uri, info, _download(uri, tmp))
+
+
+def _model_info(uri: str) -> Any:
     import mlflow
 
     try:
-        info = mlflow.models.get_model_info(uri)
+        return mlflow.models.get_model_info(uri)
     except mlflow.exceptions.MlflowException as exc:
         raise RegistryError(f"cannot load {uri}: {exc}") from None
+
+
+def _download(uri: str, tmp: str) -> Path:
+    """The model's artifacts (model files, extra files) in ``tmp``, downloaded once."""
+    import mlflow
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(f"cannot download {uri}: {exc}") from None
+
+
+def _unreadable(uri: str, what: str, exc: Exception) -> ModelUnreadableError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return ModelUnreadableError(
+        f"{uri}: its {what} cannot be read ({type(exc).__name__}{': ' + detail if detail else ''}); the registered "
+        "artifact is damaged or incomplete: register a working version (`churn train`) or point the "
+        "'champion' alias back at one")  # fmt: skip
+
+
+def _model_from(uri: str, info: Any, local: Path) -> ChurnModel:
+    """The model of ``info`` from its downloaded artifacts at ``local``."""
+    import mlflow
+
     meta = info.metadata or {}
     name = meta.get("candidate", "model")
     model: ChurnModel
-    if "xgboost" in info.flavors:
-        booster = mlflow.xgboost.load_model(uri)
-        feats = tuple(meta.get("features") or booster.feature_names)
-        model = XGBoostModel(name, booster, feats, booster.num_boosted_rounds() - 1)
-    elif "sklearn" in info.flavors:
-        pipe = _load_sklearn(uri, info.flavors["sklearn"])
-        model = SklearnModel(name, meta.get("kind", "logistic"), pipe, tuple(meta["features"]))
-    else:
-        raise RegistryError(f"{uri} has flavours {sorted(info.flavors)}; expected xgboost or sklearn")
-    if meta.get(CALIBRATION_KEY):
-        from pipeline.training.calibrate import from_dict
+    try:
+        if "xgboost" in info.flavors:
+            booster = mlflow.xgboost.load_model(str(local))
+            feats = tuple(meta.get("features") or booster.feature_names)
+            model = XGBoostModel(name, booster, feats, booster.num_boosted_rounds() - 1)
+        elif "sklearn" in info.flavors:
+            pipe = _load_sklearn(uri, info.flavors["sklearn"], local)
+            model = SklearnModel(name, meta.get("kind", "logistic"), pipe, tuple(meta["features"]))
+        else:
+            raise RegistryError(f"{uri} has flavours {sorted(info.flavors)}; expected xgboost or sklearn")
+        if meta.get(CALIBRATION_KEY):
+            from pipeline.training.calibrate import from_dict
 
-        model = CalibratedModel(model, from_dict(meta[CALIBRATION_KEY]))
+            model = CalibratedModel(model, from_dict(meta[CALIBRATION_KEY]))
+    except ChurnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the parser raises on a damaged file: one clear error
+        raise _unreadable(uri, "model files", exc) from exc
     return model
 
 
-def _load_sklearn(uri: str, flavor: Mapping[str, Any]) -> Any:
+def _load_sklearn(uri: str, flavor: Mapping[str, Any], local: Path) -> Any:
     # not mlflow.sklearn.load_model: that trusts the types listed next to the model (MLmodel),
     # which whoever can write the model can also write; our own allow-list decides instead
-    import mlflow
-
     from pipeline.safe_load import UntrustedModelError, load_skops
 
     if flavor.get("serialization_format") != "skops":
         raise RegistryError(f"{uri} is a {flavor.get('serialization_format')!r} sklearn model; only skops "
                             "models are loaded (pickle runs code on load): retrain it with `churn train`")
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
-        try:
-            return load_skops(local / flavor.get("pickled_model", "model.skops"))
-        except UntrustedModelError as exc:
-            raise RegistryError(f"{uri} refused: {exc}") from None
+    try:
+        return load_skops(local / flavor.get("pickled_model", "model.skops"))
+    except UntrustedModelError as exc:
+        raise RegistryError(f"{uri} refused: {exc}") from None
 
 
 @dataclass
@@ -217,16 +250,19 @@ class Bundle:
 
 
 def load_bundle(uri: str) -> Bundle:
-    """The model plus its feature registry and reference sample (for drift checks)."""
-    import mlflow
-
-    model = load_model(uri)
-    meta = mlflow.models.get_model_info(uri).metadata or {}
+    """The model plus its feature registry and reference sample (for drift checks), from
+    one download of its artifacts; unreadable files are a :class:`ModelUnreadableError`."""
+    info = _model_info(uri)
+    meta = info.metadata or {}
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        local = _download(uri, tmp)
+        model = _model_from(uri, info, local)
         extra = local / "extra_files"
-        registry = json.loads((extra / "feature_registry.json").read_text())
-        reference = pd.read_parquet(extra / "reference.parquet")
+        try:
+            registry = json.loads((extra / "feature_registry.json").read_text())
+            reference = pd.read_parquet(extra / "reference.parquet")
+        except Exception as exc:  # noqa: BLE001 - a missing or damaged file: one clear error
+            raise _unreadable(uri, "feature registry or reference sample (extra_files)", exc) from exc
     return Bundle(model, str(meta.get(FEATURE_SET_TAG, "")), registry, reference)
 
 

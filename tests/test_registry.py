@@ -87,6 +87,43 @@ def test_champion_loads_back_with_the_same_predictions(store, data, raw, tmp_pat
     assert {"feature_registry.json", "reference.parquet", "MLmodel", "input_example.json"} <= files
 
 
+def _stored(name: str, version: str) -> Path:
+    """The registered version's artifact directory in the file-backed store."""
+    uri = mlflow.MlflowClient().get_model_version_download_uri(name, version)
+    return Path(uri.removeprefix("file://"))
+
+
+@pytest.mark.parametrize("raw", [
+    {"kind": "xgboost", "params": {"n_estimators": 20, "max_depth": 3}},
+    {"kind": "logistic"},
+])
+def test_a_damaged_artifact_is_one_clear_error_naming_the_version(store, data, raw) -> None:
+    """A truncated model file ended `churn stream` in three BadZipFile tracebacks (XGBoost: its
+    parser's error) that named neither the version nor what to do."""
+    from pipeline.errors import ModelUnreadableError
+
+    name = f"damaged_{raw['kind']}"
+    v = _log_and_register(store, data, _fit(data, raw, raw["kind"]), name)
+    model_file = _stored(name, v) / ("model.ubj" if raw["kind"] == "xgboost" else "model.skops")
+    model_file.write_bytes(model_file.read_bytes()[:300])  # a torn copy
+    for load in (registry.load_model, registry.load_bundle):
+        with pytest.raises(ModelUnreadableError) as err:
+            load(f"models:/{name}/{v}")
+        msg = str(err.value)
+        assert msg.startswith(f"models:/{name}/{v}: its model files cannot be read (")
+        assert "register a working version (`churn train`)" in msg and "\n" not in msg
+
+
+def test_a_missing_reference_sample_is_one_clear_error(store, data) -> None:
+    from pipeline.errors import ModelUnreadableError
+
+    v = _log_and_register(store, data, _fit(data, {"kind": "logistic"}, "m"), "noref")
+    (_stored("noref", v) / "extra_files" / "reference.parquet").unlink()
+    assert registry.load_model(f"models:/noref/{v}") is not None  # the model itself is fine
+    with pytest.raises(ModelUnreadableError, match=r"feature registry or reference sample \(extra_files\)"):
+        registry.load_bundle(f"models:/noref/{v}")
+
+
 def test_xgboost_pyfunc_returns_probabilities(store, data) -> None:
     model = _fit(data, {"kind": "xgboost", "params": {"n_estimators": 20}}, "x")
     v = _log_and_register(store, data, model, "pyfunc_check")

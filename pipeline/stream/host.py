@@ -40,7 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ChurnError, ConfigError, ModelMismatchError, StreamError
+from pipeline.errors import (
+    ChurnError,
+    ConfigError,
+    ModelMismatchError,
+    ModelUnreadableError,
+    StreamError,
+)
 from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.stream.config import StreamConfig, StreamPaths
 from pipeline.stream.drift_hook import write_reference
@@ -143,10 +149,10 @@ class RegistryFeed:
         if info is None or (self.ref is not None and info.version == self.ref.version) or info.version == self.refused:
             return None if info is None else self.ref
         uri = f"models:/{self.source.name}/{info.version}"
-        bundle = registry.load_bundle(uri)
-        doc = (bundle.feature_registry or {}).get("feature_spec")
-        spec = FeatureSpec.from_dict(doc) if doc else DEFAULT_SPEC
         try:
+            bundle = registry.load_bundle(uri)
+            doc = (bundle.feature_registry or {}).get("feature_spec")
+            spec = FeatureSpec.from_dict(doc) if doc else DEFAULT_SPEC
             if self.spec is not None and spec.version != self.spec.version:
                 raise ModelMismatchError(
                     f"refusing champion churn v{info.version}: it was trained on feature spec {spec.version}, "
@@ -155,7 +161,7 @@ class RegistryFeed:
             for claimed in dict.fromkeys((fs, info.feature_set_version)):
                 check_feature_set(info.version, claimed, tuple(bundle.model.features), spec)
             self.cfg.high_risk_rule.check_base_rate(info.version, info.base_rate)
-        except ModelMismatchError:
+        except (ModelMismatchError, ModelUnreadableError):  # this version, not the registry: refused until it moves
             self.refused = info.version
             raise
         ref = export_model(bundle.model, info.version, fs, self.paths.models, source=f"{self.source.where} {uri}",
@@ -198,7 +204,7 @@ class ChampionFollower(threading.Thread):
         while not self.stop.wait(self.every_s):
             try:
                 self.feed.fetch()
-            except ModelMismatchError as exc:
+            except (ModelMismatchError, ModelUnreadableError) as exc:
                 self.feed.logger.error("%s Still scoring with v%s.", exc, getattr(self.feed.ref, "version", "?"))
                 _record(self.state, "error", str(exc))
             except Exception as exc:  # noqa: BLE001 - a registry hiccup: keep scoring, retry later

@@ -36,7 +36,7 @@ from typing import Any
 from pipeline.autoscale import AutoscalePolicy, PolicyConfig, autoscale_step, sticky_assign
 from pipeline.clock import Clock, SystemClock
 from pipeline.config import PROJECT_ROOT
-from pipeline.errors import ModelMismatchError, StreamError
+from pipeline.errors import ModelMismatchError, ModelUnreadableError, StreamError
 from pipeline.log.base import PartitionLog
 from pipeline.pidlock import PidLock
 from pipeline.stream.champion import ChampionInfo, ChampionSource
@@ -274,7 +274,7 @@ class Supervisor:
         try:
             ref = self.champion.export(info, self.paths.models, self.feature_spec)
             rule.check_base_rate(info.version, ref.base_rate)
-        except ModelMismatchError as exc:
+        except (ModelMismatchError, ModelUnreadableError) as exc:  # this version: refused until the alias moves
             self.refused = info.version
             if startup or self.model is None:
                 raise

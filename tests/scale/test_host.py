@@ -216,3 +216,26 @@ def test_stream_worker_says_which_setting_is_missing_or_wrong(tmp_path, args, en
 def test_host_settings_check_is_one_line_config_error():
     with pytest.raises(ConfigError, match="lease-ttl"):
         HostSettings("t", "h:9", "postgresql://h/x", "http://h", lease_ttl_s=0).check()
+
+
+def test_a_damaged_champion_version_is_refused_and_the_host_keeps_its_model(tmp_path):
+    """A version whose files cannot be read: the champion follower logged "champion poll
+    failed (will retry)" with the parser's error at every poll; now it is refused once,
+    with the version and the remedy, like a feature-spec mismatch."""
+    import mlflow
+
+    from pipeline import registry
+    from pipeline.errors import ModelUnreadableError
+    from pipeline.testing.registry import register_tiny_champion
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert register_tiny_champion(uri) == "1"
+    paths = StreamPaths(tmp_path / "cache", "test")
+    feed = RegistryFeed(uri, paths, StreamConfig(**FAST), logging.getLogger("test"))
+    assert feed.fetch().version == "1"
+    assert register_tiny_champion(uri, seed=2) == "2"
+    stored = Path(mlflow.MlflowClient().get_model_version_download_uri(registry.MODEL_NAME, "2").removeprefix("file://"))
+    (stored / "model.ubj").write_bytes(b"\x00" * 64)  # a torn upload
+    with pytest.raises(ModelUnreadableError, match="models:/churn/2: its model files cannot be read"):
+        feed.fetch()
+    assert feed.refused == "2" and feed.fetch().version == "1"  # refused until the alias moves; v1 stays

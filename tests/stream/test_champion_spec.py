@@ -68,3 +68,39 @@ def test_export_of_the_topic_spec_scores_engine_columns_and_other_specs_refuse(t
     other = FeatureSpec.from_vocabulary(["export"], builtin=SPEC.builtin)
     with pytest.raises(ModelMismatchError, match=other.version):
         load_export(ref, spec=other)
+
+
+class _Damaged(StaticChampion):
+    """A registry whose newest version's files cannot be read (load_bundle's error)."""
+
+    def export(self, info, models_dir, spec=None):
+        from pipeline.errors import ModelUnreadableError
+
+        if info.version == "2":
+            raise ModelUnreadableError("models:/churn/2: its model files cannot be read (BadZipFile: ...)")
+        return super().export(info, models_dir) if spec is None else super().export(info, models_dir, spec)
+
+
+def test_a_damaged_champion_is_refused_at_start_and_later_the_old_one_keeps_scoring(data_dir, tmp_path,
+                                                                                   caplog) -> None:  # fmt: skip
+    """A damaged version moved to champion under a running stream crashed the supervisor
+    (the parser's exception left follow_champion); now it is refused like a spec mismatch."""
+    from pipeline.errors import ModelUnreadableError
+    from pipeline.stream.model import read_pointer
+
+    champion = _Damaged()
+    champion.set(tiny_model(), "2")
+    sup = Supervisor(data_dir, "events", f"sqlite:///{tmp_path / 'churn.db'}", champion,
+                     StreamConfig(group="test", model_poll_s=0.05))  # fmt: skip
+    with pytest.raises(ModelUnreadableError, match="models:/churn/2"):
+        sup.run(max_seconds=5)  # nothing to score with: fail closed, in one line
+    champion.set(tiny_model(), "1")
+    sup = Supervisor(data_dir, "events", f"sqlite:///{tmp_path / 'churn2.db'}", champion,
+                     StreamConfig(group="test2", model_poll_s=0.05))  # fmt: skip
+    assert sup.wait_for_champion(lambda: False)
+    champion.set(tiny_model(), "2")
+    sup.follow_champion()
+    sup.follow_champion()  # refused once, not retried every poll
+    assert read_pointer(sup.paths.champion).version == "1"
+    assert caplog.text.count("models:/churn/2: its model files cannot be read") == 1
+    assert "keep scoring with v1" in caplog.text
