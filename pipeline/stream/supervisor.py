@@ -280,6 +280,14 @@ class Supervisor:
                 raise
             self.logger.error("stream: %s Workers keep scoring with v%s.", exc, self.model.version)
             return
+        except Exception as exc:  # noqa: BLE001 - the registry or artifact store failing now (unreachable, files
+            # missing): at start fail closed; under a running stream keep scoring and try again next poll
+            if startup or self.model is None:
+                raise
+            self.logger.warning("stream: cannot load churn v%s now (%s: %s); workers keep scoring with v%s, "
+                                "retried at the next registry poll", info.version, type(exc).__name__, exc,
+                                self.model.version)  # fmt: skip
+            return
         publish(self.paths.champion, ref)
         old = None if self.model is None else self.model.version
         self.model = ref

@@ -104,3 +104,37 @@ def test_a_damaged_champion_is_refused_at_start_and_later_the_old_one_keeps_scor
     assert read_pointer(sup.paths.champion).version == "1"
     assert caplog.text.count("models:/churn/2: its model files cannot be read") == 1
     assert "keep scoring with v1" in caplog.text
+
+
+class _Unreachable(StaticChampion):
+    """A registry whose artifact store fails for a while (the files of v2 not downloadable)."""
+
+    down = True
+
+    def export(self, info, models_dir, spec=None):
+        from pipeline.errors import RegistryError
+
+        if info.version == "2" and self.down:
+            raise RegistryError("cannot load models:/churn/2: No such artifact: 'MLmodel'")
+        return super().export(info, models_dir) if spec is None else super().export(info, models_dir, spec)
+
+
+def test_a_registry_failing_under_a_running_stream_is_retried_not_fatal(data_dir, tmp_path, caplog) -> None:
+    """An artifact store that cannot serve the new champion's files right now ended the whole
+    supervised stream (the error left follow_champion); now the workers keep v1 and the next
+    poll tries again, and adopts v2 once it loads."""
+    from pipeline.stream.model import read_pointer
+
+    champion = _Unreachable()
+    champion.set(tiny_model(), "1")
+    sup = Supervisor(data_dir, "events", f"sqlite:///{tmp_path / 'churn.db'}", champion,
+                     StreamConfig(group="test", model_poll_s=0.05))  # fmt: skip
+    assert sup.wait_for_champion(lambda: False)
+    champion.set(tiny_model(), "2")
+    sup.follow_champion()
+    sup.follow_champion()  # not refused: tried again at every poll
+    assert read_pointer(sup.paths.champion).version == "1"
+    assert caplog.text.count("cannot load churn v2 now (RegistryError") == 2 and "keep scoring with v1" in caplog.text
+    champion.down = False
+    sup.follow_champion()
+    assert read_pointer(sup.paths.champion).version == "2"
