@@ -35,6 +35,8 @@ from pipeline.config import PROJECT_ROOT, load_settings
 
 TASK: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 MLFLOW_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [2, 10], "retry_condition_fn": transient}
+# the data tasks: one retry after 5 s of a passing failure (a refusal, ChurnError, is final)
+DATA_RETRIES: dict[str, Any] = {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": transient}
 
 
 def _logger() -> logging.Logger | Any:
@@ -61,7 +63,7 @@ class Timer:
 
 
 # -- tasks -------------------------------------------------------------------------------
-@task(name="build-snapshots", retries=1, retry_delay_seconds=5, retry_condition_fn=transient, **TASK)
+@task(name="build-snapshots", **DATA_RETRIES, **TASK)
 def build_snapshots(data_dir: str, topic: str, horizon_days: int, every_days: int, start: date | None,
                     end: date | None, folds: int, test_frac: float, gap_days: int | None, warmup_days: int | None,
                     latest: bool = False):
@@ -89,7 +91,7 @@ def build_snapshots(data_dir: str, topic: str, horizon_days: int, every_days: in
     return ds
 
 
-@task(name="references", retries=1, retry_delay_seconds=5, retry_condition_fn=transient, **TASK)
+@task(name="references", **DATA_RETRIES, **TASK)
 def references(ds, data_dir: str, topic: str, leaky: bool):
     """Oracle scores (if the simulator's hazard table exists) and leaky features."""
     from pipeline.log import open_log
