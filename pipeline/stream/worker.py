@@ -112,6 +112,7 @@ class Worker:
         self.logger = logger or logging.getLogger("pipeline.stream")
         self.fixed = None if partitions is None else tuple(sorted(partitions))
         self.dlq_log = dlq or dead_letter_log(log)
+        self._own_dlq = dlq is None  # opened here: closed by shutdown (Kafka: its consumers, files: their fds)
         self.dead_letters = DeadLetters(self.dlq_log, self.clock, log.name)
         # files under the data dir (one host), or PgStateBackend (leases fenced by epoch)
         self.checkpoints = state or CheckpointStore(paths.checkpoints, log.name, self.cfg.group)
@@ -484,6 +485,8 @@ class Worker:
             for part in self.parts.values():
                 part.lease.release()
             self.parts.clear()
+            if self._own_dlq:
+                self.dlq_log.close()
 
     def summary(self) -> dict[str, Any]:
         pct = percentiles(self.metrics.latencies_ms) or (None, None, None)

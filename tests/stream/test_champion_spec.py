@@ -70,15 +70,33 @@ def test_export_of_the_topic_spec_scores_engine_columns_and_other_specs_refuse(t
         load_export(ref, spec=other)
 
 
-class _Damaged(StaticChampion):
-    """A registry whose newest version's files cannot be read (load_bundle's error)."""
+class _Failing(StaticChampion):
+    """A registry whose version 2 cannot be exported: ``error`` is what loading it raises
+    (None: it loads)."""
+
+    def __init__(self, error: Exception | None) -> None:
+        super().__init__()
+        self.error = error
 
     def export(self, info, models_dir, spec=None):
-        from pipeline.errors import ModelUnreadableError
-
-        if info.version == "2":
-            raise ModelUnreadableError("models:/churn/2: its model files cannot be read (BadZipFile: ...)")
+        if info.version == "2" and self.error is not None:
+            raise self.error
         return super().export(info, models_dir) if spec is None else super().export(info, models_dir, spec)
+
+
+def _scoring_v1_when_v2_comes(champion: _Failing, data_dir, db) -> Supervisor:
+    """A supervisor that adopted v1, after two registry polls that saw v2 as champion (a
+    refused version is not tried again; a failed load is)."""
+    from pipeline.stream.model import read_pointer
+
+    champion.set(tiny_model(), "1")
+    sup = Supervisor(data_dir, "events", f"sqlite:///{db}", champion, StreamConfig(group=db.stem, model_poll_s=0.05))
+    assert sup.wait_for_champion(lambda: False)
+    champion.set(tiny_model(), "2")
+    sup.follow_champion()
+    sup.follow_champion()
+    assert read_pointer(sup.paths.champion).version == "1"
+    return sup
 
 
 def test_a_damaged_champion_is_refused_at_start_and_later_the_old_one_keeps_scoring(data_dir, tmp_path,
@@ -86,55 +104,28 @@ def test_a_damaged_champion_is_refused_at_start_and_later_the_old_one_keeps_scor
     """A damaged version moved to champion under a running stream crashed the supervisor
     (the parser's exception left follow_champion); now it is refused like a spec mismatch."""
     from pipeline.errors import ModelUnreadableError
-    from pipeline.stream.model import read_pointer
 
-    champion = _Damaged()
+    champion = _Failing(ModelUnreadableError("models:/churn/2: its model files cannot be read (BadZipFile: ...)"))
     champion.set(tiny_model(), "2")
     sup = Supervisor(data_dir, "events", f"sqlite:///{tmp_path / 'churn.db'}", champion,
                      StreamConfig(group="test", model_poll_s=0.05))  # fmt: skip
     with pytest.raises(ModelUnreadableError, match="models:/churn/2"):
         sup.run(max_seconds=5)  # nothing to score with: fail closed, in one line
-    champion.set(tiny_model(), "1")
-    sup = Supervisor(data_dir, "events", f"sqlite:///{tmp_path / 'churn2.db'}", champion,
-                     StreamConfig(group="test2", model_poll_s=0.05))  # fmt: skip
-    assert sup.wait_for_champion(lambda: False)
-    champion.set(tiny_model(), "2")
-    sup.follow_champion()
-    sup.follow_champion()  # refused once, not retried every poll
-    assert read_pointer(sup.paths.champion).version == "1"
+    _scoring_v1_when_v2_comes(champion, data_dir, tmp_path / "churn2.db")
     assert caplog.text.count("models:/churn/2: its model files cannot be read") == 1
     assert "keep scoring with v1" in caplog.text
-
-
-class _Unreachable(StaticChampion):
-    """A registry whose artifact store fails for a while (the files of v2 not downloadable)."""
-
-    down = True
-
-    def export(self, info, models_dir, spec=None):
-        from pipeline.errors import RegistryError
-
-        if info.version == "2" and self.down:
-            raise RegistryError("cannot load models:/churn/2: No such artifact: 'MLmodel'")
-        return super().export(info, models_dir) if spec is None else super().export(info, models_dir, spec)
 
 
 def test_a_registry_failing_under_a_running_stream_is_retried_not_fatal(data_dir, tmp_path, caplog) -> None:
     """An artifact store that cannot serve the new champion's files right now ended the whole
     supervised stream (the error left follow_champion); now the workers keep v1 and the next
     poll tries again, and adopts v2 once it loads."""
+    from pipeline.errors import RegistryError
     from pipeline.stream.model import read_pointer
 
-    champion = _Unreachable()
-    champion.set(tiny_model(), "1")
-    sup = Supervisor(data_dir, "events", f"sqlite:///{tmp_path / 'churn.db'}", champion,
-                     StreamConfig(group="test", model_poll_s=0.05))  # fmt: skip
-    assert sup.wait_for_champion(lambda: False)
-    champion.set(tiny_model(), "2")
-    sup.follow_champion()
-    sup.follow_champion()  # not refused: tried again at every poll
-    assert read_pointer(sup.paths.champion).version == "1"
+    champion = _Failing(RegistryError("cannot load models:/churn/2: No such artifact: 'MLmodel'"))
+    sup = _scoring_v1_when_v2_comes(champion, data_dir, tmp_path / "churn.db")
     assert caplog.text.count("cannot load churn v2 now (RegistryError") == 2 and "keep scoring with v1" in caplog.text
-    champion.down = False
+    champion.error = None  # the store serves it again
     sup.follow_champion()
     assert read_pointer(sup.paths.champion).version == "2"

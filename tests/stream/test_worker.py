@@ -118,6 +118,22 @@ def test_bad_events_go_to_dead_letters_once_even_after_a_crash(
     assert store.metrics_since()["dead_letters"].sum() == 4
 
 
+def test_the_dead_letter_log_the_worker_opened_is_closed_when_it_stops(data_dir, log, store, paths, champion,
+                                                                       cfg) -> None:  # fmt: skip
+    """Each in-process worker left its <topic>.dlq handle open (file descriptors; on Kafka a
+    consumer that kept reconnecting after the broker was gone, seen in make bench's log)."""
+    import os
+
+    bad = append_bad_events(log, 0)
+    w = Worker("w0", log, store, paths, cfg, partitions=[0, 1])
+    w.run(until_caught_up=True)
+    dlq_dir = str(data_dir / "log" / "events.dlq")
+    fds = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+           if os.path.exists(f"/proc/self/fd/{fd}")]  # fmt: skip
+    assert not [f for f in fds if f.startswith(dlq_dir)]
+    assert dead_letter_log(log).end_offset(0) == len(bad)  # written (and readable) before it was closed
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def crash_store(request, tmp_path):
     """The store of the crash test: SQLite, and PostgreSQL (a throw-away schema)."""
