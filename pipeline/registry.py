@@ -283,14 +283,25 @@ def describe_version(version: str, description: str, name: str = MODEL_NAME) -> 
     MlflowClient().update_model_version(name, str(version), description=description[:60_000])
 
 
+# MLflow's answers for "no such registered model" and "no such alias": there is no champion
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
 def champion_version(name: str = MODEL_NAME) -> Any | None:
+    """The version the ``champion`` alias points at; None if there is none. A registry that
+    does not answer (a server down, an internal error) is a RegistryError, not "no
+    champion": the gate must not promote a challenger as the first model because of it."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
         return MlflowClient().get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in NOT_FOUND:
+            return None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RegistryError(f"the MLflow registry did not answer the champion lookup ({exc.error_code}: "
+                            f"{first[:300]})") from exc
 
 
 def run_gate(

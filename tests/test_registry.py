@@ -236,6 +236,32 @@ def test_an_error_scoring_the_champion_rejects_the_challenger(store, data, monke
     assert mlflow.MlflowClient().get_model_version(name, v2).tags["gate.decision"] == "rejected"
 
 
+def test_a_registry_that_does_not_answer_is_an_error_not_no_champion(store, data, monkeypatch) -> None:
+    """`champion_version` read any MLflow error as "no champion": the gate would then promote
+    a challenger as "first model: no champion yet" on a registry hiccup, and a stream said
+    "train one with `churn train`" about a server that was down."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.errors import RegistryError
+
+    name = "hiccup"
+    assert registry.champion_version(name) is None  # no such model: no champion, as before
+    m = _fit(data, {"kind": "logistic"}, "m")
+    v1 = _register(store, data, m, name, horizon_days=30)
+
+    def down(self, model, alias):
+        raise MlflowException("API request to http://mlflow:5000/... failed: Max retries exceeded",
+                              error_code="INTERNAL_ERROR")  # fmt: skip
+
+    monkeypatch.setattr(mlflow.MlflowClient, "get_model_version_by_alias", down)
+    with pytest.raises(RegistryError, match="did not answer the champion lookup \\(INTERNAL_ERROR"):
+        registry.champion_version(name)
+    with pytest.raises(RegistryError):
+        _gate_scores(data, m, v1, name, T0)  # fail closed: not promoted as a first model
+    monkeypatch.undo()
+    assert registry.champion_version(name) is None  # nothing was promoted
+
+
 def test_the_gate_records_paired_bootstrap_differences(store, data) -> None:
     name = "paired"
     weak = _fit(data, {"kind": "rule", "features": ["days_since_last_session"]}, "rule")

@@ -10,10 +10,12 @@ workers (:mod:`pipeline.stream.model`). Tests use :class:`StaticChampion`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.errors import RegistryError
 from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.stream.drift_hook import write_reference
 from pipeline.stream.model import ModelRef, check_feature_set, export_model
@@ -40,6 +42,12 @@ class ChampionSource(Protocol):
         ...
 
 
+# MLflow HTTP settings for a stream's registry reads (see RegistryChampion): a refused
+# connection gives up after ~3 s, an unanswered one after ~35 s
+STREAM_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # fmt: skip
+
+
 class RegistryChampion:
     def __init__(self, tracking_uri: str, name: str | None = None) -> None:
         import mlflow
@@ -50,13 +58,23 @@ class RegistryChampion:
         self.where = tracking_uri
         self.missing = ""  # why current() found no champion (for the supervisor's wait message)
         mlflow.set_tracking_uri(tracking_uri)  # reading only: no experiment or database is created
+        # A stream polls the registry from its supervision loop: with MLflow's defaults (7
+        # retries, backoff factor 2, 120 s timeout) one poll of a server that is down blocked
+        # it for ~4 minutes (no worker restarts meanwhile). Fail fast and ask at the next
+        # poll instead; settings given in the environment win.
+        for var, value in STREAM_HTTP.items():
+            os.environ.setdefault(var, value)
 
     def current(self) -> ChampionInfo | None:
         from pipeline import registry
         from pipeline.mlflow_store import check_readable
 
         self.missing = check_readable(self.where) or ""  # a garbage database: RegistryError, one line
-        mv = None if self.missing else registry.champion_version(self.name)
+        try:
+            mv = None if self.missing else registry.champion_version(self.name)
+        except RegistryError as exc:  # down or failing: no answer now; the caller waits or keeps its model
+            self.missing = f"{exc} at {self.where}; asking again at the next poll"
+            return None
         if mv is None:
             self.missing = self.missing or (f"no version of the registered model {self.name!r} has the alias "
                                             f"'champion' in {self.where}; train one with `churn train`")

@@ -129,3 +129,30 @@ def test_a_registry_failing_under_a_running_stream_is_retried_not_fatal(data_dir
     champion.error = None  # the store serves it again
     sup.follow_champion()
     assert read_pointer(sup.paths.champion).version == "2"
+
+
+def test_a_registry_server_that_is_down_is_named_and_does_not_block_the_poll(monkeypatch) -> None:
+    """One poll of an MLflow server that was down blocked the supervisor for ~4 minutes
+    (MLflow's 7 retries) and then said "no version has the alias 'champion'; train one"."""
+    import os
+    import socket
+
+    import mlflow
+
+    from pipeline.stream.champion import STREAM_HTTP, RegistryChampion
+
+    for var in STREAM_HTTP:  # unset here (restored after the test)
+        monkeypatch.setenv(var, "0")
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")  # the user's own setting wins
+    with socket.socket() as s:  # a port nothing listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        source = RegistryChampion(f"http://127.0.0.1:{port}")
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2" and os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+        assert source.current() is None
+        assert "did not answer the champion lookup" in source.missing and "asking again at the next poll" in source.missing
+        assert "train one" not in source.missing
+    finally:
+        mlflow.set_tracking_uri(None)
