@@ -102,7 +102,7 @@ def configure(tracking_uri: str, experiment: str = EXPERIMENT) -> str:
                 client.set_experiment_tag(exp.experiment_id, k, v)
         return exp.experiment_id
     except (mlflow.exceptions.MlflowException, SQLAlchemyError) as exc:
-        raise RegistryError(f"MLflow tracking store {tracking_uri} is unusable: {str(exc).splitlines()[0]}; "
+        raise RegistryError(f"MLflow tracking store {tracking_uri} is unusable: {_first_line(exc)}; "
                             "check CHURN_MLFLOW_TRACKING_URI") from None
 
 
@@ -189,8 +189,15 @@ def _download(uri: str, tmp: str) -> Path:
         raise RegistryError(f"cannot download {uri}: {exc}") from None
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message ("" if it has none): MLflow's and the parsers'
+    messages can run to pages."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def _unreadable(uri: str, what: str, exc: Exception) -> ModelUnreadableError:
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    detail = _first_line(exc)
     return ModelUnreadableError(
         f"{uri}: its {what} cannot be read ({type(exc).__name__}{': ' + detail if detail else ''}); the registered "
         "artifact is damaged or incomplete: register a working version (`churn train`) or point the "
@@ -299,7 +306,7 @@ def champion_version(name: str = MODEL_NAME) -> Any | None:
     except MlflowException as exc:
         if exc.error_code in NOT_FOUND:
             return None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc) or type(exc).__name__
         raise RegistryError(f"the MLflow registry did not answer the champion lookup ({exc.error_code}: "
                             f"{first[:300]})") from exc
 

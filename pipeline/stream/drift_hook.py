@@ -235,7 +235,7 @@ class DriftHook:
         """Stop monitoring (see :meth:`pipeline.drift.monitor.DriftMonitor.close` for
         ``wait``/``give_up``: a check still running after the wait is stored as skipped)."""
         if self.monitor is not None:
-            if self.monitor.running and wait is not True and wait:
+            if self.monitor.running and wait and wait is not True:  # a bounded wait (True: until done, silently)
                 self.logger.info("worker %s: finishing the drift check in flight (up to %g s; a stop signal ends "
                                  "it unfinished)", self.worker_id, float(wait))  # fmt: skip
             self._collect(self.monitor.close(wait=wait, give_up=give_up, why=why))
