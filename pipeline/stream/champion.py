@@ -58,10 +58,10 @@ class RegistryChampion:
         self.where = tracking_uri
         self.missing = ""  # why current() found no champion (for the supervisor's wait message)
         mlflow.set_tracking_uri(tracking_uri)  # reading only: no experiment or database is created
-        # A stream polls the registry from its supervision loop: with MLflow's defaults (7
-        # retries, backoff factor 2, 120 s timeout) one poll of a server that is down blocked
-        # it for ~4 minutes (no worker restarts meanwhile). Fail fast and ask at the next
-        # poll instead; settings given in the environment win.
+        # With MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) one poll of a
+        # server that is down took ~4 minutes: a start waited that long to say so, and a
+        # running stream's next model switch too (its polls run off the supervision loop).
+        # Fail fast and ask at the next poll instead; settings given in the environment win.
         for var, value in STREAM_HTTP.items():
             os.environ.setdefault(var, value)
 

@@ -1,8 +1,8 @@
 """The supervisor: runs the consumer group's worker processes and is the autoscaler's hands.
 
 * Waits for a champion (polling the registry, saying clearly why it waits), exports it
-  for the workers and follows the alias: a new version is exported and the pointer
-  moved, so workers switch between batches (a version whose feature set the engine
+  for the workers and follows the alias (polled in a thread, off the supervision loop):
+  a new version is exported and the pointer moved, so workers switch between batches (a version whose feature set the engine
   does not compute is refused, naming both versions).
 * Starts ``workers`` processes (``python -m pipeline.stream.worker``) and assigns the
   partitions (sticky, exclusive, recorded in the store). A worker that dies is restarted
@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -69,6 +70,42 @@ class _Proc:
     retiring: bool = False
     stop_sent: float | None = None
     restarts: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Fetched:
+    """What one registry poll found: the alias's version (None: none, or no answer) and,
+    when the workers needed another export, that export or why it failed."""
+
+    info: ChampionInfo | None
+    ref: ModelRef | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class _Poll:
+    """One registry poll in a daemon thread (one that never answers must not keep the
+    process from exiting: its result is simply never applied)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    result: _Fetched = field(default_factory=lambda: _Fetched(None))
+
+    @classmethod
+    def start(cls, fetch: Callable[[], _Fetched], logger: logging.Logger | logging.LoggerAdapter[Any]) -> _Poll:
+        poll = cls()
+
+        def run() -> None:
+            try:
+                poll.result = fetch()
+            except Exception as exc:  # noqa: BLE001 - e.g. a source without the reader's error handling
+                logger.warning(
+                    "stream: the champion poll failed (%s: %s); asking again at the next poll",
+                    type(exc).__name__, exc)  # fmt: skip
+            finally:
+                poll.done.set()
+
+        threading.Thread(target=run, name="champion-poll", daemon=True).start()
+        return poll
 
 
 class Supervisor:
@@ -174,12 +211,19 @@ class Supervisor:
             next_scale = time.monotonic() + self.cfg.autoscale_interval_s
             next_model = time.monotonic() + self.cfg.model_poll_s
             next_health = time.monotonic() + 5.0
+            # The registry poll (and a new version's download) runs off this loop: a server
+            # that accepts and never answers held it ~35 s per poll (no reaping, heartbeats
+            # or autoscaling meanwhile). One poll at a time; its result is applied here.
+            poll: _Poll | None = None
             while not done():
                 self.reap()
                 now = time.monotonic()
-                if now >= next_model:
+                if poll is not None and poll.done.is_set():
+                    self._apply(poll.result)
+                    poll = None
+                if poll is None and now >= next_model:
                     next_model = now + self.cfg.model_poll_s
-                    self.follow_champion()
+                    poll = _Poll.start(self._fetch, self.logger)
                 if now >= next_health:
                     next_health = now + 5.0
                     self.check_heartbeats()
@@ -243,36 +287,58 @@ class Supervisor:
         return False
 
     def follow_champion(self) -> None:
+        """One poll of the registry, applied now (the run loop does the same with the poll in
+        a thread: :meth:`_fetch` there, :meth:`_apply` here)."""
+        self._apply(self._fetch())
+
+    def _fetch(self) -> _Fetched:
+        """The slow part of a poll, safe off the loop: the alias lookup and, when the workers
+        need another export (a new version; the pointer or its export gone), that export.
+        Reads ``model``/``refused``, which only :meth:`_apply` changes, never during a poll."""
         info = self.champion.current()
         if info is not None and self.model is not None and info.version == self.model.version:
-            self._check_pointer(info)
-            return
-        if info is None or info.version == self.refused:
-            return
-        self.adopt(info)
+            why = self._pointer_damage()
+            if why is None:
+                return _Fetched(info)
+            self.logger.warning("stream: %s; exporting churn v%s again for the workers", why, info.version)
+        elif info is None or info.version == self.refused:
+            return _Fetched(info)
+        try:
+            return _Fetched(info, ref=self.champion.export(info, self.paths.models, self.feature_spec))
+        except Exception as exc:  # noqa: BLE001 - judged by _apply, on the loop
+            return _Fetched(info, error=exc)
 
-    def _check_pointer(self, info: ChampionInfo) -> None:
-        """The workers' pointer must name the champion this supervisor adopted: one deleted or
-        damaged under a running stream is written again (the export too), never left to make
-        the workers wait, or score, blind."""
+    def _apply(self, fetched: _Fetched) -> None:
+        if fetched.ref is not None or fetched.error is not None:
+            assert fetched.info is not None
+            self.adopt(fetched.info, fetched=fetched)
+
+    def _pointer_damage(self) -> str | None:
+        """Why the workers' pointer does not name the champion this supervisor adopted (one
+        deleted or damaged under a running stream is written again, the export too, never
+        left to make the workers wait, or score, blind), or None when it does."""
         try:
             ref = read_pointer(self.paths.champion)
         except StreamError as exc:
-            why = str(exc)
-        else:
-            if ref == self.model and (Path(ref.path) / META).exists():
-                return
-            why = f"champion pointer {self.paths.champion} is missing" if ref is None else (
-                f"champion pointer {self.paths.champion} names v{ref.version} at {ref.path}, or its export is gone")
-        self.logger.warning("stream: %s; exporting churn v%s again for the workers", why, info.version)
-        self.adopt(info)
+            return str(exc)
+        if ref == self.model and (Path(ref.path) / META).exists():
+            return None
+        return f"champion pointer {self.paths.champion} is missing" if ref is None else (
+            f"champion pointer {self.paths.champion} names v{ref.version} at {ref.path}, or its export is gone")
 
-    def adopt(self, info: ChampionInfo, startup: bool = False) -> None:
-        """Export ``info`` and point the workers at it (refusing a feature-set mismatch, or a
-        champion without the base rate the high-risk rule multiplies)."""
+    def adopt(self, info: ChampionInfo, startup: bool = False, fetched: _Fetched | None = None) -> None:
+        """Export ``info`` (or take ``fetched``, a poll's export of it or its error) and point
+        the workers at it (refusing a feature-set mismatch, or a champion without the base
+        rate the high-risk rule multiplies)."""
         rule = self.cfg.high_risk_rule
         try:
-            ref = self.champion.export(info, self.paths.models, self.feature_spec)
+            if fetched is None:
+                ref = self.champion.export(info, self.paths.models, self.feature_spec)
+            elif fetched.error is not None:
+                raise fetched.error
+            else:
+                assert fetched.ref is not None
+                ref = fetched.ref
             rule.check_base_rate(info.version, ref.base_rate)
         except (ModelMismatchError, ModelUnreadableError) as exc:  # this version: refused until the alias moves
             self.refused = info.version

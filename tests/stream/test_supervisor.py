@@ -110,3 +110,57 @@ def test_alert_level_is_derivable_from_the_store(store) -> None:
     assert alert.level.value == "Critical"
     joined = " ".join(alert.reasons)
     assert "STALL" in joined and "lag 80,000" in joined and "dead letters" in joined
+
+
+class _HangingChampion(StaticChampion):
+    """Answers the first lookup (the start), then hangs like an MLflow server that accepts the
+    connection and never answers, until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def current(self):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls > 1:
+            self.release.wait(20)
+        return super().current()
+
+
+def test_a_registry_that_never_answers_does_not_hold_the_supervision_loop(data_dir, tmp_path, monkeypatch) -> None:
+    """The poll runs off the loop: before, one unanswered lookup held it (no reaping, heartbeat
+    checks or autoscaling) for as long as the server kept the connection open."""
+    champion = _HangingChampion()
+    champion.set(tiny_model(), "1")
+    sup = _sup(data_dir, tmp_path, champion)
+    reaps: list[float] = []
+    monkeypatch.setattr(sup, "scale_to", lambda n, reason: None)  # no worker processes in this test
+    monkeypatch.setattr(sup, "reap", lambda: reaps.append(time.monotonic()))
+    try:
+        t = time.monotonic()
+        out = sup.run(max_seconds=1.5)
+        took = time.monotonic() - t
+    finally:
+        champion.release.set()
+    assert out["stopped"] == "stopped" and took < 10, took
+    assert len(reaps) >= 4 and reaps[-1] - t > 1.0  # the loop kept going while the poll hung
+    assert champion.calls == 2  # one poll in flight at a time, not a new one every tick
+    assert read_pointer(sup.paths.champion).version == "1"
+
+
+def test_the_loops_poll_refuses_a_mismatched_champion_then_adopts_the_next(data_dir, tmp_path, monkeypatch, caplog) -> None:
+    champion = StaticChampion()
+    champion.set(tiny_model(), "1")
+    sup = _sup(data_dir, tmp_path, champion)
+    monkeypatch.setattr(sup, "scale_to", lambda n, reason: None)
+    seen: list[tuple[str | None, str | None]] = []
+    monkeypatch.setattr(sup, "reap", lambda: seen.append((sup.model.version, sup.refused)))
+    threading.Timer(0.3, lambda: champion.set(tiny_model(), "2", feature_set_version="0000deadbeef0000")).start()
+    threading.Timer(1.0, lambda: champion.set(tiny_model(boost=1.0), "3")).start()
+    with caplog.at_level(logging.INFO, logger="pipeline.stream"):
+        sup.run(max_seconds=2.0)
+    assert ("1", "2") in seen  # refused while running: workers kept v1
+    assert "0000deadbeef0000" in caplog.text and "keep scoring with v1" in caplog.text
+    assert read_pointer(sup.paths.champion).version == "3" and sup.model.version == "3" and sup.refused is None
+    assert "champion is churn v3" in caplog.text and "was v1" in caplog.text
