@@ -2,10 +2,19 @@
 
 Layout: ``MAGIC | u64 header length | msgpack header | array bytes ... | u32 crc32``.
 The header holds the format, engine and feature-set versions, the state's scalars, the
-user-id table (slot order) and each array's name, dtype and shape; arrays follow in
-header order as raw little-endian bytes. Everything is deterministic (msgpack keeps key
-order, no timestamps), so ``dump(load(b)) == b``. The CRC catches torn or corrupted
-checkpoint files; a version mismatch is refused with the remedy (replay the log).
+user-id table (slot order) and each array's name, dtype, shape and stored size; arrays
+follow in header order as little-endian bytes, each compressed as one LZ4 frame (format
+2; format 1, raw bytes, is still read). Everything is deterministic (msgpack keeps key
+order, no timestamps, LZ4 is a pure function of its input), so ``dump(load(b)) == b``.
+The CRC (over the stored bytes) catches torn or corrupted checkpoint files; a version
+mismatch is refused with the remedy (replay the log).
+
+Why compressed: the state is mostly empty day buckets (~890 bytes a user, raw), and a
+stream writes every partition's snapshot at each checkpoint (default every 5 s, fsynced;
+with the PostgreSQL state backend, as a row). Measured on 25,000 users of the feature
+benchmark's stream: 22.3 MB raw -> 2.5 MB, the snapshot's CPU ~12.6 -> ~11 ms (the
+compression costs about what the raw copy into one buffer did); zstd level 1 made 1.5 MB
+in 18 ms, zlib level 1 1.9 MB in 56 ms.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ from pipeline.errors import FeatureError
 from pipeline.features.registry import ENGINE_VERSION, FEATURE_SET_VERSION
 
 MAGIC = b"CHURNFS\x01"
-FORMAT = 1
+FORMAT = 2
+READS = (1, 2)  # format 1: arrays stored raw
+CODEC = "lz4"  # an LZ4 frame per array (pyarrow's codec: no extra dependency)
 
 
 def dump(
@@ -30,10 +41,12 @@ def dump(
     """``feature_set``: the topic's feature-spec version (the simulator's: ``FEATURE_SET_VERSION``)."""
     layout = []
     chunks = []
+    codec = _codec()
     for name, arr in arrays.items():
         le = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
-        layout.append([name, le.dtype.str, list(le.shape)])
-        chunks.append(memoryview(le).cast("B") if le.size else b"")  # no copy until the one join
+        z = codec.compress(memoryview(le).cast("B"), asbytes=True) if le.size else b""
+        layout.append([name, le.dtype.str, list(le.shape), len(z)])
+        chunks.append(z)
     header = msgspec.msgpack.encode({
         "format": FORMAT, "engine": ENGINE_VERSION, "feature_set": feature_set,
         "meta": dict(meta), "users": users, "arrays": layout,
@@ -61,7 +74,8 @@ def load(
         header = msgspec.msgpack.decode(body[start : start + hlen])
     except msgspec.DecodeError as exc:
         raise FeatureError(f"feature-state snapshot header is unreadable ({exc})") from None
-    if header.get("format") != FORMAT or header.get("engine") != ENGINE_VERSION:
+    fmt = header.get("format")
+    if fmt not in READS or header.get("engine") != ENGINE_VERSION:
         raise FeatureError(
             f"snapshot was written by engine {header.get('engine')} (format {header.get('format')}), "
             f"this is engine {ENGINE_VERSION}; rebuild the state by replaying the log"
@@ -76,15 +90,35 @@ def load(
         raise FeatureError(f"snapshot holds arrays {names}, expected {sorted(expected)}; the snapshot is corrupt")
     arrays: dict[str, np.ndarray] = {}
     pos = start + hlen
-    for name, dtype, shape in header["arrays"]:
+    for name, dtype, shape, *stored in header["arrays"]:
         dt = np.dtype(dtype)
         if dt.newbyteorder("=") != np.dtype(expected[name]):
             raise FeatureError(f"snapshot array {name!r} has dtype {dtype}, expected {expected[name]}")
         size = int(np.prod(shape)) * dt.itemsize
-        if pos + size > len(body):
+        zsize = stored[0] if fmt == 2 and stored else size
+        if pos + zsize > len(body):
             raise FeatureError(f"snapshot array {name!r} is truncated; the snapshot is corrupt")
-        arrays[name] = np.frombuffer(body[pos : pos + size], dtype=dt).reshape(shape).astype(expected[name])
-        pos += size
+        raw = body[pos : pos + zsize]
+        if fmt == 2 and size:
+            raw = _decompress(raw, size, name)
+        arrays[name] = np.frombuffer(raw, dtype=dt).reshape(shape).astype(expected[name])
+        pos += zsize
     if pos != len(body):
         raise FeatureError("snapshot has trailing bytes; the snapshot is corrupt")
     return header["meta"], header["users"], arrays
+
+
+def _codec():  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    return pa.Codec(CODEC)
+
+
+def _decompress(stored: memoryview, size: int, name: str) -> bytes:
+    try:
+        raw = _codec().decompress(stored, decompressed_size=size, asbytes=True)
+    except Exception as exc:  # noqa: BLE001 - pyarrow's ArrowException/OSError: corrupt either way
+        raise FeatureError(f"snapshot array {name!r} does not decompress ({exc}); the snapshot is corrupt") from None
+    if len(raw) != size:
+        raise FeatureError(f"snapshot array {name!r} holds {len(raw)} bytes, expected {size}; the snapshot is corrupt")
+    return raw

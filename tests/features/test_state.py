@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import numpy as np
 import pytest
 
 from pipeline import events as ev
 from pipeline.errors import FeatureError
+from pipeline.features import codec
 from pipeline.features.registry import FEATURE_INDEX, FEATURE_NAMES, FEATURES
 from pipeline.features.state import FeatureState
 from pipeline.features.timebase import to_us
@@ -137,6 +140,46 @@ def test_snapshot_round_trip_and_corruption_is_refused():
     for bad in (bytes(flipped), blob[:-7], b"garbage" * 10, b""):
         with pytest.raises(FeatureError):
             FeatureState.restore(bad)
+
+
+def _format_1(blob: bytes) -> bytes:
+    """The same state as a format 1 snapshot (arrays stored raw), as checkpoints written
+    before format 2 hold it."""
+    hlen = int.from_bytes(blob[len(codec.MAGIC) : len(codec.MAGIC) + 8], "little")
+    header = msgspec.msgpack.decode(blob[len(codec.MAGIC) + 8 : len(codec.MAGIC) + 8 + hlen])
+    _, users, arrays = codec.load(blob, {a[0]: np.dtype(a[1]).newbyteorder("=").name for a in header["arrays"]},
+                                  header["feature_set"])  # fmt: skip
+    header["format"] = 1
+    header["arrays"] = [a[:3] for a in header["arrays"]]
+    head = msgspec.msgpack.encode(header)
+    body = codec.MAGIC + len(head).to_bytes(8, "little") + head
+    body += b"".join(np.ascontiguousarray(arrays[a[0]], dtype=a[1]).tobytes() for a in header["arrays"])
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def test_snapshots_are_compressed_and_format_1_snapshots_still_restore():
+    st = FeatureState()
+    st.update_events([signup(f"u{i}", T0) for i in range(2000)]
+                     + [session(f"u{i}", T0 + timedelta(hours=1)) for i in range(0, 2000, 3)])  # fmt: skip
+    blob = st.snapshot()
+    old = _format_1(blob)
+    assert len(blob) * 4 < len(old)  # mostly empty day buckets: ~890 bytes a user raw
+    back = FeatureState.restore(old)
+    assert back.snapshot() == blob  # the same state; written again, in format 2
+    t = T0 + timedelta(hours=2)
+    assert np.array_equal(back.read(t).values, st.read(t).values) and back.user_ids == st.user_ids
+
+
+def test_a_snapshot_whose_compressed_array_is_damaged_is_refused_naming_it():
+    blob = FeatureState()
+    blob.update_events([signup(f"u{i}", T0) for i in range(50)])
+    good = blob.snapshot()
+    damaged = bytearray(good[:-4])
+    damaged[-3] ^= 0xFF  # inside the last array's LZ4 frame; the CRC recomputed, as a bug would
+    bad = bytes(damaged) + zlib.crc32(bytes(damaged)).to_bytes(4, "little")
+    with pytest.raises(FeatureError, match="corrupt"):
+        FeatureState.restore(bad)
+    assert codec.FORMAT == 2
 
 
 def test_empty_state_snapshot_round_trips():
