@@ -51,6 +51,9 @@ medians of ``RUNS`` runs per batch size, each run's figure printed beside):
   ``stream_speedup_vs_naive``.
 * ``stream_rss_mb_per_100k_users``: resident memory the worker grew by while tracking
   the users (after imports and model load), scaled per 100,000 users.
+* ``stream_checkpoint_mb_per_100k_users``: the size of the worker's checkpoint files after
+  the run (every partition's feature state, LZ4-compressed, and dedup window), scaled per
+  100,000 users: what each checkpoint (default every 5 s) writes and fsyncs.
 * ``stream_eps_1_worker`` / ``stream_eps_2_workers``: one vs two worker processes (all 4
   partitions vs 2 + 2), wall-clock events/s from the first fetch (two workers: their
   release together) to the last one's drain done (on a shared 2-core machine this moves
@@ -212,8 +215,9 @@ def child(spec: dict) -> dict:
     wall, cpu = time.perf_counter() - t0, tree_cpu_s() - c0
     rss1 = _rss_mb()
     checks = len(worker.drift.outcomes) if worker.drift is not None else 0
+    ckpt = sum(f.stat().st_size for f in paths.checkpoints.glob("*.ckpt"))  # what each checkpoint rewrites
     return summary | {"wall": wall, "cpu": cpu, "rss0": rss0, "rss1": rss1, "peak": _peak_mb(),
-                      "start": start, "end": start + wall, "drift_checks": checks}  # fmt: skip
+                      "start": start, "end": start + wall, "drift_checks": checks, "ckpt_bytes": ckpt}  # fmt: skip
 
 
 def _warm_up(model) -> None:
@@ -452,6 +456,9 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
     rss_per_100k = (r1["rss1"] - r1["rss0"]) * 100_000 / n_users
     print(f"  memory: {r1['rss0']:.0f} MB after imports + model, {r1['rss1']:.0f} MB with {n_users:,} users "
           f"tracked -> {rss_per_100k:.0f} MB per 100,000 users (target <= 300); peak {r1['peak']:.0f} MB")  # fmt: skip
+    ckpt_per_100k = r1["ckpt_bytes"] / 2**20 * 100_000 / n_users
+    print(f"  checkpoints: {r1['ckpt_bytes'] / 2**20:.1f} MB for {n_users:,} users (features + dedup window, every "
+          f"partition) -> {ckpt_per_100k:.1f} MB per 100,000 users, written at each checkpoint")  # fmt: skip
 
     print(f"  strict decode floor            {floor:12,.0f} events/s (CPU; median of {len(floors)} measurements, "
           f"one before each worker run: {', '.join(f'{x:,.0f}' for x in floors)})")  # fmt: skip
@@ -496,6 +503,7 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
         "stream_speedup_vs_naive": e2e / naive_eps,
         "stream_decode_floor_eps": floor,
         "stream_rss_mb_per_100k_users": rss_per_100k,
+        "stream_checkpoint_mb_per_100k_users": ckpt_per_100k,
         "stream_eps_1_worker": one,
         "stream_eps_2_workers": two,
         "stream_reasons_exact_rows_per_s": exact,
