@@ -2,8 +2,9 @@
 
 * Waits for a champion (polling the registry, saying clearly why it waits), exports it
   for the workers and follows the alias (polled in a thread, off the supervision loop):
-  a new version is exported and the pointer moved, so workers switch between batches (a version whose feature set the engine
-  does not compute is refused, naming both versions).
+  a new version is exported and the pointer moved, so workers switch between batches
+  (a version whose feature set the engine does not compute is refused, naming both
+  versions).
 * Starts ``workers`` processes (``python -m pipeline.stream.worker``) and assigns the
   partitions (sticky, exclusive, recorded in the store). A worker that dies is restarted
   with the same id and partitions; it resumes from its checkpoints. One that stops
