@@ -60,6 +60,8 @@ WORKER_ENV = {
     "MALLOC_ARENA_MAX": "2",
     "MALLOC_MMAP_THRESHOLD_": str(1 << 20),
 }
+POLL_END_WAIT_S = 5.0  # at exit, for a registry poll in flight (it may be writing an export)
+_EXPORTING = threading.Lock()  # one export at a time in a process (they may share a models dir)
 MAX_RESTARTS = 5  # within RESTART_WINDOW_S, then the supervisor gives up with the error
 RESTART_WINDOW_S = 120.0
 
@@ -81,6 +83,7 @@ class _Fetched:
     info: ChampionInfo | None
     ref: ModelRef | None = None
     error: BaseException | None = None
+    problem: str | None = None  # why there is no ``info``
 
 
 @dataclass
@@ -92,16 +95,14 @@ class _Poll:
     result: _Fetched = field(default_factory=lambda: _Fetched(None))
 
     @classmethod
-    def start(cls, fetch: Callable[[], _Fetched], logger: logging.Logger | logging.LoggerAdapter[Any]) -> _Poll:
+    def start(cls, fetch: Callable[[], _Fetched]) -> _Poll:
         poll = cls()
 
         def run() -> None:
             try:
                 poll.result = fetch()
-            except Exception as exc:  # noqa: BLE001 - e.g. a source without the reader's error handling
-                logger.warning(
-                    "stream: the champion poll failed (%s: %s); asking again at the next poll",
-                    type(exc).__name__, exc)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - a bug: say it where the loop says poll problems
+                poll.result = _Fetched(None, problem=f"the poll failed ({type(exc).__name__}: {exc})")
             finally:
                 poll.done.set()
 
@@ -176,6 +177,8 @@ class Supervisor:
         self._lowest: dict[int, int] = {}  # per partition: the lowest offset committed in this run
         self._checkpoints = CheckpointStore(self.paths.checkpoints, self.topic, self.cfg.group)
         self._started_at: datetime | None = None  # clock time the run began (commit history since)
+        self._poll: _Poll | None = None  # the registry poll in flight (run's loop)
+        self._poll_problem: str | None = None  # why the last poll found no champion (said once)
         self.alert_level: str | None = None
         self._lock: PidLock | None = None
         self._stop = False
@@ -215,16 +218,15 @@ class Supervisor:
             # The registry poll (and a new version's download) runs off this loop: a server
             # that accepts and never answers held it ~35 s per poll (no reaping, heartbeats
             # or autoscaling meanwhile). One poll at a time; its result is applied here.
-            poll: _Poll | None = None
             while not done():
                 self.reap()
                 now = time.monotonic()
-                if poll is not None and poll.done.is_set():
-                    self._apply(poll.result)
-                    poll = None
-                if poll is None and now >= next_model:
+                if self._poll is not None and self._poll.done.is_set():
+                    self._apply(self._poll.result)
+                    self._poll = None
+                if self._poll is None and now >= next_model:
                     next_model = now + self.cfg.model_poll_s
-                    poll = _Poll.start(self._fetch, self.logger)
+                    self._poll = _Poll.start(self._fetch)
                 if now >= next_health:
                     next_health = now + 5.0
                     self.check_heartbeats()
@@ -240,7 +242,15 @@ class Supervisor:
             return self.summary(t0, start_offsets, "stopped")
         finally:
             self.drain(finish=finish)
+            self._end_poll()
             self._release_lock()
+
+    def _end_poll(self) -> None:
+        """Give a poll still in flight (perhaps mid-export) a moment to end, so the process
+        does not exit in the middle of writing an export; its result is not applied."""
+        if self._poll is not None:
+            self._poll.done.wait(POLL_END_WAIT_S)
+            self._poll = None
 
     def stop(self) -> None:
         self._stop = True
@@ -296,20 +306,42 @@ class Supervisor:
         """The slow part of a poll, safe off the loop: the alias lookup and, when the workers
         need another export (a new version; the pointer or its export gone), that export.
         Reads ``model``/``refused``, which only :meth:`_apply` changes, never during a poll."""
-        info = self.champion.current()
-        if info is not None and self.model is not None and info.version == self.model.version:
+        try:
+            info = self.champion.current()
+        except Exception as exc:  # noqa: BLE001 - e.g. an MLflow database replaced by garbage: say it, keep the model
+            first = (str(exc).strip().splitlines() or [""])[0]
+            return _Fetched(None, problem=f"{type(exc).__name__}: {first}")
+        if info is None:
+            return _Fetched(None, problem=getattr(self.champion, "missing", "") or (
+                f"no version of the registered model 'churn' has the alias 'champion' in {self.champion.where}"))
+        if self.model is not None and info.version == self.model.version:
             why = self._pointer_damage()
             if why is None:
                 return _Fetched(info)
             self.logger.warning("stream: %s; exporting churn v%s again for the workers", why, info.version)
-        elif info is None or info.version == self.refused:
+        elif info.version == self.refused:
             return _Fetched(info)
         try:
-            return _Fetched(info, ref=self.champion.export(info, self.paths.models, self.feature_spec))
+            return _Fetched(info, ref=self._export(info))
         except Exception as exc:  # noqa: BLE001 - judged by _apply, on the loop
             return _Fetched(info, error=exc)
 
+    def _export(self, info: ChampionInfo) -> ModelRef:
+        with _EXPORTING:  # a poll thread left from an earlier run may still be writing one
+            return self.champion.export(info, self.paths.models, self.feature_spec)
+
     def _apply(self, fetched: _Fetched) -> None:
+        """A poll's result, on the loop: adopt or refuse what it exported; a poll that found
+        no champion (the registry down or failing, the alias gone) is said once, and so is
+        its end, while the workers keep scoring with the model they have."""
+        if fetched.problem != self._poll_problem and self.model is not None:
+            if fetched.problem:
+                self.logger.warning("stream: the champion poll found none: %s; workers keep scoring with v%s",
+                                    fetched.problem, self.model.version)  # fmt: skip
+            elif fetched.info is not None:
+                self.logger.info("stream: the registry answers the champion poll again (churn v%s)",
+                                 fetched.info.version)  # fmt: skip
+        self._poll_problem = fetched.problem
         if fetched.ref is not None or fetched.error is not None:
             assert fetched.info is not None
             self.adopt(fetched.info, fetched=fetched)
@@ -334,7 +366,7 @@ class Supervisor:
         rule = self.cfg.high_risk_rule
         try:
             if fetched is None:
-                ref = self.champion.export(info, self.paths.models, self.feature_spec)
+                ref = self._export(info)
             elif fetched.error is not None:
                 raise fetched.error
             else:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.errors import ModelMismatchError, StreamError
+from pipeline.errors import ModelMismatchError, RegistryError, StreamError
 from pipeline.store import StreamMetric
 from pipeline.stream.champion import StaticChampion
 from pipeline.stream.config import StreamConfig
@@ -154,13 +154,51 @@ def test_the_loops_poll_refuses_a_mismatched_champion_then_adopts_the_next(data_
     champion.set(tiny_model(), "1")
     sup = _sup(data_dir, tmp_path, champion)
     monkeypatch.setattr(sup, "scale_to", lambda n, reason: None)
-    seen: list[tuple[str | None, str | None]] = []
-    monkeypatch.setattr(sup, "reap", lambda: seen.append((sup.model.version, sup.refused)))
-    threading.Timer(0.3, lambda: champion.set(tiny_model(), "2", feature_set_version="0000deadbeef0000")).start()
-    threading.Timer(1.0, lambda: champion.set(tiny_model(boost=1.0), "3")).start()
+    seen: list[tuple[str, str | None]] = []
+
+    def reap() -> None:  # moves the alias by what the loop has applied, not by wall-clock timers
+        seen.append((sup.model.version, sup.refused))
+        if champion.current().version == "1":
+            champion.set(tiny_model(), "2", feature_set_version="0000deadbeef0000")
+        elif sup.refused == "2" and champion.current().version == "2":
+            champion.set(tiny_model(boost=1.0), "3")
+
+    monkeypatch.setattr(sup, "reap", reap)
     with caplog.at_level(logging.INFO, logger="pipeline.stream"):
-        sup.run(max_seconds=2.0)
+        sup.run(should_stop=lambda: sup.model is not None and sup.model.version == "3", max_seconds=60)
     assert ("1", "2") in seen  # refused while running: workers kept v1
     assert "0000deadbeef0000" in caplog.text and "keep scoring with v1" in caplog.text
-    assert read_pointer(sup.paths.champion).version == "3" and sup.model.version == "3" and sup.refused is None
+    assert read_pointer(sup.paths.champion).version == "3" and sup.refused is None
     assert "champion is churn v3" in caplog.text and "was v1" in caplog.text
+
+
+class _FailingChampion(StaticChampion):
+    """Answers the start, then fails like an unreadable MLflow database for ``bad`` polls."""
+
+    def __init__(self, bad: int) -> None:
+        super().__init__()
+        self.bad, self.calls = bad, 0
+
+    def current(self):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if 1 < self.calls <= 1 + self.bad:
+            raise RegistryError("MLflow tracking store sqlite:///x.db is unusable: file is not a database")
+        return super().current()
+
+
+def test_a_registry_failing_under_a_running_stream_is_said_once_and_the_model_kept(data_dir, tmp_path, monkeypatch,
+                                                                                    caplog) -> None:  # fmt: skip
+    """Before, an exception from the lookup (here the database check's RegistryError) left
+    the supervision loop and ended the whole stream; now the workers keep their model, the
+    failure is logged once (not at every poll), and so is the registry's return."""
+    champion = _FailingChampion(bad=4)
+    champion.set(tiny_model(), "1")
+    sup = _sup(data_dir, tmp_path, champion)
+    monkeypatch.setattr(sup, "scale_to", lambda n, reason: None)
+    with caplog.at_level(logging.INFO, logger="pipeline.stream"):
+        out = sup.run(should_stop=lambda: champion.calls >= 8, max_seconds=60)
+    assert out["stopped"] == "stopped" and champion.calls >= 8
+    assert caplog.text.count("the champion poll found none") == 1
+    assert "file is not a database" in caplog.text and "keep scoring with v1" in caplog.text
+    assert caplog.text.count("answers the champion poll again (churn v1)") == 1
+    assert read_pointer(sup.paths.champion).version == "1" and sup.model.version == "1"
