@@ -61,6 +61,10 @@ medians of ``RUNS`` runs per batch size, each run's figure printed beside):
   their wall-clock rates: the same worker, workload and clock; not run a fourth time).
 * also ``stream_eps_wall`` and the reasons rates (``stream_reasons_exact_rows_per_s``
   TreeSHAP vs ``..._approx_...``).
+* ``stream_predict_rows_per_s``: the worker's predict (the champion's trees compiled,
+  :mod:`pipeline.stream.forest`, + calibration) on real feature vectors in batches of 900
+  rows, beside ``stream_predict_xgboost_rows_per_s``, XGBoost's ``inplace_predict`` on the
+  same batches (the best of 5 alternated passes each; the scores are checked equal first).
 
 Where the time goes is printed per stage in CPU time of the batch loop (fetch, features =
 strict decode + state update, read, predict, reasons = marking the high-risk rows, rows,
@@ -343,6 +347,37 @@ def reasons_rates(model, lines: list[bytes]) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
+def predict_rates(model, lines: list[bytes]) -> tuple[float, float, str]:
+    """Rows/s of the stream's predict (the compiled trees, :mod:`pipeline.stream.forest`)
+    vs XGBoost's ``inplace_predict`` (+ the same calibration), on real feature vectors in
+    the stream's batch size (~900 rows: the users 1,000 events touch); the best of 5
+    passes each, alternated. Also the predictor the worker used."""
+    from pipeline.features.engine import FeatureEngine
+    from pipeline.stream.model import ModelRef, ScoringModel
+    from pipeline.training.models import unwrap
+
+    native, calibrator = unwrap(model)
+    calibration = calibrator.to_dict() if calibrator is not None else None
+    eng = FeatureEngine(1)
+    out = eng.process(0, lines[:200_000])
+    values = eng.read(0, out.watermark, out.touched[:90_000]).values
+    batches = [values[i : i + 900] for i in range(0, len(values) - 899, 900)]
+    ref = ModelRef("x", "", "")
+    fast = ScoringModel(ref, tuple(native.features), booster=native.booster, calibration=calibration)
+    plain = ScoringModel(ref, tuple(native.features), booster=native.booster, calibration=calibration,
+                         compiled=False)  # fmt: skip
+    if not all(np.array_equal(fast.predict(b), plain.predict(b)) for b in batches):
+        raise AssertionError("the compiled trees scored differently from XGBoost")  # never: checked at load too
+    best = {id(fast): 0.0, id(plain): 0.0}
+    for _ in range(5):
+        for sm in (fast, plain):
+            t = time.process_time()
+            for b in batches:
+                sm.predict(b)
+            best[id(sm)] = max(best[id(sm)], len(values) / max(time.process_time() - t, 1e-9))
+    return best[id(fast)], best[id(plain)], fast.predictor
+
+
 # -- report -------------------------------------------------------------------------------
 def _median(values: list[float]) -> float:
     return float(np.median(np.asarray(values, dtype=np.float64)))
@@ -479,6 +514,10 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
     exact, approx = reasons_rates(model, lines)
     print(f"  reasons: exact TreeSHAP {exact:,.0f} rows/s, approx contributions {approx:,.0f} rows/s "
           f"({approx / exact:.0f}x; {trees} trees) -> approx by default")  # fmt: skip
+    compiled, plain, predictor = predict_rates(model, lines)
+    print(f"  predict (batches of 900 rows, real vectors, calibrated): the stream's ({predictor}) "
+          f"{compiled:,.0f} rows/s vs XGBoost inplace_predict {plain:,.0f} rows/s ({compiled / plain:.2f}x; "
+          "the same scores, bit for bit)")  # fmt: skip
 
     one, one_cpu = med["1k"]["wall"], med["1k"]["eps"]  # the batches-of-1,000 runs: one worker, 4 partitions
     phase("naive baseline, reasons rates")
@@ -508,6 +547,8 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
         "stream_eps_2_workers": two,
         "stream_reasons_exact_rows_per_s": exact,
         "stream_reasons_approx_rows_per_s": approx,
+        "stream_predict_rows_per_s": compiled,
+        "stream_predict_xgboost_rows_per_s": plain,
     }
 
 

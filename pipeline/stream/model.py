@@ -160,7 +160,10 @@ class ScoringModel:
         self, ref: ModelRef, features: tuple[str, ...], booster: Any = None, pipeline: Any = None,
         calibration: dict | None = None,
         engine_columns: tuple[str, ...] = DEFAULT_SPEC.engine_columns,
+        compiled: bool = True,
     ) -> None:
+        """``compiled``: score an XGBoost booster with :mod:`pipeline.stream.forest` when it
+        reproduces the booster exactly (else, or False, with ``Booster.inplace_predict``)."""
         from pipeline.training.calibrate import from_dict  # numpy only; sklearn only to fit
 
         self.ref = ref
@@ -173,12 +176,20 @@ class ScoringModel:
         self.booster = booster
         self.pipeline = pipeline
         self.calibrator = from_dict(calibration)
+        self.forest: Any = None
+        # which predictor scores this model, and why (the worker logs it once)
+        self.predictor = "scikit-learn" if booster is None else "xgboost"
+        if booster is not None and compiled:
+            self.forest, why = _compile(booster)
+            self.predictor = "compiled trees" if self.forest is not None else f"xgboost ({why})"
 
     def matrix(self, values: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(values[:, self.columns], dtype=np.float32)
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         """Calibrated P(churn) per row: one ``inplace_predict`` call per batch for XGBoost."""
+        if self.forest is not None:  # the booster's own arithmetic, compiled (checked equal at load)
+            return self.calibrator.apply(self.forest.predict(self.matrix(values)).astype(np.float64))
         X = self.matrix(values)
         if self.booster is not None:
             return self.calibrator.apply(np.asarray(self.booster.inplace_predict(X), dtype=np.float64))
@@ -204,6 +215,15 @@ class ScoringModel:
 
         z = self.pipeline[:-1].transform(pd.DataFrame(X, columns=list(self.features)))
         return np.asarray(z, dtype=np.float64) * self.pipeline[-1].coef_[0]
+
+
+def _compile(booster: Any) -> tuple[Any, str]:
+    from pipeline.stream.forest import compile_forest
+
+    try:
+        return compile_forest(booster)
+    except Exception as exc:  # noqa: BLE001 - never a reason not to score: XGBoost's predict stays
+        return None, f"not compiled: {type(exc).__name__}: {_first_line(exc)}"
 
 
 def import_xgboost() -> Any:
@@ -258,7 +278,8 @@ def load_export(ref: ModelRef, threads: int = 1, spec: FeatureSpec = DEFAULT_SPE
         except xgb.core.XGBoostError as exc:  # torn or overwritten: never score with part of a model
             raise StreamError(f"model export {path / 'model.ubj'} is damaged ({_first_line(exc)}); {again}") from None
         booster.set_param({"nthread": threads})  # one core per worker; OpenMP spin-waits otherwise
-        return ScoringModel(ref, features, booster=booster, calibration=doc.get("calibration"), engine_columns=cols)
+        return ScoringModel(ref, features, booster=booster, calibration=doc.get("calibration"), engine_columns=cols,
+                            compiled=threads == 1)  # more threads asked for: XGBoost's own predictor
     if (path / "model.skops").exists():
         from pipeline.safe_load import UntrustedModelError, load_skops
 

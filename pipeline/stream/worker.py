@@ -442,8 +442,8 @@ class Worker:
             return
         old = None if self.model is None else self.model.version
         self.model = model
-        self.logger.info("worker %s: scoring with champion v%s%s", self.id, model.version,
-                         f" (was v{old})" if old else "")  # fmt: skip
+        self.logger.info("worker %s: scoring with champion v%s%s; predictor: %s", self.id, model.version,
+                         f" (was v{old})" if old else "", getattr(model, "predictor", "?"))  # fmt: skip
 
     # -- metrics and shutdown ----------------------------------------------------------------
     def maybe_tick(self, force: bool = False) -> None:

@@ -1,0 +1,252 @@
+"""The champion's XGBoost trees as flat arrays, scored by a compiled kernel: the stream's predict.
+
+Predicting was a fifth of the stream's CPU (bench_stream: ~0.95 us of ~4.7 us an event),
+nearly all of it inside ``Booster.inplace_predict`` for ~900 rows a batch. The trees of a
+boosted model are small and fixed, so the worker lays each one out as a *complete* binary
+tree of the ensemble's depth ``D`` (a leaf above depth ``D`` is repeated down both sides:
+either way reaches the same value) and walks eight rows at a time through each tree: the
+next node is ``2 * node + 1 + (x >= split)``, no branch to mispredict and eight
+independent chains of loads in flight. On the default champion (115 trees of depth 4)
+that is ~0.47 us a row against XGBoost's ~0.8 at 900 rows (``benchmarks/bench_stream.py``
+prints both, ``stream_predict_*``).
+
+It is XGBoost's own arithmetic, not an approximation: float32 features (the same
+conversion ``ScoringModel.matrix`` makes), ``x < split`` goes left, a missing value
+(NaN) takes the node's default direction, leaf values summed in float32 in tree order
+onto the base margin, then ``1 / (1 + exp(-margin))`` in float32. Whether a booster is
+scored here is decided once, at load, by :func:`compile_forest`: only a plain ``gbtree``
+with a logistic objective and one output, no categorical splits and a bounded size, and
+only if the kernel then reproduces the booster's margins *and* probabilities bit for bit
+on probe rows built from every split value of the model (each value, the floats just
+below and above it, NaN and infinities). Anything else, or any difference, keeps
+XGBoost's predict for that model, with the reason (``ScoringModel.predictor``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is a dependency
+
+    def njit(**_kw):  # type: ignore[no-redef]
+        return lambda fn: fn
+
+
+MAX_DEPTH = 10  # complete trees of 2**10 - 1 internal nodes at most
+MAX_NODES = 1 << 22  # trees x (2**D - 1): past this the padding costs more memory than it saves
+LOGISTIC = ("binary:logistic", "reg:logistic")
+PROBE_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class Forest:
+    """A boosted ensemble as complete trees: ``feature[t, i]`` (the feature node ``i`` of
+    tree ``t`` splits on), ``split[t, i]``, ``right_if_missing[t, i]``, ``leaf[t, j]``."""
+
+    feature: np.ndarray  # (trees, 2**D - 1) int64
+    split: np.ndarray  # (trees, 2**D - 1) float32
+    right_if_missing: np.ndarray  # (trees, 2**D - 1) int64 (0 or 1)
+    leaf: np.ndarray  # (trees, 2**D) float32
+    depth: int
+    base_margin: np.float32
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        """Raw scores (log-odds) of the rows of ``X`` (float32, the booster's features in
+        its order, C-contiguous: ``ScoringModel.matrix``), float32."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        missing = bool(np.isnan(X).any())  # a NaN takes its node's default way (one check a batch)
+        return _margins(X, self.feature, self.split, self.right_if_missing, self.leaf, self.depth,
+                        self.base_margin, missing)  # fmt: skip
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """P(positive) per row, float32: XGBoost's logistic transform of :meth:`margin`."""
+        return _sigmoid(self.margin(X))
+
+
+def compile_forest(booster: Any) -> tuple[Forest | None, str]:
+    """``(forest, "")`` if ``booster`` can be scored here exactly, else ``(None, why)``."""
+    try:
+        cfg = json.loads(booster.save_config())
+        learner = cfg["learner"]
+        objective = learner["objective"]["name"]
+        booster_kind = learner["gradient_booster"]["name"]
+        param = learner["learner_model_param"]
+        base_score = float(str(param["base_score"]).strip("[]").split(",")[0])
+        targets = max(int(param.get("num_class", 0) or 0), int(param.get("num_target", 1) or 1))
+        parallel = int(learner["gradient_booster"].get("gbtree_model_param", {}).get("num_parallel_tree", 1) or 1)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        return None, f"its configuration is not the one this kernel knows ({type(exc).__name__}: {exc})"
+    if booster_kind != "gbtree":
+        return None, f"booster {booster_kind!r} (only gbtree is compiled)"
+    if objective not in LOGISTIC:
+        return None, f"objective {objective!r} (only logistic ones are compiled)"
+    if targets != 1 or parallel != 1:
+        return None, f"{targets} outputs, {parallel} parallel trees (only one of each is compiled)"
+    trees = [json.loads(t) for t in booster.get_dump(dump_format="json")]
+    if not trees:
+        return None, "it has no trees"
+    names = booster.feature_names
+    index = {n: i for i, n in enumerate(names)} if names else {}
+    width = booster.num_features()
+    try:
+        depth = max(_depth(t) for t in trees)
+    except (KeyError, TypeError) as exc:
+        return None, f"a tree is not the plain numeric kind ({exc})"
+    depth = max(depth, 1)
+    if depth > MAX_DEPTH or len(trees) * ((1 << depth) - 1) > MAX_NODES:
+        return None, f"{len(trees)} trees of depth {depth} (compiled up to depth {MAX_DEPTH}, {MAX_NODES:,} nodes)"
+    inner, leaves = (1 << depth) - 1, 1 << depth
+    feature = np.zeros((len(trees), inner), np.int64)
+    split = np.full((len(trees), inner), np.inf, np.float32)
+    right = np.zeros((len(trees), inner), np.int64)
+    leaf = np.zeros((len(trees), leaves), np.float32)
+    try:
+        for t, tree in enumerate(trees):
+            _lay_out(tree, 0, 0, depth, t, feature, split, right, leaf, index)
+        if feature.max(initial=0) >= width:
+            raise IndexError(f"a split on feature {int(feature.max())} of {width}")
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        return None, f"a tree is not the plain numeric kind ({type(exc).__name__}: {exc})"
+    candidates = (
+        np.float32(-np.log(np.float32(1.0) / np.float32(base_score) - np.float32(1.0))),  # XGBoost's, in float32
+        np.float32(math.log(base_score / (1.0 - base_score))) if 0.0 < base_score < 1.0 else np.float32(0.0),
+    )
+    probe = _probe_rows(split, feature, width)
+    # with missing values and without (the kernel takes a shorter way through a batch without)
+    probes = (probe, np.where(np.isnan(probe), np.float32(0.0), probe))
+    wanted = [(np.asarray(booster.inplace_predict(x, predict_type="margin"), np.float32),
+               np.asarray(booster.inplace_predict(x), np.float32)) for x in probes]  # fmt: skip
+    for base in candidates:
+        forest = Forest(feature, split, right, leaf, depth, base)
+        if all(np.array_equal(forest.margin(x), m) and np.array_equal(forest.predict(x), p)
+               for x, (m, p) in zip(probes, wanted, strict=True)):  # fmt: skip
+            return forest, ""
+    return None, f"its scores differ from XGBoost's on {2 * len(probe):,} probe rows"
+
+
+def _depth(node: dict[str, Any]) -> int:
+    if "leaf" in node:
+        return 0
+    if "split_condition" not in node:  # categorical splits carry "categories" instead
+        raise KeyError("split_condition")
+    return 1 + max(_depth(c) for c in node["children"])
+
+
+def _lay_out(node: dict[str, Any], pos: int, level: int, depth: int, t: int, feature: np.ndarray, split: np.ndarray,
+             right: np.ndarray, leaf: np.ndarray, index: dict[str, int]) -> None:  # fmt: skip
+    """Node ``node`` at position ``pos`` (level order) of complete tree ``t``."""
+    if level == depth:
+        leaf[t, pos - ((1 << depth) - 1)] = np.float32(node["leaf"])
+        return
+    if "leaf" in node:  # a leaf above the last level: the same value down both sides
+        _lay_out(node, 2 * pos + 1, level + 1, depth, t, feature, split, right, leaf, index)
+        _lay_out(node, 2 * pos + 2, level + 1, depth, t, feature, split, right, leaf, index)
+        return
+    name = node["split"]
+    feature[t, pos] = index[name] if index else int(str(name).lstrip("f"))
+    split[t, pos] = np.float32(node["split_condition"])
+    right[t, pos] = int(node["missing"] == node["no"])
+    kids = {c["nodeid"]: c for c in node["children"]}
+    _lay_out(kids[node["yes"]], 2 * pos + 1, level + 1, depth, t, feature, split, right, leaf, index)
+    _lay_out(kids[node["no"]], 2 * pos + 2, level + 1, depth, t, feature, split, right, leaf, index)
+
+
+def _probe_rows(split: np.ndarray, feature: np.ndarray, width: int) -> np.ndarray:
+    """Rows whose every value sits on a decision edge of the model: a split value of that
+    feature, the float32 just below or above one, NaN (missing), +-inf or 0."""
+    rng = np.random.default_rng(20_261_207)
+    out = np.zeros((PROBE_ROWS, width), np.float32)
+    used = np.isfinite(split)
+    for c in range(width):
+        edges = np.unique(split[used & (feature == c)])
+        if len(edges):
+            near = np.concatenate([edges, np.nextafter(edges, np.float32(-np.inf)), np.nextafter(edges, np.float32(np.inf))])
+        else:
+            near = np.zeros(1, np.float32)
+        pool = np.concatenate([near, np.array([np.nan, np.inf, -np.inf, 0.0], np.float32)])
+        weights = np.concatenate([np.full(len(near), 0.9 / len(near)), [0.06, 0.015, 0.015, 0.01]])
+        out[:, c] = rng.choice(pool, PROBE_ROWS, p=weights / weights.sum())
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _margins(X, feature, split, right, leaf, depth, base, missing):  # pragma: no cover - compiled
+    n = X.shape[0]
+    trees = feature.shape[0]
+    inner = feature.shape[1]
+    out = np.full(n, base, np.float32)
+    n8 = n - n % 8
+    for r in range(0, n8, 8):
+        a0 = out[r]
+        a1 = out[r + 1]
+        a2 = out[r + 2]
+        a3 = out[r + 3]
+        a4 = out[r + 4]
+        a5 = out[r + 5]
+        a6 = out[r + 6]
+        a7 = out[r + 7]
+        for t in range(trees):
+            col = feature[t]
+            thr = split[t]
+            dft = right[t]
+            n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = 0
+            for _ in range(depth):
+                n0 = 2 * n0 + 1 + _go(X[r, col[n0]], thr[n0], dft[n0], missing)
+                n1 = 2 * n1 + 1 + _go(X[r + 1, col[n1]], thr[n1], dft[n1], missing)
+                n2 = 2 * n2 + 1 + _go(X[r + 2, col[n2]], thr[n2], dft[n2], missing)
+                n3 = 2 * n3 + 1 + _go(X[r + 3, col[n3]], thr[n3], dft[n3], missing)
+                n4 = 2 * n4 + 1 + _go(X[r + 4, col[n4]], thr[n4], dft[n4], missing)
+                n5 = 2 * n5 + 1 + _go(X[r + 5, col[n5]], thr[n5], dft[n5], missing)
+                n6 = 2 * n6 + 1 + _go(X[r + 6, col[n6]], thr[n6], dft[n6], missing)
+                n7 = 2 * n7 + 1 + _go(X[r + 7, col[n7]], thr[n7], dft[n7], missing)
+            lf = leaf[t]
+            a0 += lf[n0 - inner]
+            a1 += lf[n1 - inner]
+            a2 += lf[n2 - inner]
+            a3 += lf[n3 - inner]
+            a4 += lf[n4 - inner]
+            a5 += lf[n5 - inner]
+            a6 += lf[n6 - inner]
+            a7 += lf[n7 - inner]
+        out[r] = a0
+        out[r + 1] = a1
+        out[r + 2] = a2
+        out[r + 3] = a3
+        out[r + 4] = a4
+        out[r + 5] = a5
+        out[r + 6] = a6
+        out[r + 7] = a7
+    for r in range(n8, n):
+        acc = out[r]
+        for t in range(trees):
+            node = 0
+            for _ in range(depth):
+                node = 2 * node + 1 + _go(X[r, feature[t, node]], split[t, node], right[t, node], missing)
+            acc += leaf[t, node - inner]
+        out[r] = acc
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _go(x, thr, right_if_missing, missing):  # pragma: no cover - compiled
+    """0 left, 1 right: ``x < thr`` goes left; NaN (missing) the default way. ``missing``:
+    the batch holds a NaN at all (a loop invariant: without one, one compare a level)."""
+    if missing:
+        return np.int64(x >= thr) | (np.int64(x != x) & right_if_missing)
+    return np.int64(x >= thr)
+
+
+@njit(cache=True, nogil=True)
+def _sigmoid(margin):  # pragma: no cover - compiled
+    out = np.empty(margin.shape[0], np.float32)
+    one = np.float32(1.0)
+    for i in range(margin.shape[0]):
+        out[i] = one / (one + math.exp(-margin[i]))
+    return out

@@ -1,0 +1,145 @@
+"""The compiled tree kernel scores exactly as XGBoost does, or is not used (with the reason)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.stream import forest as forest_mod
+from pipeline.stream.forest import compile_forest
+from pipeline.stream.model import ModelRef, ScoringModel, import_xgboost
+
+xgb = import_xgboost()
+
+
+def _data(n: int, width: int, seed: int, missing: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, width)).astype(np.float32)
+    X[:, 0] = np.round(X[:, 0] * 3)  # a few distinct values: rows land exactly on split values
+    y = ((X[:, 0] + X[:, 1] - 0.5 * X[:, 2] + rng.normal(scale=0.7, size=n)) > 0.3).astype(np.float32)
+    X[rng.random(X.shape) < missing] = np.nan
+    return X, y
+
+
+def _booster(depth: int, rounds: int = 30, seed: int = 0, width: int = 6, **params: object):
+    X, y = _data(2_000, width, seed)
+    names = [f"feat_{i}" for i in range(width)]
+    dtrain = xgb.DMatrix(X, label=y, feature_names=names, nthread=1)
+    return xgb.train({"max_depth": depth, "eta": 0.3, "objective": "binary:logistic", "nthread": 1, "seed": seed,
+                      "tree_method": "hist", **params}, dtrain, rounds)  # fmt: skip
+
+
+def _inputs(width: int, seed: int) -> list[np.ndarray]:
+    X, _ = _data(3_001, width, seed + 100, missing=0.15)
+    X[5, 1] = np.inf
+    X[6, 2] = -np.inf
+    dense = np.where(np.isnan(X), np.float32(0.5), X)
+    return [X, dense, X[:0], X[:1], X[:7], X[:8], X[:9], dense[:1000]]
+
+
+@pytest.mark.parametrize("depth", [1, 3, 4, 6, 8])
+def test_margins_and_probabilities_equal_xgboost_bit_for_bit(depth: int) -> None:
+    booster = _booster(depth, seed=depth)
+    forest, why = compile_forest(booster)
+    assert forest is not None, why
+    assert why == ""
+    for X in _inputs(6, depth):
+        want_margin = booster.inplace_predict(X, predict_type="margin")
+        assert np.array_equal(forest.margin(X), np.asarray(want_margin, np.float32))
+        assert np.array_equal(forest.predict(X), np.asarray(booster.inplace_predict(X), np.float32))
+
+
+def test_constraints_and_uneven_trees_are_still_exact() -> None:
+    # monotone constraints and a large min_child_weight leave trees of uneven depth (leaves above
+    # the last level, laid out down both sides)
+    booster = _booster(5, rounds=60, min_child_weight=40, monotone_constraints="(1,1,-1,0,0,0)", subsample=0.7)
+    depths = {len(t) for t in booster.get_dump()}
+    assert len(depths) > 1  # not every tree has the same shape
+    forest, why = compile_forest(booster)
+    assert forest is not None, why
+    for X in _inputs(6, 1):
+        assert np.array_equal(forest.predict(X), np.asarray(booster.inplace_predict(X), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        ({"objective": "reg:squarederror"}, "objective 'reg:squarederror'"),
+        ({"objective": "multi:softprob", "num_class": 3}, "objective 'multi:softprob'"),
+        ({"booster": "dart"}, "booster 'dart'"),
+    ],
+)
+def test_an_unsupported_model_keeps_xgboost_with_the_reason(params: dict, said: str) -> None:
+    X, y = _data(500, 4, 3)
+    if params.get("num_class"):
+        y = (np.arange(500) % 3).astype(np.float32)
+    booster = xgb.train({"max_depth": 3, "nthread": 1, **params}, xgb.DMatrix(X, label=y), 5)
+    forest, why = compile_forest(booster)
+    assert forest is None
+    assert said in why
+
+
+def test_categorical_splits_are_not_compiled() -> None:
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"c": pd.Categorical(rng.choice(list("abcdef"), 600)), "x": rng.normal(size=600)})
+    y = (frame["c"].isin(["a", "b"]) ^ (frame["x"] > 1)).astype(float)
+    booster = xgb.train({"max_depth": 3, "nthread": 1, "objective": "binary:logistic", "max_cat_to_onehot": 1},
+                        xgb.DMatrix(frame, label=y, enable_categorical=True), 10)  # fmt: skip
+    forest, why = compile_forest(booster)
+    assert forest is None
+    assert "not the plain numeric kind" in why
+
+
+def test_too_deep_an_ensemble_is_not_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forest_mod, "MAX_DEPTH", 2)
+    forest, why = compile_forest(_booster(4))
+    assert forest is None
+    assert "depth 4" in why
+
+
+def test_any_difference_on_the_probe_rows_keeps_xgboost(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = forest_mod._margins
+
+    def off_by_one_ulp(X, *args):  # type: ignore[no-untyped-def]
+        out = real(X, *args)
+        if len(out):
+            out[len(out) // 2] = np.nextafter(out[len(out) // 2], np.float32(np.inf))
+        return out
+
+    monkeypatch.setattr(forest_mod, "_margins", off_by_one_ulp)
+    forest, why = compile_forest(_booster(3))
+    assert forest is None
+    assert "differ from XGBoost's" in why
+
+
+def _model(booster, compiled: bool) -> ScoringModel:  # type: ignore[no-untyped-def]
+    # the engine's columns hold the model's features in another order, and more
+    engine = ("other", *reversed(booster.feature_names), "unused")
+    return ScoringModel(ModelRef("7", "/nowhere", "v1"), tuple(booster.feature_names), booster=booster,
+                        engine_columns=engine, compiled=compiled)  # fmt: skip
+
+
+def test_the_scoring_model_uses_the_kernel_and_scores_as_before() -> None:
+    booster = _booster(4)
+    # the model's features in another order than the engine's columns, as a topic's spec may have them
+    booster.feature_names = [f"feat_{i}" for i in range(6)]
+    fast, plain = _model(booster, compiled=True), _model(booster, compiled=False)
+    assert fast.predictor == "compiled trees"
+    assert plain.predictor == "xgboost"
+    rng = np.random.default_rng(9)
+    values = rng.normal(size=(2_500, 8))
+    values[rng.random(values.shape) < 0.05] = np.nan
+    assert np.array_equal(fast.predict(values), plain.predict(values))
+    assert np.array_equal(fast.predict(values[:0]), plain.predict(values[:0]))
+
+
+def test_a_model_that_cannot_be_compiled_says_why_and_scores_with_xgboost() -> None:
+    X, y = _data(500, 6, 3)
+    booster = xgb.train({"max_depth": 3, "nthread": 1, "objective": "reg:squarederror"},
+                        xgb.DMatrix(X, label=y, feature_names=[f"feat_{i}" for i in range(6)]), 5)  # fmt: skip
+    model = _model(booster, compiled=True)
+    assert model.forest is None
+    assert model.predictor.startswith("xgboost (objective 'reg:squarederror'")
+    values = np.random.default_rng(1).normal(size=(50, 8))
+    assert np.array_equal(model.predict(values), _model(booster, compiled=False).predict(values))
