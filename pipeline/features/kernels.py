@@ -137,6 +137,23 @@ def apply_events(
 
 
 @njit(cache=True, nogil=True)
+def first_touched(slot, accepted, seen, mark):
+    """The slots of the accepted events, each once, in first-appearance order (what
+    ``pd.unique(slot[accepted])`` returns: ~80 ns a row through its hash table, a few here).
+    ``seen[s]``: the ``mark`` of the last call that listed slot ``s``; ``mark`` is new per call."""
+    out = np.empty(slot.shape[0], np.int64)
+    k = 0
+    for i in range(slot.shape[0]):
+        if accepted[i]:
+            s = slot[i]
+            if seen[s] != mark:
+                seen[s] = mark
+                out[k] = s
+                k += 1
+    return out[:k]
+
+
+@njit(cache=True, nogil=True)
 def _buckets(td, ring):
     """The ring bucket of each of the ``MAX_WINDOW`` days up to ``td`` (``td - b`` for
     ``b`` = 0, 1, ...): computed once per read, not once per user and day (an integer

@@ -188,6 +188,14 @@ class FeatureState:
                 arr[:n] = have
             arr[n:] = fill
         self._arrays = new
+        # not state (never snapshotted): the update that last touched each slot, for the
+        # touched users in first-appearance order (kernels.first_touched)
+        seen = np.zeros(capacity, np.int64)
+        old_seen = getattr(self, "_seen", None)
+        if old_seen is not None:
+            seen[: len(old_seen)] = old_seen
+        self._seen = seen
+        self._updates = getattr(self, "_updates", 0)
         self.capacity = capacity
 
     def slots(self, user_ids: Sequence[str], create: bool = True) -> np.ndarray:
@@ -228,7 +236,8 @@ class FeatureState:
         late = np.flatnonzero(~accepted)
         self.late_total += len(late)
         self.applied_total += n - len(late)
-        touched = pd.unique(slot[accepted]) if len(late) else pd.unique(slot)
+        self._updates += 1
+        touched = kernels.first_touched(slot, accepted, self._seen, self._updates)  # = pd.unique(slot[accepted])
         return UpdateResult(n - len(late), late, touched, self.watermark, self.user_ids)
 
     def update_events(self, events: Sequence[ev.Event]) -> UpdateResult:

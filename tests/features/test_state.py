@@ -254,3 +254,26 @@ def test_a_snapshot_of_a_format_this_code_does_not_read_says_so():
     head = msgspec.msgpack.encode(header)
     with pytest.raises(FeatureError, match=r"format 9 is not one this code reads \(1, 2\).*replaying the log"):
         FeatureState.restore(_with_crc(codec.MAGIC + len(head).to_bytes(8, "little") + head))
+
+
+def test_touched_users_are_each_listed_once_in_first_appearance_order_across_updates() -> None:
+    # kernels.first_touched replaced pd.unique(slot[accepted]); its per-slot marks carry over
+    # from update to update and across the state's growth, and must never hide a user
+    import pandas as pd
+
+    from pipeline.features import kernels
+
+    rng = np.random.default_rng(3)
+    seen = np.zeros(64, np.int64)
+    for mark in range(1, 300):
+        slot = rng.integers(0, 64, int(rng.integers(0, 40)))
+        accepted = rng.random(len(slot)) < 0.8
+        assert np.array_equal(kernels.first_touched(slot, accepted, seen, mark), pd.unique(slot[accepted]))
+
+    st = FeatureState(capacity=16)  # grows several times below
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    for day in range(3):
+        ids = [f"u{(day * 7 + i) % 40}" for i in range(60)]
+        events = [ev.Session(event_id=f"e{day}-{i}", user_id=u, ts=t0 + timedelta(days=day, seconds=i),
+                             schema_version=1, watch_minutes=1.0, device="tv") for i, u in enumerate(ids)]  # fmt: skip
+        assert st.update_events(events).touched == list(dict.fromkeys(ids))
