@@ -20,6 +20,12 @@ only if the kernel then reproduces the booster's margins *and* probabilities bit
 on probe rows built from every split value of the model (each value, the floats just
 below and above it, NaN and infinities). Anything else, or any difference, keeps
 XGBoost's predict for that model, with the reason (``ScoringModel.predictor``).
+
+The reasons' approximate contributions (XGBoost's ``approx_contribs``: the value changes
+along each row's path, credited to the split features) are compiled the same way, from
+the model's node mean values in XGBoost's float32 order, and used only if they equal
+XGBoost's bit for bit on the probe rows (else XGBoost computes them): ~2.2 us a row
+against ~3.8 for the ~2 % of rows that get reasons.
 """
 
 from __future__ import annotations
@@ -56,6 +62,12 @@ class Forest:
     leaf: np.ndarray  # (trees, 2**D) float32
     depth: int
     base_margin: np.float32
+    # approximate (Saabas) contributions, XGBoost's ``approx_contribs``: every node's mean
+    # value (level order, leaves included; None: not compiled) and the feature each inner
+    # node credits (a padding node: a discarded column past the features)
+    mean: np.ndarray | None = None  # (trees, 2**(D+1) - 1) float32
+    credit: np.ndarray | None = None  # (trees, 2**D - 1) int64
+    width: int = 0
 
     def margin(self, X: np.ndarray) -> np.ndarray:
         """Raw scores (log-odds) of the rows of ``X`` (float32, the booster's features in
@@ -68,6 +80,16 @@ class Forest:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(positive) per row, float32: XGBoost's logistic transform of :meth:`margin`."""
         return _sigmoid(self.margin(X))
+
+    def contributions(self, X: np.ndarray) -> np.ndarray | None:
+        """XGBoost's ``pred_contribs=True, approx_contribs=True`` without the bias column,
+        float32 ``(rows, features)``; None when not compiled for this model."""
+        if self.mean is None or self.credit is None:
+            return None
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        out = _contributions(X, self.feature, self.split, self.right_if_missing, self.mean, self.credit, self.depth,
+                             self.width, bool(np.isnan(X).any()))  # fmt: skip
+        return out[:, : self.width]
 
 
 def compile_forest(booster: Any) -> tuple[Forest | None, str]:
@@ -89,7 +111,7 @@ def compile_forest(booster: Any) -> tuple[Forest | None, str]:
         return None, f"objective {objective!r} (only logistic ones are compiled)"
     if targets != 1 or parallel != 1:
         return None, f"{targets} outputs, {parallel} parallel trees (only one of each is compiled)"
-    trees = [json.loads(t) for t in booster.get_dump(dump_format="json")]
+    trees = [json.loads(t) for t in booster.get_dump(dump_format="json", with_stats=True)]
     if not trees:
         return None, "it has no trees"
     names = booster.feature_names
@@ -127,8 +149,73 @@ def compile_forest(booster: Any) -> tuple[Forest | None, str]:
         forest = Forest(feature, split, right, leaf, depth, base)
         if all(np.array_equal(forest.margin(x), m) and np.array_equal(forest.predict(x), p)
                for x, (m, p) in zip(probes, wanted, strict=True)):  # fmt: skip
-            return forest, ""
+            return _with_contributions(forest, booster, trees, probes, width), ""
     return None, f"its scores differ from XGBoost's on {2 * len(probe):,} probe rows"
+
+
+def _with_contributions(forest: Forest, booster: Any, trees: list[dict[str, Any]], probes: tuple[np.ndarray, ...],
+                        width: int) -> Forest:  # fmt: skip
+    """``forest`` with approximate contributions compiled, if they equal XGBoost's bit for
+    bit on the probe rows (the first 1,024 of each); else ``forest`` as it is (the
+    contributions then come from XGBoost)."""
+    from dataclasses import replace
+
+    depth = forest.depth
+    inner = (1 << depth) - 1
+    mean = np.zeros((len(trees), (1 << (depth + 1)) - 1), np.float32)
+    credit = np.full((len(trees), inner), width, np.int64)
+    try:
+        for t, tree in enumerate(trees):
+            _means(tree, 0, 0, depth, mean[t], credit[t], forest.feature[t])
+    except (KeyError, TypeError, ValueError) as exc:  # a dump without covers: XGBoost's contributions
+        del exc
+        return forest
+    compiled = replace(forest, mean=mean, credit=credit, width=width)
+    xgb = _xgboost()
+    big = np.finfo(np.float32).max
+    for x in probes:
+        x = np.where(np.isinf(x[:1024]), np.copysign(big, x[:1024]), x[:1024])  # a DMatrix refuses inf
+        try:
+            want = booster.predict(xgb.DMatrix(x, nthread=1), pred_contribs=True, approx_contribs=True,
+                                   validate_features=False)  # fmt: skip
+        except Exception:  # noqa: BLE001 - not checked, so not compiled: XGBoost explains
+            return forest
+        if not np.array_equal(compiled.contributions(x), np.asarray(want, np.float32)[:, :width]):
+            return forest
+    return compiled
+
+
+def _xgboost() -> Any:
+    from pipeline.stream.model import import_xgboost
+
+    return import_xgboost()
+
+
+def _means(node: dict[str, Any], pos: int, level: int, depth: int, mean: np.ndarray, credit: np.ndarray,
+           feature: np.ndarray) -> np.float32:  # fmt: skip
+    """XGBoost's node mean values (``FillNodeMeanValues``: the cover-weighted mean of the
+    leaves below, in float32) laid out like the tree; returns the node's."""
+    if "leaf" in node:
+        value = np.float32(node["leaf"])
+        _fill(mean, pos, level, depth, value)  # the padding below a leaf: the same value, credited nowhere
+        return value
+    kids = {c["nodeid"]: c for c in node["children"]}
+    yes, no = kids[node["yes"]], kids[node["no"]]
+    left = _means(yes, 2 * pos + 1, level + 1, depth, mean, credit, feature)
+    right = _means(no, 2 * pos + 2, level + 1, depth, mean, credit, feature)
+    value = left * np.float32(yes["cover"])
+    value += right * np.float32(no["cover"])
+    value /= np.float32(node["cover"])
+    mean[pos] = value
+    credit[pos] = feature[pos]
+    return np.float32(value)
+
+
+def _fill(mean: np.ndarray, pos: int, level: int, depth: int, value: np.float32) -> None:
+    mean[pos] = value
+    if level < depth:
+        _fill(mean, 2 * pos + 1, level + 1, depth, value)
+        _fill(mean, 2 * pos + 2, level + 1, depth, value)
 
 
 def _depth(node: dict[str, Any]) -> int:
@@ -231,6 +318,33 @@ def _margins(X, feature, split, right, leaf, depth, base, missing):  # pragma: n
                 node = 2 * node + 1 + _go(X[r, feature[t, node]], split[t, node], right[t, node], missing)
             acc += leaf[t, node - inner]
         out[r] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _contributions(X, feature, split, right, mean, credit, depth, width, missing):  # pragma: no cover - compiled
+    """XGBoost's approximate contributions, in its order of float32 operations: per tree,
+    the path's value changes summed per feature (a feature split on twice sums its own
+    changes first), then added to the row's."""
+    n = X.shape[0]
+    out = np.zeros((n, width + 1), np.float32)  # column ``width``: the padding's credit, dropped
+    feats = np.empty(depth, np.int64)
+    tree = np.zeros(width + 1, np.float32)  # one tree's contributions (XGBoost's per-tree buffer)
+    for r in range(n):
+        for t in range(feature.shape[0]):
+            node = 0
+            value = mean[t, 0]
+            for d in range(depth):
+                f = credit[t, node]
+                feats[d] = f
+                node = 2 * node + 1 + _go(X[r, feature[t, node]], split[t, node], right[t, node], missing)
+                new = mean[t, node]
+                tree[f] += new - value
+                value = new
+            for d in range(depth):  # a feature met twice adds its sum once, then +0.0 (no change)
+                f = feats[d]
+                out[r, f] += tree[f]
+                tree[f] = 0.0
     return out
 
 

@@ -206,6 +206,8 @@ class ScoringModel:
         ``coef x standardised value``.
         """
         X = self.matrix(values)
+        if not exact and self.forest is not None and (c := self.forest.contributions(X)) is not None:
+            return c.astype(np.float64)  # compiled, checked equal to XGBoost's at load
         if self.booster is not None:
             xgb = import_xgboost()
             dm = xgb.DMatrix(X, feature_names=list(self.features), nthread=1)

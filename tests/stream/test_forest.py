@@ -143,3 +143,48 @@ def test_a_model_that_cannot_be_compiled_says_why_and_scores_with_xgboost() -> N
     assert model.predictor.startswith("xgboost (objective 'reg:squarederror'")
     values = np.random.default_rng(1).normal(size=(50, 8))
     assert np.array_equal(model.predict(values), _model(booster, compiled=False).predict(values))
+
+
+def _approx(booster, X: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    dm = xgb.DMatrix(X, nthread=1)
+    out = booster.predict(dm, pred_contribs=True, approx_contribs=True, validate_features=False)
+    return np.asarray(out, np.float32).reshape(len(X), X.shape[1] + 1)[:, :-1]  # (0 rows: a flat array)
+
+
+@pytest.mark.parametrize("depth", [1, 4, 6])
+def test_approximate_contributions_equal_xgboost_bit_for_bit(depth: int) -> None:
+    booster = _booster(depth, rounds=40, seed=depth, min_child_weight=5)
+    forest, why = compile_forest(booster)
+    assert forest is not None, why
+    assert forest.mean is not None  # compiled too
+    for X in _inputs(6, depth):
+        X = np.where(np.isinf(X), np.float32(1e30), X)  # a DMatrix refuses inf
+        assert np.array_equal(forest.contributions(X), _approx(booster, X))
+
+
+def test_contributions_that_differ_stay_with_xgboost(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = forest_mod._contributions
+
+    def drifted(*args):  # type: ignore[no-untyped-def]
+        out = real(*args)
+        out[:, 0] += np.float32(1e-3)
+        return out
+
+    monkeypatch.setattr(forest_mod, "_contributions", drifted)
+    booster = _booster(3)
+    forest, why = compile_forest(booster)
+    assert forest is not None, why  # predictions still compiled
+    assert forest.mean is None and forest.contributions(np.zeros((2, 6), np.float32)) is None
+    model = _model(booster, compiled=True)
+    values = np.random.default_rng(2).normal(size=(40, 8))
+    assert np.array_equal(model.contributions(values), _model(booster, compiled=False).contributions(values))
+
+
+def test_the_scoring_models_reasons_are_the_same_compiled_or_not() -> None:
+    booster = _booster(4, rounds=50)
+    fast, plain = _model(booster, compiled=True), _model(booster, compiled=False)
+    assert fast.forest is not None and fast.forest.mean is not None
+    values = np.random.default_rng(4).normal(size=(700, 8))
+    values[::7, 3] = np.nan
+    assert np.array_equal(fast.contributions(values), plain.contributions(values))
+    assert np.array_equal(fast.contributions(values, exact=True), plain.contributions(values, exact=True))
