@@ -13,7 +13,8 @@ prints both, ``stream_predict_*``).
 It is XGBoost's own arithmetic, not an approximation: float32 features (the same
 conversion ``ScoringModel.matrix`` makes), ``x < split`` goes left, a missing value
 (NaN) takes the node's default direction, leaf values summed in float32 in tree order
-onto the base margin, then ``1 / (1 + exp(-margin))`` in float32. Whether a booster is
+onto the base margin (``-logf(1 / base_score - 1)``), then XGBoost's sigmoid in float32
+(``-margin`` clamped at 88.7). Whether a booster is
 scored here is decided once, at load, by :func:`compile_forest`: only a plain ``gbtree``
 with a logistic objective and one output, no categorical splits and a bounded size, and
 only if the kernel then reproduces the booster's margins *and* probabilities bit for bit
@@ -46,7 +47,7 @@ except ImportError:  # pragma: no cover - numba is a dependency
 
 
 MAX_DEPTH = 10  # complete trees of 2**10 - 1 internal nodes at most
-MAX_NODES = 1 << 22  # trees x (2**D - 1): past this the padding costs more memory than it saves
+MAX_NODES = 1 << 20  # trees x (2**D - 1): ~1 M nodes load in seconds and hold ~30 MB; past that, XGBoost's
 LOGISTIC = ("binary:logistic", "reg:logistic")
 PROBE_ROWS = 4096
 
@@ -62,6 +63,7 @@ class Forest:
     leaf: np.ndarray  # (trees, 2**D) float32
     depth: int
     base_margin: np.float32
+    n_features: int = 0  # the booster's: an input of another width is refused, as XGBoost refuses it
     # approximate (Saabas) contributions, XGBoost's ``approx_contribs``: every node's mean
     # value (level order, leaves included; None: not compiled) and the feature each inner
     # node credits (a padding node: a discarded column past the features)
@@ -72,10 +74,19 @@ class Forest:
     def margin(self, X: np.ndarray) -> np.ndarray:
         """Raw scores (log-odds) of the rows of ``X`` (float32, the booster's features in
         its order, C-contiguous: ``ScoringModel.matrix``), float32."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = self._checked(X)
         missing = bool(np.isnan(X).any())  # a NaN takes its node's default way (one check a batch)
         return _margins(X, self.feature, self.split, self.right_if_missing, self.leaf, self.depth,
                         self.base_margin, missing)  # fmt: skip
+
+    def _checked(self, X: np.ndarray) -> np.ndarray:
+        """``X`` as the kernels read it (float32, C order), refused unless it has the
+        booster's width (the kernels do not check bounds; XGBoost refuses such an input)."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"feature shape mismatch: the model reads {self.n_features} features, the input "
+                             f"has shape {X.shape}")  # fmt: skip
+        return X
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(positive) per row, float32: XGBoost's logistic transform of :meth:`margin`."""
@@ -86,7 +97,7 @@ class Forest:
         float32 ``(rows, features)``; None when not compiled for this model."""
         if self.mean is None or self.credit is None:
             return None
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = self._checked(X)
         out = _contributions(X, self.feature, self.split, self.right_if_missing, self.mean, self.credit, self.depth,
                              self.width, bool(np.isnan(X).any()))  # fmt: skip
         return out[:, : self.width]
@@ -117,6 +128,8 @@ def compile_forest(booster: Any) -> tuple[Forest | None, str]:
     names = booster.feature_names
     index = {n: i for i, n in enumerate(names)} if names else {}
     width = booster.num_features()
+    if any(t == "c" for t in (booster.feature_types or ())):
+        return None, "categorical features (only numeric splits are compiled)"
     try:
         depth = max(_depth(t) for t in trees)
     except (KeyError, TypeError) as exc:
@@ -136,17 +149,19 @@ def compile_forest(booster: Any) -> tuple[Forest | None, str]:
             raise IndexError(f"a split on feature {int(feature.max())} of {width}")
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         return None, f"a tree is not the plain numeric kind ({type(exc).__name__}: {exc})"
-    candidates = (
-        np.float32(-np.log(np.float32(1.0) / np.float32(base_score) - np.float32(1.0))),  # XGBoost's, in float32
-        np.float32(math.log(base_score / (1.0 - base_score))) if 0.0 < base_score < 1.0 else np.float32(0.0),
-    )
+    first = np.float32(_logit(np.float32(base_score))) if 0.0 < base_score < 1.0 else np.float32(0.0)
+    # XGBoost's own formula first; then the floats beside it and the double-precision logit,
+    # in case another C library rounds logf differently: the probe check picks the one
+    candidates = [first, np.nextafter(first, np.float32(-np.inf)), np.nextafter(first, np.float32(np.inf))]
+    if 0.0 < base_score < 1.0:
+        candidates.append(np.float32(math.log(base_score / (1.0 - base_score))))
     probe = _probe_rows(split, feature, width)
     # with missing values and without (the kernel takes a shorter way through a batch without)
     probes = (probe, np.where(np.isnan(probe), np.float32(0.0), probe))
     wanted = [(np.asarray(booster.inplace_predict(x, predict_type="margin"), np.float32),
                np.asarray(booster.inplace_predict(x), np.float32)) for x in probes]  # fmt: skip
     for base in candidates:
-        forest = Forest(feature, split, right, leaf, depth, base)
+        forest = Forest(feature, split, right, leaf, depth, base, n_features=width)
         if all(np.array_equal(forest.margin(x), m) and np.array_equal(forest.predict(x), p)
                for x, (m, p) in zip(probes, wanted, strict=True)):  # fmt: skip
             return _with_contributions(forest, booster, trees, probes, width), ""
@@ -359,8 +374,20 @@ def _go(x, thr, right_if_missing, missing):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _sigmoid(margin):  # pragma: no cover - compiled
+    """XGBoost's ``common::Sigmoid`` (src/common/math.h): ``-x`` clamped at 88.7 (no
+    overflow), ``1 / (expf(-x) + 1 + 1e-16)``, in float32."""
     out = np.empty(margin.shape[0], np.float32)
     one = np.float32(1.0)
+    eps = np.float32(1e-16)
+    cap = np.float32(88.7)
     for i in range(margin.shape[0]):
-        out[i] = one / (one + math.exp(-margin[i]))
+        out[i] = one / (math.exp(min(-margin[i], cap)) + one + eps)
     return out
+
+
+@njit(cache=True)
+def _logit(base):  # pragma: no cover - compiled
+    """XGBoost's base margin of a logistic model, ``-logf(1 / base - 1)`` in float32 (the C
+    library's ``logf``, as XGBoost's; NumPy's float32 log is not always the same float)."""
+    one = np.float32(1.0)
+    return -math.log(one / base - one)

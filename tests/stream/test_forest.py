@@ -88,7 +88,7 @@ def test_categorical_splits_are_not_compiled() -> None:
                         xgb.DMatrix(frame, label=y, enable_categorical=True), 10)  # fmt: skip
     forest, why = compile_forest(booster)
     assert forest is None
-    assert "not the plain numeric kind" in why
+    assert "categorical features" in why
 
 
 def test_too_deep_an_ensemble_is_not_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,3 +188,41 @@ def test_the_scoring_models_reasons_are_the_same_compiled_or_not() -> None:
     values[::7, 3] = np.nan
     assert np.array_equal(fast.contributions(values), plain.contributions(values))
     assert np.array_equal(fast.contributions(values, exact=True), plain.contributions(values, exact=True))
+
+
+def test_the_logistic_transform_is_xgboosts_at_every_margin_even_past_its_clamp() -> None:
+    # XGBoost clamps -margin at 88.7 before expf; margins are pushed anywhere with base_margin
+    booster = _booster(3)
+    X, _ = _data(20_001, 6, 5)
+    base = np.linspace(-200.0, 200.0, len(X)).astype(np.float32)
+    margins = np.asarray(booster.inplace_predict(X, predict_type="margin", base_margin=base), np.float32)
+    want = np.asarray(booster.inplace_predict(X, base_margin=base), np.float32)
+    assert (margins < -88.7).any() and (margins > 88.7).any()
+    assert np.array_equal(forest_mod._sigmoid(margins), want)
+
+
+def test_every_base_score_finds_xgboosts_base_margin() -> None:
+    # XGBoost takes -logf(1/b - 1) with the C library's logf; NumPy's float32 log is not
+    # always the same float, which left some models uncompiled
+    X, y = _data(300, 4, 8)
+    failed = []
+    for b in np.linspace(0.01, 0.99, 45):
+        booster = xgb.train({"max_depth": 2, "nthread": 1, "objective": "binary:logistic", "base_score": float(b)},
+                            xgb.DMatrix(X, label=y, nthread=1), 3)  # fmt: skip
+        forest, why = compile_forest(booster)
+        if forest is None:
+            failed.append((float(b), why))
+    assert failed == []
+
+
+def test_an_input_of_another_width_is_refused_as_xgboost_refuses_it() -> None:
+    booster = _booster(3)
+    forest, _ = compile_forest(booster)
+    assert forest is not None
+    X, _ = _data(9, 5, 1)
+    with pytest.raises(ValueError, match="feature shape mismatch"):
+        forest.predict(X)
+    with pytest.raises(ValueError, match="feature shape mismatch"):
+        forest.contributions(np.nan_to_num(X))
+    with pytest.raises(ValueError):
+        booster.inplace_predict(X)
