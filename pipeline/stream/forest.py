@@ -18,10 +18,10 @@ onto the base margin (``-logf(1 / base_score - 1)``), then XGBoost's sigmoid in 
 scored here is decided once, at load, by :func:`compile_forest`: only a plain ``gbtree``
 with a logistic objective and one output, no categorical splits and a bounded size, and
 only if the kernel then reproduces the booster's margins *and* probabilities bit for bit
-on 2 x 4,096 probe rows whose every value is drawn from the model's decision edges (a
-split value of that feature, the float32 just below or above one, NaN, +-inf, 0): a
-sample, not a proof - on the default champion ~92 % of the split nodes are probed at
-their own edge. Anything else, or any difference, keeps
+on probe rows, with and without missing values: 4,096 whose every value is drawn from
+the model's decision edges (a split value of that feature, the float32 just below or
+above one, NaN, +-inf, 0), and three more per split node (up to 20,000 nodes) that reach
+that node with its feature exactly at its split, just below it, and missing. Anything else, or any difference, keeps
 XGBoost's predict for that model, with the reason (``ScoringModel.predictor``).
 
 The reasons' approximate contributions (XGBoost's ``approx_contribs``: the value changes
@@ -52,6 +52,7 @@ MAX_DEPTH = 10  # complete trees of 2**10 - 1 internal nodes at most
 MAX_NODES = 1 << 20  # trees x (2**D - 1): ~1 M nodes load in seconds and hold ~30 MB; past that, XGBoost's
 LOGISTIC = ("binary:logistic", "reg:logistic")
 PROBE_ROWS = 4096
+EDGE_NODES = 20_000  # split nodes given their own probe rows (3 each); a bigger ensemble's are sampled
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ def compile_forest(booster: Any) -> tuple[Forest | None, str]:
     if 0.0 < base_score < 1.0:
         candidates.append(np.float32(math.log(base_score / (1.0 - base_score))))
     probe = _probe_rows(split, feature, width)
+    probe = np.concatenate([probe, _edge_rows(split, feature, right, probe)])
     # with missing values and without (the kernel takes a shorter way through a batch without)
     probes = (probe, np.where(np.isnan(probe), np.float32(0.0), probe))
     wanted = [(np.asarray(booster.inplace_predict(x, predict_type="margin"), np.float32),
@@ -191,7 +193,8 @@ def _with_contributions(forest: Forest, booster: Any, trees: list[dict[str, Any]
     xgb = _xgboost()
     big = np.finfo(np.float32).max
     for x in probes:
-        x = np.where(np.isinf(x[:1024]), np.copysign(big, x[:1024]), x[:1024])  # a DMatrix refuses inf
+        x = np.concatenate([x[:1024], x[PROBE_ROWS:]])  # 1,024 random rows and every node's edge rows
+        x = np.where(np.isinf(x), np.copysign(big, x), x)  # a DMatrix refuses inf
         try:
             want = booster.predict(xgb.DMatrix(x, nthread=1), pred_contribs=True, approx_contribs=True,
                                    validate_features=False)  # fmt: skip
@@ -278,6 +281,57 @@ def _probe_rows(split: np.ndarray, feature: np.ndarray, width: int) -> np.ndarra
         weights = np.concatenate([np.full(len(near), 0.9 / len(near)), [0.06, 0.015, 0.015, 0.01]])
         out[:, c] = rng.choice(pool, PROBE_ROWS, p=weights / weights.sum())
     return out
+
+
+def _edge_rows(split: np.ndarray, feature: np.ndarray, right: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """For each split node (all of them, up to ``EDGE_NODES``): rows that reach it with its
+    feature exactly at its split value (goes right), the float32 just below it (left) and
+    NaN (its default way), each where the path allows it. A feature the path turns on is
+    set to satisfy every such turn (at the largest split it must reach, else just below
+    the smallest it must stay under; NaN when only the default ways lead there); the other
+    values come from the random probe rows ``base``."""
+    rng = np.random.default_rng(7)
+    nodes = np.argwhere(np.isfinite(split))  # (tree, position) of the real split nodes
+    if len(nodes) > EDGE_NODES:
+        nodes = nodes[np.sort(rng.choice(len(nodes), EDGE_NODES, replace=False))]
+    below, above = np.float32(-np.inf), np.float32(np.inf)
+    rows = []
+    for k, (t, pos) in enumerate(nodes.tolist()):
+        turns: dict[int, list[tuple[np.float32, bool, bool]]] = {}  # feature -> (split, went right, default right)
+        node = pos
+        while node > 0:
+            parent = (node - 1) // 2
+            went_right = node == 2 * parent + 2
+            turns.setdefault(int(feature[t, parent]), []).append((split[t, parent], went_right, bool(right[t, parent])))
+            node = parent
+        row = base[k % len(base)].copy()
+        allowed = {}  # feature -> (lowest, below this) of the values that take every turn on it
+        reachable = True
+        for f, ts in turns.items():
+            lo = max((s for s, r, _ in ts if r), default=below)
+            hi = min((s for s, r, _ in ts if not r), default=above)
+            allowed[f] = (lo, hi)
+            if lo < hi:
+                row[f] = lo if lo > below else np.nextafter(hi, below)
+            elif all(r == d for _, r, d in ts):
+                row[f] = np.float32(np.nan)  # only a missing value goes that way
+            else:
+                reachable = False
+                break
+        if not reachable:
+            continue
+        f, s = int(feature[t, pos]), split[t, pos]
+        lo, hi = allowed.get(f, (below, above))
+        for value in (s, np.nextafter(s, below)):
+            if lo <= value < hi:
+                r = row.copy()
+                r[f] = value
+                rows.append(r)
+        if f not in turns or all(r == d for _, r, d in turns[f]):
+            r = row.copy()
+            r[f] = np.float32(np.nan)
+            rows.append(r)
+    return np.asarray(rows, np.float32).reshape(-1, base.shape[1])
 
 
 @njit(cache=True, nogil=True)

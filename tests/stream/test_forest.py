@@ -226,3 +226,40 @@ def test_an_input_of_another_width_is_refused_as_xgboost_refuses_it() -> None:
         forest.contributions(np.nan_to_num(X))
     with pytest.raises(ValueError):
         booster.inplace_predict(X)
+
+
+def test_every_split_node_is_probed_on_both_sides_of_its_edge() -> None:
+    # the load-time check is only as good as its rows: each split node must be reached by a
+    # row exactly at its split value (right) and one just below (left) - each of the two the
+    # path allows (a node may split again on a feature its ancestors bounded)
+    booster = _booster(7, rounds=40, min_child_weight=3)
+    forest, why = compile_forest(booster)
+    assert forest is not None, why
+    base = forest_mod._probe_rows(forest.split, forest.feature, forest.n_features)
+    X = np.concatenate([base, forest_mod._edge_rows(forest.split, forest.feature, forest.right_if_missing, base)])
+    rows = np.arange(len(X))
+    missed = []
+    for t, pos in np.argwhere(np.isfinite(forest.split)).tolist():
+        path, node = [], pos
+        while node > 0:
+            path.append(node)
+            node = (node - 1) // 2
+        at, reached = np.zeros(len(X), np.int64), np.ones(len(X), bool)
+        f, s = forest.feature[t, pos], forest.split[t, pos]
+        lo, hi = -np.inf, np.inf  # what the path allows for the node's own feature
+        for target in reversed(path):
+            parent = (target - 1) // 2
+            if forest.feature[t, parent] == f:
+                if target == 2 * parent + 2:
+                    lo = max(lo, forest.split[t, parent])
+                else:
+                    hi = min(hi, forest.split[t, parent])
+            x = X[rows, forest.feature[t, at]]
+            go = np.where(np.isnan(x), forest.right_if_missing[t, at], (x >= forest.split[t, at]).astype(np.int64))
+            at = 2 * at + 1 + go
+            reached &= at == target
+        values = X[reached, f]
+        for edge in (s, np.nextafter(s, np.float32(-np.inf))):
+            if lo <= edge < hi and not (values == edge).any():
+                missed.append((t, pos, float(edge)))
+    assert missed == []
