@@ -368,14 +368,14 @@ def predict_rates(model, lines: list[bytes]) -> tuple[float, float, str]:
                          compiled=False)  # fmt: skip
     if not all(np.array_equal(fast.predict(b), plain.predict(b)) for b in batches):
         raise AssertionError("the compiled trees scored differently from XGBoost")  # never: checked at load too
-    best = {id(fast): 0.0, id(plain): 0.0}
+    best = [0.0, 0.0]
     for _ in range(5):
-        for sm in (fast, plain):
+        for i, sm in enumerate((fast, plain)):
             t = time.process_time()
             for b in batches:
                 sm.predict(b)
-            best[id(sm)] = max(best[id(sm)], len(values) / max(time.process_time() - t, 1e-9))
-    return best[id(fast)], best[id(plain)], fast.predictor
+            best[i] = max(best[i], len(values) / max(time.process_time() - t, 1e-9))
+    return best[0], best[1], fast.predictor
 
 
 # -- report -------------------------------------------------------------------------------

@@ -155,6 +155,10 @@ class FeatureState:
         self.user_ids: list[str] = []
         self._slot_of: dict[str, int] = {}
         self._arrays: dict[str, np.ndarray] = {}
+        # not state (never snapshotted): the update that last listed each slot as touched
+        # (kernels.first_touched: the touched users in first-appearance order)
+        self._seen = np.zeros(0, np.int64)
+        self._updates = 0
         self._allocate(max(int(capacity), 16))
 
     # -- slots ----------------------------------------------------------------------
@@ -188,14 +192,9 @@ class FeatureState:
                 arr[:n] = have
             arr[n:] = fill
         self._arrays = new
-        # not state (never snapshotted): the update that last touched each slot, for the
-        # touched users in first-appearance order (kernels.first_touched)
         seen = np.zeros(capacity, np.int64)
-        old_seen = getattr(self, "_seen", None)
-        if old_seen is not None:
-            seen[: len(old_seen)] = old_seen
+        seen[: len(self._seen)] = self._seen
         self._seen = seen
-        self._updates = getattr(self, "_updates", 0)
         self.capacity = capacity
 
     def slots(self, user_ids: Sequence[str], create: bool = True) -> np.ndarray:

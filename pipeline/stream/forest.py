@@ -40,13 +40,7 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a dependency
-
-    def njit(**_kw):  # type: ignore[no-redef]
-        return lambda fn: fn
-
+from pipeline.features.kernels import njit  # numba's, or its no-op stand-in
 
 MAX_DEPTH = 10  # complete trees of 2**10 - 1 internal nodes at most
 MAX_NODES = 1 << 20  # trees x (2**D - 1): ~1 M nodes load in seconds and hold ~30 MB; past that, XGBoost's
@@ -69,10 +63,9 @@ class Forest:
     n_features: int = 0  # the booster's: an input of another width is refused, as XGBoost refuses it
     # approximate (Saabas) contributions, XGBoost's ``approx_contribs``: every node's mean
     # value (level order, leaves included; None: not compiled) and the feature each inner
-    # node credits (a padding node: a discarded column past the features)
+    # node credits (a padding node: column ``n_features``, discarded)
     mean: np.ndarray | None = None  # (trees, 2**(D+1) - 1) float32
     credit: np.ndarray | None = None  # (trees, 2**D - 1) int64
-    width: int = 0
 
     def margin(self, X: np.ndarray) -> np.ndarray:
         """Raw scores (log-odds) of the rows of ``X`` (float32, the booster's features in
@@ -102,8 +95,8 @@ class Forest:
             return None
         X = self._checked(X)
         out = _contributions(X, self.feature, self.split, self.right_if_missing, self.mean, self.credit, self.depth,
-                             self.width, bool(np.isnan(X).any()))  # fmt: skip
-        return out[:, : self.width]
+                             self.n_features, bool(np.isnan(X).any()))  # fmt: skip
+        return out[:, : self.n_features]
 
 
 def compile_forest(booster: Any) -> tuple[Forest | None, str]:
@@ -168,29 +161,30 @@ def compile_forest(booster: Any) -> tuple[Forest | None, str]:
         forest = Forest(feature, split, right, leaf, depth, base, n_features=width)
         if all(np.array_equal(forest.margin(x), m) and np.array_equal(forest.predict(x), p)
                for x, (m, p) in zip(probes, wanted, strict=True)):  # fmt: skip
-            return _with_contributions(forest, booster, trees, probes, width), ""
+            return _with_contributions(forest, booster, trees, probes), ""
     return None, f"its scores differ from XGBoost's on {2 * len(probe):,} probe rows"
 
 
-def _with_contributions(forest: Forest, booster: Any, trees: list[dict[str, Any]], probes: tuple[np.ndarray, ...],
-                        width: int) -> Forest:  # fmt: skip
+def _with_contributions(forest: Forest, booster: Any, trees: list[dict[str, Any]],
+                        probes: tuple[np.ndarray, ...]) -> Forest:  # fmt: skip
     """``forest`` with approximate contributions compiled, if they equal XGBoost's bit for
-    bit on the probe rows (the first 1,024 of each); else ``forest`` as it is (the
-    contributions then come from XGBoost)."""
+    bit on the probe rows (of each set, the first 1,024 random rows and every edge row);
+    else ``forest`` as it is (the contributions then come from XGBoost)."""
     from dataclasses import replace
 
-    depth = forest.depth
+    from pipeline.stream.model import import_xgboost  # (model.py imports this module lazily)
+
+    depth, width = forest.depth, forest.n_features
     inner = (1 << depth) - 1
     mean = np.zeros((len(trees), (1 << (depth + 1)) - 1), np.float32)
     credit = np.full((len(trees), inner), width, np.int64)
     try:
         for t, tree in enumerate(trees):
             _means(tree, 0, 0, depth, mean[t], credit[t], forest.feature[t])
-    except (KeyError, TypeError, ValueError) as exc:  # a dump without covers: XGBoost's contributions
-        del exc
+    except (KeyError, TypeError, ValueError):  # a dump without covers: XGBoost's contributions
         return forest
-    compiled = replace(forest, mean=mean, credit=credit, width=width)
-    xgb = _xgboost()
+    compiled = replace(forest, mean=mean, credit=credit)
+    xgb = import_xgboost()
     big = np.finfo(np.float32).max
     for x in probes:
         x = np.concatenate([x[:1024], x[PROBE_ROWS:]])  # 1,024 random rows and every node's edge rows
@@ -203,12 +197,6 @@ def _with_contributions(forest: Forest, booster: Any, trees: list[dict[str, Any]
         if not np.array_equal(compiled.contributions(x), np.asarray(want, np.float32)[:, :width]):
             return forest
     return compiled
-
-
-def _xgboost() -> Any:
-    from pipeline.stream.model import import_xgboost
-
-    return import_xgboost()
 
 
 def _means(node: dict[str, Any], pos: int, level: int, depth: int, mean: np.ndarray, credit: np.ndarray,
