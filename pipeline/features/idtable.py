@@ -73,7 +73,7 @@ def _hash(buf, lo, hi, seed):  # pragma: no cover - compiled
 def _same(buf, lo, hi, arena, a_lo, a_hi):  # pragma: no cover - compiled
     if hi - lo != a_hi - a_lo:
         return False
-    for k in range(hi - lo):
+    for k in range(hi - lo):  # noqa: SIM110 - numba compiles a loop, not a generator
         if buf[lo + k] != arena[a_lo + k]:
             return False
     return True

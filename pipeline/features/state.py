@@ -34,8 +34,8 @@ import pandas as pd
 from pipeline import events as ev
 from pipeline.errors import FeatureError
 from pipeline.features import codec, kernels
-from pipeline.features.idtable import IdTable
 from pipeline.features.columns import EventColumns, from_events
+from pipeline.features.idtable import IdTable
 from pipeline.features.registry import FEATURE_NAMES, FEATURES, MAX_WINDOW, N_FEATURES
 from pipeline.features.spec import DEFAULT_SPEC, FeatureSpec
 from pipeline.features.timebase import DAY_US, NONE_US, duration_us, from_us, to_us
