@@ -127,9 +127,20 @@ class DedupWindow:
     def admit(self, ids: list[str]) -> list[int]:
         """Remember ``ids`` in order; return the positions of duplicates (not remembered
         again), each judged against the ids before it."""
-        batch = set(ids)
-        if len(batch) == len(ids) and batch.isdisjoint(self.current) and batch.isdisjoint(self.previous):
-            self._extend(ids)  # the common case: no duplicate, no per-id loop
+        cur = self.current
+        if len(cur) + len(ids) <= self.size and cur.isdisjoint(ids) and self.previous.isdisjoint(ids):
+            # the common case: no id remembered, and room for all (no rotation): added in
+            # one C call, and no duplicate within the batch iff the set grew by all of them
+            # (no set of the batch built first: its ids hashed and inserted twice)
+            before = len(cur)
+            cur.update(ids)
+            if len(cur) - before == len(ids):
+                if self._current_enc is not None:
+                    self._current_enc.add(ids)
+                return []
+            cur.difference_update(ids)  # a duplicate within the batch: as it was, then one by one
+        elif len(set(ids)) == len(ids) and self.current.isdisjoint(ids) and self.previous.isdisjoint(ids):
+            self._extend(ids)  # no duplicate, with a rotation: no per-id loop
             return []
         dups = []
         for i, event_id in enumerate(ids):
