@@ -362,6 +362,7 @@ def predict_rates(model, lines: list[bytes]) -> tuple[float, float, str]:
     out = eng.process(0, lines[:200_000])
     values = eng.read(0, out.watermark, out.touched[:90_000]).values
     batches = [values[i : i + 900] for i in range(0, len(values) - 899, 900)]
+    rows = 900 * len(batches)  # the rows scored (not the remainder after the last full batch)
     ref = ModelRef("x", "", "")
     fast = ScoringModel(ref, tuple(native.features), booster=native.booster, calibration=calibration)
     plain = ScoringModel(ref, tuple(native.features), booster=native.booster, calibration=calibration,
@@ -374,7 +375,7 @@ def predict_rates(model, lines: list[bytes]) -> tuple[float, float, str]:
             t = time.process_time()
             for b in batches:
                 sm.predict(b)
-            best[i] = max(best[i], len(values) / max(time.process_time() - t, 1e-9))
+            best[i] = max(best[i], rows / max(time.process_time() - t, 1e-9))
     return best[0], best[1], fast.predictor
 
 
