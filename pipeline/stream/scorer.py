@@ -195,6 +195,79 @@ def coalesce(chunks: list[ScoreChunk], history: HistoryPolicy | None = None) -> 
     return out
 
 
+def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[list[ScoreChunk], list[ScoreChunk]]:
+    """Pending rows (chunks in processing order) as ``(closed, open)``, chunks kept in order.
+
+    ``open``: each user's newest row -- its current score, and the history point of its
+    newest interval, both of which a later row may still replace. ``closed``: each user's
+    last row in every *older* interval: history points no later row can replace (a user's
+    rows come in ``features_time`` order: a partition's batches in processing order).
+    Rows superseded within an interval are in neither. ``closed`` rows carry no pending
+    reasons (points hold none). :func:`coalesce` keeps exactly the union of the two.
+    A row newer (``features_time``) than its user's last row -- rows out of time order,
+    as after a partition is rewound to its checkpoint with rows of the first pass still
+    pending -- stays open too, so the write that takes ``open`` still sees the user's
+    newest score.
+
+    The writer's eviction (:meth:`pipeline.stream.sink.Writer._evict`) writes ``closed`` and
+    keeps ``open`` pending: the costly part of a write, one current-score upsert per user,
+    then happens once per flush instead of once per eviction."""
+    by_user: dict[tuple[int, int], np.ndarray] = {}
+    by_point: dict[tuple[int, int, Any], np.ndarray] = {}
+    last_time: dict[tuple[int, int], np.ndarray] = {}  # by slot: the time of the user's last row
+    seen_users: dict[str, int] = {}  # id -> the time of its last row
+    seen_in: dict[Any, set[str]] = {}
+    closed: list[ScoreChunk] = []
+    still: list[ScoreChunk] = []
+    for c in reversed(chunks):
+        if not len(c):
+            continue
+        bucket = _bucket(c, history)
+        t = _time_us(c)
+        if c.slots is not None and c.slot_space is not None:
+            key = (c.partition, c.slot_space)
+            newest = np.asarray(_unseen_slots(c.slots, by_user, key), np.int64)
+            points = np.asarray(_unseen_slots(c.slots, by_point, (*key, bucket)), np.int64)
+            times = last_time.get(key)
+            if times is None or len(times) < len(by_user[key]):
+                grown = np.zeros(len(by_user[key]), np.int64)
+                if times is not None:
+                    grown[: len(times)] = times
+                times = last_time[key] = grown
+            times[c.slots[newest]] = t
+            older = np.setdiff1d(points, newest, assume_unique=True)  # sorted
+            ahead = times[c.slots[older]] < t  # newer than the user's last row: out of time order
+            latest = np.union1d(newest, older[ahead]).tolist() if ahead.any() else newest.tolist()
+            older = older[~ahead].tolist()
+        else:
+            seen_p = seen_in.setdefault(bucket, set())
+            latest, older = [], []
+            ids = c.user_id
+            for i in range(len(ids) - 1, -1, -1):
+                u = ids[i]
+                last = seen_users.get(u)
+                if last is None:
+                    seen_users[u] = t
+                    seen_p.add(u)
+                    latest.append(i)
+                elif u not in seen_p:
+                    seen_p.add(u)
+                    (latest if t > last else older).append(i)
+            latest.reverse()
+            older.reverse()
+        if len(latest) == len(c):
+            still.append(c)
+        elif latest:
+            still.append(c.take(latest))
+        if older:
+            done = c.take(older)
+            done.pending = None
+            closed.append(done)
+    closed.reverse()
+    still.reverse()
+    return closed, still
+
+
 def _unseen_slots(slots: np.ndarray, by_slot: dict[tuple[int, int, Any], np.ndarray], key: tuple[int, int, Any]) -> list[int]:
     """Positions of ``slots`` (one chunk's, distinct) not kept yet under ``key``; marks them."""
     held = by_slot.get(key)
@@ -207,6 +280,10 @@ def _unseen_slots(slots: np.ndarray, by_slot: dict[tuple[int, int, Any], np.ndar
     keep = np.flatnonzero(~held[slots])
     held[slots[keep]] = True
     return keep.tolist()
+
+
+def _time_us(chunk: ScoreChunk) -> int:
+    return int(np.datetime64(chunk.features_time.replace(tzinfo=None), "us").astype(np.int64))
 
 
 def _bucket(chunk: ScoreChunk, history: HistoryPolicy) -> int:

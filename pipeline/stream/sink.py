@@ -51,6 +51,7 @@ from pipeline.stream.scorer import (
     coalesce,
     drop_superseded_reasons,
     resolve_reasons,
+    split_open,
     to_columns,
 )
 
@@ -98,7 +99,9 @@ class Writer:
         # (reasons_s: the deferred reasons of the rows written, inside write_s; reasons_rows: those rows)
         self.stats = {"write_s": 0.0, "rows": 0, "history": 0, "writes": 0, "stale": 0, "actions_s": 0.0,
                       "backpressure_s": 0.0, "heartbeat_s": 0.0, "syncs": 0, "reasons_s": 0.0,
-                      "reasons_rows": 0}  # fmt: skip
+                      "reasons_rows": 0, "evictions": 0}  # fmt: skip
+        # a full cache writes the closed history points only (``_evict``) when the store can
+        self._evicts = callable(getattr(store, "append_score_history", None))
         self._unsynced = False  # rows committed since the last Store.sync()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -178,16 +181,20 @@ class Writer:
             waits.append(self.heartbeat_at + self.heartbeat_interval_s - now)
         return max(0.0, min(waits)) if waits else None
 
-    def _take(self) -> tuple[list[ScoreChunk], list[_Barrier]]:
-        """Under the lock: the rows to write now (oldest first) and the barriers to run after."""
+    def _take(self) -> tuple[list[ScoreChunk], list[_Barrier], float | None]:
+        """Under the lock: the rows to write now (oldest first), the barriers to run after,
+        and, when the rows are taken only because the cache is full (no barrier, interval
+        or close asks for them), the oldest row's arrival (an eviction: :meth:`_evict`)."""
         barriers, self._barriers = self._barriers, []
         if not self._chunks:
-            return [], barriers
-        everything = (
-            self._closing
-            or time.monotonic() - self._chunks[0][0] >= self.flush_interval_s
-            or self._pending_rows >= self.max_pending_rows // 2
-        )  # like a full cache: evict
+            return [], barriers, None
+        due = self._closing or time.monotonic() - self._chunks[0][0] >= self.flush_interval_s
+        full = self._pending_rows >= self.max_pending_rows // 2
+        if full and not due and not barriers and self.history is not None and self._evicts:
+            arrival = self._chunks[0][0]
+            chunks, self._chunks = [c for _, c in self._chunks], []
+            return chunks, barriers, arrival
+        everything = due or full  # like a full cache: evict
         wanted: set[int] = set()
         for b in barriers:
             if b.partitions is None:
@@ -199,7 +206,7 @@ class Writer:
         else:
             chunks = [c for _, c in self._chunks if c.partition in wanted]
             self._chunks = [tc for tc in self._chunks if tc[1].partition not in wanted]
-        return chunks, barriers
+        return chunks, barriers, None
 
     def _run(self) -> None:
         try:
@@ -209,8 +216,8 @@ class Writer:
                         self._cond.wait(wait)
                     if self._closing and not self._chunks and not self._barriers:
                         return
-                    chunks, barriers = self._take()
-                if chunks:
+                    chunks, barriers, evicting = self._take()
+                if chunks and not (evicting is not None and self._evict(chunks, evicting)):
                     self._write(chunks)
                     self._unsynced = True
                     with self._cond:
@@ -249,6 +256,36 @@ class Writer:
             log.warning("heartbeat failed (will retry): %s", exc)
             self.heartbeat_at = time.monotonic()
         self.stats["heartbeat_s"] += time.thread_time() - t
+
+    def _evict(self, chunks: list[ScoreChunk], arrival: float) -> bool:
+        """The cache is full: write only the history points no later row can replace
+        (each user's last row in each interval older than its newest row's,
+        :func:`~pipeline.stream.scorer.split_open`) and keep each user's newest row
+        pending, with the oldest row's arrival (the flush interval still bounds how long a
+        score waits). Its current-score upsert, the costly part of a write (a B-tree
+        row per user), then happens once per flush or checkpoint instead of once per
+        eviction: in a catch-up (bench_stream, 1M events of 100,000 users) three evictions
+        each upserted ~58,000 users' scores of which the next write replaced almost all.
+
+        False (nothing done) when the newest rows alone are more than a quarter of
+        ``max_pending_rows``: evicting would not free enough, and the caller writes
+        everything, as before."""
+        t = time.thread_time()
+        closed, still = split_open(chunks, self.history)  # type: ignore[arg-type]
+        kept = sum(len(c) for c in still)
+        if kept > self.max_pending_rows // 4:
+            self.stats["write_s"] += time.thread_time() - t
+            return False
+        if closed:
+            self.stats["history"] += self.store.append_score_history(to_columns(closed), history=self.history)
+            self._unsynced = True
+        self.stats["evictions"] += 1
+        self.stats["write_s"] += time.thread_time() - t
+        with self._cond:
+            self._chunks[:0] = [(arrival, c) for c in still]  # older than anything put since
+            self._pending_rows -= sum(len(c) for c in chunks) - kept
+            self._cond.notify_all()
+        return True
 
     def _write(self, chunks: list[ScoreChunk]) -> None:
         """All pending rows, one per user (the newest), in transactions of at most

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
 from pipeline.stream.scorer import ScoreChunk
 from pipeline.stream.sink import Writer
@@ -55,3 +57,100 @@ def test_a_store_without_sync_still_works():
     w.flush()
     w.close()
     assert store.calls == ["upsert 1", "checkpoint 1"]
+
+
+# -- a full cache writes the closed history points and keeps the newest rows ---------------
+def _day_chunks(seed: int, with_slots: bool, n_chunks: int = 120, users: int = 300) -> list[ScoreChunk]:
+    """A catch-up's pending rows: batches of one partition in time order over five days
+    (several per day), users in many of them; distinct users within a batch."""
+    from datetime import timedelta
+
+    r = np.random.default_rng(seed)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = [f"u{i:04d}" for i in range(users)]
+    out = []
+    for k in range(n_chunks):
+        slots = np.sort(r.choice(users, int(r.integers(5, 60)), replace=False)).astype(np.int64)
+        n = len(slots)
+        out.append(ScoreChunk(0, t0 + timedelta(hours=k), "1", [ids[s] for s in slots.tolist()],
+                              r.random(n), [None] * n, ["basic"] * n, np.full(n, 8.99), np.ones(n, bool),
+                              slots=slots if with_slots else None, slot_space=7 if with_slots else None))  # fmt: skip
+    return out
+
+
+def _rows(chunks: list[ScoreChunk]) -> set[tuple]:
+    return {(c.partition, c.features_time, u, float(r)) for c in chunks for u, r in zip(c.user_id, c.risk.tolist())}
+
+
+@pytest.mark.parametrize("with_slots", [True, False])
+@pytest.mark.parametrize("seed", range(4))
+def test_split_open_is_coalesce_cut_at_each_users_newest_row(seed: int, with_slots: bool) -> None:
+    from pipeline.store import HistoryPolicy
+    from pipeline.stream.scorer import coalesce, split_open
+
+    daily = HistoryPolicy(86_400)
+    chunks = _day_chunks(seed, with_slots)
+    closed, still = split_open(chunks, daily)
+    assert _rows(closed) | _rows(still) == _rows(coalesce(chunks, daily))
+    assert not _rows(closed) & _rows(still)
+    newest = {u: (c.features_time, r) for c in coalesce(chunks) for u, r in zip(c.user_id, c.risk.tolist())}
+    assert {u: (c.features_time, r) for c in still for u, r in zip(c.user_id, c.risk.tolist())} == newest
+    for c in closed:  # an older day than the user's newest row, never its newest
+        assert all(c.features_time.date() < newest[u][0].date() for u in c.user_id)
+        assert c.pending is None
+
+
+@pytest.mark.parametrize("with_slots", [True, False])
+def test_split_open_keeps_rows_newer_than_a_users_last_row_open(with_slots: bool) -> None:
+    """Rows out of time order (a partition rewound to its checkpoint while the first
+    pass's rows are still pending): the newer row stays open, so the write that takes the
+    open rows still sees the user's newest score."""
+    from datetime import timedelta
+
+    from pipeline.store import HistoryPolicy
+    from pipeline.stream.scorer import split_open
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def one(days: int, risk: float) -> ScoreChunk:
+        return ScoreChunk(0, t0 + timedelta(days=days), "1", ["a"], np.array([risk]), [None], ["basic"],
+                          np.array([8.99]), np.ones(1, bool), slots=np.array([0]) if with_slots else None,
+                          slot_space=1 if with_slots else None)  # fmt: skip
+
+    closed, still = split_open([one(0, 0.1), one(5, 0.5), one(3, 0.3)], HistoryPolicy(86_400))
+    assert sorted(float(c.risk[0]) for c in still) == [0.3, 0.5]  # day 5 (newest) and day 3 (last)
+    assert [float(c.risk[0]) for c in closed] == [0.1]
+
+
+@pytest.mark.parametrize("with_slots", [True, False])
+def test_evicting_writer_leaves_the_store_as_a_writer_that_writes_everything(tmp_path, with_slots: bool) -> None:
+    """A small cache (evictions every few batches) and checkpoints: the same current
+    scores and the same history as one write of every row, fewer score upserts."""
+    from pipeline.clock import FakeClock
+    from pipeline.store import Store
+
+    def run(name: str, evicting: bool) -> tuple:
+        store = Store(f"sqlite:///{tmp_path / name}.db", clock=FakeClock(datetime(2026, 2, 1, tzinfo=UTC)))
+        w = Writer(store, flush_interval_s=3600.0, max_pending_rows=1_600)
+        w._evicts = evicting
+        for k, c in enumerate(_day_chunks(3, with_slots)):
+            w.put(c)
+            deadline = time.monotonic() + 10
+            while w.pending_rows >= 800 and time.monotonic() < deadline:  # the writer takes a full cache
+                time.sleep(0.001)
+            if k % 40 == 39:  # a checkpoint of partition 0
+                w.after(lambda: None, partitions=(0,))
+        w.flush()
+        w.close()
+        cur = store.current_scores(None).sort_values("user_id")
+        hist = store.score_history().sort_values(["time", "user_id"])
+        store.close()
+        cols = ["user_id", "risk", "features_time", "partition"]
+        return cur[cols].to_numpy().tolist(), hist.to_numpy().tolist(), w.stats
+
+    cur_a, hist_a, stats_a = run("evicting", True)
+    cur_b, hist_b, stats_b = run("plain", False)
+    assert cur_a == cur_b and len(cur_a) == 300
+    assert hist_a == hist_b
+    assert stats_a["evictions"] >= 2 and stats_b["evictions"] == 0
+    assert stats_a["rows"] < stats_b["rows"]  # fewer current-score upserts
