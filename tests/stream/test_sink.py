@@ -79,7 +79,7 @@ def _day_chunks(seed: int, with_slots: bool, n_chunks: int = 120, users: int = 3
 
 
 def _rows(chunks: list[ScoreChunk]) -> set[tuple]:
-    return {(c.partition, c.features_time, u, float(r)) for c in chunks for u, r in zip(c.user_id, c.risk.tolist())}
+    return {(c.partition, c.features_time, u, float(r)) for c in chunks for u, r in zip(c.user_id, c.risk.tolist(), strict=True)}
 
 
 @pytest.mark.parametrize("with_slots", [True, False])
@@ -93,8 +93,8 @@ def test_split_open_is_coalesce_cut_at_each_users_newest_row(seed: int, with_slo
     closed, still = split_open(chunks, daily)
     assert _rows(closed) | _rows(still) == _rows(coalesce(chunks, daily))
     assert not _rows(closed) & _rows(still)
-    newest = {u: (c.features_time, r) for c in coalesce(chunks) for u, r in zip(c.user_id, c.risk.tolist())}
-    assert {u: (c.features_time, r) for c in still for u, r in zip(c.user_id, c.risk.tolist())} == newest
+    newest = {u: (c.features_time, r) for c in coalesce(chunks) for u, r in zip(c.user_id, c.risk.tolist(), strict=True)}
+    assert {u: (c.features_time, r) for c in still for u, r in zip(c.user_id, c.risk.tolist(), strict=True)} == newest
     for c in closed:  # an older day than the user's newest row, never its newest
         assert all(c.features_time.date() < newest[u][0].date() for u in c.user_id)
         assert c.pending is None
@@ -122,15 +122,32 @@ def test_split_open_keeps_rows_newer_than_a_users_last_row_open(with_slots: bool
     assert [float(c.risk[0]) for c in closed] == [0.1]
 
 
-@pytest.mark.parametrize("with_slots", [True, False])
-def test_evicting_writer_leaves_the_store_as_a_writer_that_writes_everything(tmp_path, with_slots: bool) -> None:
+@pytest.mark.parametrize(("with_slots", "dialect"), [(True, "sqlite"), (False, "sqlite"), (True, "postgresql")])
+def test_evicting_writer_leaves_the_store_as_a_writer_that_writes_everything(tmp_path, with_slots: bool,
+                                                                              dialect: str) -> None:  # fmt: skip
     """A small cache (evictions every few batches) and checkpoints: the same current
     scores and the same history as one write of every row, fewer score upserts."""
+    import uuid
+
     from pipeline.clock import FakeClock
     from pipeline.store import Store
+    from tests.needs import pg_unavailable
+    from tests.store.conftest import PG_URLS, drop_schema, pg_url
+
+    url = f"sqlite:///{tmp_path}/{{}}.db" if dialect == "sqlite" else pg_url()
+    if url is None:
+        pg_unavailable(PG_URLS)
+    schemas: list[str] = []
+
+    def open_store(name: str) -> Store:
+        clock = FakeClock(datetime(2026, 2, 1, tzinfo=UTC))
+        if dialect == "sqlite":
+            return Store(url.format(name), clock=clock)
+        schemas.append(f"t_{uuid.uuid4().hex[:12]}")
+        return Store(url, schema=schemas[-1], clock=clock)
 
     def run(name: str, evicting: bool) -> tuple:
-        store = Store(f"sqlite:///{tmp_path / name}.db", clock=FakeClock(datetime(2026, 2, 1, tzinfo=UTC)))
+        store = open_store(name)
         w = Writer(store, flush_interval_s=3600.0, max_pending_rows=1_600)
         w._evicts = evicting
         for k, c in enumerate(_day_chunks(3, with_slots)):
@@ -148,8 +165,12 @@ def test_evicting_writer_leaves_the_store_as_a_writer_that_writes_everything(tmp
         cols = ["user_id", "risk", "features_time", "partition"]
         return cur[cols].to_numpy().tolist(), hist.to_numpy().tolist(), w.stats
 
-    cur_a, hist_a, stats_a = run("evicting", True)
-    cur_b, hist_b, stats_b = run("plain", False)
+    try:
+        cur_a, hist_a, stats_a = run("evicting", True)
+        cur_b, hist_b, stats_b = run("plain", False)
+    finally:
+        for schema in schemas:
+            drop_schema(url, schema)
     assert cur_a == cur_b and len(cur_a) == 300
     assert hist_a == hist_b
     assert stats_a["evictions"] >= 2 and stats_b["evictions"] == 0
