@@ -32,9 +32,12 @@ per write (XGBoost predictions on a tree booster are thread-safe, so this runs b
 loop's own ``inplace_predict``).
 
 SQLite releases the GIL while it writes, so the writes overlap the batch loop's numba
-and XGBoost work (which release it too). Half of ``max_pending_rows`` waiting flushes
-everything at once (a full cache is evicted); if the writer still falls
-``max_pending_rows`` behind, :meth:`Writer.put` blocks (backpressure, time counted).
+and XGBoost work (which release it too). Half of ``max_pending_rows`` waiting is a full
+cache: it is evicted by writing the history points no later row can replace and keeping
+each user's newest row pending (its score upsert waits for the next flush; everything is
+written at once if those rows alone are more than a quarter of ``max_pending_rows``, or
+the store cannot append history alone); if the writer still falls ``max_pending_rows``
+behind, :meth:`Writer.put` blocks (backpressure, time counted).
 """
 
 from __future__ import annotations
