@@ -195,15 +195,16 @@ def coalesce(chunks: list[ScoreChunk], history: HistoryPolicy | None = None) -> 
     return out
 
 
-def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[list[ScoreChunk], list[ScoreChunk]]:
-    """Pending rows (chunks in processing order) as ``(closed, open)``, chunks kept in order.
+def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[ScoreColumns, list[ScoreChunk]]:
+    """Pending rows (chunks in processing order) as ``(closed, open)``: ``closed`` as the
+    columns of history points (:func:`point_columns`), ``open`` as chunks, kept in order.
 
     ``open``: each user's newest row -- its current score, and the history point of its
     newest interval, both of which a later row may still replace. ``closed``: each user's
     last row in every *older* interval: history points no later row can replace (a user's
     rows come in ``features_time`` order: a partition's batches in processing order).
-    Rows superseded within an interval are in neither. ``closed`` rows carry no pending
-    reasons (points hold none). :func:`coalesce` keeps exactly the union of the two.
+    Rows superseded within an interval are in neither. :func:`coalesce` keeps exactly
+    the union of the two.
     A row newer (``features_time``) than its user's last row -- rows out of time order,
     as after a partition is rewound to its checkpoint with rows of the first pass still
     pending -- stays open too, so the write that takes ``open`` still sees the user's
@@ -217,7 +218,7 @@ def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[list[S
     last_time: dict[tuple[int, int], np.ndarray] = {}  # by slot: the time of the user's last row
     seen_users: dict[str, int] = {}  # id -> the time of its last row
     seen_in: dict[Any, set[str]] = {}
-    closed: list[ScoreChunk] = []
+    closed: list[tuple[ScoreChunk, list[int]]] = []
     still: list[ScoreChunk] = []
     for c in reversed(chunks):
         if not len(c):
@@ -235,7 +236,9 @@ def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[list[S
                     grown[: len(times)] = times
                 times = last_time[key] = grown
             times[c.slots[newest]] = t
-            older = np.setdiff1d(points, newest, assume_unique=True)  # sorted
+            is_newest = np.zeros(len(c), np.bool_)
+            is_newest[newest] = True
+            older = points[~is_newest[points]]  # sorted: points are
             ahead = times[c.slots[older]] < t  # newer than the user's last row: out of time order
             latest = np.union1d(newest, older[ahead]).tolist() if ahead.any() else newest.tolist()
             older = older[~ahead].tolist()
@@ -260,12 +263,25 @@ def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[list[S
         elif latest:
             still.append(c.take(latest))
         if older:
-            done = c.take(older)
-            done.pending = None
-            closed.append(done)
+            closed.append((c, older))
     closed.reverse()
     still.reverse()
-    return closed, still
+    return point_columns(closed), still
+
+
+def point_columns(rows: list[tuple[ScoreChunk, list[int]]]) -> ScoreColumns:
+    """The rows ``(chunk, positions)`` as the columns ``Store.append_score_history``
+    takes: a point needs its user, risk, model version and time, nothing else (no chunk
+    of the rows is built, nor their plan and reasons gathered)."""
+    sizes = [len(pos) for _, pos in rows]
+    times = np.array([np.datetime64(c.features_time.replace(tzinfo=None), "us") for c, _ in rows],
+                     dtype="datetime64[us]")  # fmt: skip
+    return ScoreColumns(
+        user_id=list(chain.from_iterable(gatherer(pos)(c.user_id) for c, pos in rows)),
+        risk=np.concatenate([c.risk[pos] for c, pos in rows]) if rows else np.zeros(0),
+        model_version=list(chain.from_iterable(repeat(c.model_version, len(pos)) for c, pos in rows)),
+        features_time=np.repeat(times, sizes),
+    )
 
 
 def _unseen_slots(slots: np.ndarray, by_slot: dict[tuple[int, int, Any], np.ndarray], key: tuple[int, int, Any]) -> list[int]:

@@ -279,8 +279,8 @@ class Writer:
         if kept > self.max_pending_rows // 4:
             self.stats["write_s"] += time.thread_time() - t
             return False
-        if closed:
-            self.stats["history"] += self.store.append_score_history(to_columns(closed), history=self.history)
+        if len(closed["user_id"]):
+            self.stats["history"] += self.store.append_score_history(closed, history=self.history)
             self._unsynced = True
         self.stats["evictions"] += 1
         self.stats["write_s"] += time.thread_time() - t

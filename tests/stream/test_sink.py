@@ -79,7 +79,12 @@ def _day_chunks(seed: int, with_slots: bool, n_chunks: int = 120, users: int = 3
 
 
 def _rows(chunks: list[ScoreChunk]) -> set[tuple]:
-    return {(c.partition, c.features_time, u, float(r)) for c in chunks for u, r in zip(c.user_id, c.risk.tolist(), strict=True)}
+    return {(c.features_time, u, float(r)) for c in chunks for u, r in zip(c.user_id, c.risk.tolist(), strict=True)}
+
+
+def _point_rows(cols) -> set[tuple]:  # noqa: ANN001 - ScoreColumns
+    times = [t.item().replace(tzinfo=UTC) for t in cols["features_time"]]
+    return set(zip(times, cols["user_id"], cols["risk"].tolist(), strict=True))
 
 
 @pytest.mark.parametrize("with_slots", [True, False])
@@ -91,13 +96,13 @@ def test_split_open_is_coalesce_cut_at_each_users_newest_row(seed: int, with_slo
     daily = HistoryPolicy(86_400)
     chunks = _day_chunks(seed, with_slots)
     closed, still = split_open(chunks, daily)
-    assert _rows(closed) | _rows(still) == _rows(coalesce(chunks, daily))
-    assert not _rows(closed) & _rows(still)
+    assert _point_rows(closed) | _rows(still) == _rows(coalesce(chunks, daily))
+    assert not _point_rows(closed) & _rows(still)
+    assert len(_point_rows(closed)) == len(closed["user_id"]) and set(closed["model_version"]) <= {"1"}
     newest = {u: (c.features_time, r) for c in coalesce(chunks) for u, r in zip(c.user_id, c.risk.tolist(), strict=True)}
     assert {u: (c.features_time, r) for c in still for u, r in zip(c.user_id, c.risk.tolist(), strict=True)} == newest
-    for c in closed:  # an older day than the user's newest row, never its newest
-        assert all(c.features_time.date() < newest[u][0].date() for u in c.user_id)
-        assert c.pending is None
+    for t, u, _ in _point_rows(closed):  # an older day than the user's newest row, never its newest
+        assert t.date() < newest[u][0].date()
 
 
 @pytest.mark.parametrize("with_slots", [True, False])
@@ -119,7 +124,7 @@ def test_split_open_keeps_rows_newer_than_a_users_last_row_open(with_slots: bool
 
     closed, still = split_open([one(0, 0.1), one(5, 0.5), one(3, 0.3)], HistoryPolicy(86_400))
     assert sorted(float(c.risk[0]) for c in still) == [0.3, 0.5]  # day 5 (newest) and day 3 (last)
-    assert [float(c.risk[0]) for c in closed] == [0.1]
+    assert closed["risk"].tolist() == [0.1]
 
 
 @pytest.mark.parametrize(("with_slots", "dialect"), [(True, "sqlite"), (False, "sqlite"), (True, "postgresql")])
