@@ -657,20 +657,21 @@ def validate_scores(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> ScoreBa
         )
     _check_text(cols["model_version"], "model_version", users)
     times = to_utc_us(cols["features_time"], "features_time")
-    for k in ("reasons", "plan", "monthly_revenue", "partition"):
-        cols.setdefault(k, [None] * n)
+    # an absent optional column is None in every row: nothing to check or convert (history
+    # points, e.g. the stream writer's evictions, come as the four required columns only)
+    nothing = [None] * n
     active = _flags(cols.get("active"), n, users)
-    _check_text(cols["plan"], "plan", users, nullable=True)
-    partition = _partitions(cols["partition"])
+    if "plan" in cols:
+        _check_text(cols["plan"], "plan", users, nullable=True)
     return ScoreBatch(
         users,
         risk,
         cols["model_version"],
         times,
-        _reasons(cols["reasons"], users),
-        cols["plan"],
-        _optional_floats(cols["monthly_revenue"], "monthly_revenue", users),
-        partition,
+        _reasons(cols["reasons"], users) if "reasons" in cols else nothing,
+        cols.get("plan", nothing),
+        _optional_floats(cols["monthly_revenue"], "monthly_revenue", users) if "monthly_revenue" in cols else nothing,
+        _partitions(cols["partition"]) if "partition" in cols else nothing,
         active,
         ids,
     )
