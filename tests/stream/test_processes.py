@@ -128,6 +128,23 @@ def test_sigkill_at_random_moments_ends_equal_to_an_uninterrupted_run(
     assert len(dead) == len(set(dead)) == 3  # replays did not dead-letter twice
 
 
+def test_a_worker_whose_writer_cache_fills_ends_equal_to_an_uninterrupted_run(tmp_path, world, model) -> None:
+    """A writer cache that fills many times (each full cache writes the closed history
+    points and keeps each user's newest row pending, ``Writer._evict``): the same scores
+    (with their reasons) and history as the reference run, whose cache never fills."""
+    log, want_scores, _ = world
+    paths = StreamPaths(tmp_path / "data", "test")
+    publish(paths.champion, export_model(model, "1", model_fs(), paths.models))
+    with Store(f"sqlite:///{tmp_path / 'evicting.db'}") as store:
+        cfg = StreamConfig(group="test", batch_size=BATCH, max_wait_s=0.0, checkpoint_interval_s=3600,
+                           flush_interval_s=3600, max_pending_rows=2_000)  # fmt: skip
+        worker = Worker("w", log, store, paths, cfg, partitions=range(4))
+        worker.run(until_caught_up=True)
+        assert worker.writer.stats["evictions"] >= 5
+        pd.testing.assert_frame_equal(scores(store), want_scores[0])
+        pd.testing.assert_frame_equal(history(store), want_scores[1])
+
+
 def test_autoscaler_scales_up_and_down_with_clean_handover(tmp_path, world, model) -> None:
     log, want_scores, want_states = world
     sup = _supervisor(
