@@ -97,8 +97,15 @@ def _supervisor(tmp_path: Path, model, drift=None, reference=None, **cfg) -> Sup
     )
 
 
+# "evicting": checkpoints rarer than the writer's cache fills (each full cache writes the
+# closed history points and keeps each user's newest row pending), kills between them
+CACHES = {"default": {"checkpoint_interval_s": 0.3},
+          "evicting": {"checkpoint_interval_s": 1.5, "flush_interval_s": 3600.0, "max_pending_rows": 1_200}}
+
+
+@pytest.mark.parametrize("cache", list(CACHES))
 def test_sigkill_at_random_moments_ends_equal_to_an_uninterrupted_run(
-    tmp_path, world, model
+    tmp_path, world, model, cache: str
 ) -> None:
     log, want_scores, want_states = world
     sup = _supervisor(
@@ -106,8 +113,8 @@ def test_sigkill_at_random_moments_ends_equal_to_an_uninterrupted_run(
         model,
         workers=2,
         autoscale=False,
-        checkpoint_interval_s=0.3,
         max_events_per_s=1_500.0,
+        **CACHES[cache],
     )
     # generous limits: on a loaded 2-core machine a restarted worker can take ~60 s to come back
     th, out = run_in_thread(sup, until_caught_up=True, max_seconds=330)
@@ -126,6 +133,9 @@ def test_sigkill_at_random_moments_ends_equal_to_an_uninterrupted_run(
         parse_dead_letter(r.value).source_offset for r in dead_letter_log(log).iter_records(2, 0)
     ]
     assert len(dead) == len(set(dead)) == 3  # replays did not dead-letter twice
+    if cache == "evicting":  # the workers that ended normally say their caches filled
+        ended = [json.loads(f.read_text()) for f in sup.paths.workers.glob("*.summary.json")]
+        assert ended and sum(s["writer"]["evictions"] for s in ended) > 0
 
 
 def test_a_worker_whose_writer_cache_fills_ends_equal_to_an_uninterrupted_run(tmp_path, world, model) -> None:
