@@ -480,8 +480,8 @@ def _run(work: Path, quick: bool, n_events: int, n_users: int) -> dict[str, floa
                          for x in runs)  # fmt: skip
         p99s = ", ".join(f"{x['batch_total_p99_ms']:.1f}" for x in runs)
         print(f"  {label}: {m['eps']:,.0f} events per CPU second of every process; "
-              f"{m['eps'] / floor:.3f} x the decode floor (the median of one measurement before each "
-              f"run, {floor:,.0f}; target >= 0.10: {m['eps'] / floor / 0.10:.2f}x; runs: events/CPU-s / "
+              f"{m['eps'] / floor:.4f} x the decode floor (the median of one measurement before each "
+              f"run, {floor:,.0f}; target >= 0.10: {m['eps'] / floor / 0.10:.3f}x; runs: events/CPU-s / "
               f"the floor just before = {each}); {m['wall']:,.0f} "
               f"events/s wall-clock, first fetch to drained; p99 batch {m['p99']:.1f} ms with waits "
               f"(runs {p99s})")  # fmt: skip

@@ -90,7 +90,7 @@ def _stream(pub: Mapping[str, Any]) -> str:
         f"CPU-second at batches of 1,000 (p99 {f.n('stream_p99_batch_ms_1k', 0)} ms from fetch to "
         f"scores accepted by the store writer, waits included) and {f.k('stream_eps_10k')} at 10,000 "
         f"(p99 {f.n('stream_p99_batch_ms_10k', 0)} ms); "
-        f"{f.n('stream_eps_per_decode_floor', 3)} of the decode floor "
+        f"{f.n('stream_eps_per_decode_floor', 4)} of the decode floor "
         f"({f.k('stream_decode_floor_eps')} events/s); {f.ratio('stream_eps', 'stream_incremental_eps')} "
         f"a per-user-dict incremental baseline ({f.k('stream_incremental_eps')}) and "
         f"{f.n('stream_speedup_vs_naive', 0)}x the naive per-event one; "
