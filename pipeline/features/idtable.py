@@ -143,6 +143,15 @@ def _insert(table, arena, offsets, seed, first, count):  # pragma: no cover - co
         table[j, 3] = _word(arena, lo + 8, hi) if hi - lo > 8 else np.int64(0)
 
 
+def _room(arr: np.ndarray, size: int) -> np.ndarray:
+    """``arr``, or a copy at least ``size`` long (by doubling) if it is shorter."""
+    if size <= len(arr):
+        return arr
+    grown = np.zeros(max(2 * len(arr), size), arr.dtype)
+    grown[: len(arr)] = arr
+    return grown
+
+
 class IdTable:
     """Exact id -> slot lookups for slots ``0 .. len - 1`` (ids entered in slot order)."""
 
@@ -176,15 +185,9 @@ class IdTable:
         if n + m >= MAX_IDS:
             raise FeatureError(f"an id table holds at most {MAX_IDS - 1:,} ids (a partition's users); "
                                "spread the users over more partitions")
-        if n + m + 1 > len(self._offsets):
-            grown = np.zeros(max(2 * len(self._offsets), n + m + 1), np.int64)
-            grown[: n + 1] = self._offsets[: n + 1]
-            self._offsets = grown
+        self._offsets = _room(self._offsets, n + m + 1)
         base = int(self._offsets[n])
-        if base + len(buf) > len(self._arena):
-            grown_arena = np.zeros(max(2 * len(self._arena), base + len(buf)), np.uint8)
-            grown_arena[:base] = self._arena[:base]
-            self._arena = grown_arena
+        self._arena = _room(self._arena, base + len(buf))
         self._arena[base : base + len(buf)] = np.frombuffer(buf, np.uint8)
         self._offsets[n + 1 : n + m + 1] = ends + base
         self._n = n + m

@@ -188,9 +188,9 @@ class ScoringModel:
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         """Calibrated P(churn) per row: one ``inplace_predict`` call per batch for XGBoost."""
-        if self.forest is not None:  # the booster's own arithmetic, compiled (checked equal at load)
-            return self.calibrator.apply(self.forest.predict(self.matrix(values)).astype(np.float64))
         X = self.matrix(values)
+        if self.forest is not None:  # the booster's own arithmetic, compiled (checked equal at load)
+            return self.calibrator.apply(self.forest.predict(X).astype(np.float64))
         if self.booster is not None:
             return self.calibrator.apply(np.asarray(self.booster.inplace_predict(X), dtype=np.float64))
         import pandas as pd

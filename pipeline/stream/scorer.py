@@ -178,7 +178,7 @@ def coalesce(chunks: list[ScoreChunk], history: HistoryPolicy | None = None) -> 
     seen_in: dict[Any, set[str]] = {}
     out = []
     for c in reversed(chunks):
-        bucket = None if history is None else _bucket(c, history)
+        bucket = None if history is None else _bucket(_time64(c), history)
         if c.slots is not None and c.slot_space is not None and len(c):
             keep = _unseen_slots(c.slots, by_slot, (c.partition, c.slot_space, bucket))
         else:
@@ -213,9 +213,8 @@ def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[ScoreC
     The writer's eviction (:meth:`pipeline.stream.sink.Writer._evict`) writes ``closed`` and
     keeps ``open`` pending: the costly part of a write, one current-score upsert per user,
     then happens once per flush instead of once per eviction."""
-    by_user: dict[tuple[int, int], np.ndarray] = {}
-    by_point: dict[tuple[int, int, Any], np.ndarray] = {}
     last_time: dict[tuple[int, int], np.ndarray] = {}  # by slot: the time of the user's last row
+    by_point: dict[tuple[int, int, Any], np.ndarray] = {}
     seen_users: dict[str, int] = {}  # id -> the time of its last row
     seen_in: dict[Any, set[str]] = {}
     closed: list[tuple[ScoreChunk, list[int]]] = []
@@ -223,23 +222,17 @@ def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[ScoreC
     for c in reversed(chunks):
         if not len(c):
             continue
-        bucket = _bucket(c, history)
-        t = _time_us(c)
+        t64 = _time64(c)
+        bucket, t = _bucket(t64, history), int(t64.astype(np.int64))
         if c.slots is not None and c.slot_space is not None:
             key = (c.partition, c.slot_space)
-            newest = np.asarray(_unseen_slots(c.slots, by_user, key), np.int64)
-            points = np.asarray(_unseen_slots(c.slots, by_point, (*key, bucket)), np.int64)
-            times = last_time.get(key)
-            if times is None or len(times) < len(by_user[key]):
-                grown = np.zeros(len(by_user[key]), np.int64)
-                if times is not None:
-                    grown[: len(times)] = times
-                times = last_time[key] = grown
+            times = last_time[key] = _grown(last_time.get(key), int(c.slots.max()) + 1, _NO_ROW)
+            before = times[c.slots]  # the time of each user's last row, _NO_ROW for none yet
+            newest = np.flatnonzero(before == _NO_ROW)
             times[c.slots[newest]] = t
-            is_newest = np.zeros(len(c), np.bool_)
-            is_newest[newest] = True
-            older = points[~is_newest[points]]  # sorted: points are
-            ahead = times[c.slots[older]] < t  # newer than the user's last row: out of time order
+            points = np.asarray(_unseen_slots(c.slots, by_point, (*key, bucket)), np.int64)
+            older = points[before[points] != _NO_ROW]  # sorted: points are
+            ahead = before[older] < t  # newer than the user's last row: out of time order
             latest = np.union1d(newest, older[ahead]).tolist() if ahead.any() else newest.tolist()
             older = older[~ahead].tolist()
         else:
@@ -274,8 +267,7 @@ def point_columns(rows: list[tuple[ScoreChunk, list[int]]]) -> ScoreColumns:
     takes: a point needs its user, risk, model version and time, nothing else (no chunk
     of the rows is built, nor their plan and reasons gathered)."""
     sizes = [len(pos) for _, pos in rows]
-    times = np.array([np.datetime64(c.features_time.replace(tzinfo=None), "us") for c, _ in rows],
-                     dtype="datetime64[us]")  # fmt: skip
+    times = np.array([_time64(c) for c, _ in rows], dtype="datetime64[us]")
     return ScoreColumns(
         user_id=list(chain.from_iterable(gatherer(pos)(c.user_id) for c, pos in rows)),
         risk=np.concatenate([c.risk[pos] for c, pos in rows]) if rows else np.zeros(0),
@@ -286,25 +278,34 @@ def point_columns(rows: list[tuple[ScoreChunk, list[int]]]) -> ScoreColumns:
 
 def _unseen_slots(slots: np.ndarray, by_slot: dict[tuple[int, int, Any], np.ndarray], key: tuple[int, int, Any]) -> list[int]:
     """Positions of ``slots`` (one chunk's, distinct) not kept yet under ``key``; marks them."""
-    held = by_slot.get(key)
-    top = int(slots.max()) + 1
-    if held is None or len(held) < top:
-        grown = np.zeros(max(top, 2 * (0 if held is None else len(held))), dtype=np.bool_)
-        if held is not None:
-            grown[: len(held)] = held
-        held = by_slot[key] = grown
+    held = by_slot[key] = _grown(by_slot.get(key), int(slots.max()) + 1, False)
     keep = np.flatnonzero(~held[slots])
     held[slots[keep]] = True
     return keep.tolist()
 
 
-def _time_us(chunk: ScoreChunk) -> int:
-    return int(np.datetime64(chunk.features_time.replace(tzinfo=None), "us").astype(np.int64))
+_NO_ROW = np.iinfo(np.int64).min  # split_open: no row of the user seen yet
 
 
-def _bucket(chunk: ScoreChunk, history: HistoryPolicy) -> int:
-    t = np.array([np.datetime64(chunk.features_time.replace(tzinfo=None), "us")])
-    return int(history.bucket_us(t).view("int64")[0])
+def _grown(held: np.ndarray | None, top: int, fill: bool | int) -> np.ndarray:
+    """``held`` (a per-slot array: bool marks or int64 times), at least ``top`` long (by
+    doubling), the new slots ``fill``."""
+    if held is not None and len(held) >= top:
+        return held
+    grown = np.full(max(top, 2 * (0 if held is None else len(held))), fill,
+                    dtype=np.bool_ if isinstance(fill, bool) else np.int64)  # fmt: skip
+    if held is not None:
+        grown[: len(held)] = held
+    return grown
+
+
+def _time64(chunk: ScoreChunk) -> np.datetime64:
+    """The chunk's ``features_time`` (aware, UTC) as ``datetime64[us]``."""
+    return np.datetime64(chunk.features_time.replace(tzinfo=None), "us")
+
+
+def _bucket(t: np.datetime64, history: HistoryPolicy) -> int:
+    return int(history.bucket_us(np.array([t])).view("int64")[0])
 
 
 def to_columns(chunks: list[ScoreChunk]) -> ScoreColumns:
@@ -313,8 +314,7 @@ def to_columns(chunks: list[ScoreChunk]) -> ScoreColumns:
     score, and the newest per history interval as points). Columns, not a DataFrame: the
     store takes a frame apart again, and building one was ~15 % of the writer's CPU."""
     sizes = [len(c) for c in chunks]
-    times = np.array([np.datetime64(c.features_time.replace(tzinfo=None), "us") for c in chunks],
-                     dtype="datetime64[us]")  # fmt: skip
+    times = np.array([_time64(c) for c in chunks], dtype="datetime64[us]")
     return ScoreColumns(
         user_id=list(chain.from_iterable(c.user_id for c in chunks)),
         risk=np.concatenate([c.risk for c in chunks]) if chunks else np.zeros(0),
