@@ -33,14 +33,14 @@ import gc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import numpy as np
-import pandas as pd
 
 from pipeline import events as ev
 from pipeline.errors import EventDecodeError, FeatureError
+from pipeline.features.jit import njit
 from pipeline.features.timebase import EPOCH
 
 TYPE_NAMES: tuple[str, ...] = tuple(ev.EVENT_TYPES)
@@ -160,30 +160,85 @@ def _fill_other_types(events: Sequence[ev.Event], code: np.ndarray, rows: np.nda
                 cat[at] = [actions.get(e.action, -1) for e in es]
 
 
-_TIMESTAMP = datetime.timestamp
-_FAST_S = 2.0**31  # seconds from the epoch below which timestamp() * 1e6 rounds exactly (2038)
+_PACK = msgspec.msgpack.Encoder().encode
 
 
 def _micros(stamps: list[datetime]) -> np.ndarray:
     """Exact epoch microseconds of the contract events' times (aware, UTC: decoding
     requires a zone and ``_Event.__post_init__`` converts any other to UTC).
 
-    Fast path (~0.2 us a stamp instead of pandas' ~0.3; pandas was ~10 % of the feature
-    stage): an aware datetime's ``timestamp()`` is its exact microsecond offset divided by
-    10**6, correctly rounded. Below 2**31 s that double is within 2**-23 s of the true
-    value, so ``* 1e6`` is within 0.12 + 0.125 us of the integer offset and ``rint`` gives
-    it exactly. Times outside +-2**31 s (after 2038-01-19), or a naive datetime first,
-    go through pandas (with its own exact fallback outside years 1677-2262)."""
-    if not stamps:
+    The batch is encoded to MessagePack in one C call, where an aware datetime becomes
+    the format's timestamp (seconds and nanoseconds since the epoch as integers), and one
+    compiled loop reads the integers back: ~0.04 us a stamp, against ~0.17 for
+    ``datetime.timestamp`` per stamp (whose float was then rounded) and ~0.3 for pandas;
+    in the stream the feature stage built these columns for every event. Anything the
+    loop does not recognise (a naive datetime, which MessagePack writes as a string, read
+    as UTC) takes the exact per-stamp path."""
+    n = len(stamps)
+    if not n:
         return np.zeros(0, np.int64)
-    if stamps[0].tzinfo is not None:
-        secs = np.fromiter(map(_TIMESTAMP, stamps), np.float64, len(stamps))
-        if secs.min() > -_FAST_S and secs.max() < _FAST_S:
-            return np.rint(secs * 1e6).astype(np.int64)
+    out = np.empty(n, np.int64)
     try:
-        return pd.DatetimeIndex(stamps).as_unit("us").asi8
-    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
-        return np.fromiter(((t - EPOCH) // _US for t in stamps), np.int64, len(stamps))
+        packed = _PACK(stamps)
+    except (TypeError, ValueError, OverflowError):  # not datetimes msgspec can encode
+        packed = None
+    if packed is not None and _unpack_timestamps(np.frombuffer(packed, np.uint8), out):
+        return out
+    return np.fromiter(((_aware(t) - EPOCH) // _US for t in stamps), np.int64, n)
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)  # naive: read as UTC
+
+
+@njit(cache=True, nogil=True)
+def _be(buf, at, width):  # pragma: no cover - compiled
+    """The unsigned big-endian integer of ``width`` bytes at ``buf[at:]``."""
+    v = np.uint64(0)
+    for k in range(width):
+        v = (v << np.uint64(8)) | np.uint64(buf[at + k])
+    return v
+
+
+@njit(cache=True, nogil=True)
+def _unpack_timestamps(buf, out):  # pragma: no cover - compiled
+    """Fill ``out`` with the microseconds of a MessagePack array of ``len(out)``
+    timestamps (extension type -1 in its 32-, 64- and 96-bit forms); False, with ``out``
+    undefined, for anything else (another element type, a count or length mismatch, a
+    sub-microsecond part)."""
+    size, n = buf.shape[0], out.shape[0]
+    head = np.int64(buf[0])
+    if head & 0xF0 == 0x90:
+        count, i = head & 0x0F, 1
+    elif head == 0xDC and size >= 3:
+        count, i = np.int64(_be(buf, 1, 2)), 3
+    elif head == 0xDD and size >= 5:
+        count, i = np.int64(_be(buf, 1, 4)), 5
+    else:
+        return False
+    if count != n:
+        return False
+    for k in range(n):
+        if i + 6 <= size and buf[i] == 0xD6 and buf[i + 1] == 0xFF:  # fixext 4: uint32 seconds
+            out[k] = np.int64(_be(buf, i + 2, 4)) * 1_000_000
+            i += 6
+        elif i + 10 <= size and buf[i] == 0xD7 and buf[i + 1] == 0xFF:  # fixext 8: 30-bit ns, 34-bit s
+            v = _be(buf, i + 2, 8)
+            ns = np.int64(v >> np.uint64(34))
+            if ns % 1000 != 0 or ns >= 1_000_000_000:
+                return False
+            out[k] = np.int64(v & np.uint64(0x3FFFFFFFF)) * 1_000_000 + ns // 1000
+            i += 10
+        elif i + 15 <= size and buf[i] == 0xC7 and buf[i + 1] == 12 and buf[i + 2] == 0xFF:  # ext 8: u32 ns, i64 s
+            ns = np.int64(_be(buf, i + 3, 4))
+            s = np.int64(_be(buf, i + 7, 8))  # two's complement: the cast keeps the bits
+            if ns % 1000 != 0 or ns >= 1_000_000_000 or s > 9_000_000_000_000 or s < -9_000_000_000_000:
+                return False
+            out[k] = s * 1_000_000 + ns // 1000
+            i += 15
+        else:
+            return False
+    return i == size
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline.errors import FeatureError
-from pipeline.features.kernels import njit
+from pipeline.features.jit import njit
 
 _EMPTY = -1
 _SLOT_MASK = (1 << 32) - 1

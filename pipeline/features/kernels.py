@@ -29,16 +29,9 @@ from pipeline.features.columns import (
     SIGNUP,
     SUPPORT_TICKET,
 )
+from pipeline.features.jit import njit
 from pipeline.features.registry import FEATURE_INDEX, MAX_WINDOW, PLAN_LIST_PRICES
 from pipeline.features.timebase import DAY_US, NONE_US
-
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a dependency; plain Python still works
-
-    def njit(**_kw):  # type: ignore[no-redef]
-        return lambda fn: fn
-
 
 EMPTY_DAY = -(2**31)
 ACTION_BLOCK = 7  # features per action, see pipeline.features.spec.ACTION_FEATURES

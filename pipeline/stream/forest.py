@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.features.kernels import njit  # numba's, or its no-op stand-in
+from pipeline.features.jit import njit  # numba's, or its no-op stand-in
 
 MAX_DEPTH = 10  # complete trees of 2**10 - 1 internal nodes at most
 MAX_NODES = 1 << 20  # trees x (2**D - 1): ~1 M nodes load in seconds and hold ~30 MB; past that, XGBoost's

@@ -136,25 +136,57 @@ def test_late_event_error_is_a_dead_letter_reason():
     assert e.reason == "late event: x" and e.field == "$.ts" and str(e) == "late event: x"
 
 
-def test_event_times_become_exact_microseconds_on_both_paths():
-    """``_micros``' fast path (``timestamp() * 1e6``, rounded) is exact while |t| < 2**31 s
-    from the epoch; later (or much earlier) times take the pandas/timedelta path. Both
-    must equal the integer offset, to the microsecond, at and around the boundary."""
+def test_event_times_become_exact_microseconds_on_every_path():
+    """``_micros`` reads MessagePack's timestamps back (32-bit: whole seconds up to 2106;
+    64-bit: with a fraction, up to 2514; 96-bit: anything else, before 1970 included) and
+    reads naive datetimes as UTC, one by one. Every path must equal the integer offset,
+    to the microsecond, at and around each form's boundary, in any mix in one batch."""
     import random
+    from datetime import timezone
 
-    from pipeline.features.columns import _FAST_S, _micros
+    from pipeline.features.columns import _micros
 
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    lim = int(_FAST_S) * 10**6
+    us = timedelta(microseconds=1)
     rng = random.Random(5)
-    inside = [epoch + timedelta(microseconds=rng.randrange(-lim + 1, lim)) for _ in range(100_000)]
-    inside += [epoch + timedelta(microseconds=d) for d in (0, 1, -1, 999_999, -999_999, lim - 1, -lim + 1)]
-    outside = [epoch + timedelta(microseconds=lim), epoch - timedelta(microseconds=lim), datetime(1, 1, 1, tzinfo=UTC),
-               datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), datetime(2262, 4, 12, tzinfo=UTC)]  # fmt: skip
-    for stamps in (inside, outside + inside[:50], inside[:50] + outside):
-        want = np.array([(t - epoch) // timedelta(microseconds=1) for t in stamps], np.int64)
+    lo, hi = (datetime(1, 1, 1, tzinfo=UTC) - epoch) // us, (datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC) - epoch) // us
+    anywhere = [epoch + us * rng.randrange(lo, hi + 1) for _ in range(20_000)]
+    whole = [epoch + timedelta(seconds=rng.randrange(0, 2**32)) for _ in range(2_000)]  # 32-bit form
+    edges = [epoch + us * d for d in (0, 1, -1, 999_999, -999_999, -1_000_000)]
+    edges += [epoch + timedelta(seconds=s) + us * f for s in (2**32 - 1, 2**32, 2**34 - 1, 2**34) for f in (0, 1)]
+    edges += [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+              datetime(2262, 4, 12, tzinfo=UTC), datetime(2026, 3, 29, 1, 30, 0, 123_457, tzinfo=timezone(timedelta(hours=5, minutes=30)))]  # fmt: skip
+    naive = [datetime(2026, 1, 1, 12), datetime(1, 1, 1), datetime(9999, 1, 1)]
+    batches = [anywhere, whole, edges, edges + anywhere[:20], whole[:15], whole[:16], whole[:65_536],
+               [edges[0]], naive, naive + edges, edges + naive]  # fmt: skip
+    for stamps in batches:
+        want = np.array([(t.replace(tzinfo=t.tzinfo or UTC) - epoch) // us for t in stamps], np.int64)
         np.testing.assert_array_equal(_micros(stamps), want)
+    assert _micros([]).dtype == np.int64 and len(_micros([])) == 0
     # what decoding gives the engine: any offset, converted to UTC by the contract
     e = ev.decode(b'{"type":"session","event_id":"e","user_id":"u","ts":"2026-03-29T01:30:00.123457+05:30",'
                   b'"schema_version":1,"watch_minutes":1.0,"device":"tv"}')  # fmt: skip
     assert _micros([e.ts])[0] == (datetime(2026, 3, 28, 20, 0, 0, 123_457, tzinfo=UTC) - epoch) // timedelta(microseconds=1)
+
+
+def test_the_timestamp_reader_refuses_what_it_does_not_know():
+    """The compiled reader says False (and ``_micros`` falls back) on a count mismatch,
+    a truncated buffer, another element type, trailing bytes or a sub-microsecond part."""
+    import msgspec
+
+    from pipeline.features.columns import _unpack_timestamps
+
+    def read(value, n):
+        out = np.empty(n, np.int64)
+        return _unpack_timestamps(np.frombuffer(value, np.uint8), out), out
+
+    t = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
+    packed = msgspec.msgpack.encode([t, t])
+    ok, out = read(packed, 2)
+    assert ok and out.tolist() == [(t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)] * 2
+    assert not read(packed, 3)[0] and not read(packed, 1)[0]
+    assert not read(packed[:-1], 2)[0] and not read(packed + b"\x00", 2)[0]
+    assert not read(msgspec.msgpack.encode([t, "2026-01-01"]), 2)[0]
+    assert not read(msgspec.msgpack.encode([t, 5]), 2)[0]
+    nanos = msgspec.msgpack.encode([msgspec.msgpack.Ext(-1, b"\x00\x00\x00\x04" + b"\x00\x00\x00\x01")])
+    assert not read(nanos, 1)[0]  # 1 ns past the second: not a datetime's value
