@@ -4,10 +4,19 @@ Predicting was a fifth of the stream's CPU (bench_stream: ~0.95 us of ~4.7 us an
 nearly all of it inside ``Booster.inplace_predict`` for ~900 rows a batch. The trees of a
 boosted model are small and fixed, so the worker lays each one out as a *complete* binary
 tree of the ensemble's depth ``D`` (a leaf above depth ``D`` is repeated down both sides:
-either way reaches the same value) and walks eight rows at a time through each tree: the
-next node is ``2 * node + 1 + (x >= split)``, no branch to mispredict and eight
-independent chains of loads in flight. On the default champion (115 trees of depth 4)
-that is ~0.5 us a row against XGBoost's ~0.75 at 900 rows (``benchmarks/bench_stream.py``
+either way reaches the same value). Two kernels score them, chosen by ``D``:
+
+* up to ``LEVEL_DEPTH`` (6), :func:`_margins_by_level`: the batch feature-major, each tree
+  a level at a time for all rows, every node of the level compared for every row and
+  kept where it is the row's node: contiguous compare-and-add loops the compiler
+  vectorises. On the default champion (115 trees of depth 4, 900 real rows) ~0.29 us a
+  row against ~0.70 for the walk below; at depth 6 ~0.81 vs ~1.27; at depth 8 it
+  loses (1.50 vs 0.71), since it compares all ``2**D - 1`` nodes where a walk reads ``D``;
+* deeper, :func:`_margins`: eight rows at a time walk each tree, the next node
+  ``2 * node + 1 + (x >= split)``, no branch to mispredict and eight independent chains
+  of loads in flight.
+
+XGBoost's ``inplace_predict`` is ~0.75 us a row at 900 rows (``benchmarks/bench_stream.py``
 prints both, ``stream_predict_*``).
 
 It is XGBoost's own arithmetic, not an approximation: float32 features (the same
@@ -43,6 +52,7 @@ import numpy as np
 from pipeline.features.jit import njit  # numba's, or its no-op stand-in
 
 MAX_DEPTH = 10  # complete trees of 2**10 - 1 internal nodes at most
+LEVEL_DEPTH = 6  # up to this depth the level kernel (every node for every row) is the faster one
 MAX_NODES = 1 << 20  # trees x (2**D - 1): ~1 M nodes load in seconds and hold ~30 MB; past that, XGBoost's
 LOGISTIC = ("binary:logistic", "reg:logistic")
 PROBE_ROWS = 4096
@@ -72,6 +82,9 @@ class Forest:
         its order, C-contiguous: ``ScoringModel.matrix``), float32."""
         X = self._checked(X)
         missing = bool(np.isnan(X).any())  # a NaN takes its node's default way (one check a batch)
+        if self.depth <= LEVEL_DEPTH:  # every node compared for every row, a level at a time
+            return _margins_by_level(np.ascontiguousarray(X.T), self.feature, self.split, self.right_if_missing,
+                                     self.leaf, self.depth, self.base_margin, missing)  # fmt: skip
         return _margins(X, self.feature, self.split, self.right_if_missing, self.leaf, self.depth,
                         self.base_margin, missing)  # fmt: skip
 
@@ -377,6 +390,47 @@ def _margins(X, feature, split, right, leaf, depth, base, missing):  # pragma: n
                 node = 2 * node + 1 + _go(X[r, feature[t, node]], split[t, node], right[t, node], missing)
             acc += leaf[t, node - inner]
         out[r] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _margins_by_level(XT, feature, split, right, leaf, depth, base, missing):  # pragma: no cover - compiled
+    """:func:`_margins` with no walk: ``XT`` is the batch feature-major (one contiguous
+    row per feature), and each tree is scored for all rows a level at a time. At level
+    ``l`` every row's node is ``path`` (its index within the level); each of the level's
+    ``2**l`` nodes compares its feature for *all* rows and adds the outcome where it is
+    the row's node, so every inner loop is a compare, an equality and an add over
+    contiguous rows, which the compiler vectorises (no loads that depend on the last
+    one). It compares ``2**D - 1`` nodes a row where a walk reads ``D``, so it wins at
+    small depths only (``LEVEL_DEPTH``); the leaves are added in tree order, in float32,
+    exactly as the walk adds them."""
+    n = XT.shape[1]
+    trees = feature.shape[0]
+    out = np.full(n, base, np.float32)
+    path = np.empty(n, np.int32)
+    bit = np.empty(n, np.int32)
+    for t in range(trees):
+        path[:] = 0
+        first = 0  # the level's first node, level order
+        for level in range(depth):
+            bit[:] = 0
+            for j in range(1 << level):
+                x = XT[feature[t, first + j]]
+                thr = split[t, first + j]
+                if missing:
+                    dft = np.int32(right[t, first + j])
+                    for r in range(n):
+                        v = x[r]
+                        bit[r] += np.int32(path[r] == j) & (np.int32(v >= thr) | (np.int32(v != v) & dft))
+                else:
+                    for r in range(n):
+                        bit[r] += np.int32(path[r] == j) & np.int32(x[r] >= thr)
+            for r in range(n):
+                path[r] = 2 * path[r] + bit[r]
+            first += 1 << level
+        lf = leaf[t]
+        for r in range(n):
+            out[r] += lf[path[r]]
     return out
 
 

@@ -37,7 +37,7 @@ def _inputs(width: int, seed: int) -> list[np.ndarray]:
     return [X, dense, X[:0], X[:1], X[:7], X[:8], X[:9], dense[:1000]]
 
 
-@pytest.mark.parametrize("depth", [1, 3, 4, 6, 8])
+@pytest.mark.parametrize("depth", [1, 3, 4, 5, 6, 7, 8])
 def test_margins_and_probabilities_equal_xgboost_bit_for_bit(depth: int) -> None:
     booster = _booster(depth, seed=depth)
     forest, why = compile_forest(booster)
@@ -98,8 +98,10 @@ def test_too_deep_an_ensemble_is_not_compiled(monkeypatch: pytest.MonkeyPatch) -
     assert "depth 4" in why
 
 
-def test_any_difference_on_the_probe_rows_keeps_xgboost(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = forest_mod._margins
+@pytest.mark.parametrize(("kernel", "depth"), [("_margins_by_level", 3), ("_margins", 8)])
+def test_any_difference_on_the_probe_rows_keeps_xgboost(monkeypatch: pytest.MonkeyPatch, kernel: str,
+                                                        depth: int) -> None:  # fmt: skip
+    real = getattr(forest_mod, kernel)
 
     def off_by_one_ulp(X, *args):  # type: ignore[no-untyped-def]
         out = real(X, *args)
@@ -107,10 +109,34 @@ def test_any_difference_on_the_probe_rows_keeps_xgboost(monkeypatch: pytest.Monk
             out[len(out) // 2] = np.nextafter(out[len(out) // 2], np.float32(np.inf))
         return out
 
-    monkeypatch.setattr(forest_mod, "_margins", off_by_one_ulp)
-    forest, why = compile_forest(_booster(3))
+    monkeypatch.setattr(forest_mod, kernel, off_by_one_ulp)
+    forest, why = compile_forest(_booster(depth))
     assert forest is None
     assert "differ from XGBoost's" in why
+
+
+@pytest.mark.parametrize("depth", range(1, 9))
+def test_both_kernels_give_the_same_margins_at_every_depth(depth: int) -> None:
+    """The level kernel and the walk agree bit for bit, with and without missing values
+    and infinities, at every batch size around the walk's blocks of eight; and each depth
+    is scored by the kernel ``LEVEL_DEPTH`` assigns it."""
+    forest, why = compile_forest(_booster(depth, rounds=12, seed=depth))
+    assert forest is not None, why
+    args = (forest.feature, forest.split, forest.right_if_missing, forest.leaf, forest.depth, forest.base_margin)
+    for X in _inputs(6, depth):
+        X = np.ascontiguousarray(X, np.float32)
+        for missing in (True, bool(np.isnan(X).any())):
+            walk = forest_mod._margins(X, *args, missing)
+            level = forest_mod._margins_by_level(np.ascontiguousarray(X.T), *args, missing)
+            assert np.array_equal(walk, level)
+    chosen = "_margins_by_level" if depth <= forest_mod.LEVEL_DEPTH else "_margins"
+    calls: list[str] = []
+    for name in ("_margins", "_margins_by_level"):
+        real = getattr(forest_mod, name)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(forest_mod, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
+            forest.margin(_inputs(6, depth)[1][:20])
+    assert calls == [chosen]
 
 
 def _model(booster, compiled: bool) -> ScoringModel:  # type: ignore[no-untyped-def]
