@@ -180,7 +180,7 @@ def coalesce(chunks: list[ScoreChunk], history: HistoryPolicy | None = None) -> 
     for c in reversed(chunks):
         bucket = None if history is None else _bucket(_time64(c), history)
         if c.slots is not None and c.slot_space is not None and len(c):
-            keep = _unseen_slots(c.slots, by_slot, (c.partition, c.slot_space, bucket))
+            keep = _unseen_slots(c.slots, by_slot, (c.partition, c.slot_space, bucket)).tolist()
         else:
             seen = seen_in.setdefault(bucket, set())
             add = seen.add
@@ -230,7 +230,7 @@ def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[ScoreC
             before = times[c.slots]  # the time of each user's last row, _NO_ROW for none yet
             newest = np.flatnonzero(before == _NO_ROW)
             times[c.slots[newest]] = t
-            points = np.asarray(_unseen_slots(c.slots, by_point, (*key, bucket)), np.int64)
+            points = _unseen_slots(c.slots, by_point, (*key, bucket))
             older = points[before[points] != _NO_ROW]  # sorted: points are
             ahead = before[older] < t  # newer than the user's last row: out of time order
             latest = np.union1d(newest, older[ahead]).tolist() if ahead.any() else newest.tolist()
@@ -276,12 +276,13 @@ def point_columns(rows: list[tuple[ScoreChunk, list[int]]]) -> ScoreColumns:
     )
 
 
-def _unseen_slots(slots: np.ndarray, by_slot: dict[tuple[int, int, Any], np.ndarray], key: tuple[int, int, Any]) -> list[int]:
-    """Positions of ``slots`` (one chunk's, distinct) not kept yet under ``key``; marks them."""
+def _unseen_slots(slots: np.ndarray, by_slot: dict[tuple[int, int, Any], np.ndarray], key: tuple[int, int, Any]) -> np.ndarray:
+    """Positions (ascending) of ``slots`` (one chunk's, distinct) not kept yet under
+    ``key``; marks them."""
     held = by_slot[key] = _grown(by_slot.get(key), int(slots.max()) + 1, False)
     keep = np.flatnonzero(~held[slots])
     held[slots[keep]] = True
-    return keep.tolist()
+    return keep
 
 
 _NO_ROW = np.iinfo(np.int64).min  # split_open: no row of the user seen yet
