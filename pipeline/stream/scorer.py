@@ -195,7 +195,8 @@ def coalesce(chunks: list[ScoreChunk], history: HistoryPolicy | None = None) -> 
     return out
 
 
-def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[ScoreColumns, list[ScoreChunk]]:
+def split_open(chunks: list[ScoreChunk], history: HistoryPolicy,
+               limit: int | None = None) -> tuple[ScoreColumns, list[ScoreChunk]] | None:  # fmt: skip
     """Pending rows (chunks in processing order) as ``(closed, open)``: ``closed`` as the
     columns of history points (:func:`point_columns`), ``open`` as chunks, kept in order.
 
@@ -212,13 +213,19 @@ def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[ScoreC
 
     The writer's eviction (:meth:`pipeline.stream.sink.Writer._evict`) writes ``closed`` and
     keeps ``open`` pending: the costly part of a write, one current-score upsert per user,
-    then happens once per flush instead of once per eviction."""
+    then happens once per flush instead of once per eviction.
+
+    ``limit``: None (nothing split) as soon as the open rows are more than ``limit``. The
+    walk goes newest chunk first and the open rows only accumulate, so it stops where
+    they pass it instead of splitting rows the caller would not use (a worker with more
+    active users than its eviction keeps pending)."""
     last_time: dict[tuple[int, int], np.ndarray] = {}  # by slot: the time of the user's last row
     by_point: dict[tuple[int, int, Any], np.ndarray] = {}
     seen_users: dict[str, int] = {}  # id -> the time of its last row
     seen_in: dict[Any, set[str]] = {}
     closed: list[tuple[ScoreChunk, list[int]]] = []
     still: list[ScoreChunk] = []
+    kept = 0
     for c in reversed(chunks):
         if not len(c):
             continue
@@ -251,6 +258,9 @@ def split_open(chunks: list[ScoreChunk], history: HistoryPolicy) -> tuple[ScoreC
                     (latest if t > last else older).append(i)
             latest.reverse()
             older.reverse()
+        kept += len(latest)
+        if limit is not None and kept > limit:
+            return None
         if len(latest) == len(c):
             still.append(c)
         elif latest:

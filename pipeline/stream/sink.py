@@ -102,7 +102,7 @@ class Writer:
         # (reasons_s: the deferred reasons of the rows written, inside write_s; reasons_rows: those rows)
         self.stats = {"write_s": 0.0, "rows": 0, "history": 0, "writes": 0, "stale": 0, "actions_s": 0.0,
                       "backpressure_s": 0.0, "heartbeat_s": 0.0, "syncs": 0, "reasons_s": 0.0,
-                      "reasons_rows": 0, "evictions": 0}  # fmt: skip
+                      "reasons_rows": 0, "evictions": 0, "evictions_refused": 0}  # fmt: skip
         # a full cache writes the closed history points only (``_evict``) when the store can
         self._evicts = callable(getattr(store, "append_score_history", None))
         self._unsynced = False  # rows committed since the last Store.sync()
@@ -272,13 +272,16 @@ class Writer:
 
         False (nothing done) when the newest rows alone are more than a quarter of
         ``max_pending_rows``: evicting would not free enough, and the caller writes
-        everything, as before."""
+        everything, as before (the split stops as soon as it knows: ``split_open``'s
+        ``limit``)."""
         t = time.thread_time()
-        closed, still = split_open(chunks, self.history)  # type: ignore[arg-type]
-        kept = sum(len(c) for c in still)
-        if kept > self.max_pending_rows // 4:
+        split = split_open(chunks, self.history, limit=self.max_pending_rows // 4)  # type: ignore[arg-type]
+        if split is None:
+            self.stats["evictions_refused"] += 1
             self.stats["write_s"] += time.thread_time() - t
             return False
+        closed, still = split
+        kept = sum(len(c) for c in still)
         if len(closed["user_id"]):
             self.stats["history"] += self.store.append_score_history(closed, history=self.history)
             self._unsynced = True

@@ -127,6 +127,54 @@ def test_split_open_keeps_rows_newer_than_a_users_last_row_open(with_slots: bool
     assert closed["risk"].tolist() == [0.1]
 
 
+@pytest.mark.parametrize("with_slots", [True, False])
+def test_split_open_stops_once_the_open_rows_pass_the_limit(with_slots: bool) -> None:
+    """With ``limit``: None exactly when the open rows would be more than it, else the
+    same split as without."""
+    from pipeline.store import HistoryPolicy
+    from pipeline.stream.scorer import split_open
+
+    daily = HistoryPolicy(86_400)
+    for seed in range(3):
+        chunks = _day_chunks(seed, with_slots)
+        closed, still = split_open(chunks, daily)
+        kept = sum(len(c) for c in still)
+        for limit in (0, kept // 2, kept - 1):
+            assert split_open(chunks, daily, limit=limit) is None
+        for limit in (kept, kept + 1, 10**9):
+            got = split_open(chunks, daily, limit=limit)
+            assert got is not None
+            assert _point_rows(got[0]) == _point_rows(closed) and _rows(got[1]) == _rows(still)
+
+
+def test_a_cache_of_more_users_than_an_eviction_keeps_is_written_whole(tmp_path) -> None:
+    """More distinct users pending than a quarter of the cache: the eviction is refused
+    (counted), everything is written as by a writer that never evicts, same store."""
+    from pipeline.clock import FakeClock
+    from pipeline.store import Store
+
+    def run(name: str, evicting: bool) -> tuple:
+        store = Store(f"sqlite:///{tmp_path}/{name}.db", clock=FakeClock(datetime(2026, 2, 1, tzinfo=UTC)))
+        w = Writer(store, flush_interval_s=3600.0, max_pending_rows=600)  # a quarter: 150 < 300 users
+        w._evicts = evicting
+        for c in _day_chunks(5, True):
+            w.put(c)
+            deadline = time.monotonic() + 10
+            while w.pending_rows >= 300 and time.monotonic() < deadline:
+                time.sleep(0.001)
+        w.close()
+        cur = store.current_scores(None).sort_values("user_id")
+        hist = store.score_history().sort_values(["time", "user_id"])
+        store.close()
+        return cur[["user_id", "risk", "features_time"]].to_numpy().tolist(), hist.to_numpy().tolist(), w.stats
+
+    cur_a, hist_a, stats_a = run("refusing", True)
+    cur_b, hist_b, stats_b = run("plain", False)
+    assert stats_a["evictions_refused"] >= 1 and stats_a["evictions"] == 0
+    assert cur_a == cur_b and len(cur_a) == 300 and hist_a == hist_b
+    assert stats_a["rows"] == stats_b["rows"]
+
+
 @pytest.mark.parametrize(("with_slots", "dialect"), [(True, "sqlite"), (False, "sqlite"), (True, "postgresql")])
 def test_evicting_writer_leaves_the_store_as_a_writer_that_writes_everything(tmp_path, with_slots: bool,
                                                                               dialect: str) -> None:  # fmt: skip
