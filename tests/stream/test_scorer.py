@@ -170,6 +170,54 @@ def test_coalesce_by_slots_keeps_exactly_the_rows_coalesce_by_ids_keeps(seed: in
             assert [len(c) for c in by_slot] == [len(c) for c in by_id]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_superseded_reasons_by_slot_keep_what_the_id_rule_keeps(seed: int) -> None:
+    """Chunks with slots drop superseded pending reasons by slot: exactly the id rule's
+    rows (a row keeps its reasons iff it is at its user's newest time in the write), or
+    more where two states hold the same user (odd seeds: a state replaced mid-write);
+    never fewer. Chunks in any time order, ties included, slots growing past earlier ones."""
+    from datetime import timedelta
+
+    from pipeline.stream.scorer import Explain, ScoreChunk, drop_superseded_reasons
+
+    reuse = seed % 2 == 1
+
+    def chunks(with_slots: bool) -> list[ScoreChunk]:
+        r = np.random.default_rng(seed)
+        out = []
+        for k in range(50):
+            n = int(r.integers(1, 25))
+            top = 30 + 2 * k  # later chunks reach slots the first ones never had
+            slots = r.choice(top, n, replace=False).astype(np.int64)
+            other = reuse and k % 7 == 3
+            part = int(r.integers(0, 2))
+            users = [f"p{part}-u{s + 1000 if other else s}" for s in slots.tolist()]
+            rows = np.flatnonzero(r.random(n) < 0.4).astype(np.int64)
+            pending = Explain(rows, np.zeros((len(rows), 1)), lambda v: [None] * len(v), (0, 0)) if len(rows) else None
+            out.append(ScoreChunk(part, T + timedelta(hours=int(r.integers(0, 30))), "1", users, r.random(n),
+                                  [None] * n, ["basic"] * n, np.full(n, 9.99), np.ones(n, bool), pending,
+                                  slots=slots if with_slots else None,
+                                  slot_space=(2 if other else 1) if with_slots else None))  # fmt: skip
+        return out
+
+    def kept(cs: list[ScoreChunk]) -> set[tuple]:
+        return {(k, c.user_id[i]) for k, c in enumerate(cs) if c.pending is not None for i in c.pending.rows.tolist()}
+
+    by_id, by_slot = chunks(False), chunks(True)
+    newest: dict[str, object] = {}
+    for c in by_id:
+        for u in c.user_id:
+            newest[u] = max(newest.get(u, c.features_time), c.features_time)
+    want = {(k, c.user_id[i]) for k, c in enumerate(by_id) if c.pending is not None
+            for i in c.pending.rows.tolist() if c.features_time == newest[c.user_id[i]]}  # fmt: skip
+    drop_superseded_reasons(by_id)
+    drop_superseded_reasons(by_slot)
+    assert kept(by_id) == want and len(want) > 0
+    assert want <= kept(by_slot)
+    if not reuse:
+        assert kept(by_slot) == want
+
+
 def _eager_and_deferred(model, hours: tuple[int, ...]) -> tuple:
     """Two scorers over the same frames (one per offset in ``hours``): reasons computed in
     the batch (eager) and deferred to the writer; returns (eager scorer, deferred scorer,
