@@ -417,7 +417,7 @@ def _margins_by_level(XT, feature, split, right, leaf, depth, base, missing):  #
             for j in range(1 << level):
                 x = XT[feature[t, first + j]]
                 thr = split[t, first + j]
-                if missing:
+                if missing:  # :func:`_go`'s rule in int32 (through _go, int64: ~18 % slower with NaNs)
                     dft = np.int32(right[t, first + j])
                     for r in range(n):
                         v = x[r]

@@ -147,7 +147,7 @@ def drop_superseded_reasons(chunks: list[ScoreChunk]) -> None:
             c.pending = Explain(p.rows[keep], p.values[keep], p.explain, p.key) if keep.any() else None
 
 
-_NO_ROW = np.iinfo(np.int64).min  # split_open: no row of the user seen yet
+_NO_ROW = np.iinfo(np.int64).min  # a per-slot time array's empty slot: no row of the user (yet)
 _HOT = _NO_ROW + 1  # _drop_superseded_by_slot: a hot user, no row time yet (not hot: _NO_ROW)
 
 

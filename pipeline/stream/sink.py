@@ -197,7 +197,7 @@ class Writer:
             arrival = self._chunks[0][0]
             chunks, self._chunks = [c for _, c in self._chunks], []
             return chunks, barriers, arrival
-        everything = due or full  # like a full cache: evict
+        everything = due or full  # a full cache that cannot evict (see above) is written whole
         wanted: set[int] = set()
         for b in barriers:
             if b.partitions is None:
