@@ -16,6 +16,13 @@ order, 10% with reasons, features one hour of event time later than the table's.
   database, in a throw-away schema): COPY into a temporary staging table, then one
   ``INSERT ... SELECT ... ON CONFLICT`` into ``scores`` and one segment row (under an
   advisory lock). Target >= 150,000 rows/s. Skipped with a note if no server answers.
+* ``store_<db>_upsert_usual_rows_per_s`` (and ``..._per_cpu_s``): the same scores-only
+  batches written the usual way a good engineer would without this project's bulk path
+  (PostgreSQL: tuples from the frame, psycopg's C ``COPY .. write_row`` into a staging
+  table, one ``INSERT .. ON CONFLICT DO UPDATE``; SQLite: one ``executemany`` of a one-row
+  upsert), batch by batch alternately with ours; ``store_<db>_upsert_vs_usual``: ours
+  (scores only) over it. Both sides meet the same minutes of a shared host, so the ratio
+  travels between hosts where the rates do not.
 * ``store_<db>_history_compact_points_per_s``: ``Store.compact_history()`` (merge every
   segment into the resolved points) on the store as the batches above left it: points
   read per wall-clock second (beside it, per CPU second). Reads do not need it (they
@@ -38,8 +45,10 @@ wall-clock moves with the other load far more than CPU time does.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -50,6 +59,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -127,6 +137,106 @@ def rate(store: Store, users: int, reps: int, history: HistoryPolicy | None,
     return BATCH / statistics.median(walls), BATCH * len(cpus) / sum(cpus)
 
 
+# -- the usual way, measured beside ours in the same run ---------------------------------
+# What a good engineer writes without this project's bulk path: rows as tuples from the
+# frame, psycopg's (C-accelerated) ``COPY ... write_row`` into a staging table and one
+# ``INSERT ... ON CONFLICT DO UPDATE`` (the issue's "usual way") on PostgreSQL; one
+# ``executemany`` of a one-row upsert in a transaction on SQLite. Same table, same rows,
+# same rule (newer features win), scores only. Interleaved batch by batch with ours, so
+# the ratio is of the same minutes of this shared host: rates alone move with it.
+_COLS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
+         "monthly_revenue", "partition", "updated_at", "active")  # fmt: skip
+_SETS = ", ".join(f"{c} = excluded.{c}" for c in _COLS[1:])
+
+
+def _usual_rows(f: pd.DataFrame, now: datetime, sqlite: bool) -> list[tuple]:
+    """The frame as row tuples, converted column-wise with pandas (times: SQLite's scores
+    keep int64 microseconds, schema ``ScoreTime``; PostgreSQL takes datetimes)."""
+    n = len(f)
+    if sqlite:
+        times = (f["features_time"].astype("int64") // 1000).tolist()  # ns -> us
+        stamp: object = round(now.timestamp() * 1_000_000)
+    else:
+        times = pd.DatetimeIndex(f["features_time"]).to_pydatetime().tolist()
+        stamp = now
+    reasons = [None if r is None else json.dumps(r) for r in f["reasons"]]
+    return list(zip(f["user_id"].tolist(), f["risk"].tolist(), f["model_version"].tolist(), times,
+                    reasons, f["plan"].tolist(), f["monthly_revenue"].tolist(),
+                    f["partition"].astype(int).tolist(), [stamp] * n, [True] * n, strict=True))  # fmt: skip
+
+
+class Usual:
+    """The usual upsert of a frame's current scores into ``store``'s ``scores`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self.sqlite = store.dialect == "sqlite"
+        url = store.engine.url
+        self.table = f'"{store.schema}".scores' if store.schema else "scores"
+        cols = ", ".join(_COLS)
+        if self.sqlite:
+            self.conn = sqlite3.connect(url.database or "", isolation_level=None, timeout=30)
+            self.sql = (f"INSERT INTO scores ({cols}) VALUES ({', '.join('?' * len(_COLS))}) "
+                        f"ON CONFLICT (user_id) DO UPDATE SET {_SETS} "
+                        "WHERE excluded.features_time >= scores.features_time")  # fmt: skip
+        else:
+            self.conn = psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+            self.conn.execute(f"CREATE TEMP TABLE stage (LIKE {self.table}) ON COMMIT DELETE ROWS")
+            self.conn.commit()
+            self.sql = (f"INSERT INTO {self.table} AS t ({cols}) SELECT {cols} FROM stage "
+                        f"ON CONFLICT (user_id) DO UPDATE SET {_SETS} "
+                        "WHERE excluded.features_time >= t.features_time")  # fmt: skip
+
+    def backend(self) -> int | None:
+        return None if self.sqlite else self.conn.info.backend_pid
+
+    def write(self, f: pd.DataFrame, now: datetime) -> None:
+        rows = _usual_rows(f, now, self.sqlite)
+        if self.sqlite:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(self.sql, rows)
+            self.conn.execute("COMMIT")
+            return
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            with cur.copy(f"COPY stage ({', '.join(_COLS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(self.sql)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def rate_with_usual(store: Store, users: int, reps: int, day: int) -> tuple[float, float, float, float]:
+    """Scores only: ours and the usual way, batch by batch alternately (each batch other
+    distinct users). (ours rows/s wall, ours rows per CPU-s, usual wall, usual per CPU-s)."""
+    frames = list(distinct_batches(users, 2 * reps + 2, day, seed=day))
+    usual = Usual(store)
+    try:
+        now = store.clock.now()
+        store.upsert_scores(frames[0], history=None)  # warm-ups: statement caches
+        usual.write(frames[1], now)
+        backends = {"ours": _backend_pid(store), "usual": usual.backend()}
+        walls: dict[str, list[float]] = {"ours": [], "usual": []}
+        cpus: dict[str, list[float]] = {"ours": [], "usual": []}
+        for k, f in enumerate(frames[2:]):
+            who = "ours" if k % 2 == 0 else "usual"
+            t, c = time.perf_counter(), _cpu(backends[who])
+            if who == "ours":
+                store.upsert_scores(f, history=None)
+            else:
+                usual.write(f, now)
+            walls[who].append(time.perf_counter() - t)
+            cpus[who].append(_cpu(backends[who]) - c)
+        if backends["ours"] is not None and _backend_pid(store) != backends["ours"]:
+            cpus["ours"] = [math.nan]
+    finally:
+        usual.close()
+    return tuple(  # type: ignore[return-value]
+        x for who in ("ours", "usual")
+        for x in (BATCH / statistics.median(walls[who]), BATCH * len(cpus[who]) / sum(cpus[who]))
+    )
+
+
 def _pg_reachable() -> bool:
     engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
     try:
@@ -165,10 +275,15 @@ def compaction(store: Store, prefix: str, out: dict[str, float]) -> str:
 
 def _both(store: Store, prefix: str, users: int, reps: int, out: dict[str, float]) -> str:
     fill(store, users)
-    for name, history, day in (("upsert", DAILY, 1), ("upsert_scores_only", None, 2)):
-        wall, cpu = rate(store, users, reps, history, day)
-        out[f"store_{prefix}_{name}_rows_per_s"] = wall
-        out[f"store_{prefix}_{name}_rows_per_cpu_s"] = cpu
+    wall, cpu = rate(store, users, reps, DAILY, 1)
+    out[f"store_{prefix}_upsert_rows_per_s"] = wall
+    out[f"store_{prefix}_upsert_rows_per_cpu_s"] = cpu
+    wall, cpu, usual, usual_cpu = rate_with_usual(store, users, reps, 2)
+    out[f"store_{prefix}_upsert_scores_only_rows_per_s"] = wall
+    out[f"store_{prefix}_upsert_scores_only_rows_per_cpu_s"] = cpu
+    out[f"store_{prefix}_upsert_usual_rows_per_s"] = usual
+    out[f"store_{prefix}_upsert_usual_rows_per_cpu_s"] = usual_cpu
+    out[f"store_{prefix}_upsert_vs_usual"] = wall / usual
     return compaction(store, prefix, out)
 
 
@@ -201,6 +316,9 @@ def run(quick: bool = False) -> dict[str, float]:
     for k, v in out.items():
         if k.endswith("_ms"):
             print(f"  {k:48s} {v:10,.1f} ms (median of 5 reads of one user's history)")
+            continue
+        if k.endswith("_vs_usual"):
+            print(f"  {k:48s} {v:10.2f}x the usual way's rows/s (scores only, batches interleaved)")
             continue
         if k.endswith("compact_points_per_s"):
             print(f"  {k:48s} {v:10,.0f} points/s wall (compact_history, once, after the batches)")
