@@ -20,3 +20,8 @@ class RejectedShareError(ChurnError):
     def __init__(self, message: str, summary: object = None) -> None:
         super().__init__(message)
         self.summary = summary  # the ImportSummary, for the CLI to print
+
+
+class MappingChangedError(ChurnError):
+    """Every file of an import was already written under another mapping: nothing is
+    written and the topic's profile is left as it was (an import never rewrites the log)."""

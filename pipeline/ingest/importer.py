@@ -42,7 +42,7 @@ from pipeline.clock import Clock
 from pipeline.events import EVENT_TYPES, event_time
 from pipeline.features.timebase import EPOCH, from_us, to_us
 from pipeline.ingest.duplicates import count_duplicates
-from pipeline.ingest.errors import RejectedShareError
+from pipeline.ingest.errors import MappingChangedError, RejectedShareError
 from pipeline.ingest.ledger import Ledger, ids_in_log
 from pipeline.ingest.mapping import SourceMapping
 from pipeline.ingest.profile import source_profile
@@ -186,6 +186,8 @@ def run_import(
         s.seconds = time.perf_counter() - t0
         return s
     todo = _files_to_read(files, ledger)
+    if not todo:
+        _refuse_remapping(files, mapping, ledger, log.name)
     summary = ImportSummary(import_id, "resumed" if entry else "imported", files, max_rejected_share=threshold)
     max_ts_us = (clock.now() - EPOCH + max_future_skew) // timedelta(microseconds=1)
     col, rejected = _read_and_map(todo, mapping, max_ts_us, summary, tick)
@@ -233,6 +235,26 @@ def _files_to_read(files: list[dict[str, Any]], ledger: Ledger) -> list[dict[str
         else:
             todo.append(f)
     return todo
+
+
+def _refuse_remapping(files: list[dict[str, Any]], mapping: SourceMapping, ledger: Ledger, topic: str) -> None:
+    """Every file was written by earlier imports: with another mapping, the new mapping
+    would be applied to nothing while its profile (churn definition, feature spec) replaced
+    the one the log's events were made by. Refuse, naming the earlier import and the way out."""
+    imports = ledger.load()["imports"]
+    done = ledger.imported_files()
+    earlier = {done[f["key"]] for f in files if f["key"] in done}
+    other = sorted(i for i in earlier if imports.get(i, {}).get("mapping_digest") != mapping.digest)
+    if not other:
+        return  # the same mapping (e.g. the files in another order or grouping): nothing to do
+    names = ", ".join(f"{i} (mapping {imports[i].get('mapping', '?')!r})" for i in other)
+    raise MappingChangedError(
+        f"nothing imported: every file was already imported into topic {topic!r} by {names} with another "
+        f"mapping than {mapping.name!r}. The log keeps the events as that mapping made them (an import never "
+        "rewrites or duplicates them), so a changed mapping cannot apply to these files here; the topic's "
+        f"profile is unchanged. To use the new mapping, import into a new topic (`churn --topic NAME import "
+        "...`) or a new data directory"
+    )
 
 
 def _read_and_map(todo: list[dict[str, Any]], mapping: SourceMapping, max_ts_us: int, summary: ImportSummary,

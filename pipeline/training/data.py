@@ -183,7 +183,8 @@ def from_frame(table: pd.DataFrame, features: list[str], horizon_days: int, **kw
             f"no user churned within {horizon_days} days of any cutoff ({len(table):,} snapshot rows, 0 churners): "
             "the log has no cancel events in the labelled window. An imported source: map its cancellation to "
             "`cancel` in the mapping, or use `churn: {definition: inactivity, inactive_days: N}`, and import "
-            "again (docs/import.md); a simulation: simulate more days or users"
+            "again into a new topic or data directory (an import never rewrites events already in the log; "
+            "docs/import.md); a simulation: simulate more days or users"
         )
     for part in parts:
         sub = table[table["split"] == part]

@@ -148,6 +148,22 @@ def test_reimport_is_idempotent_and_later_files_do_not_resign(env, tmp_path) -> 
     assert len(ids) == len(set(ids)) == n + 1
 
 
+def test_reimport_with_another_mapping_is_refused_and_keeps_the_profile(env, tmp_path) -> None:
+    """Files already written under another mapping: the new mapping would apply to nothing
+    while its profile replaced the one the log's events were made by."""
+    from pipeline.ingest import MappingChangedError
+
+    a = rows_to_csv(sample_rows(users=4, days=10), tmp_path / "a.csv")
+    first = env.run([a], mapping())
+    n, before = len(env.events()), load_profile(env.root, "events")
+    changed = mapping(fields__session__device={"const": "tv"})
+    with pytest.raises(MappingChangedError, match=rf"already imported .* by {first.import_id} .*new topic"):
+        env.run([a], changed)
+    assert len(env.events()) == n and load_profile(env.root, "events") == before
+    same = rows_to_csv(sample_rows(users=4, days=10), tmp_path / "same.csv")  # the same files, same mapping
+    assert env.run([a, same], mapping()).written == 0
+
+
 def test_interrupted_import_resumes_without_duplicates(env, tmp_path, monkeypatch) -> None:
     import pipeline.ingest.importer as importer
 
