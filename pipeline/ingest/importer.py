@@ -206,8 +206,11 @@ def run_import(
     ledger.add_signed_up(list(syn.signed_up))
     _record_profile(mapping, log, ledger, import_id, summary)
     summary.seconds = time.perf_counter() - t0
-    ledger.update(import_id, state="done", finished=clock.now().isoformat(), events=len(order),
+    top = {} if syn.carried is None else {"inactivity_state": ledger.save_carried(import_id, syn.carried)}
+    ledger.update(import_id, top, state="done", finished=clock.now().isoformat(), events=len(order),
                   summary=summary.as_dict())
+    if top:
+        ledger.drop_old_carried()
     return summary
 
 
@@ -302,15 +305,17 @@ def _with_synthesized(col: _Collected, mapping: SourceMapping, todo: list[dict[s
     row = _cat([b.row for b in col.batches], np.int64)
     plan = _cat([b.plan for b in col.batches], np.int8)
     fidx = _cat(col.file_idx, np.int16)
+    carried = ledger.carried() if mapping.churn == "inactivity" else None
     syn = synthesize(mapping, events.ucode, list(events.uniques), events.ts, events.code, row, plan, fidx,
-                     [f["key"] for f in todo], ledger.signed_up())
+                     [f["key"] for f in todo], ledger.signed_up(), carried)
+    summary.users = len(events.uniques)
+    events.uniques = syn.uniques  # and the earlier imports' users it cancels without a row here
     summary.synthesized.update(syn.counts)
     if len(syn.ts):
         col.batches.append(MappedBatch([], syn.ts, syn.code, syn.anchor, syn.code, syn.buf, syn.ends))
         events.extend(len(col.batches) - 1, syn)
     for c, n in zip(*np.unique(events.code, return_counts=True), strict=True):
         summary.events_by_type[TYPE_NAMES[int(c)]] = int(n)
-    summary.users = len(events.uniques)
     if len(events.ts):
         summary.first_ts = from_us(int(events.ts.min())).isoformat()
         summary.last_ts = from_us(int(events.ts.max())).isoformat()

@@ -9,6 +9,13 @@ appends the rest in the same order (exactly-once per event id, per-user order ke
 
 ``users.txt`` next to it lists users that already have a (synthesized) signup, so a
 later import of new files for the same users does not sign them up again.
+
+``inactivity-<import id>.arrow`` (inactivity churn only) holds each user's last activity
+after that import and whether its inactivity cancel was written
+(:class:`pipeline.ingest.synth.Carried`), so the next import continues the rule where this
+one stopped. The ledger's ``inactivity_state`` names the current file; it moves to the new
+one in the same atomic write that marks the import done, so a resumed import still reads
+the state it started from.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
+import pyarrow as pa
 
 from pipeline.log.base import PartitionLog
 
@@ -62,12 +71,58 @@ class Ledger:
     def entry(self, import_id: str) -> dict[str, Any] | None:
         return self.load()["imports"].get(import_id)
 
-    def update(self, import_id: str, **fields: Any) -> dict[str, Any]:
+    def update(self, import_id: str, top: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """Set ``fields`` of the import's entry (and ``top``-level keys) in one atomic write."""
         doc = self.load()
         e = doc["imports"].setdefault(import_id, {})
         e.update(fields)
+        doc.update(top or {})
         self.save(doc)
         return e
+
+    # -- inactivity churn carried between imports ----------------------------------------
+    def carried(self) -> Any:
+        """The :class:`~pipeline.ingest.synth.Carried` state the last finished import left
+        (None before the first)."""
+        from pipeline.ingest.synth import Carried
+
+        name = self.load().get("inactivity_state")
+        if not name:
+            return None
+        path = self.dir / name
+        try:
+            with pa.memory_map(str(path)) as src:
+                t = pa.ipc.open_file(src).read_all()
+        except (OSError, pa.ArrowInvalid) as exc:
+            from pipeline.ingest.errors import SourceError
+
+            raise SourceError(f"import state {path} is unreadable ({exc}); restore it, or import into a new "
+                              "topic") from None
+        return Carried(t["user"].to_pylist(), t["last_us"].to_numpy().astype(np.int64),
+                       t["file_key"].to_pylist(), t["row"].to_numpy().astype(np.int64),
+                       t["cancelled"].to_numpy(zero_copy_only=False).astype(bool))  # fmt: skip
+
+    def save_carried(self, import_id: str, state: Any) -> str:
+        """Write ``state`` for ``import_id`` (durably); returns its file name for the ledger."""
+        name = f"inactivity-{import_id}.arrow"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        table = pa.table({"user": pa.array(state.users, pa.string()), "last_us": pa.array(state.last_us, pa.int64()),
+                          "file_key": pa.array(state.file_key, pa.string()).dictionary_encode(),
+                          "row": pa.array(state.row, pa.int64()), "cancelled": pa.array(state.cancelled, pa.bool_())})  # fmt: skip
+        tmp = self.dir / (name + ".tmp")
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        tmp.replace(self.dir / name)
+        return name
+
+    def drop_old_carried(self) -> None:
+        """Remove state files other than the current one (after an import finished)."""
+        current = self.load().get("inactivity_state")
+        for p in self.dir.glob("inactivity-*.arrow"):
+            if p.name != current:
+                p.unlink(missing_ok=True)
 
     def imported_files(self) -> dict[str, str]:
         """file key -> import id, for imports that finished."""

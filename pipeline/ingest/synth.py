@@ -13,6 +13,15 @@
   time of the import); otherwise the user is still active (censored), never guessed.
   The cancel is dated when the inactivity becomes observable, not back-dated to the last
   activity: nothing in the log is known before it could have been.
+
+  **Across imports** (a source imported in several runs, in time order) the rule is the
+  same as for one run of all the files: each user's last activity and whether its
+  inactivity cancel was written are carried in the ledger (:class:`Carried`). A user
+  censored at the end of one import is cancelled by a later one whose data reach the
+  day, whether or not the user appears in it; a user whose first row in a later import
+  comes more than N days after the carried last activity gets the cancel (if not written
+  yet) and a reactivation signup. The ids are the ones a single run would give (the
+  anchor row's file and row number are carried too).
 """
 
 from __future__ import annotations
@@ -35,6 +44,22 @@ _WHY = {"signup": "first row", "return": "reactivation", "inactive": "inactivity
 
 
 @dataclass
+class Carried:
+    """Per user, for inactivity churn across imports: the last activity's time (int64 us),
+    its file key and source row (the synthesized events' id anchor), and whether the
+    inactivity cancel after it was written."""
+
+    users: list[str] = field(default_factory=list)
+    last_us: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    file_key: list[str] = field(default_factory=list)
+    row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cancelled: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass
 class Synthesized:
     ucode: np.ndarray
     ts: np.ndarray
@@ -46,6 +71,8 @@ class Synthesized:
     ends: np.ndarray
     counts: Counter[str] = field(default_factory=Counter)
     signed_up: set[str] = field(default_factory=set)  # users with a signup in this import
+    uniques: list[str] = field(default_factory=list)  # the import's users, then carried ones it cancels
+    carried: Carried | None = None  # inactivity churn: the state after this import
 
 
 def _plan_default(m: SourceMapping) -> int:
@@ -65,8 +92,11 @@ def synthesize(
     fidx: np.ndarray,
     file_keys: list[str],
     already_signed: set[str],
+    carried: Carried | None = None,
 ) -> Synthesized:
-    """Synthesized events for the import's events (columns in import order)."""
+    """Synthesized events for the import's events (columns in import order); ``carried``:
+    inactivity churn's state after the earlier imports (None: none)."""
+    uniques = list(uniques)
     out_u: list[int] = []
     out_ts: list[int] = []
     out_code: list[int] = []
@@ -81,6 +111,9 @@ def synthesize(
 
     kinds: list[str] = []
     suffixes: list[str] = []
+    id_keys: list[str] = []  # the anchor row's file key and source row: the event id's stem
+    id_rows: list[int] = []
+    new_state: Carried | None = None
 
     def add(kind: str, i: np.ndarray, t: np.ndarray, u: np.ndarray, suffix: str) -> None:
         """Many events of one kind: anchor rows ``i``, times ``t``, user codes ``u``."""
@@ -91,6 +124,22 @@ def synthesize(
         out_seq.extend(i.tolist())
         out_code.extend([SIGNUP if kind == "signup" else CANCEL] * len(i))
         out_prio.extend([0 if kind == "signup" else 2] * len(i))
+        id_keys.extend(file_keys[f] for f in fidx[i].tolist())
+        id_rows.extend(row[i].tolist())
+
+    def add_carried(c: np.ndarray, u: np.ndarray, gap: int) -> None:
+        """Inactivity cancels anchored at carried last activities ``c`` (indices into
+        ``carried``) for user codes ``u``: ordered before this import's rows at equal times."""
+        assert carried is not None
+        kinds.extend(["cancel"] * len(c))
+        suffixes.extend(["inactive"] * len(c))
+        out_u.extend(u.tolist())
+        out_ts.extend((carried.last_us[c] + gap).tolist())
+        out_seq.extend([-1] * len(c))
+        out_code.extend([CANCEL] * len(c))
+        out_prio.extend([2] * len(c))
+        id_keys.extend(carried.file_key[x] for x in c.tolist())
+        id_rows.extend(carried.row[c].tolist())
 
     if len(ts):
         act = np.flatnonzero((code != SIGNUP) & (code != CANCEL))
@@ -121,16 +170,20 @@ def synthesize(
             add("signup", j, ts[j], u_sorted[k], "return")
             last = np.ones(len(o), bool)
             last[:-1] = u_sorted[1:] != u_sorted[:-1]
-            k = np.flatnonzero(last)
-            k = k[ts[o[k]] + gap <= data_end]
+            k_last = np.flatnonzero(last)
+            k = k_last[ts[o[k_last]] + gap <= data_end]
             add("cancel", o[k], ts[o[k]] + gap, u_sorted[k], "inactive")
+            new_state = _across_imports(carried, uniques, o[first], u_sorted[first], o[k_last],
+                                        ts, row, fidx, file_keys, gap, data_end, add, add_carried)  # fmt: skip
+    elif m.churn == "inactivity" and carried is not None:
+        new_state = carried
     stamps = pd.to_datetime(np.asarray(out_ts, np.int64), unit="us", utc=True).to_pydatetime()
     version, plans = ev.SCHEMA_VERSION, ev.PLANS
     sel = np.asarray(out_seq, np.int64)
-    rows_sel, files_sel, plans_sel = row[sel].tolist(), fidx[sel].tolist(), plan[sel].tolist()
-    out_anchor = rows_sel
+    plans_sel = np.where(sel >= 0, plan[np.maximum(sel, 0)] if len(plan) else -1, -1).tolist()
+    out_anchor = id_rows
     for k, (kind, suffix, u) in enumerate(zip(kinds, suffixes, out_u, strict=True)):
-        eid = f"{file_keys[files_sel[k]]}-{rows_sel[k]}-{suffix}"
+        eid = f"{id_keys[k]}-{id_rows[k]}-{suffix}"
         if kind == "signup":
             p = plans_sel[k]
             events.append(ev.Signup(eid, uniques[u], stamps[k], version, plans[p if p >= 0 else fallback]))
@@ -145,5 +198,43 @@ def synthesize(
     return Synthesized(
         np.asarray(out_u, np.int64), np.asarray(out_ts, np.int64), np.asarray(out_code, np.int8),
         np.asarray(out_seq, np.int64), np.asarray(out_prio, np.int8), np.asarray(out_anchor, np.int64),
-        bytes(buf), ends, counts, signed_up,
+        bytes(buf), ends, counts, signed_up, uniques, new_state,
     )
+
+
+def _across_imports(carried: Carried | None, uniques: list[str], first_rows: np.ndarray, users: np.ndarray,
+                    last_rows: np.ndarray, ts: np.ndarray, row: np.ndarray, fidx: np.ndarray,
+                    file_keys: list[str], gap: int, data_end: int, add, add_carried) -> Carried:  # fmt: skip
+    """Inactivity churn between the earlier imports (``carried``) and this one: ``users``
+    (codes, sorted) have their first activity at ``first_rows`` and last at ``last_rows``.
+    Adds the events (``add``, ``add_carried``) and returns the state after this import:
+    ``uniques`` grows by the carried users cancelled here without a row of their own."""
+    seen = np.zeros(len(carried or ()), bool)
+    if carried is not None and len(carried):
+        at = {u: i for i, u in enumerate(carried.users)}
+        pos = np.fromiter((at.get(uniques[x], -1) for x in users.tolist()), np.int64, len(users))
+        has = pos >= 0
+        c, u, f = pos[has], users[has], first_rows[has]
+        seen[c] = True
+        away = ts[f] - carried.last_us[c] > gap  # back after more than N days: churned between
+        pending = away & ~carried.cancelled[c]
+        add_carried(c[pending], u[pending], gap)
+        add("signup", f[away], ts[f[away]], u[away], "return")
+        # carried users without a row here: cancelled once this import's data reach the day
+        due = np.flatnonzero(~seen & ~carried.cancelled & (carried.last_us + gap <= data_end))
+        codes = np.arange(len(uniques), len(uniques) + len(due), dtype=np.int64)
+        uniques.extend(carried.users[x] for x in due.tolist())
+        add_carried(due, codes, gap)
+    here = [uniques[x] for x in users.tolist()]
+    last_us = ts[last_rows]
+    state = Carried(here, last_us, [file_keys[x] for x in fidx[last_rows].tolist()], row[last_rows],
+                    last_us + gap <= data_end)  # fmt: skip
+    if carried is None or not len(carried):
+        return state
+    keep = np.flatnonzero(~seen)
+    was = carried.cancelled[keep] | (carried.last_us[keep] + gap <= data_end)
+    return Carried(state.users + [carried.users[x] for x in keep.tolist()],
+                   np.concatenate([state.last_us, carried.last_us[keep]]),
+                   state.file_key + [carried.file_key[x] for x in keep.tolist()],
+                   np.concatenate([state.row, carried.row[keep]]),
+                   np.concatenate([state.cancelled, was]))  # fmt: skip

@@ -130,6 +130,91 @@ def test_inactivity_churn_gaps_returns_and_censoring(env, tmp_path) -> None:
     assert profile["churn"]["definition"] == "inactivity" and profile["churn"]["inactive_days"] == 7
 
 
+@pytest.mark.parametrize("cuts", [(3,), (12,), (15,), (22,), (26,), (9, 23), (5, 11, 19, 27)])
+def test_inactivity_churn_split_into_runs_equals_one_run(tmp_path, cuts) -> None:
+    """A source imported in time order in two runs gets the events one run gives: users
+    censored at the end of the first are cancelled by the second (with or without rows of
+    their own in it), gaps across the cut give a cancel and a reactivation."""
+    rows = [
+        *({"uid": "a", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (0, 1, 2, 20, 21)),
+        *({"uid": "b", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (0, 5, 10)),
+        *({"uid": "c", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (0, 25, 29)),
+        *({"uid": "d", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (1, 13)),
+        *({"uid": "e", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (2, 4, 6, 8, 12, 16, 24, 28)),
+    ]
+    m = mapping(event_type__values={"play": "session"}, churn={"definition": "inactivity", "inactive_days": 7})
+
+    def events(env):
+        # ids name their file and row: compare their kind (a row, or what was synthesized) instead
+        kind = [e["event_id"].rsplit("-", 1)[-1] for e in env.events()]
+        return sorted((e["user_id"], e["type"], e["ts"], "row" if k.isdigit() else k)
+                      for e, k in zip(env.events(), kind, strict=True))  # fmt: skip
+
+    one = Env(tmp_path / "one")
+    whole = one.run([rows_to_csv(rows, tmp_path / "all.csv")], m)
+    split = Env(tmp_path / "split")
+    bounds = [T0, *(T0 + c * DAY for c in cuts), T0 + 100 * DAY]
+    parts = [split.run([rows_to_csv([r for r in rows if lo <= r["t"] < hi], tmp_path / f"part{k}.csv")], m)
+             for k, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False))]  # fmt: skip
+    try:
+        assert events(split) == events(one)
+        got = Counter()
+        for p in parts:
+            got.update(p.synthesized)
+        assert got == whole.synthesized
+        assert all(p.late == 0 for p in parts)
+    finally:
+        one.close()
+        split.close()
+
+
+def test_interrupted_inactivity_import_resumes_from_the_state_it_started_with(env, tmp_path, monkeypatch) -> None:
+    import pipeline.ingest.importer as importer
+
+    m = mapping(event_type__values={"play": "session"}, churn={"definition": "inactivity", "inactive_days": 3})
+    rows = [r for r in sample_rows(users=6, days=15) if r["kind"] == "play"]
+    early, late = ([r for r in rows if (r["t"] < T0 + 8 * DAY) == first] for first in (True, False))
+    a, b = rows_to_csv(early, tmp_path / "a.csv"), rows_to_csv(late, tmp_path / "b.csv")
+    reference = Env(tmp_path / "ref")
+    try:
+        for path in (a, b):
+            reference.run([path], m)
+        env.run([a], m)
+        monkeypatch.setattr(importer, "CHUNK", 3)
+        real, calls = env.log.append, {"n": 0}
+
+        def crashing(p, values):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise OSError("disk full (simulated)")
+            return real(p, values)
+
+        monkeypatch.setattr(env.log, "append", crashing)
+        with pytest.raises(OSError, match="simulated"):
+            env.run([b], m)
+        monkeypatch.setattr(env.log, "append", real)
+        assert env.run([b], m).status == "resumed"
+        assert [e["event_id"] for e in env.events()] == [e["event_id"] for e in reference.events()]
+        assert any(e["event_id"].endswith("-inactive") for e in env.events())
+    finally:
+        reference.close()
+
+
+def test_unreadable_inactivity_state_is_a_clear_error(env, tmp_path) -> None:
+    from pipeline.ingest import SourceError
+
+    m = mapping(event_type__values={"play": "session"}, churn={"definition": "inactivity", "inactive_days": 7})
+    rows = [{"uid": "a", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (0, 1, 2)]
+    env.run([rows_to_csv(rows, tmp_path / "a.csv")], m)
+    state = env.ledger.dir / env.ledger.load()["inactivity_state"]
+    state.write_bytes(state.read_bytes()[:40])  # torn
+    n = len(env.events())
+    later = [{"uid": "a", "t": T0 + 30 * DAY, "kind": "play", "minutes": 5}]
+    with pytest.raises(SourceError, match="import state .* is unreadable"):
+        env.run([rows_to_csv(later, tmp_path / "b.csv")], m)
+    assert len(env.events()) == n
+
+
 def test_reimport_is_idempotent_and_later_files_do_not_resign(env, tmp_path) -> None:
     rows = sample_rows(users=4, days=10)
     a = rows_to_csv(rows, tmp_path / "a.csv")
