@@ -117,6 +117,14 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/] {n:,} rows of event type {value!r} were dropped (unmapped) but "
                           f"{near!r} is mapped: values match exactly (case and spaces count); add {value!r} to "
                           "event_type.values if it is the same event")
+        if d.get("churn") == "cancel" and d.get("written") and not d["events_by_type"].get("cancel"):
+            console.print("[yellow]warning:[/] no row of this import became a `cancel`: the mapping's churn "
+                          "definition is `cancel`, and training needs churners. Is the source's cancellation "
+                          "value mapped to `cancel` in event_type.values (see the dropped values above)?")
+        if d.get("active_after_cancel"):
+            console.print(f"[yellow]warning:[/] {d['active_after_cancel']:,} users have rows after their last "
+                          "cancel and no signup after it: they count as not subscribed from the cancel on (neither "
+                          "scored nor labelled after it). If the source logs resubscriptions, map them to `signup`.")
         if d.get("late_events"):
             console.print(f"[yellow]warning:[/] {d['late_events']:,} events are more than 24 h older than the last "
                           "event already in their partition (at least that many: an earlier out-of-order import "

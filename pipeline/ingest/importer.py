@@ -56,6 +56,7 @@ from pipeline.log.partitioner import partition_for_many
 CHUNK = 10_000
 LATENESS = timedelta(hours=24)  # the feature engine's lateness (FeatureEngine's default): older is not applied
 TYPE_NAMES = tuple(EVENT_TYPES)
+SIGNUP, CANCEL = TYPE_NAMES.index("signup"), TYPE_NAMES.index("cancel")
 Progress = Callable[[str, float, int], None]  # (phase, fraction done, rows/events so far)
 
 
@@ -72,6 +73,10 @@ class ImportSummary:
     users: int = 0
     duplicates: int = 0  # valid rows equal to an earlier row of this import (kept; see duplicates.py)
     late: int = 0  # events more than LATENESS older than the newest event already in their partition
+    # users with rows after their last cancel and no signup after it: not subscribed from the
+    # cancel on, so neither scored nor labelled past it (a resubscription the source did not log)
+    active_after_cancel: int = 0
+    churn: str = ""  # the mapping's churn definition (cancel | inactivity)
     first_ts: str | None = None
     last_ts: str | None = None
     written: int = 0
@@ -97,6 +102,7 @@ class ImportSummary:
             "max_rejected_share": self.max_rejected_share,
             "rejected_by_reason": dict(self.rejected.most_common()), "users": self.users,
             "duplicate_rows": self.duplicates, "late_events": self.late,
+            "active_after_cancel": self.active_after_cancel, "churn": self.churn,
             "first_ts": self.first_ts, "last_ts": self.last_ts, "written": self.written,
             "already_present": self.already_present, "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_read / self.seconds) if self.seconds > 0 else None,
@@ -314,12 +320,32 @@ def _with_synthesized(col: _Collected, mapping: SourceMapping, todo: list[dict[s
     if len(syn.ts):
         col.batches.append(MappedBatch([], syn.ts, syn.code, syn.anchor, syn.code, syn.buf, syn.ends))
         events.extend(len(col.batches) - 1, syn)
+    summary.churn = mapping.churn
+    summary.active_after_cancel = _active_after_cancel(events)
     for c, n in zip(*np.unique(events.code, return_counts=True), strict=True):
         summary.events_by_type[TYPE_NAMES[int(c)]] = int(n)
     if len(events.ts):
         summary.first_ts = from_us(int(events.ts.min())).isoformat()
         summary.last_ts = from_us(int(events.ts.max())).isoformat()
     return events, syn
+
+
+def _active_after_cancel(events: _Events) -> int:
+    """Users of this import with a row after their last cancel and no signup after it."""
+    n = len(events.uniques)
+    if not n or not len(events.ts):
+        return 0
+    lowest = np.iinfo(np.int64).min
+
+    def last(mask: np.ndarray) -> np.ndarray:
+        out = np.full(n, lowest, np.int64)
+        np.maximum.at(out, events.ucode[mask], events.ts[mask])
+        return out
+
+    cancel, signup = events.code == CANCEL, events.code == SIGNUP
+    last_cancel = last(cancel)
+    after = (last_cancel > lowest) & (last(~cancel & ~signup) > last_cancel) & (last(signup) < last_cancel)
+    return int(after.sum())
 
 
 def _route_and_order(events: _Events, n_parts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -67,3 +67,24 @@ def test_a_dropped_value_that_differs_from_a_mapped_one_only_by_case_is_warned(t
     assert "warning: 2 rows of event type 'Play' were dropped (unmapped) but 'play' is mapped" in text
     assert "1 rows of event type ' play' were dropped" in text
     assert "'home'" not in text.split("warning:", 1)[1]  # a value with no near mapped one is not warned about
+
+
+def test_rows_after_a_cancel_and_a_source_without_cancels_are_warned(tmp_path) -> None:
+    """A user active after their cancel (no signup after it) is not subscribed from the
+    cancel on; an import of a `cancel`-churn source where no row became a cancel cannot
+    train. Both used to pass without a word."""
+    back = [{"uid": "u0", "t": T0 + d * 86400, "kind": k, "minutes": 3, "amount": 7.99, "plan": "b"}
+            for d, k in ((14, "pay"), (15, "play"))]  # fmt: skip
+    src = rows_to_csv(sample_rows(users=3, days=20) + back, tmp_path / "a.csv")
+    r = _run("--data-dir", str(tmp_path / "d"), "import", str(src), "--mapping", str(write_mapping(tmp_path / "m.yaml")))
+    text = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "warning: 1 users have rows after their last cancel and no signup after it" in text
+    assert "no row of this import became a `cancel`" not in text
+    no_cancel = write_mapping(tmp_path / "n.yaml", event_type__values={  # the cancel value mapped never occurs
+        "play": "session", "pay": "payment", "unsubscribed": "cancel"})  # fmt: skip
+    r = _run("--data-dir", str(tmp_path / "e"), "import", str(src), "--mapping", str(no_cancel), "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["active_after_cancel"] == 0
+    r = _run("--data-dir", str(tmp_path / "f"), "import", str(src), "--mapping", str(no_cancel))
+    text = " ".join(r.output.split())
+    assert "warning: no row of this import became a `cancel`" in text and "users have rows after" not in text
