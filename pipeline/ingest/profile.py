@@ -44,10 +44,10 @@ def source_profile(m: SourceMapping) -> dict[str, Any]:
              "derived from a constant")
     if "payment" not in types:
         none(("payments_30d",), "no payment events in the source: registry default 0")
-    if "payment_failed" not in types:
-        none(("payments_failed_30d",), "no payment_failed events in the source: registry default 0")
+    if "payment_failed" not in types:  # every charge the source logs succeeded: the latest never failed
+        none(("payments_failed_30d", "last_payment_failed"), "no payment_failed events in the source: "
+             "registry default 0")
     if not types & {"payment", "payment_failed"}:
-        none(("last_payment_failed",), "no charge events in the source: registry default 0")
         derived["plan_price"] = "no charges in the source: the list price of the current plan (PLAN_LIST_PRICES)"
     if "support_ticket" not in types:
         none(("tickets_7d", "tickets_30d"), "no support_ticket events in the source: registry default 0")

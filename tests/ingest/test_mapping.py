@@ -99,7 +99,13 @@ def test_digest_ignores_name_and_threshold_but_not_content() -> None:
 
 def test_profile_lists_features_the_source_cannot_supply() -> None:
     p = source_profile(mapping())
-    assert "payments_failed_30d" in p["defaulted"] and "last_payment_failed" not in p["defaulted"]
+    # payments without payment_failed: every logged charge succeeded, so the latest never failed
+    assert {"payments_failed_30d", "last_payment_failed"} <= set(p["defaulted"])
+    assert "payments_30d" not in p["defaulted"]
+    with_failures = source_profile(mapping(event_type__values={"play": "session", "pay": "payment",
+                                                               "quit": "cancel", "fail": "payment_failed"},
+                                           fields__payment_failed={"amount": "amount", "reason": {"const": "card"}}))
+    assert not {"payments_failed_30d", "last_payment_failed"} & set(with_failures["defaulted"])
     assert {"downgrades_30d", "upgrades_30d"} <= set(p["defaulted"])
     assert "sessions_7d" not in p["defaulted"] and "watch_per_day_7d" not in p["defaulted"]
     assert p["churn"]["definition"] == "cancel" and "tenure_days" in p["derived"]
