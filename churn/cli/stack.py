@@ -210,7 +210,10 @@ def register(app: typer.Typer) -> None:
             console.print(f"stack up in {duration(time.monotonic() - t0)}")
             print_ready(state, console, s)
             if detach:
-                console.print("detached; `churn status` checks it, `churn down` stops it")
+                from churn.stack.stack import churn_command
+
+                console.print(f"detached; `{churn_command(s, 'status')}` checks it, "
+                              f"`{churn_command(s, 'down')}` stops it", soft_wrap=True)  # fmt: skip
                 return
             foreground(s, state, children, console, err)
 
@@ -226,7 +229,10 @@ def register(app: typer.Typer) -> None:
 
             rows = status(ctx.obj)
             if rows is None:
-                console.print(f"no stack running for {ctx.obj.data_dir} (start one with `churn up`)")
+                from churn.stack.stack import churn_command
+
+                console.print(f"no stack running for {ctx.obj.data_dir} (start one with "
+                              f"`{churn_command(ctx.obj, 'up')}`)")  # fmt: skip
                 raise typer.Exit(1)
             table = [[r.name, str(r.pid), "running" if r.running else "exited",
                       ("healthy" if r.healthy else "not-answering") if r.running else "-", r.url, r.log]

@@ -85,6 +85,15 @@ def _died(spec: ServiceSpec, rc: int, log: Path) -> StackError:
     return StackError(f"{spec.name} exited with code {rc} while starting; last lines of {log}:\n{lines}")
 
 
+def churn_command(settings: Settings, command: str) -> str:
+    """``churn <command>`` as the user must type it to reach this data directory: with
+    ``--data-dir`` unless it is the one a plain ``churn`` uses (``CHURN_DATA_DIR`` or ./data)."""
+    default = Path(os.environ.get("CHURN_DATA_DIR") or "data").resolve()
+    if Path(settings.data_dir).resolve() == default:
+        return f"churn {command}"
+    return f"churn --data-dir {settings.data_dir} {command}"
+
+
 def up(settings: Settings, ports: Mapping[str, int], *, timeout_s: float | None = None, out: Print = print,
        children: list[subprocess.Popen[bytes]] | None = None) -> StackState:  # fmt: skip
     """Start every service, wait for each health check, record them; on any failure stop
@@ -93,8 +102,9 @@ def up(settings: Settings, ports: Mapping[str, int], *, timeout_s: float | None 
     timeout_s = settings.stack_start_timeout_s if timeout_s is None else timeout_s
     if st := running_state(settings):
         pids = ", ".join(f"{s.name} {s.pid}" for s in st.services if procs.alive(s.pid, s.started))
-        raise StackError(f"a stack is already running for {settings.data_dir} ({pids}); `churn status` shows it, "
-                         f"`churn down` stops it")  # fmt: skip
+        raise StackError(f"a stack is already running for {settings.data_dir} ({pids}); "
+                         f"`{churn_command(settings, 'status')}` shows it, `{churn_command(settings, 'down')}` "
+                         "stops it")  # fmt: skip
     specs = build(settings, ports)
     check_ports(specs)
     data = settings.data_dir.resolve()

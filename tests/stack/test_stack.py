@@ -169,7 +169,7 @@ def test_corrupt_state_file_is_one_clear_error_and_forget_removes_it(settings, c
 
 def test_status_without_a_stack_and_down_without_one(settings, capsys) -> None:
     rc, out, _ = churn(capsys, "--data-dir", str(settings.data_dir), "status")
-    assert rc == 1 and "no stack running" in out and "churn up" in out
+    assert rc == 1 and "no stack running" in out and f"churn --data-dir {settings.data_dir} up" in out
     rc, out, _ = churn(capsys, "--data-dir", str(settings.data_dir), "down")
     assert rc == 0 and "nothing running" in out
 
@@ -343,3 +343,18 @@ def test_the_quick_demo_sets_its_drift_cadence_for_itself_only(monkeypatch: pyte
     with pytest.raises(RuntimeError, match="stop here"):
         demo.run(None, {}, True, False, print, lambda *a: None)  # type: ignore[arg-type]
     assert seen[-1] == "7" and os.environ["CHURN_DRIFT_EVERY_ROWS"] == "7"
+
+
+def test_hints_name_the_data_dir_the_user_must_pass(tmp_path, monkeypatch, capsys) -> None:
+    """`churn up --detach` on another data dir said "`churn down` stops it": typed as shown,
+    that looked at ./data, found nothing (exit 0) and left the stack running."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHURN_DATA_DIR", raising=False)
+    other = Settings(data_dir=tmp_path / "ds")
+    assert stack.churn_command(other, "down") == f"churn --data-dir {tmp_path / 'ds'} down"
+    assert stack.churn_command(Settings(data_dir=Path("data")), "down") == "churn down"
+    monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "ds"))  # what a plain `churn` then uses
+    assert stack.churn_command(other, "status") == "churn status"
+    monkeypatch.delenv("CHURN_DATA_DIR")
+    code, out, _ = churn(capsys, "--data-dir", str(tmp_path / "ds"), "status")
+    assert code == 1 and f"start one with `churn --data-dir {tmp_path / 'ds'} up`" in " ".join(out.split())
