@@ -208,3 +208,18 @@ def test_loop_demo_refuses_a_data_dir_with_data_in_it_and_touches_nothing(capsys
     assert code == 1
     assert f"{tmp_path.resolve()} is not empty" in " ".join(err.split()) and "--data-dir" in err
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["keep.txt", "log"]
+
+
+def test_the_default_partition_count_is_for_new_topics_only(tmp_path, capsys, monkeypatch):
+    """A 2-partition topic (e.g. the quick demo's) refused `topics --create` and `import`
+    because the unset --partitions meant 4; an explicit count is still held to the stored one."""
+    monkeypatch.delenv("CHURN_PARTITIONS", raising=False)
+    data = tmp_path / "data"
+    assert churn(capsys, "--data-dir", str(data), "--partitions", "2", "simulate", "--users", "50", "--days", "5")[0] == 0
+    code, out, err = churn(capsys, "--data-dir", str(data), "topics", "--create", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["partitions"] == 2
+    code, _, err = churn(capsys, "--data-dir", str(data), "--partitions", "3", "topics", "--create")
+    assert code == 1 and "has 2 partitions, but 3 were requested" in err and "--partitions 2" in err
+    monkeypatch.setenv("CHURN_PARTITIONS", "3")
+    assert churn(capsys, "--data-dir", str(data), "topics", "--create")[0] == 1

@@ -120,10 +120,11 @@ class FileLog(PartitionLog):
         if requested is not None and requested != stored:
             raise TopicMismatchError(
                 f"topic {self.name!r} at {self.path} has {stored} partitions, but "
-                f"{requested} were requested. Open it with num_partitions={stored} (or None to "
-                f"use the stored count; env CHURN_PARTITIONS={stored}), or use a new topic name "
-                f"/ delete {self.path} to recreate it with {requested} (partition counts are "
-                "fixed: changing them would re-route users)."
+                f"{requested} were requested. Leave the count unset to use the stored one, or "
+                f"ask for {stored} (--partitions {stored} / CHURN_PARTITIONS={stored}; "
+                f"num_partitions={stored} in Python), or use a new topic name / delete "
+                f"{self.path} to recreate it with {requested} (partition counts are fixed: "
+                "changing them would re-route users)."
             )
         return stored
 

@@ -608,16 +608,26 @@ def kafka_options(settings: Any) -> dict[str, Any]:
     }
 
 
+def requested_partitions(settings: Any) -> int | None:
+    """The partition count the user asked for (``--partitions`` / ``CHURN_PARTITIONS``), or
+    None when ``settings.partitions`` is only the default for a new topic."""
+    fields_set = getattr(settings, "model_fields_set", None)
+    return settings.partitions if fields_set is None or "partitions" in fields_set else None
+
+
 def open_configured_log(
     settings: Any, topic: str | None = None, *, create: bool = True
 ) -> PartitionLog:
     """The backend the settings select: ``log_backend="file"`` (default) or ``"kafka"``.
 
     ``create=True`` creates a missing topic with ``settings.partitions``; ``False``
-    opens an existing one with its own count (missing: ``LogError``).
+    opens an existing one with its own count (missing: ``LogError``). An existing topic is
+    held to ``settings.partitions`` only when the user set it (``--partitions`` or
+    ``CHURN_PARTITIONS``): the default 4 is for new topics.
     """
     backend = getattr(settings, "log_backend", "file")
     name = topic or settings.topic
+    wanted = requested_partitions(settings)
     if backend == "file":
         from pipeline.log.file import file_options, open_log
 
@@ -626,10 +636,11 @@ def open_configured_log(
                 f"no topic {name!r} under {settings.log_dir}; run `churn simulate` or `churn import` first "
                 "(or check --data-dir/--topic)"
             )
+        exists = (settings.log_dir / name / "topic.json").exists()
         return open_log(
             settings.log_dir,
             name,
-            settings.partitions if create else None,
+            (wanted if exists else settings.partitions) if create else None,
             **file_options(settings),
         )
     if backend == "kafka":

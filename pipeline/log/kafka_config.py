@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.errors import ConfigError
 from pipeline.log import kafka_admin
 from pipeline.log.base import PartitionLog, TopicInfo
-from pipeline.log.kafka import KafkaLog, kafka_options, open_configured_log
+from pipeline.log.kafka import KafkaLog, kafka_options, open_configured_log, requested_partitions
 
 # Settings fields that decide how a log is opened: what the stream's supervisor hands
 # its worker processes (JSON), so they open the same backend with the same options.
@@ -55,8 +55,8 @@ def open_log_config(
 def create_configured_topics(settings: Any) -> list[tuple[str, int, bool]]:
     """``churn topics --create``: the configured topic and its ``<topic>.dlq`` with
     ``settings.partitions`` partitions (Kafka: replication factor
-    ``settings.kafka_replication_factor``). An existing topic with that count is kept;
-    another count raises ``TopicMismatchError``. Returns ``(name, partitions, created)``."""
+    ``settings.kafka_replication_factor``). An existing topic is kept; a file topic with
+    another count than one the user asked for raises ``TopicMismatchError``. Returns ``(name, partitions, created)``."""
     names = (settings.topic, f"{settings.topic}.dlq")
     out = []
     if getattr(settings, "log_backend", "file") == "file":
@@ -64,8 +64,9 @@ def create_configured_topics(settings: Any) -> list[tuple[str, int, bool]]:
 
         for name in names:
             existed = (settings.log_dir / name / "topic.json").exists()
-            with open_log(settings.log_dir, name, settings.partitions, **file_options(settings)):
-                out.append((name, settings.partitions, not existed))
+            n = requested_partitions(settings) if existed else settings.partitions  # the default is for new ones
+            with open_log(settings.log_dir, name, n, **file_options(settings)) as log:
+                out.append((name, log.num_partitions, not existed))
         return out
     bootstrap = getattr(settings, "kafka_bootstrap", None)
     if not bootstrap:
