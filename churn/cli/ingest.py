@@ -41,7 +41,9 @@ def register(app: typer.Typer) -> None:
         if topic is not None:
             s = s.model_copy(update={"topic": topic})
         m = load_mapping(mapping)
+        made = _made_by_this_import(s)
         log = open_configured_log(s, create=True)
+        written = False
         try:
             with Progress(
                 TextColumn("[bold]{task.fields[phase]:<8}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -54,13 +56,36 @@ def register(app: typer.Typer) -> None:
                     max_rejected_share=max_rejected_share,
                     progress=lambda phase, f, n: bar.update(task, completed=f, phase=phase, n=n),
                 )
+            written = True
         except RejectedShareError as exc:
             if exc.summary is not None:
                 _print(exc.summary, as_json, console, s.topic, m.type_values)
             raise
         finally:
+            empty = not written and all(log.end_offset(p) == 0 for p in range(log.num_partitions))
             log.close()
+            if empty:
+                _remove(made)  # a failed first import leaves no empty topic behind (simulate would refuse it)
         _print(summary, as_json, console, s.topic, m.type_values)
+
+    def _made_by_this_import(s) -> list[Path]:
+        """What a file-log import would create: the data dir itself if missing, else the
+        topic and its dead-letter sibling if missing (removed again if it fails before
+        writing an event)."""
+        if s.log_backend != "file":
+            return []
+        made: list[Path] = []
+        for d in (s.data_dir, s.log_dir, s.data_dir / "import", s.log_dir / s.topic, s.log_dir / f"{s.topic}.dlq",
+                  s.data_dir / "import" / s.topic):  # fmt: skip
+            if not d.exists() and not any(d.is_relative_to(m) for m in made):
+                made.append(d)
+        return made
+
+    def _remove(paths: list[Path]) -> None:
+        import shutil
+
+        for d in paths:
+            shutil.rmtree(d, ignore_errors=True)
 
     def _near_misses(dropped: dict[str, int], mapped) -> list[tuple[str, int, str]]:
         """Dropped source values that differ from a mapped one only by case or surrounding

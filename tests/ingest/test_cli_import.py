@@ -88,3 +88,22 @@ def test_rows_after_a_cancel_and_a_source_without_cancels_are_warned(tmp_path) -
     r = _run("--data-dir", str(tmp_path / "f"), "import", str(src), "--mapping", str(no_cancel))
     text = " ".join(r.output.split())
     assert "warning: no row of this import became a `cancel`" in text and "users have rows after" not in text
+
+
+def test_a_failed_first_import_leaves_nothing_behind(tmp_path) -> None:
+    """A typo'd path (or a refused import) created the data dir with an empty 4-partition
+    topic, which `churn simulate` then refused as 'already holds a history'."""
+    m = str(write_mapping(tmp_path / "m.yaml"))
+    fresh = tmp_path / "fresh"
+    r = _run("--data-dir", str(fresh), "import", str(tmp_path / "missing.csv"), "--mapping", m)
+    assert r.exit_code == 1 and "no such file" in r.output and not fresh.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    rows = sample_rows(users=2, days=2) + [{"uid": "", "t": T0, "kind": "play", "minutes": 1}] * 40
+    refused = _run("--data-dir", str(existing), "import", str(rows_to_csv(rows, tmp_path / "a.csv")), "--mapping", m,
+                   "--max-rejected-share", "0.1")  # fmt: skip
+    assert refused.exit_code == 1 and "refused" in refused.output
+    assert sorted(p.name for p in existing.rglob("*")) == ["keep.txt"]
+    r = _run("--data-dir", str(existing), "simulate", "--users", "20", "--days", "3")
+    assert r.exit_code == 0, r.output
