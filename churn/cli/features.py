@@ -23,7 +23,7 @@ from churn.cli.common import console, err
 from pipeline.errors import ChurnError
 from pipeline.features.registry import FEATURES
 from pipeline.features.spec import spec_for
-from pipeline.features.timebase import from_us, to_us
+from pipeline.features.timebase import DAY_US, from_us, to_us
 
 
 def register(app: typer.Typer) -> None:
@@ -73,7 +73,12 @@ def features(
     log = _open_log(ctx.obj, create=False)
     spec = spec_for(ctx.obj.data_dir, ctx.obj.topic)  # the topic's features (declared actions included)
     try:
-        t_us = to_us(_parse_at(at)) if at else activity_range(log)[1]
+        last_us = activity_range(log)[1]
+        t_us = to_us(_parse_at(at)) if at else last_us
+        if t_us - last_us > DAY_US:  # a typo'd year reads as a log of inactive users, silently
+            err.print(f"warning: --at {from_us(t_us).date()} is {(t_us - last_us) // DAY_US:,} days after the log's "
+                      f"last event ({from_us(last_us).date()}): no event after that day is in these features",
+                      soft_wrap=True)  # fmt: skip
         parts = [partition_for(user.encode(), log.num_partitions)] if user else list(range(log.num_partitions))
         frames: list[FeatureFrame] = []
         known: list[bool] = []

@@ -77,3 +77,11 @@ def test_mistakes_are_one_line_errors(run):
     assert bad_date.exit_code == 2
     too_long = run("snapshots", "--horizon", "200")
     assert too_long.exit_code == 1 and "simulate more days" in too_long.output
+
+
+def test_an_instant_past_the_log_is_warned(run):
+    """`--at 2030-01-01` (a typo'd year) printed every session feature 0 without a word."""
+    late = run("features", "--at", "2030-01-01", "--json")
+    assert late.exit_code == 0
+    assert "warning: --at 2030-01-01 is" in late.output and "days after the log's last event (2026-05-30)" in late.output
+    assert "warning" not in run("features", "--at", "2026-03-01", "--json").output
