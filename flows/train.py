@@ -209,10 +209,13 @@ def explain(ev, ds, out_dir: str, sample: int, seed: int):
 def revenue(ev, ds, campaign, default_revenue: float):
     """Revenue at risk and the campaign, on the champion's calibrated probabilities."""
     from pipeline.revenue import business_summary, sweep
-    from pipeline.training.compare import monthly_revenue
+    from pipeline.training.compare import PRICE_FEATURE, monthly_revenue
 
     test = ds.part("test")
     rev, how = monthly_revenue(test, default_revenue)
+    profile = getattr(ds, "data_source", None) or {}  # an imported source: where its prices come from
+    if note := {**profile.get("derived", {}), **profile.get("defaulted", {})}.get(PRICE_FEATURE):
+        how += f"; ASSUMED, not this source's prices ({note})"
     summary = business_summary(ev.test_scores, test["label"], rev, campaign)
     table = sweep(ev.test_scores, test["label"], rev, campaign)
     from pipeline.humanize import count, money

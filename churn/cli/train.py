@@ -114,6 +114,8 @@ def print_summary(result: dict[str, Any], console: Any) -> None:
         f"{count(rv['churners_prevented'])} and saves {money(rv['revenue_saved'])} (net {money(rv['net_value'])} "
         f"after {money(rv['campaign_cost'])} cost); best K {rv['best_top_share']:.0%}", soft_wrap=True,
     )
+    if "ASSUMED" in result.get("revenue_basis", ""):  # an imported source without charges: say the money is a guess
+        console.print(f"  [yellow]revenue per user:[/] {escape(result['revenue_basis'])}", soft_wrap=True)
     for pair, d in result.get("auc_differences", {}).items():
         console.print(f"test ROC-AUC {pair}: {d['diff']:+.4f} (95% bootstrap CI {d['ci_low']:+.4f} .. {d['ci_high']:+.4f})")
     console.print(f"MLflow parent run {result['parent_run_id']} in {result['tracking_uri']}", soft_wrap=True)

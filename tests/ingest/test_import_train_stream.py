@@ -64,6 +64,8 @@ def test_train_flow_on_imported_events_logs_metrics_and_registers(trained) -> No
     spec = bundle.feature_registry["feature_spec"]
     assert spec["version"] == bundle.feature_set_version and "payments_30d" not in spec["names"]
     assert source["tenure_days"].startswith("derived:")
+    # the sample logs no charges: its money figures use assumed prices, and say so
+    assert "ASSUMED, not this source's prices" in out["revenue_basis"]
 
 
 def test_stream_scores_the_imported_topic(trained, imported) -> None:
