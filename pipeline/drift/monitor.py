@@ -531,13 +531,25 @@ class DriftMonitor:
         stored as ``skipped`` with the reason (``why``, and the wait): it came due and gave no verdict, and a
         restart does not redo it (its window is behind the checkpoint), so the Drift page
         must say so rather than show nothing."""
-        if wait is True:
-            out = self.poll(wait=None)
-        else:
-            deadline = time.monotonic() + float(wait or 0.0)
-            out = self.poll()
+        deadline = time.monotonic() + (0.0 if wait is True else float(wait or 0.0))
+
+        def finish() -> list[DriftOutcome]:
+            if wait is True:
+                return self.poll(wait=None)
+            got = self.poll()
             while self._pending is not None and not give_up() and (left := deadline - time.monotonic()) > 0:
-                out += self.poll(wait=min(0.25, left))
+                got += self.poll(wait=min(0.25, left))
+            return got
+
+        out = finish()
+        # A run that ends on its own may have outrun its checks: event days that passed while
+        # one ran were never looked at (a replay catching up faster than a check takes). The
+        # newest rows get one last check, within the same wait.
+        if (wait and self._pending is None and self.due() and not give_up()
+                and (wait is True or deadline - time.monotonic() > 0)):
+            log.info("drift: one last check of the rows scored since the previous one, before stopping")
+            self.submit()
+            out += finish()
         if self._pending is not None:
             out.append(self._unfinished(wait, why))
         procs = list((getattr(self._executor, "_processes", None) or {}).values())

@@ -292,3 +292,37 @@ def test_the_check_process_answers_then_exits_cleanly_at_shutdown():
     finally:
         ex.shutdown(wait=True)
     assert [p.exitcode for p in procs] == [0]
+
+
+def test_a_run_that_ends_on_its_own_checks_the_rows_its_last_check_did_not_see(tmp_path):
+    """The quick demo caught up while its one check (17-30 s here) ran: every event day
+    after it, the drifted live phase included, went unchecked, and `churn drift` showed a
+    stale 'Healthy'. Closing with a wait now gives the newest rows one last check."""
+    from functools import partial
+
+    clock, sent = FakeClock(T0), []
+    store = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=clock)
+    try:
+        gate = threading.Event()
+        m = monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
+                    executor=make_executor("thread"))
+        feed(m, frame(500, seed=2))
+        m.step()
+        assert m.running
+        feed(m, frame(500, seed=5, shift=2.0), risk=0.5, at=T0 + timedelta(days=3))  # while it runs
+        assert m.step() == [] and m.running
+        gate.set()
+        out = m.close(wait=10.0)
+        assert [type(o.result) for o in out] == [DriftResult, DriftResult] and m.checks == 2
+        assert out[-1].alert.level is Level.CRITICAL and out[-1].run_id is not None  # stored (keyed by time)
+
+        clock.advance(60)  # nothing new since the last check: no extra check; without a wait: none either
+        gate = threading.Event()
+        gate.set()
+        m = monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
+                    executor=make_executor("thread"))
+        feed(m, frame(500, seed=3))
+        m.step()
+        assert len(m.close(wait=10.0)) == 1 and m.checks == 1
+    finally:
+        store.close()
