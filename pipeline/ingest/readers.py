@@ -10,6 +10,13 @@ CSV and JSON mapped columns are read as text, never with types guessed from the 
 block: a bad value is one rejected row wherever it sits, not a refused file. Rows that
 cannot be rows at all (too few or too many CSV fields, not UTF-8, not a JSON object) come
 back as :class:`InvalidRow` with their row number, for the dead-letter log.
+
+A CSV quoted field may hold line breaks (RFC 4180), so a ``"`` that is never closed makes
+the parser read every following line into that one field. Such a row is split back into
+its physical lines, each one rejected row (:func:`_unquoted`): the opening line as an
+unterminated quote, the others as swallowed by it; whether the field ran to the end of the
+file is told by an end-of-file row the reader appends (:class:`_EndRow`), which an open
+quote swallows too. The rows after the quote are numbered on from its last line.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import gzip
 import hashlib
 import json
 import re
+import secrets
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import msgspec
@@ -120,6 +128,10 @@ def iter_batches(path: Path, mapping: SourceMapping) -> Iterator[Batch]:
         hint = ""
         if isinstance(exc, EOFError) or "truncated" in msg.lower():  # a cut-off download or copy
             hint = "; the file is incomplete: copy or export it again (nothing was imported)"
+        elif fmt == "csv" and ("straddl" in msg or "out of sync with chunker" in msg):
+            msg = (f"a quoted field runs on over the lines of more than {BLOCK_BYTES:,} bytes: a double quote "
+                   '(") that is never closed?')
+            hint = "; find the row with the unbalanced quote and fix or remove it (nothing was imported)"
         raise SourceError(f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {msg}{hint}") from None
 
 
@@ -183,7 +195,8 @@ def open_csv(stream: pa.NativeFile, mapping: SourceMapping, delimiter: str, colu
     return pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
+                                         newlines_in_values=True),  # blocks end between rows, not in a field
         convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in cols},
                                              strings_can_be_null=True, include_columns=columns,
                                              null_values=null_values(mapping)),
@@ -256,17 +269,29 @@ def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Ba
         raw.close()
         raw, stream = _open_stream(path, gz)  # again, now converting only the mapped columns
         invalid: list[InvalidRow] = []
-        reader = open_csv(stream, mapping, delimiter, mapping.columns(), invalid)
+        end = _EndRow(stream, delimiter, len(names))
+        reader = open_csv(end, mapping, delimiter, mapping.columns(), invalid)
         cols = mapping.columns()
         markers = _column_nulls(mapping)
         pending: dict[int, InvalidRow] = {}  # reported by the parser, maybe ahead of the batch yielded
+        lines = 0  # physical lines of the rows an open quote ran over, beyond the first: rows after them move on
         row = 1
-        for rb in reader:
-            pending.update((r.row, r) for r in invalid)
+
+        def set_aside() -> None:
+            nonlocal lines
+            for r in invalid:
+                split = _unquoted(replace(r, row=r.row + lines), end.text)
+                lines += len(split) - 1
+                pending.update((s.row, s) for s in split)
             invalid.clear()
+
+        for rb in reader:
+            set_aside()
+            if not rb.num_rows:  # the end row's block, say: its invalid rows wait in `pending`
+                continue
             batch, row = _placed(_null_markers(rb.select(cols), markers), row, min(raw.tell() / size, 1.0), pending)
             yield batch
-        pending.update((r.row, r) for r in invalid)
+        set_aside()
         if pending:  # invalid rows after the last parsed one
             empty = pa.RecordBatch.from_arrays([pa.array([], pa.string()) for _ in cols], names=cols)
             yield Batch(empty, row, 1.0, np.empty(0, np.int64), [pending[k] for k in sorted(pending)])
@@ -282,6 +307,63 @@ def _text(path: Path, mapping: SourceMapping, fmt: str, gz: bool) -> Iterator[Ba
             sys.unraisablehook = prev_hook
         stream.close()
         raw.close()
+
+
+class _EndRow:
+    """``stream`` followed by one more row, :attr:`text`, which tells how the file ended: read
+    outside quotes it is an invalid row of its own (``n + 2`` fields for an ``n``-column
+    header), dropped by :func:`_unquoted`; read inside a quoted field the file left open, its
+    first ``"`` closes that field and its delimiters give the row more fields than the header,
+    so the row that swallowed the rest of the file is always an invalid row, ending in
+    ``"\\n" + text``. Arrow reads it in blocks (``read(BLOCK_BYTES)``): a Python call per block."""
+
+    closed = False
+
+    def __init__(self, stream: pa.NativeFile, delimiter: str, columns: int) -> None:
+        self._stream = stream
+        more = delimiter * (columns + 1)
+        self.text = f'"{more}churn_end_of_file_{secrets.token_hex(8)}"{more}'  # no real row's text
+        self._tail: bytes | None = f"\n{self.text}\n".encode()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read() if size is None or size < 0 else self._stream.read(size)
+        if data or self._tail is None:
+            return data
+        data, self._tail = self._tail, None
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+_UNTERMINATED = "row: unterminated quote: its quoted field runs to the end of the file"
+_SWALLOWED = "row: read into the unterminated quote of an earlier row"
+_SPANNED = "row: read into a quoted field of an earlier row that runs over several lines (an unterminated quote?)"
+
+
+def _unquoted(r: InvalidRow, end: str) -> list[InvalidRow]:
+    """The invalid row ``r`` as the rejected rows it stands for: none if it is the
+    end-of-file row ``end`` (the file ended outside quotes), one per non-empty physical line
+    if a quoted field ran over several lines (the opening line under ``r.row``, the lines it
+    swallowed under the numbers after it), else ``r`` itself. Only invalid rows come here,
+    so this costs nothing on a well-formed file."""
+    text = r.text
+    if text == end:
+        return []
+    if text.endswith("\n" + end):  # the quoted field ran to the end of the file (and over the end row)
+        text = text[: -len(end) - 1]
+        first, rest = _UNTERMINATED, _SWALLOWED
+    elif "\n" in text:  # a quoted field closed on a later line, with the wrong number of fields
+        first, rest = f"{r.reason}, a quoted field runs over several lines (an unterminated quote?)", _SPANNED
+    else:
+        return [r]
+    head, *tail = text.split("\n")
+    swallowed = [t for t in (line.rstrip("\r") for line in tail) if t]  # blank lines are no rows, as elsewhere
+    return [InvalidRow(r.row, first, head.rstrip("\r"))] + [
+        InvalidRow(r.row + i, rest, t) for i, t in enumerate(swallowed, 1)]
 
 
 def _check_text(path: Path, fmt: str, gz: bool) -> None:

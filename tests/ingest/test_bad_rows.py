@@ -1,7 +1,8 @@
 """A bad row is one dead-lettered row wherever it sits in the file, never a refused file
 (issue 16 item 6): columns are read as text, not typed from the first block; short, long,
 non-UTF-8 and non-JSON rows are dead-lettered with their row number; a value missing from
-a ``values`` map rejects the row; control characters in a user id reject it."""
+a ``values`` map rejects the row; control characters in a user id reject it. A ``"`` never
+closed is one rejected row per line it swallowed, not a file silently cut short."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from collections import Counter
 
 import pytest
 
-from pipeline.ingest import readers
+from pipeline.ingest import RejectedShareError, readers
+from pipeline.ingest.errors import SourceError
 
-from .helpers import HEADER, T0, Env, mapping, rows_to_csv
+from .helpers import DELETE, HEADER, T0, Env, mapping, rows_to_csv
 
 
 @pytest.fixture
@@ -116,3 +118,84 @@ def test_control_characters_in_user_ids_are_rejected(env, tmp_path) -> None:
     assert s.rejected == Counter({"user_id: contains control characters": 3})
     assert sorted(_dead(env)) == [5, 6, 7]
     assert "üser-ok" in {e["user_id"] for e in env.events()}
+
+
+def _with_line(path, at: int, line: bytes):
+    """``path`` with data row ``at`` (1-based) replaced by ``line``."""
+    lines = path.read_bytes().split(b"\n")  # lines[k] is data row k (lines[0] is the header)
+    lines[at] = line
+    path.write_bytes(b"\n".join(lines))
+    return path
+
+
+# a `"` never closed: in `minutes` the row has too few fields as read; in `plan`, the last column, it
+# has the header's six, so before it was imported as one row whose `plan` held the rest of the file
+UNTERMINATED = {"minutes": b'u10,%d,play,"12 min,,', "plan": b'u10,%d,pay,,7.99,"b unterminated'}
+
+
+@pytest.mark.parametrize("column", sorted(UNTERMINATED))
+def test_an_unterminated_quote_counts_every_line_it_swallows_and_refuses_the_file(env, tmp_path, column) -> None:
+    """A `"` never closed read every following line into one field: the import said
+    `imported`, 50 rows read, 1 rejected, and the other 150 rows were gone uncounted."""
+    path = _with_line(rows_to_csv(_rows(200), tmp_path / "a.csv"), 50, UNTERMINATED[column] % (T0 + 3000))
+    with pytest.raises(RejectedShareError, match=r"151 of 200 rows rejected .*max_rejected_share 1.0%") as exc:
+        env.run([path], mapping(max_rejected_share=DELETE))  # the default, 1 %
+    s = exc.value.summary
+    assert s.status == "refused" and s.rows_read == 200
+    assert s.rejected == Counter({readers._UNTERMINATED: 1, readers._SWALLOWED: 150})
+    assert env.events() == [] and env.dead_letters() == []  # nothing written
+
+
+@pytest.mark.parametrize("column", sorted(UNTERMINATED))
+def test_rows_before_an_unterminated_quote_import_and_the_rest_are_rejected_rows(env, tmp_path, column) -> None:
+    rows = _rows(200)
+    path = _with_line(rows_to_csv(rows, tmp_path / "a.csv"), 50, UNTERMINATED[column] % (T0 + 3000))
+    s = env.run([path], mapping(), max_rejected_share=0.9)
+    assert s.status == "imported" and s.rows_read == 200 and s.rejected_rows == 151 and not s.dropped
+    assert sum(n for t, n in s.events_by_type.items() if t != "signup") + s.rejected_rows == 200
+    dl = _dead(env)
+    assert sorted(dl) == list(range(50, 201)) and _event_rows(env) == set(range(1, 50))  # each row once
+    assert dl[50]["reason"] == readers._UNTERMINATED and json.loads(dl[50]["value"])["row"].startswith("u10,")
+    assert dl[51]["reason"] == readers._SWALLOWED  # each swallowed line dead-lettered as it is
+    r = rows[50]  # data row 51
+    assert json.loads(dl[51]["value"]) == {"row": f"{r['uid']},{r['t']},play,{r['minutes']},,"}
+
+
+def test_a_quote_closed_lines_later_rejects_the_lines_between_and_numbers_the_rest_on(env, tmp_path) -> None:
+    """A stray `"` closed by the next quoted field: the rows in between were one row (one
+    rejection), and the rows after it were numbered as if those lines were not there."""
+    path = rows_to_csv(_rows(200), tmp_path / "a.csv")
+    _with_line(path, 50, b'u10,"%d,play,12,,' % (T0 + 3000))
+    _with_line(path, 60, b'u20,%d,play,"12",,' % (T0 + 3600))
+    s = env.run([path], mapping(), max_rejected_share=0.9)
+    assert s.rows_read == 200
+    assert s.rejected == Counter({"row: 4 fields, the header has 6, a quoted field runs over several lines "
+                                  "(an unterminated quote?)": 1, readers._SPANNED: 10})  # fmt: skip
+    assert sorted(_dead(env)) == list(range(50, 61))
+    assert _event_rows(env) == set(range(1, 201)) - set(range(50, 61))  # the rows after under their own numbers
+
+
+def test_an_unterminated_quote_far_from_the_end_refuses_the_file_saying_why(env, tmp_path, monkeypatch) -> None:
+    """The reader holds at most a block and a half of one row: a quote open for longer
+    refuses the file (before: Arrow's "straddling object straddles two block boundaries")."""
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 2048)
+    path = _with_line(rows_to_csv(_rows(500), tmp_path / "a.csv"), 50, UNTERMINATED["minutes"] % T0)
+    with pytest.raises(SourceError, match=r'a double quote \("\) that is never closed\?.*nothing was imported'):
+        env.run([path], mapping())
+    assert env.events() == [] and env.dead_letters() == []
+
+
+def test_quoted_fields_with_line_breaks_still_import_every_row(env, tmp_path, monkeypatch) -> None:
+    """RFC 4180: a quoted field may hold line breaks; the row is one row, under its own
+    number, however the file's blocks fall (before, a field over a block boundary failed the file)."""
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 1024)
+    rows = [r | {"note": f"line one, of {i}\nline two\r\n\n\"quoted\" three" if i % 3 else "plain"}
+            for i, r in enumerate(_rows(600))]
+    path = rows_to_csv(rows, tmp_path / "a.csv", [*HEADER, "note"])
+    assert path.read_bytes().count(b"\n") > 1_500  # physical lines: many rows span several
+    s = env.run([path], mapping())
+    assert s.rows_read == 600 and s.rejected_rows == 0 and env.dead_letters() == []
+    assert _event_rows(env) == set(range(1, 601))
+    got = {int(e["event_id"].rsplit("-", 1)[1]): e for e in env.events() if not e["event_id"].endswith("signup")}
+    assert all(got[i + 1]["user_id"] == r["uid"] and got[i + 1]["watch_minutes"] == r["minutes"]
+               for i, r in enumerate(rows))  # fmt: skip
