@@ -6,6 +6,7 @@ line, not tracebacks (item 9)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -107,6 +108,28 @@ def test_churn_stream_with_a_corrupt_checkpoint_prints_one_error_line_and_no_tra
     assert result.output.count("error:") == 1 and f"rm '{ckpt}'" in result.output
     assert "Traceback" not in result.output
     assert not (data_dir / "nothing").exists()
+
+
+def test_churn_stream_on_a_data_dir_it_cannot_write_prints_one_error_line(data_dir, log, monkeypatch) -> None:
+    """A read-only data directory failed inside the flow (the supervisor's lock): a Prefect
+    task traceback came before the one-line error. The preflight now meets it first."""
+    import errno
+
+    from churn.cli.app import app
+
+    real = Path.write_bytes
+
+    def read_only(self, data):
+        if self.name.startswith(".write-probe-"):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", read_only)
+    result = CliRunner().invoke(app, ["--data-dir", str(data_dir), "stream", "--until-caught-up",
+                                      "--tracking-uri", f"sqlite:///{data_dir / 'nothing' / 'm.db'}"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert result.output.count("error:") == 1 and "Read-only file system" in result.output
+    assert "Traceback" not in result.output and "--data-dir" in result.output
 
 
 def test_prefect_run_logs_show_a_churn_error_as_one_line(caplog) -> None:
