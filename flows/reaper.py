@@ -8,6 +8,14 @@ this module as a small watchdog beside each such server: it waits on both proces
 immune to pid reuse) and, when the owner dies first, terminates the server (SIGKILL after
 :data:`GRACE_S`); when the server ends first (the normal exit) it just exits.
 
+The server is also started in its own session (:class:`_OwnSession`). Prefect starts it in
+the owner's process group, so a terminal's Ctrl-C (SIGINT to the whole foreground group)
+killed it at once while the owner was still draining: the owner's last API calls (the run's
+final state, its logs and events) then failed with tracebacks and retried against a dead
+port for minutes, and ``churn stream`` never printed its closing report. Out of the group,
+the server lives until the owner stops it at exit (Prefect's ``atexit``), or, if the owner
+is killed, until the watchdog stops it.
+
     python -m flows.reaper OWNER_PID SERVER_PID
     python -m flows.reaper --fds OWNER_PIDFD SERVER_PIDFD   (inherited; how it is started)
 """
@@ -21,6 +29,7 @@ import select
 import signal
 import subprocess
 import sys
+import types
 from typing import Any
 
 GRACE_S = 5.0
@@ -83,18 +92,50 @@ def spawn(owner_pid: int, server_pid: int) -> subprocess.Popen[bytes]:
         os.close(server)
 
 
+class _OwnSession(types.ModuleType):
+    """What Prefect's server module sees as ``subprocess``: the real module, except that
+    ``Popen`` (there: only the temporary server's ``uvicorn``) starts its process in a new
+    session, out of the terminal's foreground process group: a Ctrl-C meant for the
+    command no longer kills the server the command still needs while it drains."""
+
+    class Popen(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+
+def _own_session(module: Any) -> bool:
+    """Make the processes ``module`` starts with ``subprocess.Popen`` start in their own
+    session (see :class:`_OwnSession`). Idempotent; False if the module does not use
+    ``subprocess`` that way (another Prefect version: the server then stays in the group)."""
+    if isinstance(getattr(module, "subprocess", None), _OwnSession):
+        return True
+    if getattr(module, "subprocess", None) is not subprocess:
+        return False
+    module.subprocess = _OwnSession("subprocess", "subprocess, with Popen in a new session")
+    return True
+
+
 def tie_to_owner() -> bool:
     """When this process would run flows on a temporary server (no API URL configured),
-    make every such server Prefect starts here die with this process. Idempotent; False
-    (nothing done) when a server is configured or Prefect's server class is not there."""
+    make every such server Prefect starts here die with this process, and start it in its
+    own session so that a Ctrl-C to this process's terminal does not kill it mid-run (this
+    process stops it at exit). Idempotent; False (nothing done) when a server is configured
+    or Prefect's server class is not there."""
     from prefect.settings import get_current_settings
 
     if get_current_settings().api.url:
         return False  # a real server: nothing is started here
     try:
+        from prefect.server.api import server as server_module
         from prefect.server.api.server import SubprocessASGIServer
     except ImportError:  # pragma: no cover - a Prefect without the temporary server
         return False
+    if not _own_session(server_module):  # pragma: no cover - another Prefect
+        log.debug("the temporary Prefect server is started in this process group (Ctrl-C reaches it)")
     start = SubprocessASGIServer.start
     if getattr(start, "_churn_tied", False):
         return True

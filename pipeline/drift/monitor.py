@@ -26,6 +26,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -100,6 +101,10 @@ CHILD_NICE = 10  # checks are background work: on a busy machine the scoring loo
 
 
 def _init_child(parent: int) -> None:  # the process executor's initializer
+    # A terminal's Ctrl-C reaches the whole foreground group: the check process is stopped
+    # by its parent (close) or with it (_exit_with_parent), never by the key, which raised
+    # KeyboardInterrupt tracebacks from inside Evidently's import.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(CHILD_NICE)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="drift-parent-watch", daemon=True).start()
