@@ -103,7 +103,12 @@ def _stream(pub: Mapping[str, Any]) -> str:
         f"{f.k('store_pg_upsert_rows_per_cpu_s')} ({f.k('store_pg_upsert_scores_only_rows_per_cpu_s')}); "
         f"wall-clock SQLite {f.k('store_sqlite_upsert_rows_per_s')} "
         f"({f.k('store_sqlite_upsert_scores_only_rows_per_s')}), PostgreSQL "
-        f"{f.k('store_pg_upsert_rows_per_s')} ({f.k('store_pg_upsert_scores_only_rows_per_s')}).\n"
+        f"{f.k('store_pg_upsert_rows_per_s')} ({f.k('store_pg_upsert_scores_only_rows_per_s')}); "
+        f"scores only, against the usual way measured batch by batch beside it on the same table "
+        f"(PostgreSQL: psycopg's COPY into a staging table and one INSERT .. ON CONFLICT; SQLite: "
+        f"an executemany of a one-row upsert): PostgreSQL {f.n('store_pg_upsert_vs_usual', 2)}x "
+        f"({f.k('store_pg_upsert_usual_rows_per_s')}), SQLite {f.n('store_sqlite_upsert_vs_usual', 2)}x "
+        f"({f.k('store_sqlite_upsert_usual_rows_per_s')}).\n"
         f"Source: `benchmarks/published.json` ({_source(pub, ('bench_stream', 'bench_store'))})."
     )
 
