@@ -111,6 +111,14 @@ def slow_check(*args, gate: threading.Event, **kw):
     return fake_check(*args, **kw)
 
 
+def gated_monitor(tmp_path, clock, sent, store, gate: threading.Event):
+    """A monitor whose checks run in a thread and finish once ``gate`` is set."""
+    from functools import partial
+
+    return monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
+                   executor=make_executor("thread"))
+
+
 def test_a_running_check_does_not_block_observing(tmp_path):
     clock, sent, gate = FakeClock(T0), [], threading.Event()
     from functools import partial
@@ -128,14 +136,11 @@ def test_a_running_check_does_not_block_observing(tmp_path):
 
 
 def test_closing_waits_for_the_running_check_or_stores_it_as_skipped_with_why(tmp_path):
-    from functools import partial
-
     clock, sent = FakeClock(T0), []
     store = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=clock)
     try:
         gate = threading.Event()
-        m = monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
-                    executor=make_executor("thread"))
+        m = gated_monitor(tmp_path, clock, sent, store, gate)
         feed(m, frame(500, seed=2))
         m.step()
         assert m.running
@@ -146,8 +151,7 @@ def test_closing_waits_for_the_running_check_or_stores_it_as_skipped_with_why(tm
 
         clock.advance(60)  # a run is keyed by its time
         gate = threading.Event()  # never set in time: ended after the wait, a skipped run says why
-        m = monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
-                    executor=make_executor("thread"))
+        m = gated_monitor(tmp_path, clock, sent, store, gate)
         feed(m, frame(500, seed=3))
         m.step()
         (out,) = m.close(wait=0.2)
@@ -158,8 +162,7 @@ def test_closing_waits_for_the_running_check_or_stores_it_as_skipped_with_why(tm
 
         clock.advance(60)
         gate, stop = threading.Event(), threading.Event()  # a stop signal during the wait ends it at once
-        m = monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
-                    executor=make_executor("thread"))
+        m = gated_monitor(tmp_path, clock, sent, store, gate)
         feed(m, frame(500, seed=4))
         m.step()
         stop.set()
@@ -298,14 +301,11 @@ def test_a_run_that_ends_on_its_own_checks_the_rows_its_last_check_did_not_see(t
     """The quick demo caught up while its one check (17-30 s here) ran: every event day
     after it, the drifted live phase included, went unchecked, and `churn drift` showed a
     stale 'Healthy'. Closing with a wait now gives the newest rows one last check."""
-    from functools import partial
-
     clock, sent = FakeClock(T0), []
     store = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=clock)
     try:
         gate = threading.Event()
-        m = monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
-                    executor=make_executor("thread"))
+        m = gated_monitor(tmp_path, clock, sent, store, gate)
         feed(m, frame(500, seed=2))
         m.step()
         assert m.running
@@ -319,8 +319,7 @@ def test_a_run_that_ends_on_its_own_checks_the_rows_its_last_check_did_not_see(t
         clock.advance(60)  # nothing new since the last check: no extra check; without a wait: none either
         gate = threading.Event()
         gate.set()
-        m = monitor(tmp_path, clock, sent, store=store, check=partial(slow_check, gate=gate),
-                    executor=make_executor("thread"))
+        m = gated_monitor(tmp_path, clock, sent, store, gate)
         feed(m, frame(500, seed=3))
         m.step()
         assert len(m.close(wait=10.0)) == 1 and m.checks == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from datetime import datetime
 
@@ -130,6 +131,24 @@ def test_inactivity_churn_gaps_returns_and_censoring(env, tmp_path) -> None:
     assert profile["churn"]["definition"] == "inactivity" and profile["churn"]["inactive_days"] == 7
 
 
+@contextlib.contextmanager
+def _failing_append(monkeypatch, env, at_call: int):
+    """The log's ``append`` fails (a full disk) at call ``at_call``, and works again after."""
+    real, calls = env.log.append, {"n": 0}
+
+    def crashing(p, values):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise OSError("disk full (simulated)")
+        return real(p, values)
+
+    monkeypatch.setattr(env.log, "append", crashing)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(env.log, "append", real)
+
+
 @pytest.mark.parametrize("cuts", [(3,), (12,), (15,), (22,), (26,), (9, 23), (5, 11, 19, 27)])
 def test_inactivity_churn_split_into_runs_equals_one_run(tmp_path, cuts) -> None:
     """A source imported in time order in two runs gets the events one run gives: users
@@ -181,18 +200,8 @@ def test_interrupted_inactivity_import_resumes_from_the_state_it_started_with(en
             reference.run([path], m)
         env.run([a], m)
         monkeypatch.setattr(importer, "CHUNK", 3)
-        real, calls = env.log.append, {"n": 0}
-
-        def crashing(p, values):
-            calls["n"] += 1
-            if calls["n"] == 4:
-                raise OSError("disk full (simulated)")
-            return real(p, values)
-
-        monkeypatch.setattr(env.log, "append", crashing)
-        with pytest.raises(OSError, match="simulated"):
+        with _failing_append(monkeypatch, env, at_call=4), pytest.raises(OSError, match="simulated"):
             env.run([b], m)
-        monkeypatch.setattr(env.log, "append", real)
         assert env.run([b], m).status == "resumed"
         assert [e["event_id"] for e in env.events()] == [e["event_id"] for e in reference.events()]
         assert any(e["event_id"].endswith("-inactive") for e in env.events())
@@ -254,22 +263,11 @@ def test_interrupted_import_resumes_without_duplicates(env, tmp_path, monkeypatc
 
     monkeypatch.setattr(importer, "CHUNK", 7)  # many appends
     path = rows_to_csv(sample_rows(users=6, days=15), tmp_path / "a.csv")
-    calls = {"n": 0}
-    real = env.log.append
-
-    def crashing(p, values):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise OSError("disk full (simulated)")
-        return real(p, values)
-
-    monkeypatch.setattr(env.log, "append", crashing)
-    with pytest.raises(OSError, match="simulated"):
+    with _failing_append(monkeypatch, env, at_call=5), pytest.raises(OSError, match="simulated"):
         env.run([path], mapping())
     partial = env.events()
     assert len(partial) > 0
     assert env.ledger.entry(next(iter(env.ledger.load()["imports"])))["state"] == "writing"
-    monkeypatch.setattr(env.log, "append", real)
     s = env.run([path], mapping())
     assert s.status == "resumed" and s.already_present == len(partial)
     reference = Env(tmp_path / "ref")
