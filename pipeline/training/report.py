@@ -35,6 +35,13 @@ def describe_split(ds: Dataset) -> tuple[str, list[str]]:
         if len(ds.cv.folds) < FEW_FOLDS:
             warnings.append(f"only {len(ds.cv.folds)} fold(s): model selection will be rough; more days of events, "
                             "a shorter --horizon or a smaller --every give more")
+    churn = (getattr(ds, "data_source", None) or {}).get("churn", {})
+    quiet, horizon = churn.get("inactive_days"), getattr(ds, "horizon_days", None)
+    if churn.get("definition") == "inactivity" and quiet and horizon and horizon < quiet:
+        warnings.append(f"churn is {quiet} days of inactivity and the horizon {horizon} days: a user who churns "
+                        f"within the horizon has been silent for at least {quiet - horizon} days at the cutoff, so "
+                        "the model mostly learns days since the last activity; --horizon "
+                        f"{quiet} or more predicts churn before the silence")
     return line, warnings
 
 

@@ -24,6 +24,20 @@ def test_enough_data_has_no_warning() -> None:
     assert len(ds.cv.folds) == 4 and warnings == []
 
 
+def test_a_horizon_shorter_than_the_inactivity_that_defines_churn_is_warned() -> None:
+    """An imported source whose churn is N days of silence, trained with a horizon under N:
+    every positive is already silent at its cutoff, which nothing said."""
+    df, feats = synthetic_snapshots(users=600, cutoffs=14, seed=1)
+    ds = split_snapshots(df, feats, horizon_days=7, folds=4)
+    ds.data_source = {"churn": {"definition": "inactivity", "inactive_days": 21}}
+    (w,) = describe_split(ds)[1]
+    assert "21 days of inactivity and the horizon 7 days" in w and "at least 14 days" in w and "--horizon 21" in w
+    ds.data_source = {"churn": {"definition": "inactivity", "inactive_days": 7}}
+    assert describe_split(ds)[1] == []
+    ds.data_source = {"churn": {"definition": "cancel"}}
+    assert describe_split(ds)[1] == []
+
+
 def test_directions_come_from_the_caller_or_the_topic_feature_spec() -> None:
     df, feats = synthetic_snapshots(users=100, cutoffs=6, seed=1)
     ds = split_snapshots(df, feats, horizon_days=7, folds=2)
