@@ -163,12 +163,19 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from env + overrides; turn validation errors into one clear line."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings(**given)
     except ValidationError as exc:
+
+        def source(loc: tuple) -> str:  # where the bad value came from: a command-line option or the env
+            name = str(loc[0]) if loc else ""
+            if name in given:
+                return f" (--{name.replace('_', '-')})"
+            return f" (env CHURN_{name.upper()})"
+
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}={e.get('input')!r}: {e['msg']}"
-            f" (env CHURN_{str(e['loc'][0]).upper() if e['loc'] else ''})"
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}={e.get('input')!r}: {e['msg']}{source(e['loc'])}"
             for e in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None

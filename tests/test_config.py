@@ -45,6 +45,12 @@ def test_wrong_values_are_one_clear_error(monkeypatch, env, value, needle):
     assert needle in str(info.value) and repr(value) in str(info.value)
 
 
+def test_a_bad_option_value_is_named_as_the_option_not_the_env(monkeypatch):
+    monkeypatch.delenv("CHURN_PARTITIONS", raising=False)
+    with pytest.raises(ConfigError, match=r"partitions=0: .* \(--partitions\)$"):
+        load_settings(partitions=0)
+
+
 def test_settings_is_the_single_object():
     assert Settings(data_dir="/tmp/x").sim_dir == Path("/tmp/x/sim")
 
