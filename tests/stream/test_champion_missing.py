@@ -132,6 +132,21 @@ def test_churn_stream_on_a_data_dir_it_cannot_write_prints_one_error_line(data_d
     assert "Traceback" not in result.output and "--data-dir" in result.output
 
 
+def test_a_tracking_uri_mlflow_cannot_use_is_said_at_once_not_waited_on(data_dir, log) -> None:
+    """`bogus://x` read as "no champion yet": the stream waited for a model that could never
+    come, then blamed the missing alias."""
+    from churn.cli.app import app
+
+    with pytest.raises(RegistryError, match="unsupported URI scheme 'bogus'"):
+        check_readable("bogus://x")
+    for ok in ("http://127.0.0.1:5000", "postgresql+psycopg://u@h/db", "/some/path", "file:///some/path"):
+        assert check_readable(ok) is None
+    result = CliRunner().invoke(app, ["--data-dir", str(data_dir), "stream", "--until-caught-up",
+                                      "--tracking-uri", "bogus://x"])  # fmt: skip
+    assert result.exit_code == 1 and result.output.count("error:") == 1
+    assert "unsupported URI scheme 'bogus'" in result.output and "Traceback" not in result.output
+
+
 def test_prefect_run_logs_show_a_churn_error_as_one_line(caplog) -> None:
     from flows.logs import one_line_errors
 
