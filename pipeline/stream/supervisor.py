@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -203,7 +204,7 @@ class Supervisor:
             )
 
         self._take_lock()
-        start_offsets = self._committed()
+        start_offsets = self._start_offsets()
         finish = False  # caught up or out of time: the workers may end the work in flight (drain)
         try:
             limit = self.cfg.champion_wait_s
@@ -531,11 +532,28 @@ class Supervisor:
             self.logger.warning("stream: could not clear the assignments: %s", exc)
 
     # -- lag, autoscaling, health -----------------------------------------------------------
+    def _start_offsets(self) -> dict[int, int]:
+        """Where this run's count of events starts, per partition: the committed offset, or,
+        for a partition with none committed but a checkpoint (the group's offsets file was
+        moved aside, the documented recovery of a corrupt one), the checkpoint's offset,
+        where its worker resumes. Counting from the log start there reported the whole log
+        as this run's work."""
+        committed = self.log.committed(self.cfg.group)
+        start = self._committed()
+        for p in start:
+            if p not in committed and self._checkpoints.path(p).exists():
+                with contextlib.suppress(Exception):  # unreadable: the worker says so; count as before
+                    ck = self._checkpoints.read(p)
+                    if ck is not None:
+                        start[p] = ck.meta.next_offset
+        return start
+
     def _committed(self) -> dict[int, int]:
         committed = self.log.committed(self.cfg.group)
         out = {p: committed.get(p, self.log.start_offset(p)) for p in range(self.log.num_partitions)}
-        for p, off in out.items():  # a replay moves a committed offset back: count from there
-            self._lowest[p] = min(self._lowest.get(p, off), off)
+        for p, off in committed.items():  # a replay moves a committed offset back: count from there
+            if p in out:  # (an offset not committed yet is a placeholder, not where a worker started)
+                self._lowest[p] = min(self._lowest.get(p, off), off)
         return out
 
     def lags(self, committed: dict[int, int] | None = None) -> dict[int, int]:

@@ -209,3 +209,31 @@ def test_reset_to_latest_moves_the_checkpoints_with_the_offsets(log, store, path
 def test_a_group_without_checkpoints_is_reset_as_before(log, paths, store) -> None:
     done = reset_group(log, paths.data_dir, "other", "latest", NOW)
     assert done.offsets == {p: log.end_offset(p) for p in range(2)} and not done.checkpoints_moved
+
+
+def test_after_the_offsets_file_is_moved_aside_the_summary_counts_only_this_runs_work(
+    log, store, paths, data_dir, cfg
+) -> None:
+    """The documented recovery of a corrupt offsets file (move it aside, restart): the workers
+    resume at their checkpoints, at the log end, yet the summary counted the whole log as this
+    run's events, suggesting a full replay (and duplicates). It counts from the checkpoints."""
+    champion = StaticChampion()
+    champion.set(tiny_model(), "1")
+    sup_cfg = StreamConfig(group="test", batch_size=500, max_wait_s=0.05, flush_interval_s=0.1,
+                           heartbeat_interval_s=0.5, metrics_interval_s=1.0, workers=1, autoscale=False)  # fmt: skip
+
+    def stream() -> dict:
+        sup = Supervisor(data_dir, "events", f"sqlite:///{data_dir / 'churn.db'}", champion, sup_cfg)
+        th, out = run_in_thread(sup, until_caught_up=True, max_seconds=90)
+        th.join(timeout=150)
+        assert not th.is_alive() and "error" not in out, out.get("error")
+        return out["summary"]
+
+    first = stream()
+    total = sum(log.end_offset(p) for p in range(2))
+    assert first["events"] == total
+    (offsets,) = (data_dir / "log" / "events").rglob("test.json")
+    offsets.rename(offsets.with_name("test.json.corrupt"))  # the error message's remedy
+    log.append(0, [session(i) for i in range(7)])
+    again = stream()
+    assert again["stopped"] == "caught up" and again["events"] == 7
