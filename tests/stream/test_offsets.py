@@ -153,9 +153,8 @@ def test_the_worker_refuses_a_log_that_shrinks_under_it(log, store, paths, champ
 
 
 # -- item 7 -------------------------------------------------------------------------------
-def test_reset_to_earliest_rebuilds_from_the_start_and_until_caught_up_returns(
-    log, store, paths, data_dir, cfg, capsys
-) -> None:
+def supervised_until_caught_up(data_dir):
+    """``stream()``: one supervised run (one worker, a tiny champion) until caught up; its summary."""
     champion = StaticChampion()
     champion.set(tiny_model(), "1")
     sup_cfg = StreamConfig(group="test", batch_size=500, max_wait_s=0.05, flush_interval_s=0.1,
@@ -167,6 +166,14 @@ def test_reset_to_earliest_rebuilds_from_the_start_and_until_caught_up_returns(
         th.join(timeout=150)
         assert not th.is_alive() and "error" not in out, out.get("error")
         return out["summary"]
+
+    return stream
+
+
+def test_reset_to_earliest_rebuilds_from_the_start_and_until_caught_up_returns(
+    log, store, paths, data_dir, cfg, capsys
+) -> None:
+    stream = supervised_until_caught_up(data_dir)
 
     first = stream()
     ends = {p: log.end_offset(p) for p in range(2)}
@@ -217,17 +224,7 @@ def test_after_the_offsets_file_is_moved_aside_the_summary_counts_only_this_runs
     """The documented recovery of a corrupt offsets file (move it aside, restart): the workers
     resume at their checkpoints, at the log end, yet the summary counted the whole log as this
     run's events, suggesting a full replay (and duplicates). It counts from the checkpoints."""
-    champion = StaticChampion()
-    champion.set(tiny_model(), "1")
-    sup_cfg = StreamConfig(group="test", batch_size=500, max_wait_s=0.05, flush_interval_s=0.1,
-                           heartbeat_interval_s=0.5, metrics_interval_s=1.0, workers=1, autoscale=False)  # fmt: skip
-
-    def stream() -> dict:
-        sup = Supervisor(data_dir, "events", f"sqlite:///{data_dir / 'churn.db'}", champion, sup_cfg)
-        th, out = run_in_thread(sup, until_caught_up=True, max_seconds=90)
-        th.join(timeout=150)
-        assert not th.is_alive() and "error" not in out, out.get("error")
-        return out["summary"]
+    stream = supervised_until_caught_up(data_dir)
 
     first = stream()
     total = sum(log.end_offset(p) for p in range(2))
