@@ -12,6 +12,7 @@ PosixPath('/tmp/x/log/events')
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
@@ -161,8 +162,10 @@ class Settings(BaseSettings):
         return self.mlflow_tracking_uri or f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build settings from env + overrides; turn validation errors into one clear line."""
+def load_settings(*, cli_options: Collection[str] = (), **overrides: object) -> Settings:
+    """Build settings from env + overrides; turn validation errors into one clear line.
+    ``cli_options``: the overrides that came from command-line options (``--partitions``), so
+    a bad one is named as the option the user typed rather than as its env variable."""
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
@@ -170,7 +173,7 @@ def load_settings(**overrides: object) -> Settings:
 
         def source(loc: tuple) -> str:  # where the bad value came from: a command-line option or the env
             name = str(loc[0]) if loc else ""
-            if name in given:
+            if name in given and name in cli_options:
                 return f" (--{name.replace('_', '-')})"
             return f" (env CHURN_{name.upper()})"
 

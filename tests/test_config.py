@@ -48,7 +48,10 @@ def test_wrong_values_are_one_clear_error(monkeypatch, env, value, needle):
 def test_a_bad_option_value_is_named_as_the_option_not_the_env(monkeypatch):
     monkeypatch.delenv("CHURN_PARTITIONS", raising=False)
     with pytest.raises(ConfigError, match=r"partitions=0: .* \(--partitions\)$"):
+        load_settings(partitions=0, cli_options=("partitions",))
+    with pytest.raises(ConfigError, match=r"partitions=0: .* \(env CHURN_PARTITIONS\)$"):  # an API caller's value
         load_settings(partitions=0)
+    # the command line (churn --partitions 0 ...): tests/test_cli.py::test_user_mistakes_are_one_line_errors
 
 
 def test_settings_is_the_single_object():

@@ -46,7 +46,8 @@ def _main(
     partitions: Annotated[int | None, typer.Option(help="Partitions for a new topic [env CHURN_PARTITIONS; default 4].")] = None,
 ) -> None:
     try:
-        ctx.obj = load_settings(data_dir=data_dir, topic=topic, partitions=partitions)
+        ctx.obj = load_settings(data_dir=data_dir, topic=topic, partitions=partitions,
+                                cli_options=("data_dir", "topic", "partitions"))
     except ChurnError as exc:
         err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
