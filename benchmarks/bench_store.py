@@ -66,6 +66,7 @@ from sqlalchemy.exc import OperationalError
 from benchmarks.cpu import tree_cpu_s
 from pipeline.clock import FakeClock
 from pipeline.store import HistoryPolicy, Store
+from pipeline.store.bulk import SCORE_COLUMNS, SCORE_UPDATE
 
 BATCH = 10_000
 USERS = 200_000
@@ -144,9 +145,8 @@ def rate(store: Store, users: int, reps: int, history: HistoryPolicy | None,
 # ``executemany`` of a one-row upsert in a transaction on SQLite. Same table, same rows,
 # same rule (newer features win), scores only. Interleaved batch by batch with ours, so
 # the ratio is of the same minutes of this shared host: rates alone move with it.
-_COLS = ("user_id", "risk", "model_version", "features_time", "reasons", "plan",
-         "monthly_revenue", "partition", "updated_at", "active")  # fmt: skip
-_SETS = ", ".join(f"{c} = excluded.{c}" for c in _COLS[1:])
+_COLS = SCORE_COLUMNS  # the same table and columns as ours
+_SETS = ", ".join(f"{c} = excluded.{c}" for c in SCORE_UPDATE)
 
 
 def _usual_rows(f: pd.DataFrame, now: datetime, sqlite: bool) -> list[tuple]:

@@ -47,7 +47,7 @@ from pipeline.ingest.ledger import Ledger, ids_in_log
 from pipeline.ingest.mapping import SourceMapping
 from pipeline.ingest.profile import source_profile
 from pipeline.ingest.readers import check_file, file_key, iter_batches
-from pipeline.ingest.synth import synthesize
+from pipeline.ingest.synth import CANCEL, SIGNUP, synthesize
 from pipeline.ingest.transform import MappedBatch, Rejected, map_batch
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetter, dead_letter_log
@@ -56,7 +56,6 @@ from pipeline.log.partitioner import partition_for_many
 CHUNK = 10_000
 LATENESS = timedelta(hours=24)  # the feature engine's lateness (FeatureEngine's default): older is not applied
 TYPE_NAMES = tuple(EVENT_TYPES)
-SIGNUP, CANCEL = TYPE_NAMES.index("signup"), TYPE_NAMES.index("cancel")
 Progress = Callable[[str, float, int], None]  # (phase, fraction done, rows/events so far)
 
 

@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -115,31 +116,30 @@ def synthesize(
     id_rows: list[int] = []
     new_state: Carried | None = None
 
-    def add(kind: str, i: np.ndarray, t: np.ndarray, u: np.ndarray, suffix: str) -> None:
-        """Many events of one kind: anchor rows ``i``, times ``t``, user codes ``u``."""
-        kinds.extend([kind] * len(i))
-        suffixes.extend([suffix] * len(i))
+    def emit(kind: str, suffix: str, u: np.ndarray, t: np.ndarray, seq: list[int], keys: Iterable[str],
+             rows: np.ndarray) -> None:  # fmt: skip
+        """Many events of one kind: user codes ``u``, times ``t``, import-order positions
+        ``seq`` (-1: before this import's rows), the anchors' file keys and source rows."""
+        kinds.extend([kind] * len(u))
+        suffixes.extend([suffix] * len(u))
         out_u.extend(u.tolist())
         out_ts.extend(t.tolist())
-        out_seq.extend(i.tolist())
-        out_code.extend([SIGNUP if kind == "signup" else CANCEL] * len(i))
-        out_prio.extend([0 if kind == "signup" else 2] * len(i))
-        id_keys.extend(file_keys[f] for f in fidx[i].tolist())
-        id_rows.extend(row[i].tolist())
+        out_seq.extend(seq)
+        out_code.extend([SIGNUP if kind == "signup" else CANCEL] * len(u))
+        out_prio.extend([0 if kind == "signup" else 2] * len(u))
+        id_keys.extend(keys)
+        id_rows.extend(rows.tolist())
+
+    def add(kind: str, i: np.ndarray, t: np.ndarray, u: np.ndarray, suffix: str) -> None:
+        """Events anchored at this import's rows ``i``."""
+        emit(kind, suffix, u, t, i.tolist(), (file_keys[f] for f in fidx[i].tolist()), row[i])
 
     def add_carried(c: np.ndarray, u: np.ndarray, gap: int) -> None:
         """Inactivity cancels anchored at carried last activities ``c`` (indices into
         ``carried``) for user codes ``u``: ordered before this import's rows at equal times."""
         assert carried is not None
-        kinds.extend(["cancel"] * len(c))
-        suffixes.extend(["inactive"] * len(c))
-        out_u.extend(u.tolist())
-        out_ts.extend((carried.last_us[c] + gap).tolist())
-        out_seq.extend([-1] * len(c))
-        out_code.extend([CANCEL] * len(c))
-        out_prio.extend([2] * len(c))
-        id_keys.extend(carried.file_key[x] for x in c.tolist())
-        id_rows.extend(carried.row[c].tolist())
+        emit("cancel", "inactive", u, carried.last_us[c] + gap, [-1] * len(c),
+             (carried.file_key[x] for x in c.tolist()), carried.row[c])  # fmt: skip
 
     if len(ts):
         act = np.flatnonzero((code != SIGNUP) & (code != CANCEL))

@@ -631,12 +631,12 @@ def open_configured_log(
     if backend == "file":
         from pipeline.log.file import file_options, open_log
 
-        if not create and not (settings.log_dir / name / "topic.json").exists():
+        exists = (settings.log_dir / name / "topic.json").exists()
+        if not create and not exists:
             raise LogError(
                 f"no topic {name!r} under {settings.log_dir}; run `churn simulate` or `churn import` first "
                 "(or check --data-dir/--topic)"
             )
-        exists = (settings.log_dir / name / "topic.json").exists()
         return open_log(
             settings.log_dir,
             name,

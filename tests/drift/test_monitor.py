@@ -119,6 +119,16 @@ def gated_monitor(tmp_path, clock, sent, store, gate: threading.Event):
                    executor=make_executor("thread"))
 
 
+def checking(tmp_path, clock, sent, store, seed: int):
+    """A gated monitor with a check of 500 fed rows in flight: (monitor, its gate)."""
+    gate = threading.Event()
+    m = gated_monitor(tmp_path, clock, sent, store, gate)
+    feed(m, frame(500, seed=seed))
+    m.step()
+    assert m.running
+    return m, gate
+
+
 def test_a_running_check_does_not_block_observing(tmp_path):
     clock, sent, gate = FakeClock(T0), [], threading.Event()
     from functools import partial
@@ -139,21 +149,14 @@ def test_closing_waits_for_the_running_check_or_stores_it_as_skipped_with_why(tm
     clock, sent = FakeClock(T0), []
     store = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=clock)
     try:
-        gate = threading.Event()
-        m = gated_monitor(tmp_path, clock, sent, store, gate)
-        feed(m, frame(500, seed=2))
-        m.step()
-        assert m.running
+        m, gate = checking(tmp_path, clock, sent, store, seed=2)
         threading.Timer(0.3, gate.set).start()  # finishes within the wait: handled and stored as checked
         (out,) = m.close(wait=10.0)
         assert isinstance(out.result, DriftResult) and not m.running
         assert list(store.drift_runs().status) == ["checked"]
 
         clock.advance(60)  # a run is keyed by its time
-        gate = threading.Event()  # never set in time: ended after the wait, a skipped run says why
-        m = gated_monitor(tmp_path, clock, sent, store, gate)
-        feed(m, frame(500, seed=3))
-        m.step()
+        m, gate = checking(tmp_path, clock, sent, store, seed=3)  # the gate is not set in time: ended after the wait, a skipped run says why
         (out,) = m.close(wait=0.2)
         gate.set()
         assert isinstance(out.result, Skipped) and out.run_id is not None
@@ -161,10 +164,8 @@ def test_closing_waits_for_the_running_check_or_stores_it_as_skipped_with_why(tm
         assert "drift_finish_s" in out.result.reason
 
         clock.advance(60)
-        gate, stop = threading.Event(), threading.Event()  # a stop signal during the wait ends it at once
-        m = gated_monitor(tmp_path, clock, sent, store, gate)
-        feed(m, frame(500, seed=4))
-        m.step()
+        stop = threading.Event()  # a stop signal during the wait ends it at once
+        m, gate = checking(tmp_path, clock, sent, store, seed=4)
         stop.set()
         (out,) = m.close(wait=30.0, give_up=stop.is_set, why="this worker handed partition 0 (drift leadership) over")
         gate.set()
@@ -304,11 +305,7 @@ def test_a_run_that_ends_on_its_own_checks_the_rows_its_last_check_did_not_see(t
     clock, sent = FakeClock(T0), []
     store = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=clock)
     try:
-        gate = threading.Event()
-        m = gated_monitor(tmp_path, clock, sent, store, gate)
-        feed(m, frame(500, seed=2))
-        m.step()
-        assert m.running
+        m, gate = checking(tmp_path, clock, sent, store, seed=2)
         feed(m, frame(500, seed=5, shift=2.0), risk=0.5, at=T0 + timedelta(days=3))  # while it runs
         assert m.step() == [] and m.running
         gate.set()
