@@ -526,6 +526,11 @@ class DriftMonitor:
         """A check was submitted and its outcome not handled yet."""
         return self._pending is not None
 
+    @property
+    def idle(self) -> bool:
+        """No check is computing now (none submitted, or it finished and waits to be collected)."""
+        return self._pending is None or self._pending.done()
+
     def close(self, wait: bool | float = False, give_up: Callable[[], bool] = lambda: False,
               why: str = STOPPED) -> list[DriftOutcome]:
         """Stop the executor, handling a check that already finished. ``wait``: True

@@ -37,6 +37,15 @@ Cost on the hot path: a copy into the ring buffer per batch (``scored``) or one 
 read + one predict of the partition's active users per checked day (``day_snapshot``: a
 day that begins while a check is still running is not read; replaying history, days pass
 faster than checks); checks run in the monitor's child process.
+
+Catching up: a stream that replayed history faster than checks run has skipped the
+midnights of its newest days, and once it is caught up no midnight may pass for hours
+(a live log) or ever (a bounded one): its last check would stay the one of an old day.
+So when the worker is caught up, the monitor idle and a midnight was skipped since the
+last window, :meth:`DriftHook.tick` reads every owned partition's active users *as of
+its newest event* (the same read and sample as at a midnight, at that time instead) and
+that window is checked. Features are sliding windows ending at the read time, so such a
+snapshot is the population a midnight one would be, a few hours on.
 """
 
 from __future__ import annotations
@@ -147,6 +156,8 @@ class DriftHook:
         self._pending: dict[int, dict[int, tuple[np.ndarray, np.ndarray, list[str], datetime]]] = {}
         self._armed: dict[int, Any] = {}  # partition -> the engine armed with a midnight callback
         self._decided: dict[int, bool] = {}  # event day -> read it (the monitor was idle when it began)
+        self._skipped: int | None = None  # the newest event day not read: the monitor was busy
+        self._window_day: int | None = None  # the event day of the newest window handed to the monitor
         self._worker: Any = None
         self._warmed = False
 
@@ -227,8 +238,11 @@ class DriftHook:
         self._collect(mon.step())
 
     def tick(self, worker: Any) -> None:
-        """Once per loop pass (also when idle): hand over leadership, collect finished checks."""
+        """Once per loop pass (also when idle): hand over leadership, read the newest
+        window if midnights were skipped and the worker has caught up, collect finished
+        checks and submit a due one."""
         if self.monitor is not None and self._ensure(worker):
+            self._catch_up(worker)
             self._collect(self.monitor.step())
 
     def close(self, wait: bool | float = False, give_up: Any = lambda: False, why: str = STOPPED) -> None:
@@ -242,6 +256,7 @@ class DriftHook:
         self.monitor = None
         self.version = None
         self._pending.clear()
+        self._skipped = self._window_day = None
         for p, engine in self._armed.items():
             engine.set_cutoff(p, None)
         self._armed.clear()
@@ -290,30 +305,64 @@ class DriftHook:
             # monitor is idle now (that day's check can start as soon as it is complete);
             # every partition then follows the first one's decision for that day.
             if day not in self._decided:
-                pending = self.monitor._pending
                 self._decided = {d: v for d, v in self._decided.items() if d >= day - 2}
-                self._decided[day] = pending is None or pending.done()
+                self._decided[day] = self.monitor.idle
             if not self._decided[day]:
+                self._skipped = day if self._skipped is None else max(self._skipped, day)
                 return
-        idx = state.active_slots()  # every active user of the partition, as of midnight
-        # The window holds at most window_rows users: read and score (the prediction-drift
-        # input) only a uniform sample of that size, split over the owned partitions, not
-        # all of them -- on a big partition that is most of the snapshot's cost.
-        cap = -(-self.cfg.window_rows // max(1, len(worker.parts)))
-        if len(idx) > cap:
-            idx = np.sort(np.random.default_rng(day * 1_000 + p).choice(idx, cap, replace=False))
-        ids = state.user_ids
-        snap = state.read(t_us, [ids[i] for i in idx.tolist()], slots=idx)  # the same rows as a full read's
-        values, users = snap.values, snap.users
-        risk = worker.model.predict(values) if len(values) else np.empty(0)
-        self._pending.setdefault(day, {})[p] = (values, np.asarray(risk, np.float64), users, at)
+        self._pending.setdefault(day, {})[p] = self._read(worker, p, t_us, state, seed=day * 1_000 + p)
         self._warm()
         owned = set(worker.parts)
         for d in sorted(self._pending):
             if owned <= set(self._pending[d]) or d < day:  # complete, or stale (a partition without events)
                 self._flush(d, self._pending.pop(d))
 
-    def _flush(self, day: int, parts: dict[int, tuple[np.ndarray, np.ndarray, list[str], datetime]]) -> None:
+    def _read(self, worker: Any, p: int, t_us: int, state: Any,
+              seed: int) -> tuple[np.ndarray, np.ndarray, list[str], datetime]:  # fmt: skip
+        """Partition ``p``'s active users' vectors at ``t_us`` and the model's risks."""
+        idx = state.active_slots()  # every active user of the partition, as of t_us
+        # The window holds at most window_rows users: read and score (the prediction-drift
+        # input) only a uniform sample of that size, split over the owned partitions, not
+        # all of them -- on a big partition that is most of the snapshot's cost.
+        cap = -(-self.cfg.window_rows // max(1, len(worker.parts)))
+        if len(idx) > cap:
+            idx = np.sort(np.random.default_rng(seed).choice(idx, cap, replace=False))
+        ids = state.user_ids
+        snap = state.read(t_us, [ids[i] for i in idx.tolist()], slots=idx)  # the same rows as a full read's
+        values, users = snap.values, snap.users
+        risk = worker.model.predict(values) if len(values) else np.empty(0)
+        return values, np.asarray(risk, np.float64), users, datetime.fromtimestamp(t_us / 1e6, tz=UTC)
+
+    def _catch_up(self, worker: Any) -> None:
+        """Caught up after skipping midnights: the window is every owned partition's active
+        users as of its newest event (module docstring, "Catching up")."""
+        skipped = self._skipped
+        if skipped is None:
+            return
+        if self._window_day is not None and self._window_day >= skipped:
+            self._skipped = None  # a later midnight was read after all
+            return
+        if not self.monitor.idle:
+            return  # the next window waits for the check in flight, as at a midnight
+        if worker.model is None or worker.model.version != self.version or not worker.caught_up():
+            return
+        self._skipped = None
+        parts = {}
+        for p, part in worker.parts.items():
+            state = part.engine.state(p)
+            at = state.watermark
+            if at is None or not self._warm_enough(worker, p, at):
+                continue
+            parts[p] = self._read(worker, p, state.watermark_us, state, seed=state.watermark_us // DAY_US * 1_000 + p)
+        if not parts:
+            return
+        self._pending.clear()  # superseded: newer than any incomplete midnight
+        self._warm()
+        newest = max(at for *_, at in parts.values())
+        self._flush(int(newest.timestamp() * 1e6) // DAY_US, parts, as_of=newest)
+
+    def _flush(self, day: int, parts: dict[int, tuple[np.ndarray, np.ndarray, list[str], datetime]],
+               as_of: datetime | None = None) -> None:  # fmt: skip
         mon = self.monitor
         mon.window.clear()  # the window is one day's population, like one reference cutoff
         rows = 0
@@ -321,9 +370,13 @@ class DriftHook:
             if len(values):
                 mon.observe(values, risk, at, users=users)
                 rows += len(values)
-        midnight = datetime.fromtimestamp(day * DAY_US / 1e6, tz=UTC)
+        self._window_day = day if self._window_day is None else max(self._window_day, day)
+        if as_of is None:
+            when = datetime.fromtimestamp(day * DAY_US / 1e6, tz=UTC).date().isoformat()
+        else:
+            when = f"{as_of:%Y-%m-%d %H:%M} UTC (caught up; the midnights since were passed during a check)"
         self.logger.info("worker %s: drift window = %d active users at %s (partitions %s)", self.worker_id, rows,
-                         midnight.date(), sorted(parts))  # fmt: skip
+                         when, sorted(parts))  # fmt: skip
 
     def _collect(self, outcomes: list[Any]) -> None:
         for o in outcomes:

@@ -247,6 +247,53 @@ def test_a_run_that_ends_on_its_own_finishes_the_check_in_flight_else_stores_it_
         assert runs.status_reason.iloc[0].startswith("the stream stopped while this check ran: ended without a verdict")
 
 
+def gated_capture(snap, *args, **kw):
+    SEEN.append(snap)
+    return gated_check(snap, *args, **kw)
+
+
+def test_a_replay_that_outran_its_checks_checks_its_newest_state_once_caught_up(env, caplog):
+    """The quick demo's stream replayed 16 days while its first check ran, then caught up:
+    no midnight passed again, so its one check (of an early day) stayed the last word.
+    Caught up with the monitor idle, the hook now reads every owned partition's active
+    users as of its newest event, and that window is checked."""
+    data, log, store, paths = env
+    champion(paths, reference=far_reference())
+    GATE.clear()
+    w = worker(data, log, store, paths, drift=DRIFT.replace(executor="thread"))
+    w.drift.monitor_kwargs["check"] = gated_capture
+    SEEN.clear()
+
+    def finish():
+        if w.caught_up():
+            GATE.set()  # the first check was in flight for the whole replay
+        done = bool(SEEN) and int(SEEN[-1].at_us[0]) % DAY_US != 0 and len(w.drift.outcomes) == len(SEEN)
+        if done:  # the partitions' states, as the run ends (it releases them)
+            states.update({p: part.engine.state(p) for p, part in w.parts.items()})
+        return done
+
+    states = {}
+
+    caplog.set_level(logging.INFO, logger="pipeline.stream.drift_hook")
+    try:
+        w.run(finish=finish, max_seconds=60)
+    finally:
+        GATE.set()
+    last = SEEN[-1]
+    assert all(int(s.at_us[0]) % DAY_US == 0 for s in SEEN[:-1])  # midnights, early in the replay
+    assert set(states) == {0, 1}
+    newest = {p: state.watermark_us for p, state in states.items()}
+    assert set(np.unique(last.at_us).tolist()) == set(newest.values())  # each partition as of its newest event
+    assert max(newest.values()) // DAY_US - int(SEEN[-2].at_us[0]) // DAY_US >= 5  # days the replay passed unread
+    # every active user of each partition at that time (the window holds them all here)
+    for p, state in states.items():
+        active = {state.user_ids[i] for i in state.active_slots().tolist()}
+        got = {u for u, t in zip(last.users, last.at_us.tolist(), strict=True) if t == newest[p]}
+        assert got == active and len(got) > 50
+    assert "caught up; the midnights since were passed during a check" in caplog.text
+    assert len(store.drift_runs()) == len(SEEN) <= 3
+
+
 def test_bad_drift_settings_are_one_clear_line():
     from pipeline.errors import ConfigError
 
