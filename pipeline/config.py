@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         None, gt=0, description="Any feature drifted by this distance is Critical, whatever its importance (0.3).")
     drift_retrain_policy: Literal["episode", "immediate"] | None = Field(
         None, description="episode: a retrain waits for labelled post-onset data (default); immediate: at once.")
-    drift_retrain_after_days: int | None = Field(None, ge=1, description="Days after the drift onset before a retrain (30).")
+    drift_retrain_after_days: int | None = Field(None, ge=1, description="Days after the drift onset before a retrain (the champion's label horizon; 30 if untagged).")
     drift_retrain_min_churners: int | None = Field(None, ge=1, description="Cancels since the onset before a retrain (50).")
     drift_episode_resolve_checks: int | None = Field(
         None, ge=0, description="Healthy checks in a row that close an open drift episode, no retrain (7; 0: never).")

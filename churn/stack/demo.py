@@ -298,7 +298,7 @@ def what_to_look_at(state: StackState, plan: DemoPlan, experiment: str | None = 
     if retrain_after_days is None:
         from pipeline.drift.config import DriftConfig
 
-        retrain_after_days = DriftConfig().retrain_after_days
+        retrain_after_days = DriftConfig().after_days(int(plan.train_params.get("horizon_days", TRAIN_HORIZON_DAYS)))
     url = {s.name: s.url for s in state.services}
     day_s = 18.5 * plan.users / 20_000 * 1_000 / plan.rate  # wall seconds per simulated day at this rate
     drift_s = plan.drift_after_days * day_s
@@ -412,7 +412,9 @@ def _steps(demo: _Demo, ports: dict[str, int], quick: bool,
     ready(demo.state)  # type: ignore[arg-type]
     from pipeline.drift.config import DriftConfig
 
-    after = DriftConfig.from_settings(demo.settings).retrain_after_days  # what the stream's policy will use
+    # what the stream's policy will use: the setting, else the champion's horizon
+    after = DriftConfig.from_settings(demo.settings).after_days(int(plan.train_params.get("horizon_days",
+                                                                                          TRAIN_HORIZON_DAYS)))
     for line in what_to_look_at(demo.state, plan, experiment_id(demo.settings), after):  # type: ignore[arg-type]
         say(line)
     if not quick:

@@ -24,6 +24,9 @@ from pipeline.errors import ConfigError
 STOPPED = "the stream stopped"  # why a running check was ended, unless the caller says otherwise
 
 
+DEFAULT_RETRAIN_AFTER_DAYS = 30  # flows.train's default label horizon
+
+
 @dataclass(frozen=True)
 class DriftConfig:
     enabled: bool = True
@@ -67,7 +70,9 @@ class DriftConfig:
     # episode and the retrain waits for labelled post-onset data (or a realised-AUC drop);
     # "immediate" -- every Critical check outside the cooldown asks at once (the old rule)
     retrain_policy: Literal["episode", "immediate"] = "episode"
-    retrain_after_days: int = 30  # days after the onset: the champion's label horizon
+    # days after the onset before a retrain; None (default): the champion's label horizon
+    # (its ``horizon_days`` registry tag, read by the stream), DEFAULT_RETRAIN_AFTER_DAYS if unknown
+    retrain_after_days: int | None = None
     retrain_min_churners: int = 50  # cancels since the onset before a retrain can learn anything
     retrain_auc_drop: float = 0.05  # realised ROC-AUC this far below its pre-onset level: retrain early
     retrain_realised_days: int = 3  # newest matured scoring days averaged for that comparison
@@ -143,6 +148,8 @@ class DriftConfig:
                 isinstance(self.retrain_lookback_days, int) and self.retrain_lookback_days >= 0):
             bad.append(f"retrain_lookback_days={self.retrain_lookback_days!r} (an int >= 0 days, or unset)")
         for k in ("retrain_after_days", "retrain_realised_days", "retrain_every_days"):
+            if k == "retrain_after_days" and self.retrain_after_days is None:
+                continue  # the champion's horizon
             if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1):
                 bad.append(f"{k}={getattr(self, k)!r} (an int >= 1 day)")
         if not (isinstance(self.retrain_min_churners, int) and self.retrain_min_churners >= 1):
@@ -157,6 +164,16 @@ class DriftConfig:
 
     def replace(self, **changes: Any) -> DriftConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def after_days(self, horizon_days: int | None = None) -> int:
+        """Days after a drift onset before a retrain: ``retrain_after_days`` if set, else
+        the champion's label horizon ``horizon_days`` (labels of post-onset snapshots
+        mature then), else :data:`DEFAULT_RETRAIN_AFTER_DAYS`."""
+        if self.retrain_after_days is not None:
+            return self.retrain_after_days
+        if isinstance(horizon_days, int) and horizon_days >= 1:
+            return horizon_days
+        return DEFAULT_RETRAIN_AFTER_DAYS
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> DriftConfig:

@@ -6,7 +6,8 @@ Labels need the horizon to mature, so a retrain right away would learn from pre-
 data only (and the gate would rightly reject it). The policy (:func:`decide`) therefore
 **defers** the retrain until
 
-* the label horizon has elapsed since the onset (``retrain_after_days``): snapshots at
+* the label horizon has elapsed since the onset (``retrain_after_days``, by default the
+  champion's own ``horizon_days``): snapshots at
   cutoffs from the onset on have labels, and
 * at least ``retrain_min_churners`` subscribers cancelled since the onset,
 
@@ -80,9 +81,11 @@ def _auc_dropped(ev: Evidence, cfg: DriftConfig) -> bool:
     return ev.realised_auc < ev.baseline_auc - cfg.retrain_auc_drop
 
 
-def decide(onset: datetime, ev: Evidence, cfg: DriftConfig) -> PolicyDecision:
-    """Retrain now, or defer (until when, and why)."""
-    due = onset + timedelta(days=cfg.retrain_after_days)
+def decide(onset: datetime, ev: Evidence, cfg: DriftConfig, horizon_days: int | None = None) -> PolicyDecision:
+    """Retrain now, or defer (until when, and why). ``horizon_days``: the champion's label
+    horizon, the wait unless ``cfg.retrain_after_days`` is set (:meth:`DriftConfig.after_days`)."""
+    after = cfg.after_days(horizon_days)
+    due = onset + timedelta(days=after)
     enough = ev.churners >= cfg.retrain_min_churners
     if _auc_dropped(ev, cfg):
         if enough:
@@ -92,13 +95,13 @@ def decide(onset: datetime, ev: Evidence, cfg: DriftConfig) -> PolicyDecision:
                                        f"churners since the onset < {cfg.retrain_min_churners}", due)
     if ev.now >= due:
         if enough:
-            return PolicyDecision("request", f"labelled post-onset data: {cfg.retrain_after_days} days since the "
+            return PolicyDecision("request", f"labelled post-onset data: {after} days since the "
                                              f"onset {onset.date()}, {ev.churners} churners >= "
                                              f"{cfg.retrain_min_churners}")
-        return PolicyDecision("defer", f"{cfg.retrain_after_days} days since the onset, but only {ev.churners} "
+        return PolicyDecision("defer", f"{after} days since the onset, but only {ev.churners} "
                                        f"churners < {cfg.retrain_min_churners}: deferred until there are more")
     return PolicyDecision("defer", f"labels of post-onset users mature on {due.date()} "
-                                   f"({cfg.retrain_after_days} d after the onset {onset.date()}); "
+                                   f"({after} d after the onset {onset.date()}); "
                                    f"{ev.churners} churners so far", due)
 
 

@@ -163,6 +163,7 @@ class DriftMonitor:
         report_dir: Path | None = None, clock: Clock | None = None, cooldown: RetrainCooldown | None = None,
         requester: RetrainRequester | Callable[[RetrainRequest], Any] | None = None, source: str = "stream", executor: Executor | None = None,
         check: Callable[..., DriftResult | Skipped] = run_check, importance: Mapping[str, float] | None = None,
+        horizon_days: int | None = None,
     ) -> None:
         self.cfg = config or DriftConfig()
         self.clock = clock or SystemClock()
@@ -184,7 +185,7 @@ class DriftMonitor:
         self._pending_request: tuple | None = None  # decided in _handle, sent once the run is stored
         self._event_now: datetime | None = None  # event time of the newest check (decisions are in event time)
         self._healthy_checks: dict[str, int] = {}  # open episode -> Healthy checks in a row (_resolved)
-        self.set_model(reference, model_version, reference_risk, importance)
+        self.set_model(reference, model_version, reference_risk, importance, horizon_days)
 
     @classmethod
     def from_bundle(cls, bundle: Any, model_version: str, **kwargs: Any) -> DriftMonitor:
@@ -198,11 +199,13 @@ class DriftMonitor:
         return cls(bundle.reference, model_version, reference_risk=risk, **kwargs)
 
     def set_model(self, reference: pd.DataFrame, model_version: str, reference_risk: np.ndarray | None = None,
-                  importance: Mapping[str, float] | None = None) -> None:
+                  importance: Mapping[str, float] | None = None, horizon_days: int | None = None) -> None:
         """A new champion: its reference, its feature importance (None: alerts weigh
-        every feature alike), and an empty window (risks of the old model are not
-        comparable with the new one's reference predictions)."""
+        every feature alike), its label horizon (how long a retrain waits after a drift
+        onset, unless configured: :meth:`DriftConfig.after_days`) and an empty window
+        (risks of the old model are not comparable with the new one's reference predictions)."""
         self.importance = dict(importance or {})
+        self.horizon_days = horizon_days
         old = getattr(self, "model_version", None)
         if old is not None and old != str(model_version):
             self._close_episode(old, str(model_version))
@@ -439,7 +442,7 @@ class DriftMonitor:
                 if self.clock.now() < sent + wait:
                     return False, f"{RETRAIN_SKIPPED}: the retrain sent at {sent:%Y-%m-%d %H:%M} is pending"
             evidence = self._evidence(now, onset, version)
-            d = ep.decide(onset, evidence, self.cfg)
+            d = ep.decide(onset, evidence, self.cfg, self.horizon_days)
         except Exception as exc:  # noqa: BLE001 - scoring goes on; the next check decides again
             log.error("retrain policy failed for model %s: %s: %s", version, type(exc).__name__, exc)
             return False, f"{RETRAIN_SKIPPED}: retrain policy failed ({type(exc).__name__}: {exc})"

@@ -27,6 +27,18 @@ class ChampionInfo:
     feature_set_version: str
     base_rate: float | None = None  # its training base rate (pipeline.highrisk.base_rate_from_tags)
     base_rate_source: str = ""
+    horizon_days: int | None = None  # its label horizon (registry tag), None if untagged
+
+
+def horizon_from_tags(tags: dict[str, str]) -> int | None:
+    """The ``horizon_days`` tag as a positive int; None when missing or unreadable."""
+    from pipeline import registry
+
+    try:
+        days = int(str(tags.get(registry.HORIZON_TAG, "")))
+    except ValueError:
+        return None
+    return days if days >= 1 else None
 
 
 class ChampionSource(Protocol):
@@ -82,7 +94,8 @@ class RegistryChampion:
         from pipeline.highrisk import base_rate_from_tags
 
         rate, source = base_rate_from_tags(mv.tags)
-        return ChampionInfo(str(mv.version), str(mv.tags.get(registry.FEATURE_SET_TAG, "")), rate, source)
+        return ChampionInfo(str(mv.version), str(mv.tags.get(registry.FEATURE_SET_TAG, "")), rate, source,
+                            horizon_from_tags(mv.tags))
 
     def export(self, info: ChampionInfo, models_dir: Path, spec: FeatureSpec = DEFAULT_SPEC) -> ModelRef:
         from pipeline import registry
@@ -95,7 +108,8 @@ class RegistryChampion:
         for claimed in dict.fromkeys((fs, recorded)):  # the tag and the spec recorded with the model
             check_feature_set(info.version, claimed, tuple(bundle.model.features), spec)
         ref = export_model(bundle.model, info.version, fs, models_dir, source=f"{self.where} {uri}",
-                           base_rate=info.base_rate, base_rate_source=info.base_rate_source)
+                           base_rate=info.base_rate, base_rate_source=info.base_rate_source,
+                           horizon_days=info.horizon_days)
         write_reference(Path(ref.path), bundle.reference)  # the drift checks' reference (drift_hook)
         return ref
 
@@ -111,13 +125,14 @@ class StaticChampion:
         self._reference: object | None = None
 
     def set(self, model: object, version: str, feature_set_version: str | None = None,
-            reference: object | None = None, base_rate: float | None = None) -> None:
+            reference: object | None = None, base_rate: float | None = None,
+            horizon_days: int | None = None) -> None:
         from pipeline.features.registry import FEATURE_SET_VERSION
 
         self._model = model
         self._reference = reference
         self._info = ChampionInfo(version, feature_set_version or FEATURE_SET_VERSION, base_rate,
-                                  "training base rate" if base_rate is not None else "")
+                                  "training base rate" if base_rate is not None else "", horizon_days)
 
     def current(self) -> ChampionInfo | None:
         return self._info
@@ -126,7 +141,7 @@ class StaticChampion:
         check_feature_set(info.version, info.feature_set_version, tuple(getattr(self._model, "features", ())), spec)
         ref = export_model(
             self._model, info.version, info.feature_set_version, models_dir, source="memory",
-            base_rate=info.base_rate, base_rate_source=info.base_rate_source,
+            base_rate=info.base_rate, base_rate_source=info.base_rate_source, horizon_days=info.horizon_days,
         )
         write_reference(Path(ref.path), self._reference)  # type: ignore[arg-type]
         return ref

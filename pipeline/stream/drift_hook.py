@@ -194,7 +194,7 @@ class DriftHook:
 
             self.monitor = DriftMonitor(reference, version, reference_risk=risk, config=self.cfg, store=self.store,
                                         report_dir=self.report_dir, clock=self.clock, source=self.worker_id,
-                                        importance=importance,
+                                        importance=importance, horizon_days=worker.model.ref.horizon_days,
                                         # the engine's columns for this topic's feature spec
                                         **{"columns": getattr(worker.model, "engine_columns", FEATURE_NAMES)}
                                         | self.monitor_kwargs)  # fmt: skip
@@ -202,7 +202,7 @@ class DriftHook:
                              self.worker_id, self.cfg.leader_partition, version, len(reference))  # fmt: skip
         else:
             self._collect(self.monitor.poll())
-            self.monitor.set_model(reference, version, risk, importance)
+            self.monitor.set_model(reference, version, risk, importance, worker.model.ref.horizon_days)
             self.logger.info("worker %s: drift checks now use v%s's reference (%d rows)", self.worker_id, version,
                              len(reference))  # fmt: skip
         self.version = version

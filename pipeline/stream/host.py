@@ -165,7 +165,8 @@ class RegistryFeed:
             self.refused = info.version
             raise
         ref = export_model(bundle.model, info.version, fs, self.paths.models, source=f"{self.source.where} {uri}",
-                           base_rate=info.base_rate, base_rate_source=info.base_rate_source)
+                           base_rate=info.base_rate, base_rate_source=info.base_rate_source,
+                           horizon_days=info.horizon_days)
         # the reference sample travels with the export, as `churn stream` exports it: the drift
         # leader's checks read it there (drift_hook)
         write_reference(Path(ref.path), bundle.reference)

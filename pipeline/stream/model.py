@@ -45,6 +45,9 @@ class ModelRef:
     # the champion's training base rate (what "3x the base rate" multiplies; pipeline.highrisk)
     base_rate: float | None = None
     base_rate_source: str = ""
+    # its label horizon (the registry's horizon_days tag): how long a drift retrain waits
+    # for post-onset labels (pipeline.drift.config.DriftConfig.after_days); None: unknown
+    horizon_days: int | None = None
 
 
 def check_feature_set(
@@ -69,7 +72,7 @@ def check_feature_set(
 
 def export_model(
     model: Any, version: str, feature_set_version: str, models_dir: Path, source: str = "",
-    base_rate: float | None = None, base_rate_source: str = "",
+    base_rate: float | None = None, base_rate_source: str = "", horizon_days: int | None = None,
 ) -> ModelRef:
     """Write ``model`` (a :class:`pipeline.training.models.ChurnModel`) for the workers.
 
@@ -96,7 +99,7 @@ def export_model(
                 f"cannot export a {type(model).__name__}; expected an XGBoost or sklearn churn model"
             )
         ref = ModelRef(str(version), str(final), feature_set_version, model.name, model.kind,
-                       base_rate, base_rate_source if base_rate is not None else "")
+                       base_rate, base_rate_source if base_rate is not None else "", horizon_days)
         doc = asdict(ref) | {"features": list(model.features), "source": source,
                              "calibration": calibrator.to_dict() if calibrator is not None else None}
         (tmp / META).write_text(json.dumps(doc, indent=1))

@@ -45,6 +45,36 @@ def test_policy_defers_until_the_horizon_has_passed_and_there_are_churners():
     assert ep.decide(onset, small, CFG).action == "defer"  # a drop of 0.03 < 0.05
 
 
+def test_unset_the_wait_is_the_champions_own_label_horizon():
+    """A 14-day model's post-onset labels mature 14 days after the onset: the retrain used to
+    wait a fixed 30 whatever the champion's horizon. Unset, the wait is the horizon; set,
+    the setting wins; unknown (an untagged model), 30."""
+    unset = DriftConfig(**{**CFG.__dict__, "retrain_after_days": None})
+    at = ep.Evidence(T0 + timedelta(days=15), churners=100)
+    d = ep.decide(T0, at, unset, horizon_days=14)
+    assert d.action == "request" and "14 days since the onset" in d.reason
+    d = ep.decide(T0, ep.Evidence(T0 + timedelta(days=5), churners=100), unset, horizon_days=14)
+    assert d.due == T0 + timedelta(days=14) and "(14 d after the onset" in d.reason
+    assert ep.decide(T0, at, unset).due == T0 + timedelta(days=30)  # unknown horizon
+    assert ep.decide(T0, at, CFG, horizon_days=14).due == T0 + timedelta(days=30)  # configured: 30
+
+
+def test_the_monitor_waits_its_champions_horizon(tmp_path):
+    unset = DriftConfig(**{**CFG.__dict__, "retrain_after_days": None})
+    clock = FakeClock(T0)
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        m = DriftMonitor(REF, "3", columns=COLS, config=unset, store=store, report_dir=tmp_path, clock=clock,
+                         requester=Runs(), check=fake_check, horizon_days=7)  # fmt: skip
+        for day in (2, 3):
+            check(m, day, 3.0)
+        assert (store.retrain_decisions()["due"].dropna() == T0 + timedelta(days=9)).all()
+        m.set_model(REF, "4", horizon_days=21)  # a new champion brings its own horizon
+        for day in (4, 5):
+            check(m, day, 3.0)
+        assert store.retrain_decisions()["due"].dropna().iloc[-1] == T0 + timedelta(days=25)
+        m.close()
+
+
 def test_training_window_and_gate_start_at_the_onset():
     p = ep.train_parameters(T0 + timedelta(hours=7), CFG)
     assert p == {"gate_from": "2026-07-01"}  # the deployment's usual window; the gate on post-onset rows

@@ -156,3 +156,11 @@ def test_a_registry_server_that_is_down_is_named_and_does_not_block_the_poll(mon
         assert "train one" not in source.missing
     finally:
         mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.parametrize(("tags", "days"), [({"horizon_days": "14"}, 14), ({}, None), ({"horizon_days": "x"}, None),
+                                            ({"horizon_days": "0"}, None)])  # fmt: skip
+def test_the_champions_horizon_is_read_from_its_tag_or_unknown(tags, days) -> None:
+    from pipeline.stream.champion import horizon_from_tags
+
+    assert horizon_from_tags(tags) == days

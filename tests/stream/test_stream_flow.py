@@ -59,6 +59,7 @@ def _train_champion(data_dir, uri: str) -> str:
             model, train.head(5), train.head(300), ds.registry_doc, ds.feature_set_version
         )
     version = registry.register(info.model_uri, {registry.FEATURE_SET_TAG: ds.feature_set_version,
+                                                 registry.HORIZON_TAG: "14",
                                                  "train.base_rate": f"{train['label'].mean():.6f}"})  # as flows.train
     registry.promote(version, "pytest", "pytest", datetime.now(UTC))
     return version
@@ -78,7 +79,11 @@ def test_churn_stream_scores_the_log_with_the_registered_champion(
     champion = RegistryChampion(uri)
     info = champion.current()
     assert info is not None and info.version == version
-    assert load_export(champion.export(info, tmp_path / "export")).version == version
+    # the label horizon travels to the workers: a drift retrain waits for it (DriftConfig.after_days)
+    assert info.horizon_days == 14
+    exported = champion.export(info, tmp_path / "export")
+    assert exported.horizon_days == 14 and load_export(exported).ref.horizon_days == 14
+    assert load_export(exported).version == version
 
     if "stream" not in {c.name for c in app.registered_commands}:
         register(app)
