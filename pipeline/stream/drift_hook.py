@@ -39,13 +39,16 @@ day that begins while a check is still running is not read; replaying history, d
 faster than checks); checks run in the monitor's child process.
 
 Catching up: a stream that replayed history faster than checks run has skipped the
-midnights of its newest days, and once it is caught up no midnight may pass for hours
-(a live log) or ever (a bounded one): its last check would stay the one of an old day.
-So when the worker is caught up, the monitor idle and a midnight was skipped since the
-last window, :meth:`DriftHook.tick` reads every owned partition's active users *as of
-its newest event* (the same read and sample as at a midnight, at that time instead) and
-that window is checked. Features are sliding windows ending at the read time, so such a
-snapshot is the population a midnight one would be, a few hours on.
+midnights of its newest days; once its log stops growing (a bounded replay, an import, a
+producer that ended) no midnight passes again, and its last check would stay the one of
+an old day. So when the worker is caught up, its partitions have been quiet for
+``QUIET_S`` seconds, the monitor is idle and a midnight was skipped since the last
+window, :meth:`DriftHook.tick` reads every owned partition at the *next* UTC midnight
+after its newest event: with no event after that one, that is exactly the midnight
+snapshot training would take there. (Not at the newest event itself: features count
+whole calendar days -- ``watch_today`` is the day so far -- so a mid-day read is a
+shifted population, a false alarm.) A live log keeps growing: its next midnight comes
+and is read as usual.
 """
 
 from __future__ import annotations
@@ -60,9 +63,10 @@ import pandas as pd
 
 from pipeline.drift.config import STOPPED, DriftConfig
 from pipeline.features.registry import FEATURE_NAMES
-from pipeline.features.timebase import DAY_US, to_us
+from pipeline.features.timebase import DAY_US, NONE_US, to_us
 
 REFERENCE_FILE = "reference.parquet"
+QUIET_S = 5.0  # caught up and no record for this long: the log has stopped growing (see "Catching up")
 log = logging.getLogger(__name__)
 
 
@@ -334,8 +338,8 @@ class DriftHook:
         return values, np.asarray(risk, np.float64), users, datetime.fromtimestamp(t_us / 1e6, tz=UTC)
 
     def _catch_up(self, worker: Any) -> None:
-        """Caught up after skipping midnights: the window is every owned partition's active
-        users as of its newest event (module docstring, "Catching up")."""
+        """Caught up and quiet after skipping midnights: the window is every owned
+        partition's active users at the next midnight (module docstring, "Catching up")."""
         skipped = self._skipped
         if skipped is None:
             return
@@ -344,25 +348,31 @@ class DriftHook:
             return
         if not self.monitor.idle:
             return  # the next window waits for the check in flight, as at a midnight
-        if worker.model is None or worker.model.version != self.version or not worker.caught_up():
+        if worker.model is None or worker.model.version != self.version:
+            return
+        now = worker.clock.monotonic()
+        if any(now - part.last_activity < QUIET_S for part in worker.parts.values()) or not worker.caught_up():
             return
         self._skipped = None
         parts = {}
         for p, part in worker.parts.items():
             state = part.engine.state(p)
-            at = state.watermark
-            if at is None or not self._warm_enough(worker, p, at):
+            if state.watermark_us == NONE_US:
                 continue
-            parts[p] = self._read(worker, p, state.watermark_us, state, seed=state.watermark_us // DAY_US * 1_000 + p)
+            midnight = (state.watermark_us // DAY_US + 1) * DAY_US
+            at = datetime.fromtimestamp(midnight / 1e6, tz=UTC)
+            if not self._warm_enough(worker, p, at):
+                continue
+            parts[p] = self._read(worker, p, midnight, state, seed=midnight // DAY_US * 1_000 + p)
         if not parts:
             return
         self._pending.clear()  # superseded: newer than any incomplete midnight
         self._warm()
         newest = max(at for *_, at in parts.values())
-        self._flush(int(newest.timestamp() * 1e6) // DAY_US, parts, as_of=newest)
+        self._flush(int(newest.timestamp() * 1e6) // DAY_US, parts, caught_up=True)
 
     def _flush(self, day: int, parts: dict[int, tuple[np.ndarray, np.ndarray, list[str], datetime]],
-               as_of: datetime | None = None) -> None:  # fmt: skip
+               caught_up: bool = False) -> None:  # fmt: skip
         mon = self.monitor
         mon.window.clear()  # the window is one day's population, like one reference cutoff
         rows = 0
@@ -371,10 +381,9 @@ class DriftHook:
                 mon.observe(values, risk, at, users=users)
                 rows += len(values)
         self._window_day = day if self._window_day is None else max(self._window_day, day)
-        if as_of is None:
-            when = datetime.fromtimestamp(day * DAY_US / 1e6, tz=UTC).date().isoformat()
-        else:
-            when = f"{as_of:%Y-%m-%d %H:%M} UTC (caught up; the midnights since were passed during a check)"
+        when = datetime.fromtimestamp(day * DAY_US / 1e6, tz=UTC).date().isoformat()
+        if caught_up:
+            when += " (caught up with a log that stopped growing; the midnights before passed during a check)"
         self.logger.info("worker %s: drift window = %d active users at %s (partitions %s)", self.worker_id, rows,
                          when, sorted(parts))  # fmt: skip
 

@@ -253,10 +253,11 @@ def gated_capture(snap, *args, **kw):
 
 
 def test_a_replay_that_outran_its_checks_checks_its_newest_state_once_caught_up(env, caplog):
-    """The quick demo's stream replayed 16 days while its first check ran, then caught up:
-    no midnight passed again, so its one check (of an early day) stayed the last word.
-    Caught up with the monitor idle, the hook now reads every owned partition's active
-    users as of its newest event, and that window is checked."""
+    """The quick demo's stream replayed 80 days while its first check ran, then caught up
+    with a log that stopped growing: no midnight passed again, so its one check (of an early
+    day) stayed the last word. Caught up, quiet and with the monitor idle, the hook now reads
+    every owned partition at the midnight after its newest event (what training's snapshot
+    there holds: no event follows), and that window is checked."""
     data, log, store, paths = env
     champion(paths, reference=far_reference())
     GATE.clear()
@@ -267,7 +268,7 @@ def test_a_replay_that_outran_its_checks_checks_its_newest_state_once_caught_up(
     def finish():
         if w.caught_up():
             GATE.set()  # the first check was in flight for the whole replay
-        done = bool(SEEN) and int(SEEN[-1].at_us[0]) % DAY_US != 0 and len(w.drift.outcomes) == len(SEEN)
+        done = len(SEEN) >= 2 and "caught up" in caplog.text and len(w.drift.outcomes) == len(SEEN)
         if done:  # the partitions' states, as the run ends (it releases them)
             states.update({p: part.engine.state(p) for p, part in w.parts.items()})
         return done
@@ -280,17 +281,22 @@ def test_a_replay_that_outran_its_checks_checks_its_newest_state_once_caught_up(
     finally:
         GATE.set()
     last = SEEN[-1]
-    assert all(int(s.at_us[0]) % DAY_US == 0 for s in SEEN[:-1])  # midnights, early in the replay
+    assert all(int(s.at_us[0]) % DAY_US == 0 for s in SEEN)  # midnights only, the last one too
     assert set(states) == {0, 1}
-    newest = {p: state.watermark_us for p, state in states.items()}
-    assert set(np.unique(last.at_us).tolist()) == set(newest.values())  # each partition as of its newest event
-    assert max(newest.values()) // DAY_US - int(SEEN[-2].at_us[0]) // DAY_US >= 5  # days the replay passed unread
-    # every active user of each partition at that time (the window holds them all here)
+    after = {p: (state.watermark_us // DAY_US + 1) * DAY_US for p, state in states.items()}
+    assert set(np.unique(last.at_us).tolist()) == set(after.values())  # the midnight after each newest event
+    assert max(after.values()) // DAY_US - int(SEEN[-2].at_us[0]) // DAY_US >= 5  # days the replay passed unread
+    # every active user of each partition, with the vector a read at that midnight gives
+    users = list(last.users)
+    assert len(users) == len(set(users))
     for p, state in states.items():
-        active = {state.user_ids[i] for i in state.active_slots().tolist()}
-        got = {u for u, t in zip(last.users, last.at_us.tolist(), strict=True) if t == newest[p]}
-        assert got == active and len(got) > 50
-    assert "caught up; the midnights since were passed during a check" in caplog.text
+        active = [state.user_ids[i] for i in state.active_slots().tolist()]
+        assert len(active) > 50 and set(active) <= set(users)
+        rows = [users.index(u) for u in active]
+        assert set(last.at_us[rows].tolist()) == {after[p]}
+        np.testing.assert_array_equal(np.asarray(last.values)[rows], state.read(after[p], active).values)
+    assert len(users) == sum(len(s.active_slots()) for s in states.values())
+    assert "caught up with a log that stopped growing" in caplog.text
     assert len(store.drift_runs()) == len(SEEN) <= 3
 
 
