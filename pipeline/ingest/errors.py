@@ -23,5 +23,7 @@ class RejectedShareError(ChurnError):
 
 
 class MappingChangedError(ChurnError):
-    """Every file of an import was already written under another mapping: nothing is
-    written and the topic's profile is left as it was (an import never rewrites the log)."""
+    """An import under a mapping that cannot apply to the topic: every file was already
+    written under another mapping, or the new mapping's profile (churn definition, feature
+    spec) differs from the one the topic's events were made by. Nothing is written and the
+    topic's profile is left as it was (an import never rewrites the log)."""

@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from pipeline.clock import Clock
 from pipeline.events import EVENT_TYPES, event_time
+from pipeline.features.spec import PROFILE_KEY
 from pipeline.features.timebase import EPOCH, from_us, to_us
 from pipeline.ingest.duplicates import count_duplicates
 from pipeline.ingest.errors import MappingChangedError, RejectedShareError
@@ -193,6 +194,7 @@ def run_import(
     todo = _files_to_read(files, ledger)
     if not todo:
         _refuse_remapping(files, mapping, ledger, log.name)
+    _refuse_profile_change(mapping, ledger, log.name)
     summary = ImportSummary(import_id, "resumed" if entry else "imported", files, max_rejected_share=threshold)
     max_ts_us = (clock.now() - EPOCH + max_future_skew) // timedelta(microseconds=1)
     col, rejected = _read_and_map(todo, mapping, max_ts_us, summary, tick)
@@ -263,6 +265,59 @@ def _refuse_remapping(files: list[dict[str, Any]], mapping: SourceMapping, ledge
         f"profile is unchanged. To use the new mapping, import into a new topic (`churn --topic NAME import "
         "...`) or a new data directory"
     )
+
+
+def _refuse_profile_change(mapping: SourceMapping, ledger: Ledger, topic: str) -> None:
+    """New files under a mapping whose profile differs from the topic's: the log's events so far
+    were made by the earlier mapping (its churn definition, its actions), and training reads
+    the whole log under one profile. Adding events of another meaning and replacing the
+    profile would train on a mix labelled by neither. Refuse before reading anything; a
+    mapping that differs only in how it reads the files (renamed columns, a time format)
+    gives the same profile and imports as usual."""
+    if not ledger.profile_path.exists():
+        return
+    old = json.loads(ledger.profile_path.read_text())
+    if old.get("mapping_digest") == mapping.digest:
+        return
+    new = source_profile(mapping)
+
+    def churn(p: dict[str, Any]) -> tuple[Any, Any]:
+        c = p.get("churn") or {}
+        return c.get("definition"), c.get("inactive_days")
+
+    changed = (["churn"] if churn(old) != churn(new) else []) + (
+        [PROFILE_KEY] if (old.get(PROFILE_KEY) or {}).get("version") != new[PROFILE_KEY]["version"] else [])
+    if not changed:
+        return
+    what = {"churn": "the churn definition", PROFILE_KEY: "the feature spec (event types and declared actions)"}
+    diff = []
+    if "churn" in changed:
+        diff.append(f"churn {_churn_text(old.get('churn'))} -> {_churn_text(new.get('churn'))}")
+    if PROFILE_KEY in changed:
+        o, n = old.get(PROFILE_KEY) or {}, new.get(PROFILE_KEY) or {}
+        gone = [f for f in o.get("names", []) if f not in n.get("names", [])]
+        added = [f for f in n.get("names", []) if f not in o.get("names", [])]
+        oa = [a["name"] for a in o.get("actions", [])]
+        na = [a["name"] for a in n.get("actions", [])]
+        parts = ([f"features no longer computed {gone[:5]}"] if gone else []) + (
+            [f"features added {added[:5]}"] if added else []) + (
+            [f"actions {oa} -> {na}"] if oa != na else [])
+        diff.append("; ".join(parts) or "feature spec changed")
+    raise MappingChangedError(
+        f"nothing imported: topic {topic!r} holds events imported with mapping {old.get('mapping', '?')!r}, and "
+        f"mapping {mapping.name!r} changes {' and '.join(what[k] for k in changed)} ({'; '.join(diff)}). The log "
+        "keeps its events as the earlier mapping made them and training reads the whole topic under one profile, "
+        "so events of another meaning cannot be added to it; the topic's profile is unchanged. Import with the "
+        f"earlier mapping, or into a new topic (`churn --topic NAME import ...`) or a new data directory"
+    )
+
+
+def _churn_text(churn: dict[str, Any] | None) -> str:
+    if not churn:
+        return "?"
+    if churn.get("definition") == "inactivity":
+        return f"inactivity ({churn.get('inactive_days')} days)"
+    return str(churn.get("definition"))
 
 
 def _read_and_map(todo: list[dict[str, Any]], mapping: SourceMapping, max_ts_us: int, summary: ImportSummary,

@@ -14,7 +14,7 @@ from pipeline.features.state import FeatureState
 from pipeline.ingest import RejectedShareError, load_profile
 from pipeline.log.partitioner import partition_for
 
-from .helpers import IMPORT_NOW, T0, Env, mapping, rows_to_csv, sample_rows
+from .helpers import DELETE, IMPORT_NOW, T0, Env, mapping, rows_to_csv, sample_rows
 
 DAY = 86400
 
@@ -256,6 +256,39 @@ def test_reimport_with_another_mapping_is_refused_and_keeps_the_profile(env, tmp
     assert len(env.events()) == n and load_profile(env.root, "events") == before
     same = rows_to_csv(sample_rows(users=4, days=10), tmp_path / "same.csv")  # the same files, same mapping
     assert env.run([a, same], mapping()).written == 0
+
+
+def test_new_files_under_a_mapping_of_another_meaning_are_refused_and_keep_the_profile(env, tmp_path) -> None:
+    """New files under a mapping that changes the churn definition or the event types: the
+    log's events so far mean what the first mapping said, and training reads the whole topic
+    under one profile. It used to import them and replace the profile; now it refuses before
+    writing anything. A mapping that only reads the files differently imports as usual."""
+    from pipeline.ingest import MappingChangedError
+
+    a = rows_to_csv(sample_rows(users=4, days=10), tmp_path / "a.csv")
+    first = env.run([a], mapping())
+    n, before = len(env.events()), load_profile(env.root, "events")
+    later = [{"uid": "u1", "t": T0 + 30 * DAY, "kind": "play", "minutes": 3},
+             {"uid": "u2", "t": T0 + 30 * DAY, "kind": "pay", "amount": 7.99, "plan": "b"}]  # fmt: skip
+    b = rows_to_csv(later, tmp_path / "b.csv")
+    inactivity = mapping(churn={"definition": "inactivity", "inactive_days": 14},
+                         event_type__values={"play": "session", "pay": "payment", "help": "support_ticket"},
+                         fields__cancel=DELETE)  # fmt: skip
+    with pytest.raises(MappingChangedError, match=r"changes the churn definition \(churn cancel -> inactivity "
+                                                  r"\(14 days\)\).*profile is unchanged.*new topic"):
+        env.run([b], inactivity)
+    no_payments = mapping(event_type__values={"play": "session", "quit": "cancel", "help": "support_ticket"})
+    with pytest.raises(MappingChangedError, match=r"changes the feature spec .*features no longer computed "
+                                                  r"\['payments_30d'"):
+        env.run([b], no_payments)
+    assert len(env.events()) == n and load_profile(env.root, "events") == before
+    # the same meaning, read differently (the timestamp's column renamed in the file): imported
+    renamed = rows_to_csv([{**r, "when": r["t"]} for r in later], tmp_path / "c.csv",
+                          header=["uid", "when", "kind", "minutes", "amount", "plan"])  # fmt: skip
+    s = env.run([renamed], mapping(timestamp={"column": "when", "epoch_unit": "s"}))
+    assert s.written == 2 and len(env.events()) == n + 2 and s.import_id != first.import_id
+    after = load_profile(env.root, "events")
+    assert after["feature_spec"] == before["feature_spec"] and after["churn"] == before["churn"]
 
 
 def test_interrupted_import_resumes_without_duplicates(env, tmp_path, monkeypatch) -> None:
