@@ -166,7 +166,7 @@ def lag(
     reset_offsets: Annotated[
         str | None, typer.Option(help="Recover or rewind the group first: earliest | latest.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON (numbers as numbers, null when unknown).")] = False,
 ) -> None:
     """Per-partition lag of a consumer group, like `kafka-consumer-groups --describe`."""
     from pipeline.clock import SystemClock
@@ -196,9 +196,8 @@ def lag(
                     "(`churn stream`); it commits the checkpoints' offsets, nothing is skipped or lost")
         else:
             note = None
-    rows = describe_rows(lags)
     if as_json:
-        console.print_json(json.dumps([{"group": group} | r for r in rows]))
+        console.print_json(json.dumps([{"group": group, "topic": s.topic} | x.record() for x in lags]))
         if note:
             err.print(note, soft_wrap=True)
         if problem:
@@ -207,7 +206,7 @@ def lag(
     t = Table(title=f"GROUP {group}  TOPIC {s.topic}", title_justify="left", box=None, pad_edge=False)
     for h in LAG_HEADERS:
         t.add_column(h, justify="left" if h == "STATUS" else "right", no_wrap=True)
-    for r in rows:
+    for r in describe_rows(lags):
         t.add_row(*(r[h] for h in LAG_HEADERS))
     console.print(t)
     total = sum(x.lag for x in lags)

@@ -68,6 +68,14 @@ class PartitionLag:
     lag_seconds: float | None
     status: Status
 
+    def record(self) -> dict[str, int | float | str | None]:
+        """The same as typed values (``churn lag --json``): offsets and lag as numbers,
+        ``current_offset``/``lag_seconds`` null when unknown."""
+        return {"partition": self.partition, "current_offset": self.current_offset,
+                "log_end_offset": self.log_end_offset, "start_offset": self.start_offset, "lag": self.lag,
+                "lag_seconds": None if self.lag_seconds is None else round(self.lag_seconds, 3),
+                "status": self.status.value}  # fmt: skip
+
     def row(self) -> dict[str, str]:
         """One ``kafka-consumer-groups --describe``-like row (strings, for tables)."""
         secs = "-" if self.lag_seconds is None else f"{self.lag_seconds:.0f}"
