@@ -14,6 +14,7 @@ Ctrl-C (or SIGTERM) drains: every worker checkpoints, then the command exits.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from typing import Annotated, Any
 
@@ -179,7 +180,6 @@ def register(app: typer.Typer) -> None:
 def _run_worker(ctx: typer.Context, as_json: bool, **o: Any) -> None:
     import logging
     import os
-    import signal
     from dataclasses import asdict
     from pathlib import Path
 
@@ -253,12 +253,25 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
         before = log.committed(cfg.group)
         preflight(s.data_dir, s.topic, cfg.group, log.num_partitions, options["tracking_uri"] or s.resolved_mlflow_uri)
     t0 = time.monotonic()
+    stopped_by = {"how": "interrupted (Ctrl-C)"}
+
+    def _term(_sig: int, _frame: Any) -> None:
+        # SIGTERM (`kill`, systemd, docker stop) ends the run as Ctrl-C does: the supervisor
+        # drains and checkpoints, and the closing report is printed (it used to end the
+        # process at once: no report, and the drain was the next start's replay)
+        stopped_by["how"] = "stopped (SIGTERM)"
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, _term)
     try:
         with quiet_expected_failures():  # a StreamError is our one `error:` line, not also Prefect's four
             result: dict[str, Any] | None = stream(data_dir=str(s.data_dir.resolve()), topic=s.topic, **options)
     except KeyboardInterrupt:  # the supervisor drained (checkpointed) on the way out
         result = None
-    report = closing_report(s, cfg.group, before, time.monotonic() - t0, result, cfg.high_risk_rule)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    report = closing_report(s, cfg.group, before, time.monotonic() - t0, result, cfg.high_risk_rule,
+                            interrupted=stopped_by["how"])
     if as_json:
         console.print_json(json.dumps((result or {}) | {"report": report.as_dict()}, default=str))
         return
@@ -270,7 +283,7 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
 
 def closing_report(
     settings: Any, group: str, before: dict[int, int], seconds: float, result: dict[str, Any] | None,
-    high_risk: Any = None,
+    high_risk: Any = None, interrupted: str = "interrupted (Ctrl-C)",
 ) -> Any:
     """What `churn stream` prints last (see :mod:`pipeline.stream.report`): events, events/s,
     final lag per partition and the top 10 at-risk active users, read from the log and the
@@ -279,7 +292,7 @@ def closing_report(
     from pipeline.store import Store
     from pipeline.stream.report import stream_report
 
-    stopped = "interrupted (Ctrl-C)" if result is None else str(result["stopped"])
+    stopped = interrupted if result is None else str(result["stopped"])
     version = None if result is None else result.get("model_version")
     with open_configured_log(settings, create=False) as log, Store(settings.resolved_store_url) as store:
         # after Ctrl-C the version is read from the scores; otherwise the flow said which it loaded (or none)

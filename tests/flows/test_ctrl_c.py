@@ -98,7 +98,11 @@ def test_the_server_module_starts_its_processes_in_their_own_session_out_of_the_
 
 
 @pytest.mark.slow
-def test_one_ctrl_c_on_churn_stream_drains_reports_and_leaves_nothing_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_one_ctrl_c_or_sigterm_on_churn_stream_drains_reports_and_leaves_nothing_behind(tmp_path: Path,
+                                                                                      how: str) -> None:
+    """Ctrl-C reaches the terminal's whole process group; SIGTERM (`kill`, a service
+    manager) the process alone. SIGTERM used to end `churn stream` at once: no drain, no report."""
     data, uri = tmp_path / "data", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHURN_"))}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "CHURN_MLFLOW_TRACKING_URI": uri,
@@ -120,7 +124,10 @@ def test_one_ctrl_c_on_churn_stream_drains_reports_and_leaves_nothing_behind(tmp
         helpers = {p: cmd for p, cmd in _children(proc.pid).items() if "uvicorn" in cmd or "flows.reaper" in cmd}
         assert any("uvicorn" in cmd for cmd in helpers.values()), "no temporary Prefect server found"
 
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
         t0 = time.monotonic()
         try:
             rc = proc.wait(timeout=60)
@@ -130,7 +137,8 @@ def test_one_ctrl_c_on_churn_stream_drains_reports_and_leaves_nothing_behind(tmp
         assert rc is not None, f"still running 60 s after one Ctrl-C:\n{text[-4000:]}"
         assert rc in (0, 130), text[-4000:]
         assert "checkpointed" in text  # the worker drained
-        assert "interrupted (Ctrl-C)" in text and "final lag" in text and "top 10 at-risk" in text, text[-4000:]
+        said = "interrupted (Ctrl-C)" if how == "ctrl-c" else "stopped (SIGTERM)"
+        assert said in text and "final lag" in text and "top 10 at-risk" in text, text[-4000:]
         assert "Traceback" not in text and "ConnectError" not in text, text[-6000:]
         end = time.monotonic() + 15  # the watchdog notices the server's end within moments
         while time.monotonic() < end and (_group(proc.pid) or any(_alive(p) for p in helpers)):
