@@ -154,9 +154,11 @@ class CheckpointStore:
     def corrupt(self, path: Path, partition: int, reason: str) -> CheckpointCorruptError:
         return CheckpointCorruptError(
             f"checkpoint {path} of partition {partition} (group {self.group!r}) is unusable: "
-            f"{reason}. It was not skipped silently. To recover, delete it (rm '{path}'): the "
-            f"partition's features are then rebuilt by replaying the log from its start and its "
-            f"scores rewritten idempotently; or restore the file from a backup."
+            f"{reason}. It was not skipped silently. To recover, restore the file from a backup, or "
+            f"delete it (rm '{path}'): the partition's features are then rebuilt by replaying its log "
+            f"from the first record still kept (if retention has dropped older ones, windows reaching "
+            f"before that record are short until they refill) and its users rescored by the current "
+            f"champion; a score never goes back to an older event time."
         )
 
 
