@@ -18,6 +18,8 @@ Cancelling the run, Ctrl-C and SIGTERM all end in the supervisor's drain.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from typing import Any, Literal
 
 from prefect import flow, task
@@ -27,6 +29,17 @@ from flows.env import quiet_environment
 
 TASK: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 LIVE_DEPLOYMENT = "live"
+# `churn stream` runs this flow in its own process: its Ctrl-C / SIGTERM handler sets STOP
+# while a supervisor runs (SUPERVISING), and the supervisor drains and returns, so the run
+# ends "stopped" with its summary. (A KeyboardInterrupt through Prefect's engine made it
+# log "Crash detected!" four times and record the run as Crashed.)
+# Prefect's flow engine replaces the process's SIGTERM handler with its own (it records a
+# crash, or a cancellation a runner asked for); `churn stream` sets ON_SIGTERM, and its
+# handler is put back while the supervisor runs. Served deployments leave it None: there
+# SIGTERM is how Prefect's runner cancels a run.
+STOP = threading.Event()
+SUPERVISING = threading.Event()
+ON_SIGTERM: Any = None
 CATCH_UP_DEPLOYMENT = "catch-up"
 
 
@@ -56,7 +69,16 @@ def supervise(data_dir: str, topic: str, store_url: str, tracking_uri: str, conf
                      logger=logger, log_config=log_config, drift=drift)  # fmt: skip
     logger.info("stream: group %s on topic %s (%d partitions), store %s, registry %s", sup.cfg.group, topic,
                 sup.log.num_partitions, sup.store.url, tracking_uri)  # fmt: skip
-    return sup.run(max_seconds=max_seconds, until_caught_up=until_caught_up)
+    prefects = None
+    if ON_SIGTERM is not None and threading.current_thread() is threading.main_thread():
+        prefects = signal.signal(signal.SIGTERM, ON_SIGTERM)
+    SUPERVISING.set()
+    try:
+        return sup.run(should_stop=STOP.is_set, max_seconds=max_seconds, until_caught_up=until_caught_up)
+    finally:
+        SUPERVISING.clear()
+        if prefects is not None:
+            signal.signal(signal.SIGTERM, prefects)
 
 
 @flow(

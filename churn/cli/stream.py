@@ -253,23 +253,36 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
         before = log.committed(cfg.group)
         preflight(s.data_dir, s.topic, cfg.group, log.num_partitions, options["tracking_uri"] or s.resolved_mlflow_uri)
     t0 = time.monotonic()
+    import flows.stream as flow_module
+    from flows.stream import STOP, SUPERVISING
+
+    STOP.clear()
     stopped_by = {"how": "interrupted (Ctrl-C)"}
 
-    def _term(_sig: int, _frame: Any) -> None:
-        # SIGTERM (`kill`, systemd, docker stop) ends the run as Ctrl-C does: the supervisor
-        # drains and checkpoints, and the closing report is printed (it used to end the
-        # process at once: no report, and the drain was the next start's replay)
-        stopped_by["how"] = "stopped (SIGTERM)"
+    def _stop(signum: int, _frame: Any) -> None:
+        # Ctrl-C and SIGTERM (`kill`, systemd, docker stop) alike: while the supervisor runs
+        # it is asked to drain (every worker checkpoints) and the flow returns its summary;
+        # before that (Prefect still starting), or a second time, the run is interrupted.
+        # SIGTERM used to end the process at once: no report, and no drain.
+        stopped_by["how"] = "interrupted (Ctrl-C)" if signum == signal.SIGINT else "stopped (SIGTERM)"
+        if SUPERVISING.is_set() and not STOP.is_set():
+            STOP.set()
+            return
         raise KeyboardInterrupt
 
-    old_term = signal.signal(signal.SIGTERM, _term)
+    old = signal.signal(signal.SIGINT, _stop), signal.signal(signal.SIGTERM, _stop)
+    flow_module.ON_SIGTERM = _stop  # Prefect's engine replaces it during the flow: put back while supervising
     try:
         with quiet_expected_failures():  # a StreamError is our one `error:` line, not also Prefect's four
             result: dict[str, Any] | None = stream(data_dir=str(s.data_dir.resolve()), topic=s.topic, **options)
     except KeyboardInterrupt:  # the supervisor drained (checkpointed) on the way out
         result = None
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        flow_module.ON_SIGTERM = None
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+    if result is not None and STOP.is_set():
+        result = result | {"stopped": stopped_by["how"]}
     report = closing_report(s, cfg.group, before, time.monotonic() - t0, result, cfg.high_risk_rule,
                             interrupted=stopped_by["how"])
     if as_json:
