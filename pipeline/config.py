@@ -159,7 +159,16 @@ class Settings(BaseSettings):
 
     @property
     def resolved_mlflow_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
+        """The configured tracking URI; else the data directory's own registry when it has
+        one (``<data_dir>/mlruns/mlflow.db``: the quick demo keeps its registry there, so
+        `churn dashboard`, `stream` or `train` on its data directory afterwards find its
+        champion); else the project's ``mlruns/``."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        own = self.data_dir / "mlruns" / "mlflow.db"
+        if own.is_file():
+            return f"sqlite:///{own.resolve()}"
+        return f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
 
 
 def load_settings(*, cli_options: Collection[str] = (), **overrides: object) -> Settings:

@@ -19,6 +19,22 @@ def test_defaults_and_derived_paths_touch_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "data").exists()
 
 
+def test_a_data_dir_with_its_own_registry_uses_it_unless_one_is_configured(tmp_path, monkeypatch):
+    """The quick demo keeps its registry in <data>/mlruns; afterwards `churn --data-dir D
+    dashboard` (or stream, train) read the project's mlruns/ and showed "no registered
+    model yet" beside scores that model made."""
+    from pipeline.config import PROJECT_ROOT
+
+    monkeypatch.delenv("CHURN_MLFLOW_TRACKING_URI", raising=False)
+    data = tmp_path / "d"
+    assert load_settings(data_dir=data).resolved_mlflow_uri == f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
+    (data / "mlruns").mkdir(parents=True)
+    (data / "mlruns" / "mlflow.db").write_bytes(b"")
+    assert load_settings(data_dir=data).resolved_mlflow_uri == f"sqlite:///{(data / 'mlruns' / 'mlflow.db').resolve()}"
+    given = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    assert load_settings(data_dir=data, mlflow_tracking_uri=given).resolved_mlflow_uri == given
+
+
 def test_env_prefix_and_overrides(monkeypatch, tmp_path):
     monkeypatch.setenv("CHURN_PARTITIONS", "8")
     monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path))
