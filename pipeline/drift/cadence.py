@@ -24,6 +24,7 @@ class Cadence:
         self.day: int | None = None  # event day (days since epoch) the last check covered
         self.newest_day: int | None = None
         self.reason = ""
+        self._reopened = ""  # reopen(): the next rows are due whatever the counts say
 
     def start(self, mono: float) -> None:
         self.since = mono
@@ -34,10 +35,16 @@ class Cadence:
         if self.day is None:
             self.day = day
 
+    def reopen(self, reason: str) -> None:
+        """The next rows are due (``reason``) even within an event day already checked."""
+        self._reopened = reason
+
     def due(self, mono: float) -> bool:
         if self.rows == 0:
             return False  # nothing new to look at
-        if self.rows >= self.every_rows:
+        if self._reopened:
+            self.reason = self._reopened
+        elif self.rows >= self.every_rows:
             self.reason = f"{self.rows:,} rows scored"
         elif self.since is not None and mono - self.since >= self.every_s:
             self.reason = f"{(mono - self.since) / 60:.1f} min since the last check"
@@ -48,6 +55,7 @@ class Cadence:
         return True
 
     def checked(self, mono: float) -> None:
+        self._reopened = ""
         self.rows = 0
         self.since = mono
         self.day = self.newest_day

@@ -43,12 +43,16 @@ midnights of its newest days; once its log stops growing (a bounded replay, an i
 producer that ended) no midnight passes again, and its last check would stay the one of
 an old day. So when the worker is caught up, its partitions have been quiet for
 ``QUIET_S`` seconds, the monitor is idle and a midnight was skipped since the last
-window, :meth:`DriftHook.tick` reads every owned partition at the *next* UTC midnight
-after its newest event: with no event after that one, that is exactly the midnight
-snapshot training would take there. (Not at the newest event itself: features count
-whole calendar days -- ``watch_today`` is the day so far -- so a mid-day read is a
-shifted population, a false alarm.) A live log keeps growing: its next midnight comes
-and is read as usual.
+window, :meth:`DriftHook.tick` reads every owned partition at the first UTC midnight at
+or after the newest event (one cutoff for all): with no event after it, that is exactly
+the midnight snapshot training would take there. (Not at the newest event itself:
+features count whole calendar days -- ``watch_today`` is the day so far -- so a mid-day
+read is a shifted population, a false alarm.) A run that ends caught up (``--until-
+caught-up``, the catch-up deployment) does the same as it stops, without the quiet wait,
+and its last check looks at that window. If the log had only paused and events of that
+day still come, the window is provisional: when the midnight itself passes, its own
+window is read and checked again. A live log keeps growing: its midnights come and are
+read as usual.
 """
 
 from __future__ import annotations
@@ -162,6 +166,7 @@ class DriftHook:
         self._decided: dict[int, bool] = {}  # event day -> read it (the monitor was idle when it began)
         self._skipped: int | None = None  # the newest event day not read: the monitor was busy
         self._window_day: int | None = None  # the event day of the newest window handed to the monitor
+        self._provisional: int | None = None  # a day read ahead of its midnight by a catch-up (see _flush)
         self._worker: Any = None
         self._warmed = False
 
@@ -253,6 +258,15 @@ class DriftHook:
         """Stop monitoring (see :meth:`pipeline.drift.monitor.DriftMonitor.close` for
         ``wait``/``give_up``: a check still running after the wait is stored as skipped)."""
         if self.monitor is not None:
+            if wait and self._worker is not None and not give_up():
+                # a run ending caught up (--until-caught-up, the catch-up deployment) that
+                # outran its checks: its newest midnight is read now, and the last check
+                # (DriftMonitor.close) looks at it
+                try:
+                    self._catch_up(self._worker, final=True)
+                except Exception as exc:  # noqa: BLE001 - the stop goes on; the reason is logged
+                    self.logger.error("worker %s: could not read the newest drift window at stop: %s: %s",
+                                      self.worker_id, type(exc).__name__, exc)  # fmt: skip
             if self.monitor.running and wait and wait is not True:  # a bounded wait (True: until done, silently)
                 self.logger.info("worker %s: finishing the drift check in flight (up to %g s; a stop signal ends "
                                  "it unfinished)", self.worker_id, float(wait))  # fmt: skip
@@ -260,7 +274,7 @@ class DriftHook:
         self.monitor = None
         self.version = None
         self._pending.clear()
-        self._skipped = self._window_day = None
+        self._skipped = self._window_day = self._provisional = None
         for p, engine in self._armed.items():
             engine.set_cutoff(p, None)
         self._armed.clear()
@@ -337,39 +351,48 @@ class DriftHook:
         risk = worker.model.predict(values) if len(values) else np.empty(0)
         return values, np.asarray(risk, np.float64), users, datetime.fromtimestamp(t_us / 1e6, tz=UTC)
 
-    def _catch_up(self, worker: Any) -> None:
-        """Caught up and quiet after skipping midnights: the window is every owned
-        partition's active users at the next midnight (module docstring, "Catching up")."""
+    def _catch_up(self, worker: Any, final: bool = False) -> None:
+        """Caught up after skipping midnights: the window is every owned partition's active
+        users at the first midnight at or after the newest event (module docstring,
+        "Catching up"). ``final``: the run is ending caught up (the log is drained), so no
+        quiet period is waited for and the check in flight need not have finished (its
+        window was copied when it was submitted)."""
         skipped = self._skipped
         if skipped is None:
             return
         if self._window_day is not None and self._window_day >= skipped:
             self._skipped = None  # a later midnight was read after all
             return
-        if not self.monitor.idle:
-            return  # the next window waits for the check in flight, as at a midnight
-        if worker.model is None or worker.model.version != self.version:
+        if worker.model is None or worker.model.version != self.version or not worker.parts:
             return
-        now = worker.clock.monotonic()
-        if any(now - part.last_activity < QUIET_S for part in worker.parts.values()) or not worker.caught_up():
+        if not final:
+            if not self.monitor.idle:
+                return  # the next window waits for the check in flight, as at a midnight
+            now = worker.clock.monotonic()
+            if any(now - part.last_activity < QUIET_S for part in worker.parts.values()):
+                return
+        if not worker.caught_up():
+            return
+        states = {p: part.engine.state(p) for p, part in worker.parts.items()}
+        marks = [st.watermark_us for st in states.values() if st.watermark_us != NONE_US]
+        if not marks:
+            return
+        # one cutoff for every partition: the first midnight at or after the newest event
+        # (an event at 00:00 belongs to that midnight's snapshot, as in training's replay)
+        midnight = -(-max(marks) // DAY_US) * DAY_US
+        at = datetime.fromtimestamp(midnight / 1e6, tz=UTC)
+        if not any(self._warm_enough(worker, p, at) for p in states):
             return
         self._skipped = None
-        parts = {}
-        for p, part in worker.parts.items():
-            state = part.engine.state(p)
-            if state.watermark_us == NONE_US:
-                continue
-            midnight = (state.watermark_us // DAY_US + 1) * DAY_US
-            at = datetime.fromtimestamp(midnight / 1e6, tz=UTC)
-            if not self._warm_enough(worker, p, at):
-                continue
-            parts[p] = self._read(worker, p, midnight, state, seed=midnight // DAY_US * 1_000 + p)
-        if not parts:
-            return
+        parts = {p: self._read(worker, p, midnight, st, seed=midnight // DAY_US * 1_000 + p)
+                 for p, st in states.items() if self._warm_enough(worker, p, at)}  # fmt: skip
         self._pending.clear()  # superseded: newer than any incomplete midnight
         self._warm()
-        newest = max(at for *_, at in parts.values())
-        self._flush(int(newest.timestamp() * 1e6) // DAY_US, parts, caught_up=True)
+        day = midnight // DAY_US
+        # Read ahead of its midnight: if events of that day still come (the log had only
+        # paused), the midnight's own window is checked again when it passes (_flush)
+        self._provisional = None if final else day
+        self._flush(day, parts, caught_up=True)
 
     def _flush(self, day: int, parts: dict[int, tuple[np.ndarray, np.ndarray, list[str], datetime]],
                caught_up: bool = False) -> None:  # fmt: skip
@@ -384,6 +407,11 @@ class DriftHook:
         when = datetime.fromtimestamp(day * DAY_US / 1e6, tz=UTC).date().isoformat()
         if caught_up:
             when += " (caught up with a log that stopped growing; the midnights before passed during a check)"
+        elif self._provisional is not None and day >= self._provisional:
+            if day == self._provisional:  # the log had only paused: this midnight's own window is checked too
+                mon.cadence.reopen("the day's own midnight passed after a catch-up read it ahead")
+                when += " (read ahead of its midnight by a catch-up before: checked again)"
+            self._provisional = None
         self.logger.info("worker %s: drift window = %d active users at %s (partitions %s)", self.worker_id, rows,
                          when, sorted(parts))  # fmt: skip
 

@@ -18,6 +18,7 @@ import pytest
 from pipeline.drift.check import DriftResult
 from pipeline.drift.config import DriftConfig
 from pipeline.drift.loop import RETRAIN_REQUESTED, RETRAIN_SKIPPED
+from pipeline.features.columns import decode_columns
 from pipeline.features.registry import FEATURE_NAMES
 from pipeline.labels import build_snapshots
 from pipeline.log import open_log
@@ -29,6 +30,7 @@ from pipeline.testing.stream import publish_tiny_champion, simulated_log
 from tests.drift.helpers import fake_check
 
 DAY_US = 86_400_000_000
+T_CUT = 1_767_225_600_000_000 + 12 * DAY_US + DAY_US // 2  # 2026-01-13 12:00 UTC, in the simulated history
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +220,9 @@ def gated_check(*args, **kw):
 def test_a_run_that_ends_on_its_own_finishes_the_check_in_flight_else_stores_it_as_skipped(env, finish_s):
     """`--until-caught-up` ended the run 1 s after a check came due: the check was ended
     unseen and `churn drift` said "no drift checks yet". Now the run waits for it (up to
-    drift_finish_s); a check ended anyway is a skipped run that says why."""
+    drift_finish_s); a check ended anyway is a skipped run that says why. Given the time,
+    the days the replay passed unread get one last check too: the run ends caught up, so
+    the newest midnight is read as it stops."""
     data, log, store, paths = env
     champion(paths, reference=far_reference())
     GATE.clear()
@@ -234,17 +238,28 @@ def test_a_run_that_ends_on_its_own_finishes_the_check_in_flight_else_stores_it_
         return close(**kw)
 
     w.drift.close = closing
+    SEEN.clear()
+    w.drift.monitor_kwargs["check"] = gated_capture
     try:
         w.run(until_caught_up=True)
     finally:
         GATE.set()
-    runs = store.drift_runs(status=None)
-    assert len(runs) == 1  # the replay outran the one check: later days were not read (monitor busy)
+    runs = store.drift_runs(status=None).sort_values("time")
     if finish_s:
-        assert runs.status.tolist() == ["checked"] and isinstance(w.drift.outcomes[-1].result, DriftResult)
+        assert runs.status.tolist() == ["checked", "checked"]
+        assert all(isinstance(o.result, DriftResult) for o in w.drift.outcomes[-2:])
+        first, last = (int(s.at_us[0]) for s in SEEN)
+        assert last == -(-newest_event_us(log) // DAY_US) * DAY_US and last - first >= 5 * DAY_US  # the newest midnight
     else:
+        assert len(runs) == 1  # no time given: the check in flight is ended, nothing more read
         assert runs.status.tolist() == ["skipped"]
         assert runs.status_reason.iloc[0].startswith("the stream stopped while this check ran: ended without a verdict")
+
+
+def newest_event_us(log) -> int:
+    """The newest event time in the whole log (epoch microseconds)."""
+    return max(int(decode_columns(log.fetch_values(p, log.start_offset(p), 10**7)[0]).columns.ts.max())
+               for p in range(log.num_partitions))  # fmt: skip
 
 
 def gated_capture(snap, *args, **kw):
@@ -283,9 +298,10 @@ def test_a_replay_that_outran_its_checks_checks_its_newest_state_once_caught_up(
     last = SEEN[-1]
     assert all(int(s.at_us[0]) % DAY_US == 0 for s in SEEN)  # midnights only, the last one too
     assert set(states) == {0, 1}
-    after = {p: (state.watermark_us // DAY_US + 1) * DAY_US for p, state in states.items()}
-    assert set(np.unique(last.at_us).tolist()) == set(after.values())  # the midnight after each newest event
-    assert max(after.values()) // DAY_US - int(SEEN[-2].at_us[0]) // DAY_US >= 5  # days the replay passed unread
+    midnight = -(-max(st.watermark_us for st in states.values()) // DAY_US) * DAY_US  # one cutoff for all
+    after = dict.fromkeys(states, midnight)
+    assert set(np.unique(last.at_us).tolist()) == {midnight}  # the first midnight at or after the newest event
+    assert midnight // DAY_US - int(SEEN[-2].at_us[0]) // DAY_US >= 5  # days the replay passed unread
     # every active user of each partition, with the vector a read at that midnight gives
     users = list(last.users)
     assert len(users) == len(set(users))
@@ -298,6 +314,55 @@ def test_a_replay_that_outran_its_checks_checks_its_newest_state_once_caught_up(
     assert len(users) == sum(len(s.active_slots()) for s in states.values())
     assert "caught up with a log that stopped growing" in caplog.text
     assert len(store.drift_runs()) == len(SEEN) <= 3
+
+
+def test_a_log_that_only_paused_gets_its_midnight_checked_again_when_it_resumes(env, tmp_path, caplog):
+    """The catch-up reads ahead of a midnight after 5 s without records. If the log had only
+    paused (a producer outage, a daily import cut mid-afternoon), the rest of that day comes
+    later: the window read ahead saw part of it. When that midnight really passes, its own
+    window is read and checked again (before, the cadence had already "checked" that day)."""
+    data, log, store, paths = env
+    champion(paths, reference=far_reference())
+    cut_us = T_CUT
+    rest: dict[int, list[bytes]] = {}
+    paused = open_log(tmp_path / "paused" / "log", "events", num_partitions=log.num_partitions)
+    for p in range(log.num_partitions):
+        values = log.fetch_values(p, log.start_offset(p), 10**7)[0]
+        ts = decode_columns(values).columns.ts
+        k = int(np.searchsorted(ts, cut_us, side="right")) if bool((np.diff(ts) >= 0).all()) else None
+        assert k is not None, "the simulated log is in time order per partition"
+        paused.append(p, values[:k])
+        rest[p] = values[k:]
+    GATE.clear()
+    w = worker(data, paused, store, paths, drift=DRIFT.replace(executor="thread"))
+    w.drift.monitor_kwargs["check"] = gated_capture
+    SEEN.clear()
+    resumed = []
+
+    def finish():
+        if w.caught_up():
+            GATE.set()
+        ahead = [s for s in SEEN if int(s.at_us[0]) == -(-cut_us // DAY_US) * DAY_US]
+        if len(ahead) == 1 and len(w.drift.outcomes) == len(SEEN) and not resumed:
+            for p, values in rest.items():  # the log resumes: the rest of that day, and later days
+                paused.append(p, values)
+            resumed.append(True)
+        return len(ahead) >= 2 and len(w.drift.outcomes) == len(SEEN)
+
+    caplog.set_level(logging.INFO, logger="pipeline.stream.drift_hook")
+    try:
+        w.run(finish=finish, max_seconds=90)
+    finally:
+        GATE.set()
+        paused.close()
+    midnight = -(-cut_us // DAY_US) * DAY_US
+    ahead, own = [s for s in SEEN if int(s.at_us[0]) == midnight]
+    assert resumed and "checked again" in caplog.text
+    # the same midnight, the second time with the whole day: more activity in the day's features
+    col = list(own.columns).index("sessions_7d")
+    assert np.asarray(own.values)[:, col].sum() > np.asarray(ahead.values)[:, col].sum()
+    runs = store.drift_runs().sort_values("time")
+    assert (runs.window_end == pd.Timestamp(midnight, unit="us", tz="UTC")).sum() == 2
 
 
 def test_bad_drift_settings_are_one_clear_line():
