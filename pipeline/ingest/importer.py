@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from pipeline.clock import Clock
 from pipeline.events import EVENT_TYPES, event_time
-from pipeline.features.spec import PROFILE_KEY
+from pipeline.features.spec import PROFILE_KEY, spec_from_profile
 from pipeline.features.timebase import EPOCH, from_us, to_us
 from pipeline.ingest.duplicates import count_duplicates
 from pipeline.ingest.errors import MappingChangedError, RejectedShareError
@@ -267,57 +267,65 @@ def _refuse_remapping(files: list[dict[str, Any]], mapping: SourceMapping, ledge
     )
 
 
-def _refuse_profile_change(mapping: SourceMapping, ledger: Ledger, topic: str) -> None:
-    """New files under a mapping whose profile differs from the topic's: the log's events so far
-    were made by the earlier mapping (its churn definition, its actions), and training reads
-    the whole log under one profile. Adding events of another meaning and replacing the
-    profile would train on a mix labelled by neither. Refuse before reading anything; a
-    mapping that differs only in how it reads the files (renamed columns, a time format)
-    gives the same profile and imports as usual."""
+def _meaning(profile: dict[str, Any]) -> dict[str, Any]:
+    """What a profile says the topic's events mean: the churn definition (and its days), the
+    event types the mapping writes (profiles before they were recorded: unknown, None) and
+    the declared actions. How the code derives the feature spec from that may change
+    between versions; the meaning may not, within one topic."""
+    churn = profile.get("churn") or {}
+    spec = profile.get(PROFILE_KEY) or {}
+    return {"churn": (churn.get("definition"), churn.get("inactive_days")),
+            "event_types": profile.get("event_types"),
+            "actions": sorted(a.get("name") for a in spec.get("actions", []))}  # fmt: skip
+
+
+def _stored_profile(ledger: Ledger) -> dict[str, Any] | None:
     if not ledger.profile_path.exists():
-        return
-    old = json.loads(ledger.profile_path.read_text())
-    if old.get("mapping_digest") == mapping.digest:
-        return
-    new = source_profile(mapping)
+        return None
+    try:
+        return json.loads(ledger.profile_path.read_text())
+    except ValueError as exc:
+        from pipeline.ingest.errors import SourceError
 
-    def churn(p: dict[str, Any]) -> tuple[Any, Any]:
-        c = p.get("churn") or {}
-        return c.get("definition"), c.get("inactive_days")
+        raise SourceError(f"import profile {ledger.profile_path} is unreadable ({exc}); restore it or import "
+                          "into a new topic") from None
 
-    changed = (["churn"] if churn(old) != churn(new) else []) + (
-        [PROFILE_KEY] if (old.get(PROFILE_KEY) or {}).get("version") != new[PROFILE_KEY]["version"] else [])
-    if not changed:
+
+def _refuse_profile_change(mapping: SourceMapping, ledger: Ledger, topic: str) -> None:
+    """New files under a mapping that gives the topic's events another meaning: the log's
+    events so far were made by the earlier mapping (its churn definition, its event types,
+    its actions), and training reads the whole topic under one profile. Adding events of
+    another meaning would train on a mix labelled by neither. Refuse before reading
+    anything; a mapping that only reads the files differently (renamed columns, a time
+    format) has the same meaning and imports as usual."""
+    old = _stored_profile(ledger)
+    if old is None or old.get("mapping_digest") == mapping.digest:
         return
-    what = {"churn": "the churn definition", PROFILE_KEY: "the feature spec (event types and declared actions)"}
-    diff = []
-    if "churn" in changed:
-        diff.append(f"churn {_churn_text(old.get('churn'))} -> {_churn_text(new.get('churn'))}")
-    if PROFILE_KEY in changed:
-        o, n = old.get(PROFILE_KEY) or {}, new.get(PROFILE_KEY) or {}
-        gone = [f for f in o.get("names", []) if f not in n.get("names", [])]
-        added = [f for f in n.get("names", []) if f not in o.get("names", [])]
-        oa = [a["name"] for a in o.get("actions", [])]
-        na = [a["name"] for a in n.get("actions", [])]
-        parts = ([f"features no longer computed {gone[:5]}"] if gone else []) + (
-            [f"features added {added[:5]}"] if added else []) + (
-            [f"actions {oa} -> {na}"] if oa != na else [])
-        diff.append("; ".join(parts) or "feature spec changed")
+    was, now = _meaning(old), _meaning(source_profile(mapping))
+    changes = []
+    if was["churn"] != now["churn"]:
+        changes.append(f"the churn definition ({_churn_text(was['churn'])} -> {_churn_text(now['churn'])})")
+    if was["event_types"] is not None and was["event_types"] != now["event_types"]:
+        gone = sorted(set(was["event_types"]) - set(now["event_types"]))
+        added = sorted(set(now["event_types"]) - set(was["event_types"]))
+        changes.append("the event types (" + "; ".join(
+            ([f"no longer {gone}"] if gone else []) + ([f"new {added}"] if added else [])) + ")")
+    if was["actions"] != now["actions"]:
+        changes.append(f"the declared actions ({was['actions']} -> {now['actions']})")
+    if not changes:
+        return
     raise MappingChangedError(
         f"nothing imported: topic {topic!r} holds events imported with mapping {old.get('mapping', '?')!r}, and "
-        f"mapping {mapping.name!r} changes {' and '.join(what[k] for k in changed)} ({'; '.join(diff)}). The log "
-        "keeps its events as the earlier mapping made them and training reads the whole topic under one profile, "
-        "so events of another meaning cannot be added to it; the topic's profile is unchanged. Import with the "
-        f"earlier mapping, or into a new topic (`churn --topic NAME import ...`) or a new data directory"
+        f"mapping {mapping.name!r} changes {' and '.join(changes)}. The log keeps its events as the earlier "
+        "mapping made them and training reads the whole topic under one profile, so events of another meaning "
+        "cannot be added to it; the topic's profile is unchanged. Import with the earlier mapping, or into a new "
+        "topic (`churn --topic NAME import ...`) or a new data directory"
     )
 
 
-def _churn_text(churn: dict[str, Any] | None) -> str:
-    if not churn:
-        return "?"
-    if churn.get("definition") == "inactivity":
-        return f"inactivity ({churn.get('inactive_days')} days)"
-    return str(churn.get("definition"))
+def _churn_text(churn: tuple[Any, Any]) -> str:
+    definition, days = churn
+    return f"inactivity ({days} days)" if definition == "inactivity" else str(definition)
 
 
 def _read_and_map(todo: list[dict[str, Any]], mapping: SourceMapping, max_ts_us: int, summary: ImportSummary,
@@ -459,10 +467,24 @@ def _append(log: PartitionLog, batches: list[MappedBatch], events: _Events, part
 
 def _record_profile(mapping: SourceMapping, log: PartitionLog, ledger: Ledger, import_id: str,
                     summary: ImportSummary) -> None:
-    """The source's profile (its feature spec: built-ins plus its own actions) for training."""
+    """The source's profile (its feature spec: built-ins plus its own actions) for training.
+
+    A topic's feature spec is fixed by its first import: later imports (same meaning,
+    :func:`_refuse_profile_change`) keep the stored spec and what it defaults or derives,
+    even when this code would derive it differently (a newer version dropping a feature
+    that is always 0 there), since the topic's champion was trained on it."""
     profile = source_profile(mapping)
+    old = _stored_profile(ledger)
+    if old is not None:
+        for key in ("defaulted", "derived", PROFILE_KEY):
+            if key in old:
+                profile[key] = old[key]
+            else:  # an older profile without it (no spec: the default one)
+                profile.pop(key, None)
+        if old.get("event_types") is not None:
+            profile["event_types"] = old["event_types"]
     ledger.save_profile(profile | {"topic": log.name, "last_import": import_id})
-    spec = profile["feature_spec"]
+    spec = spec_from_profile(profile).document()
     summary.feature_spec = {"version": spec["version"], "features": len(spec["names"]),
                             "built_in": len(spec["builtin"]), "actions": [a["name"] for a in spec["actions"]]}
 
