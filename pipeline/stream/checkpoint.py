@@ -155,10 +155,11 @@ class CheckpointStore:
         return CheckpointCorruptError(
             f"checkpoint {path} of partition {partition} (group {self.group!r}) is unusable: "
             f"{reason}. It was not skipped silently. To recover, restore the file from a backup, or "
-            f"delete it (rm '{path}'): the partition's features are then rebuilt by replaying its log "
-            f"from the first record still kept (if retention has dropped older ones, windows reaching "
-            f"before that record are short until they refill) and its users rescored by the current "
-            f"champion; a score never goes back to an older event time."
+            f"delete it (rm '{path}'): the partition's features are then rebuilt by replaying what its "
+            f"log still holds and rescored by the current champion. If retention has dropped older "
+            f"records, what they held is gone: windows reaching before the first kept record are short "
+            f"until they refill, and a user whose signup was dropped has no known signup (tenure) "
+            f"unless they sign up again. A stored score never goes back to an older event time."
         )
 
 
