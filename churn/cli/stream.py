@@ -275,13 +275,15 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
     try:
         with quiet_expected_failures():  # a StreamError is our one `error:` line, not also Prefect's four
             result: dict[str, Any] | None = stream(data_dir=str(s.data_dir.resolve()), topic=s.topic, **options)
-    except KeyboardInterrupt:  # the supervisor drained (checkpointed) on the way out
+    except KeyboardInterrupt:  # interrupted before the supervisor ran, or a second time during its drain
         result = None
     finally:
         flow_module.ON_SIGTERM = None
         signal.signal(signal.SIGINT, old[0])
         signal.signal(signal.SIGTERM, old[1])
-    if result is not None and STOP.is_set():
+        asked = STOP.is_set()
+        STOP.clear()  # a later in-process run (tests) starts unstopped
+    if result is not None and asked and result.get("stopped") == "stopped":  # not "caught up" at the same moment
         result = result | {"stopped": stopped_by["how"]}
     report = closing_report(s, cfg.group, before, time.monotonic() - t0, result, cfg.high_risk_rule,
                             interrupted=stopped_by["how"])

@@ -123,10 +123,11 @@ def publish(pointer: Path, ref: ModelRef) -> None:
 def read_pointer(pointer: Path) -> ModelRef | None:
     try:
         doc = json.loads(pointer.read_text())
-        return ModelRef(**doc)
+        # fields a newer supervisor added are ignored (hosts of two versions during an upgrade)
+        return ModelRef(**{k: v for k, v in doc.items() if k in ModelRef.__dataclass_fields__})
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise StreamError(
             f"champion pointer {pointer} is unreadable ({exc}); delete it, the "
             "supervisor rewrites it from the registry"
