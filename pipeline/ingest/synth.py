@@ -6,9 +6,10 @@
   ``signup.plan`` gives for that row (its ``default`` when empty). Id ``<file>-<row>-signup``.
 * ``churn.definition: inactivity`` with ``inactive_days: N``: churn is the first moment a
   user has had no activity for N days. For every gap longer than N days between two
-  consecutive events of a user, a ``cancel`` (reason ``voluntary``) is dated N days after
+  consecutive events of a user (its own signups count: a user who only signed up is
+  cancelled N days later), a ``cancel`` (reason ``voluntary``) is dated N days after
   the earlier event (id ``<file>-<row>-inactive``) and a ``signup`` (reactivation, id
-  ``<file>-<row>-return``) at the later one. After a user's last event, the cancel is
+  ``<file>-<row>-return``) at the later one, unless that one is the source's own signup. After a user's last event, the cancel is
   added only when the import's data reach that day (last event + N <= the newest event
   time of the import); otherwise the user is still active (censored), never guessed.
   The cancel is dated when the inactivity becomes observable, not back-dated to the last
@@ -142,7 +143,10 @@ def synthesize(
              (carried.file_key[x] for x in c.tolist()), carried.row[c])  # fmt: skip
 
     if len(ts):
-        act = np.flatnonzero((code != SIGNUP) & (code != CANCEL))
+        # activity: every row but a cancel -- a source's own signup too, so a user who only
+        # signed up (installed and left: the commonest churn of many products) is cancelled
+        # N days later like anyone else (it was never active, so never churned, label 0)
+        act = np.flatnonzero(code != CANCEL)
         o = act[np.lexsort((act, ts[act], ucode[act]))]  # by user, time, import order
         u_sorted = ucode[o]
         first = np.ones(len(o), bool)
@@ -167,14 +171,15 @@ def synthesize(
             k = np.flatnonzero(same & (t_sorted[1:] - t_sorted[:-1] > gap))
             i, j = o[k], o[k + 1]
             add("cancel", i, ts[i] + gap, u_sorted[k], "inactive")
-            add("signup", j, ts[j], u_sorted[k], "return")
+            back = code[j] != SIGNUP  # a source's own signup after the gap is the reactivation
+            add("signup", j[back], ts[j[back]], u_sorted[k][back], "return")
             last = np.ones(len(o), bool)
             last[:-1] = u_sorted[1:] != u_sorted[:-1]
             k_last = np.flatnonzero(last)
             k = k_last[ts[o[k_last]] + gap <= data_end]
             add("cancel", o[k], ts[o[k]] + gap, u_sorted[k], "inactive")
             new_state = _across_imports(carried, uniques, o[first], u_sorted[first], o[k_last],
-                                        ts, row, fidx, file_keys, gap, data_end, add, add_carried)  # fmt: skip
+                                        ts, code, row, fidx, file_keys, gap, data_end, add, add_carried)  # fmt: skip
     elif m.churn == "inactivity" and carried is not None:
         new_state = carried
     stamps = pd.to_datetime(np.asarray(out_ts, np.int64), unit="us", utc=True).to_pydatetime()
@@ -203,7 +208,7 @@ def synthesize(
 
 
 def _across_imports(carried: Carried | None, uniques: list[str], first_rows: np.ndarray, users: np.ndarray,
-                    last_rows: np.ndarray, ts: np.ndarray, row: np.ndarray, fidx: np.ndarray,
+                    last_rows: np.ndarray, ts: np.ndarray, code: np.ndarray, row: np.ndarray, fidx: np.ndarray,
                     file_keys: list[str], gap: int, data_end: int, add, add_carried) -> Carried:  # fmt: skip
     """Inactivity churn between the earlier imports (``carried``) and this one: ``users``
     (codes, sorted) have their first activity at ``first_rows`` and last at ``last_rows``.
@@ -219,7 +224,8 @@ def _across_imports(carried: Carried | None, uniques: list[str], first_rows: np.
         away = ts[f] - carried.last_us[c] > gap  # back after more than N days: churned between
         pending = away & ~carried.cancelled[c]
         add_carried(c[pending], u[pending], gap)
-        add("signup", f[away], ts[f[away]], u[away], "return")
+        back = away & (code[f] != SIGNUP)  # a source's own signup is the reactivation
+        add("signup", f[back], ts[f[back]], u[back], "return")
         # carried users without a row here: cancelled once this import's data reach the day
         due = np.flatnonzero(~seen & ~carried.cancelled & (carried.last_us + gap <= data_end))
         codes = np.arange(len(uniques), len(uniques) + len(due), dtype=np.int64)

@@ -131,6 +131,33 @@ def test_inactivity_churn_gaps_returns_and_censoring(env, tmp_path) -> None:
     assert profile["churn"]["definition"] == "inactivity" and profile["churn"]["inactive_days"] == 7
 
 
+def test_inactivity_counts_a_source_signup_as_activity(env, tmp_path) -> None:
+    """A user who only signed up (installed and left: the commonest churn of a game) was
+    never cancelled -- only non-signup rows counted as activity -- so it stayed active and
+    labelled 0 forever. A signup now counts; a source signup after a gap is itself the
+    reactivation (no synthesized 'return' beside it)."""
+    rows = [
+        {"uid": "i", "t": T0, "kind": "join"},  # installed, never played
+        {"uid": "j", "t": T0, "kind": "join"}, {"uid": "j", "t": T0 + 2 * DAY, "kind": "play", "minutes": 5},
+        {"uid": "j", "t": T0 + 20 * DAY, "kind": "join"}, {"uid": "j", "t": T0 + 21 * DAY, "kind": "play", "minutes": 5},
+        {"uid": "k", "t": T0 + 25 * DAY, "kind": "join"},  # signed up near the end: censored
+        {"uid": "z", "t": T0 + 29 * DAY, "kind": "play", "minutes": 5},  # the data end
+    ]  # fmt: skip
+    m = mapping(event_type__values={"play": "session", "join": "signup"}, fields__signup={"plan": {"const": "basic"}},
+                churn={"definition": "inactivity", "inactive_days": 7})  # fmt: skip
+    s = env.run([rows_to_csv(rows, tmp_path / "a.csv")], m)
+    kind = [e["event_id"].rsplit("-", 1)[-1] for e in env.events()]
+    got = sorted((e["user_id"], e["type"], e["ts"][:10], "row" if k.isdigit() else k)
+                 for e, k in zip(env.events(), kind, strict=True) if e["type"] != "session")  # fmt: skip
+    assert got == [
+        ("i", "cancel", "2026-01-08", "inactive"), ("i", "signup", "2026-01-01", "row"),
+        ("j", "cancel", "2026-01-10", "inactive"), ("j", "cancel", "2026-01-29", "inactive"),
+        ("j", "signup", "2026-01-01", "row"), ("j", "signup", "2026-01-21", "row"),
+        ("k", "signup", "2026-01-26", "row"), ("z", "signup", "2026-01-30", "signup"),
+    ]  # i: day 0+7; j: day 2+7, back with its own signup on day 20 (no 'return'), 21+7 <= 29; k: censored
+    assert s.synthesized["signup (reactivation)"] == 0
+
+
 @contextlib.contextmanager
 def _failing_append(monkeypatch, env, at_call: int):
     """The log's ``append`` fails (a full disk) at call ``at_call``, and works again after."""
@@ -160,8 +187,11 @@ def test_inactivity_churn_split_into_runs_equals_one_run(tmp_path, cuts) -> None
         *({"uid": "c", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (0, 25, 29)),
         *({"uid": "d", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (1, 13)),
         *({"uid": "e", "t": T0 + d * DAY, "kind": "play", "minutes": 5} for d in (2, 4, 6, 8, 12, 16, 24, 28)),
-    ]
-    m = mapping(event_type__values={"play": "session"}, churn={"definition": "inactivity", "inactive_days": 7})
+        {"uid": "f", "t": T0 + 3 * DAY, "kind": "join"},  # signed up only
+        {"uid": "g", "t": T0 + 1 * DAY, "kind": "join"}, {"uid": "g", "t": T0 + 17 * DAY, "kind": "join"},  # back
+    ]  # fmt: skip
+    m = mapping(event_type__values={"play": "session", "join": "signup"}, fields__signup={"plan": {"const": "basic"}},
+                churn={"definition": "inactivity", "inactive_days": 7})  # fmt: skip
 
     def events(env):
         # ids name their file and row: compare their kind (a row, or what was synthesized) instead
