@@ -210,7 +210,11 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     m = SourceMapping(str(raw.get("name") or name), fmt, delim, user_id, ts_col, unit, fmt_s,
                       str(tz) if tz is not None else None, type_col, rules, unmapped, fields, synth == "first_event",
                       plan, definition, days, share, "", actions, undeclared)
-    digest = hashlib.sha256(json.dumps(_canonical(raw), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    try:
+        canonical = json.dumps(_canonical(raw), sort_keys=True, default=str)
+    except TypeError:  # keys of mixed types in a values table (YAML integers beside text): compared as text
+        canonical = json.dumps(_canonical(raw, text_keys=True), sort_keys=True, default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     object.__setattr__(m, "digest", digest)
     return m
 
@@ -281,6 +285,7 @@ def _event_type(et: Any, fail) -> tuple[str, str, dict]:
     values = et.get("values")
     if not isinstance(values, dict) or not values:
         raise fail("event_type.values", "expected a non-empty mapping {source value: event type}")
+    _source_values(values, "event_type.values", fail)
     return type_col, unmapped, values
 
 
@@ -442,9 +447,28 @@ def _actions(raw: Any, rules: Mapping[str, TypeRule], fail) -> tuple[tuple[Actio
     return tuple(out), undeclared
 
 
-def _canonical(raw: dict) -> dict:
-    """What changes the events (not the name or the threshold)."""
-    return {k: v for k, v in raw.items() if k not in ("name", "max_rejected_share")}
+def _canonical(raw: dict, text_keys: bool = False) -> dict:
+    """What changes the events (not the name or the threshold); ``text_keys``: every key as
+    text (a values table may hold YAML integers beside strings, which cannot be sorted)."""
+
+    def texts(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {_text(k): texts(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [texts(x) for x in v]
+        return v
+
+    kept = {k: v for k, v in raw.items() if k not in ("name", "max_rejected_share")}
+    return texts(kept) if text_keys else kept
+
+
+def _source_values(values: dict, key: str, fail) -> None:
+    """A values table's keys are source values: YAML reads unquoted yes/no/on/off/true/false
+    as booleans (and they would be matched as "True"/"False", never the source's text)."""
+    flags = [k for k in values if isinstance(k, bool)]
+    if flags:
+        raise fail(key, f"key {flags[0]!r} is a YAML boolean (unquoted yes/no/on/off/true/false): quote it, e.g. "
+                        f"'{'yes' if flags[0] else 'no'}': ..., so it matches the source's text")
 
 
 def _text(v: Any) -> str:
@@ -492,6 +516,8 @@ def _spec(spec: Any, key: str, fail) -> FieldSpec:
     values = spec.get("values")
     if values is not None and (not isinstance(values, dict) or not values):
         raise fail(f"{key}.values", "expected a non-empty mapping {source value: value}")
+    if values is not None:
+        _source_values(values, f"{key}.values", fail)
     scale = spec.get("scale")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float)
                               or not math.isfinite(scale) or scale <= 0):

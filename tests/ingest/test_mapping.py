@@ -116,3 +116,25 @@ def test_profile_lists_features_the_source_cannot_supply() -> None:
     assert inactive["churn"] == {"definition": "inactivity", "inactive_days": 14,
                                  "note": inactive["churn"]["note"]}
     assert {"payments_30d", "tickets_7d", "last_payment_failed", "plan_tier"} <= set(inactive["defaulted"])
+
+
+def test_values_tables_with_integer_and_yaml_boolean_keys(tmp_path) -> None:
+    """`{1: premium, 0: basic, trial: standard}` raised a TypeError traceback (its keys
+    could not be sorted for the digest); unquoted yes/no keys became "True"/"False" and
+    every row was rejected as "not in values" without a hint."""
+    mixed = mapping_dict(fields__payment__plan={"column": "plan", "values": {1: "premium", 0: "basic", "t": "standard"}})
+    m = parse_mapping(mixed, "mixed")
+    assert m.fields["payment"]["plan"].values == {"1": "premium", "0": "basic", "t": "standard"} and m.digest
+    flags = mapping_dict(fields__payment__plan={"column": "plan", "values": {True: "premium", False: "basic"}})
+    with pytest.raises(MappingError, match=r"fields.payment.plan.values: key True is a YAML boolean .*quote it"):
+        parse_mapping(flags, "flags")
+    (tmp_path / "m.yaml").write_text("""
+user_id: uid
+timestamp: {column: t, epoch_unit: s}
+event_type: {column: kind, values: {play: session, off: cancel}, unmapped: drop}
+fields: {session: {watch_minutes: {const: 1}, device: {const: web}}, cancel: {reason: {const: voluntary}}}
+signup: {synthesize: first_event, plan: {const: basic}}
+churn: {definition: cancel}
+""")
+    with pytest.raises(MappingError, match=r"event_type.values: key False is a YAML boolean .*'no'"):
+        load_mapping(tmp_path / "m.yaml")
