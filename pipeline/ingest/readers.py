@@ -464,6 +464,8 @@ def _jsonl(path: Path, mapping: SourceMapping, gz: bool) -> Iterator[Batch]:
         invalid: list[InvalidRow] = []
         read = 0
         for line in f:
+            if row == 1 and not rows and not invalid and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]  # a UTF-8 byte-order mark before the first line, as in a CSV: not data
             if not line.strip():
                 continue
             read += len(line)
