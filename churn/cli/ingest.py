@@ -150,6 +150,12 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/] {d['active_after_cancel']:,} users have rows after their last "
                           "cancel and no signup after it: they count as not subscribed from the cancel on (neither "
                           "scored nor labelled after it). If the source logs resubscriptions, map them to `signup`.")
+        if d.get("similar_user_ids"):
+            shown = "; ".join(" / ".join(repr(u) for u in g) for g in d.get("similar_user_id_examples", []))
+            console.print(f"[yellow]warning:[/] {d['similar_user_ids']:,} user ids equal another one of this import "
+                          f"but for letter case or Unicode form (e.g. {shown}): each is its own user here, with its "
+                          "own history and churn. If the source means one person, normalise the ids in the "
+                          "export (lower-case, NFC) and import into a new topic.", soft_wrap=True)
         if d.get("late_events"):
             console.print(f"[yellow]warning:[/] {d['late_events']:,} events are more than 24 h older than the last "
                           "event already in their partition (at least that many: an earlier out-of-order import "

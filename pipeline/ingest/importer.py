@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,11 @@ class ImportSummary:
     # users with rows after their last cancel and no signup after it: not subscribed from the
     # cancel on, so neither scored nor labelled past it (a resubscription the source did not log)
     active_after_cancel: int = 0
+    # user ids equal to another of this import once Unicode-normalised (NFC) and case-folded
+    # (`Chloé@X.fr`, `chloé@x.fr` with a decomposed é): distinct users to the log, likely one
+    # person to the source; counted with a few examples, not merged (ids are the source's)
+    similar_user_ids: int = 0
+    similar_user_id_examples: list[list[str]] = field(default_factory=list)
     churn: str = ""  # the mapping's churn definition (cancel | inactivity)
     first_ts: str | None = None
     last_ts: str | None = None
@@ -102,7 +108,8 @@ class ImportSummary:
             "max_rejected_share": self.max_rejected_share,
             "rejected_by_reason": dict(self.rejected.most_common()), "users": self.users,
             "duplicate_rows": self.duplicates, "late_events": self.late,
-            "active_after_cancel": self.active_after_cancel, "churn": self.churn,
+            "active_after_cancel": self.active_after_cancel, "similar_user_ids": self.similar_user_ids,
+            "similar_user_id_examples": self.similar_user_id_examples, "churn": self.churn,
             "first_ts": self.first_ts, "last_ts": self.last_ts, "written": self.written,
             "already_present": self.already_present, "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_read / self.seconds) if self.seconds > 0 else None,
@@ -377,6 +384,7 @@ def _with_synthesized(col: _Collected, mapping: SourceMapping, todo: list[dict[s
     syn = synthesize(mapping, events.ucode, list(events.uniques), events.ts, events.code, row, plan, fidx,
                      [f["key"] for f in todo], ledger.signed_up(), carried)
     summary.users = len(events.uniques)
+    summary.similar_user_ids, summary.similar_user_id_examples = _similar_ids(events.uniques)
     events.uniques = syn.uniques  # and the earlier imports' users it cancels without a row here
     summary.synthesized.update(syn.counts)
     if len(syn.ts):
@@ -390,6 +398,17 @@ def _with_synthesized(col: _Collected, mapping: SourceMapping, todo: list[dict[s
         summary.first_ts = from_us(int(events.ts.min())).isoformat()
         summary.last_ts = from_us(int(events.ts.max())).isoformat()
     return events, syn
+
+
+def _similar_ids(users: Sequence[str], examples: int = 3) -> tuple[int, list[list[str]]]:
+    """Ids that another id of ``users`` equals after NFC normalisation and case folding:
+    how many, and a few groups of them."""
+    groups: dict[str, list[str]] = {}
+    for u in users:
+        key = unicodedata.normalize("NFC", u).casefold() if not u.isascii() else u.casefold()
+        groups.setdefault(key, []).append(u)
+    similar = [g for g in groups.values() if len(g) > 1]
+    return sum(len(g) for g in similar), [sorted(g)[:4] for g in similar[:examples]]
 
 
 def _active_after_cancel(events: _Events) -> int:

@@ -410,3 +410,28 @@ def test_import_into_a_kafka_topic(tmp_path) -> None:
                 dlq.close()
         finally:
             log.close()
+
+
+def test_user_ids_equal_but_for_case_or_unicode_form_are_counted_and_named(env, tmp_path) -> None:
+    """`chloé@société.fr` three ways (case, a decomposed é) were three users with three
+    risks, silently. They stay the source's ids, but the summary counts and names them."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "chloé@société.fr")
+    rows = [{"uid": u, "t": T0 + i * DAY, "kind": "play", "minutes": 5}
+            for i, u in enumerate(["chloé@société.fr", "Chloé@Société.fr", nfd, "ann", "bob"])]  # fmt: skip
+    s = env.run([rows_to_csv(rows, tmp_path / "a.csv")], mapping())
+    d = s.as_dict()
+    assert s.users == 5 and d["similar_user_ids"] == 3
+    assert sorted(d["similar_user_id_examples"][0]) == sorted(["chloé@société.fr", "Chloé@Société.fr", nfd])
+
+
+def test_a_byte_order_mark_before_the_first_json_line_is_not_a_rejected_row(env, tmp_path) -> None:
+    import json
+
+    rows = [{"uid": u, "t": T0 + i * DAY, "kind": "play", "minutes": 5, "amount": None, "plan": None}
+            for i, u in enumerate(["u1", "u2"])]  # fmt: skip
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(json.dumps(r).encode() for r in rows) + b"\n")
+    s = env.run([path], mapping())
+    assert s.rejected_rows == 0 and s.events_by_type["session"] == 2
