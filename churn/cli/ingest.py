@@ -150,6 +150,11 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/] {d['active_after_cancel']:,} users have rows after their last "
                           "cancel and no signup after it: they count as not subscribed from the cancel on (neither "
                           "scored nor labelled after it). If the source logs resubscriptions, map them to `signup`.")
+        if d.get("never_signed_up"):
+            console.print(f"[yellow]warning:[/] {d['never_signed_up']:,} users have rows but no signup (in this import "
+                          "or an earlier one) and signup.synthesize is `none`: they are never subscribed, so never "
+                          "scored or labelled. Were their signup rows rejected (see the reasons above), or does the "
+                          "source log none (then `signup: {synthesize: first_event}`)?", soft_wrap=True)
         if d.get("similar_user_ids"):
             shown = "; ".join(" / ".join(repr(u) for u in g) for g in d.get("similar_user_id_examples", []))
             console.print(f"[yellow]warning:[/] {d['similar_user_ids']:,} user ids equal another one of this import "

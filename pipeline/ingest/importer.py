@@ -82,6 +82,10 @@ class ImportSummary:
     # person to the source; counted with a few examples, not merged (ids are the source's)
     similar_user_ids: int = 0
     similar_user_id_examples: list[list[str]] = field(default_factory=list)
+    # users with rows but no signup, in this import or an earlier one, and none synthesized
+    # (signup.synthesize: none): never subscribed, so never scored or labelled -- often a
+    # signup row that was rejected (a missing timestamp) or a source that logs none
+    never_signed_up: int = 0
     churn: str = ""  # the mapping's churn definition (cancel | inactivity)
     first_ts: str | None = None
     last_ts: str | None = None
@@ -109,7 +113,8 @@ class ImportSummary:
             "rejected_by_reason": dict(self.rejected.most_common()), "users": self.users,
             "duplicate_rows": self.duplicates, "late_events": self.late,
             "active_after_cancel": self.active_after_cancel, "similar_user_ids": self.similar_user_ids,
-            "similar_user_id_examples": self.similar_user_id_examples, "churn": self.churn,
+            "similar_user_id_examples": self.similar_user_id_examples, "never_signed_up": self.never_signed_up,
+            "churn": self.churn,
             "first_ts": self.first_ts, "last_ts": self.last_ts, "written": self.written,
             "already_present": self.already_present, "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_read / self.seconds) if self.seconds > 0 else None,
@@ -381,8 +386,11 @@ def _with_synthesized(col: _Collected, mapping: SourceMapping, todo: list[dict[s
     plan = _cat([b.plan for b in col.batches], np.int8)
     fidx = _cat(col.file_idx, np.int16)
     carried = ledger.carried() if mapping.churn == "inactivity" else None
+    earlier = ledger.signed_up()
     syn = synthesize(mapping, events.ucode, list(events.uniques), events.ts, events.code, row, plan, fidx,
-                     [f["key"] for f in todo], ledger.signed_up(), carried)
+                     [f["key"] for f in todo], earlier, carried)
+    if not mapping.synthesize_signup:
+        summary.never_signed_up = sum(1 for u in events.uniques if u not in syn.signed_up and u not in earlier)
     summary.users = len(events.uniques)
     summary.similar_user_ids, summary.similar_user_id_examples = _similar_ids(events.uniques)
     events.uniques = syn.uniques  # and the earlier imports' users it cancels without a row here

@@ -435,3 +435,19 @@ def test_a_byte_order_mark_before_the_first_json_line_is_not_a_rejected_row(env,
     path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(json.dumps(r).encode() for r in rows) + b"\n")
     s = env.run([path], mapping())
     assert s.rejected_rows == 0 and s.events_by_type["session"] == 2
+
+
+def test_users_left_without_a_signup_are_counted(env, tmp_path) -> None:
+    """`signup: {synthesize: none}`: a user whose signup row was rejected (here: no time)
+    had 35 workouts and was silently never subscribed -- not scored, not labelled."""
+    rows = [
+        {"uid": "u1", "t": T0, "kind": "join"}, {"uid": "u1", "t": T0 + DAY, "kind": "play", "minutes": 5},
+        {"uid": "u2", "t": "", "kind": "join"}, {"uid": "u2", "t": T0 + DAY, "kind": "play", "minutes": 5},
+    ]  # fmt: skip
+    m = mapping(event_type__values={"play": "session", "join": "signup", "quit": "cancel"},
+                fields__signup={"plan": {"const": "basic"}}, signup={"synthesize": "none"},
+                max_rejected_share=0.5)  # fmt: skip
+    s = env.run([rows_to_csv(rows, tmp_path / "a.csv")], m)
+    assert s.rejected_rows == 1 and s.as_dict()["never_signed_up"] == 1
+    later = [{"uid": "u1", "t": T0 + 2 * DAY, "kind": "play", "minutes": 5}]  # signed up by the earlier import
+    assert env.run([rows_to_csv(later, tmp_path / "b.csv")], m).never_signed_up == 0
