@@ -166,6 +166,9 @@ class DriftMonitor:
         horizon_days: int | None = None,
     ) -> None:
         self.cfg = config or DriftConfig()
+        # a skipped check and Critical drift are logged here; a caller that logs every
+        # outcome itself with more context (the stream's DriftHook) turns this off
+        self.log_outcomes = True
         self.clock = clock or SystemClock()
         self.columns = tuple(columns)
         self.store = store
@@ -324,12 +327,13 @@ class DriftMonitor:
     def _handle(self, result: DriftResult | Skipped) -> DriftOutcome:
         alert = assess_drift(result, self.cfg, self.importance)
         if isinstance(result, Skipped):
-            log.warning("drift check skipped: %s", result.reason)
+            if self.log_outcomes:
+                log.warning("drift check skipped: %s", result.reason)
             rid = self._record_status(result.time, result.model_version, "skipped", result.reason, result.rows)
             return DriftOutcome(result, alert, rid, False)
         # The retrain decision first, so the stored run says whether this check asked for one
         # (the dashboard's retrain events are the runs with RETRAIN_REQUESTED among the reasons).
-        if alert.level is Level.CRITICAL:
+        if alert.level is Level.CRITICAL and self.log_outcomes:
             log.warning("critical drift of model %s: %s", result.model_version, "; ".join(alert.reasons))
         if self.cfg.retrain_policy == "immediate":
             requested, note = self._immediate(result, alert)

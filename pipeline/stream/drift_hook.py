@@ -207,6 +207,7 @@ class DriftHook:
                                         # the engine's columns for this topic's feature spec
                                         **{"columns": getattr(worker.model, "engine_columns", FEATURE_NAMES)}
                                         | self.monitor_kwargs)  # fmt: skip
+            self.monitor.log_outcomes = False  # _collect logs each outcome, with the worker's name
             self.logger.info("worker %s: drift leader (owns partition %d); monitoring v%s against %d reference rows",
                              self.worker_id, self.cfg.leader_partition, version, len(reference))  # fmt: skip
         else:
