@@ -104,6 +104,7 @@ class SourceMapping:
     digest: str  # hash of the validated content: part of the import's identity
     actions: tuple[Action, ...] = ()  # the declared vocabulary (+ the catch-all, if used), in order
     undeclared: Literal["reject", "other"] = "reject"
+    csv_decimal: str = "."  # a text file's decimal mark in number fields ("," : 3,5 is 3.5)
 
     @property
     def action_names(self) -> frozenset[str]:
@@ -195,6 +196,7 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     if not isinstance(raw, dict):
         raise MappingError(f"{where}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     fmt, delim = _file_format(raw, fail)
+    decimal = (raw.get("csv") or {}).get("decimal", ".")
     user_id = _column(raw.get("user_id", _MISSING), "user_id", fail)
     ts_col, unit, fmt_s, tz = _timestamp(raw.get("timestamp", _MISSING), fail)
     type_col, unmapped, values = _event_type(raw.get("event_type", _MISSING), fail)
@@ -209,7 +211,7 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     share = _share(raw.get("max_rejected_share", 0.01), fail)
     m = SourceMapping(str(raw.get("name") or name), fmt, delim, user_id, ts_col, unit, fmt_s,
                       str(tz) if tz is not None else None, type_col, rules, unmapped, fields, synth == "first_event",
-                      plan, definition, days, share, "", actions, undeclared)
+                      plan, definition, days, share, "", actions, undeclared, csv_decimal=decimal)
     try:
         canonical = json.dumps(_canonical(raw), sort_keys=True, default=str)
     except TypeError:  # keys of mixed types in a values table (YAML integers beside text): compared as text
@@ -230,11 +232,16 @@ def _file_format(raw: dict, fail) -> tuple[str, str | None]:
     if fmt not in FORMATS:
         raise fail("format", f"{fmt!r} is not one of {list(FORMATS)}")
     csv_opts = raw.get("csv") or {}
-    if not isinstance(csv_opts, dict) or set(csv_opts) - {"delimiter"}:
-        raise fail("csv", "expected {delimiter: ','}")
+    if not isinstance(csv_opts, dict) or set(csv_opts) - {"delimiter", "decimal"}:
+        raise fail("csv", "expected {delimiter: ',', decimal: '.'}")
     delim = csv_opts.get("delimiter")
     if delim is not None and len(str(delim)) != 1:
         raise fail("csv.delimiter", f"must be one character, got {str(delim)!r}")
+    decimal = csv_opts.get("decimal", ".")
+    if decimal not in (".", ","):
+        raise fail("csv.decimal", f"'.' or ',' (the decimal mark of number fields), got {decimal!r}")
+    if decimal == "," and delim in (None, ","):
+        raise fail("csv.decimal", "a decimal comma needs another delimiter: give csv.delimiter (e.g. ';')")
     return fmt, None if delim is None else str(delim)
 
 

@@ -112,7 +112,7 @@ def _map_batch(rb: pa.RecordBatch, first_row: int, file_key: str, file_name: str
     def values_of(spec: FieldSpec) -> list:
         vals = by_spec.get(id(spec))
         if vals is None:
-            vals = by_spec[id(spec)] = field_values(spec, rb, column)
+            vals = by_spec[id(spec)] = field_values(spec, rb, column, m.csv_decimal)
         return vals
 
     def reject(i: int, reason: str, key: str) -> None:
@@ -246,13 +246,29 @@ class _Bad:
 _EMPTY, _NOT_IN_VALUES, _NOT_A_NUMBER = _Bad("empty and no default"), _Bad("value not in values"), _Bad("not a number")
 
 
-def field_values(spec: FieldSpec, rb: pa.RecordBatch, column) -> list:
-    """One field's value for every row of the batch (a ``_Bad`` where it cannot be filled)."""
+# the contract's number fields (a decimal comma applies to their text cells only)
+NUMBER_FIELDS = frozenset({"watch_minutes", "amount", "value"})
+
+
+def field_values(spec: FieldSpec, rb: pa.RecordBatch, column, decimal: str = ".") -> list:
+    """One field's value for every row of the batch (a ``_Bad`` where it cannot be filled).
+    ``decimal``: the file's decimal mark; with ``","`` a number field's text cells read
+    ``3,5`` as 3.5 (a cell that also holds a ``.`` is then not a number)."""
     n = rb.num_rows
     if spec.column is None:
         return [spec.const] * n
     empty = _EMPTY if spec.default is None else spec.default
     col = rb.column(spec.column)
+    if (decimal == "," and spec.values is None and spec.key.rsplit(".", 1)[-1] in NUMBER_FIELDS
+            and pa.types.is_string(col.type)):
+        dots = pc.any(pc.match_substring(col, ".")).as_py()
+        col = pc.replace_substring(col, ",", ".")
+        if dots:  # "1.234,5": a grouping dot is not read as the decimal mark
+            col = pc.if_else(pc.match_substring(rb.column(spec.column), "."), pa.scalar("x"), col)
+        converted = col.to_pylist()
+
+        def column(_name: str, converted: list = converted) -> list:  # noqa: F811 - this field's cells
+            return converted
     if spec.values is not None:
         mp = spec.values
         raw = _texts(col)

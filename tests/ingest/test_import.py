@@ -11,7 +11,7 @@ import pytest
 from pipeline.events import decode
 from pipeline.features.columns import decode_columns
 from pipeline.features.state import FeatureState
-from pipeline.ingest import RejectedShareError, load_profile
+from pipeline.ingest import MappingError, RejectedShareError, load_profile
 from pipeline.log.partitioner import partition_for
 
 from .helpers import DELETE, IMPORT_NOW, T0, Env, mapping, rows_to_csv, sample_rows
@@ -451,3 +451,21 @@ def test_users_left_without_a_signup_are_counted(env, tmp_path) -> None:
     assert s.rejected_rows == 1 and s.as_dict()["never_signed_up"] == 1
     later = [{"uid": "u1", "t": T0 + 2 * DAY, "kind": "play", "minutes": 5}]  # signed up by the earlier import
     assert env.run([rows_to_csv(later, tmp_path / "b.csv")], m).never_signed_up == 0
+
+
+def test_a_decimal_comma_file_reads_its_number_fields(env, tmp_path) -> None:
+    """A European spreadsheet export: `;` between fields, `,` as the decimal mark. The
+    `csv:` section took only a delimiter, so 3,5 minutes was 'not a number' on every row."""
+    path = tmp_path / "eu.csv"
+    path.write_text("uid;t;kind;minutes;amount;plan\n"
+                    f"u1;{T0};pay;;7,99;b\n"
+                    f"u1;{T0 + 60};play;3,5;;\n"
+                    f"u1;{T0 + 120};play;12;;\n"
+                    f"u1;{T0 + 180};play;1.234,5;;\n")  # fmt: skip
+    m = mapping(csv={"delimiter": ";", "decimal": ","})
+    s = env.run([path], m)
+    got = [(e["type"], e.get("watch_minutes", e.get("amount"))) for e in env.events() if e["type"] != "signup"]
+    assert got == [("payment", 7.99), ("session", 3.5), ("session", 12.0)]
+    assert s.rejected_rows == 1 and "not a number" in next(iter(s.rejected))
+    with pytest.raises(MappingError, match="a decimal comma needs another delimiter"):
+        mapping(csv={"decimal": ","})
