@@ -70,6 +70,18 @@ def test_the_last_line_is_the_gate_decision_with_both_scores_and_their_window() 
                     "2026-04-20..2026-05-18: ROC-AUC 0.8210 vs 0.8050 (ok), lift@10% 4.50 vs 4.71 (worse)")
 
 
+def test_a_model_near_chance_is_said_and_users_are_whole() -> None:
+    """An imported source's first model went to champion at test ROC-AUC 0.52 without a
+    word, and the campaign line said "(34.8 users)"."""
+    table = [dict(RESULT["table"][0], test_roc_auc=0.52), RESULT["table"][1]]
+    buf = io.StringIO()
+    print_summary(RESULT | {"table": table, "revenue": RESULT["revenue"] | {"contacted": 34.8}},
+                  Console(file=buf, width=1_000, color_system=None))  # fmt: skip
+    out = buf.getvalue()
+    assert "test ROC-AUC is 0.520, close to chance" in out and "(35 users)" in out
+    assert "close to chance" not in _piped()  # 0.821: nothing said
+
+
 def test_without_registering_the_last_line_says_so() -> None:
     buf = io.StringIO()
     print_summary(RESULT | {"gate": None}, Console(file=buf, width=1_000, color_system=None))

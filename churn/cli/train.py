@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+CHANCE_AUC = 0.6  # a test ROC-AUC under this ranks churners little better than chance: said, not refused
+
 
 def _date(value: str | None, flag: str) -> date | None:
     if value is None:
@@ -110,7 +112,7 @@ def print_summary(result: dict[str, Any], console: Any) -> None:
     console.print(
         f"revenue ({result['best']}, test window, {c['months']:g} months): {count(rv['baseline_churners'])} "
         f"churners, {money(rv['revenue_lost'])} revenue lost; contacting the top {c['top_share']:.0%} "
-        f"({count(rv['contacted'])} users) at {c['effectiveness']:.0%} effectiveness prevents "
+        f"({count(round(rv['contacted']))} users) at {c['effectiveness']:.0%} effectiveness prevents "
         f"{count(rv['churners_prevented'])} and saves {money(rv['revenue_saved'])} (net {money(rv['net_value'])} "
         f"after {money(rv['campaign_cost'])} cost); best K {rv['best_top_share']:.0%}", soft_wrap=True,
     )
@@ -123,6 +125,12 @@ def print_summary(result: dict[str, Any], console: Any) -> None:
     if g is not None:
         console.print(f"registered churn v{result['registered_version']} (alias challenger); gate reason: {g['reason']}",
                       soft_wrap=True, markup=False)
+    best = next((r for r in result.get("table", []) if r.get("name") == result.get("best")), {})
+    auc = best.get("test_roc_auc")
+    if auc is not None and auc < CHANCE_AUC:
+        console.print(f"[yellow]warning:[/] the chosen model's test ROC-AUC is {auc:.3f}, close to chance (0.5): its "
+                      "scores barely rank churners. Check the churn definition, the horizon and how many churners "
+                      "the data hold before acting on its risks.", soft_wrap=True)
     # the last line: what the gate decided, both scores and the window they were measured on
     colour = "yellow" if g is None or g["decision"] != "promoted" else "green"
     console.print(f"[bold {colour}]{escape(final_line(result))}[/]", soft_wrap=True)
