@@ -24,7 +24,8 @@ class Cadence:
         self.day: int | None = None  # event day (days since epoch) the last check covered
         self.newest_day: int | None = None
         self.reason = ""
-        self._reopened = ""  # reopen(): the next rows are due whatever the counts say
+        self._reopened = ""  # reopen(): the next rows are due whatever the counts say ...
+        self._reopen_rows = 0  # ... once there are this many
 
     def start(self, mono: float) -> None:
         self.since = mono
@@ -35,14 +36,15 @@ class Cadence:
         if self.day is None:
             self.day = day
 
-    def reopen(self, reason: str) -> None:
-        """The next rows are due (``reason``) even within an event day already checked."""
-        self._reopened = reason
+    def reopen(self, reason: str, rows: int = 1) -> None:
+        """The next rows are due (``reason``), once there are ``rows`` of them, even within
+        an event day already checked."""
+        self._reopened, self._reopen_rows = reason, rows
 
     def due(self, mono: float) -> bool:
         if self.rows == 0:
             return False  # nothing new to look at
-        if self._reopened:
+        if self._reopened and self.rows >= self._reopen_rows:
             self.reason = self._reopened
         elif self.rows >= self.every_rows:
             self.reason = f"{self.rows:,} rows scored"

@@ -220,6 +220,10 @@ class DriftMonitor:
         self.window.clear()
         self.cadence = Cadence(self.cfg.every_rows, self.cfg.every_minutes, self.cfg.per_event_day)
         self.cadence.start(self.clock.monotonic())
+        if old is not None and old != self.model_version:
+            # a new champion's first window is checked as soon as it holds enough rows: by
+            # the day rule it waited for the next event day, and that window replaced it
+            self.cadence.reopen(f"the first window of the new champion v{self.model_version}", self.cfg.min_rows)
         missing = [c for c in self.reference.columns if c not in self.columns]
         if missing:
             log.warning("reference of model %s has column(s) the stream does not observe: %s", model_version, missing)

@@ -304,3 +304,23 @@ def test_episode_resolve_checks_is_validated_and_zero_never_resolves(tmp_path):
             check(m, day, 0.0)
         assert store.drift_episodes()["status"].tolist() == ["open"]
         m.close()
+
+
+def test_a_new_champions_first_window_is_checked_at_once(tmp_path):
+    """After a switch the day rule waited for the next event day, whose window replaced
+    the first one: the new champion's first day was never checked."""
+    clock = FakeClock(T0)
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        m = DriftMonitor(REF, "3", columns=COLS, config=CFG.replace(per_event_day=True), store=store,
+                         report_dir=tmp_path, clock=clock, requester=Runs(), check=fake_check)  # fmt: skip
+        m.observe(frame(200, seed=11).to_numpy(), np.full(200, 0.1), T0 + timedelta(days=1))
+        assert not m.due()  # the first model: the day rule, as before
+        m.set_model(REF, "4")
+        m.observe(frame(20, seed=12).to_numpy(), np.full(20, 0.1), T0 + timedelta(days=2))
+        assert not m.due()  # too few rows to check yet
+        m.observe(frame(200, seed=13).to_numpy(), np.full(200, 0.1), T0 + timedelta(days=2))
+        assert m.due() and "first window of the new champion v4" in m.cadence.reason
+        m.submit()
+        (out,) = m.poll()
+        assert out.result.model_version == "4" and not m.due()
+        m.close()
