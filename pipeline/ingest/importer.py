@@ -48,7 +48,7 @@ from pipeline.ingest.errors import MappingChangedError, RejectedShareError
 from pipeline.ingest.ledger import Ledger, ids_in_log
 from pipeline.ingest.mapping import SourceMapping
 from pipeline.ingest.profile import source_profile
-from pipeline.ingest.readers import check_file, file_key, iter_batches
+from pipeline.ingest.readers import bytes_key, check_file, file_key, is_gzip, iter_batches
 from pipeline.ingest.synth import CANCEL, SIGNUP, synthesize
 from pipeline.ingest.transform import MappedBatch, Rejected, map_batch
 from pipeline.log.base import PartitionLog
@@ -235,13 +235,21 @@ def run_import(
 
 def _identify(paths: list[Path], mapping: SourceMapping, tick: Progress) -> tuple[str, list[dict[str, Any]]]:
     """Hash every file: the import's id is the mapping's digest plus the files' contents."""
-    keys = []
+    files = []
     for i, p in enumerate(paths):
         tick("hashing", i / len(paths), 0)
         check_file(p)
-        keys.append(file_key(p))
-    import_id = hashlib.sha256((mapping.digest + "|" + ",".join(keys)).encode()).hexdigest()[:16]
-    return import_id, [{"path": str(p), "key": k} for p, k in zip(paths, keys, strict=True)]
+        f = {"path": str(p), "key": file_key(p)}
+        if is_gzip(p) and (legacy := bytes_key(p)) != f["key"]:
+            f["bytes_key"] = legacy  # how a gzip file was known before its content was hashed
+        files.append(f)
+    import_id = hashlib.sha256((mapping.digest + "|" + ",".join(f["key"] for f in files)).encode()).hexdigest()[:16]
+    return import_id, files
+
+
+def _done_by(f: dict[str, Any], done: dict[str, str]) -> str | None:
+    """The import that wrote ``f`` already (by its key, or its bytes' key: an older import)."""
+    return done.get(f["key"]) or (done.get(f["bytes_key"]) if "bytes_key" in f else None)
 
 
 def _files_to_read(files: list[dict[str, Any]], ledger: Ledger) -> list[dict[str, Any]]:
@@ -252,8 +260,8 @@ def _files_to_read(files: list[dict[str, Any]], ledger: Ledger) -> list[dict[str
     for f in files:
         if f["key"] in {g["key"] for g in todo}:
             f["skipped"] = "same content as another file of this import"
-        elif f["key"] in done_files:
-            f["skipped"] = f"already imported (import {done_files[f['key']]})"
+        elif (by := _done_by(f, done_files)) is not None:
+            f["skipped"] = f"already imported (import {by})"
         else:
             todo.append(f)
     return todo
@@ -265,7 +273,7 @@ def _refuse_remapping(files: list[dict[str, Any]], mapping: SourceMapping, ledge
     the one the log's events were made by. Refuse, naming the earlier import and the way out."""
     imports = ledger.load()["imports"]
     done = ledger.imported_files()
-    earlier = {done[f["key"]] for f in files if f["key"] in done}
+    earlier = {by for f in files if (by := _done_by(f, done)) is not None}
     other = sorted(i for i in earlier if imports.get(i, {}).get("mapping_digest") != mapping.digest)
     if not other:
         return  # the same mapping (e.g. the files in another order or grouping): nothing to do

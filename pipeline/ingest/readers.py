@@ -28,9 +28,11 @@ import json
 import re
 import secrets
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -99,7 +101,31 @@ def check_file(path: Path) -> None:
 
 
 def file_key(path: Path, chunk: int = 1 << 20) -> str:
-    """Content hash (sha256, 16 hex chars): the file's identity for event ids and the ledger."""
+    """Content hash (sha256, 16 hex chars): the file's identity for event ids and the ledger.
+    A gzip file's content is its decompressed bytes: the same rows compressed again (another
+    header time or level) are the same file, not a second copy of every event. A gzip file
+    that does not decompress whole is hashed as bytes (reading it reports the damage)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+        src: Any = gzip.GzipFile(fileobj=f) if gz else f
+        try:
+            while block := src.read(chunk):
+                h.update(block)
+        except (OSError, EOFError, zlib.error):
+            return bytes_key(path, chunk)
+    return h.hexdigest()[:16]
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def bytes_key(path: Path, chunk: int = 1 << 20) -> str:
+    """The hash of the file's bytes as they are (what :func:`file_key` was for gzip files
+    before: the ledger of an older import may know a file by it)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
