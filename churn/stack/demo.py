@@ -60,6 +60,11 @@ class DemoPlan:
     def drift_day(self) -> int:
         return self.days + self.drift_after_days
 
+    @property
+    def horizon_days(self) -> int:
+        """The label horizon the demo trains with (the train flow's default unless set)."""
+        return int(self.train_params.get("horizon_days", TRAIN_HORIZON_DAYS))
+
 
 FULL = DemoPlan(20_000, 180, 4, 10, 1_000.0, None, {})
 QUICK = DemoPlan(3_000, 100, 2, 3, 2_000.0, 10, {"horizon_days": 14, "leaky_control": False, "shap_sample": 300})
@@ -298,7 +303,7 @@ def what_to_look_at(state: StackState, plan: DemoPlan, experiment: str | None = 
     if retrain_after_days is None:
         from pipeline.drift.config import DriftConfig
 
-        retrain_after_days = DriftConfig().after_days(int(plan.train_params.get("horizon_days", TRAIN_HORIZON_DAYS)))
+        retrain_after_days = DriftConfig().after_days(plan.horizon_days)
     url = {s.name: s.url for s in state.services}
     day_s = 18.5 * plan.users / 20_000 * 1_000 / plan.rate  # wall seconds per simulated day at this rate
     drift_s = plan.drift_after_days * day_s
@@ -413,8 +418,7 @@ def _steps(demo: _Demo, ports: dict[str, int], quick: bool,
     from pipeline.drift.config import DriftConfig
 
     # what the stream's policy will use: the setting, else the champion's horizon
-    after = DriftConfig.from_settings(demo.settings).after_days(int(plan.train_params.get("horizon_days",
-                                                                                          TRAIN_HORIZON_DAYS)))
+    after = DriftConfig.from_settings(demo.settings).after_days(plan.horizon_days)
     for line in what_to_look_at(demo.state, plan, experiment_id(demo.settings), after):  # type: ignore[arg-type]
         say(line)
     if not quick:
@@ -521,7 +525,7 @@ def train(demo: _Demo) -> None:
     state, params = demo.state, dict(demo.plan.train_params)
     api = state.env["PREFECT_API_URL"]  # type: ignore[union-attr]
     before = registry_versions(demo.settings)  # older runs' versions: their gate lines are not this run's news
-    if mismatch := champion_mismatch(demo.settings, int(params.get("horizon_days", TRAIN_HORIZON_DAYS))):
+    if mismatch := champion_mismatch(demo.settings, demo.plan.horizon_days):
         demo.say(f"the registry's champion v{mismatch[0]} is not comparable with the model this demo trains "
                  f"({mismatch[1]}): this training replaces it (force)")  # fmt: skip
         params["force"] = True

@@ -195,8 +195,7 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
                            "event_type, fields, ...)")
     if not isinstance(raw, dict):
         raise MappingError(f"{where}: expected a mapping of keys at the top level, got {type(raw).__name__}")
-    fmt, delim = _file_format(raw, fail)
-    decimal = (raw.get("csv") or {}).get("decimal", ".")
+    fmt, delim, decimal = _file_format(raw, fail)
     user_id = _column(raw.get("user_id", _MISSING), "user_id", fail)
     ts_col, unit, fmt_s, tz = _timestamp(raw.get("timestamp", _MISSING), fail)
     type_col, unmapped, values = _event_type(raw.get("event_type", _MISSING), fail)
@@ -221,8 +220,8 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     return m
 
 
-def _file_format(raw: dict, fail) -> tuple[str, str | None]:
-    """Top-level keys, version, ``format`` and ``csv.delimiter``."""
+def _file_format(raw: dict, fail) -> tuple[str, str | None, str]:
+    """Top-level keys, version, ``format``, ``csv.delimiter`` and ``csv.decimal``."""
     unknown = sorted(set(map(str, raw)) - _TOP)
     if unknown:
         raise fail(unknown[0], f"unknown key; allowed: {sorted(_TOP)}")
@@ -242,7 +241,7 @@ def _file_format(raw: dict, fail) -> tuple[str, str | None]:
         raise fail("csv.decimal", f"'.' or ',' (the decimal mark of number fields), got {decimal!r}")
     if decimal == "," and delim in (None, ","):
         raise fail("csv.decimal", "a decimal comma needs another delimiter: give csv.delimiter (e.g. ';')")
-    return fmt, None if delim is None else str(delim)
+    return fmt, None if delim is None else str(delim), decimal
 
 
 def _timestamp(ts: Any, fail) -> tuple[str, str | None, str | None, Any]:

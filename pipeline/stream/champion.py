@@ -31,14 +31,16 @@ class ChampionInfo:
 
 
 def horizon_from_tags(tags: dict[str, str]) -> int | None:
-    """The ``horizon_days`` tag as a positive int; None when missing or unreadable."""
+    """The ``horizon_days`` tag as a positive int (read as the gate reads it,
+    :meth:`pipeline.training.gate.Identity.from_tags`); None when missing or unreadable."""
     from pipeline import registry
+    from pipeline.training.gate import Identity
 
     try:
-        days = int(str(tags.get(registry.HORIZON_TAG, "")))
-    except ValueError:
+        days = Identity.from_tags(tags, horizon_tag=registry.HORIZON_TAG).horizon_days
+    except (ValueError, OverflowError):  # not a number: unknown, as if untagged
         return None
-    return days if days >= 1 else None
+    return days if days is not None and days >= 1 else None
 
 
 class ChampionSource(Protocol):

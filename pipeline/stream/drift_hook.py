@@ -382,11 +382,11 @@ class DriftHook:
         # (an event at 00:00 belongs to that midnight's snapshot, as in training's replay)
         midnight = -(-max(marks) // DAY_US) * DAY_US
         at = datetime.fromtimestamp(midnight / 1e6, tz=UTC)
-        if not any(self._warm_enough(worker, p, at) for p in states):
+        warm = [p for p in states if self._warm_enough(worker, p, at)]
+        if not warm:
             return
         self._skipped = None
-        parts = {p: self._read(worker, p, midnight, st, seed=midnight // DAY_US * 1_000 + p)
-                 for p, st in states.items() if self._warm_enough(worker, p, at)}  # fmt: skip
+        parts = {p: self._read(worker, p, midnight, states[p], seed=midnight // DAY_US * 1_000 + p) for p in warm}
         self._pending.clear()  # superseded: newer than any incomplete midnight
         self._warm()
         day = midnight // DAY_US

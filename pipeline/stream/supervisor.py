@@ -539,7 +539,7 @@ class Supervisor:
         where its worker resumes. Counting from the log start there reported the whole log
         as this run's work."""
         committed = self.log.committed(self.cfg.group)
-        start = self._committed()
+        start = self._committed(committed)
         for p in start:
             if p not in committed and self._checkpoints.path(p).exists():
                 with contextlib.suppress(Exception):  # unreadable: the worker says so; count as before
@@ -548,8 +548,11 @@ class Supervisor:
                         start[p] = ck.meta.next_offset
         return start
 
-    def _committed(self) -> dict[int, int]:
-        committed = self.log.committed(self.cfg.group)
+    def _committed(self, committed: dict[int, int] | None = None) -> dict[int, int]:
+        """Each partition's committed offset (``committed``: the group's, if already read),
+        its start where none is."""
+        if committed is None:
+            committed = self.log.committed(self.cfg.group)
         out = {p: committed.get(p, self.log.start_offset(p)) for p in range(self.log.num_partitions)}
         for p, off in committed.items():  # a replay moves a committed offset back: count from there
             if p in out:  # (an offset not committed yet is a placeholder, not where a worker started)
