@@ -297,13 +297,47 @@ def roi_curve_figure(table: pd.DataFrame, chosen_share: float | None = None, cur
         fig.add_vline(x=chosen_share * 100, line={"color": CYAN, "dash": "dot"},
                       annotation_text=f"K = {chosen_share:.0%}", annotation_font_color=CYAN)  # fmt: skip
     _layout(fig, title, height=380)
+    # Net value and ROI change sign at the same share (both are negative exactly when the
+    # campaign costs more than it saves), so both axes put zero at the same height: with
+    # Plotly's independent autoranges, the ROI line crossed "0 %" above or below the
+    # shaded loss area and read as a contradiction.
+    y_range, y2_range = zero_aligned_ranges(net, table["roi"])
     fig.update_layout(
         xaxis={"title": "top-K contacted (% of users by risk)"},
-        yaxis={"title": f"net value ({currency})", "zeroline": True, "zerolinecolor": "rgba(215,227,255,0.35)"},
+        yaxis={"title": f"net value ({currency})", "zeroline": True, "zerolinecolor": "rgba(215,227,255,0.35)",
+               "range": y_range},
         yaxis2={"title": "ROI", "overlaying": "y", "side": "right", "showgrid": False,
-                "zeroline": False, "tickformat": ".0%"},
+                "zeroline": False, "tickformat": ".0%", "range": y2_range},
     )  # fmt: skip
     return fig
+
+
+def zero_aligned_ranges(a: pd.Series, b: pd.Series, pad: float = 0.06) -> tuple[list[float], list[float]]:
+    """Axis ranges for two series on twin y axes with zero at the same height. Each range
+    is ``[-f * S, (1 - f) * S]``: the same share ``f`` of it under zero, ``S`` the least
+    that covers its series; ``f`` is the share (in steps of 1 %) that stretches the worse
+    of the two axes least. Both get the same ``pad`` share of margin.
+
+    >>> zero_aligned_ranges(pd.Series([-10.0, 30.0]), pd.Series([-0.1, 0.3]), pad=0)
+    ([-10.0, 30.0], [-0.1, 0.3])
+    """
+    sides = []
+    for s in (a, b):
+        v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+        v = v[np.isfinite(v)]
+        neg, pos = (max(-float(v.min()), 0.0), max(float(v.max()), 0.0)) if v.size else (0.0, 0.0)
+        sides.append((neg, pos) if neg + pos > 0 else (1.0, 1.0))
+
+    def spans(f: float) -> list[float]:
+        return [max(neg / f, pos / (1 - f)) for neg, pos in sides]
+
+    best = min((i / 100 for i in range(1, 100)),
+               key=lambda f: max(sp / (neg + pos) for sp, (neg, pos) in zip(spans(f), sides, strict=True)))  # fmt: skip
+    out = []
+    for span in spans(best):
+        lo, hi = -best * span, (1 - best) * span
+        out.append([round(lo - pad * span, 12), round(hi + pad * span, 12)])
+    return out[0], out[1]
 
 
 # -- realised performance -----------------------------------------------------------------

@@ -173,6 +173,20 @@ def test_roi_curve_marks_best_share() -> None:
     assert list(np.add(gain.y, loss.y)) == pytest.approx(list(table["net_value"]))
 
 
+@pytest.mark.parametrize("cost", [0.5, 3.0, 40.0])  # mostly gains, a sign change, all losses
+def test_roi_curve_puts_zero_net_value_and_zero_roi_at_one_height(cost: float) -> None:
+    """Net value and ROI change sign together, so their twin axes share the zero line,
+    and each axis still shows its whole curve."""
+    rng = np.random.default_rng(1)
+    risk = rng.beta(1, 6, 500)
+    table = sweep(risk, risk, np.full(500, 12.0), Campaign(cost_per_contact=cost), shares=[0.05, 0.1, 0.2, 0.5, 1.0])
+    layout = figures.roi_curve_figure(table).layout
+    (lo, hi), (lo2, hi2) = layout.yaxis.range, layout.yaxis2.range
+    assert -lo / (hi - lo) == pytest.approx(-lo2 / (hi2 - lo2), abs=1e-9)
+    assert lo <= table["net_value"].min() and table["net_value"].max() <= hi
+    assert lo2 <= table["roi"].min() and table["roi"].max() <= hi2
+
+
 def test_stream_figures_say_when_all_is_quiet() -> None:
     parts = pd.DataFrame({"partition": [0, 1], "lag": [0, 0], "lag_seconds": [0.0, 0.0],
                           "status": ["OK", "OK"], "worker": ["w0", "w0"]})
