@@ -269,3 +269,12 @@ def test_currency_is_upper_cased_and_observe_is_described_the_right_way_round(mo
     desc = Settings.model_fields["drift_observe"].description
     assert desc.index("day_snapshot") < desc.index("every active user at each event-time midnight")
     assert desc.index("scored") > desc.index("midnight")
+
+
+def test_an_error_line_prints_bracketed_text_as_it_is(tmp_path, capsys) -> None:
+    """Error messages are text, not rich markup: a path with ``[old]`` in it (or a log
+    line's ``[INFO]``) used to lose the brackets and their contents."""
+    missing = tmp_path / "[old]" / "m.yaml"
+    code, _, err = churn(capsys, "--data-dir", str(tmp_path / "data"), "import", str(tmp_path / "x.csv"),
+                         "--mapping", str(missing))  # fmt: skip
+    assert code == 1 and f"{missing}" in err.replace("\n", ""), err

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from churn.cli import dashboard, demo, drift, features, ingest, log, stack, stream, train
 from churn.cli.common import err
@@ -49,7 +50,7 @@ def _main(
         ctx.obj = load_settings(data_dir=data_dir, topic=topic, partitions=partitions,
                                 cli_options=("data_dir", "topic", "partitions"))
     except ChurnError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -71,13 +72,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except cx.UsageError as exc:
         name = exc.ctx.command_path if exc.ctx else "churn"
-        err.print(f"[bold red]error:[/] {exc.format_message()} (see `{name} --help`)", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(exc.format_message())} (see `{name} --help`)", soft_wrap=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
     except cx.ClickException as exc:
-        err.print(f"[bold red]error:[/] {exc.format_message()}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(exc.format_message())}", soft_wrap=True)
         sys.exit(exc.exit_code)
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pipeline.config import Settings
 from pipeline.errors import ChurnError
@@ -38,11 +39,10 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except ChurnError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            # a message is text, not markup: "[old]" in a path must print as it is
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(1) from None
         except OSError as exc:  # disk full, permissions, ...: the file and the remedy (pipeline.oserrors)
-            from rich.markup import escape
-
             from pipeline.oserrors import describe
 
             err.print(f"[bold red]error:[/] {escape(describe(exc))}", soft_wrap=True)

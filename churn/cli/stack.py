@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from pipeline.config import Settings
 from pipeline.humanize import duration
@@ -145,8 +146,8 @@ def foreground(settings: Settings, state, children: list[subprocess.Popen[bytes]
                 if _stopped_from_outside(codes.get(s.pid)) and time.monotonic() - first < settle_s:
                     continue
                 reported.add(s.name)
-                err.print(f"[bold red]error:[/] {s.name} (pid {s.pid}) exited; last lines of {s.log}:\n"
-                          f"{procs.tail(Path(s.log), 15)}")  # fmt: skip
+                err.print(f"[bold red]error:[/] {s.name} (pid {s.pid}) exited; last lines of {escape(str(s.log))}:\n"
+                          f"{escape(procs.tail(Path(s.log), 15))}")  # fmt: skip
             time.sleep(1.0)
     except KeyboardInterrupt:
         console.print("\nstopping the stack ...")
