@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
         max_rejected_share: Annotated[float | None, typer.Option(
             min=0.0, max=1.0, help="Refuse the import if more than this share of rows is rejected "
                                    "[default: the mapping's max_rejected_share, else 0.01].")] = None,
+        max_future_skew_hours: Annotated[float | None, typer.Option(
+            help="Reject rows dated more than this many hours after the clock as future "
+                 "[default: the mapping's max_future_skew_hours, else 24].")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ) -> None:
         """Import your own events (mapped to the event contract) into the partition log."""
@@ -34,9 +37,11 @@ def register(app: typer.Typer) -> None:
         from pipeline.ingest.errors import RejectedShareError
         from pipeline.ingest.importer import run_import
         from pipeline.ingest.ledger import Ledger
-        from pipeline.ingest.mapping import load_mapping
+        from pipeline.ingest.mapping import future_skew_problem, load_mapping
         from pipeline.log import open_configured_log
 
+        if max_future_skew_hours is not None and (problem := future_skew_problem(max_future_skew_hours)):
+            raise typer.BadParameter(problem, param_hint="--max-future-skew-hours")
         s = _settings(ctx)
         if topic is not None:
             s = s.model_copy(update={"topic": topic})
@@ -53,7 +58,7 @@ def register(app: typer.Typer) -> None:
                 task = bar.add_task("import", total=1.0, phase="hashing", n=0)
                 summary = run_import(
                     paths, m, log, Ledger(s.data_dir / "import" / s.topic), SystemClock(),
-                    max_rejected_share=max_rejected_share,
+                    max_rejected_share=max_rejected_share, max_future_skew_hours=max_future_skew_hours,
                     progress=lambda phase, f, n: bar.update(task, completed=f, phase=phase, n=n),
                 )
             written = True

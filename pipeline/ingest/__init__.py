@@ -6,10 +6,11 @@ from pipeline.ingest.errors import (
     MappingError,
     RejectedShareError,
     SourceError,
+    StaleLedgerError,
 )
 from pipeline.ingest.importer import ImportSummary, run_import
 from pipeline.ingest.ledger import Ledger, load_profile
 from pipeline.ingest.mapping import SourceMapping, load_mapping, parse_mapping
 
 __all__ = ["ImportSummary", "Ledger", "MappingChangedError", "MappingError", "RejectedShareError", "SourceError",
-           "SourceMapping", "load_mapping", "load_profile", "parse_mapping", "run_import"]
+           "SourceMapping", "StaleLedgerError", "load_mapping", "load_profile", "parse_mapping", "run_import"]

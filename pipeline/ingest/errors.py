@@ -27,3 +27,9 @@ class MappingChangedError(ChurnError):
     written under another mapping, or the new mapping's profile (churn definition, feature
     spec) differs from the one the topic's events were made by. Nothing is written and the
     topic's profile is left as it was (an import never rewrites the log)."""
+
+
+class StaleLedgerError(ChurnError):
+    """The import ledger records finished imports that the topic does not hold (the topic
+    was deleted and recreated, or this is another log): trusting it would skip their files
+    as already imported and they would never reach this topic. Nothing is written."""

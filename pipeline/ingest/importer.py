@@ -1,8 +1,9 @@
 """`churn import`: foreign event files -> the partition log, exactly once, in event-time order.
 
-1. Hash each file (its identity) and look the import up in the ledger: a finished import
-   is not repeated, a file another import already wrote is skipped, an interrupted one
-   is resumed.
+1. Check that the ledger belongs to this instance of the topic (refuse if its finished
+   imports are not in it), hash each file (its identity) and look the import up in the
+   ledger: a finished import is not repeated, a file another import already wrote is
+   skipped, an interrupted one is resumed.
 2. Stream every file in batches through the mapping (:mod:`pipeline.ingest.transform`):
    valid events are kept compactly (encoded JSON plus a few columns), rejected rows are
    counted by reason, unmapped types dropped by the mapping's rule are counted.
@@ -13,7 +14,8 @@
    order, and each partition is in time order as the feature engine's lateness rule
    expects - and append per partition in chunks, skipping event ids already in the log
    when resuming.
-6. Dead-letter the rejected rows (file, row, reason), record the import as done.
+6. Dead-letter the rejected rows (file, row, reason), record the import as done with the
+   topic's stamp (its end offsets and last records).
 
 Ordering guarantee: within one ``churn import`` run (all its files together) every
 user's events are appended in event-time order. Across runs, a later run appends after
@@ -44,8 +46,8 @@ from pipeline.events import EVENT_TYPES, event_time
 from pipeline.features.spec import PROFILE_KEY, spec_from_profile
 from pipeline.features.timebase import EPOCH, from_us, to_us
 from pipeline.ingest.duplicates import count_duplicates
-from pipeline.ingest.errors import MappingChangedError, RejectedShareError
-from pipeline.ingest.ledger import Ledger, ids_in_log
+from pipeline.ingest.errors import MappingChangedError, RejectedShareError, StaleLedgerError
+from pipeline.ingest.ledger import Ledger, ids_in_log, log_stamp
 from pipeline.ingest.mapping import SourceMapping
 from pipeline.ingest.profile import source_profile
 from pipeline.ingest.readers import bytes_key, check_file, file_key, is_gzip, iter_batches
@@ -93,6 +95,7 @@ class ImportSummary:
     already_present: int = 0
     seconds: float = 0.0
     max_rejected_share: float = 0.0
+    max_future_skew_hours: float = 0.0
     feature_spec: dict[str, Any] = field(default_factory=dict)  # the topic's spec: version, built-ins, actions
 
     @property
@@ -109,7 +112,7 @@ class ImportSummary:
             "events": sum(self.events_by_type.values()), "events_by_type": dict(self.events_by_type.most_common()),
             "synthesized": dict(self.synthesized), "dropped_by_rule": dict(self.dropped.most_common()),
             "rejected": self.rejected_rows, "rejected_share": round(self.rejected_share, 6),
-            "max_rejected_share": self.max_rejected_share,
+            "max_rejected_share": self.max_rejected_share, "max_future_skew_hours": self.max_future_skew_hours,
             "rejected_by_reason": dict(self.rejected.most_common()), "users": self.users,
             "duplicate_rows": self.duplicates, "late_events": self.late,
             "active_after_cancel": self.active_after_cancel, "similar_user_ids": self.similar_user_ids,
@@ -189,17 +192,21 @@ def run_import(
     clock: Clock,
     max_rejected_share: float | None = None,
     progress: Progress | None = None,
-    max_future_skew: timedelta = timedelta(days=1),
+    max_future_skew_hours: float | None = None,
 ) -> ImportSummary:
     """Import ``paths`` into ``log`` (see the module doc); raises RejectedShareError if refused.
-    Rows dated more than ``max_future_skew`` after ``clock.now()`` are rejected as future."""
+    Rows dated more than ``max_future_skew_hours`` (default: the mapping's) after ``clock.now()``
+    are rejected as future."""
     t0 = time.perf_counter()
     tick = progress or (lambda *_: None)
     threshold = mapping.max_rejected_share if max_rejected_share is None else max_rejected_share
+    skew = mapping.max_future_skew_hours if max_future_skew_hours is None else max_future_skew_hours
+    _refuse_stale_ledger(ledger, log)
     import_id, files = _identify([Path(p) for p in paths], mapping, tick)
     entry = ledger.entry(import_id)
     if entry is not None and entry.get("state") == "done":
-        s = ImportSummary(import_id, "already imported", files, max_rejected_share=threshold)
+        s = ImportSummary(import_id, "already imported", files, max_rejected_share=threshold,
+                          max_future_skew_hours=skew)
         s.already_present = int(entry.get("events", 0))
         s.seconds = time.perf_counter() - t0
         return s
@@ -207,15 +214,16 @@ def run_import(
     if not todo:
         _refuse_remapping(files, mapping, ledger, log.name)
     _refuse_profile_change(mapping, ledger, log.name)
-    summary = ImportSummary(import_id, "resumed" if entry else "imported", files, max_rejected_share=threshold)
-    max_ts_us = (clock.now() - EPOCH + max_future_skew) // timedelta(microseconds=1)
+    summary = ImportSummary(import_id, "resumed" if entry else "imported", files, max_rejected_share=threshold,
+                            max_future_skew_hours=skew)
+    max_ts_us = (clock.now() - EPOCH + timedelta(hours=skew)) // timedelta(microseconds=1)
     col, rejected = _read_and_map(todo, mapping, max_ts_us, summary, tick)
     _refuse_if_too_many_rejected(summary, threshold, t0)
     events, syn = _with_synthesized(col, mapping, todo, ledger, summary)
     part, upart, order = _route_and_order(events, log.num_partitions)
     if entry is None:
-        entry = ledger.update(import_id, state="writing", mapping=mapping.name, mapping_digest=mapping.digest,
-                              files=todo, started=clock.now().isoformat(),
+        entry = ledger.update(import_id, state="writing", mapping=mapping.name, mapping_file=mapping.file,
+                              mapping_digest=mapping.digest, files=todo, started=clock.now().isoformat(),
                               base_offsets={str(p): log.end_offset(p) for p in range(log.num_partitions)})
     summary.late = _late_events(log, events.ts, part, entry)
     _append(log, col.batches, events, part, order, entry, tuple(f["key"] + "-" for f in todo), summary, tick)
@@ -225,12 +233,34 @@ def run_import(
     ledger.add_signed_up(list(syn.signed_up))
     _record_profile(mapping, log, ledger, import_id, summary)
     summary.seconds = time.perf_counter() - t0
-    top = {} if syn.carried is None else {"inactivity_state": ledger.save_carried(import_id, syn.carried)}
+    top = {"log": log_stamp(log)}
+    if syn.carried is not None:
+        top["inactivity_state"] = ledger.save_carried(import_id, syn.carried)
     ledger.update(import_id, top, state="done", finished=clock.now().isoformat(), events=len(order),
                   summary=summary.as_dict())
-    if top:
+    if syn.carried is not None:
         ledger.drop_old_carried()
     return summary
+
+
+def _refuse_stale_ledger(ledger: Ledger, log: PartitionLog) -> None:
+    """A ledger whose finished imports this topic does not hold (:meth:`Ledger.stale_for`)
+    would keep their files out of it for good as "already imported". Refuse, saying why and
+    the way out; the ledger's directory is left as it is (it may belong to another log)."""
+    why = ledger.stale_for(log)
+    if why is None:
+        return
+    done = [(e.get("finished", ""), i) for i, e in ledger.load()["imports"].items() if e.get("state") == "done"]
+    finished, last = max(done)
+    raise StaleLedgerError(
+        f"nothing imported: the import ledger {ledger.path} records {len(done)} finished import(s) into topic "
+        f"{log.name!r} (the last, {last}, finished {finished}), but this topic does not hold them: {why}. The "
+        "topic was deleted and recreated since, or this is another log (the other log backend, another Kafka "
+        "cluster), and the ledger would skip those files as already imported. To import into this topic, move "
+        f"the import state aside (`mv {ledger.dir} {ledger.dir}.old`) and import again: every file is then "
+        "imported into it, and its profile, signed-up users and inactivity state start afresh. Otherwise point at "
+        "the log that holds those imports (CHURN_LOG_BACKEND, CHURN_KAFKA_BOOTSTRAP)"
+    )
 
 
 def _identify(paths: list[Path], mapping: SourceMapping, tick: Progress) -> tuple[str, list[dict[str, Any]]]:
@@ -277,10 +307,12 @@ def _refuse_remapping(files: list[dict[str, Any]], mapping: SourceMapping, ledge
     other = sorted(i for i in earlier if imports.get(i, {}).get("mapping_digest") != mapping.digest)
     if not other:
         return  # the same mapping (e.g. the files in another order or grouping): nothing to do
-    names = ", ".join(f"{i} (mapping {imports[i].get('mapping', '?')!r})" for i in other)
+    used = [(i, _earlier_mapping(imports[i].get("mapping", "?"), imports[i].get("mapping_file"), mapping))
+            for i in other]  # fmt: skip
+    names = "; ".join(f"{i} with {m}" for i, m in used)
     raise MappingChangedError(
-        f"nothing imported: every file was already imported into topic {topic!r} by {names} with another "
-        f"mapping than {mapping.name!r}. The log keeps the events as that mapping made them (an import never "
+        f"nothing imported: every file was already imported into topic {topic!r} by {names}, not with "
+        f"{_this_mapping(mapping)}. The log keeps the events as that mapping made them (an import never "
         "rewrites or duplicates them), so a changed mapping cannot apply to these files here; the topic's "
         f"profile is unchanged. To use the new mapping, import into a new topic (`churn --topic NAME import "
         "...`) or a new data directory"
@@ -334,13 +366,28 @@ def _refuse_profile_change(mapping: SourceMapping, ledger: Ledger, topic: str) -
         changes.append(f"the declared actions ({was['actions']} -> {now['actions']})")
     if not changes:
         return
+    by = f"by import {old['last_import']} " if "last_import" in old else ""
     raise MappingChangedError(
-        f"nothing imported: topic {topic!r} holds events imported with mapping {old.get('mapping', '?')!r}, and "
-        f"mapping {mapping.name!r} changes {' and '.join(changes)}. The log keeps its events as the earlier "
+        f"nothing imported: topic {topic!r} holds events imported {by}with "
+        f"{_earlier_mapping(old.get('mapping', '?'), old.get('mapping_file'), mapping)}, and {_this_mapping(mapping)} "
+        f"changes {' and '.join(changes)}. The log keeps its events as the earlier "
         "mapping made them and training reads the whole topic under one profile, so events of another meaning "
         "cannot be added to it; the topic's profile is unchanged. Import with the earlier mapping, or into a new "
         "topic (`churn --topic NAME import ...`) or a new data directory"
     )
+
+
+def _earlier_mapping(name: str, file: str | None, mapping: SourceMapping) -> str:
+    """An earlier import's mapping as a refusal names it beside :func:`_this_mapping`: two
+    mappings can share a name ("mapping", from two mapping.yaml files), so by its file too,
+    and the same file, edited since, as it was then."""
+    if file is None:  # recorded before mappings' files were
+        return f"mapping {name!r} (its file was not recorded)"
+    return f"mapping {name!r} from {file}" + (" as it was then" if file == mapping.file else "")
+
+
+def _this_mapping(mapping: SourceMapping) -> str:
+    return f"this import's mapping {mapping.name!r}" + (f" from {mapping.file}" if mapping.file else "")
 
 
 def _churn_text(churn: tuple[Any, Any]) -> str:

@@ -10,6 +10,14 @@ appends the rest in the same order (exactly-once per event id, per-user order ke
 ``users.txt`` next to it lists users that already have a (synthesized) signup, so a
 later import of new files for the same users does not sign them up again.
 
+The ledger is tied to the instance of the topic it was written for: each finished import
+records ``log``, the topic's partition count and, per partition, its end offset and a hash
+of its last record (:func:`log_stamp`). Offsets never move backwards and a stored record
+never changes, so a topic that lost that tail, or holds another record there, is another
+instance (deleted and recreated, or the other log backend, another Kafka cluster):
+:meth:`Ledger.stale_for` says so, and the import refuses instead of skipping files whose
+events are not in this topic as "already imported".
+
 ``inactivity-<import id>.arrow`` (inactivity churn only) holds each user's last activity
 after that import and whether its inactivity cancel was written
 (:class:`pipeline.ingest.synth.Carried`), so the next import continues the rule where this
@@ -20,6 +28,7 @@ the state it started from.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -124,6 +133,28 @@ class Ledger:
             if p.name != current:
                 p.unlink(missing_ok=True)
 
+    def stale_for(self, log: PartitionLog) -> str | None:
+        """Why the imports this ledger records as finished are not in ``log`` (None: they
+        may be). A record the stamp names that retention has since deleted proves nothing
+        either way; its partition's end offset still must not have shrunk."""
+        doc = self.load()
+        stamp = doc.get("log")
+        if stamp is None:  # written before imports recorded a stamp: their offsets and counts
+            return _stale_by_counts(doc["imports"], log)
+        if stamp["partitions"] != log.num_partitions:
+            return f"it was written for a topic of {stamp['partitions']} partitions, and this one has {log.num_partitions}"
+        for p, end in stamp["ends"].items():
+            now = log.end_offset(int(p))
+            if now < end:
+                return f"partition {p} ends at offset {now:,}, but ended at {end:,} after the last import"
+            digest = stamp["last"].get(p)
+            if digest is not None and end - 1 >= log.start_offset(int(p)):
+                values, _ = log.fetch_values(int(p), end - 1, max_records=1)
+                if not values or _record_digest(values[0]) != digest:
+                    return (f"the record at offset {end - 1:,} of partition {p} is not the one the last import "
+                            "left there")
+        return None
+
     def imported_files(self) -> dict[str, str]:
         """file key -> import id, for imports that finished."""
         out = {}
@@ -162,6 +193,38 @@ class Ledger:
         tmp = self.profile_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(profile, indent=1, sort_keys=True))
         tmp.replace(self.profile_path)
+
+
+def log_stamp(log: PartitionLog) -> dict[str, Any]:
+    """What identifies this instance of ``log`` now: its partition count and, per partition,
+    its end offset and a hash of its last record (see :meth:`Ledger.stale_for`)."""
+    ends: dict[str, int] = {}
+    last: dict[str, str] = {}
+    for p in range(log.num_partitions):
+        ends[str(p)] = end = log.end_offset(p)
+        values = log.fetch_values(p, end - 1, max_records=1)[0] if end > log.start_offset(p) else []
+        if values:  # none: a Kafka control record (another producer's transaction) ends it; offsets still tell
+            last[str(p)] = _record_digest(values[0])
+    return {"partitions": log.num_partitions, "ends": ends, "last": last}
+
+
+def _record_digest(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()[:16]
+
+
+def _stale_by_counts(imports: dict[str, Any], log: PartitionLog) -> str | None:
+    """For a ledger without a stamp: a finished import appended its events after the end
+    offsets it recorded, so the topic holds at least that many records in all."""
+    total = sum(log.end_offset(p) for p in range(log.num_partitions))
+    for iid, e in imports.items():
+        if e.get("state") != "done" or not e.get("events"):
+            continue
+        base = e["base_offsets"]
+        if len(base) != log.num_partitions:
+            return f"import {iid} was written to a topic of {len(base)} partitions, and this one has {log.num_partitions}"
+        if total < (need := sum(base.values()) + e["events"]):
+            return f"its partitions' end offsets add up to {total:,}, but reached at least {need:,} after import {iid}"
+    return None
 
 
 def ids_in_log(log: PartitionLog, partition: int, start: int, prefixes: tuple[str, ...]) -> set[str]:

@@ -38,7 +38,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -53,7 +53,11 @@ from pipeline.ingest.errors import MappingError
 EPOCH_UNITS: Final = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}
 FORMATS: Final = ("auto", "csv", "parquet", "jsonl")
 _TOP: Final = {"version", "name", "format", "csv", "user_id", "timestamp", "event_type", "fields", "signup",
-               "churn", "max_rejected_share", "actions"}
+               "churn", "max_rejected_share", "max_future_skew_hours", "actions"}
+# rows dated more than this after the import's clock are rejected as future (a clock or zone
+# error in the export); the stream's admission has the same default (max_future_skew_hours)
+DEFAULT_FUTURE_SKEW_HOURS: Final = 24.0
+MAX_FUTURE_SKEW_HOURS: Final = 876_000  # 100 years: past any clock or zone error
 CATCH_ALL: Final = "other"  # the action undeclared source actions become with `actions.undeclared: other`
 _MISSING = object()
 
@@ -105,6 +109,8 @@ class SourceMapping:
     actions: tuple[Action, ...] = ()  # the declared vocabulary (+ the catch-all, if used), in order
     undeclared: Literal["reject", "other"] = "reject"
     csv_decimal: str = "."  # a text file's decimal mark in number fields ("," : 3,5 is 3.5)
+    max_future_skew_hours: float = DEFAULT_FUTURE_SKEW_HOURS
+    file: str | None = None  # the file it was read from (absolute): mappings of one name are told apart by it
 
     @property
     def action_names(self) -> frozenset[str]:
@@ -181,7 +187,7 @@ def load_mapping(path: Path) -> SourceMapping:
         raise MappingError(f"mapping file {path} not found") from None
     except yaml.YAMLError as exc:
         raise MappingError(f"mapping {path.name}: not valid YAML: {exc}".replace("\n", " ")) from None
-    return parse_mapping(raw, path.stem, where=f"mapping {path.name}")
+    return replace(parse_mapping(raw, path.stem, where=f"mapping {path.name}"), file=str(path.absolute()))
 
 
 def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> SourceMapping:
@@ -208,9 +214,13 @@ def parse_mapping(raw: Any, name: str = "mapping", where: str = "mapping") -> So
     _resolve_actions(rules, fields, actions, undeclared, fail)
     _check_required_fields(rules, fields, fail)
     share = _share(raw.get("max_rejected_share", 0.01), fail)
+    skew = raw.get("max_future_skew_hours", DEFAULT_FUTURE_SKEW_HOURS)
+    if (problem := future_skew_problem(skew)) is not None:
+        raise fail("max_future_skew_hours", problem)
     m = SourceMapping(str(raw.get("name") or name), fmt, delim, user_id, ts_col, unit, fmt_s,
                       str(tz) if tz is not None else None, type_col, rules, unmapped, fields, synth == "first_event",
-                      plan, definition, days, share, "", actions, undeclared, csv_decimal=decimal)
+                      plan, definition, days, share, "", actions, undeclared, csv_decimal=decimal,
+                      max_future_skew_hours=float(skew))
     try:
         canonical = json.dumps(_canonical(raw), sort_keys=True, default=str)
     except TypeError:  # keys of mixed types in a values table (YAML integers beside text): compared as text
@@ -407,6 +417,15 @@ def _share(share: Any, fail) -> float:
     return float(share)
 
 
+def future_skew_problem(hours: Any) -> str | None:
+    """Why ``hours`` is no ``max_future_skew_hours`` (the mapping key, or ``--max-future-skew-hours``);
+    None if it is one."""
+    if isinstance(hours, int | float) and not isinstance(hours, bool) and 0 <= hours <= MAX_FUTURE_SKEW_HOURS:
+        return None
+    return (f"a number of hours 0..{MAX_FUTURE_SKEW_HOURS:,} is required (rows dated more than that after the "
+            f"import's clock are rejected as future; default {DEFAULT_FUTURE_SKEW_HOURS:g}), got {hours!r}")
+
+
 def _actions(raw: Any, rules: Mapping[str, TypeRule], fail) -> tuple[tuple[Action, ...], str]:
     """The declared action vocabulary (``actions: {declare: [...], undeclared: reject|other}``)."""
     uses = [s for s, r in rules.items() if r.type == "activity"]
@@ -454,8 +473,10 @@ def _actions(raw: Any, rules: Mapping[str, TypeRule], fail) -> tuple[tuple[Actio
 
 
 def _canonical(raw: dict, text_keys: bool = False) -> dict:
-    """What changes the events (not the name or the threshold); ``text_keys``: every key as
-    text (a values table may hold YAML integers beside strings, which cannot be sorted)."""
+    """What changes the events: not the name, nor what an import is checked against (the
+    rejected share; the future skew, relative to each run's clock anyway: a raised skew is
+    no other mapping for files already imported); ``text_keys``: every key as text (a
+    values table may hold YAML integers beside strings, which cannot be sorted)."""
 
     def texts(v: Any) -> Any:
         if isinstance(v, dict):
@@ -464,7 +485,7 @@ def _canonical(raw: dict, text_keys: bool = False) -> dict:
             return [texts(x) for x in v]
         return v
 
-    kept = {k: v for k, v in raw.items() if k not in ("name", "max_rejected_share")}
+    kept = {k: v for k, v in raw.items() if k not in ("name", "max_rejected_share", "max_future_skew_hours")}
     return texts(kept) if text_keys else kept
 
 

@@ -68,7 +68,8 @@ def source_profile(m: SourceMapping) -> dict[str, Any]:
               "note": f"a cancel is synthesized {m.inactive_days} days after a user's last activity (when the data "
                       "reaches that day); label = that cancel in (t, t + horizon]"})
     spec = FeatureSpec(tuple(f for f in FEATURE_NAMES if f not in defaulted), m.actions)
-    return {"mapping": m.name, "mapping_digest": m.digest, "churn": churn, "event_types": sorted(types),
+    return {"mapping": m.name, "mapping_file": m.file, "mapping_digest": m.digest, "churn": churn,
+            "event_types": sorted(types),
             "defaulted": dict(sorted(defaulted.items(), key=lambda kv: FEATURE_NAMES.index(kv[0]))),
             "derived": derived, PROFILE_KEY: spec.document()}
 

@@ -29,7 +29,7 @@ from pipeline.ingest.readers import InvalidRow
 from pipeline.ingest.timestamps import parse_timestamps
 
 TYPE_CODE = {name: i for i, name in enumerate(ev.EVENT_TYPES)}
-FUTURE_REASON = "timestamp: future (later than the clock plus max_future_skew)"
+FUTURE_REASON = "timestamp: future (later than the clock plus max_future_skew_hours)"
 _CONTROL_RE = "[\\x00-\\x1f\\x7f-\\x9f]"  # in a user id: a broken export, never a real id
 # Invisible format characters (zero-width space/joiners, direction marks, word joiner, BOM): an id
 # holding one looks like another user's id but is a different user - a copy-paste or encoding slip.

@@ -107,3 +107,54 @@ def test_a_failed_first_import_leaves_nothing_behind(tmp_path) -> None:
     assert sorted(p.name for p in existing.rglob("*")) == ["keep.txt"]
     r = _run("--data-dir", str(existing), "simulate", "--users", "20", "--days", "3")
     assert r.exit_code == 0, r.output
+
+
+def test_a_ledger_left_beside_a_deleted_topic_is_one_line_with_the_way_out(tmp_path) -> None:
+    """`rm -rf <data>/log/events` kept `<data>/import/events`: the re-import said "already
+    imported", wrote nothing, and the new topic never got the events."""
+    import shutil
+
+    src = rows_to_csv(sample_rows(users=3, days=5), tmp_path / "a.csv")
+    m = str(write_mapping(tmp_path / "m.yaml"))
+    d = tmp_path / "d"
+    first = _run("--data-dir", str(d), "import", str(src), "--mapping", m, "--json")
+    assert first.exit_code == 0, first.output
+    shutil.rmtree(d / "log" / "events")
+    r = _run("--data-dir", str(d), "import", str(src), "--mapping", m)
+    text = " ".join(r.output.split())
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"error: nothing imported: the import ledger {d / 'import' / 'events' / 'ledger.json'} records" in text
+    assert f"`mv {d / 'import' / 'events'} {d / 'import' / 'events'}.old`" in text
+    assert not (d / "log" / "events").exists()  # the refused import leaves no empty topic behind
+    (d / "import" / "events").rename(d / "import" / "events.old")
+    again = _run("--data-dir", str(d), "import", str(src), "--mapping", m, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["written"] == json.loads(first.stdout)["written"] > 0
+
+
+def test_max_future_skew_hours_option_overrides_the_mapping_and_is_validated(tmp_path) -> None:
+    import time
+
+    now = int(time.time())
+    ahead = [{"uid": "u1", "t": now + 48 * 3600, "kind": "play", "minutes": 1}]  # two days after the clock
+    src = rows_to_csv(sample_rows(users=2, days=2) + ahead, tmp_path / "a.csv")
+    m = str(write_mapping(tmp_path / "m.yaml"))
+    r = _run("--data-dir", str(tmp_path / "d"), "import", str(src), "--mapping", m, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["rejected_by_reason"] == {
+        "timestamp: future (later than the clock plus max_future_skew_hours)": 1}
+    m72 = str(write_mapping(tmp_path / "m72.yaml", max_future_skew_hours=72))
+    r = _run("--data-dir", str(tmp_path / "e"), "import", str(src), "--mapping", m72, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["rejected"] == 0
+    r = _run("--data-dir", str(tmp_path / "f"), "import", str(src), "--mapping", m72, "--max-future-skew-hours", "1",
+             "--json")  # fmt: skip
+    assert r.exit_code == 0 and json.loads(r.stdout)["rejected"] == 1
+    assert json.loads(r.stdout)["max_future_skew_hours"] == 1
+    for bad, says in (("-1", "a number of hours 0..876,000 is required"), ("nan", "got nan"),
+                      ("2d", "Invalid value for '--max-future-skew-hours'")):
+        r = _run("--data-dir", str(tmp_path / "g"), "import", str(src), "--mapping", m, "--max-future-skew-hours", bad)
+        text = " ".join(r.output.split())
+        assert r.exit_code == 2 and "--max-future-skew-hours" in text and says in text, text
+        assert "Traceback" not in r.output and not (tmp_path / "g").exists()
+    bad = write_mapping(tmp_path / "bad.yaml", max_future_skew_hours="2 days")
+    r = _run("--data-dir", str(tmp_path / "g"), "import", str(src), "--mapping", str(bad))
+    assert r.exit_code == 1 and "mapping bad.yaml: max_future_skew_hours: a number of hours" in r.output

@@ -320,6 +320,40 @@ def test_new_files_under_a_mapping_of_another_meaning_are_refused_and_keep_the_p
     assert after["feature_spec"] == before["feature_spec"] and after["churn"] == before["churn"]
 
 
+def test_refusals_tell_two_mappings_of_one_name_apart(env, tmp_path) -> None:
+    """Both files were mapping.yaml, so the refusal read "imported with mapping 'mapping', and
+    mapping 'mapping' changes ...". Each is now named by its file, and one file edited in
+    place as it was then."""
+    from pipeline.ingest import MappingChangedError, load_mapping
+
+    from .helpers import write_mapping
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first_file = write_mapping(tmp_path / "a" / "mapping.yaml")
+    a = rows_to_csv(sample_rows(users=4, days=10), tmp_path / "a.csv")
+    first = env.run([a], load_mapping(first_file))
+    b = rows_to_csv([{"uid": "u1", "t": T0 + 30 * DAY, "kind": "play", "minutes": 3}], tmp_path / "b.csv")
+    inactivity = {"churn": {"definition": "inactivity", "inactive_days": 14}, "fields__cancel": DELETE,
+                  "event_type__values": {"play": "session", "pay": "payment", "help": "support_ticket"}}  # fmt: skip
+    other = load_mapping(write_mapping(tmp_path / "b" / "mapping.yaml", **inactivity))
+    with pytest.raises(MappingChangedError) as exc:
+        env.run([b], other)
+    assert (f"holds events imported by import {first.import_id} with mapping 'mapping' from "
+            f"{tmp_path / 'a' / 'mapping.yaml'}, and this import's mapping 'mapping' from "
+            f"{tmp_path / 'b' / 'mapping.yaml'} changes the churn definition") in str(exc.value)
+    edited = load_mapping(write_mapping(first_file, **inactivity))  # the same file, edited in place
+    with pytest.raises(MappingChangedError) as exc:
+        env.run([b], edited)
+    assert (f"with mapping 'mapping' from {first_file} as it was then, and this import's mapping 'mapping' from "
+            f"{first_file} changes") in str(exc.value)
+    with pytest.raises(MappingChangedError) as exc:  # every file imported before, under the earlier version
+        env.run([a], load_mapping(write_mapping(first_file, fields__session__device={"const": "tv"})))
+    assert (f"already imported into topic 'events' by {first.import_id} with mapping 'mapping' from {first_file} "
+            f"as it was then, not with this import's mapping 'mapping' from {first_file}.") in str(exc.value)
+    assert "import into a new topic" in str(exc.value)
+
+
 @pytest.mark.parametrize("older", ["spec_derived_otherwise", "no_spec_recorded"])
 def test_a_profile_from_older_code_is_kept_not_rederived_or_refused(env, tmp_path, older) -> None:
     """A topic's feature spec is fixed by its first import. A profile written by older code

@@ -44,8 +44,26 @@ def test_skew_is_configurable_and_the_clock_injected(tmp_path) -> None:
         env.clock = FakeClock(IMPORT_NOW - timedelta(days=365))  # 2026-01-01
         rows = [{"uid": "u1", "t": T0 + d * 86_400, "kind": "play", "minutes": 1} for d in range(10)]
         path = rows_to_csv(rows, tmp_path / "a.csv")
-        s = env.run([path], mapping(), max_future_skew=timedelta(days=5))
-        assert s.rejected == {"timestamp: future (later than the clock plus max_future_skew)": 4}
+        s = env.run([path], mapping(), max_future_skew_hours=5 * 24)
+        assert s.rejected == {"timestamp: future (later than the clock plus max_future_skew_hours)": 4}
         assert len(env.events()) - s.synthesized.total() == 6
     finally:
         env.close()
+
+
+def test_the_mapping_sets_the_skew_and_an_option_overrides_it(tmp_path) -> None:
+    """The skew was fixed at one day: a source dated ahead of the clock (an export from a
+    zone the clock is behind, a planned schedule) could not be imported at all."""
+    rows = [{"uid": "u1", "t": T0 + d * 86_400, "kind": "play", "minutes": 1} for d in range(10)]
+    path = rows_to_csv(rows, tmp_path / "a.csv")
+    runs = [("default", None, None, 24.0, 8), ("mapping", 120, None, 120.0, 4), ("option", 120, 0, 0.0, 9)]
+    for name, in_mapping, option, hours, future in runs:
+        env = Env(tmp_path / name)
+        try:
+            env.clock = FakeClock(IMPORT_NOW - timedelta(days=365))  # 2026-01-01: a day after the first row's
+            m = mapping(max_rejected_share=1, **({} if in_mapping is None else {"max_future_skew_hours": in_mapping}))
+            s = env.run([path], m, max_future_skew_hours=option)
+            assert s.max_future_skew_hours == s.as_dict()["max_future_skew_hours"] == hours
+            assert s.rejected_rows == future, name
+        finally:
+            env.close()

@@ -54,6 +54,11 @@ def test_base_mapping_is_valid() -> None:
         ({"churn": {"definition": "cancel", "inactive_days": 30}}, "churn.inactive_days", "only for"),
         ({"event_type__values": {"play": "session"}}, "churn.definition", "no event_type.values entry maps to cancel"),
         ({"max_rejected_share": 2}, "max_rejected_share", "fraction"),
+        ({"max_future_skew_hours": -1}, "max_future_skew_hours", "a number of hours 0..876,000 is required"),
+        ({"max_future_skew_hours": "2d"}, "max_future_skew_hours", "got '2d'"),
+        ({"max_future_skew_hours": True}, "max_future_skew_hours", "got True"),
+        ({"max_future_skew_hours": float("nan")}, "max_future_skew_hours", "got nan"),
+        ({"max_future_skew_hours": float("inf")}, "max_future_skew_hours", "got inf"),
         ({"format": "xlsx"}, "format", "not one of"),
         ({"csv": {"delimiter": ";;"}}, "csv.delimiter", "one character"),
         ({"version": 2}, "version", "unsupported"),
@@ -91,9 +96,10 @@ def test_yaml_file_and_its_errors(tmp_path) -> None:
         load_mapping(tmp_path / "empty.yaml")
 
 
-def test_digest_ignores_name_and_threshold_but_not_content() -> None:
+def test_digest_ignores_name_and_thresholds_but_not_content() -> None:
     a = mapping()
-    assert mapping(name="other", max_rejected_share=0.2).digest == a.digest
+    assert a.max_future_skew_hours == 24.0 and mapping(max_future_skew_hours=0).max_future_skew_hours == 0.0
+    assert mapping(name="other", max_rejected_share=0.2, max_future_skew_hours=72).digest == a.digest
     assert mapping(fields__session__device={"const": "tv"}).digest != a.digest
 
 
