@@ -223,16 +223,33 @@ def spec_from_profile(profile: Mapping[str, Any] | None) -> FeatureSpec:
     return FeatureSpec.from_dict(profile[PROFILE_KEY])
 
 
-def spec_for(data_dir: Path | str, topic: str) -> FeatureSpec:
+def spec_for(data_dir: Path | str, topic: str, log: Any = None) -> FeatureSpec:
     """The feature spec of ``topic`` under ``data_dir``: from its import profile
-    (``<data_dir>/import/<topic>/profile.json``), or the built-in default (a simulated topic)."""
-    path = Path(data_dir) / "import" / topic / "profile.json"
+    (``<data_dir>/import/<topic>/profile.json``), or the built-in default (a simulated topic).
+
+    With ``log`` (the topic opened), the profile must belong to it: a topic deleted and
+    refilled since (``churn simulate`` into the same name, another log backend) would
+    otherwise be trained and scored with another source's churn definition and actions.
+    That is refused, saying the way out (:meth:`pipeline.ingest.ledger.Ledger.stale_for`)."""
+    folder = Path(data_dir) / "import" / topic
+    path = folder / "profile.json"
     try:
         profile = json.loads(path.read_text())
     except FileNotFoundError:
         return DEFAULT_SPEC
     except (OSError, ValueError) as exc:
         raise FeatureError(f"import profile {path} is unreadable ({exc}); re-run `churn import`") from None
+    if log is not None:
+        from pipeline.ingest.ledger import Ledger  # the import builds on this module
+
+        why = Ledger(folder).stale_for(log)
+        if why is not None:
+            raise FeatureError(
+                f"the import profile {path} describes events topic {topic!r} does not hold ({why}): the topic "
+                "was deleted and refilled since (e.g. by `churn simulate`), or this is another log. Its churn "
+                f"definition and actions would be applied to other events. Move the import state aside (`mv "
+                f"{folder} {folder}.old`) to use the topic as it is, or point at the log that holds the imports"
+            )
     return spec_from_profile(profile)
 
 
@@ -242,4 +259,4 @@ def spec_for_log(log: Any) -> FeatureSpec:
     path = getattr(log, "path", None)
     if path is None:
         return DEFAULT_SPEC
-    return spec_for(Path(path).parent.parent, log.name)
+    return spec_for(Path(path).parent.parent, log.name, log)

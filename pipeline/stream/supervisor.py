@@ -136,7 +136,6 @@ class Supervisor:
 
         self.data_dir = Path(data_dir).resolve()
         self.topic = topic
-        self.feature_spec = spec_for(self.data_dir, topic)  # the champion must be trained on it
         self.store_url = store_url
         self.champion = champion
         self.clock = clock or SystemClock()
@@ -150,6 +149,7 @@ class Supervisor:
                               "or `churn import` (or start `churn produce`) first, or check --data-dir/--topic")  # fmt: skip
         # Kafka: a missing topic is a LogError naming the cluster and `churn topics --create`
         self.log: PartitionLog = open_log_config(self.data_dir, topic, self.log_config)
+        self.feature_spec = spec_for(self.data_dir, topic, self.log)  # the champion must be trained on it
         if self.log_config.get("log_backend", "file") != "file":
             dead_letter_log(self.log).close()  # create <topic>.dlq once, not racing in N workers
         cfg = config or StreamConfig()

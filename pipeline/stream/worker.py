@@ -116,7 +116,7 @@ class Worker:
         self.dead_letters = DeadLetters(self.dlq_log, self.clock, log.name)
         # files under the data dir (one host), or PgStateBackend (leases fenced by epoch)
         self.checkpoints = state or CheckpointStore(paths.checkpoints, log.name, self.cfg.group)
-        self.feature_spec = feature_spec or spec_for(paths.data_dir, log.name)  # the topic's features
+        self.feature_spec = feature_spec or spec_for(paths.data_dir, log.name, log)  # the topic's features
         self.admission = Admission(self.clock, self.cfg.max_future_skew, self.cfg.dedup_window)
         self.scorer = Scorer(
             self.cfg.high_risk_rule, self.cfg.reasons_top_k, self.cfg.reasons_method == "exact"

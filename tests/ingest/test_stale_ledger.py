@@ -110,3 +110,25 @@ def test_the_same_topic_grown_by_others_or_trimmed_by_retention_is_trusted(tmp_p
         log.delete_before(p, log.end_offset(p))  # retention took every record, offsets stay
     for path in (a, later):
         assert run_import([path], mapping(), log, ledger, FakeClock(IMPORT_NOW)).status == "already imported"
+
+
+def test_a_profile_left_by_an_import_is_not_applied_to_a_topic_refilled_since(env, tmp_path) -> None:
+    """Training and the stream read the topic's feature spec from its import profile: after
+    the topic was deleted and refilled (``churn simulate`` into the same name), that spec --
+    another source's churn definition and actions -- is refused, not applied."""
+    from pipeline.errors import FeatureError
+    from pipeline.features.spec import DEFAULT_SPEC, spec_for, spec_for_log
+
+    env.run([rows_to_csv(sample_rows(users=4, days=10), tmp_path / "a.csv")], mapping())
+    imported = spec_for(env.root, "events", env.log)  # the same topic: its profile's spec
+    env.log.append(0, [json.dumps({"more": 1}).encode()])  # another producer: still that topic
+    assert spec_for(env.root, "events", env.log) == imported == spec_for_log(env.log)
+    _recreate(env)
+    for p in range(2):
+        env.log.append(p, [json.dumps({"simulated": i}).encode() for i in range(50)])
+    for call in (lambda: spec_for(env.root, "events", env.log), lambda: spec_for_log(env.log)):
+        with pytest.raises(FeatureError, match="describes events topic 'events' does not hold") as exc:
+            call()
+        assert f"`mv {env.ledger.dir} {env.ledger.dir}.old`" in str(exc.value)
+    env.ledger.dir.rename(f"{env.ledger.dir}.old")  # the way out: the topic as it is
+    assert spec_for_log(env.log) == DEFAULT_SPEC
