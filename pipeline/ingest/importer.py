@@ -52,7 +52,7 @@ from pipeline.ingest.mapping import SourceMapping
 from pipeline.ingest.profile import source_profile
 from pipeline.ingest.readers import bytes_key, check_file, file_key, is_gzip, iter_batches
 from pipeline.ingest.synth import CANCEL, SIGNUP, synthesize
-from pipeline.ingest.transform import MappedBatch, Rejected, map_batch
+from pipeline.ingest.transform import FUTURE_REASON, MappedBatch, Rejected, map_batch
 from pipeline.log.base import PartitionLog
 from pipeline.log.deadletter import DeadLetter, dead_letter_log
 from pipeline.log.partitioner import partition_for_many
@@ -423,10 +423,16 @@ def _refuse_if_too_many_rejected(summary: ImportSummary, threshold: float, t0: f
     summary.status = "refused"
     summary.seconds = time.perf_counter() - t0
     top = summary.rejected.most_common(1)[0]
+    if top[0] == FUTURE_REASON:  # the mapping is fine: the export's clock or zone, or a deliberate future
+        fix = (f"check the timestamps' time zone (the mapping's timestamp settings) and the export's clock, or, if "
+               f"rows may be dated ahead, raise max_future_skew_hours ({summary.max_future_skew_hours:g} now: the "
+               "mapping key or --max-future-skew-hours)")
+    else:
+        fix = "fix the mapping"
     raise RejectedShareError(
         f"{summary.rejected_rows:,} of {summary.rows_read:,} rows rejected ({summary.rejected_share:.1%} > "
         f"max_rejected_share {threshold:.1%}); most common: {top[0]!r} ({top[1]:,}); nothing was written - "
-        "fix the mapping, or raise the threshold (--max-rejected-share)",
+        f"{fix}, or raise the threshold (--max-rejected-share)",
         summary,
     )
 

@@ -67,3 +67,21 @@ def test_the_mapping_sets_the_skew_and_an_option_overrides_it(tmp_path) -> None:
             assert s.rejected_rows == future, name
         finally:
             env.close()
+
+
+def test_a_refusal_for_future_rows_points_at_the_clock_and_the_skew_not_the_mapping(tmp_path) -> None:
+    """Too many rows rejected, most of them as future: the mapping is not the problem; the
+    message says where the fix is (time zone, clock, max_future_skew_hours)."""
+    from pipeline.ingest import RejectedShareError
+
+    env = Env(tmp_path / "data")
+    try:
+        env.clock = FakeClock(IMPORT_NOW - timedelta(days=365))  # every row is ahead of this clock
+        rows = [{"uid": "u1", "t": T0 + d * 86_400, "kind": "play", "minutes": 1} for d in range(10)]
+        with pytest.raises(RejectedShareError) as exc:
+            env.run([rows_to_csv(rows, tmp_path / "a.csv")], mapping())
+        message = str(exc.value)
+        assert "time zone" in message and "max_future_skew_hours (24 now" in message, message
+        assert "fix the mapping" not in message and "--max-rejected-share" in message
+    finally:
+        env.close()
