@@ -214,6 +214,8 @@ def run_import(
     if not todo:
         _refuse_remapping(files, mapping, ledger, log.name)
     _refuse_profile_change(mapping, ledger, log.name)
+    if entry is None:
+        _refuse_unrecorded(todo, log, ledger)
     summary = ImportSummary(import_id, "resumed" if entry else "imported", files, max_rejected_share=threshold,
                             max_future_skew_hours=skew)
     max_ts_us = (clock.now() - EPOCH + timedelta(hours=skew)) // timedelta(microseconds=1)
@@ -316,6 +318,40 @@ def _refuse_remapping(files: list[dict[str, Any]], mapping: SourceMapping, ledge
         "rewrites or duplicates them), so a changed mapping cannot apply to these files here; the topic's "
         f"profile is unchanged. To use the new mapping, import into a new topic (`churn --topic NAME import "
         "...`) or a new data directory"
+    )
+
+
+def _refuse_unrecorded(todo: list[dict[str, Any]], log: PartitionLog, ledger: Ledger) -> None:
+    """A file whose events the topic already holds although the ledger does not record its
+    import: the ledger was deleted, replaced or restored from an older copy. Importing it
+    again would append every row a second time (the same event ids), silently. The log is
+    searched only when it holds more records than the ledger's imports account for (always
+    on a topic that also has simulated events), so a topic whose ledger is intact pays
+    nothing. Refuse, naming the file; other files import as usual."""
+    if not todo:
+        return
+    n = log.num_partitions
+    held = sum(log.end_offset(p) - log.start_offset(p) for p in range(n))
+    accounted = sum(int(e.get("events") or 0) for e in ledger.load()["imports"].values())
+    if held <= accounted:
+        return
+    found: Counter[str] = Counter()
+    prefixes = tuple(f["key"] + "-" for f in todo)
+    for p in range(n):
+        for eid in ids_in_log(log, p, 0, prefixes):
+            found[eid[: eid.index("-")]] += 1
+    again = [(f, found[f["key"]]) for f in todo if found[f["key"]]]
+    if not again:
+        return
+    from pipeline.ingest.errors import SourceError
+
+    names = "; ".join(f"{f['path']} ({k:,} events, ids {f['key']}-<row>)" for f, k in again)
+    raise SourceError(
+        f"nothing imported: topic {log.name!r} already holds events of {names}, but the import ledger "
+        f"{ledger.path} does not record that import (it was deleted, replaced or restored from an older copy). "
+        "Importing again would append those rows a second time. Restore the ledger from a backup; if that "
+        "import had finished, its events are all in the log and there is nothing to redo. Files not imported "
+        "before import as usual"
     )
 
 

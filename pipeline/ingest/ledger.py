@@ -58,15 +58,22 @@ class Ledger:
         return self.dir / "ledger.json"
 
     def load(self) -> dict[str, Any]:
-        if not self.path.exists():
-            return {"imports": {}}
-        try:
-            return json.loads(self.path.read_text())
-        except json.JSONDecodeError as exc:
-            from pipeline.ingest.errors import SourceError
+        from pipeline.ingest.errors import SourceError
 
-            raise SourceError(f"import ledger {self.path} is unreadable ({exc}); restore it or import into a new "
-                              "topic") from None
+        def unreadable(why: object) -> SourceError:
+            return SourceError(f"import ledger {self.path} is unreadable ({why}); restore it or import into a new "
+                               "topic")
+
+        try:
+            doc = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {"imports": {}}
+        except (OSError, ValueError) as exc:  # not JSON, not UTF-8 (a torn or overwritten file)
+            raise unreadable(exc) from None
+        imports = doc.get("imports") if isinstance(doc, dict) else None
+        if not isinstance(imports, dict) or not all(isinstance(e, dict) for e in imports.values()):
+            raise unreadable("not a ledger: no object of imports, one object each")
+        return doc
 
     def save(self, doc: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -170,9 +177,16 @@ class Ledger:
         return self.dir / "users.txt"
 
     def signed_up(self) -> set[str]:
-        if not self.users_path.exists():
+        try:
+            text = self.users_path.read_text()
+        except FileNotFoundError:
             return set()
-        return set(self.users_path.read_text().split("\n")) - {""}
+        except (OSError, ValueError) as exc:  # not UTF-8: overwritten, or bytes flipped
+            from pipeline.ingest.errors import SourceError
+
+            raise SourceError(f"import state {self.users_path} (users already signed up) is unreadable ({exc}); "
+                              "restore it, or import into a new topic") from None
+        return set(text.split("\n")) - {""}
 
     def add_signed_up(self, users: list[str]) -> None:
         if not users:

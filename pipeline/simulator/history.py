@@ -188,6 +188,9 @@ def _produce(
     sim = Simulator.load(sim_dir)
     marker = sim_dir / "produce.json"
     mark = _read_mark(marker)
+    # No marker of the day the saved state starts (deleted, unreadable, an older copy): an
+    # earlier run may still have written part of it. The log says how much: look there.
+    unmarked = mark.get("day") != sim.day
     summary, router = Summary(), Router(log.num_partitions)
     chunk = max(1, int(rate // 20)) if rate else 50_000
     t0, sent, finished_day = monotonic(), 0, True
@@ -205,7 +208,10 @@ def _produce(
             todo = np.arange(int(mark.get("written", 0)), len(r.lines))
             ends = _day_start_ends(log, parts, len(r.lines) - len(todo), r)
         else:
+            if unmarked:
+                ends = _day_start_in_log(log, parts, r)
             todo = _left_to_write(log, parts, ends, r.day)
+        unmarked = False
         mark = {"day": r.day, "ends": ends}
         _write_mark(marker, mark)  # before the day's first record: a resume finds its start
         skipped = len(r.lines) - len(todo)
@@ -255,6 +261,32 @@ def _left_to_write(log: PartitionLog, parts: np.ndarray, ends: list[int], day: i
             )
         done[mine[:have]] = True
     return np.flatnonzero(~done)
+
+
+def _day_start_in_log(log: PartitionLog, parts: np.ndarray, r: DayResult) -> list[int]:
+    """Day-start offsets found in the log, for a day without a marker: the day is regenerated
+    byte for byte, and an earlier run appended each partition's share of it in order, so
+    what it wrote is a prefix of that share sitting at the partition's end."""
+    ends = []
+    for p in range(log.num_partitions):
+        mine = [r.lines[i] for i in np.flatnonzero(parts == p).tolist()]
+        end = log.end_offset(p)
+        at = max(log.start_offset(p), end - len(mine))
+        tail: list[bytes] = []
+        while at + len(tail) < end:
+            values, _ = log.fetch_values(p, at + len(tail), max_records=end - at - len(tail))
+            if not values:
+                break
+            tail += values
+        have = len(tail) - tail.index(mine[0]) if mine and mine[0] in tail else 0
+        if tail[len(tail) - have :] != mine[:have]:
+            raise SimulatorError(
+                f"partition {p} ends with part of simulated day {r.day} out of order (produce.json, which "
+                "records where the day began, is missing or unreadable): something else wrote to the topic. "
+                "Resuming would duplicate or lose events; re-run `churn simulate --overwrite`"
+            )
+        ends.append(end - have)
+    return ends
 
 
 def _day_start_ends(log: PartitionLog, parts: np.ndarray, written: int, r: DayResult) -> list[int]:

@@ -74,6 +74,14 @@ class Readers:
             q = q.limit(int(top_k))
         return self._frame(q, ("features_time", "updated_at"))
 
+    def holds_scores(self, partition: int) -> bool:
+        """Whether the store holds a score of any user of log ``partition`` (cancelled ones
+        too): a stream checkpoint that remembers scoring users there expects some."""
+        c = s.scores.c
+        with self._read() as conn:
+            row = conn.execute(select(c.user_id).where(c.partition == int(partition)).limit(1)).first()
+        return row is not None
+
     def score_summary(self, high_risk: float = 0.5) -> ScoreSummary:
         """Active users scored, how many at risk >= ``high_risk``, revenue at risk; users
         who cancelled are counted apart (``churned_users``)."""

@@ -348,6 +348,7 @@ class Worker:
                     self.admission,
                 )
                 if part is not None:
+                    self._check_store(part)
                     self.parts[p] = part
                     self._align_offset(part)
                     where = (
@@ -356,6 +357,31 @@ class Worker:
                         else f"offset {part.position} (no checkpoint)"
                     )
                     self.logger.info("worker %s: took partition %d over from %s", self.id, p, where)
+
+    def _check_store(self, part: OwnedPartition) -> None:
+        """Refuse a checkpoint whose scores the store no longer holds. Its feature state
+        remembers every user this group scored in the partition, and those scores were
+        stored before the checkpoint was written; a store with none of them was deleted,
+        emptied (a 0-byte SQLite file is a valid empty database) or replaced since. Resuming
+        would score only the users of new events and leave the others out of the store for
+        good, with exit 0: stop before anything is written instead."""
+        if part.restored_from is None:
+            return
+        p = part.partition
+        users = len(part.engine.state(p))
+        if not users or self.store.holds_scores(p):
+            return
+        part.lease.release()
+        self.admission.drop(p)
+        group = self.cfg.group
+        raise StreamError(
+            f"store {self.store.url} holds no score of partition {p}, but its checkpoint {part.restored_from} "
+            f"resumes it at offset {part.position} with the features of {users:,} users this group scored: "
+            "the store was deleted, emptied or replaced after they were stored. Nothing was scored, so nothing "
+            "more is lost. Put the store back (restore its file from a backup, or set CHURN_STORE_URL to the "
+            f"store this group wrote), or rebuild it from the log: `churn lag --group {group} --reset-offsets "
+            "earliest`, then `churn stream` (scores and their history come back from the events)"
+        )
 
     def _align_offset(self, part: OwnedPartition) -> None:
         """The checkpoint is the truth: if the group's committed offset says otherwise (reset

@@ -148,3 +148,22 @@ def test_resume_after_disk_full_while_saving_the_simulator_state(tmp_path, monke
     assert sim_core.Simulator.load(sim_dir).day == 6  # the last whole save: the day before
     produce(log_dir, sim_dir, max_days=3)  # day 6 again (all there: nothing sent), 7, 8
     assert values(log_dir) == clean
+
+
+# -- crash and corruption probe: the day marker lost ------------------------------------
+@pytest.mark.parametrize("damage", ["deleted", "empty", "garbage", "older"])
+def test_resume_without_a_readable_day_marker_has_no_duplicates_or_gaps(tmp_path, clean, damage):
+    """Repro: produce.json (where the day in progress began) deleted, emptied or overwritten
+    after `churn produce` stopped mid-day; the next `churn produce` regenerated the day and
+    appended it whole again: 810 duplicate events (the same event ids), exit 0."""
+    log_dir, sim_dir = make_history(tmp_path)
+    day = produce(log_dir, sim_dir, max_days=1)
+    produce(log_dir, sim_dir, max_events=day // 2)  # stops in the middle of the second live day
+    marker = sim_dir / "produce.json"
+    older = '{"day": 5, "ends": [0, 0, 0, 0]}'  # a copy from an earlier day
+    {"deleted": marker.unlink, "empty": lambda: marker.write_text(""),
+     "garbage": lambda: marker.write_bytes(b"\xff\x00{torn"), "older": lambda: marker.write_text(older)}[damage]()
+    produce(log_dir, sim_dir, max_days=3)  # the interrupted day and two more
+    got = values(log_dir)
+    assert_prefix_without_duplicates(got, clean)
+    assert got == clean

@@ -20,10 +20,12 @@ from pipeline.clock import FakeClock
 from pipeline.errors import LogError, StreamError
 from pipeline.log import open_log
 from pipeline.log.file import FileLog
+from pipeline.store import Store
 from pipeline.stream.champion import StaticChampion
 from pipeline.stream.checkpoint import CheckpointMeta, CheckpointStore
 from pipeline.stream.config import StreamConfig
 from pipeline.stream.model import load_export, read_pointer
+from pipeline.stream.offsets import reset_group
 from pipeline.stream.report import stream_report
 from pipeline.stream.supervisor import MAX_RESTARTS, Supervisor, _Proc
 from pipeline.stream.worker import Worker
@@ -265,3 +267,54 @@ def test_a_worker_keeps_its_champion_while_the_pointer_is_unreadable(log, store,
         assert worker.model.version == "1" and "Still scoring with v1" in caplog.text
     finally:
         worker.shutdown()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "emptied"])
+def test_a_lost_store_is_refused_not_refilled_with_the_new_events_only(
+    tmp_path, log, store, paths, champion, cfg, damage
+) -> None:
+    """Repro: churn.db deleted, or cut to 0 bytes (a valid empty SQLite database), under a
+    group with checkpoints; `churn stream --until-caught-up` created a fresh store, resumed
+    from the checkpoints and exited 0 "caught up": only the users of the events after them
+    were scored (1,271 of 2,012 users), the others were gone from the store and the dashboard
+    for good, with their whole score history, and nothing said so."""
+    Worker("w0", log, store, paths, cfg, partitions=[0, 1]).run(until_caught_up=True)
+    scored = len(store.current_scores(top_k=None, active_only=False))
+    assert scored > 0
+    store.close()
+    for f in tmp_path.glob("churn.db*"):
+        f.unlink()
+    if damage == "emptied":
+        (tmp_path / "churn.db").write_bytes(b"")
+    lost = Store(f"sqlite:///{tmp_path / 'churn.db'}", clock=FakeClock())
+    try:
+        worker = Worker("w1", log, lost, paths, cfg, partitions=[0, 1])
+        try:
+            with pytest.raises(StreamError, match="holds no score of partition 0") as err:
+                worker.sync_assignment()
+        finally:
+            worker.shutdown()
+        assert "reset-offsets earliest" in str(err.value) and "partition-0.ckpt" in str(err.value)
+        assert len(lost.current_scores(top_k=None, active_only=False)) == 0  # nothing written
+        # the named recovery: rebuild the store from the log, every user scored again
+        reset_group(log, paths.data_dir, "test", "earliest", NOW)
+        Worker("w2", log, lost, paths, cfg, partitions=[0, 1]).run(until_caught_up=True)
+        assert len(lost.current_scores(top_k=None, active_only=False)) >= scored
+    finally:
+        lost.close()
+
+
+def test_a_checkpoint_of_users_never_scored_needs_no_store_rows(log, store, paths, champion, cfg) -> None:
+    """The check above refuses only a checkpoint that remembers users: one taken before any
+    user was applied (e.g. a partition whose records were all dead letters) resumes."""
+    worker = Worker("w0", log, store, paths, cfg, partitions=[0])
+    worker.sync_assignment()
+    part = worker.parts[0]
+    worker.checkpoint(part)  # no records applied yet: an empty feature state
+    worker.shutdown()
+    again = Worker("w1", log, store, paths, cfg, partitions=[0])
+    try:
+        again.sync_assignment()
+        assert again.parts[0].restored_from is not None
+    finally:
+        again.shutdown()
