@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DatabaseError
 
 from pipeline.errors import InvalidRowError, StoreError
@@ -78,6 +78,11 @@ def test_columns_with_one_value_per_batch_land_on_every_row(store: Store, clock)
         )
     }
     assert got == want
+    with store.engine.connect() as conn:  # no reasons is SQL NULL, not the '' it is bound as on SQLite
+        none = s.scores.c.reasons.is_(None)
+        kinds = conn.execute(select(none, func.count()).group_by(none)).all()
+        assert sorted(kinds) == [(False, sum(r[-1] is not None for r in want.values())),
+                                 (True, sum(r[-1] is None for r in want.values()))]  # fmt: skip
     assert set(df.updated_at) == {pd.Timestamp(clock.now())}
 
 
