@@ -527,13 +527,14 @@ def _float(v: object) -> float:
         return float("nan")
 
 
-def registry_exists(uri: str) -> bool:
-    return not _sqlite_missing(uri)
-
-
 def load_registry(uri: str) -> RegistryView | None:
     """Model versions with their gate metrics and the alias history; None if no registry."""
-    if not registry_exists(uri):
+    from pipeline.mlflow_store import check_readable
+
+    # MLflow's client builds a registry into any SQLite file it opens: an emptied one would
+    # become a new, empty registry that training then silently starts over in (RegistryError:
+    # shown on the page)
+    if check_readable(uri) is not None:
         return None
     import mlflow
     from mlflow import MlflowClient

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from pipeline.errors import ConfigError
 
@@ -166,7 +166,7 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         own = self.data_dir / "mlruns" / "mlflow.db"
-        if own.is_file():
+        if own.is_file():  # an emptied or damaged one too: refused where it is used, never passed over
             return f"sqlite:///{own.resolve()}"
         return f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
 
@@ -178,6 +178,11 @@ def load_settings(*, cli_options: Collection[str] = (), **overrides: object) -> 
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
+    except SettingsError as exc:  # a JSON setting (kafka_properties) that is not JSON
+        raise ConfigError(_not_json(exc)) from None
+    except UnicodeDecodeError as exc:  # the environment is text already: only the .env file is decoded here
+        raise ConfigError(f"invalid configuration: the .env file {_env_file()} is not UTF-8 text ({exc.reason} at "
+                          f"byte {exc.start}); save it as UTF-8, or move it away") from None
     except ValidationError as exc:
 
         def source(loc: tuple) -> str:  # where the bad value came from: a command-line option or the env
@@ -191,3 +196,22 @@ def load_settings(*, cli_options: Collection[str] = (), **overrides: object) -> 
             for e in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _env_file() -> Path:
+    return Path(str(Settings.model_config["env_file"])).resolve()
+
+
+def _not_json(exc: SettingsError) -> str:
+    """pydantic-settings decodes a dict setting as JSON before validating it and names only
+    the field and the source class: say which variable, where it was set and what it takes."""
+    found = re.search(r'field "(\w+)" from source "(\w+)"', str(exc))
+    if found is None:  # not a decoding failure: pydantic-settings' own words
+        return f"invalid configuration: {str(exc).strip().splitlines()[0]}"
+    name, source = found.groups()
+    var = f"{Settings.model_config['env_prefix']}{name.upper()}"
+    where = f"in the .env file {_env_file()}" if source.startswith("DotEnv") else "in the environment"
+    field = Settings.model_fields.get(name)
+    why = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+    takes = f": {field.description}" if field is not None and field.description else ""
+    return f"invalid configuration: {var} {where} is not valid JSON{why}{takes}"

@@ -70,6 +70,36 @@ def test_a_bad_option_value_is_named_as_the_option_not_the_env(monkeypatch):
     # the command line (churn --partitions 0 ...): tests/test_cli.py::test_user_mistakes_are_one_line_errors
 
 
+def test_a_kafka_properties_value_that_is_not_json_is_one_line_naming_the_variable(monkeypatch, tmp_path, capsys):
+    """pydantic-settings decodes a dict setting as JSON itself: `notjson` was a SettingsError
+    traceback naming neither the variable nor where it was set."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHURN_KAFKA_PROPERTIES", "notjson")
+    with pytest.raises(ConfigError, match=r"^invalid configuration: CHURN_KAFKA_PROPERTIES in the environment is "
+                                          r"not valid JSON \(Expecting value.*\): .*JSON object") as info:
+        load_settings()
+    assert "\n" not in str(info.value)
+    monkeypatch.delenv("CHURN_KAFKA_PROPERTIES")
+    (tmp_path / ".env").write_text("CHURN_KAFKA_PROPERTIES=notjson\n")
+    with pytest.raises(ConfigError, match=rf"CHURN_KAFKA_PROPERTIES in the .env file {tmp_path / '.env'} is not "):
+        load_settings()
+    from churn.cli.app import main
+
+    with pytest.raises(SystemExit) as done:  # the command line: one `error:` line, exit 1
+        main(["status"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and err.count("error:") == 1 and "Traceback" not in err
+    assert "CHURN_KAFKA_PROPERTIES" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_dotenv_file_that_is_not_utf8_is_one_line_naming_it(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_bytes(b"CHURN_TOPIC=caf\xe9\n")  # Latin-1
+    with pytest.raises(ConfigError, match=rf"the .env file {tmp_path / '.env'} is not UTF-8 text .*byte 15.*save "
+                                          "it as UTF-8"):
+        load_settings()
+
+
 def test_settings_is_the_single_object():
     assert Settings(data_dir="/tmp/x").sim_dir == Path("/tmp/x/sim")
 

@@ -143,6 +143,10 @@ def register(app: typer.Typer) -> None:
             t.add_row("feature spec", f"{fs['version']}: {fs['features']} features ({fs['built_in']} built-in, "
                       f"{len(fs['actions'])} declared actions)")
         console.print(t)
+        if d.get("profile_restored"):  # it was lost or damaged: say that it is back, and from what
+            console.print(f"restored the topic's import profile {d['profile_restored']} from this import's mapping "
+                          f"(feature spec {d['feature_spec']['version']}, as the import ledger recorded it)",
+                          soft_wrap=True, markup=False)
         for value, n, near in _near_misses(d["dropped_by_rule"], mapped):
             console.print(f"[yellow]warning:[/] {n:,} rows of event type {value!r} were dropped (unmapped) but "
                           f"{near!r} is mapped: values match exactly (case and spaces count); add {value!r} to "

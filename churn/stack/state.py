@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from pipeline.errors import ChurnError
 
 VERSION = 1
@@ -67,21 +69,32 @@ def save(path: Path, state: StackState) -> None:
 def load(path: Path) -> StackState | None:
     """The recorded stack, or None when there is no state file."""
     try:
-        raw = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
+
+    def unreadable(why: str) -> StackError:
+        return StackError(
+            f"stack state file {path} is unreadable ({why[:120]}); stop any leftover services by hand (their logs "
+            f"are in {path.parent / 'logs'}), then run `churn down --forget` to remove the file"
+        )
+
     try:
-        d: dict[str, Any] = json.loads(raw)
+        d: dict[str, Any] = json.loads(raw.decode())  # not UTF-8: a ValueError like any other damage
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
         if d.pop("version", None) != VERSION:
             raise ValueError(f"unknown version (expected {VERSION})")
-        services = [ServiceRecord(**s) for s in d.pop("services")]
-        return StackState(**d, services=services)
+        # typed: a pid that is not a number would be a traceback in `churn down`, not this line
+        return _STATE.validate_python(d | {"services": _SERVICES.validate_python(d["services"])})
+    except ValidationError as exc:  # a value of another type (a hand-edited or overwritten file)
+        raise unreadable("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise StackError(
-            f"stack state file {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); stop any "
-            f"leftover services by hand (their logs are in {path.parent / 'logs'}), then run "
-            f"`churn down --forget` to remove the file"
-        ) from None
+        raise unreadable(f"{type(exc).__name__}: {exc}") from None
+
+
+_STATE = TypeAdapter(StackState)
+_SERVICES = TypeAdapter(list[ServiceRecord])
 
 
 def remove(path: Path) -> None:

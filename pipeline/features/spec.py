@@ -194,14 +194,13 @@ class FeatureSpec:
             raise FeatureError(f"feature spec format {doc.get('format')!r}; this code reads format {SPEC_FORMAT}")
         if list(doc.get("action_features", ACTION_FEATURES)) != list(ACTION_FEATURES) or \
                 list(doc.get("action_windows", ACTION_WINDOWS)) != list(ACTION_WINDOWS):
-            raise FeatureError("feature spec was written for other per-action features; re-run `churn import` "
-                               "with this code so the topic's spec matches the engine")
+            raise FeatureError("feature spec was written for other per-action features than this code computes")
         spec = cls(tuple(doc.get("builtin", FEATURE_NAMES)),
                    tuple(Action(str(a["name"]), int(a.get("direction", 0))) for a in doc.get("actions", ())))
         stored = doc.get("version")
         if stored is not None and stored != spec.version:
-            raise FeatureError(f"feature spec claims version {stored} but its content hashes to {spec.version}; "
-                               "it was edited by hand or written by other code: re-run `churn import`")
+            raise FeatureError(f"feature spec claims version {stored} but its content hashes to {spec.version}: "
+                               "it was edited by hand or written by other code")
         return spec
 
     @classmethod
@@ -223,33 +222,66 @@ def spec_from_profile(profile: Mapping[str, Any] | None) -> FeatureSpec:
     return FeatureSpec.from_dict(profile[PROFILE_KEY])
 
 
+class UnreadableProfileError(FeatureError):
+    """An import profile that cannot be read or holds no usable feature spec (the message is why)."""
+
+
+def read_profile(path: Path) -> dict[str, Any] | None:
+    """The import profile at ``path`` with its feature spec checked, None when there is no file;
+    :class:`UnreadableProfileError` for a file that is not one (torn, not UTF-8, another shape)."""
+    try:
+        profile = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise UnreadableProfileError(str(exc)) from None
+    if not isinstance(profile, dict) or not isinstance(profile.get(PROFILE_KEY, {}), dict):
+        raise UnreadableProfileError(f"not an import profile: no object with a {PROFILE_KEY!r} object")
+    try:
+        spec_from_profile(profile)
+    except (FeatureError, KeyError, TypeError, ValueError) as exc:
+        raise UnreadableProfileError(str(exc)) from None
+    return profile
+
+
 def spec_for(data_dir: Path | str, topic: str, log: Any = None) -> FeatureSpec:
     """The feature spec of ``topic`` under ``data_dir``: from its import profile
     (``<data_dir>/import/<topic>/profile.json``), or the built-in default (a simulated topic).
 
-    With ``log`` (the topic opened), the profile must belong to it: a topic deleted and
+    A profile that is unreadable, or missing beside a ledger that records finished imports,
+    is an error naming the way back (:meth:`pipeline.ingest.ledger.Ledger.profile_remedy`):
+    the default spec would silently train and score imported events with the simulator's
+    features. With ``log`` (the topic opened), the profile must belong to it: a topic deleted and
     refilled since (``churn simulate`` into the same name, another log backend) would
     otherwise be trained and scored with another source's churn definition and actions.
     That is refused, saying the way out (:meth:`pipeline.ingest.ledger.Ledger.stale_for`)."""
+    from pipeline.ingest.ledger import Ledger  # the import builds on this module
+
     folder = Path(data_dir) / "import" / topic
     path = folder / "profile.json"
+    ledger = Ledger(folder)
     try:
-        profile = json.loads(path.read_text())
-    except FileNotFoundError:
-        return DEFAULT_SPEC
-    except (OSError, ValueError) as exc:
-        raise FeatureError(f"import profile {path} is unreadable ({exc}); re-run `churn import`") from None
-    if log is not None:
-        from pipeline.ingest.ledger import Ledger  # the import builds on this module
-
-        why = Ledger(folder).stale_for(log)
-        if why is not None:
-            raise FeatureError(
-                f"the import profile {path} describes events topic {topic!r} does not hold ({why}): the topic "
-                "was deleted and refilled since (e.g. by `churn simulate`), or this is another log. Its churn "
-                f"definition and actions would be applied to other events. Move the import state aside (`mv "
-                f"{folder} {folder}.old`) to use the topic as it is, or point at the log that holds the imports"
-            )
+        profile = read_profile(path)
+    except UnreadableProfileError as exc:
+        raise FeatureError(f"import profile {path} is unreadable ({exc}); {ledger.profile_remedy(topic)}") from None
+    done = len(ledger.finished()) if profile is None else 0
+    if profile is None and not done:
+        return DEFAULT_SPEC  # a simulated topic
+    why = ledger.stale_for(log) if log is not None else None
+    if why is not None:
+        what = f"import ledger {ledger.path}" if profile is None else f"import profile {path}"
+        raise FeatureError(
+            f"the {what} describes events topic {topic!r} does not hold ({why}): the topic "
+            "was deleted and refilled since (e.g. by `churn simulate`), or this is another log. Its churn "
+            f"definition and actions would be applied to other events. Move the import state aside (`mv "
+            f"{folder} {folder}.old`) to use the topic as it is, or point at the log that holds the imports"
+        )
+    if profile is None:
+        raise FeatureError(
+            f"import profile {path} is missing, but the import ledger {ledger.path} records {done} finished "
+            f"import(s) into topic {topic!r}: without it their events would be read with the simulator's feature "
+            f"set; {ledger.profile_remedy(topic)}"
+        )
     return spec_from_profile(profile)
 
 

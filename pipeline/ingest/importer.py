@@ -43,7 +43,12 @@ import pyarrow as pa
 
 from pipeline.clock import Clock
 from pipeline.events import EVENT_TYPES, event_time
-from pipeline.features.spec import PROFILE_KEY, spec_from_profile
+from pipeline.features.spec import (
+    PROFILE_KEY,
+    UnreadableProfileError,
+    read_profile,
+    spec_from_profile,
+)
 from pipeline.features.timebase import EPOCH, from_us, to_us
 from pipeline.ingest.duplicates import count_duplicates
 from pipeline.ingest.errors import MappingChangedError, RejectedShareError, StaleLedgerError
@@ -97,6 +102,7 @@ class ImportSummary:
     max_rejected_share: float = 0.0
     max_future_skew_hours: float = 0.0
     feature_spec: dict[str, Any] = field(default_factory=dict)  # the topic's spec: version, built-ins, actions
+    profile_restored: str = ""  # the lost or damaged profile this import wrote again ("" when none was)
 
     @property
     def rejected_rows(self) -> int:
@@ -121,7 +127,7 @@ class ImportSummary:
             "first_ts": self.first_ts, "last_ts": self.last_ts, "written": self.written,
             "already_present": self.already_present, "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_read / self.seconds) if self.seconds > 0 else None,
-            "feature_spec": self.feature_spec,
+            "feature_spec": self.feature_spec, "profile_restored": self.profile_restored,
         }
 
 
@@ -203,11 +209,14 @@ def run_import(
     skew = mapping.max_future_skew_hours if max_future_skew_hours is None else max_future_skew_hours
     _refuse_stale_ledger(ledger, log)
     import_id, files = _identify([Path(p) for p in paths], mapping, tick)
+    restored = _restore_profile(mapping, log, ledger)
     entry = ledger.entry(import_id)
     if entry is not None and entry.get("state") == "done":
         s = ImportSummary(import_id, "already imported", files, max_rejected_share=threshold,
                           max_future_skew_hours=skew)
         s.already_present = int(entry.get("events", 0))
+        if restored is not None:
+            s.profile_restored, s.feature_spec = str(ledger.profile_path), _spec_summary(restored)
         s.seconds = time.perf_counter() - t0
         return s
     todo = _files_to_read(files, ledger)
@@ -217,7 +226,7 @@ def run_import(
     if entry is None:
         _refuse_unrecorded(todo, log, ledger)
     summary = ImportSummary(import_id, "resumed" if entry else "imported", files, max_rejected_share=threshold,
-                            max_future_skew_hours=skew)
+                            max_future_skew_hours=skew, profile_restored=str(ledger.profile_path) if restored else "")
     max_ts_us = (clock.now() - EPOCH + timedelta(hours=skew)) // timedelta(microseconds=1)
     col, rejected = _read_and_map(todo, mapping, max_ts_us, summary, tick)
     _refuse_if_too_many_rejected(summary, threshold, t0)
@@ -608,9 +617,51 @@ def _record_profile(mapping: SourceMapping, log: PartitionLog, ledger: Ledger, i
         if old.get("event_types") is not None:
             profile["event_types"] = old["event_types"]
     ledger.save_profile(profile | {"topic": log.name, "last_import": import_id})
+    summary.feature_spec = _spec_summary(profile)
+
+
+def _spec_summary(profile: dict[str, Any]) -> dict[str, Any]:
+    """The topic's feature spec as an import summary shows it."""
     spec = spec_from_profile(profile).document()
-    summary.feature_spec = {"version": spec["version"], "features": len(spec["names"]),
-                            "built_in": len(spec["builtin"]), "actions": [a["name"] for a in spec["actions"]]}
+    return {"version": spec["version"], "features": len(spec["names"]), "built_in": len(spec["builtin"]),
+            "actions": [a["name"] for a in spec["actions"]]}
+
+
+def _restore_profile(mapping: SourceMapping, log: PartitionLog, ledger: Ledger) -> dict[str, Any] | None:
+    """Write a lost or damaged profile again, beside a ledger that records finished imports;
+    return it (None: nothing to restore).
+
+    Without it training and the stream would read the topic with the simulator's features,
+    and the next import would take this mapping's meaning for the topic's. The profile
+    follows from the mapping (:func:`source_profile`), but the topic keeps the spec of its
+    first import while the code deriving it may change: rebuild only from a mapping those
+    imports used (its digest), and only when it still gives the spec version the ledger
+    recorded. Otherwise refuse; nothing is written."""
+    done = ledger.finished()
+    if not done:
+        return None
+    try:
+        if read_profile(ledger.profile_path) is not None:
+            return None
+        problem = "is missing"
+    except UnreadableProfileError as exc:
+        problem = f"is unreadable ({exc})"
+    recorded = ledger.recorded_spec_version()
+    profile = source_profile(mapping)
+    rebuilt = spec_from_profile(profile).version
+    if mapping.digest not in {e.get("mapping_digest") for _, e in done}:
+        why = f"{_this_mapping(mapping)} is not one the topic's imports used"
+    elif recorded is None:
+        why = "the ledger records no feature spec version to check a rebuilt profile against"
+    elif rebuilt != recorded:
+        why = f"this code derives feature spec {rebuilt} from it, not the topic's {recorded}"
+    else:
+        ledger.save_profile(profile | {"topic": log.name, "last_import": done[-1][0]})
+        return profile
+    from pipeline.ingest.errors import SourceError
+
+    raise SourceError(f"nothing imported: the import profile {ledger.profile_path} {problem}, and it cannot be "
+                      f"rebuilt from this import: {why}. To get it back, {ledger.profile_remedy(log.name)}")
 
 
 def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,11 @@ class Ledger:
                             "left there")
         return None
 
+    def finished(self) -> list[tuple[str, dict[str, Any]]]:
+        """(import id, entry) of the imports that finished, oldest first."""
+        done = [(iid, e) for iid, e in self.load()["imports"].items() if e.get("state") == "done"]
+        return sorted(done, key=lambda ie: str(ie[1].get("finished", "")))
+
     def imported_files(self) -> dict[str, str]:
         """file key -> import id, for imports that finished."""
         out = {}
@@ -201,6 +207,35 @@ class Ledger:
     @property
     def profile_path(self) -> Path:
         return self.dir / "profile.json"
+
+    def recorded_spec_version(self) -> str | None:
+        """The feature spec version the last finished import recorded in its summary (None
+        before imports recorded it): what a rebuilt profile must give again."""
+        done = self.finished()
+        summary = done[-1][1].get("summary") if done else None
+        spec = summary.get("feature_spec") if isinstance(summary, dict) else None
+        return spec.get("version") if isinstance(spec, dict) else None
+
+    def profile_remedy(self, topic: str) -> str:
+        """How a lost or damaged profile comes back. Only a backup, or the importer's rebuild
+        (:func:`pipeline.ingest.importer.run_import`: from the mapping those imports used,
+        checked against the spec version the ledger recorded) give it back as it was; without
+        a recorded version, or a mapping file, there is nothing to check a rebuild against,
+        and the way on is a new topic (moving this import state aside would leave the imported
+        events to the simulator's features)."""
+        done = self.finished()
+        last = done[-1][1] if done else {}
+        files = [f["path"] for f in last.get("files", []) if isinstance(f, dict) and "path" in f]
+        version = self.recorded_spec_version()
+        churn = f"churn --data-dir {shlex.quote(str(self.dir.parent.parent))}"
+        if version is None or not last.get("mapping_file") or not files:
+            return (f"restore it from a backup (the ledger {self.path} records too little to rebuild it), or import "
+                    f"the source files into a new topic (`{churn} --topic NEW import FILE... --mapping MAPPING`) "
+                    "and train and stream on that one")
+        return (f"restore it from a backup, or rebuild it by running an import of this topic again with the mapping "
+                f"its imports used (e.g. `{churn} --topic {topic} import {shlex.quote(files[0])} --mapping "
+                f"{shlex.quote(last['mapping_file'])}`): it imports nothing twice and writes the profile again if that "
+                f"mapping file is unchanged since and still gives the feature spec the ledger recorded ({version})")
 
     def save_profile(self, profile: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

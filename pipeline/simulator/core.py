@@ -24,6 +24,7 @@ Same seed -> byte-identical events. The simulator owns its ``numpy.random.Genera
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -332,19 +333,37 @@ class Simulator:
 
     @classmethod
     def load(cls, directory: Path) -> Simulator:
+        state = directory / "state.json"
         try:
-            meta = json.loads((directory / "state.json").read_text())
-            pop = Population.load(directory / meta.get("population", "population.npz"))
+            meta = json.loads(state.read_text())
+            pop_path = directory / meta.get("population", "population.npz")
+            config = SimConfig(**meta["config"] | {"start": datetime.fromisoformat(meta["config"]["start"])})
+            sim = cls(config)
+            sim.day, sim.seq = int(meta["day"]), int(meta["seq"])
+            sim.rng.bit_generator.state = meta["rng"]
         except FileNotFoundError:
             raise SimulatorError(
                 f"no simulator state in {directory}; run `churn simulate` first"
             ) from None
-        except (ValueError, KeyError, OSError) as exc:
-            raise SimulatorError(f"simulator state in {directory} is unreadable ({exc}); re-run `churn simulate`") from None
-        cfg = meta["config"] | {"start": datetime.fromisoformat(meta["config"]["start"])}
-        sim = cls(SimConfig(**cfg))
-        sim.pop, sim.day, sim.seq = pop, meta["day"], meta["seq"]
-        sim.rng.bit_generator.state = meta["rng"]
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:  # torn, not UTF-8, not its shape
+            raise _unusable(state, exc) from None
+        try:
+            sim.pop = pop = Population.load(pop_path)
+        # a cut file ends early (EOFError, BadZipFile), a flipped byte fails a CRC or a header
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
+            raise _unusable(pop_path, exc) from None
         sim.user_ids = [f"u{i:07d}" for i in range(len(pop))]
         sim.user_keys = [u.encode() for u in sim.user_ids]
         return sim
+
+
+def _unusable(path: Path, exc: BaseException) -> SimulatorError:
+    """The saved simulator cannot be rebuilt from the log (the population's hidden traits, the
+    random state): a backup brings it back, else a new history; re-simulating into the same
+    topic needs --overwrite, which deletes its events."""
+    return SimulatorError(
+        f"simulator state file {path} is unreadable ({type(exc).__name__}: {str(exc)[:160]}); `churn produce` "
+        "cannot continue the simulated population without it (the events already in the log are not affected): "
+        "restore the file from a backup, or start a new history with `churn simulate --overwrite` (it replaces "
+        "the topic's events and this state) or in another --data-dir"
+    )

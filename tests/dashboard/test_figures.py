@@ -81,6 +81,20 @@ def test_sqlite_missing_never_creates(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_emptied_registry_is_shown_as_an_error_and_never_built_into(tmp_path, monkeypatch) -> None:
+    """Opening the page must not turn a 0-byte mlflow.db into a new, empty registry that
+    `churn train` would then silently start over in."""
+    from pipeline import mlflow_store
+
+    monkeypatch.setattr(mlflow_store, "CREATING_GRACE_S", 0.1)
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"")
+    loader = data.RegistryLoader(load=data.load_registry)
+    assert loader.get(f"sqlite:///{db}") is None
+    assert loader.error and f"{db} is empty (0 bytes)" in loader.error and "restore it from a backup" in loader.error
+    assert db.read_bytes() == b""
+
+
 def test_latest_drift_report(tmp_path) -> None:
     assert data.latest_drift_report(tmp_path) is None
     (tmp_path / "drift").mkdir()

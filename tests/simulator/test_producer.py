@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import events as ev
+from pipeline.errors import SimulatorError
 from pipeline.log import open_log
 from pipeline.log import writer as log_writer
 from pipeline.simulator import SimConfig, Simulator
@@ -167,3 +168,32 @@ def test_resume_without_a_readable_day_marker_has_no_duplicates_or_gaps(tmp_path
     got = values(log_dir)
     assert_prefix_without_duplicates(got, clean)
     assert got == clean
+
+
+# -- corruption probe: the saved population damaged ---------------------------------------
+def _flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut", "flipped", "deleted"])
+def test_a_damaged_population_file_is_one_line_naming_it(tmp_path, capsys, damage):
+    """Repro: a 0-byte population-*.npz made `churn produce` print "Aborted!" like a Ctrl-C
+    (an EOFError click took for one) and name no file; a cut or flipped one was a BadZipFile
+    traceback. The remedy names the file, and says what re-simulating would replace."""
+    from churn.cli.app import main
+
+    log_dir, sim_dir = make_history(tmp_path, users=60, days=2)
+    (pop,) = sim_dir.glob("population-*.npz")
+    {"empty": lambda: pop.write_bytes(b""), "cut": lambda: pop.write_bytes(pop.read_bytes()[:-100]),
+     "flipped": lambda: _flip_middle_byte(pop), "deleted": pop.unlink}[damage]()
+    before = values(log_dir)
+    with pytest.raises(SimulatorError, match=rf"simulator state file {pop} is unreadable"):
+        produce(log_dir, sim_dir, max_events=100)
+    with pytest.raises(SystemExit) as done:
+        main(["--data-dir", str(tmp_path), "produce", "--max-events", "100"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(pop) in err and "restore the file from a backup" in err and "churn simulate --overwrite" in err
+    assert values(log_dir) == before  # nothing produced

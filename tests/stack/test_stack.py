@@ -154,10 +154,15 @@ def test_recycled_pid_is_not_signalled(settings) -> None:
         other.wait()
 
 
-def test_corrupt_state_file_is_one_clear_error_and_forget_removes_it(settings, capsys) -> None:
+@pytest.mark.parametrize("content", [b'{"version": 1, "services": [',
+                                     b'{"version": 1, "data_dir": "\xff\xfe overwritten"}',  # not UTF-8
+                                     b'{"version": 1, "data_dir": "x", "owner_pid": 1, "created_at": "t", "services": '
+                                     b'[{"name": "web", "pid": "x", "started": 1, "url": "", "health": "", "log": "l"}]}'],
+                         ids=["torn", "not-utf8", "pid-not-a-number"])
+def test_corrupt_state_file_is_one_clear_error_and_forget_removes_it(settings, capsys, content) -> None:
     path = state_path(settings.data_dir)
     path.parent.mkdir(parents=True)
-    path.write_text('{"version": 1, "services": [')
+    path.write_bytes(content)
     for cmd in ("status", "down"):
         rc, _, err = churn(capsys, "--data-dir", str(settings.data_dir), cmd)
         assert rc == 1

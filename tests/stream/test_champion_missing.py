@@ -174,3 +174,55 @@ def test_churn_train_with_a_garbage_mlflow_database_is_one_error_line(data_dir, 
     assert result.exit_code == 1
     assert result.output.count("error:") == 1 and f"{db} is not an MLflow database" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+
+
+def test_an_emptied_mlflow_database_is_refused_by_train_and_stream(data_dir, log, monkeypatch) -> None:
+    """Repro: a 0-byte `<data>/mlruns/mlflow.db` (truncated) let `churn train` build a new
+    registry into it and promote "v1 - first model, no champion yet": the champion, the gate
+    history and the version numbers gone without a word; `churn stream` said "no MLflow
+    database" about a file that exists."""
+    from churn.cli.app import app
+    from pipeline import mlflow_store, registry
+
+    monkeypatch.setattr(mlflow_store, "CREATING_GRACE_S", 0.2)
+    monkeypatch.delenv("CHURN_MLFLOW_TRACKING_URI", raising=False)
+    db = data_dir / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    db.write_bytes(b"")
+    said = rf"{db} is empty \(0 bytes\): the MLflow registry there was emptied or damaged; restore it from a backup"
+    with pytest.raises(RegistryError, match=said):
+        check_readable(f"sqlite:///{db}")
+    with pytest.raises(RegistryError, match=said):
+        registry.configure(f"sqlite:///{db}")
+    for command in (["train"], ["stream", "--until-caught-up"]):  # the data dir's own registry, as resolved
+        result = CliRunner().invoke(app, ["--data-dir", str(data_dir), *command])
+        assert result.exit_code == 1, result.output
+        assert result.output.count("error:") == 1 and "Traceback" not in result.output
+        assert f"{db.resolve()} is empty (0 bytes)" in result.output and "move it aside" in result.output
+    assert db.read_bytes() == b""  # nothing was built into it
+
+
+def test_an_mlflow_database_being_created_is_not_taken_for_an_emptied_one(tmp_path, monkeypatch) -> None:
+    """SQLite creates the file empty and MLflow writes its tables moments later: a stream
+    polling in between must not stop on "emptied or damaged"."""
+    import sqlite3
+    import threading
+
+    from pipeline import mlflow_store
+
+    monkeypatch.setattr(mlflow_store, "CREATING_GRACE_S", 10.0)
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"")
+
+    def create() -> None:
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE registered_models (name TEXT)")
+        conn.commit()
+        conn.close()
+
+    timer = threading.Timer(0.2, create)
+    timer.start()
+    try:
+        assert check_readable(f"sqlite:///{db}") is None
+    finally:
+        timer.join()
