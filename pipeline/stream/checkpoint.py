@@ -143,6 +143,20 @@ class CheckpointStore:
         cut = len(body) - dedup_n
         return Checkpoint(meta, bytes(body[start + n : cut]), path, bytes(body[cut:]))
 
+    def next_offset(self, partition: int) -> int | None:
+        """The offset the partition's checkpoint resumes at, from its header alone (no
+        checksum, no state: a cheap hint for polling; :meth:`read` checks the file); None
+        when it has no checkpoint or the header cannot be read."""
+        try:
+            with open(self.path(partition), "rb") as f:
+                head = f.read(len(MAGIC) + 4)
+                if len(head) < len(MAGIC) + 4 or not head.startswith(MAGIC):
+                    return None
+                doc = json.loads(f.read(int.from_bytes(head[len(MAGIC) :], "little")))
+            return int(doc["next_offset"])
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
     def delete(self, partition: int) -> None:
         self.path(partition).unlink(missing_ok=True)
 

@@ -572,15 +572,20 @@ class Supervisor:
         worker that owns the partition refuses it with the remedy, or realigns a committed
         offset its checkpoint contradicts. Nor is a partition whose checkpoint was deleted
         (the recovery of a corrupt one) while its committed offset still says where that
-        state was: the worker replays it from the log start."""
+        state was: the worker replays it from the log start. Nor is one whose checkpoint
+        resumes before its committed offset (an older checkpoint restored from a backup):
+        the worker commits the checkpoint's offset and scores the records after it again."""
         if self.model is None:
             return False
         for p, off in self._committed().items():
             if off != self.log.end_offset(p):
                 return False
             # a local stat first: start_offset is a broker round trip on Kafka
-            if not self._checkpoints.path(p).exists() and off > self.log.start_offset(p):
-                return False
+            if not self._checkpoints.path(p).exists():
+                if off > self.log.start_offset(p):
+                    return False
+            elif self._checkpoints.next_offset(p) != off:
+                return False  # behind (or unreadable: its worker says why)
         return True
 
     def autoscale(self) -> None:

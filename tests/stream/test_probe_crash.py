@@ -318,3 +318,33 @@ def test_a_checkpoint_of_users_never_scored_needs_no_store_rows(log, store, path
         assert again.parts[0].restored_from is not None
     finally:
         again.shutdown()
+
+
+def test_a_checkpoint_behind_its_committed_offset_is_not_caught_up(
+    data_dir, tmp_path, log, store, paths, champion, cfg
+) -> None:
+    """Repro: an older copy of a checkpoint restored (from a backup) while the committed
+    offset says the log end: `churn stream --until-caught-up` printed "caught up, 0 events"
+    before its worker could commit the checkpoint's offset, and the records after the
+    checkpoint were never applied again; every later such run did the same."""
+    ckpts = CheckpointStore(paths.checkpoints, log.name, "test")
+    early = Worker("w0", log, store, paths, cfg, partitions=[0, 1])
+    early.sync_assignment()
+    early.check_model()
+    early.step()  # a batch of each partition, then a checkpoint there
+    early.checkpoint(early.parts[0])
+    early.shutdown()
+    older = ckpts.path(0).read_bytes()
+    behind = ckpts.next_offset(0)
+    Worker("w1", log, store, paths, cfg, partitions=[0, 1]).run(until_caught_up=True)
+    ends = {p: log.end_offset(p) for p in range(2)}
+    assert 0 < behind < ends[0] and ckpts.next_offset(0) == ends[0]
+    sup = _sup(data_dir, tmp_path)
+    assert sup.wait_for_champion(lambda: False) and sup.caught_up()
+    ckpts.path(0).write_bytes(older)  # the backup put back
+    assert ckpts.next_offset(0) == behind and log.committed("test") == ends
+    assert not sup.caught_up()
+    Worker("w2", log, store, paths, cfg, partitions=[0, 1]).run(until_caught_up=True)
+    assert ckpts.next_offset(0) == ends[0] and sup.caught_up()  # the records after it were applied again
+    ckpts.path(1).write_bytes(b"CHURN")  # a header that cannot be read is not "caught up" either
+    assert ckpts.next_offset(1) is None and not sup.caught_up()
