@@ -151,6 +151,23 @@ def test_expected_failures_leave_no_prefect_lines_and_a_bug_keeps_its_traceback(
     assert not any(type(f).__name__ == "ExpectedFailures" for f in logger.filters)
 
 
+def test_a_task_failure_logged_only_by_its_state_is_quiet_for_a_churn_error(caplog) -> None:
+    """The train flow's task failures come as one "Finished in state Failed('Task run
+    encountered an exception FeatureError: ...')" record, with no "failed with" record
+    before it: the command printed the message twice, once as Prefect's ERROR line."""
+    from flows.logs import quiet_expected_failures
+
+    logger = logging.getLogger("prefect.task_runs")
+    ids = {"flow_run_id": "f1"}
+    with caplog.at_level(logging.INFO), quiet_expected_failures():
+        logger.error("Finished in state Failed('Task run encountered an exception FeatureError: import profile "
+                     "is unreadable')", extra={"task_run_id": "t1", **ids})  # fmt: skip
+        logger.error("Finished in state Failed('Task run encountered an exception KeyError: 'x'')",
+                     extra={"task_run_id": "t2", **ids})  # fmt: skip
+        logger.info("Finished in state Completed()", extra={"task_run_id": "t3", **ids})
+    assert [r.task_run_id for r in caplog.records if r.name == "prefect.task_runs"] == ["t2", "t3"]
+
+
 class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
