@@ -241,6 +241,10 @@ def topics(
         infos = kafka_topic_infos(s)
     else:
         names = sorted(p.name for p in s.log_dir.glob("*") if (p / "topic.json").exists()) if s.log_dir.exists() else []
+        from pipeline.log.file import lost_metadata
+
+        for lost in (p for p in sorted(s.log_dir.glob("*")) if p.is_dir() and lost_metadata(p)):
+            err.print(f"warning: {lost_metadata(lost)}", soft_wrap=True, markup=False)  # not silently left out
         if not names:
             raise ChurnError(f"no topics under {s.log_dir}; run `churn simulate` first (or check --data-dir)")
         infos = []
@@ -325,6 +329,10 @@ def tail(
         err.print(f"{name} is empty (nothing was dead-lettered)", soft_wrap=True, markup=False)  # the stream makes it at its first dead letter
         return
     if not (s.log_dir / name / "topic.json").exists():
+        from pipeline.log.file import lost_metadata
+
+        if (problem := lost_metadata(s.log_dir / name)) is not None:
+            raise ChurnError(problem)
         raise ChurnError(f"no topic {name!r} under {s.log_dir}" + ("" if dlq else "; run `churn simulate` first"))
     with open_log(s.log_dir, name) as log:
         if partition >= log.num_partitions:

@@ -234,6 +234,10 @@ def _run(ctx: typer.Context, as_json: bool, **options: Any) -> None:
 
     s = _settings(ctx)
     if s.log_backend == "file" and not (s.topic_dir / "topic.json").exists():
+        from pipeline.log.file import lost_metadata
+
+        if (problem := lost_metadata(s.topic_dir)) is not None:
+            raise ChurnError(problem)
         raise ChurnError(
             f"no topic {s.topic!r} under {s.log_dir}; run `churn simulate` first (or pass --data-dir)"
         )

@@ -95,6 +95,9 @@ class FileLog(PartitionLog):
         if requested is not None and (not isinstance(requested, int) or requested < 1):
             raise ConfigError(f"num_partitions={requested!r} must be an int >= 1")
         if not meta.exists():
+            problem = lost_metadata(self.path)
+            if problem is not None:  # creating it anew could change the partition count: users re-routed
+                raise LogError(problem)
             if not create:
                 raise LogError(
                     f"topic {self.name!r} does not exist at {self.path}; produce to it first"
@@ -247,6 +250,30 @@ class FileLog(PartitionLog):
 
     def __repr__(self) -> str:
         return f"FileLog({str(self.path)!r}, num_partitions={self.num_partitions})"
+
+
+def lost_metadata(topic_dir: Path) -> str | None:
+    """Why the topic at ``topic_dir`` cannot be opened although its records are there: its
+    ``topic.json`` is gone while ``partition-N`` folders hold segments (deleted by hand, a
+    partial restore). None when there is metadata, or no records. Recreating the file with
+    a default partition count would route users to other partitions than their history, so
+    the message gives the file's content as the folders show it, to restore it deliberately."""
+    meta = topic_dir / META
+    if meta.exists():
+        return None
+    held = sorted(int(d.name.removeprefix("partition-")) for d in topic_dir.glob("partition-*")
+                  if d.name.removeprefix("partition-").isdigit()
+                  and any(f.stat().st_size for f in d.glob("*.log")))  # fmt: skip
+    if not held:
+        return None
+    n = max(held) + 1
+    doc = json.dumps({"format": 1, "name": topic_dir.name, "num_partitions": n, "record_format": "jsonl"})
+    return (
+        f"topic metadata {meta} is missing, but {topic_dir} holds records in partitions {held}: it was "
+        f"deleted or not restored. Restore it from a backup, or write it again as the partition folders "
+        f"show it ({n} partitions, if no higher partition was empty): echo '{doc}' > {meta}. (Nothing was "
+        "created: a new topic of another partition count would route users to other partitions.)"
+    )
 
 
 def open_log(

@@ -629,9 +629,11 @@ def open_configured_log(
     name = topic or settings.topic
     wanted = requested_partitions(settings)
     if backend == "file":
-        from pipeline.log.file import file_options, open_log
+        from pipeline.log.file import file_options, lost_metadata, open_log
 
         exists = (settings.log_dir / name / "topic.json").exists()
+        if not exists and (problem := lost_metadata(settings.log_dir / name)) is not None:
+            raise LogError(problem)
         if not create and not exists:
             raise LogError(
                 f"no topic {name!r} under {settings.log_dir}; run `churn simulate` or `churn import` first "

@@ -131,6 +131,7 @@ class Supervisor:
         the file backend under ``data_dir``."""
         from pipeline.features.spec import spec_for
         from pipeline.log.deadletter import dead_letter_log
+        from pipeline.log.file import lost_metadata
         from pipeline.log.kafka_config import open_log_config
         from pipeline.store import Store
 
@@ -145,6 +146,8 @@ class Supervisor:
         self.drift = None if drift is None else (drift if isinstance(drift, dict) else asdict(drift))
         topic_dir = self.data_dir / "log" / topic
         if self.log_config.get("log_backend", "file") == "file" and not (topic_dir / "topic.json").exists():
+            if (problem := lost_metadata(topic_dir)) is not None:
+                raise StreamError(problem)
             raise StreamError(f"no topic {topic!r} under {self.data_dir / 'log'}: run `churn simulate` "
                               "or `churn import` (or start `churn produce`) first, or check --data-dir/--topic")  # fmt: skip
         # Kafka: a missing topic is a LogError naming the cluster and `churn topics --create`

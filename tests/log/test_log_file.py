@@ -257,3 +257,37 @@ def test_a_long_replay_keeps_a_bounded_number_of_files_open(file_log, monkeypatc
     assert read_all(fresh, 0) == data
     assert len(fresh._parts[0].reader._segs) <= 3
     assert [r.value for r in fresh.fetch(0, 1, max_records=2)] == data[1:3]  # reopened
+
+
+def test_lost_topic_metadata_beside_records_is_refused_with_its_content(tmp_path, capsys):
+    """Repro: topic.json deleted under 180k records: every command said "no topic, run `churn
+    simulate` first" (which refuses, and --overwrite would destroy the records), `churn
+    topics` left the topic out, and a producer opening it would have created it anew with
+    the default 4 partitions, routing users away from their history."""
+    import json
+
+    from churn.cli.app import main
+
+    log = open_log(tmp_path / "log", "events", 2)
+    log.append(0, vals(5))
+    log.append(1, vals(3))
+    log.close()
+    (tmp_path / "log" / "events" / "topic.json").unlink()
+    for kwargs in ({}, {"num_partitions": 4}):
+        with pytest.raises(LogError, match=r"topic metadata .*topic.json is missing, but .* holds records in "
+                                            r"partitions \[0, 1\]") as exc:  # fmt: skip
+            open_log(tmp_path / "log", "events", **kwargs)
+        assert not (tmp_path / "log" / "events" / "topic.json").exists()  # nothing created
+    for args in (["lag"], ["stream", "--until-caught-up"], ["tail"]):
+        with pytest.raises(SystemExit) as code:
+            main(["--data-dir", str(tmp_path), *args])
+        err = capsys.readouterr().err.replace("\n", "")
+        assert code.value.code == 1 and "is missing, but" in err and "run `churn simulate`" not in err, (args, err)
+    with pytest.raises(SystemExit):
+        main(["--data-dir", str(tmp_path), "topics"])
+    assert "warning: topic metadata" in capsys.readouterr().err.replace("\n", "")
+    doc = str(exc.value).split("echo '")[1].split("' >")[0]  # what the message says to write
+    (tmp_path / "log" / "events" / "topic.json").write_text(doc)
+    assert json.loads(doc)["num_partitions"] == 2
+    with open_log(tmp_path / "log", "events") as again:
+        assert again.num_partitions == 2 and read_all(again, 0) == vals(5) and read_all(again, 1) == vals(3)
