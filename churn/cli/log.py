@@ -158,6 +158,28 @@ def produce(
 DEFAULT_GROUP = "churn-stream"
 
 
+def _checkpoints_elsewhere(log, data_dir, group: str, lags) -> str | None:
+    """A note when the stream's checkpoints resume at other offsets than the committed ones
+    (an offsets file deleted or restored from elsewhere, a checkpoint restored from a backup):
+    the LAG column then is not what the stream will do."""
+    from pipeline.stream.checkpoint import CheckpointStore
+    from pipeline.stream.config import StreamPaths
+
+    store = CheckpointStore(StreamPaths(data_dir, group).checkpoints, log.name, group)
+    off = {}
+    for x in lags:
+        at = store.next_offset(x.partition)
+        if at is not None and at != x.current_offset:
+            off[x.partition] = (at, x.current_offset)
+    if not off:
+        return None
+    each = "; ".join(f"partition {p} at {at:,} (committed: {'none' if c is None else f'{c:,}'})"
+                     for p, (at, c) in off.items())  # fmt: skip
+    return (f"note: the stream's checkpoints resume elsewhere than the committed offsets: {each}. On start "
+            "the stream commits its checkpoints' offsets and goes on from there (records after a checkpoint are "
+            "applied again and replace the same scores), so the lag above is not the work it will do")
+
+
 @_command()
 @friendly
 def lag(
@@ -195,7 +217,7 @@ def lag(
                     f"stream's checkpoints resume inside it (at {resume}): start the stream "
                     "(`churn stream`); it commits the checkpoints' offsets, nothing is skipped or lost")
         else:
-            note = None
+            note = None if problem else _checkpoints_elsewhere(log, s.data_dir, group, lags)
     if as_json:
         console.print_json(json.dumps([{"group": group, "topic": s.topic} | x.record() for x in lags]))
         if note:

@@ -234,3 +234,23 @@ def test_after_the_offsets_file_is_moved_aside_the_summary_counts_only_this_runs
     log.append(0, [session(i) for i in range(7)])
     again = stream()
     assert again["stopped"] == "caught up" and again["events"] == 7
+
+
+def test_lag_says_when_the_checkpoints_resume_elsewhere_than_the_committed_offsets(
+    log, store, paths, champion, cfg, capsys
+) -> None:
+    """Repro: the group's offsets file deleted: `churn lag` showed `-` and the whole
+    partition as lag, though the stream resumes from its checkpoints and only those records
+    after them are work. The note says where the checkpoints resume."""
+    run(log, store, paths, cfg)
+    ends = {p: log.end_offset(p) for p in range(2)}
+    code, _, err = lag(capsys, paths.data_dir)
+    assert code == 0 and err == ""  # agreed: nothing to say
+    for f in (log.path / "groups").glob("test*"):
+        f.unlink()
+    code, out, err = lag(capsys, paths.data_dir)
+    err = err.replace("\n", "")
+    assert code == 0 and "resume elsewhere than the committed offsets" in err
+    assert f"partition 0 at {ends[0]:,} (committed: none)" in err and f"partition 1 at {ends[1]:,}" in err
+    run(log, store, paths, cfg, "w1")  # the stream commits its checkpoints' offsets
+    assert log.committed("test") == ends and lag(capsys, paths.data_dir)[2] == ""
