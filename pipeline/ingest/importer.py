@@ -261,8 +261,8 @@ def _refuse_stale_ledger(ledger: Ledger, log: PartitionLog) -> None:
     why = ledger.stale_for(log)
     if why is None:
         return
-    done = [(e.get("finished", ""), i) for i, e in ledger.load()["imports"].items() if e.get("state") == "done"]
-    finished, last = max(done)
+    done = ledger.finished()
+    last, finished = done[-1][0], done[-1][1].get("finished", "")
     raise StaleLedgerError(
         f"nothing imported: the import ledger {ledger.path} records {len(done)} finished import(s) into topic "
         f"{log.name!r} (the last, {last}, finished {finished}), but this topic does not hold them: {why}. The "

@@ -170,12 +170,7 @@ class Ledger:
 
     def imported_files(self) -> dict[str, str]:
         """file key -> import id, for imports that finished."""
-        out = {}
-        for iid, e in self.load()["imports"].items():
-            if e.get("state") == "done":
-                for f in e.get("files", []):
-                    out[f["key"]] = iid
-        return out
+        return {f["key"]: iid for iid, e in self.finished() for f in e.get("files", [])}
 
     # -- users with a signup ---------------------------------------------------------
     @property
